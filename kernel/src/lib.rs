@@ -1,14 +1,28 @@
+//! A bare-metal x86_64 testbed for the race between lockless page pinning
+//! (GUP-fast) and page-table changes (KSM merging, khugepaged collapse, uprobes
+//! page replacement), on real hardware semantics.
+//!
+//! This crate is the kernel as a library: the main kernel (`src/main.rs`) and
+//! each test kernel (`tests/`) are small binaries that declare an entry point
+//! with [`kernel_entry!`] or [`ktest_main!`] and get the whole boot sequence
+//! ([`boot`]). Subsystems, bottom up: [`arch`] (the only inline assembly),
+//! [`console`], [`debug`] (crash reports), [`mm`], [`testing`].
+
 #![no_std]
-pub fn exit(code: u32) -> ! {
-    unsafe { x86_64::instructions::port::Port::<u32>::new(0xf4).write(code); }
-    loop { x86_64::instructions::hlt(); }
-}
-pub fn puts(s: &str) {
-    for b in s.bytes() {
-        unsafe {
-            let mut lsr = x86_64::instructions::port::Port::<u8>::new(0x3fd);
-            while lsr.read() & 0x20 == 0 {}
-            x86_64::instructions::port::Port::<u8>::new(0x3f8).write(b);
-        }
-    }
-}
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+pub mod arch;
+pub mod boot;
+pub mod boot_options;
+pub mod console;
+pub mod debug;
+pub mod mm;
+pub mod power;
+pub mod testing;
+pub mod time;
+
+/// Re-exported for [`kernel_entry!`].
+pub use bootloader_api;

@@ -1,16 +1,24 @@
+//! The main testbed kernel: boots, reports what it found, and (for now) ends
+//! the run. `crash=` makes it crash deliberately to check the crash reports.
+
 #![no_std]
 #![no_main]
-use bootloader_api::{entry_point, BootInfo, config::{BootloaderConfig, Mapping}};
-pub static CONFIG: BootloaderConfig = {
-    let mut c = BootloaderConfig::new_default();
-    c.mappings.physical_memory = Some(Mapping::Dynamic);
-    c.mappings.dynamic_range_start = Some(0xffff_8000_0000_0000);
-    c
-};
-entry_point!(main, config = &CONFIG);
-fn main(_bi: &'static mut BootInfo) -> ! {
-    kernel::puts("hello from kernel\n");
-    kernel::exit(0x10)
+
+use kernel::boot::BootFacts;
+use kernel::power::{self, ExitStatus};
+
+kernel::kernel_entry!(main);
+
+fn main(facts: &'static BootFacts) -> ! {
+    if let Some(kind) = facts.options.crash {
+        kernel::debug::crash::perform(kind);
+    }
+    let heap = kernel::mm::heap::stats();
+    log::info!(
+        "boot complete ({} firmware); heap {} KiB mapped, {} bytes in use",
+        if facts.uefi { "UEFI" } else { "BIOS" },
+        heap.size / 1024,
+        heap.used
+    );
+    power::exit(ExitStatus::Pass)
 }
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! { kernel::exit(0x11) }

@@ -1,0 +1,223 @@
+//! The interrupt descriptor table and the assembly entry path for all 256 vectors.
+//!
+//! Every vector enters through a 16-byte stub that pushes a zero error code (when
+//! the CPU does not push one) and the vector number, then jumps to a common entry
+//! that saves all general-purpose registers into a [`TrapFrame`] and calls
+//! [`interrupt_dispatch`]. A full register frame for every vector costs a few
+//! cycles more than `extern "x86-interrupt"` handlers, and buys complete crash
+//! reports and NMI backtraces of whatever a CPU was doing.
+//!
+//! Exceptions (vectors 0-31) go to [`super::exceptions`]; other vectors go to the
+//! handler registered for them with [`register_handler`].
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use x86_64::VirtAddr;
+use x86_64::instructions::tables::lidt;
+use x86_64::structures::DescriptorTablePointer;
+
+use super::gdt;
+
+/// The registers saved on entry, in memory order (lowest address first).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(missing_docs)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// The vector number pushed by the stub.
+    pub vector: u64,
+    /// The CPU's error code, or 0 for vectors without one.
+    pub error_code: u64,
+    // The frame the CPU pushed.
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+impl TrapFrame {
+    /// Whether the interrupted code ran in ring 3.
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+// The stubs. Vectors 8, 10-14, 17, 21, 29 and 30 get an error code from the CPU.
+// Each stub is at most 2 + 5 + 5 bytes, so a 16-byte stride holds any of them.
+global_asm!(
+    r#"
+    .section .text.interrupt_entry, "ax"
+    .balign 16
+    .global interrupt_stubs
+interrupt_stubs:
+    .set vector, 0
+    .rept 256
+        .balign 16
+        .if vector == 8 || (vector >= 10 && vector <= 14) || vector == 17 || vector == 21 || vector == 29 || vector == 30
+        .else
+            pushq $0
+        .endif
+        pushq $vector
+        jmp interrupt_common
+        .set vector, vector + 1
+    .endr
+
+interrupt_common:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    cld
+    movq %rsp, %rdi
+    // The CPU aligned rsp to 16 before pushing its 5-word frame; with the error
+    // code, the vector and 15 registers that is 22 words, so rsp is 16-byte
+    // aligned here, as the C ABI wants before a call.
+    call {dispatch}
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp
+    iretq
+    "#,
+    dispatch = sym interrupt_dispatch,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    /// First byte of the stub table (256 stubs, 16 bytes apart).
+    static interrupt_stubs: u8;
+}
+
+/// An interrupt handler for a non-exception vector.
+pub type Handler = fn(&mut TrapFrame);
+
+/// Registered handlers for vectors 32-255 (0 = none), as `fn` addresses.
+static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+
+/// Registers `handler` for `vector` (32-255). Release pairs with the Acquire in
+/// dispatch, so the handler's code and data are visible when it first runs.
+pub fn register_handler(vector: u8, handler: Handler) {
+    assert!(vector >= 32, "vectors below 32 are exceptions");
+    HANDLERS[vector as usize].store(handler as usize, Ordering::Release);
+}
+
+/// Called by the common entry with the saved frame.
+extern "C" fn interrupt_dispatch(frame: &mut TrapFrame) {
+    let vector = frame.vector as usize;
+    if vector < 32 {
+        super::exceptions::handle(frame);
+        return;
+    }
+    let handler = HANDLERS[vector].load(Ordering::Acquire);
+    if handler == 0 {
+        super::exceptions::unexpected_vector(frame);
+    } else {
+        // SAFETY: only `register_handler` stores non-zero values, and it stores
+        // `Handler` function pointers.
+        let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
+        handler(frame);
+    }
+}
+
+/// One 16-byte gate descriptor.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+impl Gate {
+    const MISSING: Gate =
+        Gate { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 };
+
+    /// A present 64-bit interrupt gate (interrupts disabled on entry).
+    fn interrupt(handler: u64, ist: Option<u16>, user_callable: bool) -> Gate {
+        let dpl = if user_callable { 3 } else { 0 };
+        Gate {
+            offset_low: handler as u16,
+            selector: gdt::selectors::KERNEL_CODE.0,
+            // The x86_64 crate counts IST slots from 0; the descriptor from 1.
+            ist: ist.map_or(0, |i| (i + 1) as u8),
+            type_attr: 0x80 | (dpl << 5) | 0x0e,
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        }
+    }
+}
+
+#[repr(C, align(16))]
+struct Idt([Gate; 256]);
+
+/// One IDT for all CPUs: it never changes after [`install`] fills it.
+static IDT: spin::Once<Idt> = spin::Once::new();
+
+/// Builds the IDT once and loads it on this CPU.
+pub fn install() {
+    let idt = IDT.call_once(|| {
+        let base = core::ptr::addr_of!(interrupt_stubs) as u64;
+        let mut gates = [Gate::MISSING; 256];
+        for (vector, gate) in gates.iter_mut().enumerate() {
+            let ist = match vector {
+                2 => Some(gdt::IST_NMI),
+                8 => Some(gdt::IST_DOUBLE_FAULT),
+                18 => Some(gdt::IST_MACHINE_CHECK),
+                _ => None,
+            };
+            // Breakpoints (int3) may come from user mode; nothing else may.
+            *gate = Gate::interrupt(base + 16 * vector as u64, ist, vector == 3);
+        }
+        Idt(gates)
+    });
+    let pointer = DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: VirtAddr::new(idt as *const Idt as u64),
+    };
+    // SAFETY: the IDT is 'static and every present gate points into the stub
+    // table with the kernel code selector loaded by `gdt`.
+    unsafe { lidt(&pointer) };
+}

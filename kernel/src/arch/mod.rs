@@ -1,0 +1,14 @@
+//! x86_64 architecture support: the only place with inline assembly.
+//!
+//! The testbed runs on x86_64 only, so this module is the architecture, not one
+//! of several. Everything above it uses the safe, typed interfaces exported here:
+//! segment setup ([`gdt`]), exception entry and reports ([`idt`], [`exceptions`]),
+//! control registers and interrupt state ([`cpu`]), the time-stamp counter
+//! ([`tsc`]) and the QEMU exit port ([`qemu`]).
+
+pub mod cpu;
+pub mod exceptions;
+pub mod gdt;
+pub mod idt;
+pub mod qemu;
+pub mod tsc;

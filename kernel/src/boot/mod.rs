@@ -1,0 +1,136 @@
+//! The boot sequence, in order, readable top to bottom.
+//!
+//! Stage 1 runs on the bootloader's stack and page tables: console, exception
+//! handling, the clock, the boot options, the frame allocator, and the kernel's
+//! own page tables. Everything later stages need from `BootInfo` is copied into
+//! [`BootFacts`] first, because the bootloader's mappings (the boot info among
+//! them) do not exist in the kernel's tables. Stage 2 runs on a kernel stack
+//! with a guard page, on the kernel's tables: heap, per-CPU segments with
+//! guarded IST stacks, the framebuffer console, then the kernel's `main`.
+
+mod facts;
+
+pub use facts::{BootFacts, MemoryKind, MemoryRange};
+
+use bootloader_api::BootInfo;
+use bootloader_api::config::{BootloaderConfig, Mapping};
+use log::LevelFilter;
+
+use crate::arch::{cpu, gdt, idt};
+use crate::boot_options::{self, BootOptions};
+use crate::console::{self, logger};
+use crate::debug::symbols;
+use crate::mm::{self, frame, heap, kernel_map, layout, stack};
+use crate::power::{self, ExitStatus};
+
+/// Size of the boot CPU's kernel stack.
+pub const BOOT_STACK_SIZE: usize = 256 * 1024;
+/// Size of each IST stack (double fault, NMI, machine check).
+pub const IST_STACK_SIZE: usize = 32 * 1024;
+
+/// What the kernel asks of the bootloader: a direct map of physical memory at a
+/// dynamic offset, and every dynamic mapping (direct map, boot info, its stack,
+/// the framebuffer) inside the bootloader's part of the kernel half, away from
+/// the kernel's own regions (see `mm::layout`).
+pub const BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    config.mappings.dynamic_range_start = Some(layout::BOOTLOADER_DYNAMIC_START);
+    config.mappings.dynamic_range_end = Some(layout::BOOTLOADER_DYNAMIC_END);
+    config.kernel_stack_size = 128 * 1024;
+    config
+};
+
+/// Declares a kernel binary's entry point: `kernel_entry!(main)` with
+/// `fn main(&'static BootFacts) -> !`, called after the boot sequence.
+#[macro_export]
+macro_rules! kernel_entry {
+    ($main:path) => {
+        $crate::bootloader_api::entry_point!(__kernel_entry, config = &$crate::boot::BOOTLOADER_CONFIG);
+        fn __kernel_entry(info: &'static mut $crate::bootloader_api::BootInfo) -> ! {
+            $crate::boot::start(info, $main)
+        }
+    };
+}
+
+/// The binary's main function, called at the end of stage 2.
+pub type KernelMain = fn(&'static BootFacts) -> !;
+
+static MAIN: spin::Once<KernelMain> = spin::Once::new();
+
+/// Stage 1 (see the module docs). Called by [`kernel_entry!`].
+pub fn start(info: &'static mut BootInfo, main: KernelMain) -> ! {
+    let serial = console::init_serial();
+    logger::init(LevelFilter::Info);
+    gdt::install_early();
+    idt::install();
+    crate::time::init();
+    if let Err(why) = serial {
+        log::warn!("no serial console: {why}");
+    }
+    let facts = facts::collect(info);
+    if let Some((buffer, fb_info)) = facts::early_framebuffer(info) {
+        // The bootloader's mapping, valid until the switch: lets a machine
+        // without serial show early errors (bad boot options) on screen.
+        console::attach_framebuffer(buffer, fb_info);
+        console::choose(console::ConsoleChoice::Auto);
+    }
+    log::info!(
+        "testbed kernel {} booting; TSC {} kHz ({})",
+        env!("CARGO_PKG_VERSION"),
+        crate::arch::tsc::khz(),
+        crate::arch::tsc::source()
+    );
+    let options = match boot_options::parse_bytes(facts.boot_options_raw) {
+        Ok(options) => options,
+        Err(e) => {
+            log::error!("boot options: {e}");
+            crate::println!("boot options error: {e}");
+            power::exit(ExitStatus::Usage)
+        }
+    };
+    logger::set_level(options.log_level);
+    cpu::enable_protection_features();
+
+    mm::set_phys_offset(facts.phys_offset);
+    symbols::init(facts.kernel_elf());
+    let mut usable = [frame::UsableRange { start: 0, end: 0 }; facts::MAX_RANGES];
+    let n = facts.usable_ranges(&mut usable);
+    frame::init(&usable[..n]);
+    let image = kernel_map::build(facts.phys_end(), facts.kernel_elf());
+    log::debug!("kernel image: {image:?}");
+    let boot_stack = stack::alloc("boot", BOOT_STACK_SIZE);
+    let facts = facts::publish(facts, options);
+    MAIN.call_once(|| main);
+    let _ = facts;
+    kernel_map::activate_and_continue(boot_stack.top(), stage2)
+}
+
+/// Stage 2: on the kernel's tables and the guarded boot stack.
+extern "C" fn stage2() -> ! {
+    let facts = facts::get();
+    heap::init();
+    gdt::install(gdt::TssStacks {
+        double_fault: stack::alloc("cpu0 double-fault IST", IST_STACK_SIZE).top(),
+        nmi: stack::alloc("cpu0 NMI IST", IST_STACK_SIZE).top(),
+        machine_check: stack::alloc("cpu0 machine-check IST", IST_STACK_SIZE).top(),
+        privilege0: stack::alloc("cpu0 ring-0 entry", IST_STACK_SIZE).top(),
+    });
+    if let Some((buffer, info)) = facts.framebuffer() {
+        console::attach_framebuffer(buffer, info);
+    }
+    let sinks = console::choose(facts.options.console);
+    let frames = frame::stats();
+    log::info!(
+        "memory: {} MiB usable, {} MiB free; console: {sinks}; boot options: {}",
+        frames.total * 4 / 1024,
+        frames.free * 4 / 1024,
+        facts.boot_options_summary()
+    );
+    (MAIN.get().expect("main not set"))(facts)
+}
+
+/// The options in force (defaults before they are parsed).
+pub fn options() -> BootOptions {
+    facts::try_get().map_or(BootOptions::DEFAULT, |f| f.options)
+}

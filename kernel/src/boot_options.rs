@@ -1,0 +1,217 @@
+//! Boot options: `key=value` words from the boot-options file.
+//!
+//! The host tool writes the words given after `cargo run --` into the boot
+//! image as the bootloader's ramdisk (the file `ramdisk` on the image's FAT
+//! partition), so they can be changed on a USB stick without recompiling. The
+//! text may use spaces or newlines between words, CRLF line ends, a UTF-8
+//! byte-order mark and `#` comments. Lists are comma-separated.
+//!
+//! Parsing is strict: an unknown key, a bad value, a word without `=` or a key
+//! given twice is an error that names the word and what was expected, and the
+//! kernel then ends the run with the usage status. Parsing allocates nothing,
+//! so it runs before the heap exists. A key is added here when the feature it
+//! controls exists: a key that is accepted and ignored would be a lie.
+
+use core::fmt;
+use log::LevelFilter;
+
+use crate::console::ConsoleChoice;
+
+/// One documented key (for error messages and the README's table).
+pub struct KeyInfo {
+    /// The key.
+    pub key: &'static str,
+    /// Accepted values.
+    pub values: &'static str,
+    /// What it does.
+    pub help: &'static str,
+}
+
+/// Every key the kernel accepts.
+pub const KEYS: &[KeyInfo] = &[
+    KeyInfo { key: "console", values: "auto|serial|fb|both", help: "console sinks (auto: serial if present, else framebuffer)" },
+    KeyInfo { key: "log", values: "off|error|warn|info|debug|trace", help: "log level" },
+    KeyInfo {
+        key: "crash",
+        values: "none|panic|pagefault|gpf|ud|doublefault|stackoverflow|triplefault",
+        help: "main kernel: crash deliberately after boot, to check the crash reports",
+    },
+    KeyInfo { key: "ktest.filter", values: "<substring>", help: "test kernels: run only tests whose name contains it" },
+    KeyInfo { key: "ktest.skip", values: "<number>", help: "test kernels: skip the first N tests (crash recovery)" },
+];
+
+/// A deliberate crash (`crash=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crash {
+    /// `panic!`.
+    Panic,
+    /// A read of an unmapped address.
+    PageFault,
+    /// A non-canonical access.
+    GeneralProtection,
+    /// `ud2`.
+    InvalidOpcode,
+    /// A push with the stack pointer in unmapped, non-stack memory.
+    DoubleFault,
+    /// Unbounded recursion into the stack's guard page.
+    StackOverflow,
+    /// An exception with no usable IDT: the CPU resets.
+    TripleFault,
+}
+
+/// The parsed options.
+#[derive(Clone, Copy, Debug)]
+pub struct BootOptions {
+    /// `console=`.
+    pub console: ConsoleChoice,
+    /// `log=`.
+    pub log_level: LevelFilter,
+    /// `crash=`.
+    pub crash: Option<Crash>,
+    /// `ktest.filter=`.
+    pub ktest_filter: Option<&'static str>,
+    /// `ktest.skip=`.
+    pub ktest_skip: usize,
+}
+
+impl BootOptions {
+    /// The defaults (no options given).
+    pub const DEFAULT: BootOptions = BootOptions {
+        console: ConsoleChoice::Auto,
+        log_level: LevelFilter::Info,
+        crash: None,
+        ktest_filter: None,
+        ktest_skip: 0,
+    };
+}
+
+/// What was wrong with the options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionError {
+    /// A word without `=`.
+    NotKeyValue(&'static str),
+    /// A key nobody knows.
+    UnknownKey(&'static str),
+    /// A known key with a value it does not accept.
+    BadValue {
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: &'static str,
+        /// What the key accepts.
+        expected: &'static str,
+    },
+    /// The same key twice.
+    Duplicate(&'static str),
+    /// The file is not UTF-8.
+    NotUtf8,
+}
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionError::NotKeyValue(w) => write!(f, "'{w}' is not a key=value word"),
+            OptionError::UnknownKey(k) => {
+                write!(f, "unknown key '{k}'; known keys:")?;
+                for k in KEYS {
+                    write!(f, " {}", k.key)?;
+                }
+                Ok(())
+            }
+            OptionError::BadValue { key, value, expected } => {
+                write!(f, "bad value '{value}' for '{key}' (expected {expected})")
+            }
+            OptionError::Duplicate(k) => write!(f, "key '{k}' given twice"),
+            OptionError::NotUtf8 => write!(f, "the boot-options file is not UTF-8 text"),
+        }
+    }
+}
+
+fn expected(key: &str) -> &'static str {
+    KEYS.iter().find(|k| k.key == key).map_or("?", |k| k.values)
+}
+
+fn bad(key: &'static str, value: &'static str) -> OptionError {
+    OptionError::BadValue { key, value, expected: expected(key) }
+}
+
+/// Parses the raw boot-options file.
+pub fn parse_bytes(raw: &'static [u8]) -> Result<BootOptions, OptionError> {
+    let text = core::str::from_utf8(raw).map_err(|_| OptionError::NotUtf8)?;
+    parse(text)
+}
+
+/// Parses boot-options text.
+pub fn parse(text: &'static str) -> Result<BootOptions, OptionError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut options = BootOptions::DEFAULT;
+    let mut seen: [&str; 64] = [""; 64];
+    let mut n_seen = 0;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        for word in line.split_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                return Err(OptionError::NotKeyValue(word));
+            };
+            if key.is_empty() {
+                return Err(OptionError::NotKeyValue(word));
+            }
+            if seen[..n_seen].contains(&key) {
+                return Err(OptionError::Duplicate(key));
+            }
+            if n_seen < seen.len() {
+                seen[n_seen] = key;
+                n_seen += 1;
+            }
+            apply(&mut options, key, value)?;
+        }
+    }
+    Ok(options)
+}
+
+fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<(), OptionError> {
+    match key {
+        "console" => {
+            o.console = match value {
+                "auto" => ConsoleChoice::Auto,
+                "serial" => ConsoleChoice::Serial,
+                "fb" => ConsoleChoice::FrameBuffer,
+                "both" => ConsoleChoice::Both,
+                _ => return Err(bad(key, value)),
+            }
+        }
+        "log" => {
+            o.log_level = match value {
+                "off" => LevelFilter::Off,
+                "error" => LevelFilter::Error,
+                "warn" => LevelFilter::Warn,
+                "info" => LevelFilter::Info,
+                "debug" => LevelFilter::Debug,
+                "trace" => LevelFilter::Trace,
+                _ => return Err(bad(key, value)),
+            }
+        }
+        "crash" => {
+            o.crash = match value {
+                "none" => None,
+                "panic" => Some(Crash::Panic),
+                "pagefault" => Some(Crash::PageFault),
+                "gpf" => Some(Crash::GeneralProtection),
+                "ud" => Some(Crash::InvalidOpcode),
+                "doublefault" => Some(Crash::DoubleFault),
+                "stackoverflow" => Some(Crash::StackOverflow),
+                "triplefault" => Some(Crash::TripleFault),
+                _ => return Err(bad(key, value)),
+            }
+        }
+        "ktest.filter" => {
+            if value.is_empty() {
+                return Err(bad(key, value));
+            }
+            o.ktest_filter = Some(value);
+        }
+        "ktest.skip" => o.ktest_skip = value.parse().map_err(|_| bad(key, value))?,
+        _ => return Err(OptionError::UnknownKey(key)),
+    }
+    Ok(())
+}

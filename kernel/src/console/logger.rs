@@ -1,0 +1,51 @@
+//! The `log` backend: `[    secs.micros cpuN LEVEL] message` on the console.
+//!
+//! Time is nanoseconds since boot from [`crate::time`]; the CPU number is the
+//! current CPU's APIC id until per-CPU data exists.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+use log::{LevelFilter, Log, Metadata, Record};
+
+struct Logger;
+
+static LOGGER: Logger = Logger;
+
+/// The level in force, as a `LevelFilter` discriminant (set by `log=`).
+static LEVEL: AtomicUsize = AtomicUsize::new(LevelFilter::Info as usize);
+
+/// Installs the logger with `level`.
+pub fn init(level: LevelFilter) {
+    LEVEL.store(level as usize, Ordering::Relaxed);
+    // A second call (a test kernel re-running init) finds it installed: fine.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}
+
+/// Changes the level (boot option `log=`).
+pub fn set_level(level: LevelFilter) {
+    LEVEL.store(level as usize, Ordering::Relaxed);
+    log::set_max_level(level);
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() as usize <= LEVEL.load(Ordering::Relaxed)
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let ns = crate::time::now_ns();
+        crate::console::print(format_args!(
+            "[{:5}.{:06} cpu{} {:5}] {}\n",
+            ns / 1_000_000_000,
+            (ns / 1000) % 1_000_000,
+            crate::arch::cpu::current_cpu_number(),
+            record.level(),
+            record.args()
+        ));
+    }
+
+    fn flush(&self) {}
+}

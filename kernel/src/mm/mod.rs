@@ -1,0 +1,53 @@
+//! Memory management.
+//!
+//! At this stage: the physical frame allocator ([`frame`], a buddy allocator over
+//! the boot memory map), the kernel's own page tables ([`paging`], [`kernel_map`]),
+//! kernel stacks with guard pages ([`stack`]) and the kernel heap ([`heap`]).
+//!
+//! Physical memory is reached through the direct map: all of it mapped at
+//! [`phys_offset`] (chosen by the bootloader, kept when the kernel builds its own
+//! tables). The virtual layout is in [`layout`].
+
+pub mod frame;
+pub mod heap;
+pub mod kernel_map;
+pub mod layout;
+pub mod paging;
+pub mod stack;
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::{PhysAddr, VirtAddr};
+
+/// Virtual address of physical address 0 in the direct map (0 = not set yet).
+static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);
+
+/// Records the direct-map offset. Called once at boot, before any `phys_to_virt`.
+pub fn set_phys_offset(offset: u64) {
+    PHYS_OFFSET.store(offset, Ordering::Relaxed);
+}
+
+/// The direct-map offset (0 before boot set it).
+pub fn phys_offset() -> u64 {
+    PHYS_OFFSET.load(Ordering::Relaxed)
+}
+
+/// The direct-map address of a physical address.
+pub fn phys_to_virt(phys: PhysAddr) -> VirtAddr {
+    VirtAddr::new(phys_offset() + phys.as_u64())
+}
+
+/// The physical address of a direct-map address, if it is one.
+pub fn direct_map_to_phys(virt: VirtAddr) -> Option<PhysAddr> {
+    let offset = phys_offset();
+    let v = virt.as_u64();
+    if offset != 0 && v >= offset && v - offset < layout::DIRECT_MAP_MAX {
+        Some(PhysAddr::new(v - offset))
+    } else {
+        None
+    }
+}
+
+/// Size of a small page.
+pub const PAGE_SIZE: u64 = 4096;
+/// Size of a huge (pmd-level) page.
+pub const HUGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;

@@ -1,0 +1,320 @@
+//! Page-table entries, tables and walks.
+//!
+//! Entries are `AtomicU64`s: page tables are shared with the CPU's page walker
+//! and, later, with lockless software walkers (GUP-fast), so every access is a
+//! single atomic load or store and a walker reads each level exactly once.
+//! Orderings are chosen per use and documented there; building tables that no CPU
+//! uses yet needs no ordering beyond the final CR3 write (which serialises).
+
+use bitflags::bitflags;
+use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::{frame, phys_to_virt};
+
+bitflags! {
+    /// Bits of a page-table entry (Intel SDM vol. 3, 4.5).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct PteFlags: u64 {
+        /// The entry maps something.
+        const PRESENT = 1 << 0;
+        /// Writes allowed (if every level allows them).
+        const WRITABLE = 1 << 1;
+        /// Ring 3 may access (if every level allows it).
+        const USER = 1 << 2;
+        /// Write-through caching.
+        const WRITE_THROUGH = 1 << 3;
+        /// Caching disabled.
+        const NO_CACHE = 1 << 4;
+        /// Set by the CPU when the entry is used.
+        const ACCESSED = 1 << 5;
+        /// Set by the CPU on a write through a leaf entry.
+        const DIRTY = 1 << 6;
+        /// At pdpt/pd level: a 1 GiB / 2 MiB leaf (PS bit).
+        const HUGE = 1 << 7;
+        /// Survives CR3 writes (kernel mappings only).
+        const GLOBAL = 1 << 8;
+        /// Instruction fetches fault (EFER.NXE must be set).
+        const NO_EXECUTE = 1 << 63;
+    }
+}
+
+/// The physical-address bits of an entry.
+pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// A page-table level, named as in the SDM (Linux: pgd/p4d, pud, pmd, pte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// Top level; each entry covers 512 GiB.
+    Pml4,
+    /// Each entry covers 1 GiB (Linux: pud).
+    Pdpt,
+    /// Each entry covers 2 MiB (Linux: pmd).
+    Pd,
+    /// Each entry maps 4 KiB (Linux: pte).
+    Pt,
+}
+
+impl Level {
+    /// Bit position of this level's index in a virtual address.
+    pub const fn shift(self) -> u32 {
+        match self {
+            Level::Pml4 => 39,
+            Level::Pdpt => 30,
+            Level::Pd => 21,
+            Level::Pt => 12,
+        }
+    }
+
+    /// Index of `va`'s entry in a table of this level.
+    pub const fn index(self, va: u64) -> usize {
+        ((va >> self.shift()) & 511) as usize
+    }
+
+    /// The next level down, if any.
+    pub const fn next(self) -> Option<Level> {
+        match self {
+            Level::Pml4 => Some(Level::Pdpt),
+            Level::Pdpt => Some(Level::Pd),
+            Level::Pd => Some(Level::Pt),
+            Level::Pt => None,
+        }
+    }
+
+    /// Bytes covered by one entry.
+    pub const fn entry_size(self) -> u64 {
+        1 << self.shift()
+    }
+}
+
+/// A snapshot of an entry's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawEntry(pub u64);
+
+impl RawEntry {
+    /// The empty entry.
+    pub const EMPTY: RawEntry = RawEntry(0);
+
+    /// An entry pointing at `addr` with `flags`.
+    pub fn new(addr: PhysAddr, flags: PteFlags) -> Self {
+        debug_assert_eq!(addr.as_u64() & !ADDR_MASK, 0, "unaligned physical address");
+        RawEntry(addr.as_u64() | flags.bits())
+    }
+
+    /// The flags.
+    pub fn flags(self) -> PteFlags {
+        PteFlags::from_bits_truncate(self.0)
+    }
+
+    /// The physical address it points to.
+    pub fn addr(self) -> PhysAddr {
+        PhysAddr::new(self.0 & ADDR_MASK)
+    }
+
+    /// Whether PRESENT is set.
+    pub fn is_present(self) -> bool {
+        self.0 & PteFlags::PRESENT.bits() != 0
+    }
+
+    /// Whether this is a huge leaf (only meaningful at Pdpt and Pd level).
+    pub fn is_huge(self) -> bool {
+        self.0 & PteFlags::HUGE.bits() != 0
+    }
+}
+
+/// One page-table entry, shared with the hardware walker.
+#[repr(transparent)]
+pub struct Entry(AtomicU64);
+
+impl Entry {
+    /// Reads the entry once.
+    pub fn load(&self, order: Ordering) -> RawEntry {
+        RawEntry(self.0.load(order))
+    }
+
+    /// Writes the entry.
+    pub fn store(&self, value: RawEntry, order: Ordering) {
+        self.0.store(value.0, order)
+    }
+}
+
+/// A 4 KiB page table of any level.
+#[repr(C, align(4096))]
+pub struct PageTable {
+    entries: [Entry; 512],
+}
+
+impl PageTable {
+    /// The entry at `index`.
+    pub fn entry(&self, index: usize) -> &Entry {
+        &self.entries[index]
+    }
+
+    /// The table in frame `phys`, through the direct map.
+    ///
+    /// # Safety
+    /// `phys` must be a frame used as a page table (or zeroed for use as one) for
+    /// as long as the returned reference is used.
+    pub unsafe fn at(phys: PhysAddr) -> &'static PageTable {
+        // SAFETY: the caller guarantees the frame is a page table; the direct map
+        // covers all physical memory; all access is through atomics.
+        unsafe { &*(phys_to_virt(phys).as_ptr::<PageTable>()) }
+    }
+}
+
+/// Where a virtual address leads in the tables rooted at `root`.
+#[derive(Clone, Copy, Debug)]
+pub struct Translation {
+    /// Physical address `va` maps to.
+    pub phys: PhysAddr,
+    /// The leaf entry.
+    pub leaf: RawEntry,
+    /// The level of the leaf.
+    pub level: Level,
+}
+
+/// Walks the tables rooted at `root` for `va` (no locks: atomic reads only).
+pub fn translate(root: PhysAddr, va: VirtAddr) -> Option<Translation> {
+    if super::phys_offset() == 0 {
+        return None;
+    }
+    let va = va.as_u64();
+    let mut table_phys = root;
+    let mut level = Level::Pml4;
+    loop {
+        // SAFETY: `root` is a page-table root and each step follows a present
+        // non-leaf entry to the next table.
+        let table = unsafe { PageTable::at(table_phys) };
+        // Relaxed: a translation for reports and setup, not a lockless protocol.
+        let entry = table.entry(level.index(va)).load(Ordering::Relaxed);
+        if !entry.is_present() {
+            return None;
+        }
+        let leaf = level == Level::Pt || ((level == Level::Pd || level == Level::Pdpt) && entry.is_huge());
+        if leaf {
+            let offset = va & (level.entry_size() - 1);
+            let base = entry.addr().as_u64() & !(level.entry_size() - 1);
+            return Some(Translation { phys: PhysAddr::new(base + offset), leaf: entry, level });
+        }
+        table_phys = entry.addr();
+        level = level.next()?;
+    }
+}
+
+/// The root of the active tables (CR3 without its flag bits).
+pub fn active_root() -> PhysAddr {
+    PhysAddr::new(crate::arch::cpu::cr3() & ADDR_MASK)
+}
+
+/// Whether `va` is a mapped kernel address in the active tables (for crash
+/// reports, which must not fault while reading a suspect pointer).
+pub fn is_kernel_readable(va: u64) -> bool {
+    va >= super::layout::KERNEL_HALF_START
+        && VirtAddr::try_new(va).is_ok()
+        && translate(active_root(), VirtAddr::new(va)).is_some()
+}
+
+/// Why a mapping could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// No frame for an intermediate table.
+    OutOfFrames,
+    /// Something is already mapped there.
+    AlreadyMapped,
+    /// A huge page covers the address.
+    HugePageInTheWay,
+}
+
+/// Maps `va` to `pa` at `leaf_level` (Pt: 4 KiB, Pd: 2 MiB) in the tables at
+/// `root`, allocating intermediate tables. Intermediate entries get PRESENT |
+/// WRITABLE (| USER if `flags` has it): permissions are decided at the leaf.
+///
+/// New mappings need no TLB flush (x86 does not cache not-present entries).
+///
+/// # Safety
+/// `root` must be a page-table root owned by the caller's context (the kernel
+/// tables under their lock), and mapping `va` must not break memory safety
+/// (nothing else may rely on `va` being unmapped or mapped elsewhere).
+pub unsafe fn map(
+    root: PhysAddr,
+    va: VirtAddr,
+    pa: PhysAddr,
+    leaf_level: Level,
+    flags: PteFlags,
+) -> Result<(), MapError> {
+    let v = va.as_u64();
+    let mut table_phys = root;
+    let mut level = Level::Pml4;
+    while level != leaf_level {
+        // SAFETY: `root` is a table (caller) and we only follow table entries.
+        let table = unsafe { PageTable::at(table_phys) };
+        let entry = table.entry(level.index(v));
+        let current = entry.load(Ordering::Relaxed);
+        if current.is_present() {
+            if current.is_huge() {
+                return Err(MapError::HugePageInTheWay);
+            }
+            table_phys = current.addr();
+        } else {
+            let new = frame::alloc_zeroed(0).ok_or(MapError::OutOfFrames)?;
+            let mut f = PteFlags::PRESENT | PteFlags::WRITABLE;
+            if flags.contains(PteFlags::USER) {
+                f |= PteFlags::USER;
+            }
+            // Release: the zeroed table is visible before a walker can reach it.
+            entry.store(RawEntry::new(new.start_address(), f), Ordering::Release);
+            table_phys = new.start_address();
+        }
+        level = level.next().expect("leaf level below Pt");
+    }
+    // SAFETY: as above.
+    let table = unsafe { PageTable::at(table_phys) };
+    let entry = table.entry(level.index(v));
+    if entry.load(Ordering::Relaxed).is_present() {
+        return Err(MapError::AlreadyMapped);
+    }
+    let mut f = flags | PteFlags::PRESENT;
+    if level != Level::Pt {
+        f |= PteFlags::HUGE;
+    }
+    entry.store(RawEntry::new(pa, f), Ordering::Release);
+    Ok(())
+}
+
+/// A TLB invalidation that the caller owes after removing or weakening a kernel
+/// mapping. Dropping it unflushed is a bug the compiler warns about.
+#[must_use = "a changed mapping must be flushed from the TLB"]
+pub struct KernelFlush(VirtAddr);
+
+impl KernelFlush {
+    /// Invalidates the page on this CPU only.
+    ///
+    /// Correct while a single CPU can have used the mapping; cross-CPU shootdown
+    /// arrives with the SMP work.
+    pub fn flush_local(self) {
+        x86_64::instructions::tlb::flush(self.0);
+    }
+}
+
+/// Removes the 4 KiB mapping of `va`, returning the frame it mapped and the
+/// flush the caller owes.
+///
+/// # Safety
+/// As [`map`]: nothing may still use the old mapping once it is flushed.
+pub unsafe fn unmap_4k(root: PhysAddr, va: VirtAddr) -> Option<(PhysAddr, KernelFlush)> {
+    let t = translate(root, va)?;
+    if t.level != Level::Pt {
+        return None;
+    }
+    let v = va.as_u64();
+    let mut table_phys = root;
+    for level in [Level::Pml4, Level::Pdpt, Level::Pd] {
+        // SAFETY: translate() found a present path through these tables.
+        let table = unsafe { PageTable::at(table_phys) };
+        table_phys = table.entry(level.index(v)).load(Ordering::Relaxed).addr();
+    }
+    // SAFETY: as above, this is the pte table.
+    let table = unsafe { PageTable::at(table_phys) };
+    table.entry(Level::Pt.index(v)).store(RawEntry::EMPTY, Ordering::Release);
+    Some((t.leaf.addr(), KernelFlush(va)))
+}

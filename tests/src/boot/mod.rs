@@ -1,0 +1,6 @@
+//! The boot suite's tests, by subsystem.
+
+pub mod debug;
+pub mod memory;
+pub mod options;
+pub mod paging;

@@ -1,0 +1,61 @@
+//! Boot-option parsing: tolerant of file formats, strict about content.
+
+use kernel::boot_options::{Crash, OptionError, parse};
+use kernel::console::ConsoleChoice;
+use log::LevelFilter;
+
+kernel::ktests! {
+    fn empty_text_gives_defaults() {
+        let o = parse("").unwrap();
+        assert_eq!(o.console, ConsoleChoice::Auto);
+        assert_eq!(o.log_level, LevelFilter::Info);
+        assert_eq!(o.crash, None);
+        assert_eq!(o.ktest_skip, 0);
+    }
+
+    fn crlf_bom_comments_and_spaces_are_tolerated() {
+        let o = parse("\u{feff}console=both\r\n# a comment line\r\nlog=debug   ktest.skip=3 # trailing\r\n\r\n").unwrap();
+        assert_eq!(o.console, ConsoleChoice::Both);
+        assert_eq!(o.log_level, LevelFilter::Debug);
+        assert_eq!(o.ktest_skip, 3);
+    }
+
+    fn every_crash_kind_parses() {
+        for (word, kind) in [
+            ("crash=panic", Some(Crash::Panic)),
+            ("crash=pagefault", Some(Crash::PageFault)),
+            ("crash=gpf", Some(Crash::GeneralProtection)),
+            ("crash=ud", Some(Crash::InvalidOpcode)),
+            ("crash=doublefault", Some(Crash::DoubleFault)),
+            ("crash=stackoverflow", Some(Crash::StackOverflow)),
+            ("crash=triplefault", Some(Crash::TripleFault)),
+            ("crash=none", None),
+        ] {
+            assert_eq!(parse(word).unwrap().crash, kind, "{word}");
+        }
+    }
+
+    fn unknown_key_is_rejected_by_name() {
+        assert_eq!(parse("log=info bogus=1").unwrap_err(), OptionError::UnknownKey("bogus"));
+    }
+
+    fn bad_value_names_key_value_and_choices() {
+        let e = parse("console=vga").unwrap_err();
+        let OptionError::BadValue { key, value, expected } = e else { panic!("got {e:?}") };
+        assert_eq!((key, value), ("console", "vga"));
+        assert!(expected.contains("serial"), "{expected}");
+        assert!(matches!(parse("ktest.skip=-1"), Err(OptionError::BadValue { .. })));
+        assert!(matches!(parse("ktest.filter="), Err(OptionError::BadValue { .. })));
+    }
+
+    fn word_without_equals_and_duplicates_are_rejected() {
+        assert_eq!(parse("console").unwrap_err(), OptionError::NotKeyValue("console"));
+        assert_eq!(parse("=x").unwrap_err(), OptionError::NotKeyValue("=x"));
+        assert_eq!(parse("log=info log=warn").unwrap_err(), OptionError::Duplicate("log"));
+    }
+
+    fn non_utf8_is_rejected() {
+        static BAD: [u8; 3] = [b'a', 0xff, b'='];
+        assert_eq!(kernel::boot_options::parse_bytes(&BAD).unwrap_err(), OptionError::NotUtf8);
+    }
+}
