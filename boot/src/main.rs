@@ -1,8 +1,8 @@
+//! `testbed`: build a boot image for the kernel and run it under QEMU (see `--help`).
+//! The work is in the library (`src/lib.rs`); this only passes the arguments and
+//! turns the result into the exit status.
+
 fn main() {
-    let k = env!("CARGO_BIN_FILE_KERNEL_kernel");
-    let out = std::path::Path::new(k).with_extension("bios.img");
-    bootloader::BiosBoot::new(std::path::Path::new(k)).create_disk_image(&out).unwrap();
-    let uefi = std::path::Path::new(k).with_extension("uefi.img");
-    bootloader::UefiBoot::new(std::path::Path::new(k)).create_disk_image(&uefi).unwrap();
-    println!("{}\n{}", out.display(), uefi.display());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(testbed::main_with_args(args));
 }

@@ -1,0 +1,510 @@
+//! Command-line parsing for `testbed` (hand-written: a few options, no dependency).
+//!
+//! `testbed [run] [options] [key=value ...]`, `testbed image --out DIR [...]`,
+//! `testbed help`. Every word containing `=` that is not a host option (`--x=v`) is a
+//! kernel boot option; its syntax is checked here ([`check_boot_option`]), its meaning
+//! by the kernel. Errors are [`UsageError`]s: one line, host exit status 2.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::qemu::{AccelChoice, Firmware};
+
+/// The help text (`testbed help`, `--help`).
+pub const HELP: &str = "\
+testbed: build a boot image for the kernel and run it under QEMU
+
+USAGE:
+    cargo run -- [run] [OPTIONS] [key=value ...]     (or ./run-qemu.sh ...)
+    cargo run -- image --out DIR [--suite NAME | --kernel PATH] [key=value ...]
+    cargo run -- help
+
+Words of the form key=value are kernel boot options (key: a-z 0-9 . _ -, value:
+no whitespace and no '#'). They are written one per line into a text file that is put into
+the image as the bootloader's ramdisk: in the image's FAT partition it is the file
+named `ramdisk`, so it can be edited on a USB stick. The kernel checks them and
+exits with a usage error on a bad one.
+
+OPTIONS (run):
+    --smp N             number of CPUs, 1..=64 (default 1)
+    --mem SIZE          memory in MiB, or with suffix M or G (default 256, min 64)
+    --accel A           tcg | kvm | auto (default tcg; auto takes KVM only when
+                        /dev/kvm is usable and the CPU shows vmx/svm)
+    --cpu MODEL         QEMU CPU model (default: max under tcg, host under kvm)
+    --firmware F        bios | uefi (default bios)
+    --timeout SECS      wall-clock limit, 0 = none (default 300; off with --gdb)
+    --gdb               start QEMU halted with a gdb stub on :1234 (-s -S) and print
+                        the gdb command line
+    --display           show the framebuffer window (default: -display none)
+    --suite NAME        boot the kernel test suite NAME instead of the main kernel
+    --kernel PATH       boot an arbitrary kernel ELF
+    --serial-log FILE   also save the cleaned console to FILE
+    --qemu-log FILE     where QEMU's -d cpu_reset,guest_errors log goes
+                        (default: in the run directory)
+    -h, --help          this text
+
+OPTIONS (image):
+    --out DIR           write DIR/bios.img and DIR/uefi.img (dd them to a USB stick)
+    --suite NAME, --kernel PATH   as above
+
+EXIT STATUS (run):
+    0 pass, 1 failure reported by the kernel (test failure, panic, CPU exception),
+    2 usage error (bad host option, or a boot option the kernel rejected),
+    3 wall-clock timeout, 4 the kernel never reported an end (e.g. triple fault).
+
+Images and logs go to target/testbed/<run>/.
+";
+
+/// A command-line error: one line, exit status 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage<T>(msg: impl Into<String>) -> Result<T, UsageError> {
+    Err(UsageError(msg.into()))
+}
+
+/// Which kernel ELF to boot.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KernelChoice {
+    /// The main kernel (`kernel` package).
+    #[default]
+    Main,
+    /// A test-suite kernel by name (see [`crate::suites`]).
+    Suite(String),
+    /// Any kernel ELF.
+    Path(PathBuf),
+}
+
+/// Options of `testbed run`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOptions {
+    pub smp: u32,
+    pub mem_mib: u32,
+    pub accel: AccelChoice,
+    pub cpu: Option<String>,
+    pub firmware: Firmware,
+    /// `None`: no wall-clock limit.
+    pub timeout: Option<Duration>,
+    pub gdb: bool,
+    pub display: bool,
+    pub kernel: KernelChoice,
+    pub serial_log: Option<PathBuf>,
+    pub qemu_log: Option<PathBuf>,
+    pub boot_options: Vec<String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            smp: 1,
+            mem_mib: 256,
+            accel: AccelChoice::Tcg,
+            cpu: None,
+            firmware: Firmware::Bios,
+            timeout: Some(Duration::from_secs(300)),
+            gdb: false,
+            display: false,
+            kernel: KernelChoice::Main,
+            serial_log: None,
+            qemu_log: None,
+            boot_options: Vec::new(),
+        }
+    }
+}
+
+/// Options of `testbed image`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageOptions {
+    pub out: PathBuf,
+    pub kernel: KernelChoice,
+    pub boot_options: Vec<String>,
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Run(RunOptions),
+    Image(ImageOptions),
+    Help,
+}
+
+/// Checks the syntax of a boot option word `key=value`: a non-empty key of
+/// `[a-z0-9._-]` and a value without whitespace (it may be empty).
+pub fn check_boot_option(word: &str) -> Result<(), UsageError> {
+    let Some((key, value)) = word.split_once('=') else {
+        return usage(format!("boot option '{word}' is not of the form key=value"));
+    };
+    if key.is_empty() {
+        return usage(format!("boot option '{word}' has an empty key"));
+    }
+    if let Some(c) = key
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
+    {
+        return usage(format!(
+            "boot option '{word}': key '{key}' contains {c:?} (allowed: a-z 0-9 . _ -)"
+        ));
+    }
+    if value.chars().any(char::is_whitespace) {
+        return usage(format!("boot option '{word}': the value contains whitespace"));
+    }
+    if value.contains('#') {
+        return usage(format!("boot option '{word}': the value contains '#' (starts a comment in the boot-options file)"));
+    }
+    if value.chars().any(char::is_control) {
+        return usage(format!("boot option '{word}': the value contains a control character"));
+    }
+    Ok(())
+}
+
+/// Parses `--mem`: a MiB number, or a number with suffix M or G (case-insensitive,
+/// `MiB`/`GiB` also accepted). At least 64 MiB.
+pub fn parse_mem(s: &str) -> Result<u32, UsageError> {
+    let bad = || UsageError(format!("--mem: '{s}' is not a size (e.g. 256, 512M, 2G)"));
+    let lower = s.trim().to_ascii_lowercase();
+    let (num, mult) = if let Some(n) = lower.strip_suffix("gib").or(lower.strip_suffix('g')) {
+        (n, 1024u64)
+    } else if let Some(n) = lower.strip_suffix("mib").or(lower.strip_suffix('m')) {
+        (n, 1)
+    } else {
+        (lower.as_str(), 1)
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mib = n.checked_mul(mult).ok_or_else(bad)?;
+    if mib < 64 {
+        return usage(format!("--mem: {mib} MiB is too small (at least 64 MiB)"));
+    }
+    if mib > 1024 * 1024 {
+        return usage(format!("--mem: {mib} MiB is too large (at most 1024G)"));
+    }
+    Ok(mib as u32)
+}
+
+fn parse_smp(s: &str) -> Result<u32, UsageError> {
+    match s.parse::<u32>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => usage(format!("--smp: '{s}' is not a CPU count in 1..=64")),
+    }
+}
+
+fn parse_timeout(s: &str) -> Result<Option<Duration>, UsageError> {
+    match s.parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(Duration::from_secs(n))),
+        Err(_) => usage(format!("--timeout: '{s}' is not a number of seconds (0 = none)")),
+    }
+}
+
+/// The options that take a value.
+const VALUE_OPTIONS: &[&str] = &[
+    "--smp", "--mem", "--accel", "--cpu", "--firmware", "--timeout", "--suite", "--kernel",
+    "--serial-log", "--qemu-log", "--out",
+];
+/// The options without a value.
+const FLAG_OPTIONS: &[&str] = &["--gdb", "--display", "--help"];
+/// The options `testbed image` accepts.
+const IMAGE_OPTIONS: &[&str] = &["--out", "--suite", "--kernel", "--help"];
+
+/// Parses the arguments after the program name.
+pub fn parse<I, S>(args: I) -> Result<Command, UsageError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut args: Vec<String> = args.into_iter().map(Into::into).collect();
+    let sub = match args.first().map(String::as_str) {
+        Some("run") => {
+            args.remove(0);
+            "run"
+        }
+        Some("image") => {
+            args.remove(0);
+            "image"
+        }
+        Some("help") => {
+            if args.len() > 1 {
+                return usage(format!("'help' takes no arguments (got '{}')", args[1]));
+            }
+            return Ok(Command::Help);
+        }
+        _ => "run",
+    };
+
+    let mut run = RunOptions::default();
+    let mut out: Option<PathBuf> = None;
+    let mut kernel_set: Option<&'static str> = None;
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        if arg == "-h" {
+            return Ok(Command::Help);
+        }
+        if arg == "--" {
+            return usage("'--' is not used: boot options are plain key=value words");
+        }
+        if !arg.starts_with('-') {
+            if arg.contains('=') {
+                check_boot_option(&arg)?;
+                run.boot_options.push(arg);
+                continue;
+            }
+            return usage(format!(
+                "unexpected argument '{arg}': boot options are key=value words, host options start with --"
+            ));
+        }
+        if !arg.starts_with("--") {
+            return usage(format!("unknown option '{arg}'"));
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (arg.clone(), None),
+        };
+        let name: &'static str = if let Some(n) = VALUE_OPTIONS.iter().find(|o| **o == name) {
+            n
+        } else if let Some(n) = FLAG_OPTIONS.iter().find(|o| **o == name) {
+            if inline.is_some() {
+                return usage(format!("option {n} takes no value"));
+            }
+            n
+        } else {
+            return usage(format!("unknown option '{name}'"));
+        };
+        if sub == "image" && !IMAGE_OPTIONS.contains(&name) {
+            return usage(format!("option {name} does not apply to 'testbed image'"));
+        }
+        let value = if VALUE_OPTIONS.contains(&name) {
+            match inline {
+                Some(v) => Some(v),
+                None => match it.next() {
+                    Some(v) => Some(v),
+                    None => return usage(format!("option {name} needs a value")),
+                },
+            }
+        } else {
+            None
+        };
+        let value = value.unwrap_or_default();
+        let nonempty = |v: &str| -> Result<(), UsageError> {
+            if v.is_empty() { usage(format!("option {name} needs a non-empty value")) } else { Ok(()) }
+        };
+        match name {
+            "--help" => return Ok(Command::Help),
+            "--gdb" => run.gdb = true,
+            "--display" => run.display = true,
+            "--smp" => run.smp = parse_smp(&value)?,
+            "--mem" => run.mem_mib = parse_mem(&value)?,
+            "--accel" => {
+                run.accel = match value.as_str() {
+                    "tcg" => AccelChoice::Tcg,
+                    "kvm" => AccelChoice::Kvm,
+                    "auto" => AccelChoice::Auto,
+                    _ => return usage(format!("--accel: '{value}' is not one of tcg, kvm, auto")),
+                }
+            }
+            "--firmware" => {
+                run.firmware = match value.as_str() {
+                    "bios" => Firmware::Bios,
+                    "uefi" => Firmware::Uefi,
+                    _ => return usage(format!("--firmware: '{value}' is not one of bios, uefi")),
+                }
+            }
+            "--cpu" => {
+                nonempty(&value)?;
+                if value.chars().any(char::is_whitespace) {
+                    return usage(format!("--cpu: '{value}' contains whitespace"));
+                }
+                run.cpu = Some(value);
+            }
+            "--timeout" => run.timeout = parse_timeout(&value)?,
+            "--suite" | "--kernel" => {
+                nonempty(&value)?;
+                if let Some(prev) = kernel_set {
+                    return usage(format!("{name} conflicts with {prev}: give only one kernel"));
+                }
+                kernel_set = Some(name);
+                run.kernel = if name == "--suite" {
+                    KernelChoice::Suite(value)
+                } else {
+                    KernelChoice::Path(PathBuf::from(value))
+                };
+            }
+            "--serial-log" => {
+                nonempty(&value)?;
+                run.serial_log = Some(PathBuf::from(value));
+            }
+            "--qemu-log" => {
+                nonempty(&value)?;
+                run.qemu_log = Some(PathBuf::from(value));
+            }
+            "--out" => {
+                nonempty(&value)?;
+                out = Some(PathBuf::from(value));
+            }
+            _ => unreachable!("option table and match disagree on {name}"),
+        }
+    }
+
+    if sub == "image" {
+        let Some(out) = out else {
+            return usage("'testbed image' needs --out DIR");
+        };
+        return Ok(Command::Image(ImageOptions {
+            out,
+            kernel: run.kernel,
+            boot_options: run.boot_options,
+        }));
+    }
+    if out.is_some() {
+        return usage("--out only applies to 'testbed image'");
+    }
+    if run.gdb {
+        run.timeout = None;
+    }
+    Ok(Command::Run(run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> RunOptions {
+        match parse(args.iter().copied()) {
+            Ok(Command::Run(r)) => r,
+            other => panic!("expected run options for {args:?}, got {other:?}"),
+        }
+    }
+
+    fn err(args: &[&str]) -> String {
+        match parse(args.iter().copied()) {
+            Err(UsageError(m)) => m,
+            other => panic!("expected a usage error for {args:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let r = run(&[]);
+        assert_eq!(r, RunOptions::default());
+        assert_eq!(r.smp, 1);
+        assert_eq!(r.mem_mib, 256);
+        assert_eq!(r.accel, AccelChoice::Tcg);
+        assert_eq!(r.firmware, Firmware::Bios);
+        assert_eq!(r.timeout, Some(Duration::from_secs(300)));
+        assert_eq!(run(&["run"]), RunOptions::default());
+    }
+
+    #[test]
+    fn every_option() {
+        let r = run(&[
+            "run", "--smp", "4", "--mem", "1G", "--accel", "auto", "--cpu", "max,-la57",
+            "--firmware", "uefi", "--timeout", "30", "--display", "--suite", "boot",
+            "--serial-log", "s.log", "--qemu-log", "q.log", "a=1", "b.c_d-e=",
+        ]);
+        assert_eq!(r.smp, 4);
+        assert_eq!(r.mem_mib, 1024);
+        assert_eq!(r.accel, AccelChoice::Auto);
+        assert_eq!(r.cpu.as_deref(), Some("max,-la57"));
+        assert_eq!(r.firmware, Firmware::Uefi);
+        assert_eq!(r.timeout, Some(Duration::from_secs(30)));
+        assert!(r.display && !r.gdb);
+        assert_eq!(r.kernel, KernelChoice::Suite("boot".into()));
+        assert_eq!(r.serial_log, Some(PathBuf::from("s.log")));
+        assert_eq!(r.qemu_log, Some(PathBuf::from("q.log")));
+        assert_eq!(r.boot_options, vec!["a=1", "b.c_d-e="]);
+
+        let r = run(&["--kernel=/x/k", "--smp=64", "--accel=kvm", "--firmware=bios", "--mem=64"]);
+        assert_eq!(r.kernel, KernelChoice::Path("/x/k".into()));
+        assert_eq!((r.smp, r.mem_mib, r.accel), (64, 64, AccelChoice::Kvm));
+        assert_eq!(run(&["--accel", "tcg"]).accel, AccelChoice::Tcg);
+    }
+
+    #[test]
+    fn gdb_disables_timeout() {
+        let r = run(&["--gdb", "--timeout", "10"]);
+        assert!(r.gdb);
+        assert_eq!(r.timeout, None);
+        assert_eq!(run(&["--timeout", "0"]).timeout, None);
+    }
+
+    #[test]
+    fn mem_sizes() {
+        assert_eq!(parse_mem("256"), Ok(256));
+        assert_eq!(parse_mem("512M"), Ok(512));
+        assert_eq!(parse_mem("512m"), Ok(512));
+        assert_eq!(parse_mem("512MiB"), Ok(512));
+        assert_eq!(parse_mem("2G"), Ok(2048));
+        assert_eq!(parse_mem("2g"), Ok(2048));
+        assert_eq!(parse_mem("64"), Ok(64));
+        for bad in ["", "G", "1.5G", "-1", "abc", "12K", "63", "0", "99999999999999999999", "2048G"] {
+            assert!(parse_mem(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn bad_values() {
+        assert!(err(&["--smp", "0"]).contains("--smp"));
+        assert!(err(&["--smp", "65"]).contains("1..=64"));
+        assert!(err(&["--smp", "two"]).contains("--smp"));
+        assert!(err(&["--smp"]).contains("needs a value"));
+        assert!(err(&["--mem", "32"]).contains("too small"));
+        assert!(err(&["--accel", "hvf"]).contains("tcg, kvm, auto"));
+        assert!(err(&["--firmware", "coreboot"]).contains("bios, uefi"));
+        assert!(err(&["--timeout", "-1"]).contains("--timeout"));
+        assert!(err(&["--timeout", "1.5"]).contains("--timeout"));
+        assert!(err(&["--cpu", ""]).contains("non-empty"));
+        assert!(err(&["--cpu", "max la57"]).contains("whitespace"));
+        assert!(err(&["--suite", "a", "--kernel", "b"]).contains("conflicts"));
+        assert!(err(&["--gdb=1"]).contains("takes no value"));
+        assert!(err(&["--frobnicate"]).contains("unknown option"));
+        assert!(err(&["-x"]).contains("unknown option"));
+        assert!(err(&["--out", "d"]).contains("image"));
+        assert!(err(&["--"]).contains("--"));
+    }
+
+    #[test]
+    fn boot_option_words() {
+        assert_eq!(run(&["crash=panic"]).boot_options, vec!["crash=panic"]);
+        assert_eq!(run(&["ktest.filter=mm::", "x="]).boot_options, vec!["ktest.filter=mm::", "x="]);
+        assert!(err(&["hello"]).contains("unexpected argument 'hello'"));
+        assert!(err(&["=1"]).contains("empty key"));
+        assert!(err(&["Key=1"]).contains("key 'Key'"));
+        assert!(err(&["a b=1"]).contains("key"));
+        assert!(err(&["a=b c"]).contains("whitespace"));
+        assert!(err(&["a=b\tc"]).contains("whitespace"));
+        assert!(err(&["a=b#c"]).contains("'#'"));
+        assert!(check_boot_option("a.b_c-9=x=y").is_ok());
+        assert!(check_boot_option("noequals").is_err());
+    }
+
+    #[test]
+    fn subcommands() {
+        assert_eq!(parse(["help"]), Ok(Command::Help));
+        assert_eq!(parse(["--help"]), Ok(Command::Help));
+        assert_eq!(parse(["-h"]), Ok(Command::Help));
+        assert_eq!(parse(["run", "--smp", "2", "--help"]), Ok(Command::Help));
+        assert!(parse(["help", "x"]).is_err());
+        assert_eq!(
+            parse(["image", "--out", "d", "--suite", "boot", "k=v"]),
+            Ok(Command::Image(ImageOptions {
+                out: "d".into(),
+                kernel: KernelChoice::Suite("boot".into()),
+                boot_options: vec!["k=v".into()],
+            }))
+        );
+        assert!(parse(["image"]).unwrap_err().0.contains("--out"));
+        assert!(parse(["image", "--out", "d", "--smp", "2"]).unwrap_err().0.contains("does not apply"));
+        // A subcommand name later on is a stray word.
+        assert!(parse(["--smp", "2", "image"]).is_err());
+    }
+}

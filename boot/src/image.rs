@@ -1,0 +1,220 @@
+//! Disk images and the boot-options file.
+//!
+//! The kernel's boot options (`key=value` words from the command line) are written as
+//! a text file, one `key=value` per line after a `#` comment line (always, even when
+//! there are no options: bootloader 0.11.17 cannot load a 0-byte ramdisk: the UEFI
+//! loader panics "Failed to allocate memory for the file", the BIOS one hangs), and put
+//! into the image as the bootloader's ramdisk (`DiskImageBuilder::set_ramdisk`): in the
+//! FAT partition of the image it is the file named `ramdisk`, so it can be edited on a
+//! USB stick. The bootloader loads it into memory and hands its address to the kernel.
+//!
+//! Every run gets its own directory `target/testbed/<kernel>-<firmware>-<time>-<pid>-<n>/`
+//! holding `boot-options.txt`, the image, the OVMF VARS copy (UEFI) and `qemu.log`.
+//! The target directory is found from the kernel ELF's path (the top-most ancestor
+//! holding a `CACHEDIR.TAG`), else `CARGO_TARGET_DIR`, else the system temp dir. Old
+//! run directories beyond the newest [`KEEP_RUN_DIRS`] are removed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+
+use crate::qemu::{Firmware, OVMF_VARS};
+
+/// Errors here are messages for the user.
+pub type Result<T> = std::result::Result<T, String>;
+
+fn ctx<T, E: std::fmt::Display>(r: std::result::Result<T, E>, what: impl FnOnce() -> String) -> Result<T> {
+    r.map_err(|e| format!("{}: {e:#}", what()))
+}
+
+/// How many run directories are kept under `target/testbed/`.
+pub const KEEP_RUN_DIRS: usize = 40;
+
+/// The name of the boot-options file inside a run directory.
+pub const BOOT_OPTIONS_FILE: &str = "boot-options.txt";
+
+/// The first line of every boot-options file (never empty: see the module doc).
+pub const BOOT_OPTIONS_HEADER: &str =
+    "# testbed boot options: one key=value per line; '#' starts a comment\n";
+
+/// The boot-options file's text: a comment line, then one `key=value` per line.
+pub fn boot_options_text(options: &[String]) -> String {
+    let mut s = String::from(BOOT_OPTIONS_HEADER);
+    for o in options {
+        s.push_str(o);
+        s.push('\n');
+    }
+    s
+}
+
+/// The cargo target directory a kernel ELF was built in, if it lies in one.
+pub fn target_dir_of(kernel: &Path) -> Option<PathBuf> {
+    let kernel = kernel.canonicalize().unwrap_or_else(|_| kernel.to_path_buf());
+    kernel
+        .ancestors()
+        .skip(1)
+        .filter(|d| d.join("CACHEDIR.TAG").is_file())
+        .last()
+        .map(Path::to_path_buf)
+}
+
+/// The directory run directories go in: `<target>/testbed`.
+pub fn testbed_dir(kernel: &Path) -> PathBuf {
+    let target = target_dir_of(kernel)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
+        .unwrap_or_else(std::env::temp_dir);
+    target.join("testbed")
+}
+
+/// Creates a fresh run directory for `kernel` and `firmware`.
+pub fn new_run_dir(kernel: &Path, firmware: Firmware) -> Result<PathBuf> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let base = testbed_dir(kernel);
+    ctx(fs::create_dir_all(&base), || format!("cannot create {}", base.display()))?;
+    prune_run_dirs(&base);
+    let stem = kernel.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = base.join(format!(
+        "{stem}-{firmware}-{}{:03}-{}-{n}",
+        now.as_secs(),
+        now.subsec_millis(),
+        std::process::id()
+    ));
+    ctx(fs::create_dir(&dir), || format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Removes the oldest run directories beyond [`KEEP_RUN_DIRS`] (only those older than
+/// ten minutes, so a concurrent run keeps its own).
+fn prune_run_dirs(base: &Path) {
+    let Ok(rd) = fs::read_dir(base) else { return };
+    let mut dirs: Vec<(SystemTime, PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if dirs.len() <= KEEP_RUN_DIRS {
+        return;
+    }
+    dirs.sort();
+    let excess = dirs.len() - KEEP_RUN_DIRS;
+    let cutoff = SystemTime::now() - Duration::from_secs(600);
+    for (mtime, path) in dirs.into_iter().take(excess) {
+        if mtime < cutoff {
+            let _ = fs::remove_dir_all(path);
+        }
+    }
+}
+
+/// Writes the boot-options file into `dir` and returns its path.
+pub fn write_boot_options(dir: &Path, options: &[String]) -> Result<PathBuf> {
+    let path = dir.join(BOOT_OPTIONS_FILE);
+    ctx(fs::write(&path, boot_options_text(options)), || format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Builds a disk image for `firmware` at `out` from `kernel` with `boot_options`
+/// (the file at `options_file`) as ramdisk.
+pub fn build_image(kernel: &Path, options_file: &Path, firmware: Firmware, out: &Path) -> Result<()> {
+    if !kernel.is_file() {
+        return Err(format!("kernel ELF {} does not exist", kernel.display()));
+    }
+    let mut b = bootloader::DiskImageBuilder::new(kernel.to_path_buf());
+    b.set_ramdisk(options_file.to_path_buf());
+    let r = match firmware {
+        Firmware::Bios => b.create_bios_image(out),
+        Firmware::Uefi => b.create_uefi_image(out),
+    };
+    ctx(r, || format!("cannot create {firmware} image {}", out.display()))
+}
+
+/// Everything one boot needs on disk.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub dir: PathBuf,
+    pub image: PathBuf,
+    pub ovmf_vars: Option<PathBuf>,
+    pub qemu_log: PathBuf,
+}
+
+/// Creates a run directory with the boot-options file, the image and (UEFI) a
+/// writable copy of the OVMF VARS file. `qemu_log` overrides where QEMU's log goes.
+pub fn prepare(
+    kernel: &Path,
+    firmware: Firmware,
+    boot_options: &[String],
+    qemu_log: Option<&Path>,
+) -> Result<Prepared> {
+    let dir = new_run_dir(kernel, firmware)?;
+    let options_file = write_boot_options(&dir, boot_options)?;
+    let image = dir.join(format!("{firmware}.img"));
+    build_image(kernel, &options_file, firmware, &image)?;
+    let ovmf_vars = match firmware {
+        Firmware::Bios => None,
+        Firmware::Uefi => {
+            let vars = dir.join("OVMF_VARS.fd");
+            copy_writable(Path::new(OVMF_VARS), &vars)?;
+            Some(vars)
+        }
+    };
+    let qemu_log = qemu_log.map_or_else(|| dir.join("qemu.log"), Path::to_path_buf);
+    Ok(Prepared { dir, image, ovmf_vars, qemu_log })
+}
+
+fn copy_writable(from: &Path, to: &Path) -> Result<()> {
+    ctx(fs::copy(from, to), || format!("cannot copy {} to {}", from.display(), to.display()))?;
+    let mut perm = ctx(fs::metadata(to), || format!("cannot stat {}", to.display()))?.permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    ctx(fs::set_permissions(to, perm), || format!("cannot make {} writable", to.display()))
+}
+
+/// `testbed image`: writes `out/bios.img` and `out/uefi.img` (and `out/boot-options.txt`).
+pub fn write_images(kernel: &Path, boot_options: &[String], out: &Path) -> Result<Vec<PathBuf>> {
+    ctx(fs::create_dir_all(out), || format!("cannot create {}", out.display()))?;
+    let options_file = write_boot_options(out, boot_options)?;
+    let mut written = Vec::new();
+    for fw in [Firmware::Bios, Firmware::Uefi] {
+        let img = out.join(format!("{fw}.img"));
+        build_image(kernel, &options_file, fw, &img)?;
+        written.push(img);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_text() {
+        assert_eq!(boot_options_text(&[]), BOOT_OPTIONS_HEADER);
+        assert!(BOOT_OPTIONS_HEADER.starts_with('#') && BOOT_OPTIONS_HEADER.ends_with('\n'));
+        assert_eq!(
+            boot_options_text(&["a=1".into(), "b.c=".into()]),
+            format!("{BOOT_OPTIONS_HEADER}a=1\nb.c=\n")
+        );
+    }
+
+    #[test]
+    fn target_dir_from_kernel_path() {
+        let base = std::env::temp_dir().join(format!("testbed-unit-{}", std::process::id()));
+        let inner = base.join("target/x86_64-unknown-none/debug/build/kernel/abc/artifact/bin");
+        fs::create_dir_all(&inner).unwrap();
+        fs::write(base.join("target/CACHEDIR.TAG"), "").unwrap();
+        fs::write(base.join("target/x86_64-unknown-none/CACHEDIR.TAG"), "").unwrap();
+        fs::write(inner.join("kernel"), "").unwrap();
+        let got = target_dir_of(&inner.join("kernel")).unwrap();
+        assert_eq!(got, base.join("target").canonicalize().unwrap());
+        assert_eq!(testbed_dir(&inner.join("kernel")), got.join("testbed"));
+        let dir = new_run_dir(&inner.join("kernel"), Firmware::Uefi).unwrap();
+        assert!(dir.starts_with(got.join("testbed")));
+        assert!(dir.file_name().unwrap().to_string_lossy().starts_with("kernel-uefi-"));
+        let f = write_boot_options(&dir, &["x=1".into()]).unwrap();
+        assert_eq!(fs::read_to_string(f).unwrap(), format!("{BOOT_OPTIONS_HEADER}x=1\n"));
+        fs::remove_dir_all(&base).unwrap();
+    }
+}

@@ -1,0 +1,285 @@
+//! The host side of the bare-metal kernel testbed: builds boot images for a kernel
+//! ELF and runs them under QEMU, reading the kernel's verdict from the serial console.
+//!
+//! * [`cli`]: command-line parsing;
+//! * [`image`]: disk images and the boot-options file;
+//! * [`qemu`]: QEMU flags, accelerator probing, running, exit-status mapping, gdb;
+//! * [`serial`]: the console stream and the kernel <-> host protocol;
+//! * [`suite`]: running a kernel test suite with crash recovery;
+//! * [`suites`]: the kernels known by name.
+//!
+//! [`run`] is `testbed run` without the printing of the final verdict; the binary
+//! (`src/main.rs`) and the integration tests (`boot/tests/`) use it.
+
+pub mod cli;
+pub mod image;
+pub mod qemu;
+pub mod serial;
+pub mod suite;
+pub mod suites;
+
+use std::path::{Path, PathBuf};
+
+use cli::{KernelChoice, RunOptions, UsageError};
+use qemu::{QemuExit, QemuLog, QemuSpec, RunConfig, RunOutput, Verdict};
+
+/// How many console lines are shown after a timeout or a missing end marker.
+pub const TAIL_LINES: usize = 20;
+
+/// The kernel ELF for a [`KernelChoice`].
+pub fn resolve_kernel(choice: &KernelChoice) -> Result<PathBuf, UsageError> {
+    match choice {
+        KernelChoice::Main => Ok(PathBuf::from(suites::MAIN_KERNEL)),
+        KernelChoice::Suite(name) => suites::suite_kernel(name).ok_or_else(|| {
+            let names = suites::suite_names();
+            UsageError(format!(
+                "unknown suite '{name}' (known: {})",
+                if names.is_empty() { "none yet".to_string() } else { names.join(", ") }
+            ))
+        }),
+        KernelChoice::Path(p) => {
+            if p.is_file() {
+                Ok(p.clone())
+            } else {
+                Err(UsageError(format!("--kernel: {} is not a file", p.display())))
+            }
+        }
+    }
+}
+
+/// A failure before QEMU could run: a message and the exit status (2).
+#[derive(Debug)]
+pub struct SetupError {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+impl From<UsageError> for SetupError {
+    fn from(e: UsageError) -> Self {
+        SetupError { message: e.0, exit_code: 2 }
+    }
+}
+
+fn setup(message: String) -> SetupError {
+    SetupError { message, exit_code: 2 }
+}
+
+/// What one `testbed run` saw.
+#[derive(Debug)]
+pub struct RunReport {
+    pub kernel: PathBuf,
+    /// The run directory (image, boot options, QEMU log).
+    pub dir: PathBuf,
+    pub qemu_log_path: PathBuf,
+    pub output: RunOutput,
+    pub qemu_log: QemuLog,
+    pub verdict: Verdict,
+    pub timeout: Option<std::time::Duration>,
+    /// The CPU state in `qemu_log` comes from a second boot that reproduced the
+    /// triple fault (see [`qemu::reproduce_triple_fault`]).
+    pub reproduced: bool,
+}
+
+impl RunReport {
+    /// The exit status of `testbed run`.
+    pub fn exit_code(&self) -> i32 {
+        self.verdict.exit_code()
+    }
+
+    /// The whole cleaned console.
+    pub fn console_text(&self) -> String {
+        self.output.console.lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    /// The verdict for the user: one line, plus details for failures.
+    pub fn message(&self) -> String {
+        let c = &self.output.console;
+        let secs = self.output.elapsed.as_secs_f64();
+        let mut m = String::new();
+        let tail = |m: &mut String| {
+            let t = c.tail(TAIL_LINES);
+            m.push_str(&format!("--- last {} console lines ---\n", t.len()));
+            for l in t {
+                m.push_str(&format!("    {l}\n"));
+            }
+        };
+        match &self.verdict {
+            Verdict::Pass => m.push_str(&format!("testbed: pass ({secs:.2}s)\n")),
+            Verdict::Failed { fatal } => {
+                m.push_str(&format!(
+                    "testbed: {} ({secs:.2}s, QEMU status {})\n",
+                    if *fatal { "FATAL: the kernel crashed (panic or CPU exception)" } else { "FAILED: the kernel reported a failure" },
+                    if *fatal { 39 } else { 35 }
+                ));
+                if let Some(f) = &c.fatal {
+                    m.push_str(&format!("    {f}\n"));
+                }
+            }
+            Verdict::Usage => m.push_str("testbed: the kernel rejected a boot option (QEMU status 37)\n"),
+            Verdict::Timeout => {
+                let t = self.timeout.map_or(0, |t| t.as_secs());
+                m.push_str(&format!("testbed: TIMEOUT after {t}s: QEMU killed\n"));
+                tail(&mut m);
+            }
+            Verdict::NoEnd { status } => {
+                let how = match (status, &self.output.exit) {
+                    (Some(s), _) => format!("QEMU exit status {s}: {}", qemu::describe_status(*s)),
+                    (None, QemuExit::Killed(r)) => format!("QEMU killed: {r}"),
+                    (None, _) => "QEMU was killed by a signal".to_string(),
+                };
+                m.push_str(&format!("testbed: the kernel never reported an end ({how}; {secs:.2}s)\n"));
+                if c.end.is_some() {
+                    m.push_str("    (a TESTBED-END line was printed, but QEMU did not exit with its status)\n");
+                } else {
+                    m.push_str("    (no TESTBED-END line on the console)\n");
+                }
+                tail(&mut m);
+                if self.reproduced {
+                    m.push_str("QEMU log: (CPU state from a second boot of the same image without -no-reboot)\n");
+                }
+                m.push_str(&self.qemu_log.report());
+                if !self.output.stderr.trim().is_empty() {
+                    m.push_str("--- QEMU stderr ---\n");
+                    m.push_str(&self.output.stderr);
+                }
+                m.push_str(&format!("QEMU log: {}\n", self.qemu_log_path.display()));
+            }
+        }
+        if let (Some(end), QemuExit::Status(s)) = (c.end, &self.output.exit) {
+            let want = qemu::expected_status(end);
+            if want != *s && self.verdict != Verdict::Timeout {
+                m.push_str(&format!(
+                    "testbed: warning: TESTBED-END status={end} but QEMU exited {s} (expected {want})\n"
+                ));
+            }
+        }
+        m
+    }
+}
+
+/// `testbed run`: builds the image and boots it. Progress and the gdb line go to
+/// stderr; the console goes to stdout when `echo`.
+pub fn run(opts: &RunOptions, echo: bool) -> Result<RunReport, SetupError> {
+    let kernel = resolve_kernel(&opts.kernel)?;
+    qemu::check_host(opts.firmware).map_err(setup)?;
+    let (accel, why) = qemu::pick_accel(opts.accel);
+    if let Some(why) = why {
+        eprintln!("testbed: accel {why}");
+    }
+    let prepared = image::prepare(&kernel, opts.firmware, &opts.boot_options, opts.qemu_log.as_deref())
+        .map_err(setup)?;
+    let spec = QemuSpec {
+        accel,
+        cpu: opts.cpu.clone(),
+        smp: opts.smp,
+        mem_mib: opts.mem_mib,
+        firmware: opts.firmware,
+        image: prepared.image.clone(),
+        ovmf_vars: prepared.ovmf_vars.clone(),
+        display: opts.display,
+        gdb: opts.gdb,
+        no_reboot: true,
+        log: prepared.qemu_log.clone(),
+    };
+    eprintln!(
+        "testbed: booting {} ({}, smp {}, {} MiB; boot options: {}; run dir {})",
+        kernel.display(),
+        opts.firmware,
+        opts.smp,
+        opts.mem_mib,
+        if opts.boot_options.is_empty() { "none".to_string() } else { opts.boot_options.join(" ") },
+        prepared.dir.display()
+    );
+    if opts.gdb {
+        eprintln!("testbed: QEMU waits for gdb on :1234 (no timeout). In another terminal run:");
+        eprintln!("    {}", qemu::gdb_command(&kernel));
+    }
+    let output = qemu::run(
+        &spec,
+        &RunConfig { timeout: opts.timeout, echo, serial_log: opts.serial_log.as_deref() },
+        |_, _| None,
+    )
+    .map_err(|e| setup(e.to_string()))?;
+    let mut qemu_log = QemuLog::parse(&std::fs::read_to_string(&prepared.qemu_log).unwrap_or_default());
+    let verdict = qemu::classify(&output.exit, output.console.end);
+    let mut reproduced = false;
+    if verdict == (Verdict::NoEnd { status: Some(0) }) && qemu_log.kernel_reset().is_none() && !opts.gdb {
+        // Under -no-reboot QEMU logs no CPU state on a triple fault: boot the same
+        // image once more without it to catch the reset dump.
+        eprintln!("testbed: QEMU exited 0 (triple fault?): booting again without -no-reboot to catch the CPU state");
+        let mut again = spec.clone();
+        again.log = prepared.dir.join("qemu-triple-fault.log");
+        let limit = output.elapsed * 2 + std::time::Duration::from_secs(10);
+        if let Ok(Some(log)) = qemu::reproduce_triple_fault(&again, limit) {
+            qemu_log.resets = log.resets;
+            qemu_log.triple_fault = true;
+            reproduced = true;
+        }
+    }
+    Ok(RunReport {
+        kernel,
+        dir: prepared.dir,
+        qemu_log_path: prepared.qemu_log,
+        output,
+        qemu_log,
+        verdict,
+        timeout: opts.timeout,
+        reproduced,
+    })
+}
+
+/// `testbed image`: writes `bios.img` and `uefi.img` into `out`.
+pub fn make_images(opts: &cli::ImageOptions) -> Result<Vec<PathBuf>, SetupError> {
+    let kernel = resolve_kernel(&opts.kernel)?;
+    image::write_images(&kernel, &opts.boot_options, &opts.out).map_err(setup)
+}
+
+/// The whole program: parses `args` (without the program name), runs, prints, and
+/// returns the exit status.
+pub fn main_with_args(args: Vec<String>) -> i32 {
+    let cmd = match cli::parse(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("testbed: {e}");
+            eprintln!("testbed: see `cargo run -- --help`");
+            return 2;
+        }
+    };
+    match cmd {
+        cli::Command::Help => {
+            print!("{}", cli::HELP);
+            0
+        }
+        cli::Command::Image(o) => match make_images(&o) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                eprintln!(
+                    "testbed: write one to a USB stick with `dd if=IMG of=/dev/sdX bs=4M conv=fsync`; \
+                     boot options are in the file `ramdisk` of its FAT partition"
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("testbed: {}", e.message);
+                e.exit_code
+            }
+        },
+        cli::Command::Run(o) => match run(&o, true) {
+            Ok(r) => {
+                eprint!("{}", r.message());
+                r.exit_code()
+            }
+            Err(e) => {
+                eprintln!("testbed: {}", e.message);
+                e.exit_code
+            }
+        },
+    }
+}
+
+/// The target directory's `testbed` folder for the main kernel (for tests and tools).
+pub fn default_testbed_dir() -> PathBuf {
+    image::testbed_dir(Path::new(suites::MAIN_KERNEL))
+}
