@@ -286,6 +286,16 @@ enum Msg {
 pub fn run(
     spec: &QemuSpec,
     cfg: &RunConfig<'_>,
+    watch: impl FnMut(Option<&str>, Instant) -> Option<String>,
+) -> io::Result<RunOutput> {
+    let _slot = slot();
+    run_holding_slot(spec, cfg, watch)
+}
+
+/// [`run`] for a caller that already holds a [`slot`] (e.g. for a whole suite).
+pub fn run_holding_slot(
+    spec: &QemuSpec,
+    cfg: &RunConfig<'_>,
     mut watch: impl FnMut(Option<&str>, Instant) -> Option<String>,
 ) -> io::Result<RunOutput> {
     let mut serial_log = match cfg.serial_log {
@@ -294,7 +304,6 @@ pub fn run(
         })?)),
         None => None,
     };
-    let _slot = slot();
     let start = Instant::now();
     let child = Command::new(QEMU)
         .args(spec.args())

@@ -193,6 +193,9 @@ fn death_reason(lines: &[String]) -> Option<String> {
 
 /// Runs the suite to completion (see the module doc).
 pub fn run_suite(cfg: &SuiteConfig) -> SuiteOutcome {
+    // One slot for all boots, so the suite's clock does not run while other
+    // tests of this process use QEMU.
+    let _slot = qemu::slot();
     let start = Instant::now();
     let mut out = SuiteOutcome::default();
     let mut recorded: BTreeMap<usize, TestOutcome> = BTreeMap::new();
@@ -258,7 +261,7 @@ pub fn run_suite(cfg: &SuiteConfig) -> SuiteOutcome {
 
         let mut st = BootState::default();
         let per_test = cfg.per_test_timeout;
-        let run = qemu::run(
+        let run = qemu::run_holding_slot(
             &spec,
             &RunConfig { timeout: Some(remaining), echo: cfg.echo, serial_log: None },
             |line, now| {
