@@ -1,29 +1,163 @@
 //! Time since boot, from the TSC.
 //!
+//! The clock starts early ([`init`], TSC frequency from CPUID or the PIT) so
+//! the log has timestamps from the start, and is refined once ACPI has named
+//! the HPET and the PM timer ([`recalibrate`]). A frequency change starts a new
+//! *epoch* (TSC value, nanoseconds at that value, frequency) a little in the
+//! future of the switch, with its nanoseconds computed by the old epoch: so
+//! `now_ns()` is continuous and monotonic across the switch. Epochs are written
+//! once before they are published and never changed, so readers (the logger,
+//! NMI handlers included) need no lock.
+//!
 //! `now_ns()` is monotonic on one CPU; across CPUs it relies on the TSCs being
 //! synchronised (true under QEMU and on CPUs with an invariant TSC, which the SMP
 //! bring-up checks).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::arch::tsc;
+use crate::acpi::Platform;
+use crate::arch::tsc::{self, ReferenceClock, Source};
+use crate::arch::{hpet, pmtimer};
 
-/// TSC value at boot (after calibration).
-static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
+/// One clock epoch: from TSC `base_tsc` on, time is `base_ns` plus the ticks
+/// since, at `khz`.
+struct Epoch {
+    base_tsc: AtomicU64,
+    base_ns: AtomicU64,
+    khz: AtomicU64,
+}
 
-/// Calibrates the TSC and starts the clock. Called once on the boot CPU.
+/// How many frequency changes the clock can take (the boot needs two epochs).
+const MAX_EPOCHS: usize = 4;
+static EPOCHS: [Epoch; MAX_EPOCHS] =
+    [const { Epoch { base_tsc: AtomicU64::new(0), base_ns: AtomicU64::new(0), khz: AtomicU64::new(0) } }; MAX_EPOCHS];
+/// Number of published epochs; the last one is current (0 = clock not started).
+static PUBLISHED: AtomicUsize = AtomicUsize::new(0);
+
+/// Calibrates the TSC early and starts the clock. Called once on the boot CPU.
 pub fn init() {
     tsc::calibrate();
-    BOOT_TSC.store(tsc::rdtsc(), Ordering::Relaxed);
+    EPOCHS[0].base_tsc.store(tsc::rdtsc(), Ordering::Relaxed);
+    EPOCHS[0].khz.store(tsc::khz(), Ordering::Relaxed);
+    PUBLISHED.store(1, Ordering::Release);
 }
 
 /// Nanoseconds since [`init`] (0 before it).
 pub fn now_ns() -> u64 {
-    let boot = BOOT_TSC.load(Ordering::Relaxed);
-    if boot == 0 {
+    let n = PUBLISHED.load(Ordering::Acquire);
+    if n == 0 {
         return 0;
     }
-    tsc::ticks_to_ns(tsc::rdtsc().saturating_sub(boot))
+    let e = &EPOCHS[n - 1];
+    let ticks = tsc::rdtsc().saturating_sub(e.base_tsc.load(Ordering::Relaxed));
+    e.base_ns.load(Ordering::Relaxed) + tsc::ticks_to_ns_at(ticks, e.khz.load(Ordering::Relaxed))
+}
+
+/// Switches the clock to `khz` without a jump (see the module docs).
+fn rebase(khz: u64, source: Source) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let n = PUBLISHED.load(Ordering::Acquire);
+        if n == 0 || n == MAX_EPOCHS {
+            log::warn!("time: cannot change the TSC frequency now (epoch {n}); keeping {} kHz", tsc::khz());
+            return;
+        }
+        let old = &EPOCHS[n - 1];
+        // 50 us ahead: readers of either epoch before that TSC value see at most
+        // `base_ns`, so no reader can see time go back across the switch.
+        let switch = tsc::rdtsc() + tsc::ns_to_ticks(50_000);
+        let old_ticks = switch.saturating_sub(old.base_tsc.load(Ordering::Relaxed));
+        let base_ns = old.base_ns.load(Ordering::Relaxed) + tsc::ticks_to_ns_at(old_ticks, old.khz.load(Ordering::Relaxed));
+        let new = &EPOCHS[n];
+        new.base_tsc.store(switch, Ordering::Relaxed);
+        new.base_ns.store(base_ns, Ordering::Relaxed);
+        new.khz.store(khz, Ordering::Relaxed);
+        tsc::set_khz(khz, source);
+        PUBLISHED.store(n + 1, Ordering::Release);
+    })
+}
+
+/// Windows per calibration and their length: 5 x 10 ms.
+const WINDOWS: usize = 5;
+const WINDOW_NS: u64 = 10_000_000;
+
+/// Refines the TSC frequency with the best timer the platform has: kept as is
+/// when CPUID reports it, else measured against the HPET, else the ACPI PM
+/// timer, else (last resort) the PIT again. Probes the HPET and PM timer.
+pub fn recalibrate(platform: &Platform) {
+    let hpet = platform.hpet.and_then(|h| hpet::init(h.base));
+    let pm_timer = platform.pm_timer.and_then(|p| pmtimer::init(p.port, p.bits32));
+    let early = tsc::khz();
+    if tsc::source() == Source::Cpuid {
+        log::info!("time: TSC {early} kHz as CPUID reports it; not re-measured");
+        return;
+    }
+    let mut result = None;
+    if let Some(h) = hpet {
+        result = tsc::calibrate_against(h, WINDOWS, WINDOW_NS).map(|k| (k, Source::Hpet));
+        if result.is_none() {
+            log::warn!("time: TSC calibration against the HPET failed (stalled or too noisy)");
+        }
+    }
+    if let (None, Some(p)) = (result, pm_timer) {
+        result = tsc::calibrate_against(p, WINDOWS, WINDOW_NS).map(|k| (k, Source::PmTimer));
+        if result.is_none() {
+            log::warn!("time: TSC calibration against the ACPI PM timer failed (stalled or too noisy)");
+        }
+    }
+    let (khz, source) = result.unwrap_or_else(|| {
+        log::warn!("time: no HPET or PM timer to calibrate the TSC; using the PIT (least precise)");
+        // A late PIT edge only lengthens a run, so the shortest run is best.
+        let best = (0..3).map(|_| tsc::pit_calibrate_khz(10)).min().unwrap_or(early);
+        (best, Source::Pit)
+    });
+    if khz == 0 {
+        log::warn!("time: TSC calibration gave 0 kHz; keeping {early} kHz");
+        return;
+    }
+    rebase(khz, source);
+    let ppm = (khz as i128 - early as i128) * 1_000_000 / early.max(1) as i128;
+    log::info!("time: TSC {khz} kHz from {source} (early PIT estimate {early} kHz, {ppm:+} ppm)");
+}
+
+/// The result of [`verify_tsc`].
+#[derive(Clone, Copy, Debug)]
+pub struct TscCheck {
+    /// The timer compared against.
+    pub reference: Source,
+    /// Elapsed time by the TSC.
+    pub tsc_ns: u64,
+    /// Elapsed time by the reference.
+    pub reference_ns: u64,
+}
+
+impl TscCheck {
+    /// The TSC's deviation from the reference, in parts per million.
+    pub fn error_ppm(&self) -> i64 {
+        ((self.tsc_ns as i128 - self.reference_ns as i128) * 1_000_000 / self.reference_ns.max(1) as i128) as i64
+    }
+}
+
+/// Checks over about 50 ms that TSC-derived time agrees with the HPET or the
+/// PM timer (preferring one the TSC was not calibrated against) within 2%.
+/// `Err` says why not: no reference timer, a stalled one, or disagreement.
+pub fn verify_tsc() -> Result<TscCheck, String> {
+    let hpet = hpet::get().map(|h| (h as &dyn ReferenceClock, Source::Hpet));
+    let pm = pmtimer::get().map(|p| (p as &dyn ReferenceClock, Source::PmTimer));
+    let (reference, source) = match (tsc::source(), hpet, pm) {
+        (Source::Hpet, _, Some(pm)) => pm,
+        (_, Some(hpet), _) => hpet,
+        (_, None, Some(pm)) => pm,
+        (_, None, None) => return Err(String::from("no HPET or PM timer to check the TSC against")),
+    };
+    let (tsc_ns, reference_ns) =
+        tsc::compare_with(reference, 50_000_000).ok_or_else(|| format!("{source} stalled or too noisy"))?;
+    let check = TscCheck { reference: source, tsc_ns, reference_ns };
+    if check.error_ppm().abs() > 20_000 {
+        return Err(format!("TSC says {tsc_ns} ns, {source} says {reference_ns} ns ({} ppm)", check.error_ppm()));
+    }
+    Ok(check)
 }
 
 /// A deadline `ns` nanoseconds from now, for bounded waits.

@@ -9,6 +9,8 @@
 pub mod cpu;
 pub mod exceptions;
 pub mod gdt;
+pub mod hpet;
 pub mod idt;
+pub mod pmtimer;
 pub mod qemu;
 pub mod tsc;

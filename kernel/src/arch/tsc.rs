@@ -1,17 +1,66 @@
 //! The time-stamp counter: the clock behind `time::now()` and every timeout.
 //!
 //! The frequency comes from CPUID leaf 0x15 (crystal ratio) or 0x16 (base MHz)
-//! when the CPU reports them, otherwise from a 20 ms calibration against PIT
-//! channel 2 (the only timer every PC has; the SMP bring-up refines this with the
-//! HPET or the ACPI PM timer when present).
+//! when the CPU reports them. Otherwise it is measured: early in boot against
+//! PIT channel 2 (the only timer every PC has, and the only one usable before
+//! ACPI is parsed), then, once ACPI is known, again against the HPET or the ACPI
+//! PM timer ([`calibrate_against`]); the PIT stays the last resort.
+//!
+//! Measurements are robust to a vCPU being descheduled (QEMU TCG on a loaded
+//! host): each window's endpoints pair a reference read with the narrowest of
+//! several TSC brackets, windows with wide brackets are retried, and the median
+//! window wins. Every wait is bounded. Invariant: the frequency only changes
+//! through [`calibrate`] and [`set_khz`], and `time` re-bases its clock when it
+//! calls the latter, so converted times stay monotonic.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::fmt;
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use x86_64::instructions::port::Port;
 
-/// TSC ticks per microsecond, times 1024 (fixed point, so no floats are needed).
-static TICKS_PER_US_X1024: AtomicU64 = AtomicU64::new(0);
-/// How the frequency was found, for the boot log.
-static SOURCE: spin::Once<&'static str> = spin::Once::new();
+/// TSC frequency in kHz (0 = not calibrated).
+static KHZ: AtomicU64 = AtomicU64::new(0);
+/// How the frequency was found ([`Source`] as u8).
+static SOURCE: AtomicU8 = AtomicU8::new(Source::Uncalibrated as u8);
+
+/// Where the TSC frequency came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Source {
+    /// Not calibrated yet.
+    Uncalibrated,
+    /// CPUID leaf 0x15 or 0x16.
+    Cpuid,
+    /// PIT channel 2.
+    Pit,
+    /// The HPET main counter.
+    Hpet,
+    /// The ACPI PM timer.
+    PmTimer,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Uncalibrated => "uncalibrated",
+            Source::Cpuid => "cpuid",
+            Source::Pit => "pit",
+            Source::Hpet => "hpet",
+            Source::PmTimer => "acpi-pm-timer",
+        })
+    }
+}
+
+/// A clock to measure the TSC against.
+pub trait ReferenceClock {
+    /// The counter (only the bits in [`mask`](Self::mask) are meaningful; it wraps).
+    fn read(&self) -> u64;
+    /// The counter's width as a mask.
+    fn mask(&self) -> u64;
+    /// Converts a tick count to nanoseconds.
+    fn ticks_to_ns(&self, ticks: u64) -> u64;
+    /// Converts nanoseconds to a tick count.
+    fn ns_to_ticks(&self, ns: u64) -> u64;
+}
 
 /// Reads the time-stamp counter (not serialising; fine for timeouts and logs).
 #[inline(always)]
@@ -20,41 +69,53 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Determines the TSC frequency once. Must run with interrupts disabled on the
-/// boot CPU before anything converts TSC values to time.
+/// Determines the TSC frequency early (CPUID, else the PIT). Must run with
+/// interrupts disabled on the boot CPU before anything converts TSC values.
 pub fn calibrate() {
-    let (khz, source) = match cpuid_khz() {
-        Some(khz) => (khz, "cpuid"),
-        None => (pit_calibrate_khz(), "pit"),
-    };
-    // khz * 1024 / 1000 = ticks per us * 1024.
-    TICKS_PER_US_X1024.store(khz * 1024 / 1000, Ordering::Relaxed);
-    SOURCE.call_once(|| source);
+    match cpuid_khz() {
+        Some(khz) => set_khz(khz, Source::Cpuid),
+        None => set_khz(pit_calibrate_khz(20), Source::Pit),
+    }
+}
+
+/// Records a new frequency. Only `time` calls this after boot (it re-bases).
+pub fn set_khz(khz: u64, source: Source) {
+    KHZ.store(khz, Ordering::Relaxed);
+    SOURCE.store(source as u8, Ordering::Relaxed);
 }
 
 /// The TSC frequency in kHz (0 before [`calibrate`]).
 pub fn khz() -> u64 {
-    TICKS_PER_US_X1024.load(Ordering::Relaxed) * 1000 / 1024
+    KHZ.load(Ordering::Relaxed)
 }
 
-/// Where the frequency came from ("cpuid" or "pit"), if calibrated.
-pub fn source() -> &'static str {
-    SOURCE.get().copied().unwrap_or("uncalibrated")
+/// Where the frequency came from.
+pub fn source() -> Source {
+    match SOURCE.load(Ordering::Relaxed) {
+        1 => Source::Cpuid,
+        2 => Source::Pit,
+        3 => Source::Hpet,
+        4 => Source::PmTimer,
+        _ => Source::Uncalibrated,
+    }
+}
+
+/// Converts TSC ticks to nanoseconds at `khz` (0 if `khz` is 0).
+pub fn ticks_to_ns_at(ticks: u64, khz: u64) -> u64 {
+    if khz == 0 {
+        return 0;
+    }
+    (ticks as u128 * 1_000_000 / khz as u128).min(u64::MAX as u128) as u64
 }
 
 /// Converts TSC ticks to nanoseconds (0 before calibration).
 pub fn ticks_to_ns(ticks: u64) -> u64 {
-    let per_us = TICKS_PER_US_X1024.load(Ordering::Relaxed);
-    if per_us == 0 {
-        return 0;
-    }
-    ((ticks as u128 * 1024 * 1000) / per_us as u128) as u64
+    ticks_to_ns_at(ticks, khz())
 }
 
 /// Converts nanoseconds to TSC ticks (saturating; 0 before calibration).
 pub fn ns_to_ticks(ns: u64) -> u64 {
-    let per_us = TICKS_PER_US_X1024.load(Ordering::Relaxed) as u128;
-    ((ns as u128 * per_us) / (1024 * 1000)).min(u64::MAX as u128) as u64
+    (ns as u128 * khz() as u128 / 1_000_000).min(u64::MAX as u128) as u64
 }
 
 fn cpuid_khz() -> Option<u64> {
@@ -75,12 +136,16 @@ fn cpuid_khz() -> Option<u64> {
     None
 }
 
-/// Counts TSC ticks over 20 ms of PIT channel 2 (1.193182 MHz), gated through
-/// port 0x61 so no interrupt is involved.
-fn pit_calibrate_khz() -> u64 {
+/// Whether the CPU reports its TSC frequency (then it is never re-measured).
+pub fn cpuid_reports_frequency() -> bool {
+    cpuid_khz().is_some()
+}
+
+/// Counts TSC ticks over `ms` milliseconds of PIT channel 2 (1.193182 MHz),
+/// gated through port 0x61 so no interrupt is involved.
+pub fn pit_calibrate_khz(ms: u64) -> u64 {
     const PIT_HZ: u64 = 1_193_182;
-    const MS: u64 = 20;
-    let count = (PIT_HZ * MS / 1000) as u16;
+    let count = (PIT_HZ * ms / 1000).min(0xffff) as u16;
     let mut gate = Port::<u8>::new(0x61);
     let mut command = Port::<u8>::new(0x43);
     let mut channel2 = Port::<u8>::new(0x42);
@@ -104,6 +169,95 @@ fn pit_calibrate_khz() -> u64 {
         }
         let ticks = rdtsc() - start;
         gate.write(old);
-        ticks / MS
+        ticks * PIT_HZ / u64::from(count) / 1000
     }
+}
+
+/// Reads `reference` between two TSC reads, keeping the narrowest of a few
+/// tries: (TSC at the middle of the bracket, reference value, bracket width).
+fn paired_read(reference: &dyn ReferenceClock) -> (u64, u64, u64) {
+    let mut best = (0, 0, u64::MAX);
+    for _ in 0..5 {
+        let before = rdtsc();
+        let value = reference.read();
+        let after = rdtsc();
+        let width = after.wrapping_sub(before);
+        if width < best.2 {
+            best = (before + width / 2, value, width);
+        }
+    }
+    best
+}
+
+/// Measures one window of about `window_ns`: (TSC ticks, reference ns), or
+/// `None` if the reference stalls or the endpoints are too uncertain.
+fn measure_window(reference: &dyn ReferenceClock, window_ns: u64) -> Option<(u64, u64)> {
+    let target = reference.ns_to_ticks(window_ns).max(1);
+    // The bound uses the early frequency, off by far less than the 50x slack.
+    let bound = match ns_to_ticks(window_ns.saturating_mul(50)) {
+        0 => 10_000_000_000,
+        ticks => ticks,
+    };
+    let (tsc0, ref0, width0) = paired_read(reference);
+    loop {
+        if reference.read().wrapping_sub(ref0) & reference.mask() >= target {
+            break;
+        }
+        if rdtsc().wrapping_sub(tsc0) > bound {
+            return None;
+        }
+        core::hint::spin_loop();
+    }
+    let (tsc1, ref1, width1) = paired_read(reference);
+    let tsc_ticks = tsc1.wrapping_sub(tsc0);
+    // Reject windows whose endpoint uncertainty exceeds 0.2% of the window.
+    if (width0 + width1).saturating_mul(500) > tsc_ticks {
+        return None;
+    }
+    Some((tsc_ticks, reference.ticks_to_ns(ref1.wrapping_sub(ref0) & reference.mask())))
+}
+
+/// Measures the TSC frequency (kHz) against `reference`: the median of
+/// `windows` windows of `window_ns` each. `None` when fewer than three windows
+/// could be measured. Runs with interrupts disabled.
+pub fn calibrate_against(reference: &dyn ReferenceClock, windows: usize, window_ns: u64) -> Option<u64> {
+    const MAX_WINDOWS: usize = 15;
+    let mut khz = [0u64; MAX_WINDOWS];
+    let mut n = 0;
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut attempts = 0;
+        while n < windows.min(MAX_WINDOWS) && attempts < 2 * windows + 2 {
+            attempts += 1;
+            match measure_window(reference, window_ns) {
+                Some((ticks, ns)) if ns > 0 => {
+                    khz[n] = (ticks as u128 * 1_000_000 / ns as u128) as u64;
+                    n += 1;
+                }
+                _ => {}
+            }
+        }
+    });
+    if n < 3 {
+        return None;
+    }
+    let sorted = &mut khz[..n];
+    sorted.sort_unstable();
+    let median = sorted[n / 2];
+    if (sorted[n - 1] - sorted[0]) * 50 > median {
+        log::warn!("tsc: calibration windows disagree by more than 2% ({} .. {} kHz); using the median", sorted[0], sorted[n - 1]);
+    }
+    Some(median)
+}
+
+/// Compares TSC-derived time with `reference` over one window of `window_ns`:
+/// (TSC-derived ns, reference ns), or `None` if the reference stalled.
+pub fn compare_with(reference: &dyn ReferenceClock, window_ns: u64) -> Option<(u64, u64)> {
+    let mut result = None;
+    for _ in 0..3 {
+        result = x86_64::instructions::interrupts::without_interrupts(|| measure_window(reference, window_ns));
+        if result.is_some() {
+            break;
+        }
+    }
+    result.map(|(ticks, ref_ns)| (ticks_to_ns(ticks), ref_ns))
 }

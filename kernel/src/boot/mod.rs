@@ -6,7 +6,8 @@
 //! [`BootFacts`] first, because the bootloader's mappings (the boot info among
 //! them) do not exist in the kernel's tables. Stage 2 runs on a kernel stack
 //! with a guard page, on the kernel's tables: heap, per-CPU segments with
-//! guarded IST stacks, the framebuffer console, then the kernel's `main`.
+//! guarded IST stacks, the ACPI tables and the TSC frequency refined against
+//! the timers they name, the framebuffer console, then the kernel's `main`.
 
 mod facts;
 
@@ -116,6 +117,9 @@ extern "C" fn stage2() -> ! {
         machine_check: stack::alloc("cpu0 machine-check IST", IST_STACK_SIZE).top(),
         privilege0: stack::alloc("cpu0 ring-0 entry", IST_STACK_SIZE).top(),
     });
+    crate::acpi::init(facts.rsdp);
+    crate::acpi::log_platform(crate::acpi::platform());
+    crate::time::recalibrate(crate::acpi::platform());
     if let Some((buffer, info)) = facts.framebuffer() {
         console::attach_framebuffer(buffer, info);
     }

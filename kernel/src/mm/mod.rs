@@ -12,6 +12,7 @@ pub mod frame;
 pub mod heap;
 pub mod kernel_map;
 pub mod layout;
+pub mod mmio;
 pub mod paging;
 pub mod stack;
 

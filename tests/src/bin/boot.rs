@@ -7,4 +7,5 @@ kernel::ktest_main!("boot", [
     ktests::boot::memory::TESTS,
     ktests::boot::paging::TESTS,
     ktests::boot::debug::TESTS,
+    ktests::boot::platform::TESTS,
 ]);

@@ -4,3 +4,4 @@ pub mod debug;
 pub mod memory;
 pub mod options;
 pub mod paging;
+pub mod platform;
