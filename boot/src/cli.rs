@@ -27,7 +27,7 @@ named `ramdisk`, so it can be edited on a USB stick. The kernel checks them and
 exits with a usage error on a bad one.
 
 OPTIONS (run):
-    --smp N             number of CPUs, 1..=64 (default 1)
+    --smp N             number of CPUs, 1..=64 (default 4, as the Linux peer)
     --mem SIZE          memory in MiB, or with suffix M or G (default 256, min 64)
     --accel A           tcg | kvm | auto (default tcg; auto takes KVM only when
                         /dev/kvm is usable and the CPU shows vmx/svm)
@@ -105,7 +105,7 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
-            smp: 1,
+            smp: 4,
             mem_mib: 256,
             accel: AccelChoice::Tcg,
             cpu: None,
@@ -396,7 +396,7 @@ mod tests {
     fn defaults() {
         let r = run(&[]);
         assert_eq!(r, RunOptions::default());
-        assert_eq!(r.smp, 1);
+        assert_eq!(r.smp, 4, "the default matches the Linux peer");
         assert_eq!(r.mem_mib, 256);
         assert_eq!(r.accel, AccelChoice::Tcg);
         assert_eq!(r.firmware, Firmware::Bios);

@@ -34,7 +34,8 @@
 //! * **Kernel test suites** print, in order:
 //!   - `ktest: suite name=<suite> tests=<N> skip=<K>`
 //!   - per test: `ktest: start index=<i> name=<path>`, then
-//!     `test <path> ... ok` or `test <path> ... FAILED (<one-line reason>)`
+//!     `test <path> ... ok`, `test <path> ... FAILED (<one-line reason>)` or
+//!     `test <path> ... ignored, <reason>` (skipped, e.g. it needs more CPUs)
 //!   - `test result: ok. P passed; F failed; 0 ignored; 0 measured; X filtered out; finished in S.SSs`
 //!     (or `test result: FAILED. ...`), then the end marker and exit 0x10 / 0x11.
 //!
@@ -101,6 +102,8 @@ pub enum Line {
     TestOk { name: String },
     /// `test <path> ... FAILED (<reason>)`
     TestFailed { name: String, reason: Option<String> },
+    /// `test <path> ... ignored, <reason>` (the kernel skipped it)
+    TestIgnored { name: String, reason: Option<String> },
     /// `test result: ok|FAILED. ...`
     TestResult(TestSummary),
     /// `TESTBED-END status=...`
@@ -217,6 +220,11 @@ pub fn parse_line(line: &str) -> Line {
             let verdict = verdict.trim();
             if verdict == "ok" {
                 return Line::TestOk { name };
+            }
+            if let Some(r) = verdict.strip_prefix("ignored") {
+                let reason = r.trim_start_matches(',').trim();
+                let reason = (!reason.is_empty()).then(|| reason.to_string());
+                return Line::TestIgnored { name, reason };
             }
             if let Some(r) = verdict.strip_prefix("FAILED") {
                 let r = r.trim();
@@ -403,6 +411,10 @@ mod tests {
             Line::TestStart { index: 4, name: "mm::frame::alloc_free".into() }
         );
         assert_eq!(parse_line("test mm::a ... ok"), Line::TestOk { name: "mm::a".into() });
+        assert_eq!(
+            parse_line("test smp::x ... ignored, needs 2 CPUs"),
+            Line::TestIgnored { name: "smp::x".into(), reason: Some("needs 2 CPUs".into()) }
+        );
         assert_eq!(
             parse_line("test mm::b ... FAILED (assertion failed: x == 1 (left 2))"),
             Line::TestFailed {

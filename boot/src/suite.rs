@@ -61,8 +61,11 @@ pub struct TestOutcome {
     pub index: usize,
     pub name: String,
     pub passed: bool,
-    /// Why it failed: the kernel's reason, the panic/exception line, "triple fault",
-    /// or "timeout after Ns (hang)".
+    /// The kernel skipped it (`test <path> ... ignored, <reason>`): counted as
+    /// neither passed nor failed, with its reason kept.
+    pub ignored: bool,
+    /// Why it failed (the kernel's reason, the panic/exception line, "triple
+    /// fault", or "timeout after Ns (hang)") or why it was ignored.
     pub reason: Option<String>,
 }
 
@@ -91,7 +94,12 @@ pub struct SuiteOutcome {
 
 impl SuiteOutcome {
     pub fn passed(&self) -> usize {
-        self.tests.iter().filter(|t| t.passed).count()
+        self.tests.iter().filter(|t| t.passed && !t.ignored).count()
+    }
+
+    /// Tests the kernel skipped (with a reason).
+    pub fn ignored(&self) -> usize {
+        self.tests.iter().filter(|t| t.ignored).count()
     }
 
     pub fn failed(&self) -> usize {
@@ -121,10 +129,11 @@ impl SuiteOutcome {
     /// A summary in cargo's format, over all boots.
     pub fn summary_line(&self) -> String {
         format!(
-            "test result: {}. {} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s",
+            "test result: {}. {} passed; {} failed; {} ignored; 0 measured; {} filtered out; finished in {:.2}s",
             if self.ok() { "ok" } else { "FAILED" },
             self.passed(),
             self.failed(),
+            self.ignored(),
             self.filtered_out(),
             self.elapsed.as_secs_f64()
         )
@@ -294,17 +303,22 @@ pub fn run_suite(cfg: &SuiteConfig) -> SuiteOutcome {
                             Line::TestFailed { reason, .. } => (false, reason),
                             _ => (true, None),
                         };
-                        recorded.insert(index, TestOutcome { index, name, passed, reason });
+                        recorded.insert(index, TestOutcome { index, name, passed, ignored: false, reason });
+                    }
+                    Line::TestIgnored { name, reason } => {
+                        if let Some((index, _, _)) = st.open.take() {
+                            recorded.insert(index, TestOutcome { index, name, passed: true, ignored: true, reason });
+                        }
                     }
                     Line::TestOk { name } => {
                         if let Some((index, _, _)) = st.open.take() {
-                            recorded.insert(index, TestOutcome { index, name, passed: true, reason: None });
+                            recorded.insert(index, TestOutcome { index, name, passed: true, ignored: false, reason: None });
                         }
                     }
                     Line::TestFailed { name, reason } => {
                         if let Some((index, _, _)) = st.open.take() {
                             let reason = reason.or_else(|| Some("FAILED (no reason given)".into()));
-                            recorded.insert(index, TestOutcome { index, name, passed: false, reason });
+                            recorded.insert(index, TestOutcome { index, name, passed: false, ignored: false, reason });
                         }
                     }
                     Line::TestResult(s) => out.summary = Some(s),
@@ -352,7 +366,7 @@ pub fn run_suite(cfg: &SuiteConfig) -> SuiteOutcome {
                 _ => death_reason(&run.console.lines[st.open_line.min(run.console.lines.len())..])
                     .unwrap_or_else(|| format!("kernel died without a report ({exit_text})")),
             };
-            recorded.insert(index, TestOutcome { index, name, passed: false, reason: Some(reason) });
+            recorded.insert(index, TestOutcome { index, name, passed: false, ignored: false, reason: Some(reason) });
         }
         if run.exit == QemuExit::TimedOut {
             out.aborted = Some(format!("suite timeout after {}s", cfg.timeout.as_secs()));
@@ -387,7 +401,7 @@ mod tests {
             total: Some(5),
             tests: tests
                 .iter()
-                .map(|(i, n, p, r)| TestOutcome { index: *i, name: n.to_string(), passed: *p, reason: r.map(Into::into) })
+                .map(|(i, n, p, r)| TestOutcome { index: *i, name: n.to_string(), passed: *p, ignored: false, reason: r.map(Into::into) })
                 .collect(),
             boots: 2,
             summary: Some(TestSummary { ok: false, passed: 0, failed: 0, filtered_out: 0, seconds: None }),

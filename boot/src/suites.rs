@@ -14,6 +14,7 @@ pub const MAIN_KERNEL: &str = env!("CARGO_BIN_FILE_KERNEL_kernel");
 pub const SUITES: &[(&str, &str)] = &[
     ("boot", env!("CARGO_BIN_FILE_KTESTS_boot")),
     ("selftest_fail", env!("CARGO_BIN_FILE_KTESTS_selftest_fail")),
+    ("smp", env!("CARGO_BIN_FILE_KTESTS_smp")),
 ];
 
 /// The kernel ELF of suite `name`.

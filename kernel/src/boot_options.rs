@@ -36,6 +36,17 @@ pub const KEYS: &[KeyInfo] = &[
         values: "none|panic|pagefault|gpf|ud|doublefault|stackoverflow|triplefault",
         help: "main kernel: crash deliberately after boot, to check the crash reports",
     },
+    KeyInfo { key: "apic", values: "auto|xapic", help: "local APIC mode (auto: x2APIC when the CPU offers it)" },
+    KeyInfo {
+        key: "smp.ap_timeout_ms",
+        values: "<1..=60000>",
+        help: "how long an AP may take to come online before it is reported and skipped",
+    },
+    KeyInfo {
+        key: "smp.call_timeout_ms",
+        values: "<1..=600000>",
+        help: "bound on every wait for a cross-CPU call (must exceed any interrupts-off pause)",
+    },
     KeyInfo { key: "ktest.filter", values: "<substring>", help: "test kernels: run only tests whose name contains it" },
     KeyInfo { key: "ktest.skip", values: "<number>", help: "test kernels: skip the first N tests (crash recovery)" },
 ];
@@ -68,6 +79,12 @@ pub struct BootOptions {
     pub log_level: LevelFilter,
     /// `crash=`.
     pub crash: Option<Crash>,
+    /// `apic=xapic`: stay in xAPIC mode even when x2APIC is offered.
+    pub force_xapic: bool,
+    /// `smp.ap_timeout_ms=`.
+    pub ap_timeout_ms: u64,
+    /// `smp.call_timeout_ms=`.
+    pub call_timeout_ms: u64,
     /// `ktest.filter=`.
     pub ktest_filter: Option<&'static str>,
     /// `ktest.skip=`.
@@ -80,6 +97,9 @@ impl BootOptions {
         console: ConsoleChoice::Auto,
         log_level: LevelFilter::Info,
         crash: None,
+        force_xapic: false,
+        ap_timeout_ms: 1000,
+        call_timeout_ms: 2000,
         ktest_filter: None,
         ktest_skip: 0,
     };
@@ -204,6 +224,15 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
                 _ => return Err(bad(key, value)),
             }
         }
+        "apic" => {
+            o.force_xapic = match value {
+                "auto" => false,
+                "xapic" => true,
+                _ => return Err(bad(key, value)),
+            }
+        }
+        "smp.ap_timeout_ms" => o.ap_timeout_ms = number_in(key, value, 1, 60_000)?,
+        "smp.call_timeout_ms" => o.call_timeout_ms = number_in(key, value, 1, 600_000)?,
         "ktest.filter" => {
             if value.is_empty() {
                 return Err(bad(key, value));
@@ -214,4 +243,8 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
         _ => return Err(OptionError::UnknownKey(key)),
     }
     Ok(())
+}
+
+fn number_in(key: &'static str, value: &'static str, min: u64, max: u64) -> Result<u64, OptionError> {
+    value.parse().ok().filter(|n| (min..=max).contains(n)).ok_or_else(|| bad(key, value))
 }

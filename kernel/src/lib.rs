@@ -22,6 +22,7 @@ pub mod console;
 pub mod debug;
 pub mod mm;
 pub mod power;
+pub mod smp;
 pub mod testing;
 pub mod time;
 

@@ -12,3 +12,4 @@ extern crate alloc;
 
 pub mod boot;
 pub mod selftest;
+pub mod smp;

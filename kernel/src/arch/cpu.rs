@@ -89,11 +89,3 @@ pub fn stack_pointer() -> u64 {
 pub fn relax() {
     core::hint::spin_loop();
 }
-
-/// The number of the CPU executing this: its initial APIC id (CPUID leaf 1)
-/// until per-CPU data gives each CPU a dense number.
-pub fn current_cpu_number() -> u32 {
-    let ebx = core::arch::x86_64::__cpuid(1).ebx;
-    ebx >> 24
-}
-

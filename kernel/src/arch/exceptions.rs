@@ -61,13 +61,15 @@ mod pf {
 pub fn handle(frame: &mut TrapFrame) {
     match frame.vector {
         2 => {
-            // No NMI user exists yet: report it and carry on, as a watchdog or
-            // a debugger's NMI must not kill the run.
-            fatal::out(format_args!(
-                "NMI on cpu{} at {}\n",
-                cpu::current_cpu_number(),
-                Symbolized(frame.rip)
-            ));
+            if !crate::smp::nmi::handle(frame) {
+                // Nobody asked: a watchdog or a debugger's NMI must not kill
+                // the run. Report it and carry on.
+                fatal::out(format_args!(
+                    "unexpected NMI on cpu{} at {}\n",
+                    crate::smp::cpu_index(),
+                    Symbolized(frame.rip)
+                ));
+            }
         }
         3 => {
             log::warn!("breakpoint at {}", Symbolized(frame.rip));
@@ -123,7 +125,7 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
         "  vector {} error code {:#x} on cpu{}{}\n",
         frame.vector,
         frame.error_code,
-        cpu::current_cpu_number(),
+        crate::smp::cpu_index(),
         if frame.from_user() { " in user mode" } else { " in kernel mode" }
     ));
     if frame.vector == 14 || frame.vector == 8 {

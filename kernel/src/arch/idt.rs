@@ -153,7 +153,15 @@ extern "C" fn interrupt_dispatch(frame: &mut TrapFrame) {
         // SAFETY: only `register_handler` stores non-zero values, and it stores
         // `Handler` function pointers.
         let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
+        let cpu = crate::smp::percpu::try_current();
+        if let Some(cpu) = cpu {
+            cpu.irq_depth.fetch_add(1, Ordering::Relaxed);
+            cpu.interrupts.fetch_add(1, Ordering::Relaxed);
+        }
         handler(frame);
+        if let Some(cpu) = cpu {
+            cpu.irq_depth.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! control registers and interrupt state ([`cpu`]), the time-stamp counter
 //! ([`tsc`]) and the QEMU exit port ([`qemu`]).
 
+pub mod apic;
 pub mod cpu;
 pub mod exceptions;
 pub mod gdt;
@@ -13,4 +14,6 @@ pub mod hpet;
 pub mod idt;
 pub mod pmtimer;
 pub mod qemu;
+pub mod trampoline;
 pub mod tsc;
+pub mod vectors;

@@ -61,6 +61,8 @@ static MAIN: spin::Once<KernelMain> = spin::Once::new();
 
 /// Stage 1 (see the module docs). Called by [`kernel_entry!`].
 pub fn start(info: &'static mut BootInfo, main: KernelMain) -> ! {
+    // Per-CPU data first: the logger and the fault handlers read it.
+    crate::smp::percpu::init_boot_cpu(crate::arch::apic::id());
     let serial = console::init_serial();
     logger::init(LevelFilter::Info);
     gdt::install_early();
@@ -120,6 +122,19 @@ extern "C" fn stage2() -> ! {
     crate::acpi::init(facts.rsdp);
     crate::acpi::log_platform(crate::acpi::platform());
     crate::time::recalibrate(crate::acpi::platform());
+    let platform = crate::acpi::platform();
+    let apic_ids: alloc::vec::Vec<u32> = platform.enabled_cpus().map(|c| c.apic_id).collect();
+    crate::smp::call::set_call_timeout_ms(facts.options.call_timeout_ms);
+    crate::smp::init(
+        facts,
+        platform.local_apic_address,
+        &apic_ids,
+        facts.options.force_xapic,
+        facts.options.ap_timeout_ms,
+    );
+    // The boot CPU runs with interrupts enabled from here on: it must answer
+    // IPIs like every other CPU.
+    x86_64::instructions::interrupts::enable();
     if let Some((buffer, info)) = facts.framebuffer() {
         console::attach_framebuffer(buffer, info);
     }

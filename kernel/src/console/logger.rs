@@ -1,7 +1,7 @@
 //! The `log` backend: `[    secs.micros cpuN LEVEL] message` on the console.
 //!
 //! Time is nanoseconds since boot from [`crate::time`]; the CPU number is the
-//! current CPU's APIC id until per-CPU data exists.
+//! dense index from per-CPU data.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use log::{LevelFilter, Log, Metadata, Record};
@@ -41,7 +41,7 @@ impl Log for Logger {
             "[{:5}.{:06} cpu{} {:5}] {}\n",
             ns / 1_000_000_000,
             (ns / 1000) % 1_000_000,
-            crate::arch::cpu::current_cpu_number(),
+            crate::smp::cpu_index(),
             record.level(),
             record.args()
         ));

@@ -28,10 +28,35 @@ pub fn begin(summary: fmt::Arguments) -> bool {
     }
     crate::console::enter_emergency();
     if let Some(test) = crate::testing::current_test() {
-        out(format_args!("test {test} ... FAILED ({summary})\n"));
+        // The host reads one line per test result: fold a multi-line summary
+        // (assert_eq!'s left/right lines) into it.
+        out(format_args!("test {test} ... FAILED ({})\n", OneLine(summary)));
     }
     out(format_args!("FATAL: {summary}\n"));
     true
+}
+
+/// Displays its arguments with line breaks replaced by " | ".
+struct OneLine<'a>(fmt::Arguments<'a>);
+
+impl fmt::Display for OneLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Fold<'a, 'b>(&'a mut fmt::Formatter<'b>);
+        impl fmt::Write for Fold<'_, '_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                let mut parts = s.split('\n');
+                if let Some(first) = parts.next() {
+                    self.0.write_str(first)?;
+                }
+                for part in parts {
+                    self.0.write_str(" | ")?;
+                    self.0.write_str(part)?;
+                }
+                Ok(())
+            }
+        }
+        fmt::write(&mut Fold(f), self.0)
+    }
 }
 
 /// Ends the run after a fatal report.
@@ -47,7 +72,7 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     if !begin(format_args!("panicked at {file}:{line}: {}", info.message())) {
         end();
     }
-    out(format_args!("  on cpu{}\n", crate::arch::cpu::current_cpu_number()));
+    out(format_args!("  on cpu{}\n", crate::smp::cpu_index()));
     crate::debug::backtrace::print_current(&mut |a| out(a));
     end()
 }

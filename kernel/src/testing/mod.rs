@@ -82,6 +82,27 @@ fn set_current(name: Option<&'static str>) {
     }
 }
 
+/// Why the running test skipped itself (pointer and length; 0 = not skipped).
+static SKIP_PTR: AtomicUsize = AtomicUsize::new(0);
+static SKIP_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Marks the running test as skipped with `reason` (it should return at once):
+/// it is reported as `ignored`, never as passed. For tests that cannot run in
+/// this configuration, e.g. a two-CPU test booted with one CPU.
+pub fn skip(reason: &'static str) {
+    SKIP_LEN.store(reason.len(), Ordering::Relaxed);
+    SKIP_PTR.store(reason.as_ptr() as usize, Ordering::Release);
+}
+
+fn take_skip() -> Option<&'static str> {
+    let ptr = SKIP_PTR.swap(0, Ordering::Acquire);
+    (ptr != 0).then(|| {
+        let len = SKIP_LEN.load(Ordering::Relaxed);
+        // SAFETY: stored from a `&'static str` by `skip`.
+        unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(ptr as *const u8, len)) }
+    })
+}
+
 /// Runs the tests of a suite (honouring `ktest.skip` and `ktest.filter`) and
 /// ends the run.
 pub fn run_suite(suite: &str, lists: &[&[Test]], facts: &'static BootFacts) -> ! {
@@ -90,7 +111,7 @@ pub fn run_suite(suite: &str, lists: &[&[Test]], facts: &'static BootFacts) -> !
     let filter = facts.options.ktest_filter;
     crate::println!("ktest: suite name={suite} tests={total} skip={skip}");
     let start = crate::time::now_ns();
-    let (mut passed, mut filtered) = (0usize, 0usize);
+    let (mut passed, mut ignored, mut filtered) = (0usize, 0usize, 0usize);
     for (index, test) in lists.iter().flat_map(|l| l.iter()).enumerate() {
         if index < skip {
             continue;
@@ -103,12 +124,20 @@ pub fn run_suite(suite: &str, lists: &[&[Test]], facts: &'static BootFacts) -> !
         set_current(Some(test.name));
         (test.func)();
         set_current(None);
-        crate::println!("test {} ... ok", test.name);
-        passed += 1;
+        match take_skip() {
+            Some(reason) => {
+                crate::println!("test {} ... ignored, {reason}", test.name);
+                ignored += 1;
+            }
+            None => {
+                crate::println!("test {} ... ok", test.name);
+                passed += 1;
+            }
+        }
     }
     let ms = (crate::time::now_ns() - start) / 1_000_000;
     crate::println!(
-        "test result: ok. {passed} passed; 0 failed; 0 ignored; 0 measured; {filtered} filtered out; finished in {}.{:02}s",
+        "test result: ok. {passed} passed; 0 failed; {ignored} ignored; 0 measured; {filtered} filtered out; finished in {}.{:02}s",
         ms / 1000,
         (ms % 1000) / 10
     );

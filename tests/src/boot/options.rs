@@ -58,4 +58,13 @@ kernel::ktests! {
         static BAD: [u8; 3] = [b'a', 0xff, b'='];
         assert_eq!(kernel::boot_options::parse_bytes(&BAD).unwrap_err(), OptionError::NotUtf8);
     }
+
+    fn smp_options_parse_with_bounds() {
+        let o = parse("apic=xapic smp.ap_timeout_ms=500 smp.call_timeout_ms=30000").unwrap();
+        assert!(o.force_xapic);
+        assert_eq!((o.ap_timeout_ms, o.call_timeout_ms), (500, 30_000));
+        assert!(matches!(parse("smp.ap_timeout_ms=0"), Err(OptionError::BadValue { .. })));
+        assert!(matches!(parse("smp.call_timeout_ms=9999999"), Err(OptionError::BadValue { .. })));
+        assert!(matches!(parse("apic=x2"), Err(OptionError::BadValue { .. })));
+    }
 }

@@ -1,0 +1,126 @@
+//! Sets of CPUs (by dense CPU index), plain and atomic.
+//!
+//! [`CpuSet`] is a value (targets of a call); [`AtomicCpuSet`] is shared state
+//! (the CPUs an address space is live on, the CPUs that still owe an
+//! acknowledgement), updated with single-bit atomic operations.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// The most CPUs the kernel supports.
+pub const MAX_CPUS: usize = 256;
+const WORDS: usize = MAX_CPUS / 64;
+
+/// A set of CPU indices.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuSet([u64; WORDS]);
+
+impl CpuSet {
+    /// The empty set.
+    pub const EMPTY: CpuSet = CpuSet([0; WORDS]);
+
+    /// A set holding only `cpu`.
+    pub fn single(cpu: usize) -> Self {
+        let mut s = Self::EMPTY;
+        s.insert(cpu);
+        s
+    }
+
+    /// Adds `cpu`.
+    pub fn insert(&mut self, cpu: usize) {
+        self.0[cpu / 64] |= 1 << (cpu % 64);
+    }
+
+    /// Removes `cpu`.
+    pub fn remove(&mut self, cpu: usize) {
+        self.0[cpu / 64] &= !(1 << (cpu % 64));
+    }
+
+    /// Whether `cpu` is in the set.
+    pub fn contains(&self, cpu: usize) -> bool {
+        cpu < MAX_CPUS && self.0[cpu / 64] & (1 << (cpu % 64)) != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
+    }
+
+    /// Number of CPUs in the set.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// The CPUs in the set, in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..MAX_CPUS).filter(move |&c| self.contains(c))
+    }
+
+    /// The intersection.
+    pub fn and(&self, other: &CpuSet) -> CpuSet {
+        CpuSet(core::array::from_fn(|i| self.0[i] & other.0[i]))
+    }
+}
+
+impl fmt::Debug for CpuSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl fmt::Display for CpuSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for c in self.iter() {
+            write!(f, "{}cpu{c}", if first { "" } else { "," })?;
+            first = false;
+        }
+        if first {
+            f.write_str("(none)")?;
+        }
+        Ok(())
+    }
+}
+
+/// A CPU set shared between CPUs.
+pub struct AtomicCpuSet([AtomicU64; WORDS]);
+
+impl AtomicCpuSet {
+    /// An empty set.
+    pub const fn new() -> Self {
+        AtomicCpuSet([const { AtomicU64::new(0) }; WORDS])
+    }
+
+    /// Adds `cpu` with `order`.
+    pub fn insert(&self, cpu: usize, order: Ordering) {
+        self.0[cpu / 64].fetch_or(1 << (cpu % 64), order);
+    }
+
+    /// Removes `cpu` with `order`.
+    pub fn remove(&self, cpu: usize, order: Ordering) {
+        self.0[cpu / 64].fetch_and(!(1 << (cpu % 64)), order);
+    }
+
+    /// Whether `cpu` is in the set.
+    pub fn contains(&self, cpu: usize, order: Ordering) -> bool {
+        self.0[cpu / 64].load(order) & (1 << (cpu % 64)) != 0
+    }
+
+    /// A snapshot (each word read with `order`; not atomic as a whole).
+    pub fn load(&self, order: Ordering) -> CpuSet {
+        CpuSet(core::array::from_fn(|i| self.0[i].load(order)))
+    }
+
+    /// Replaces the contents (each word stored with `order`).
+    pub fn store(&self, set: CpuSet, order: Ordering) {
+        for (w, v) in self.0.iter().zip(set.0) {
+            w.store(v, order);
+        }
+    }
+}
+
+impl Default for AtomicCpuSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,120 @@
+//! Symmetric multiprocessing: bringing up every CPU, per-CPU data, IPIs and
+//! cross-CPU calls.
+//!
+//! Boot order: the boot CPU installs its per-CPU block first thing
+//! ([`percpu::init_boot_cpu`]); after ACPI is parsed, [`init`] sets up the
+//! local APIC, registers the IPI handlers and starts the APs ([`startup`]).
+//! Each AP ends in [`ap_online`]: it marks itself online and idles with
+//! interrupts enabled, answering IPIs.
+//!
+//! The kernel is not preemptible in its own code: a CPU leaves kernel code
+//! only at an interrupt (and returns to the same code) or when it blocks or
+//! yields explicitly. So an interrupts-off section is exactly a section no IPI
+//! can enter, which is what the race protocol relies on.
+
+pub mod call;
+pub mod cpuset;
+pub mod nmi;
+pub mod percpu;
+pub mod startup;
+pub mod work;
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use crate::arch::idt::{self, TrapFrame};
+use crate::arch::{apic, vectors};
+use crate::boot::BootFacts;
+pub use cpuset::{AtomicCpuSet, CpuSet, MAX_CPUS};
+pub use percpu::{cpu_index, current};
+
+/// CPUs that finished start-up.
+static ONLINE: AtomicCpuSet = AtomicCpuSet::new();
+
+/// The CPUs that are online.
+pub fn online_cpus() -> CpuSet {
+    ONLINE.load(Ordering::Acquire)
+}
+
+/// Number of online CPUs.
+pub fn online_count() -> usize {
+    online_cpus().len()
+}
+
+/// SMP set-up on the boot CPU (see the module docs). `apic_ids` are the
+/// enabled CPUs the firmware lists (the boot CPU among them).
+pub fn init(facts: &BootFacts, lapic_phys: u64, apic_ids: &[u32], force_xapic: bool, ap_timeout_ms: u64) {
+    let mode = apic::init_global(lapic_phys, force_xapic);
+    apic::init_this_cpu();
+    let me = percpu::current();
+    let bsp_apic = apic::id();
+    if bsp_apic != me.apic_id {
+        log::warn!("SMP: boot CPU APIC id {bsp_apic} differs from CPUID's {}", me.apic_id);
+    }
+    idt::register_handler(vectors::SPURIOUS, |_| {});
+    idt::register_handler(vectors::APIC_ERROR, apic_error);
+    for v in vectors::LEGACY_PIC_BASE..vectors::LEGACY_PIC_BASE + 16 {
+        // Masked PICs still deliver spurious IRQ 7/15; they need no EOI.
+        idt::register_handler(v, |f| log::debug!("spurious legacy PIC interrupt at vector {:#x}", f.vector));
+    }
+    idt::register_handler(vectors::CALL_FUNCTION, call::handle_ipi);
+    idt::register_handler(vectors::RESCHEDULE, work::handle_wakeup);
+    me.online.store(true, Ordering::Release);
+    ONLINE.insert(0, Ordering::Release);
+
+    let others: Vec<u32> = apic_ids.iter().copied().filter(|&id| id != bsp_apic).collect();
+    let outcomes = startup::start_aps(facts, &others, ap_timeout_ms);
+    let silent: Vec<u32> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            startup::ApOutcome::Silent { apic_id, .. } => Some(*apic_id),
+            startup::ApOutcome::Online { .. } => None,
+        })
+        .collect();
+    let slowest = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            startup::ApOutcome::Online { micros, .. } => Some(*micros),
+            startup::ApOutcome::Silent { .. } => None,
+        })
+        .max()
+        .unwrap_or(0);
+    log::info!(
+        "SMP: {} of {} CPUs online ({:?} mode; slowest AP start {} us){}",
+        online_count(),
+        apic_ids.len().max(1),
+        mode,
+        slowest,
+        if silent.is_empty() { alloc::string::String::new() } else { alloc::format!("; silent APIC ids {silent:?}") }
+    );
+}
+
+/// The end of an AP's start-up: online, interrupts on, idle.
+pub fn ap_online() -> ! {
+    let me = percpu::current();
+    ONLINE.insert(me.index as usize, Ordering::Release);
+    // Release: the boot CPU, seeing `online`, sees this CPU fully set up.
+    me.online.store(true, Ordering::Release);
+    log::debug!("cpu{} (APIC id {}) online", me.index, me.apic_id);
+    idle()
+}
+
+/// The idle loop: run queued work, else halt until an interrupt.
+pub fn idle() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        if work::run_pending() {
+            continue;
+        }
+        // The queue was empty with interrupts off; `sti; hlt` as one pair (sti's
+        // one-instruction shadow) means a wake-up IPI sent after that check
+        // still ends the halt, so no work is left waiting.
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
+fn apic_error(_: &mut TrapFrame) {
+    let esr = apic::read_error_status();
+    log::error!("local APIC error on cpu{}: ESR {esr:#x}", cpu_index());
+    apic::eoi();
+}

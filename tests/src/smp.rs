@@ -1,0 +1,232 @@
+//! SMP: CPUs come up, IPIs arrive, waiting calls wait, and the property the
+//! whole project rests on: a CPU with interrupts disabled holds back the
+//! completion of a waiting cross-CPU call until it enables them again.
+//!
+//! Tests that need a second CPU report themselves `ignored` on one CPU.
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kernel::smp::{self, CpuSet, call, nmi, work};
+use kernel::time::{Deadline, now_ns};
+
+/// The lowest online CPU other than this one, or skip the test.
+fn other_cpu() -> Option<usize> {
+    let me = smp::cpu_index();
+    let other = smp::online_cpus().iter().find(|&c| c != me);
+    if other.is_none() {
+        kernel::testing::skip("needs at least 2 online CPUs");
+    }
+    other
+}
+
+/// Spins until `flag` is set (bounded: 5 s), on any CPU.
+fn wait_for(flag: &AtomicBool) {
+    let d = Deadline::after_ns(5_000_000_000);
+    while !flag.load(Ordering::Acquire) {
+        assert!(!d.expired(), "the other CPU never reached its section");
+        core::hint::spin_loop();
+    }
+}
+
+/// Runs `f` on `cpu` with interrupts disabled, after setting `inside`.
+fn hold_interrupts_off(cpu: usize, inside: Arc<AtomicBool>, f: impl FnOnce() + Send + 'static) -> work::WorkHandle {
+    work::run_on(cpu, move || {
+        x86_64::instructions::interrupts::disable();
+        inside.store(true, Ordering::Release);
+        f();
+        x86_64::instructions::interrupts::enable();
+    })
+    .expect("cannot place work on the other CPU")
+}
+
+kernel::ktests! {
+    fn every_listed_cpu_comes_online() {
+        let listed = kernel::acpi::platform().cpus.iter().filter(|c| c.enabled).count();
+        assert_eq!(smp::online_count(), listed, "online {} of {listed} listed CPUs", smp::online_cpus());
+        for cpu in smp::online_cpus().iter() {
+            let block = smp::percpu::cpu(cpu).expect("online CPU without per-CPU data");
+            assert!(block.online.load(Ordering::Acquire));
+            assert_eq!(block.index as usize, cpu);
+        }
+        log::info!("online: {} ({:?} APIC)", smp::online_cpus(), kernel::arch::apic::mode());
+    }
+
+    fn per_cpu_data_is_per_cpu() {
+        let me = smp::current();
+        assert_eq!(me.index as usize, smp::cpu_index());
+        assert_eq!(me.apic_id, kernel::arch::apic::id());
+        let ids = Arc::new(AtomicU64::new(0));
+        for cpu in smp::online_cpus().iter() {
+            let ids = ids.clone();
+            call::call_and_wait(CpuSet::single(cpu), move || {
+                let c = smp::current();
+                assert_eq!(c.apic_id, kernel::arch::apic::id(), "GS points at another CPU's block");
+                ids.fetch_or(1 << c.index, Ordering::Relaxed);
+            })
+            .unwrap();
+        }
+        assert_eq!(ids.load(Ordering::Relaxed).count_ones() as usize, smp::online_count());
+    }
+
+    fn ipis_reach_each_cpu() {
+        let seen = Arc::new(AtomicU64::new(0));
+        for cpu in smp::online_cpus().iter() {
+            let before = smp::percpu::cpu(cpu).unwrap().calls_run.load(Ordering::Relaxed);
+            let s = seen.clone();
+            call::call_and_wait(CpuSet::single(cpu), move || {
+                s.fetch_or(1 << smp::cpu_index(), Ordering::Relaxed);
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+            let after = smp::percpu::cpu(cpu).unwrap().calls_run.load(Ordering::Relaxed);
+            assert_eq!(after, before + 1, "cpu{cpu} did not count the call");
+        }
+        let want = smp::online_cpus().iter().fold(0u64, |m, c| m | 1 << c);
+        assert_eq!(seen.load(Ordering::Relaxed), want);
+    }
+
+    fn a_waiting_call_returns_only_after_every_target_ran() {
+        for _ in 0..20 {
+            let done = Arc::new(AtomicU64::new(0));
+            let d = done.clone();
+            call::call_and_wait(smp::online_cpus(), move || {
+                // Make the function slow, so an early return would show.
+                let until = Deadline::after_ns(200_000);
+                while !until.expired() {
+                    core::hint::spin_loop();
+                }
+                d.fetch_add(1, Ordering::Relaxed);
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(done.load(Ordering::Relaxed) as usize, smp::online_count());
+        }
+    }
+
+    fn an_interrupts_off_cpu_holds_back_a_waiting_call() {
+        let Some(other) = other_cpu() else { return };
+        const HOLD_NS: u64 = 50_000_000;
+        let inside = Arc::new(AtomicBool::new(false));
+        let enabled_at = Arc::new(AtomicU64::new(0));
+        let e = enabled_at.clone();
+        let section = hold_interrupts_off(other, inside.clone(), move || {
+            let until = Deadline::after_ns(HOLD_NS);
+            while !until.expired() {
+                core::hint::spin_loop();
+            }
+            // The last moment before `sti`: the call cannot have run before it.
+            e.store(now_ns(), Ordering::Release);
+        });
+        wait_for(&inside);
+        let sent = now_ns();
+        let ran_at = Arc::new(AtomicU64::new(0));
+        let r = ran_at.clone();
+        call::call_and_wait(CpuSet::single(other), move || r.store(now_ns(), Ordering::Release))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let returned = now_ns();
+        section.join(5_000_000_000).expect("section did not end");
+        let (enabled, ran) = (enabled_at.load(Ordering::Acquire), ran_at.load(Ordering::Acquire));
+        log::info!(
+            "call sent at +0 us, interrupts enabled at +{} us, function ran at +{} us, wait returned at +{} us",
+            enabled.saturating_sub(sent) / 1000,
+            ran.saturating_sub(sent) / 1000,
+            (returned - sent) / 1000
+        );
+        assert!(ran >= enabled, "the call ran {} ns before interrupts were enabled", enabled - ran);
+        assert!(returned >= enabled, "the wait returned before interrupts were enabled");
+    }
+
+    fn the_hold_back_also_holds_for_a_broadcast() {
+        let Some(_) = other_cpu() else { return };
+        let me = smp::cpu_index();
+        let others: alloc::vec::Vec<usize> = smp::online_cpus().iter().filter(|&c| c != me).collect();
+        let last_enable = Arc::new(AtomicU64::new(0));
+        let mut sections = alloc::vec::Vec::new();
+        let mut insides = alloc::vec::Vec::new();
+        for (i, &cpu) in others.iter().enumerate() {
+            let inside = Arc::new(AtomicBool::new(false));
+            let l = last_enable.clone();
+            let hold = 10_000_000 * (i as u64 + 1);
+            sections.push(hold_interrupts_off(cpu, inside.clone(), move || {
+                let until = Deadline::after_ns(hold);
+                while !until.expired() {
+                    core::hint::spin_loop();
+                }
+                l.fetch_max(now_ns(), Ordering::AcqRel);
+            }));
+            insides.push(inside);
+        }
+        for inside in &insides {
+            wait_for(inside);
+        }
+        call::call_and_wait(smp::online_cpus(), || {}).unwrap_or_else(|e| panic!("{e}"));
+        let returned = now_ns();
+        for s in &sections {
+            s.join(5_000_000_000).expect("section did not end");
+        }
+        assert!(returned >= last_enable.load(Ordering::Acquire), "a broadcast wait ended before the last CPU enabled interrupts");
+    }
+
+    fn an_nmi_is_taken_with_interrupts_off() {
+        let Some(other) = other_cpu() else { return };
+        let inside = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(AtomicBool::new(false));
+        let still_inside = Arc::new(AtomicBool::new(false));
+        let (rel, still) = (release.clone(), still_inside.clone());
+        let section = hold_interrupts_off(other, inside.clone(), move || {
+            let until = Deadline::after_ns(3_000_000_000);
+            still.store(true, Ordering::Release);
+            while !rel.load(Ordering::Acquire) && !until.expired() {
+                core::hint::spin_loop();
+            }
+        });
+        wait_for(&inside);
+        let nmis_before = smp::percpu::cpu(other).unwrap().nmis.load(Ordering::Relaxed);
+        let answered = nmi::dump_cpus(CpuSet::single(other));
+        let in_section = still_inside.load(Ordering::Acquire) && !section.is_done();
+        release.store(true, Ordering::Release);
+        section.join(5_000_000_000).expect("section did not end");
+        assert!(answered.contains(other), "cpu{other} did not answer the NMI");
+        assert!(in_section, "the CPU had left its interrupts-off section before answering");
+        assert!(smp::percpu::cpu(other).unwrap().nmis.load(Ordering::Relaxed) > nmis_before);
+    }
+
+    fn a_timeout_names_the_silent_cpu() {
+        let Some(other) = other_cpu() else { return };
+        let inside = Arc::new(AtomicBool::new(false));
+        let section = hold_interrupts_off(other, inside.clone(), || {
+            let until = Deadline::after_ns(300_000_000);
+            while !until.expired() {
+                core::hint::spin_loop();
+            }
+        });
+        wait_for(&inside);
+        let late = Arc::new(AtomicBool::new(false));
+        let l = late.clone();
+        let pending = call::call(CpuSet::single(other), move || l.store(true, Ordering::Release));
+        let err = pending.wait(50_000_000).expect_err("the call completed while its target had interrupts off");
+        assert_eq!(err.missing, CpuSet::single(other));
+        let text = alloc::format!("{err}");
+        assert!(text.contains(&alloc::format!("cpu{other}")), "{text}");
+        section.join(5_000_000_000).expect("section did not end");
+        // The request stays valid after the caller gave up: it runs late.
+        wait_for(&late);
+    }
+
+    fn a_call_to_self_runs_at_once() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let p = call::call(CpuSet::single(smp::cpu_index()), move || {
+            assert!(!kernel::arch::cpu::interrupts_enabled(), "a call runs with interrupts off");
+            r.store(true, Ordering::Release);
+        });
+        assert!(ran.load(Ordering::Acquire));
+        assert!(p.pending().is_empty());
+        p.wait(1).unwrap();
+    }
+
+    fn offline_targets_are_ignored() {
+        let mut targets = smp::online_cpus();
+        targets.insert(smp::MAX_CPUS - 1);
+        call::call_and_wait(targets, || {}).unwrap_or_else(|e| panic!("{e}"));
+        assert!(work::run_on(smp::MAX_CPUS - 1, || {}).is_err());
+    }
+}
