@@ -29,6 +29,10 @@ pub struct SuiteConfig {
     pub firmware: Firmware,
     pub smp: u32,
     pub mem_mib: u32,
+    /// Accelerator (default TCG).
+    pub accel: Accel,
+    /// QEMU CPU model (`None`: the accelerator's default).
+    pub cpu: Option<String>,
     /// More boot options (e.g. `ktest.filter=...`), before the host's `ktest.skip`.
     pub extra_options: Vec<String>,
     /// Wall-clock limit for the whole suite, all boots together.
@@ -47,6 +51,8 @@ impl SuiteConfig {
             firmware: Firmware::Bios,
             smp: 1,
             mem_mib: 256,
+            accel: Accel::Tcg,
+            cpu: None,
             extra_options: Vec::new(),
             timeout: Duration::from_secs(300),
             per_test_timeout: Duration::from_secs(60),
@@ -241,8 +247,8 @@ pub fn run_suite(cfg: &SuiteConfig) -> SuiteOutcome {
             }
         };
         let spec = QemuSpec {
-            accel: Accel::Tcg,
-            cpu: None,
+            accel: cfg.accel,
+            cpu: cfg.cpu.clone(),
             smp: cfg.smp,
             mem_mib: cfg.mem_mib,
             firmware: cfg.firmware,

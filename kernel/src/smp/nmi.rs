@@ -72,7 +72,9 @@ pub fn handle(frame: &TrapFrame) -> bool {
 }
 
 /// Asks `cpus` by NMI where they are and prints their answers (waiting up to
-/// 100 ms per CPU). Returns the CPUs that answered. Call from normal context.
+/// the cross-CPU call bound, `smp.call_timeout_ms`, per CPU: a slow emulator
+/// takes far longer than hardware's microseconds). Returns the CPUs that
+/// answered. Call from normal context.
 pub fn dump_cpus(cpus: CpuSet) -> CpuSet {
     let me = percpu::cpu_index();
     let mut answered = CpuSet::EMPTY;
@@ -84,7 +86,7 @@ pub fn dump_cpus(cpus: CpuSet) -> CpuSet {
             log::error!("NMI to cpu{cpu} failed: {e:?}");
             continue;
         }
-        let deadline = Deadline::after_ns(100_000_000);
+        let deadline = Deadline::after_ns(super::call::call_timeout_ns());
         while !DUMP_READY[cpu].load(Ordering::Acquire) && !deadline.expired() {
             core::hint::spin_loop();
         }
@@ -98,7 +100,10 @@ pub fn dump_cpus(cpus: CpuSet) -> CpuSet {
             answered.insert(cpu);
         } else {
             DUMP_REQUESTED.remove(cpu, Ordering::Relaxed);
-            log::error!("cpu{cpu} did not answer an NMI within 100 ms either (hung with NMIs blocked, or off)");
+            log::error!(
+                "cpu{cpu} did not answer an NMI within {} ms either (hung with NMIs blocked, or off)",
+                super::call::call_timeout_ns() / 1_000_000
+            );
         }
     }
     answered
