@@ -15,6 +15,8 @@ pub const SUITES: &[(&str, &str)] = &[
     ("boot", env!("CARGO_BIN_FILE_KTESTS_boot")),
     ("selftest_fail", env!("CARGO_BIN_FILE_KTESTS_selftest_fail")),
     ("smp", env!("CARGO_BIN_FILE_KTESTS_smp")),
+    ("sched", env!("CARGO_BIN_FILE_KTESTS_sched")),
+    ("sync", env!("CARGO_BIN_FILE_KTESTS_sync")),
 ];
 
 /// The kernel ELF of suite `name`.

@@ -8,7 +8,7 @@ use testbed::suite::{SuiteConfig, SuiteOutcome, run_suite};
 use testbed::suites::suite_kernel;
 
 /// Tests of the suite that need a second CPU (reported `ignored` on one).
-const NEEDS_TWO_CPUS: usize = 4;
+const NEEDS_TWO_CPUS: usize = 7;
 
 fn smp_suite(firmware: Firmware, smp: u32) -> SuiteOutcome {
     let mut cfg = SuiteConfig::new(suite_kernel("smp").expect("suite smp"));

@@ -15,6 +15,7 @@
 use core::fmt;
 use log::LevelFilter;
 
+use crate::bench::{Bench, BenchSet};
 use crate::console::ConsoleChoice;
 
 /// One documented key (for error messages and the README's table).
@@ -46,6 +47,11 @@ pub const KEYS: &[KeyInfo] = &[
         key: "smp.call_timeout_ms",
         values: "<1..=600000>",
         help: "bound on every wait for a cross-CPU call (must exceed any interrupts-off pause)",
+    },
+    KeyInfo {
+        key: "bench",
+        values: "ipi[,...]",
+        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI)",
     },
     KeyInfo { key: "ktest.filter", values: "<substring>", help: "test kernels: run only tests whose name contains it" },
     KeyInfo { key: "ktest.skip", values: "<number>", help: "test kernels: skip the first N tests (crash recovery)" },
@@ -85,6 +91,8 @@ pub struct BootOptions {
     pub ap_timeout_ms: u64,
     /// `smp.call_timeout_ms=`.
     pub call_timeout_ms: u64,
+    /// `bench=`: benchmarks the main kernel runs after boot.
+    pub bench: BenchSet,
     /// `ktest.filter=`.
     pub ktest_filter: Option<&'static str>,
     /// `ktest.skip=`.
@@ -100,6 +108,7 @@ impl BootOptions {
         force_xapic: false,
         ap_timeout_ms: 1000,
         call_timeout_ms: 2000,
+        bench: BenchSet::EMPTY,
         ktest_filter: None,
         ktest_skip: 0,
     };
@@ -233,6 +242,13 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
         }
         "smp.ap_timeout_ms" => o.ap_timeout_ms = number_in(key, value, 1, 60_000)?,
         "smp.call_timeout_ms" => o.call_timeout_ms = number_in(key, value, 1, 600_000)?,
+        "bench" => {
+            // Each listed name must be known; the error names the bad one.
+            for name in value.split(',') {
+                let b = Bench::from_name(name).ok_or_else(|| bad(key, if name.is_empty() { value } else { name }))?;
+                o.bench.insert(b);
+            }
+        }
         "ktest.filter" => {
             if value.is_empty() {
                 return Err(bad(key, value));

@@ -16,13 +16,17 @@ extern crate alloc;
 
 pub mod acpi;
 pub mod arch;
+pub mod bench;
 pub mod boot;
 pub mod boot_options;
 pub mod console;
 pub mod debug;
 pub mod mm;
 pub mod power;
+pub mod rcu;
+pub mod sched;
 pub mod smp;
+pub mod sync;
 pub mod testing;
 pub mod time;
 

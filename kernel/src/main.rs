@@ -1,5 +1,6 @@
-//! The main testbed kernel: boots, reports what it found, and (for now) ends
-//! the run. `crash=` makes it crash deliberately to check the crash reports.
+//! The main testbed kernel: boots, reports what it found, runs the benchmarks
+//! `bench=` lists, and ends the run. `crash=` makes it crash deliberately to
+//! check the crash reports.
 
 #![no_std]
 #![no_main]
@@ -20,5 +21,11 @@ fn main(facts: &'static BootFacts) -> ! {
         heap.size / 1024,
         heap.used
     );
+    if !facts.options.bench.is_empty() {
+        if let Err(e) = kernel::bench::run(facts.options.bench) {
+            log::error!("{e}");
+            power::exit(ExitStatus::Fail);
+        }
+    }
     power::exit(ExitStatus::Pass)
 }

@@ -11,5 +11,7 @@
 extern crate alloc;
 
 pub mod boot;
+pub mod sched;
 pub mod selftest;
 pub mod smp;
+pub mod sync;

@@ -1,11 +1,15 @@
 //! SMP: CPUs come up, IPIs arrive, waiting calls wait, and the property the
 //! whole project rests on: a CPU with interrupts disabled holds back the
-//! completion of a waiting cross-CPU call until it enables them again.
+//! completion of a waiting cross-CPU call until it enables them again. Its
+//! counterpart for `tlb=nmi`: a call delivered by NMI completes *inside* such
+//! a section. Concurrent callers by both deliveries lose and duplicate nothing.
 //!
 //! Tests that need a second CPU report themselves `ignored` on one CPU.
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use kernel::smp::call::Delivery;
 use kernel::smp::{self, CpuSet, call, nmi, work};
 use kernel::time::{Deadline, now_ns};
 
@@ -37,6 +41,19 @@ fn hold_interrupts_off(cpu: usize, inside: Arc<AtomicBool>, f: impl FnOnce() + S
         x86_64::instructions::interrupts::enable();
     })
     .expect("cannot place work on the other CPU")
+}
+
+/// Holds `cpu` in an interrupts-off section until `release` is set (bounded:
+/// 3 s). `inside` is set right after `cli` and cleared right before `sti`.
+fn hold_until_released(cpu: usize, inside: Arc<AtomicBool>, release: Arc<AtomicBool>) -> work::WorkHandle {
+    let flag = inside.clone();
+    hold_interrupts_off(cpu, inside, move || {
+        let until = Deadline::after_ns(3_000_000_000);
+        while !release.load(Ordering::Acquire) && !until.expired() {
+            core::hint::spin_loop();
+        }
+        flag.store(false, Ordering::Release);
+    })
 }
 
 kernel::ktests! {
@@ -228,5 +245,120 @@ kernel::ktests! {
         targets.insert(smp::MAX_CPUS - 1);
         call::call_and_wait(targets, || {}).unwrap_or_else(|e| panic!("{e}"));
         assert!(work::run_on(smp::MAX_CPUS - 1, || {}).is_err());
+    }
+
+    /// The contrast to `an_interrupts_off_cpu_holds_back_a_waiting_call`: the
+    /// same call delivered by NMI completes while the target still sits in its
+    /// interrupts-off section, and runs inside it.
+    fn an_nmi_call_completes_inside_an_interrupts_off_section() {
+        let Some(other) = other_cpu() else { return };
+        let inside = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(AtomicBool::new(false));
+        let section = hold_until_released(other, inside.clone(), release.clone());
+        wait_for(&inside);
+        // Bits: 1 ran, 2 the section's flag was set, 4 interrupts were off,
+        // 8 on the target CPU.
+        let seen = Arc::new(AtomicU64::new(0));
+        let (s, flag) = (seen.clone(), inside.clone());
+        let result = call::call_with(CpuSet::single(other), Delivery::Nmi, move || {
+            let mut v = 1;
+            if flag.load(Ordering::Acquire) {
+                v |= 2;
+            }
+            if !kernel::arch::cpu::interrupts_enabled() {
+                v |= 4;
+            }
+            if smp::cpu_index() == other {
+                v |= 8;
+            }
+            s.store(v, Ordering::Release);
+        })
+        .wait(call::call_timeout_ns());
+        let section_running = !section.is_done();
+        release.store(true, Ordering::Release);
+        section.join(5_000_000_000).expect("section did not end");
+        result.unwrap_or_else(|e| panic!("an NMI call did not complete inside the section: {e}"));
+        let v = seen.load(Ordering::Acquire);
+        assert_eq!(v & 1, 1, "the function did not run");
+        assert_eq!(v & 8, 8, "the function ran on the wrong CPU");
+        assert_eq!(v & 4, 4, "the function ran with interrupts on");
+        assert_eq!(v & 2, 2, "the function ran outside the interrupts-off section");
+        assert!(section_running, "the wait returned only after the section ended");
+    }
+
+    /// IPI and NMI requests use separate lists: an NMI must never run an
+    /// IPI-delivered function (that would run it inside the section).
+    fn an_nmi_call_overtakes_a_held_back_ipi_call() {
+        let Some(other) = other_cpu() else { return };
+        let inside = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(AtomicBool::new(false));
+        let section = hold_until_released(other, inside.clone(), release.clone());
+        wait_for(&inside);
+        let ipi_ran = Arc::new(AtomicBool::new(false));
+        let r = ipi_ran.clone();
+        let held = call::call(CpuSet::single(other), move || r.store(true, Ordering::Release));
+        let nmi_result = call::call_with(CpuSet::single(other), Delivery::Nmi, || {}).wait(call::call_timeout_ns());
+        let ipi_early = ipi_ran.load(Ordering::Acquire) || !held.pending().contains(other);
+        release.store(true, Ordering::Release);
+        let ipi_result = held.wait(call::call_timeout_ns());
+        section.join(5_000_000_000).expect("section did not end");
+        nmi_result.unwrap_or_else(|e| panic!("NMI call: {e}"));
+        ipi_result.unwrap_or_else(|e| panic!("IPI call after the section: {e}"));
+        assert!(!ipi_early, "the IPI-delivered function ran inside the interrupts-off section");
+        assert!(ipi_ran.load(Ordering::Acquire));
+    }
+
+    /// Every other CPU calls this one in bursts, alternating IPI and NMI
+    /// delivery; each request must run exactly once.
+    fn concurrent_callers_by_ipi_and_nmi_lose_and_duplicate_nothing() {
+        let Some(_) = other_cpu() else { return };
+        const PER_CALLER: usize = 300;
+        const BURST: usize = 6;
+        let target = smp::cpu_index();
+        let callers: Vec<usize> = smp::online_cpus().iter().filter(|&c| c != target).collect();
+        let runs: Arc<Vec<AtomicU8>> = Arc::new((0..callers.len() * PER_CALLER).map(|_| AtomicU8::new(0)).collect());
+        let timeouts = Arc::new(AtomicU64::new(0));
+        let go = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::new();
+        for (ci, &cpu) in callers.iter().enumerate() {
+            let (runs, timeouts, go) = (runs.clone(), timeouts.clone(), go.clone());
+            let h = work::run_on(cpu, move || {
+                wait_for(&go);
+                for start in (0..PER_CALLER).step_by(BURST) {
+                    let burst: Vec<call::PendingCall> = (start..(start + BURST).min(PER_CALLER))
+                        .map(|i| {
+                            let id = ci * PER_CALLER + i;
+                            let delivery = if (i + ci) % 2 == 0 { Delivery::Ipi } else { Delivery::Nmi };
+                            let runs = runs.clone();
+                            call::call_with(CpuSet::single(target), delivery, move || {
+                                runs[id].fetch_add(1, Ordering::Relaxed);
+                            })
+                        })
+                        .collect();
+                    for p in burst {
+                        if p.wait(call::call_timeout_ns()).is_err() {
+                            timeouts.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+            .expect("cannot place work on a caller CPU");
+            handles.push(h);
+        }
+        go.store(true, Ordering::Release);
+        for h in &handles {
+            h.join(120_000_000_000).unwrap_or_else(|cpu| panic!("caller cpu{cpu} did not finish"));
+        }
+        let (mut lost, mut duplicated) = (0, 0);
+        for r in runs.iter() {
+            match r.load(Ordering::Relaxed) {
+                0 => lost += 1,
+                1 => {}
+                _ => duplicated += 1,
+            }
+        }
+        log::info!("{} callers x {PER_CALLER} calls to cpu{target}: lost {lost}, duplicated {duplicated}", callers.len());
+        assert_eq!(timeouts.load(Ordering::Relaxed), 0, "some calls timed out");
+        assert_eq!((lost, duplicated), (0, 0), "requests lost or run twice");
     }
 }

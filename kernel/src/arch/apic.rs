@@ -32,6 +32,9 @@ mod reg {
     pub const ICR_LOW: u32 = 0x300;
     pub const ICR_HIGH: u32 = 0x310;
     pub const LVT_TIMER: u32 = 0x320;
+    pub const TIMER_INITIAL: u32 = 0x380;
+    pub const TIMER_CURRENT: u32 = 0x390;
+    pub const TIMER_DIVIDE: u32 = 0x3e0;
     pub const LVT_LINT0: u32 = 0x350;
     pub const LVT_LINT1: u32 = 0x360;
     pub const LVT_ERROR: u32 = 0x370;
@@ -251,4 +254,37 @@ pub fn send_ipi(dest: Destination, delivery: Delivery) -> Result<(), IpiError> {
         }
         None => panic!("IPI sent before apic::init_global"),
     })
+}
+
+/// How the local APIC timer counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerMode {
+    /// Counts down once.
+    OneShot,
+    /// Reloads the initial count at zero.
+    Periodic,
+    /// Fires when the TSC reaches IA32_TSC_DEADLINE.
+    TscDeadline,
+}
+
+/// Programs the timer's LVT entry and divide register (`divide`: the SDM's
+/// encoding, 0b0011 = divide by 16).
+pub fn timer_configure(mode: TimerMode, vector: u8, masked: bool, divide: u32) {
+    let mode_bits = match mode {
+        TimerMode::OneShot => 0b00,
+        TimerMode::Periodic => 0b01,
+        TimerMode::TscDeadline => 0b10,
+    };
+    write(reg::TIMER_DIVIDE, divide);
+    write(reg::LVT_TIMER, u32::from(vector) | mode_bits << 17 | if masked { LVT_MASKED } else { 0 });
+}
+
+/// Sets the timer's initial count (starts one-shot and periodic modes).
+pub fn timer_set_initial_count(count: u32) {
+    write(reg::TIMER_INITIAL, count);
+}
+
+/// The timer's current count.
+pub fn timer_current_count() -> u32 {
+    read(reg::TIMER_CURRENT)
 }

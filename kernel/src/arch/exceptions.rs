@@ -61,7 +61,17 @@ mod pf {
 pub fn handle(frame: &mut TrapFrame) {
     match frame.vector {
         2 => {
-            if !crate::smp::nmi::handle(frame) {
+            // The NMI depth lets the lock checks refuse locks in NMI context
+            // (Relaxed: only this CPU reads its own depth).
+            let cpu = crate::smp::percpu::try_current();
+            if let Some(cpu) = cpu {
+                cpu.in_nmi.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            }
+            let expected = crate::smp::nmi::handle(frame);
+            if let Some(cpu) = cpu {
+                cpu.in_nmi.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+            }
+            if !expected {
                 // Nobody asked: a watchdog or a debugger's NMI must not kill
                 // the run. Report it and carry on.
                 fatal::out(format_args!(

@@ -14,6 +14,7 @@ pub mod hpet;
 pub mod idt;
 pub mod pmtimer;
 pub mod qemu;
+pub mod timer;
 pub mod trampoline;
 pub mod tsc;
 pub mod vectors;

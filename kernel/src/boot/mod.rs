@@ -112,6 +112,11 @@ pub fn start(info: &'static mut BootInfo, main: KernelMain) -> ! {
 /// Stage 2: on the kernel's tables and the guarded boot stack.
 extern "C" fn stage2() -> ! {
     let facts = facts::get();
+    // First: the console still points at the bootloader's framebuffer mapping,
+    // which the kernel tables do not have; any report would fault on it.
+    if let Some((buffer, info)) = facts.framebuffer() {
+        console::attach_framebuffer(buffer, info);
+    }
     heap::init();
     gdt::install(gdt::TssStacks {
         double_fault: stack::alloc("cpu0 double-fault IST", IST_STACK_SIZE).top(),
@@ -125,19 +130,14 @@ extern "C" fn stage2() -> ! {
     let platform = crate::acpi::platform();
     let apic_ids: alloc::vec::Vec<u32> = platform.enabled_cpus().map(|c| c.apic_id).collect();
     crate::smp::call::set_call_timeout_ms(facts.options.call_timeout_ms);
-    crate::smp::init(
-        facts,
-        platform.local_apic_address,
-        &apic_ids,
-        facts.options.force_xapic,
-        facts.options.ap_timeout_ms,
-    );
+    crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic);
+    let timer_mode = crate::sched::init_global();
+    crate::smp::start_aps(facts, &apic_ids, facts.options.ap_timeout_ms);
+    crate::sched::init_boot_cpu();
+    log::info!("scheduler: {timer_mode} tick at {} Hz on every CPU", crate::arch::timer::HZ);
     // The boot CPU runs with interrupts enabled from here on: it must answer
     // IPIs like every other CPU.
     x86_64::instructions::interrupts::enable();
-    if let Some((buffer, info)) = facts.framebuffer() {
-        console::attach_framebuffer(buffer, info);
-    }
     let sinks = console::choose(facts.options.console);
     let frames = frame::stats();
     log::info!(

@@ -1,25 +1,53 @@
 //! Cross-CPU function calls: run a closure on a set of CPUs and, optionally,
-//! wait until every target has run it (Linux: smp_call_function_many() with
-//! wait=1: a target acknowledges *after* the function returned).
+//! wait until every target has run it (Linux: smp_call_function_many_cond()
+//! with wait=1 and its per-CPU `call_single_queue` llist; a target
+//! acknowledges *after* the function returned).
 //!
-//! A request is queued in each target's inbox and the target is sent a
-//! [`vectors::CALL_FUNCTION`] IPI (only when its inbox was empty: a non-empty
-//! inbox already has an IPI on the way). The handler acknowledges the APIC
-//! first, so a request queued while it runs gets a fresh IPI, then drains the
-//! inbox. Because the IPI is a maskable interrupt, a target with interrupts
-//! disabled runs nothing, and a waiting caller waits, until it enables them
-//! again: the serialisation GUP-fast relies on.
+//! Two deliveries ([`Delivery`]):
+//! * **IPI** (the default, [`call`], [`call_and_wait`]): a fixed-vector
+//!   [`vectors::CALL_FUNCTION`] interrupt. It is maskable, so a target with
+//!   interrupts disabled runs nothing, and a waiting caller waits, until it
+//!   enables them again: the serialisation GUP-fast relies on under `tlb=ipi`.
+//! * **NMI** ([`call_with`] with [`Delivery::Nmi`]): the target runs the
+//!   function from its NMI handler, *even inside an interrupts-off section*.
+//!   This models broadcast invalidation (`tlb=nmi`): coherence without
+//!   excluding interrupts-off sections. A function delivered by NMI must be
+//!   **NMI-safe**: no locks (not even the console's: no `log!`/`print!`), no
+//!   allocation or freeing, no faults, nothing that can block. The handler
+//!   interrupts arbitrary code on its CPU, including code holding any lock.
+//!
+//! Queues. Each CPU has two lock-free lists (one per delivery; an IPI-delivered
+//! function must never run in NMI context or inside an interrupts-off
+//! section). A request carries one list node per remote target. A sender
+//! pushes a node with a CAS loop (Linux: llist_add()) and kicks the target only
+//! when the list was empty: a non-empty list already has a kick on the way
+//! whose handler has not yet taken the list. The handler takes the whole list
+//! with one atomic swap (llist_del_all()) and reverses it, so requests run in
+//! the order they were queued. Nodes are only ever pushed once and taken by a
+//! swap, so the list has no ABA problem. Neither handler takes a lock.
+//!
+//! Lifetime. A target holds no reference to a request: it may touch the
+//! request (and its node) only while its bit in `pending` is set, and its last
+//! access is the atomic that clears the bit. The sender's `Arc` keeps the
+//! request alive until `pending` is empty, so a request is always freed by the
+//! sender, in normal context, never inside an interrupt or NMI handler. If the
+//! sender stops waiting first (a timeout, or a [`PendingCall`] dropped early),
+//! it *parks* its reference in a fixed table ([`PARK_SLOTS`] slots); parked
+//! requests are freed by a later [`call_with`] once their stragglers answered.
+//! When the table is full the reference is leaked on purpose (counted in
+//! [`leaked_requests`], each one logged): a late runner must never find freed
+//! memory, and only a run that already reported more than [`PARK_SLOTS`]
+//! unanswered calls can leak.
 //!
 //! Every wait is bounded ([`call_timeout_ns`]); on a timeout the caller learns
 //! which CPUs did not answer and those CPUs are asked, by NMI, to print where
-//! they are. Requests are reference-counted, so a target that answers after
-//! the caller gave up runs a valid request.
+//! they are. Calls must not be made from NMI context (they allocate).
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use super::cpuset::{AtomicCpuSet, CpuSet, MAX_CPUS};
 use super::{nmi, percpu};
@@ -27,15 +55,113 @@ use crate::arch::idt::TrapFrame;
 use crate::arch::{apic, vectors};
 use crate::time::Deadline;
 
+/// How a call reaches its targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// A fixed-vector IPI: held back while a target has interrupts disabled.
+    Ipi,
+    /// An NMI: runs even inside an interrupts-off section; the function must be
+    /// NMI-safe (see the module docs).
+    Nmi,
+}
+
+impl Delivery {
+    fn queue(self) -> usize {
+        match self {
+            Delivery::Ipi => 0,
+            Delivery::Nmi => 1,
+        }
+    }
+}
+
+/// One entry of a target's list; owned by the request it belongs to.
+struct Node {
+    next: AtomicPtr<Node>,
+    request: *const Request,
+}
+
+// SAFETY: `request` is only dereferenced by the target the node was queued on,
+// while it still owes the request an acknowledgement, so while the sender keeps
+// the request (and this node in it) alive; everything else in a node is atomic.
+unsafe impl Send for Node {}
+// SAFETY: as for Send.
+unsafe impl Sync for Node {}
+
 struct Request {
     func: Box<dyn Fn() + Send + Sync>,
     /// Targets that have not yet run `func`.
     pending: AtomicCpuSet,
+    /// One node per remote target, in increasing CPU order.
+    nodes: Box<[Node]>,
 }
 
-struct Inbox(spin::Mutex<VecDeque<Arc<Request>>>);
+/// A lock-free LIFO list of nodes (Linux: struct llist_head).
+struct Queue {
+    head: AtomicPtr<Node>,
+}
 
-static INBOXES: [Inbox; MAX_CPUS] = [const { Inbox(spin::Mutex::new(VecDeque::new())) }; MAX_CPUS];
+impl Queue {
+    const fn new() -> Self {
+        Queue { head: AtomicPtr::new(ptr::null_mut()) }
+    }
+
+    /// Pushes `node`; returns whether the list was empty (the caller must kick).
+    /// Lock-free: a retry means another CPU's push or swap succeeded.
+    fn push(&self, node: &Node) -> bool {
+        let new = node as *const Node as *mut Node;
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            node.next.store(head, Ordering::Relaxed);
+            // Release: the node, its request and the function are visible to
+            // the target whose swap (Acquire) takes this node.
+            match self.head.compare_exchange_weak(head, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return head.is_null(),
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Takes every node, oldest first (one swap, then an in-place reversal).
+    fn take_all(&self) -> *mut Node {
+        // Acquire: pairs with the Release of every push taken here.
+        let mut rest = self.head.swap(ptr::null_mut(), Ordering::Acquire);
+        let mut reversed = ptr::null_mut();
+        while !rest.is_null() {
+            // SAFETY: a taken node belongs to a request that still has this CPU
+            // pending, which its sender keeps alive (module docs); after the
+            // swap only this CPU touches the node's `next`.
+            let next = unsafe { (*rest).next.load(Ordering::Relaxed) };
+            // SAFETY: as above.
+            unsafe { (*rest).next.store(reversed, Ordering::Relaxed) };
+            reversed = rest;
+            rest = next;
+        }
+        reversed
+    }
+}
+
+/// Per CPU: the IPI list and the NMI list (indexed by [`Delivery::queue`]).
+static QUEUES: [[Queue; 2]; MAX_CPUS] = [const { [const { Queue::new() }; 2] }; MAX_CPUS];
+
+/// Per CPU: NMIs sent to kick its NMI list, and kicks its NMI handler
+/// accounted for. The handler uses them to tell an NMI whose work an earlier
+/// handler already ran (a kick in flight when that handler swapped the list)
+/// from an unexpected one.
+struct NmiKicks {
+    sent: AtomicU64,
+    /// Written only by the CPU's own NMI handler (NMIs do not nest).
+    seen: AtomicU64,
+}
+
+static NMI_KICKS: [NmiKicks; MAX_CPUS] =
+    [const { NmiKicks { sent: AtomicU64::new(0), seen: AtomicU64::new(0) } }; MAX_CPUS];
+
+/// How many abandoned requests can wait to be freed.
+pub const PARK_SLOTS: usize = 64;
+static PARKED: [AtomicPtr<Request>; PARK_SLOTS] = [const { AtomicPtr::new(ptr::null_mut()) }; PARK_SLOTS];
+/// One CPU at a time frees parked requests (others skip, never wait).
+static RECLAIMING: AtomicBool = AtomicBool::new(false);
+static LEAKED: AtomicU64 = AtomicU64::new(0);
 
 /// Default bound on a wait, in nanoseconds (boot option `smp.call_timeout_ms`).
 static TIMEOUT_NS: AtomicU64 = AtomicU64::new(2_000_000_000);
@@ -50,11 +176,18 @@ pub fn call_timeout_ns() -> u64 {
     TIMEOUT_NS.load(Ordering::Relaxed)
 }
 
-/// A call that some targets may still be running.
+/// Requests leaked on purpose because the park table was full (module docs).
+pub fn leaked_requests() -> u64 {
+    LEAKED.load(Ordering::Relaxed)
+}
+
+/// A call that some targets may still be running. Dropping it before every
+/// target answered parks the request (it is never freed under a late runner).
 #[must_use = "a call must be waited for (or its completion checked)"]
 pub struct PendingCall {
     request: Arc<Request>,
     targets: CpuSet,
+    delivery: Delivery,
 }
 
 /// Some targets did not run the function within the bound.
@@ -72,38 +205,59 @@ impl fmt::Display for CallTimeout {
     }
 }
 
-/// Queues `func` on every CPU of `targets` (the caller's own CPU included, if
-/// it is in the set: it runs `func` at once, with interrupts disabled like the
-/// others) and sends the IPIs. Offline CPUs are ignored.
+/// [`call_with`] by IPI.
 pub fn call(targets: CpuSet, func: impl Fn() + Send + Sync + 'static) -> PendingCall {
+    call_with(targets, Delivery::Ipi, func)
+}
+
+/// Runs `func` on `targets` by IPI and waits for all of them (default bound).
+pub fn call_and_wait(targets: CpuSet, func: impl Fn() + Send + Sync + 'static) -> Result<(), CallTimeout> {
+    call(targets, func).wait(call_timeout_ns())
+}
+
+/// Queues `func` on every CPU of `targets` and kicks them by `delivery`. The
+/// caller's own CPU, if it is in the set, runs `func` at once with interrupts
+/// disabled (in normal context, for either delivery). Offline CPUs are
+/// ignored. Call from normal or interrupt context, never from an NMI handler.
+pub fn call_with(targets: CpuSet, delivery: Delivery, func: impl Fn() + Send + Sync + 'static) -> PendingCall {
+    reclaim_parked();
     let targets = targets.and(&super::online_cpus());
-    let request = Arc::new(Request { func: Box::new(func), pending: AtomicCpuSet::new() });
-    // Release: a target that sees itself pending also sees `func`.
-    request.pending.store(targets, Ordering::Release);
     let me = percpu::cpu_index();
-    for cpu in targets.iter().filter(|&c| c != me) {
-        let was_empty = x86_64::instructions::interrupts::without_interrupts(|| {
-            let mut inbox = INBOXES[cpu].0.lock();
-            let was_empty = inbox.is_empty();
-            inbox.push_back(request.clone());
-            was_empty
-        });
-        if was_empty {
-            let apic_id = percpu::cpu(cpu).expect("online CPU without per-CPU data").apic_id;
-            if let Err(e) = apic::send_ipi(apic::Destination::Apic(apic_id), apic::Delivery::Fixed(vectors::CALL_FUNCTION)) {
-                log::error!("call IPI to cpu{cpu} failed: {e:?}");
-            }
+    let remote = targets.len() - usize::from(targets.contains(me));
+    let request = Arc::new_cyclic(|this| Request {
+        func: Box::new(func),
+        pending: AtomicCpuSet::new(),
+        // The address the request will have: nodes point back at it.
+        nodes: (0..remote).map(|_| Node { next: AtomicPtr::new(ptr::null_mut()), request: this.as_ptr() }).collect(),
+    });
+    // Relaxed: targets learn of the request through the push (Release).
+    request.pending.store(targets, Ordering::Relaxed);
+    for (cpu, node) in targets.iter().filter(|&c| c != me).zip(request.nodes.iter()) {
+        if QUEUES[cpu][delivery.queue()].push(node) {
+            kick(cpu, delivery);
         }
     }
     if targets.contains(me) {
         x86_64::instructions::interrupts::without_interrupts(|| run(&request, me));
     }
-    PendingCall { request, targets }
+    PendingCall { request, targets, delivery }
 }
 
-/// Runs `func` on `targets` and waits for all of them (default bound).
-pub fn call_and_wait(targets: CpuSet, func: impl Fn() + Send + Sync + 'static) -> Result<(), CallTimeout> {
-    call(targets, func).wait(call_timeout_ns())
+fn kick(cpu: usize, delivery: Delivery) {
+    let Some(block) = percpu::cpu(cpu) else { return };
+    let how = match delivery {
+        Delivery::Ipi => apic::Delivery::Fixed(vectors::CALL_FUNCTION),
+        Delivery::Nmi => {
+            // Release, before the ICR write (which apic::send_ipi orders after
+            // earlier stores): the handler's Acquire sees the count.
+            NMI_KICKS[cpu].sent.fetch_add(1, Ordering::Release);
+            apic::Delivery::Nmi
+        }
+    };
+    if let Err(e) = apic::send_ipi(apic::Destination::Apic(block.apic_id), how) {
+        // The request stays queued: the wait times out and names the CPU.
+        log::error!("call {delivery:?} to cpu{cpu} failed: {e:?}");
+    }
 }
 
 impl PendingCall {
@@ -114,14 +268,18 @@ impl PendingCall {
 
     /// The targets that have not run the function yet.
     pub fn pending(&self) -> CpuSet {
-        // Acquire: once a target is seen done, its function's effects are too.
+        // Acquire: once a target is seen done, its function's effects are too,
+        // and so is its last access to the request.
         self.request.pending.load(Ordering::Acquire)
     }
 
     /// Waits until every target ran the function, at most `timeout_ns`. On
     /// a timeout the silent CPUs are dumped by NMI and named in the error.
     pub fn wait(self, timeout_ns: u64) -> Result<(), CallTimeout> {
-        if !crate::arch::cpu::interrupts_enabled() && !self.pending().is_empty() {
+        if self.delivery == Delivery::Ipi
+            && !crate::arch::cpu::interrupts_enabled()
+            && !self.pending().is_empty()
+        {
             // Two CPUs waiting on each other with interrupts off would
             // deadlock; say so (the bounded wait still ends it).
             log::warn!("cpu{} waits for a cross-CPU call with interrupts disabled", percpu::cpu_index());
@@ -136,8 +294,9 @@ impl PendingCall {
             if deadline.expired() {
                 let waited_ms = (crate::time::now_ns() - start) / 1_000_000;
                 let e = CallTimeout { missing, waited_ms };
-                log::error!("{e}; asking them by NMI where they are");
+                log::error!("{e} ({:?} delivery); asking them by NMI where they are", self.delivery);
                 let _ = nmi::dump_cpus(missing);
+                // Dropping `self` parks the request for the late runners.
                 return Err(e);
             }
             core::hint::spin_loop();
@@ -145,20 +304,109 @@ impl PendingCall {
     }
 }
 
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if !self.pending().is_empty() {
+            park(self.request.clone());
+        }
+    }
+}
+
+/// Keeps a reference to a request some targets still owe (module docs).
+fn park(request: Arc<Request>) {
+    let raw = Arc::into_raw(request) as *mut Request;
+    for slot in &PARKED {
+        // Release: the reclaimer's Acquire load sees the request.
+        if slot.compare_exchange(ptr::null_mut(), raw, Ordering::Release, Ordering::Relaxed).is_ok() {
+            return;
+        }
+    }
+    let n = LEAKED.fetch_add(1, Ordering::Relaxed) + 1;
+    log::error!("cross-CPU call: park table full; request leaked on purpose ({n} so far) so late runners stay safe");
+}
+
+/// Frees parked requests whose targets have all answered. Normal context.
+fn reclaim_parked() {
+    // Acquire/Release: one reclaimer at a time, each seeing the last one's
+    // slot updates. A CPU that finds another reclaiming skips (no waiting).
+    if RECLAIMING.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        return;
+    }
+    for slot in &PARKED {
+        let raw = slot.load(Ordering::Acquire);
+        if raw.is_null() {
+            continue;
+        }
+        // SAFETY: a parked pointer owns one strong reference, which only the
+        // reclaimer releases (and RECLAIMING makes this CPU the only one).
+        let done = unsafe { (*raw).pending.load(Ordering::Acquire) }.is_empty();
+        if done {
+            slot.store(ptr::null_mut(), Ordering::Relaxed);
+            // SAFETY: as above; every target's last access to the request
+            // happened before its cleared bit, seen with Acquire.
+            drop(unsafe { Arc::from_raw(raw) });
+        }
+    }
+    RECLAIMING.store(false, Ordering::Release);
+}
+
 fn run(request: &Request, me: usize) {
     (request.func)();
     // Release: the function's effects are visible before the acknowledgement.
+    // This is the target's last access to the request.
     request.pending.remove(me, Ordering::Release);
     percpu::current().calls_run.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The CALL_FUNCTION IPI handler (interrupts are off: interrupt gate).
+/// Runs every request on `queue`, oldest first; returns whether there was one.
+fn run_queue(queue: &Queue, me: usize) -> bool {
+    let mut node = queue.take_all();
+    let any = !node.is_null();
+    while !node.is_null() {
+        // SAFETY: the node is alive until `run` acknowledges its request (see
+        // take_all); both fields are read before that, and the next node
+        // belongs to a request this CPU has not acknowledged yet.
+        let (next, request) = unsafe { ((*node).next.load(Ordering::Relaxed), (*node).request) };
+        // SAFETY: as above: the request is alive while this CPU is pending.
+        run(unsafe { &*request }, me);
+        node = next;
+    }
+    any
+}
+
+/// The CALL_FUNCTION IPI handler (interrupts are off: interrupt gate). The
+/// EOI comes first, so a request pushed onto an empty list after the swap
+/// gets a fresh IPI, delivered after this handler returns.
 pub fn handle_ipi(_: &mut TrapFrame) {
     apic::eoi();
     let me = percpu::cpu_index();
-    loop {
-        let next = INBOXES[me].0.lock().pop_front();
-        let Some(request) = next else { break };
-        run(&request, me);
+    run_queue(&QUEUES[me][Delivery::Ipi.queue()], me);
+}
+
+/// From the NMI handler: runs this CPU's NMI-delivered requests; returns
+/// whether there were any. NMI-safe: one swap, no lock, no allocation, no free.
+/// A kick that arrives while this runs is latched by the CPU and delivered
+/// after the handler's IRET, so a push that found the list empty after the
+/// swap is taken by the next handler.
+pub(super) fn run_nmi_queue(me: usize) -> bool {
+    run_queue(&QUEUES[me][Delivery::Nmi.queue()], me)
+}
+
+/// From the NMI handler: accounts this NMI to an outstanding kick, if any.
+/// Returns whether one was outstanding (a kick whose requests an earlier
+/// handler already ran is still an expected NMI). Kicks that the CPU merged
+/// with another pending NMI leave a credit behind, so a later foreign NMI may
+/// be taken for one: the check errs towards silence, never towards a false
+/// "unexpected NMI".
+pub(super) fn take_nmi_kick(me: usize) -> bool {
+    let k = &NMI_KICKS[me];
+    // Acquire: pairs with the sender's Release increment.
+    let sent = k.sent.load(Ordering::Acquire);
+    let seen = k.seen.load(Ordering::Relaxed);
+    if seen < sent {
+        k.seen.store(seen + 1, Ordering::Relaxed);
+        true
+    } else {
+        false
     }
 }

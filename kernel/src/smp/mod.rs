@@ -41,9 +41,9 @@ pub fn online_count() -> usize {
     online_cpus().len()
 }
 
-/// SMP set-up on the boot CPU (see the module docs). `apic_ids` are the
-/// enabled CPUs the firmware lists (the boot CPU among them).
-pub fn init(facts: &BootFacts, lapic_phys: u64, apic_ids: &[u32], force_xapic: bool, ap_timeout_ms: u64) {
+/// Sets up the local APIC on the boot CPU and registers the IPI handlers.
+/// Returns the APIC mode.
+pub fn init_boot_cpu(lapic_phys: u64, force_xapic: bool) -> apic::Mode {
     let mode = apic::init_global(lapic_phys, force_xapic);
     apic::init_this_cpu();
     let me = percpu::current();
@@ -58,10 +58,18 @@ pub fn init(facts: &BootFacts, lapic_phys: u64, apic_ids: &[u32], force_xapic: b
         idt::register_handler(v, |f| log::debug!("spurious legacy PIC interrupt at vector {:#x}", f.vector));
     }
     idt::register_handler(vectors::CALL_FUNCTION, call::handle_ipi);
-    idt::register_handler(vectors::RESCHEDULE, work::handle_wakeup);
     me.online.store(true, Ordering::Release);
     ONLINE.insert(0, Ordering::Release);
+    mode
+}
 
+/// Starts the APs (see [`startup`]). `apic_ids` are the enabled CPUs the
+/// firmware lists (the boot CPU among them). Call after [`init_boot_cpu`] and
+/// after the scheduler's global set-up: an AP enters the scheduler as soon as
+/// it is online.
+pub fn start_aps(facts: &BootFacts, apic_ids: &[u32], ap_timeout_ms: u64) {
+    let mode = apic::mode().expect("start_aps before init_boot_cpu");
+    let bsp_apic = apic::id();
     let others: Vec<u32> = apic_ids.iter().copied().filter(|&id| id != bsp_apic).collect();
     let outcomes = startup::start_aps(facts, &others, ap_timeout_ms);
     let silent: Vec<u32> = outcomes
@@ -89,28 +97,15 @@ pub fn init(facts: &BootFacts, lapic_phys: u64, apic_ids: &[u32], force_xapic: b
     );
 }
 
-/// The end of an AP's start-up: online, interrupts on, idle.
+/// The end of an AP's start-up: online, then its boot context becomes its
+/// idle task.
 pub fn ap_online() -> ! {
     let me = percpu::current();
     ONLINE.insert(me.index as usize, Ordering::Release);
     // Release: the boot CPU, seeing `online`, sees this CPU fully set up.
     me.online.store(true, Ordering::Release);
     log::debug!("cpu{} (APIC id {}) online", me.index, me.apic_id);
-    idle()
-}
-
-/// The idle loop: run queued work, else halt until an interrupt.
-pub fn idle() -> ! {
-    loop {
-        x86_64::instructions::interrupts::disable();
-        if work::run_pending() {
-            continue;
-        }
-        // The queue was empty with interrupts off; `sti; hlt` as one pair (sti's
-        // one-instruction shadow) means a wake-up IPI sent after that check
-        // still ends the halt, so no work is left waiting.
-        x86_64::instructions::interrupts::enable_and_hlt();
-    }
+    crate::sched::start_ap()
 }
 
 fn apic_error(_: &mut TrapFrame) {

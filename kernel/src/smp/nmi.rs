@@ -1,10 +1,24 @@
 //! NMIs: taken even with interrupts disabled, so they can reach a CPU that is
 //! stuck (or deliberately sitting) in an interrupts-off section.
 //!
-//! The handler is NMI-safe: it takes no lock and does not print. A dump
-//! request makes the target format its RIP and backtrace into its own buffer
-//! and raise a flag; the requesting CPU, in normal context, prints the buffers.
-//! So an NMI that lands while its CPU holds the console lock cannot deadlock.
+//! One NMI serves two kinds of work (Linux: nmi_handle() walking its handler
+//! list; the dump is nmi_cpu_backtrace()):
+//! * cross-CPU calls delivered by NMI ([`call::Delivery::Nmi`](super::call::Delivery)):
+//!   the handler runs this CPU's NMI call list;
+//! * dump requests ([`dump_cpus`]): the target formats its RIP and backtrace
+//!   into its own buffer and raises a flag; the requesting CPU, in normal
+//!   context, prints the buffers.
+//!
+//! The CPU merges NMIs that arrive while one is being handled (one stays
+//! latched), so every handler checks for both kinds. An NMI is *expected* if
+//! it found a dump request, found call work, or accounts for an outstanding
+//! call kick (its work was taken by an earlier handler); otherwise it is
+//! reported as unexpected by the exception code.
+//!
+//! Invariant: the handler is NMI-safe end to end. It takes no lock, does not
+//! print, allocates and frees nothing (requests are freed by their senders,
+//! see [`call`](super::call)). So an NMI that lands while its CPU holds the
+//! console or heap lock cannot deadlock.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -40,10 +54,21 @@ impl Write for Buffer<'_> {
     }
 }
 
-/// The NMI handler. Returns whether the NMI was expected (a request found).
+/// The NMI handler. Returns whether the NMI was expected (see the module docs).
 pub fn handle(frame: &TrapFrame) -> bool {
     let me = percpu::cpu_index();
     percpu::current().nmis.fetch_add(1, Ordering::Relaxed);
+    // Calls first: they are what a waiting CPU spins on (a TLB flush).
+    let ran_calls = super::call::run_nmi_queue(me);
+    let dumped = dump(me, frame);
+    // An NMI that brought a dump request is accounted to it; otherwise to an
+    // outstanding call kick, if any.
+    let kicked = !dumped && super::call::take_nmi_kick(me);
+    ran_calls || dumped || kicked
+}
+
+/// Serves a dump request for this CPU, if there is one.
+fn dump(me: usize, frame: &TrapFrame) -> bool {
     if !DUMP_REQUESTED.contains(me, Ordering::Acquire) {
         return false;
     }

@@ -24,6 +24,8 @@ pub struct PerCpu {
     pub apic_id: u32,
     /// Nesting depth of interrupt handlers on this CPU (0 = thread context).
     pub irq_depth: AtomicU32,
+    /// Nesting depth of NMI handlers on this CPU (0 = not in an NMI).
+    pub in_nmi: AtomicU32,
     /// Interrupts taken (all vectors >= 32).
     pub interrupts: AtomicU64,
     /// Cross-CPU calls run on this CPU.
@@ -46,6 +48,7 @@ impl PerCpu {
             index,
             apic_id,
             irq_depth: AtomicU32::new(0),
+            in_nmi: AtomicU32::new(0),
             interrupts: AtomicU64::new(0),
             calls_run: AtomicU64::new(0),
             nmis: AtomicU64::new(0),
@@ -119,4 +122,9 @@ pub fn cpu(index: usize) -> Option<&'static PerCpu> {
 /// Whether this CPU is running an interrupt handler.
 pub fn in_interrupt() -> bool {
     READY.load(Ordering::Relaxed) && current().irq_depth.load(Ordering::Relaxed) > 0
+}
+
+/// Whether this CPU is running an NMI handler.
+pub fn in_nmi() -> bool {
+    READY.load(Ordering::Relaxed) && current().in_nmi.load(Ordering::Relaxed) > 0
 }

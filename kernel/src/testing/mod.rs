@@ -10,9 +10,15 @@
 //! every failure kind is reported with its reason, and one failure never hides
 //! the results of later tests.
 //!
+//! A test marked `#[should_panic = "text"]` passes by panicking with a message
+//! containing `text` (the fatal path prints `test N ... ok` and ends the run;
+//! the host boots on with the next test, as after any death). If it returns,
+//! it fails with `FAILED (did not panic)`; if it panics otherwise or takes a CPU
+//! exception, it fails naming what was expected and what happened.
+//!
 //! The run ends with cargo's summary line, `test result: ok. N passed; ...`.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::boot::BootFacts;
 use crate::power::{self, ExitStatus};
@@ -24,23 +30,65 @@ pub struct Test {
     pub name: &'static str,
     /// The test body; failing means panicking.
     pub func: fn(),
+    /// `Some(text)`: the test must panic with a message containing `text`.
+    pub should_panic: Option<&'static str>,
 }
 
-/// Defines test functions and a `TESTS` list of them, in order:
+/// Defines test functions and a `TESTS` list of them, in order. An optional
+/// `#[should_panic = "text"]` (among the other attributes) makes a test pass
+/// only by panicking with a message containing `text`:
 ///
 /// ```ignore
 /// kernel::ktests! {
 ///     fn adds() { assert_eq!(1 + 1, 2); }
+///     #[should_panic = "overflow"]
+///     fn overflows() { let _ = core::hint::black_box(u8::MAX) + 1; }
 /// }
 /// ```
 #[macro_export]
 macro_rules! ktests {
-    ($( $(#[$meta:meta])* fn $name:ident() $body:block )*) => {
-        $( $(#[$meta])* fn $name() $body )*
+    ($( $(#[$($attr:tt)*])* fn $name:ident() $body:block )*) => {
+        $( $crate::__ktest_fn! { [] [$( [$($attr)*] )*] fn $name() $body } )*
         /// The tests of this module, in order.
         pub const TESTS: &[$crate::testing::Test] = &[
-            $( $crate::testing::Test { name: concat!(module_path!(), "::", stringify!($name)), func: $name } ),*
+            $( $crate::testing::Test {
+                name: concat!(module_path!(), "::", stringify!($name)),
+                func: $name,
+                should_panic: $crate::__ktest_should_panic!($( [$($attr)*] )*),
+            } ),*
         ];
+    };
+}
+
+/// For [`ktests!`]: emits a test function with its attributes except
+/// `should_panic` (kept ones accumulate in the first bracket).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ktest_fn {
+    ([$($kept:tt)*] [] fn $name:ident() $body:block) => {
+        $($kept)* fn $name() $body
+    };
+    ([$($kept:tt)*] [[should_panic = $text:literal] $($rest:tt)*] fn $name:ident() $body:block) => {
+        $crate::__ktest_fn! { [$($kept)*] [$($rest)*] fn $name() $body }
+    };
+    ([$($kept:tt)*] [[$($attr:tt)*] $($rest:tt)*] fn $name:ident() $body:block) => {
+        $crate::__ktest_fn! { [$($kept)* #[$($attr)*]] [$($rest)*] fn $name() $body }
+    };
+}
+
+/// For [`ktests!`]: `Some(text)` for a `#[should_panic = text]` among the
+/// attributes, else `None`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ktest_should_panic {
+    () => {
+        None
+    };
+    ([should_panic = $text:literal] $($rest:tt)*) => {
+        Some($text)
+    };
+    ([$($attr:tt)*] $($rest:tt)*) => {
+        $crate::__ktest_should_panic!($($rest)*)
     };
 }
 
@@ -56,30 +104,25 @@ macro_rules! ktest_main {
     };
 }
 
-/// The running test's name (pointer and length; 0 = none).
-static CURRENT_PTR: AtomicUsize = AtomicUsize::new(0);
-static CURRENT_LEN: AtomicUsize = AtomicUsize::new(0);
+/// The running test (null = none).
+static CURRENT: AtomicPtr<Test> = AtomicPtr::new(core::ptr::null_mut());
 
 /// The test running on this machine, if any (for failure reports).
-pub fn current_test() -> Option<&'static str> {
-    let ptr = CURRENT_PTR.load(Ordering::Acquire);
-    if ptr == 0 {
-        return None;
-    }
-    let len = CURRENT_LEN.load(Ordering::Relaxed);
-    // SAFETY: set from a `&'static str` by `set_current`, length stored before
-    // the pointer (Release/Acquire).
-    Some(unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(ptr as *const u8, len)) })
+pub fn current() -> Option<&'static Test> {
+    // Acquire pairs with the Release in `set_current` (any CPU may ask).
+    let ptr = CURRENT.load(Ordering::Acquire);
+    // SAFETY: only `set_current` stores non-null values, from `&'static Test`.
+    (!ptr.is_null()).then(|| unsafe { &*ptr })
 }
 
-fn set_current(name: Option<&'static str>) {
-    match name {
-        Some(n) => {
-            CURRENT_LEN.store(n.len(), Ordering::Relaxed);
-            CURRENT_PTR.store(n.as_ptr() as usize, Ordering::Release);
-        }
-        None => CURRENT_PTR.store(0, Ordering::Release),
-    }
+/// The name of the test running on this machine, if any.
+pub fn current_test() -> Option<&'static str> {
+    current().map(|t| t.name)
+}
+
+fn set_current(test: Option<&'static Test>) {
+    let ptr = test.map_or(core::ptr::null_mut(), |t| t as *const Test as *mut Test);
+    CURRENT.store(ptr, Ordering::Release);
 }
 
 /// Why the running test skipped itself (pointer and length; 0 = not skipped).
@@ -105,14 +148,14 @@ fn take_skip() -> Option<&'static str> {
 
 /// Runs the tests of a suite (honouring `ktest.skip` and `ktest.filter`) and
 /// ends the run.
-pub fn run_suite(suite: &str, lists: &[&[Test]], facts: &'static BootFacts) -> ! {
+pub fn run_suite(suite: &str, lists: &[&'static [Test]], facts: &'static BootFacts) -> ! {
     let total: usize = lists.iter().map(|l| l.len()).sum();
     let skip = facts.options.ktest_skip;
     let filter = facts.options.ktest_filter;
     crate::println!("ktest: suite name={suite} tests={total} skip={skip}");
     let start = crate::time::now_ns();
-    let (mut passed, mut ignored, mut filtered) = (0usize, 0usize, 0usize);
-    for (index, test) in lists.iter().flat_map(|l| l.iter()).enumerate() {
+    let (mut passed, mut failed, mut ignored, mut filtered) = (0usize, 0usize, 0usize, 0usize);
+    for (index, test) in lists.iter().flat_map(|&l| l.iter()).enumerate() {
         if index < skip {
             continue;
         }
@@ -121,13 +164,17 @@ pub fn run_suite(suite: &str, lists: &[&[Test]], facts: &'static BootFacts) -> !
             continue;
         }
         crate::println!("ktest: start index={index} name={}", test.name);
-        set_current(Some(test.name));
+        set_current(Some(test));
         (test.func)();
         set_current(None);
         match take_skip() {
             Some(reason) => {
                 crate::println!("test {} ... ignored, {reason}", test.name);
                 ignored += 1;
+            }
+            None if test.should_panic.is_some() => {
+                crate::println!("test {} ... FAILED (did not panic)", test.name);
+                failed += 1;
             }
             None => {
                 crate::println!("test {} ... ok", test.name);
@@ -137,9 +184,10 @@ pub fn run_suite(suite: &str, lists: &[&[Test]], facts: &'static BootFacts) -> !
     }
     let ms = (crate::time::now_ns() - start) / 1_000_000;
     crate::println!(
-        "test result: ok. {passed} passed; 0 failed; {ignored} ignored; 0 measured; {filtered} filtered out; finished in {}.{:02}s",
+        "test result: {}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; {filtered} filtered out; finished in {}.{:02}s",
+        if failed == 0 { "ok" } else { "FAILED" },
         ms / 1000,
         (ms % 1000) / 10
     );
-    power::exit(ExitStatus::Pass)
+    power::exit(if failed == 0 { ExitStatus::Pass } else { ExitStatus::Fail })
 }

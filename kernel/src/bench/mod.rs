@@ -1,0 +1,167 @@
+//! In-kernel benchmarks, run by the main kernel after boot when the boot
+//! option `bench=` lists them (`bench=ipi`; more later: `rcu`, `shootdown`,
+//! `gup`, each a file next to [`ipi`]).
+//!
+//! Each benchmark prints one machine-readable line per configuration,
+//! `RESULT <bench> op=<op> <id keys> n=N median_ns=N p99_ns=N ...`, in the
+//! schema of the Linux peer (`../shared/peer/linux/README.md`), so
+//! `compare.sh` can line the two kernels up. Figures are measured, never
+//! adjusted: under TCG with more vCPUs than host cores they are noisy.
+//!
+//! Adding a benchmark: a variant in [`Bench`] (its name in [`Bench::name`],
+//! parsed by `boot_options`), a file with a `run() -> Result<(), BenchError>`,
+//! and a line in [`run`]. [`Sampler`] and [`Stats`] give every benchmark the
+//! same warm-up, sample bound, time budget and percentiles.
+
+pub mod ipi;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::time::{Deadline, now_ns};
+
+/// A benchmark the `bench=` boot option can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bench {
+    /// Round-trip latency of waiting cross-CPU calls, by IPI and by NMI.
+    Ipi,
+}
+
+impl Bench {
+    /// Every benchmark, in the order [`run`] runs them.
+    pub const ALL: [Bench; 1] = [Bench::Ipi];
+
+    /// The name used in `bench=` and in RESULT lines.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Bench::Ipi => "ipi",
+        }
+    }
+
+    /// The benchmark called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Bench> {
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    const fn bit(self) -> u32 {
+        1 << self as u32
+    }
+}
+
+/// A set of benchmarks (a bitset: the boot-option parser allocates nothing).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BenchSet(u32);
+
+impl BenchSet {
+    /// No benchmark.
+    pub const EMPTY: BenchSet = BenchSet(0);
+
+    /// Adds `b`.
+    pub fn insert(&mut self, b: Bench) {
+        self.0 |= b.bit();
+    }
+
+    /// Whether `b` is in the set.
+    pub fn contains(&self, b: Bench) -> bool {
+        self.0 & b.bit() != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Why a benchmark could not finish.
+#[derive(Debug)]
+pub struct BenchError {
+    /// The benchmark.
+    pub bench: Bench,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl fmt::Display for BenchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bench {}: {}", self.bench.name(), self.message)
+    }
+}
+
+/// Runs the benchmarks in `set`, in [`Bench::ALL`] order; stops at the first
+/// that fails.
+pub fn run(set: BenchSet) -> Result<(), BenchError> {
+    for b in Bench::ALL.into_iter().filter(|b| set.contains(*b)) {
+        log::info!("bench {}: start", b.name());
+        let start = now_ns();
+        match b {
+            Bench::Ipi => ipi::run()?,
+        }
+        log::info!("bench {}: done in {} ms", b.name(), (now_ns() - start) / 1_000_000);
+    }
+    Ok(())
+}
+
+/// Sampling bounds for one configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Untimed runs first (caches, TLBs, the emulator's translated code).
+    pub warmup: usize,
+    /// Most timed samples.
+    pub samples: usize,
+    /// Stop sampling after this long, even with fewer samples (at least one
+    /// sample is always taken).
+    pub budget_ns: u64,
+}
+
+impl Plan {
+    /// 2000 samples after 100 warm-up runs, at most 2 s of sampling.
+    pub const DEFAULT: Plan = Plan { warmup: 100, samples: 2000, budget_ns: 2_000_000_000 };
+}
+
+/// Collects samples by `plan`: `op` returns one sample in ns, or an error that
+/// ends the benchmark.
+pub fn sample<E>(plan: Plan, mut op: impl FnMut() -> Result<u64, E>) -> Result<Stats, E> {
+    let warm = Deadline::after_ns(plan.budget_ns / 4);
+    for _ in 0..plan.warmup {
+        op()?;
+        if warm.expired() {
+            break;
+        }
+    }
+    let mut samples = Vec::with_capacity(plan.samples);
+    let budget = Deadline::after_ns(plan.budget_ns);
+    while samples.len() < plan.samples && (samples.is_empty() || !budget.expired()) {
+        samples.push(op()?);
+    }
+    Ok(Stats::from_samples(samples))
+}
+
+/// Order statistics of a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Number of samples.
+    pub n: usize,
+    /// The median (the lower one for an even count).
+    pub median: u64,
+    /// The 99th percentile (nearest rank).
+    pub p99: u64,
+    /// The smallest sample.
+    pub min: u64,
+    /// The largest sample.
+    pub max: u64,
+}
+
+impl Stats {
+    /// Statistics of `samples` (which it sorts); all zero when empty.
+    pub fn from_samples(mut samples: Vec<u64>) -> Stats {
+        samples.sort_unstable();
+        let n = samples.len();
+        if n == 0 {
+            return Stats { n, median: 0, p99: 0, min: 0, max: 0 };
+        }
+        // Nearest rank: the smallest value with at least p% of samples <= it.
+        let rank = |p: usize| samples[((n * p).div_ceil(100)).max(1) - 1];
+        Stats { n, median: samples[(n - 1) / 2], p99: rank(99), min: samples[0], max: samples[n - 1] }
+    }
+}

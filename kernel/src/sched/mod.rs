@@ -1,0 +1,357 @@
+//! The scheduler: per-CPU run queues of kernel threads, each pinned to one CPU.
+//!
+//! Preemption model: the kernel is **not preemptible in its own code** (Linux's
+//! PREEMPT_NONE). The timer tick only marks `need_resched` when a task used up
+//! its time slice and another waits; the switch happens at the next
+//! [`cond_resched`], [`yield_now`], blocking wait, task exit, or (later) return
+//! to user mode. So an interrupts-off section, or any kernel code between two
+//! such points, runs without a context switch — which is what makes those
+//! sections RCU read-side critical sections (`rcu`) and lets an IPI wait
+//! for them.
+//!
+//! Each CPU has an idle task (on an AP, its boot context) that runs when the
+//! queue is empty: it reports an RCU quiescent state and halts until an
+//! interrupt. A wake-up from another CPU queues the task and sends that CPU a
+//! reschedule IPI.
+//!
+//! Address-space switching (CR3, the mm CPU set, lazy TLB) arrives with user
+//! address spaces: today every task is a kernel thread on the kernel tables.
+
+mod switch;
+pub mod task;
+pub mod wait;
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::arch::idt::TrapFrame;
+use crate::arch::{apic, timer, vectors};
+use crate::smp::{self, MAX_CPUS, percpu};
+use crate::time::Deadline;
+pub use task::{State, Task};
+pub use wait::WaitQueue;
+
+/// Ticks a task may run before it should yield to a waiting one.
+const TIME_SLICE_TICKS: u64 = 2;
+
+struct RunQueue {
+    queue: spin::Mutex<VecDeque<Arc<Task>>>,
+    current: spin::Mutex<Option<Arc<Task>>>,
+    idle: spin::Once<Arc<Task>>,
+    /// The task switched away from, released by the task switched to
+    /// (Linux: finish_task_switch).
+    previous: spin::Mutex<Option<Arc<Task>>>,
+    need_resched: AtomicBool,
+    ticks: AtomicU64,
+    switches: AtomicU64,
+}
+
+static RQ: [RunQueue; MAX_CPUS] = [const {
+    RunQueue {
+        queue: spin::Mutex::new(VecDeque::new()),
+        current: spin::Mutex::new(None),
+        idle: spin::Once::new(),
+        previous: spin::Mutex::new(None),
+        need_resched: AtomicBool::new(false),
+        ticks: AtomicU64::new(0),
+        switches: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
+
+static READY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Registers the tick and reschedule handlers and calibrates the timer.
+/// Called once on the boot CPU, before the APs start (they enter the
+/// scheduler as soon as they are online). Returns the timer mode.
+pub fn init_global() -> &'static str {
+    crate::arch::idt::register_handler(vectors::TIMER, tick);
+    crate::arch::idt::register_handler(vectors::RESCHEDULE, reschedule_ipi);
+    timer::init_global()
+}
+
+/// Makes the boot context of the boot CPU the task "main", gives the boot CPU
+/// an idle task and starts its tick. Called once, before the kernel's main.
+pub fn init_boot_cpu() {
+    let me = percpu::cpu_index();
+    *RQ[me].current.lock() = Some(Arc::new(Task::for_running_context("main", me, false)));
+    let idle = Arc::new(Task::new("idle", me, true, Box::new(|| idle_loop())));
+    RQ[me].idle.call_once(|| idle);
+    READY[me].store(true, Ordering::Release);
+    timer::start_this_cpu();
+}
+
+/// Makes this AP's boot context its idle task and runs the idle loop.
+pub fn start_ap() -> ! {
+    let me = percpu::cpu_index();
+    let idle = Arc::new(Task::for_running_context("idle", me, true));
+    *RQ[me].current.lock() = Some(idle.clone());
+    RQ[me].idle.call_once(|| idle);
+    READY[me].store(true, Ordering::Release);
+    timer::start_this_cpu();
+    idle_loop()
+}
+
+/// Whether `cpu` has a scheduler.
+pub fn ready(cpu: usize) -> bool {
+    cpu < MAX_CPUS && READY[cpu].load(Ordering::Acquire)
+}
+
+/// The task running on this CPU.
+pub fn current_task() -> Arc<Task> {
+    let me = percpu::cpu_index();
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        RQ[me].current.lock().clone().expect("no current task: scheduler not started on this CPU")
+    })
+}
+
+/// The idle loop: report a quiescent state, run queued work, halt.
+fn idle_loop() -> ! {
+    let me = percpu::cpu_index();
+    loop {
+        x86_64::instructions::interrupts::disable();
+        crate::rcu::quiescent_state();
+        if !RQ[me].queue.lock().is_empty() {
+            schedule();
+            continue;
+        }
+        if crate::rcu::pending_callbacks() > 0 {
+            x86_64::instructions::interrupts::enable();
+            crate::rcu::run_callbacks();
+            continue;
+        }
+        // `sti; hlt` as a pair: a wake-up IPI after the check above still
+        // ends the halt (sti's one-instruction shadow).
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
+/// Switches to the next runnable task of this CPU (or its idle task). The
+/// current task is requeued if it is still Running; a Blocked or Dead one is
+/// not. Returns when the current task runs again.
+pub fn schedule() {
+    let me = percpu::cpu_index();
+    let rq = &RQ[me];
+    let were_enabled = crate::arch::cpu::interrupts_enabled();
+    x86_64::instructions::interrupts::disable();
+    crate::rcu::quiescent_state();
+    rq.need_resched.store(false, Ordering::Relaxed);
+    let prev = rq.current.lock().clone().expect("schedule() before the scheduler started");
+    if prev.transition(State::Running, State::Runnable) && !prev.is_idle {
+        rq.queue.lock().push_back(prev.clone());
+    }
+    let next = rq.queue.lock().pop_front().unwrap_or_else(|| rq.idle.get().expect("no idle task").clone());
+    if Arc::ptr_eq(&next, &prev) {
+        prev.set_state(State::Running);
+        if were_enabled {
+            x86_64::instructions::interrupts::enable();
+        }
+        return;
+    }
+    next.set_state(State::Running);
+    next.ticks.store(0, Ordering::Relaxed);
+    next.on_cpu.store(true, Ordering::Relaxed);
+    rq.switches.fetch_add(1, Ordering::Relaxed);
+    let save = prev.saved_rsp.get();
+    // SAFETY: `next` is not running (it is this CPU's and was queued or idle);
+    // its saved rsp was written by its last switch-out or `initial_stack`.
+    let next_rsp = unsafe { *next.saved_rsp.get() };
+    *rq.current.lock() = Some(next);
+    *rq.previous.lock() = Some(prev);
+    // SAFETY: interrupts are off; `save` points into `prev`, which `previous`
+    // keeps alive until the task we switch to releases it in finish_switch().
+    unsafe { switch::switch_to(save, next_rsp) };
+    finish_switch();
+    if were_enabled {
+        x86_64::instructions::interrupts::enable();
+    }
+}
+
+/// Runs right after a switch, on the new task's stack: the previous task is
+/// now off its CPU and may be dropped (its stack recycled).
+fn finish_switch() {
+    let me = percpu::cpu_index();
+    if let Some(prev) = RQ[me].previous.lock().take() {
+        // Release: a joiner that sees `on_cpu` false may free the stack.
+        prev.on_cpu.store(false, Ordering::Release);
+    }
+}
+
+/// First code of a new task (called by the switch trampoline).
+extern "C" fn task_main() -> ! {
+    finish_switch();
+    let me = current_task();
+    let entry = me.entry.lock().take().expect("task started twice");
+    x86_64::instructions::interrupts::enable();
+    entry();
+    me.exited.store(true, Ordering::Release);
+    me.exit_waiters.wake_all();
+    x86_64::instructions::interrupts::disable();
+    me.set_state(State::Dead);
+    drop(me);
+    schedule();
+    unreachable!("a dead task was scheduled again")
+}
+
+/// Makes a Blocked task runnable on its CPU.
+pub fn wake(task: &Arc<Task>) {
+    if !task.transition(State::Blocked, State::Runnable) {
+        return;
+    }
+    x86_64::instructions::interrupts::without_interrupts(|| RQ[task.cpu].queue.lock().push_back(task.clone()));
+    kick(task.cpu);
+}
+
+/// Makes `cpu` look at its run queue soon.
+fn kick(cpu: usize) {
+    if cpu == percpu::cpu_index() {
+        RQ[cpu].need_resched.store(true, Ordering::Relaxed);
+        return;
+    }
+    if let Some(block) = percpu::cpu(cpu)
+        && let Err(e) = apic::send_ipi(apic::Destination::Apic(block.apic_id), apic::Delivery::Fixed(vectors::RESCHEDULE))
+    {
+        log::error!("reschedule IPI to cpu{cpu} failed: {e:?}");
+    }
+}
+
+/// A thread started with [`spawn_on`].
+pub struct JoinHandle<T> {
+    task: Arc<Task>,
+    result: Arc<spin::Mutex<Option<T>>>,
+}
+
+/// Why a thread could not be started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    /// The CPU is offline or has no scheduler.
+    NoSuchCpu(usize),
+}
+
+/// Starts a kernel thread named `name` on `cpu`, running `f`.
+pub fn spawn_on<T: Send + 'static>(
+    cpu: usize,
+    name: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, SpawnError> {
+    if !smp::online_cpus().contains(cpu) || !ready(cpu) {
+        return Err(SpawnError::NoSuchCpu(cpu));
+    }
+    let result = Arc::new(spin::Mutex::new(None));
+    let r = result.clone();
+    let task = Arc::new(Task::new(name, cpu, false, Box::new(move || *r.lock() = Some(f()))));
+    x86_64::instructions::interrupts::without_interrupts(|| RQ[cpu].queue.lock().push_back(task.clone()));
+    kick(cpu);
+    Ok(JoinHandle { task, result })
+}
+
+/// A join that did not finish in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JoinTimeout {
+    /// The thread's CPU.
+    pub cpu: usize,
+}
+
+impl<T> JoinHandle<T> {
+    /// Whether the thread has finished.
+    pub fn is_finished(&self) -> bool {
+        self.task.has_exited()
+    }
+
+    /// The thread's task.
+    pub fn task(&self) -> &Arc<Task> {
+        &self.task
+    }
+
+    /// Waits for the thread (blocking) and returns its result.
+    pub fn join(self) -> T {
+        let task = self.task.clone();
+        task.exit_waiters.wait_until(|| task.has_exited());
+        self.result.lock().take().expect("thread result missing")
+    }
+
+    /// Waits at most `timeout_ns`; on a timeout the thread keeps running and
+    /// the error names its CPU.
+    pub fn join_timeout(self, timeout_ns: u64) -> Result<T, (JoinTimeout, Self)> {
+        let deadline = Deadline::after_ns(timeout_ns);
+        while !self.task.has_exited() {
+            if deadline.expired() {
+                return Err((JoinTimeout { cpu: self.task.cpu }, self));
+            }
+            yield_now();
+        }
+        Ok(self.result.lock().take().expect("thread result missing"))
+    }
+}
+
+/// Gives the CPU to another runnable task of this CPU, if any; otherwise
+/// waits for the next interrupt (a cheap pause for polling loops).
+pub fn yield_now() {
+    let me = percpu::cpu_index();
+    if !ready(me) {
+        core::hint::spin_loop();
+        return;
+    }
+    let others = x86_64::instructions::interrupts::without_interrupts(|| !RQ[me].queue.lock().is_empty());
+    if others {
+        schedule();
+    } else if crate::arch::cpu::interrupts_enabled() {
+        crate::rcu::quiescent_state();
+        x86_64::instructions::hlt();
+    } else {
+        core::hint::spin_loop();
+    }
+}
+
+/// A voluntary preemption point: reports an RCU quiescent state and switches
+/// if the tick asked for it (Linux: cond_resched()).
+pub fn cond_resched() {
+    let me = percpu::cpu_index();
+    if !ready(me) {
+        return;
+    }
+    crate::rcu::quiescent_state();
+    if RQ[me].need_resched.load(Ordering::Relaxed) {
+        schedule();
+    }
+}
+
+/// Sleeps for at least `ns` (tick granularity: the CPU halts between ticks).
+pub fn sleep_ns(ns: u64) {
+    let deadline = Deadline::after_ns(ns);
+    while !deadline.expired() {
+        yield_now();
+    }
+}
+
+/// Context switches so far on `cpu`.
+pub fn switches(cpu: usize) -> u64 {
+    RQ[cpu].switches.load(Ordering::Relaxed)
+}
+
+/// Timer ticks so far on `cpu`.
+pub fn ticks(cpu: usize) -> u64 {
+    RQ[cpu].ticks.load(Ordering::Relaxed)
+}
+
+/// The timer interrupt.
+fn tick(_: &mut TrapFrame) {
+    timer::rearm();
+    apic::eoi();
+    let me = percpu::cpu_index();
+    let rq = &RQ[me];
+    rq.ticks.fetch_add(1, Ordering::Relaxed);
+    let Some(current) = rq.current.try_lock().and_then(|c| c.clone()) else { return };
+    let used = current.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+    if used >= TIME_SLICE_TICKS && rq.queue.try_lock().is_some_and(|q| !q.is_empty()) {
+        rq.need_resched.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The reschedule IPI: the woken CPU looks at its queue at its next
+/// scheduling point (the idle loop right after its `hlt`).
+fn reschedule_ipi(_: &mut TrapFrame) {
+    apic::eoi();
+    RQ[percpu::cpu_index()].need_resched.store(true, Ordering::Relaxed);
+}

@@ -1,0 +1,147 @@
+//! Tasks: kernel threads with their own guarded stacks.
+//!
+//! A task is pinned to one CPU for its life (the race scenarios place every
+//! thread on a chosen CPU; no load balancing). Its state moves Runnable ->
+//! Running -> (Blocked -> Runnable ->)* ... -> Dead; transitions out of Blocked
+//! are compare-exchanges, so exactly one waker requeues a task.
+//!
+//! Stacks are recycled through a pool rather than unmapped: a mapping that never
+//! changes needs no TLB shootdown, and a task is dropped only after its CPU has
+//! switched away from its stack (`on_cpu` false).
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+
+use super::wait::WaitQueue;
+use crate::mm::stack::{self, KernelStack};
+
+/// Size of a kernel thread's stack.
+pub const THREAD_STACK_SIZE: usize = 64 * 1024;
+
+/// Task states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// In its CPU's run queue (or about to be).
+    Runnable = 0,
+    /// On its CPU now.
+    Running = 1,
+    /// Waiting to be woken.
+    Blocked = 2,
+    /// Finished; never runs again.
+    Dead = 3,
+}
+
+/// A kernel thread.
+pub struct Task {
+    /// Unique id.
+    pub id: u64,
+    /// Name, for reports.
+    pub name: &'static str,
+    /// The CPU it runs on.
+    pub cpu: usize,
+    /// Whether this is its CPU's idle task (never queued).
+    pub is_idle: bool,
+    state: AtomicU8,
+    /// True from the moment it is switched to until its CPU has switched away
+    /// from its stack (Linux: task_struct.on_cpu).
+    pub(super) on_cpu: AtomicBool,
+    /// Saved stack pointer while not running.
+    pub(super) saved_rsp: UnsafeCell<u64>,
+    stack: Option<KernelStack>,
+    pub(super) entry: spin::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// Set (Release) when the entry function has returned.
+    pub(super) exited: AtomicBool,
+    /// Woken when the task exits.
+    pub(super) exit_waiters: WaitQueue,
+    /// Ticks this task has been running since it was last switched to.
+    pub(super) ticks: AtomicU64,
+}
+
+// SAFETY: `saved_rsp` is written only by the task's own CPU with interrupts off
+// while switching away from it, and read only by that CPU when switching to it;
+// everything else is atomic or locked.
+unsafe impl Sync for Task {}
+// SAFETY: as above; the stack is plain memory owned by the task.
+unsafe impl Send for Task {}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static STACK_POOL: spin::Mutex<Vec<KernelStack>> = spin::Mutex::new(Vec::new());
+
+impl Task {
+    /// A task for a context that is already running (a CPU's boot context).
+    pub(super) fn for_running_context(name: &'static str, cpu: usize, is_idle: bool) -> Task {
+        Task {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name,
+            cpu,
+            is_idle,
+            state: AtomicU8::new(State::Running as u8),
+            on_cpu: AtomicBool::new(true),
+            saved_rsp: UnsafeCell::new(0),
+            stack: None,
+            entry: spin::Mutex::new(None),
+            exited: AtomicBool::new(false),
+            exit_waiters: WaitQueue::new(),
+            ticks: AtomicU64::new(0),
+        }
+    }
+
+    /// A new task that will run `entry` on `cpu`.
+    pub(super) fn new(name: &'static str, cpu: usize, is_idle: bool, entry: Box<dyn FnOnce() + Send>) -> Task {
+        let stack = x86_64::instructions::interrupts::without_interrupts(|| STACK_POOL.lock().pop())
+            .unwrap_or_else(|| stack::alloc("kernel thread", THREAD_STACK_SIZE));
+        // SAFETY: the stack is mapped and unused (fresh or returned to the pool
+        // by a dead task that no CPU runs on any more).
+        let rsp = unsafe { super::switch::initial_stack(stack.top().as_u64()) };
+        Task {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name,
+            cpu,
+            is_idle,
+            state: AtomicU8::new(State::Runnable as u8),
+            on_cpu: AtomicBool::new(false),
+            saved_rsp: UnsafeCell::new(rsp),
+            stack: Some(stack),
+            entry: spin::Mutex::new(Some(entry)),
+            exited: AtomicBool::new(false),
+            exit_waiters: WaitQueue::new(),
+            ticks: AtomicU64::new(0),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            0 => State::Runnable,
+            1 => State::Running,
+            2 => State::Blocked,
+            _ => State::Dead,
+        }
+    }
+
+    pub(super) fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+
+    /// Moves from `from` to `to` if the task is in `from`.
+    pub(super) fn transition(&self, from: State, to: State) -> bool {
+        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Whether the task has finished.
+    pub fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        debug_assert!(!self.on_cpu.load(Ordering::Acquire), "task {} dropped while on its CPU", self.name);
+        if let Some(stack) = self.stack.take() {
+            x86_64::instructions::interrupts::without_interrupts(|| STACK_POOL.lock().push(stack));
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Wait queues: block until a condition holds (Linux: wait_event / wake_up).
+//!
+//! The waiter marks itself Blocked *before* re-checking the condition, and a
+//! waker changes the condition *before* waking; with the queue lock between
+//! them, a wake-up cannot fall between the waiter's check and its sleep.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+
+use super::task::{State, Task};
+
+/// Tasks waiting for something.
+pub struct WaitQueue {
+    waiters: spin::Mutex<VecDeque<Arc<Task>>>,
+}
+
+impl WaitQueue {
+    /// An empty queue.
+    pub const fn new() -> Self {
+        WaitQueue { waiters: spin::Mutex::new(VecDeque::new()) }
+    }
+
+    /// Blocks the current task until `cond()` is true (checked before each
+    /// sleep and after each wake-up).
+    pub fn wait_until(&self, cond: impl Fn() -> bool) {
+        loop {
+            if cond() {
+                return;
+            }
+            let me = super::current_task();
+            let sleep = x86_64::instructions::interrupts::without_interrupts(|| {
+                me.set_state(State::Blocked);
+                self.waiters.lock().push_back(me.clone());
+                if cond() {
+                    // Undo; if a waker got there first, we are already Runnable
+                    // and queued, and schedule() below sorts that out.
+                    if me.transition(State::Blocked, State::Running) {
+                        return false;
+                    }
+                }
+                true
+            });
+            if sleep {
+                super::schedule();
+            }
+        }
+    }
+
+    /// Wakes every waiter.
+    pub fn wake_all(&self) {
+        let waiters: VecDeque<Arc<Task>> =
+            x86_64::instructions::interrupts::without_interrupts(|| core::mem::take(&mut *self.waiters.lock()));
+        for t in waiters {
+            super::wake(&t);
+        }
+    }
+}
+
+impl Default for WaitQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}

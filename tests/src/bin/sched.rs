@@ -1,0 +1,5 @@
+//! The scheduler and RCU suite.
+#![no_std]
+#![no_main]
+
+kernel::ktest_main!("sched", [ktests::sched::TESTS]);

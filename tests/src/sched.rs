@@ -1,0 +1,190 @@
+//! The scheduler and RCU: threads on chosen CPUs, joining, blocking and
+//! waking across CPUs, voluntary preemption, the tick, and grace periods —
+//! including the property the seed's "RCU version" rests on: a grace period
+//! does not end while a CPU holds interrupts off.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kernel::rcu;
+use kernel::sched::{self, WaitQueue};
+use kernel::smp;
+use kernel::time::{Deadline, now_ns};
+
+fn other_cpu() -> Option<usize> {
+    let me = smp::cpu_index();
+    let other = smp::online_cpus().iter().find(|&c| c != me);
+    if other.is_none() {
+        kernel::testing::skip("needs at least 2 online CPUs");
+    }
+    other
+}
+
+fn spin_ns(ns: u64) {
+    let d = Deadline::after_ns(ns);
+    while !d.expired() {
+        core::hint::spin_loop();
+    }
+}
+
+kernel::ktests! {
+    fn threads_run_on_the_cpu_they_were_given_and_join() {
+        let mut handles = Vec::new();
+        for cpu in smp::online_cpus().iter() {
+            handles.push((cpu, sched::spawn_on(cpu, "where", move || (smp::cpu_index(), cpu * 10)).unwrap()));
+        }
+        for (cpu, h) in handles {
+            let (ran_on, value) = h.join();
+            assert_eq!(ran_on, cpu);
+            assert_eq!(value, cpu * 10);
+        }
+    }
+
+    fn many_threads_on_one_cpu_all_finish_and_stacks_are_recycled() {
+        let cpu = smp::online_cpus().iter().last().unwrap();
+        // Warm the stack pool, then check that a second round allocates no frames.
+        let round = |n: u64| {
+            let hs: Vec<_> = (0..n).map(|i| sched::spawn_on(cpu, "many", move || i * i).unwrap()).collect();
+            hs.into_iter().map(|h| h.join()).sum::<u64>()
+        };
+        assert_eq!(round(16), (0..16).map(|i| i * i).sum());
+        let frames = kernel::mm::frame::stats().free;
+        let switches = sched::switches(cpu);
+        assert_eq!(round(16), (0..16).map(|i| i * i).sum());
+        assert!(sched::switches(cpu) > switches, "no context switches on cpu{cpu}");
+        assert!(kernel::mm::frame::stats().free >= frames, "thread stacks were not recycled");
+    }
+
+    fn a_blocked_thread_is_woken_from_another_cpu() {
+        let Some(other) = other_cpu() else { return };
+        let queue = Arc::new(WaitQueue::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let (q, f) = (queue.clone(), flag.clone());
+        let h = sched::spawn_on(other, "sleeper", move || {
+            q.wait_until(|| f.load(Ordering::Acquire));
+            now_ns()
+        })
+        .unwrap();
+        sched::sleep_ns(20_000_000);
+        assert!(!h.is_finished(), "the sleeper did not wait");
+        let woke_at = now_ns();
+        flag.store(true, Ordering::Release);
+        queue.wake_all();
+        let ran_at = h.join();
+        assert!(ran_at >= woke_at);
+    }
+
+    fn cond_resched_shares_a_cpu_between_busy_threads() {
+        let cpu = smp::online_cpus().iter().last().unwrap();
+        let counts: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let until = now_ns() + 200_000_000;
+        let hs: Vec<_> = (0..2)
+            .map(|i| {
+                let c = counts.clone();
+                sched::spawn_on(cpu, "busy", move || {
+                    while now_ns() < until {
+                        c[i].fetch_add(1, Ordering::Relaxed);
+                        spin_ns(100_000);
+                        sched::cond_resched();
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        for h in hs {
+            h.join();
+        }
+        let (a, b) = (counts[0].load(Ordering::Relaxed), counts[1].load(Ordering::Relaxed));
+        log::info!("two busy threads on cpu{cpu}: {a} and {b} iterations");
+        assert!(a > 0 && b > 0, "one thread starved: {a} vs {b}");
+        assert!(a.min(b) * 4 > a.max(b), "time slices are far from fair: {a} vs {b}");
+    }
+
+    fn every_cpu_ticks() {
+        let before: Vec<u64> = smp::online_cpus().iter().map(sched::ticks).collect();
+        sched::sleep_ns(100_000_000);
+        for (i, cpu) in smp::online_cpus().iter().enumerate() {
+            let n = sched::ticks(cpu) - before[i];
+            assert!(n >= 5, "cpu{cpu} took {n} ticks in 100 ms");
+        }
+    }
+
+    fn synchronize_rcu_completes_and_counts() {
+        let before = rcu::completed();
+        for _ in 0..10 {
+            rcu::synchronize_rcu();
+        }
+        assert!(rcu::completed() >= before + 10);
+    }
+
+    fn a_grace_period_does_not_end_while_a_cpu_holds_interrupts_off() {
+        let Some(other) = other_cpu() else { return };
+        const HOLD_NS: u64 = 50_000_000;
+        let inside = Arc::new(AtomicBool::new(false));
+        let enabled_at = Arc::new(AtomicU64::new(0));
+        let (i, e) = (inside.clone(), enabled_at.clone());
+        let h = sched::spawn_on(other, "irqs-off", move || {
+            x86_64::instructions::interrupts::disable();
+            i.store(true, Ordering::Release);
+            spin_ns(HOLD_NS);
+            e.store(now_ns(), Ordering::Release);
+            x86_64::instructions::interrupts::enable();
+        })
+        .unwrap();
+        while !inside.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        let started = now_ns();
+        rcu::synchronize_rcu();
+        let ended = now_ns();
+        h.join();
+        let enabled = enabled_at.load(Ordering::Acquire);
+        log::info!(
+            "grace period started at +0 us, interrupts enabled at +{} us, grace period ended at +{} us",
+            enabled.saturating_sub(started) / 1000,
+            (ended - started) / 1000
+        );
+        assert!(ended >= enabled, "the grace period ended {} ns before the section did", enabled - ended);
+    }
+
+    fn call_rcu_runs_after_the_readers_and_not_before() {
+        let Some(other) = other_cpu() else { return };
+        let inside = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(AtomicBool::new(false));
+        let section_over = Arc::new(AtomicBool::new(false));
+        let (i, r, s) = (inside.clone(), release.clone(), section_over.clone());
+        let h = sched::spawn_on(other, "reader", move || {
+            x86_64::instructions::interrupts::disable();
+            i.store(true, Ordering::Release);
+            let d = Deadline::after_ns(2_000_000_000);
+            while !r.load(Ordering::Acquire) && !d.expired() {
+                core::hint::spin_loop();
+            }
+            s.store(true, Ordering::Release);
+            x86_64::instructions::interrupts::enable();
+        })
+        .unwrap();
+        while !inside.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        let ran = Arc::new(AtomicBool::new(false));
+        let ran_after_section = Arc::new(AtomicBool::new(false));
+        let (rn, ra, so) = (ran.clone(), ran_after_section.clone(), section_over.clone());
+        rcu::call_rcu(move || {
+            ra.store(so.load(Ordering::Acquire), Ordering::Relaxed);
+            rn.store(true, Ordering::Release);
+        });
+        sched::sleep_ns(30_000_000);
+        rcu::run_callbacks();
+        assert!(!ran.load(Ordering::Acquire), "the callback ran while a reader was inside");
+        release.store(true, Ordering::Release);
+        h.join();
+        let d = Deadline::after_ns(5_000_000_000);
+        while !ran.load(Ordering::Acquire) {
+            assert!(!d.expired(), "the callback never ran");
+            rcu::synchronize_rcu();
+            rcu::run_callbacks();
+        }
+        assert!(ran_after_section.load(Ordering::Relaxed));
+    }
+}
