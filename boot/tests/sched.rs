@@ -9,7 +9,7 @@ use testbed::suite::{SuiteConfig, run_suite};
 use testbed::suites::suite_kernel;
 
 /// Tests of the suite that need a second CPU.
-const NEEDS_TWO_CPUS: usize = 3;
+const NEEDS_TWO_CPUS: usize = 5;
 
 fn sched_suite(smp: u32) {
     let mut cfg = SuiteConfig::new(suite_kernel("sched").expect("suite sched"));

@@ -21,27 +21,39 @@ impl WaitQueue {
     }
 
     /// Blocks the current task until `cond()` is true (checked before each
-    /// sleep and after each wake-up).
+    /// sleep and after each wake-up). Once `cond()` returns true it is not
+    /// called again, so it may have a side effect (take a lock, claim an item).
     pub fn wait_until(&self, cond: impl Fn() -> bool) {
+        enum Outcome {
+            Sleep,
+            Done,
+            /// Done, but a waker already made us Runnable and queued us: the
+            /// queue entry must be consumed by a pass through schedule().
+            DoneAfterWake,
+        }
         loop {
             if cond() {
                 return;
             }
             let me = super::current_task();
-            let sleep = x86_64::instructions::interrupts::without_interrupts(|| {
+            let outcome = x86_64::instructions::interrupts::without_interrupts(|| {
                 me.set_state(State::Blocked);
                 self.waiters.lock().push_back(me.clone());
-                if cond() {
-                    // Undo; if a waker got there first, we are already Runnable
-                    // and queued, and schedule() below sorts that out.
-                    if me.transition(State::Blocked, State::Running) {
-                        return false;
-                    }
+                if !cond() {
+                    Outcome::Sleep
+                } else if me.transition(State::Blocked, State::Running) {
+                    Outcome::Done
+                } else {
+                    Outcome::DoneAfterWake
                 }
-                true
             });
-            if sleep {
-                super::schedule();
+            match outcome {
+                Outcome::Sleep => super::schedule(),
+                Outcome::Done => return,
+                Outcome::DoneAfterWake => {
+                    super::schedule();
+                    return;
+                }
             }
         }
     }

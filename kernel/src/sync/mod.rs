@@ -32,6 +32,7 @@
 //! or context (a failed try cannot deadlock).
 
 mod rwlock;
+mod rwsem;
 mod spinlock;
 mod ticket;
 
@@ -40,6 +41,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::smp::MAX_CPUS;
 use crate::smp::percpu;
+pub use rwsem::{RwSemReadGuard, RwSemWriteGuard, RwSemaphore};
 pub use rwlock::{RwSpinLock, RwSpinLockReadGuard, RwSpinLockWriteGuard};
 pub use spinlock::{SpinLock, SpinLockGuard, ThreadLock, ThreadLockGuard};
 
