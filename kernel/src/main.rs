@@ -21,11 +21,11 @@ fn main(facts: &'static BootFacts) -> ! {
         heap.size / 1024,
         heap.used
     );
-    if !facts.options.bench.is_empty() {
-        if let Err(e) = kernel::bench::run(facts.options.bench) {
-            log::error!("{e}");
-            power::exit(ExitStatus::Fail);
-        }
+    if !facts.options.bench.is_empty()
+        && let Err(e) = kernel::bench::run(facts.options.bench)
+    {
+        log::error!("{e}");
+        power::exit(ExitStatus::Fail);
     }
     power::exit(ExitStatus::Pass)
 }

@@ -312,8 +312,8 @@ kernel::ktests! {
     /// delivery; each request must run exactly once.
     fn concurrent_callers_by_ipi_and_nmi_lose_and_duplicate_nothing() {
         let Some(_) = other_cpu() else { return };
-        const PER_CALLER: usize = 300;
-        const BURST: usize = 6;
+        const PER_CALLER: usize = 1000;
+        const BURST: usize = 8;
         let target = smp::cpu_index();
         let callers: Vec<usize> = smp::online_cpus().iter().filter(|&c| c != target).collect();
         let runs: Arc<Vec<AtomicU8>> = Arc::new((0..callers.len() * PER_CALLER).map(|_| AtomicU8::new(0)).collect());

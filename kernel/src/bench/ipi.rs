@@ -45,10 +45,9 @@ pub fn run() -> Result<(), BenchError> {
             }
             let stats = sample(Plan::DEFAULT, || {
                 let start = now_ns();
-                call::call_with(targets, delivery, || {}).wait(timeout_ns).map_err(|e| BenchError {
-                    bench: Bench::Ipi,
-                    message: format!("op={op} targets={k}: {e}"),
-                })?;
+                call::call_with(targets, delivery, || {})
+                    .wait(timeout_ns)
+                    .map_err(|e| BenchError { bench: Bench::Ipi, message: format!("op={op} targets={k}: {e}") })?;
                 Ok(now_ns() - start)
             })?;
             crate::println!(

@@ -276,10 +276,7 @@ impl PendingCall {
     /// Waits until every target ran the function, at most `timeout_ns`. On
     /// a timeout the silent CPUs are dumped by NMI and named in the error.
     pub fn wait(self, timeout_ns: u64) -> Result<(), CallTimeout> {
-        if self.delivery == Delivery::Ipi
-            && !crate::arch::cpu::interrupts_enabled()
-            && !self.pending().is_empty()
-        {
+        if self.delivery == Delivery::Ipi && !crate::arch::cpu::interrupts_enabled() && !self.pending().is_empty() {
             // Two CPUs waiting on each other with interrupts off would
             // deadlock; say so (the bounded wait still ends it).
             log::warn!("cpu{} waits for a cross-CPU call with interrupts disabled", percpu::cpu_index());

@@ -1,0 +1,41 @@
+//! `bench=ipi` on the main kernel with 2 CPUs: a smoke test of the benchmark
+//! path (boot option, RESULT lines, clean exit), not a performance assertion.
+//! The figures under TCG on a shared host are noisy; only their shape is
+//! checked: both ops present for targets=1, n > 0, 0 < median <= p99.
+
+mod common;
+
+use testbed::cli::KernelChoice;
+use testbed::qemu::Firmware;
+
+/// The value of `key=` in a RESULT line.
+fn value(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+#[test]
+fn bench_ipi_prints_results_for_both_deliveries() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["bench=ipi"], 240);
+    common::expect_exit(&r, 0);
+    let results = &r.output.console.results;
+    for op in ["call_wait", "nmi_wait"] {
+        let line = results
+            .iter()
+            .find(|l| l.starts_with("RESULT ipi ") && l.contains(&format!(" op={op} ")))
+            .unwrap_or_else(|| panic!("no RESULT line for op={op}:\n{}", common::everything(&r)));
+        let get = |k: &str| value(line, k).unwrap_or_else(|| panic!("no numeric {k}= in: {line}"));
+        assert_eq!(get("targets"), 1, "{line}");
+        assert_eq!(get("cpus"), 2, "{line}");
+        let (n, median, p99) = (get("n"), get("median_ns"), get("p99_ns"));
+        assert!(n > 0, "no samples: {line}");
+        assert!(median > 0, "zero median: {line}");
+        assert!(p99 >= median, "p99 below the median: {line}");
+    }
+}
+
+#[test]
+fn an_unknown_benchmark_is_a_usage_error() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 1, &["bench=ipi,nosuch"], 120);
+    common::expect_exit(&r, 2);
+    assert!(common::everything(&r).contains("'nosuch'"), "the error does not name the bad value:\n{}", common::everything(&r));
+}
