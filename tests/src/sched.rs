@@ -259,3 +259,78 @@ pub mod rwsem {
         }
     }
 }
+
+/// Address-space switching: CR3 only on a change, lazy kernel threads, the
+/// CPU set of each address space.
+pub mod mm_switch {
+    use super::*;
+    use kernel::arch::cpu;
+    use kernel::mm::addr_space::AddressSpace;
+    use kernel::mm::paging::ADDR_MASK;
+
+    fn cr3_root() -> u64 {
+        cpu::cr3() & ADDR_MASK
+    }
+
+    fn last_cpu() -> usize {
+        smp::online_cpus().iter().last().unwrap()
+    }
+
+    kernel::ktests! {
+        fn cr3_is_written_only_when_the_address_space_changes() {
+            let c = last_cpu();
+            let a = Arc::new(AddressSpace::new().unwrap());
+            let b = Arc::new(AddressSpace::new().unwrap());
+            let in_a = |mm: &Arc<AddressSpace>| sched::spawn_in(c, "in-mm", Some(mm.clone()), cr3_root).unwrap().join();
+            assert_eq!(in_a(&a), a.root().as_u64());
+            assert!(a.cpus().contains(c));
+            let writes = sched::cr3_writes(c);
+            // Another task of the same address space (the idle task ran in
+            // between, lazily): no CR3 write.
+            assert_eq!(in_a(&a), a.root().as_u64());
+            assert_eq!(sched::cr3_writes(c), writes, "CR3 rewritten for the same address space");
+            assert_eq!(in_a(&b), b.root().as_u64());
+            assert_eq!(sched::cr3_writes(c), writes + 1);
+            assert!(!a.cpus().contains(c), "cpu{c} still in the old address space's set");
+            assert!(b.cpus().contains(c));
+            sched::spawn_on(c, "leave", sched::leave_lazy_mm).unwrap().join();
+            assert!(!b.cpus().contains(c));
+        }
+
+        fn kernel_threads_run_lazily_on_the_loaded_address_space() {
+            let c = last_cpu();
+            let a = Arc::new(AddressSpace::new().unwrap());
+            let a_id = a.id;
+            sched::spawn_in(c, "user", Some(a.clone()), || {}).unwrap().join();
+            let (root, loaded) = sched::spawn_on(c, "kthread", move || (cr3_root(), sched::loaded_mm(smp::cpu_index())))
+                .unwrap()
+                .join();
+            assert_eq!(root, a.root().as_u64(), "a kernel thread switched CR3");
+            assert_eq!(loaded, (Some(a_id), true), "the CPU is not lazy in the user address space");
+            assert!(a.cpus().contains(c), "a lazy CPU must stay in the address space's set");
+            let root = sched::spawn_on(c, "leave", || {
+                sched::leave_lazy_mm();
+                cr3_root()
+            })
+            .unwrap()
+            .join();
+            assert_eq!(root, kernel::mm::kernel_map::kernel_root().as_u64());
+            assert!(!a.cpus().contains(c));
+        }
+
+        fn address_spaces_share_the_kernel_half_and_are_freed() {
+            let before = kernel::mm::frame::stats().free;
+            let c = last_cpu();
+            for _ in 0..8 {
+                let mm = Arc::new(AddressSpace::new().unwrap());
+                // Kernel code, data and the heap work inside it.
+                let v = sched::spawn_in(c, "user", Some(mm), || alloc::vec![7u8; 4096].iter().map(|&b| b as u64).sum::<u64>())
+                    .unwrap()
+                    .join();
+                assert_eq!(v, 7 * 4096);
+            }
+            sched::spawn_on(c, "leave", sched::leave_lazy_mm).unwrap().join();
+            assert_eq!(kernel::mm::frame::stats().free, before, "address-space roots leaked");
+        }
+    }
+}

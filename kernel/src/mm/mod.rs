@@ -8,6 +8,7 @@
 //! [`phys_offset`] (chosen by the bootloader, kept when the kernel builds its own
 //! tables). The virtual layout is in [`layout`].
 
+pub mod addr_space;
 pub mod frame;
 pub mod heap;
 pub mod kernel_map;

@@ -14,8 +14,13 @@
 //! interrupt. A wake-up from another CPU queues the task and sends that CPU a
 //! reschedule IPI.
 //!
-//! Address-space switching (CR3, the mm CPU set, lazy TLB) arrives with user
-//! address spaces: today every task is a kernel thread on the kernel tables.
+//! Address spaces: a context switch writes CR3 only when the next task has an
+//! address space other than the one loaded. A kernel thread (no address space
+//! of its own, the idle task included) runs on whatever is loaded: the CPU
+//! stays "lazy" in the previous address space and in its CPU set, as on Linux
+//! x86, so switching back to a task of that space costs no CR3 write. The
+//! scheduler holds a reference to the loaded address space, so it cannot be
+//! freed while any CPU has it loaded; [`leave_lazy_mm`] drops a lazy one.
 
 mod switch;
 pub mod task;
@@ -28,6 +33,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::arch::idt::TrapFrame;
 use crate::arch::{apic, timer, vectors};
+use crate::mm::addr_space::AddressSpace;
 use crate::smp::{self, MAX_CPUS, percpu};
 use crate::time::Deadline;
 pub use task::{State, Task};
@@ -46,6 +52,11 @@ struct RunQueue {
     need_resched: AtomicBool,
     ticks: AtomicU64,
     switches: AtomicU64,
+    /// The address space in CR3 (`None`: the kernel tables).
+    loaded_mm: spin::Mutex<Option<Arc<AddressSpace>>>,
+    /// Whether a kernel thread runs on a borrowed (lazily kept) address space.
+    lazy: AtomicBool,
+    cr3_writes: AtomicU64,
 }
 
 static RQ: [RunQueue; MAX_CPUS] = [const {
@@ -57,6 +68,9 @@ static RQ: [RunQueue; MAX_CPUS] = [const {
         need_resched: AtomicBool::new(false),
         ticks: AtomicU64::new(0),
         switches: AtomicU64::new(0),
+        loaded_mm: spin::Mutex::new(None),
+        lazy: AtomicBool::new(false),
+        cr3_writes: AtomicU64::new(0),
     }
 }; MAX_CPUS];
 
@@ -76,7 +90,7 @@ pub fn init_global() -> &'static str {
 pub fn init_boot_cpu() {
     let me = percpu::cpu_index();
     *RQ[me].current.lock() = Some(Arc::new(Task::for_running_context("main", me, false)));
-    let idle = Arc::new(Task::new("idle", me, true, Box::new(|| idle_loop())));
+    let idle = Arc::new(Task::new("idle", me, true, None, Box::new(|| idle_loop())));
     RQ[me].idle.call_once(|| idle);
     READY[me].store(true, Ordering::Release);
     timer::start_this_cpu();
@@ -153,6 +167,7 @@ pub fn schedule() {
     next.ticks.store(0, Ordering::Relaxed);
     next.on_cpu.store(true, Ordering::Relaxed);
     rq.switches.fetch_add(1, Ordering::Relaxed);
+    switch_mm(me, &next);
     let save = prev.saved_rsp.get();
     // SAFETY: `next` is not running (it is this CPU's and was queued or idle);
     // its saved rsp was written by its last switch-out or `initial_stack`.
@@ -166,6 +181,68 @@ pub fn schedule() {
     if were_enabled {
         x86_64::instructions::interrupts::enable();
     }
+}
+
+/// Loads `next`'s address space if it is not the loaded one (interrupts off).
+fn switch_mm(me: usize, next: &Task) {
+    let rq = &RQ[me];
+    let Some(mm) = next.mm.as_ref() else {
+        // A kernel thread borrows whatever is loaded (Linux: enter_lazy_tlb).
+        rq.lazy.store(rq.loaded_mm.lock().is_some(), Ordering::Relaxed);
+        return;
+    };
+    rq.lazy.store(false, Ordering::Relaxed);
+    let mut loaded = rq.loaded_mm.lock();
+    if loaded.as_ref().is_some_and(|l| Arc::ptr_eq(l, mm)) {
+        return;
+    }
+    load_root(mm.root());
+    rq.cr3_writes.fetch_add(1, Ordering::Relaxed);
+    mm.note_loaded(me);
+    if let Some(old) = loaded.replace(mm.clone()) {
+        old.note_unloaded(me);
+    }
+}
+
+fn load_root(root: x86_64::PhysAddr) {
+    let frame = x86_64::structures::paging::PhysFrame::containing_address(root);
+    // SAFETY: `root` is an address space's top-level table (or the kernel's),
+    // whose kernel half is the kernel's own, so the code, stack and data in use
+    // stay mapped across the write. Without PCID the write flushes the
+    // non-global TLB entries, which is what a new user half needs.
+    unsafe { x86_64::registers::control::Cr3::write(frame, x86_64::registers::control::Cr3Flags::empty()) };
+}
+
+/// Stops borrowing a lazily kept address space on this CPU: loads the kernel
+/// tables and leaves the address space's CPU set (Linux: leave_mm()). A no-op
+/// unless a kernel thread runs lazily.
+pub fn leave_lazy_mm() {
+    let me = percpu::cpu_index();
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let rq = &RQ[me];
+        if !rq.lazy.load(Ordering::Relaxed) {
+            return;
+        }
+        load_root(crate::mm::kernel_map::kernel_root());
+        rq.cr3_writes.fetch_add(1, Ordering::Relaxed);
+        if let Some(old) = rq.loaded_mm.lock().take() {
+            old.note_unloaded(me);
+        }
+        rq.lazy.store(false, Ordering::Relaxed);
+    });
+}
+
+/// CR3 writes by the scheduler on `cpu` so far.
+pub fn cr3_writes(cpu: usize) -> u64 {
+    RQ[cpu].cr3_writes.load(Ordering::Relaxed)
+}
+
+/// The id of the address space loaded on `cpu` and whether it is only
+/// borrowed by a kernel thread (lazy).
+pub fn loaded_mm(cpu: usize) -> (Option<u64>, bool) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        (RQ[cpu].loaded_mm.lock().as_ref().map(|m| m.id), RQ[cpu].lazy.load(Ordering::Relaxed))
+    })
 }
 
 /// Runs right after a switch, on the new task's stack: the previous task is
@@ -235,12 +312,23 @@ pub fn spawn_on<T: Send + 'static>(
     name: &'static str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>, SpawnError> {
+    spawn_in(cpu, name, None, f)
+}
+
+/// Starts a thread named `name` on `cpu` in address space `mm` (`None`: a
+/// kernel thread), running `f`.
+pub fn spawn_in<T: Send + 'static>(
+    cpu: usize,
+    name: &'static str,
+    mm: Option<Arc<AddressSpace>>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, SpawnError> {
     if !smp::online_cpus().contains(cpu) || !ready(cpu) {
         return Err(SpawnError::NoSuchCpu(cpu));
     }
     let result = Arc::new(spin::Mutex::new(None));
     let r = result.clone();
-    let task = Arc::new(Task::new(name, cpu, false, Box::new(move || *r.lock() = Some(f()))));
+    let task = Arc::new(Task::new(name, cpu, false, mm, Box::new(move || *r.lock() = Some(f()))));
     x86_64::instructions::interrupts::without_interrupts(|| RQ[cpu].queue.lock().push_back(task.clone()));
     kick(cpu);
     Ok(JoinHandle { task, result })

@@ -14,7 +14,10 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
+use alloc::sync::Arc;
+
 use super::wait::WaitQueue;
+use crate::mm::addr_space::AddressSpace;
 use crate::mm::stack::{self, KernelStack};
 
 /// Size of a kernel thread's stack.
@@ -44,6 +47,9 @@ pub struct Task {
     pub cpu: usize,
     /// Whether this is its CPU's idle task (never queued).
     pub is_idle: bool,
+    /// Its address space; `None` for a kernel thread, which runs on whatever
+    /// root its CPU has loaded (lazy TLB).
+    pub mm: Option<Arc<AddressSpace>>,
     state: AtomicU8,
     /// True from the moment it is switched to until its CPU has switched away
     /// from its stack (Linux: task_struct.on_cpu).
@@ -78,6 +84,7 @@ impl Task {
             name,
             cpu,
             is_idle,
+            mm: None,
             state: AtomicU8::new(State::Running as u8),
             on_cpu: AtomicBool::new(true),
             saved_rsp: UnsafeCell::new(0),
@@ -90,7 +97,13 @@ impl Task {
     }
 
     /// A new task that will run `entry` on `cpu`.
-    pub(super) fn new(name: &'static str, cpu: usize, is_idle: bool, entry: Box<dyn FnOnce() + Send>) -> Task {
+    pub(super) fn new(
+        name: &'static str,
+        cpu: usize,
+        is_idle: bool,
+        mm: Option<Arc<AddressSpace>>,
+        entry: Box<dyn FnOnce() + Send>,
+    ) -> Task {
         let stack = x86_64::instructions::interrupts::without_interrupts(|| STACK_POOL.lock().pop())
             .unwrap_or_else(|| stack::alloc("kernel thread", THREAD_STACK_SIZE));
         // SAFETY: the stack is mapped and unused (fresh or returned to the pool
@@ -101,6 +114,7 @@ impl Task {
             name,
             cpu,
             is_idle,
+            mm,
             state: AtomicU8::new(State::Runnable as u8),
             on_cpu: AtomicBool::new(false),
             saved_rsp: UnsafeCell::new(rsp),
