@@ -39,3 +39,20 @@ fn an_unknown_benchmark_is_a_usage_error() {
     common::expect_exit(&r, 2);
     assert!(common::everything(&r).contains("'nosuch'"), "the error does not name the bad value:\n{}", common::everything(&r));
 }
+
+#[test]
+fn bench_rcu_prints_grace_period_latency_idle_and_busy() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["bench=rcu"], 240);
+    common::expect_exit(&r, 0);
+    let results = &r.output.console.results;
+    for load in ["idle", "busy"] {
+        let line = results
+            .iter()
+            .find(|l| l.starts_with("RESULT rcu op=synchronize ") && l.contains(&format!(" load={load} ")))
+            .unwrap_or_else(|| panic!("no RESULT rcu line for load={load}:\n{}", common::everything(&r)));
+        let get = |k: &str| value(line, k).unwrap_or_else(|| panic!("no numeric {k}= in: {line}"));
+        assert_eq!(get("cpus"), 2, "{line}");
+        assert!(get("n") > 0, "no samples: {line}");
+        assert!(get("p99_us") >= get("median_us"), "p99 below the median: {line}");
+    }
+}

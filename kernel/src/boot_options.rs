@@ -50,8 +50,13 @@ pub const KEYS: &[KeyInfo] = &[
     },
     KeyInfo {
         key: "bench",
-        values: "ipi[,...]",
-        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI)",
+        values: "ipi,rcu (comma-separated)",
+        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency)",
+    },
+    KeyInfo {
+        key: "rcu.stall_ms",
+        values: "<1..=600000>",
+        help: "an RCU grace period older than this is reported with the CPUs that hold it up (NMI dump); ten times this is fatal",
     },
     KeyInfo { key: "ktest.filter", values: "<substring>", help: "test kernels: run only tests whose name contains it" },
     KeyInfo { key: "ktest.skip", values: "<number>", help: "test kernels: skip the first N tests (crash recovery)" },
@@ -91,6 +96,8 @@ pub struct BootOptions {
     pub ap_timeout_ms: u64,
     /// `smp.call_timeout_ms=`.
     pub call_timeout_ms: u64,
+    /// `rcu.stall_ms=`.
+    pub rcu_stall_ms: u64,
     /// `bench=`: benchmarks the main kernel runs after boot.
     pub bench: BenchSet,
     /// `ktest.filter=`.
@@ -108,6 +115,7 @@ impl BootOptions {
         force_xapic: false,
         ap_timeout_ms: 1000,
         call_timeout_ms: 2000,
+        rcu_stall_ms: 5000,
         bench: BenchSet::EMPTY,
         ktest_filter: None,
         ktest_skip: 0,
@@ -242,6 +250,7 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
         }
         "smp.ap_timeout_ms" => o.ap_timeout_ms = number_in(key, value, 1, 60_000)?,
         "smp.call_timeout_ms" => o.call_timeout_ms = number_in(key, value, 1, 600_000)?,
+        "rcu.stall_ms" => o.rcu_stall_ms = number_in(key, value, 1, 600_000)?,
         "bench" => {
             // Each listed name must be known; the error names the bad one.
             for name in value.split(',') {

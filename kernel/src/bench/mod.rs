@@ -1,5 +1,5 @@
 //! In-kernel benchmarks, run by the main kernel after boot when the boot
-//! option `bench=` lists them (`bench=ipi`; more later: `rcu`, `shootdown`,
+//! option `bench=` lists them (`bench=ipi,rcu`; more later: `shootdown`,
 //! `gup`, each a file next to [`ipi`]).
 //!
 //! Each benchmark prints one machine-readable line per configuration,
@@ -14,6 +14,7 @@
 //! same warm-up, sample bound, time budget and percentiles.
 
 pub mod ipi;
+pub mod rcu;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -26,16 +27,19 @@ use crate::time::{Deadline, now_ns};
 pub enum Bench {
     /// Round-trip latency of waiting cross-CPU calls, by IPI and by NMI.
     Ipi,
+    /// RCU grace-period latency.
+    Rcu,
 }
 
 impl Bench {
     /// Every benchmark, in the order [`run`] runs them.
-    pub const ALL: [Bench; 1] = [Bench::Ipi];
+    pub const ALL: [Bench; 2] = [Bench::Ipi, Bench::Rcu];
 
     /// The name used in `bench=` and in RESULT lines.
     pub const fn name(self) -> &'static str {
         match self {
             Bench::Ipi => "ipi",
+            Bench::Rcu => "rcu",
         }
     }
 
@@ -96,6 +100,7 @@ pub fn run(set: BenchSet) -> Result<(), BenchError> {
         let start = now_ns();
         match b {
             Bench::Ipi => ipi::run()?,
+            Bench::Rcu => rcu::run()?,
         }
         log::info!("bench {}: done in {} ms", b.name(), (now_ns() - start) / 1_000_000);
     }

@@ -66,5 +66,7 @@ kernel::ktests! {
         assert!(matches!(parse("smp.ap_timeout_ms=0"), Err(OptionError::BadValue { .. })));
         assert!(matches!(parse("smp.call_timeout_ms=9999999"), Err(OptionError::BadValue { .. })));
         assert!(matches!(parse("apic=x2"), Err(OptionError::BadValue { .. })));
+        assert_eq!(parse("rcu.stall_ms=250").unwrap().rcu_stall_ms, 250);
+        assert!(matches!(parse("rcu.stall_ms=0"), Err(OptionError::BadValue { .. })));
     }
 }
