@@ -195,6 +195,49 @@ struct BootState {
     lines_seen: usize,
 }
 
+impl BootState {
+    /// Books a test line (start, ok, FAILED, ignored) of this boot.
+    fn on_test_line(&mut self, line: Line, recorded: &mut BTreeMap<usize, TestOutcome>, skip: usize, now: Instant) {
+        let (name, failure) = match line {
+            Line::TestStart { index, name } => {
+                self.open = Some((index, name, now));
+                self.last_started = Some(index);
+                self.open_line = self.lines_seen;
+                return;
+            }
+            Line::TestIgnored { name, reason } => {
+                if let Some((index, _, _)) = self.open.take() {
+                    recorded.insert(index, TestOutcome { index, name, passed: true, ignored: true, reason });
+                }
+                return;
+            }
+            Line::TestOk { name } => (name, None),
+            Line::TestFailed { name, reason } => (name, Some(reason)),
+            _ => return,
+        };
+        if self.open.is_none() && !recorded.values().any(|t| t.name == name) {
+            // A result without a start line: record it under the next index.
+            let index = recorded.keys().next_back().map_or(skip, |i| i + 1);
+            let passed = failure.is_none();
+            recorded.insert(index, TestOutcome { index, name, passed, ignored: false, reason: failure.flatten() });
+        } else if let Some((index, _, _)) = self.open.take() {
+            // An `ok` is also what a `should_panic` test prints from the panic
+            // path just before the kernel dies: the test is closed as passed,
+            // so the death is not charged to it.
+            let passed = failure.is_none();
+            let reason = failure.map(|r| r.unwrap_or_else(|| "FAILED (no reason given)".into()));
+            recorded.insert(index, TestOutcome { index, name, passed, ignored: false, reason });
+        }
+    }
+
+    /// After a boot that died before its `test result:` line: the
+    /// `ktest.skip` for the next boot (past the last test that started), or
+    /// `None` when no test started beyond `skip` (the kernel died outside any).
+    fn next_skip(&self, skip: usize) -> Option<usize> {
+        self.last_started.filter(|&i| i + 1 > skip).map(|i| i + 1)
+    }
+}
+
 /// Picks the most telling line for a test that died: a panic message, else the
 /// first `FATAL:` line, else a line mentioning an exception or fault.
 fn death_reason(lines: &[String]) -> Option<String> {
@@ -295,40 +338,8 @@ pub fn run_suite(cfg: &SuiteConfig) -> SuiteOutcome {
                         out.total = Some(tests);
                         max_boots = max_boots.max(tests + 1);
                     }
-                    Line::TestStart { index, name } => {
-                        st.open = Some((index, name, now));
-                        st.last_started = Some(index);
-                        st.open_line = st.lines_seen;
-                    }
-                    Line::TestOk { name } | Line::TestFailed { name, .. }
-                        if st.open.is_none() && !recorded.values().any(|t| t.name == name) =>
-                    {
-                        // A result without a start line: record it under the next index.
-                        let index = recorded.keys().next_back().map_or(skip, |i| i + 1);
-                        let (passed, reason) = match crate::serial::parse_line(line) {
-                            Line::TestFailed { reason, .. } => (false, reason),
-                            _ => (true, None),
-                        };
-                        recorded.insert(index, TestOutcome { index, name, passed, ignored: false, reason });
-                    }
-                    Line::TestIgnored { name, reason } => {
-                        if let Some((index, _, _)) = st.open.take() {
-                            recorded.insert(index, TestOutcome { index, name, passed: true, ignored: true, reason });
-                        }
-                    }
-                    Line::TestOk { name } => {
-                        if let Some((index, _, _)) = st.open.take() {
-                            recorded.insert(index, TestOutcome { index, name, passed: true, ignored: false, reason: None });
-                        }
-                    }
-                    Line::TestFailed { name, reason } => {
-                        if let Some((index, _, _)) = st.open.take() {
-                            let reason = reason.or_else(|| Some("FAILED (no reason given)".into()));
-                            recorded.insert(index, TestOutcome { index, name, passed: false, ignored: false, reason });
-                        }
-                    }
                     Line::TestResult(s) => out.summary = Some(s),
-                    _ => {}
+                    parsed => st.on_test_line(parsed, &mut recorded, skip, now),
                 }
                 None
             },
@@ -378,9 +389,9 @@ pub fn run_suite(cfg: &SuiteConfig) -> SuiteOutcome {
             out.aborted = Some(format!("suite timeout after {}s", cfg.timeout.as_secs()));
             break;
         }
-        match st.last_started {
-            Some(i) if i + 1 > skip => skip = i + 1,
-            _ => {
+        match st.next_skip(skip) {
+            Some(next) => skip = next,
+            None => {
                 let mut why = format!("the kernel died outside any test ({exit_text})");
                 if let Some(r) = death_reason(&run.console.lines) {
                     why.push_str(&format!(": {r}"));
@@ -439,6 +450,34 @@ mod tests {
     #[should_panic(expected = "test b (index 1) FAILED: boom")]
     fn assert_ok_panics_with_report() {
         outcome(&[(1, "b", false, Some("boom"))]).assert_ok();
+    }
+
+    /// A `should_panic` test passes by printing `ok` from the panic path and
+    /// dying: it is recorded as passed, nothing is charged with the death, and
+    /// the next boot starts after it.
+    #[test]
+    fn ok_then_death_records_a_pass_and_moves_on() {
+        let mut st = BootState::default();
+        let mut recorded = BTreeMap::new();
+        let now = Instant::now();
+        for line in [
+            "ktest: start index=3 name=sync::checks::recursive_spinlock_panics",
+            "test sync::checks::recursive_spinlock_panics ... ok",
+            "ktest: expected panic on cpu0: panicked at kernel/src/sync/ticket.rs:50: recursive locking",
+        ] {
+            st.lines_seen += 1;
+            st.on_test_line(crate::serial::parse_line(line), &mut recorded, 3, now);
+        }
+        assert!(st.open.is_none(), "the test is still open: its death would be charged to it");
+        let t = &recorded[&3];
+        assert!(t.passed && !t.ignored && t.reason.is_none(), "{t:?}");
+        assert_eq!(st.next_skip(3), Some(4));
+        // A test that died without a result stays open (charged by the caller).
+        let mut st = BootState::default();
+        st.on_test_line(crate::serial::parse_line("ktest: start index=4 name=x"), &mut recorded, 4, now);
+        assert!(st.open.is_some());
+        assert_eq!(st.next_skip(4), Some(5));
+        assert_eq!(BootState::default().next_skip(4), None);
     }
 
     #[test]

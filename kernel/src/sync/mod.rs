@@ -64,6 +64,7 @@ fn this_cpu() -> u32 {
 }
 
 /// Checks (debug builds) that an irqsave lock may be taken here: not in NMI.
+#[track_caller]
 fn check_irqsave_context(kind: &str, name: &str) {
     if cfg!(debug_assertions) && percpu::in_nmi() {
         panic!("{kind} '{name}' taken in NMI context on cpu{}", this_cpu());
@@ -71,6 +72,7 @@ fn check_irqsave_context(kind: &str, name: &str) {
 }
 
 /// Checks (debug builds) that a `ThreadLock` may be taken here.
+#[track_caller]
 fn check_thread_context(name: &str) {
     if !cfg!(debug_assertions) {
         return;
@@ -104,7 +106,7 @@ fn note_irq_release(in_irq: bool) {
 /// Spins until `ready()` returns true. In debug builds, once the clock runs,
 /// a wait longer than the spin limit panics with `kind`, `name` and what
 /// `holder()` says about who holds the lock.
-#[inline]
+#[track_caller]
 fn spin_until<H: fmt::Display>(kind: &str, name: &str, mut ready: impl FnMut() -> bool, holder: impl Fn() -> H) {
     if ready() {
         return;

@@ -82,6 +82,7 @@ impl<T> RwSpinLock<T> {
     }
 
     /// Panics (debug builds) if this CPU is inside already, in either role.
+    #[track_caller]
     fn check_recursion(&self) {
         let me = this_cpu();
         if cfg!(debug_assertions)
@@ -93,6 +94,7 @@ impl<T> RwSpinLock<T> {
 
     /// Disables interrupts and spins until no writer holds or waits for the
     /// lock, then enters as one of possibly many readers.
+    #[track_caller]
     pub fn read(&self) -> RwSpinLockReadGuard<'_, T> {
         super::check_irqsave_context(KIND, self.name);
         self.check_recursion();
@@ -121,6 +123,7 @@ impl<T> RwSpinLock<T> {
 
     /// Disables interrupts, waits for its turn among writers, stops new
     /// readers and waits for the readers inside to leave.
+    #[track_caller]
     pub fn write(&self) -> RwSpinLockWriteGuard<'_, T> {
         super::check_irqsave_context(KIND, self.name);
         self.check_recursion();

@@ -63,6 +63,7 @@ impl<T> SpinLock<T> {
 
     /// Disables interrupts on this CPU and spins, in ticket order, until the
     /// lock is this CPU's.
+    #[track_caller]
     pub fn lock(&self) -> SpinLockGuard<'_, T> {
         super::check_irqsave_context(SPIN, self.name);
         self.raw.check_recursion(self.name);
@@ -167,6 +168,7 @@ impl<T> ThreadLock<T> {
 
     /// Spins, in ticket order, until the lock is this CPU's. Must not be
     /// called in interrupt context (checked in debug builds).
+    #[track_caller]
     pub fn lock(&self) -> ThreadLockGuard<'_, T> {
         super::check_thread_context(self.name);
         self.raw.check_recursion(self.name);

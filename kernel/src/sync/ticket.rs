@@ -45,6 +45,7 @@ impl RawTicket {
     }
 
     /// Panics (debug builds) if this CPU already holds the lock.
+    #[track_caller]
     pub(super) fn check_recursion(&self, name: &str) {
         if cfg!(debug_assertions) && self.held_by_me() {
             panic!("recursive locking of '{name}' on cpu{}", this_cpu());
@@ -53,6 +54,7 @@ impl RawTicket {
 
     /// Takes a ticket and spins until it is served. `kind` and `name` are for
     /// the deadlock report.
+    #[track_caller]
     pub(super) fn lock(&self, kind: &str, name: &str) {
         // Relaxed: taking a ticket orders nothing by itself; the Acquire load
         // of `serving` below is what orders the critical section after the

@@ -20,8 +20,15 @@ static SHARED: RwSpinLock<u64> = RwSpinLock::new("sync-test-shared", 0);
 static PAIR: RwSpinLock<Pair> = RwSpinLock::new("sync-test-pair", Pair { a: 0, b: 0 });
 static STREAM: RwSpinLock<u64> = RwSpinLock::new("sync-test-stream", 0);
 
-/// Each CPU alternates writes and reads this many times.
-const ROUNDS: u64 = 10_000;
+/// How long each CPU alternates writes and reads in the exclusion test.
+const RUN_NS: u64 = 1_000_000_000;
+
+/// A short busy pause, to widen a critical section's window.
+fn pause() {
+    for _ in 0..20 {
+        core::hint::spin_loop();
+    }
+}
 
 kernel::ktests! {
     fn readers_are_inside_together() {
@@ -45,20 +52,36 @@ kernel::ktests! {
 
     fn writers_exclude_readers_and_writers() {
         *PAIR.write() = Pair { a: 0, b: 0 };
-        on_all_cpus(|_, _| {
-            for round in 0..ROUNDS {
-                if round % 2 == 0 {
+        let writes = Arc::new(AtomicU64::new(0));
+        let end = Arc::new(AtomicU64::new(0));
+        let (w, e) = (writes.clone(), end.clone());
+        on_all_cpus(move |_, _| {
+            // Time-bounded (the first CPU past the barrier sets the end for
+            // all): how many rounds fit depends on the vCPUs' scheduling.
+            let _ = e.compare_exchange(0, now_ns() + RUN_NS, Ordering::AcqRel, Ordering::Acquire);
+            let end = e.load(Ordering::Acquire);
+            let mut mine = 0;
+            while now_ns() < end {
+                {
                     let mut g = PAIR.write();
                     slow_increment(&mut g.a);
+                    pause();
                     g.b = g.a;
-                } else {
-                    let g = PAIR.read();
-                    assert_eq!(g.a, g.b, "a reader saw a half-done write");
                 }
+                mine += 1;
+                let g = PAIR.read();
+                let a = g.a;
+                // A long read: any write completing meanwhile shows.
+                for _ in 0..10 {
+                    pause();
+                }
+                assert_eq!(a, g.b, "a reader saw a write happen");
             }
+            w.fetch_add(mine, Ordering::AcqRel);
         });
         let g = PAIR.read();
-        let want = ROUNDS / 2 * smp::online_count() as u64;
+        let want = writes.load(Ordering::Acquire);
+        log::info!("{want} writes on {} CPUs", smp::online_count());
         assert_eq!((g.a, g.b), (want, want), "lost writes under the RwSpinLock");
     }
 
