@@ -1,6 +1,5 @@
-//! The scheduler and RCU suite (`tests/src/sched.rs`): BIOS with 2 CPUs,
-//! plus one 4-CPU run, plus one 1-CPU run where the two-CPU tests must say
-//! they were skipped.
+//! The scheduler and RCU suite (`tests/src/sched.rs`) on BIOS with 1, 2, 3
+//! and 4 CPUs; on one CPU the two-CPU tests must say they were skipped.
 
 use std::time::Duration;
 
@@ -31,6 +30,11 @@ fn sched_suite_bios_smp1() {
 #[test]
 fn sched_suite_bios_smp2() {
     sched_suite(2);
+}
+
+#[test]
+fn sched_suite_bios_smp3() {
+    sched_suite(3);
 }
 
 #[test]

@@ -15,3 +15,4 @@ pub mod sched;
 pub mod selftest;
 pub mod smp;
 pub mod sync;
+pub mod util;

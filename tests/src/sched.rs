@@ -11,21 +11,7 @@ use kernel::sched::{self, WaitQueue};
 use kernel::smp;
 use kernel::time::{Deadline, now_ns};
 
-fn other_cpu() -> Option<usize> {
-    let me = smp::cpu_index();
-    let other = smp::online_cpus().iter().find(|&c| c != me);
-    if other.is_none() {
-        kernel::testing::skip("needs at least 2 online CPUs");
-    }
-    other
-}
-
-fn spin_ns(ns: u64) {
-    let d = Deadline::after_ns(ns);
-    while !d.expired() {
-        core::hint::spin_loop();
-    }
-}
+use crate::util::{other_cpu, spin_ns};
 
 kernel::ktests! {
     fn threads_run_on_the_cpu_they_were_given_and_join() {

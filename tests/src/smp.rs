@@ -13,24 +13,7 @@ use kernel::smp::call::Delivery;
 use kernel::smp::{self, CpuSet, call, nmi, work};
 use kernel::time::{Deadline, now_ns};
 
-/// The lowest online CPU other than this one, or skip the test.
-fn other_cpu() -> Option<usize> {
-    let me = smp::cpu_index();
-    let other = smp::online_cpus().iter().find(|&c| c != me);
-    if other.is_none() {
-        kernel::testing::skip("needs at least 2 online CPUs");
-    }
-    other
-}
-
-/// Spins until `flag` is set (bounded: 5 s), on any CPU.
-fn wait_for(flag: &AtomicBool) {
-    let d = Deadline::after_ns(5_000_000_000);
-    while !flag.load(Ordering::Acquire) {
-        assert!(!d.expired(), "the other CPU never reached its section");
-        core::hint::spin_loop();
-    }
-}
+use crate::util::{other_cpu, wait_for};
 
 /// Runs `f` on `cpu` with interrupts disabled, after setting `inside`.
 fn hold_interrupts_off(cpu: usize, inside: Arc<AtomicBool>, f: impl FnOnce() + Send + 'static) -> work::WorkHandle {

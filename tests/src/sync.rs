@@ -18,20 +18,7 @@ use kernel::time::Deadline;
 /// Bound on any one wait of these tests.
 const WAIT_NS: u64 = 30_000_000_000;
 
-/// The online CPUs other than this (the boot) CPU, in order.
-fn others() -> Vec<usize> {
-    let me = smp::cpu_index();
-    smp::online_cpus().iter().filter(|&c| c != me).collect()
-}
-
-/// The lowest online CPU other than this one, or skip the test.
-fn other_cpu() -> Option<usize> {
-    let other = others().first().copied();
-    if other.is_none() {
-        kernel::testing::skip("needs at least 2 online CPUs");
-    }
-    other
-}
+pub(crate) use crate::util::{other_cpu, others};
 
 /// Whether the debug lock checks are compiled in; skips the test if not.
 fn debug_checks() -> bool {
