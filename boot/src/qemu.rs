@@ -364,12 +364,11 @@ pub fn run_holding_slot(
     };
     loop {
         let now = Instant::now();
-        if let Some(d) = deadline {
-            if now >= d {
+        if let Some(d) = deadline
+            && now >= d {
                 kill_reason = Some(QemuExit::TimedOut);
                 break;
             }
-        }
         let wait = deadline.map_or(Duration::from_millis(100), |d| {
             (d - now).min(Duration::from_millis(100))
         });

@@ -172,11 +172,10 @@ pub fn clean_line(raw: &[u8]) -> String {
 
 /// Skips a log prefix `[ ... ] ` if the line has one.
 pub fn strip_log_prefix(line: &str) -> &str {
-    if line.starts_with('[') {
-        if let Some(end) = line.find(']') {
+    if line.starts_with('[')
+        && let Some(end) = line.find(']') {
             return line[end + 1..].trim_start();
         }
-    }
     line
 }
 
@@ -237,11 +236,10 @@ pub fn parse_line(line: &str) -> Line {
         }
         return Line::Other;
     }
-    if let Some(i) = p.find("TESTBED-END ") {
-        if let Some(st) = word_value(&p[i..], "status").and_then(EndStatus::from_word) {
+    if let Some(i) = p.find("TESTBED-END ")
+        && let Some(st) = word_value(&p[i..], "status").and_then(EndStatus::from_word) {
             return Line::End(st);
         }
-    }
     if p.starts_with("RESULT ") {
         return Line::Result(p.to_string());
     }

@@ -324,11 +324,10 @@ pub fn run_suite(cfg: &SuiteConfig) -> SuiteOutcome {
             &RunConfig { timeout: Some(remaining), echo: cfg.echo, serial_log: None },
             |line, now| {
                 let Some(line) = line else {
-                    if let Some((_, _, t0)) = &st.open {
-                        if now.duration_since(*t0) > per_test {
+                    if let Some((_, _, t0)) = &st.open
+                        && now.duration_since(*t0) > per_test {
                             return Some(format!("timeout after {}s (hang)", per_test.as_secs()));
                         }
-                    }
                     return None;
                 };
                 st.lines_seen += 1;

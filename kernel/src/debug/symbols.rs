@@ -60,7 +60,7 @@ fn tables(image: &'static [u8]) -> Option<(&'static [u8], &'static [u8])> {
 pub fn lookup(addr: u64) -> Option<(&'static str, u64)> {
     let image = *IMAGE.get()?;
     let (symtab, strtab) = tables(image)?;
-    for sym in symtab.chunks_exact(24) {
+    for sym in symtab.as_chunks::<24>().0 {
         let info = sym[4];
         let value = u64_at(sym, 8)?;
         let size = u64_at(sym, 16)?;

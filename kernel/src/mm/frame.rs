@@ -109,7 +109,7 @@ impl Buddy {
     }
 
     fn free(&mut self, mut pfn: u64, mut order: usize) {
-        assert!(pfn % (1 << order) == 0, "freeing a misaligned block: pfn {pfn:#x} order {order}");
+        assert!(pfn.is_multiple_of(1 << order), "freeing a misaligned block: pfn {pfn:#x} order {order}");
         assert!(
             self.state[pfn as usize] == NOT_FREE_HEAD,
             "double free of frame {:#x}",
@@ -158,13 +158,13 @@ pub fn init(usable: &[UsableRange]) {
         // Cut out low memory and the state array, then free in aligned blocks.
         let pieces = [(r.start, r.end.min(state_start)), (r.start.max(state_end), r.end)];
         for (s, e) in pieces {
-            let s = s.max(LOW_MEMORY_END).next_multiple_of(PAGE_SIZE) / PAGE_SIZE;
+            let s = s.max(LOW_MEMORY_END).div_ceil(PAGE_SIZE);
             let e = (e & !(PAGE_SIZE - 1)) / PAGE_SIZE;
             let mut pfn = s;
             while pfn < e {
                 let order = (0..=MAX_ORDER)
                     .rev()
-                    .find(|&k| pfn % (1 << k) == 0 && pfn + (1 << k) <= e)
+                    .find(|&k| pfn.is_multiple_of(1 << k) && pfn + (1 << k) <= e)
                     .unwrap_or(0);
                 buddy.free(pfn, order);
                 buddy.total_frames += 1 << order;
