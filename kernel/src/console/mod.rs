@@ -55,6 +55,10 @@ impl Write for Console {
     }
 }
 
+/// A `spin::Mutex`, not a `sync::SpinLock`: the emergency path must be able to
+/// take the console from a holder that crashed (`force_unlock`), which a
+/// ticket lock cannot offer safely. Normal printing takes it with interrupts
+/// off, so an interrupt handler that prints cannot deadlock against its CPU.
 static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console {
     serial: Serial::absent(),
     framebuffer: None,

@@ -20,6 +20,7 @@ use x86_64::PhysAddr;
 use x86_64::structures::paging::{PhysFrame, Size4KiB};
 
 use super::{PAGE_SIZE, phys_to_virt};
+use crate::sync::SpinLock;
 
 /// The largest block order.
 pub const MAX_ORDER: usize = 10;
@@ -129,7 +130,7 @@ impl Buddy {
     }
 }
 
-static BUDDY: spin::Mutex<Option<Buddy>> = spin::Mutex::new(None);
+static BUDDY: SpinLock<Option<Buddy>> = SpinLock::new("frame allocator", None);
 /// Frames ever handed out (for statistics).
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -176,12 +177,10 @@ pub fn init(usable: &[UsableRange]) {
 }
 
 fn with<R>(f: impl FnOnce(&mut Buddy) -> R) -> R {
-    // Frames are allocated from interrupt context later (page-table frees after
-    // a grace period): keep interrupts off while holding the lock.
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut guard = BUDDY.lock();
-        f(guard.as_mut().expect("frame allocator used before mm::frame::init"))
-    })
+    // An irqsave lock: frames are freed from interrupt context too (a dropped
+    // address space, RCU-deferred page-table frees).
+    let mut guard = BUDDY.lock();
+    f(guard.as_mut().expect("frame allocator used before mm::frame::init"))
 }
 
 /// Allocates 2^order contiguous, naturally aligned frames (contents undefined).

@@ -21,6 +21,11 @@ pub const INITIAL_SIZE: u64 = 8 << 20;
 /// Smallest growth step.
 const GROW_STEP: u64 = 4 << 20;
 
+/// The heap's lock is a plain test-and-set `spin::Mutex` taken with interrupts
+/// off, not a `sync::SpinLock`: it is the hottest lock in the kernel, and a fair
+/// ticket lock hands it to waiters in order even when the next waiter's vCPU is
+/// not running (QEMU with more vCPUs than host cores), stalling every CPU
+/// behind it for a host time slice. Unfair test-and-set does not.
 struct KernelHeap {
     heap: spin::Mutex<Heap>,
     mapped: AtomicU64,

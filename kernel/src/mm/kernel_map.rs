@@ -15,11 +15,12 @@ use x86_64::{PhysAddr, VirtAddr};
 use super::layout::{HEAP_START, KERNEL_IMAGE_START, MMIO_START, STACKS_START};
 use super::paging::{self, Level, MapError, PageTable, PteFlags, RawEntry};
 use super::{HUGE_PAGE_SIZE, PAGE_SIZE, frame, phys_offset};
+use crate::sync::SpinLock;
 
 /// Physical address of the kernel's top-level table (0 until [`build`]).
 static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
 /// Serialises changes to kernel mappings.
-static MAP_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+static MAP_LOCK: SpinLock<()> = SpinLock::new("kernel page tables", ());
 
 /// The kernel's top-level table.
 pub fn kernel_root() -> PhysAddr {
@@ -30,12 +31,10 @@ pub fn kernel_root() -> PhysAddr {
 /// kernel tables. Only for the kernel regions of `layout`.
 pub fn map_kernel(va: VirtAddr, pa: PhysAddr, level: Level, flags: PteFlags) -> Result<(), MapError> {
     assert!(va.as_u64() >= super::layout::KERNEL_HALF_START, "map_kernel of a user address {va:?}");
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let _guard = MAP_LOCK.lock();
-        // SAFETY: kernel tables under MAP_LOCK; callers map fresh frames at
-        // addresses of their own regions.
-        unsafe { paging::map(kernel_root(), va, pa, level, flags) }
-    })
+    let _guard = MAP_LOCK.lock();
+    // SAFETY: kernel tables under MAP_LOCK; callers map fresh frames at
+    // addresses of their own regions.
+    unsafe { paging::map(kernel_root(), va, pa, level, flags) }
 }
 
 /// A LOAD segment of the kernel's ELF program headers.

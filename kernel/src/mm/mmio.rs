@@ -12,6 +12,7 @@
 //! only exists for a mapped range, and its accessors check bounds and alignment
 //! so no access leaves the range.
 
+use crate::sync::ThreadLock;
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::kernel_map;
@@ -59,7 +60,9 @@ struct State {
     recorded: [Option<Recorded>; MAX_RECORDED],
 }
 
-static STATE: spin::Mutex<State> = spin::Mutex::new(State { next_virt: MMIO_START, recorded: [None; MAX_RECORDED] });
+/// Thread context only: devices are mapped by their drivers at set-up.
+static STATE: ThreadLock<State> =
+    ThreadLock::new("mmio mappings", State { next_virt: MMIO_START, recorded: [None; MAX_RECORDED] });
 
 /// Maps `len` bytes of device memory at `phys` (page-granular underneath) and
 /// returns the region. A range inside an earlier mapping reuses it.

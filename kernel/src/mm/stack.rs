@@ -13,14 +13,16 @@ use x86_64::{PhysAddr, VirtAddr};
 use super::layout::{STACK_SLOT_SIZE, STACK_SLOTS, STACKS_START};
 use super::paging::{self, Level, PteFlags};
 use super::{PAGE_SIZE, frame, kernel_map};
+use crate::sync::ThreadLock;
 
 /// Per slot: the lowest mapped address of its stack (0 = slot free).
 static BOTTOM: [AtomicU64; STACK_SLOTS] = [const { AtomicU64::new(0) }; STACK_SLOTS];
 /// Per slot: the stack's name (pointer and length of a `&'static str`).
 static NAME_PTR: [AtomicUsize; STACK_SLOTS] = [const { AtomicUsize::new(0) }; STACK_SLOTS];
 static NAME_LEN: [AtomicUsize; STACK_SLOTS] = [const { AtomicUsize::new(0) }; STACK_SLOTS];
-/// Serialises slot allocation.
-static SLOTS_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+/// Serialises slot allocation (thread context only: stacks are allocated when
+/// CPUs start and threads are spawned, never from an interrupt handler).
+static SLOTS_LOCK: ThreadLock<()> = ThreadLock::new("kernel stack slots", ());
 
 /// A mapped kernel stack. Stacks live as long as the kernel (CPU stacks, the
 /// boot stack); thread stacks that are freed will need a cross-CPU flush first.

@@ -32,6 +32,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::{apic, vectors};
 use crate::smp::{self, AtomicCpuSet, CpuSet, percpu};
+use crate::sync::SpinLock;
 
 struct GpState {
     /// Grace-period sequence: odd while one is in progress.
@@ -44,8 +45,8 @@ struct GpState {
     stall_reported: bool,
 }
 
-static GP: spin::Mutex<GpState> =
-    spin::Mutex::new(GpState { seq: 0, pending: CpuSet::EMPTY, started_ns: 0, stall_reported: false });
+static GP: SpinLock<GpState> =
+    SpinLock::new("rcu grace period", GpState { seq: 0, pending: CpuSet::EMPTY, started_ns: 0, stall_reported: false });
 /// Mirror of `GpState::seq` for lock-free readers.
 static SEQ: AtomicU64 = AtomicU64::new(0);
 /// Mirror of `GpState::pending` for the quiescent-state fast path.
@@ -58,7 +59,7 @@ static COMPLETED: AtomicU64 = AtomicU64::new(0);
 static STALL_NS: AtomicU64 = AtomicU64::new(5_000_000_000);
 
 type Callback = Box<dyn FnOnce() + Send>;
-static CALLBACKS: spin::Mutex<VecDeque<(u64, Callback)>> = spin::Mutex::new(VecDeque::new());
+static CALLBACKS: SpinLock<VecDeque<(u64, Callback)>> = SpinLock::new("rcu callbacks", VecDeque::new());
 
 /// Sets the stall limit (boot option `rcu.stall_ms`).
 pub fn set_stall_ms(ms: u64) {
@@ -66,7 +67,7 @@ pub fn set_stall_ms(ms: u64) {
 }
 
 fn with_gp<R>(f: impl FnOnce(&mut GpState) -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(|| f(&mut GP.lock()))
+    f(&mut GP.lock())
 }
 
 /// The sequence value at which a GP that starts after now has completed
@@ -203,10 +204,10 @@ pub fn call_rcu(f: impl FnOnce() + Send + 'static) {
 pub fn run_callbacks() {
     loop {
         let seq = SEQ.load(Ordering::Acquire);
-        let ready = x86_64::instructions::interrupts::without_interrupts(|| {
+        let ready = {
             let mut cbs = CALLBACKS.lock();
             if cbs.front().is_some_and(|(target, _)| *target <= seq) { cbs.pop_front() } else { None }
-        });
+        };
         match ready {
             Some((_, f)) => f(),
             None => return,
@@ -216,5 +217,5 @@ pub fn run_callbacks() {
 
 /// Callbacks not yet run.
 pub fn pending_callbacks() -> usize {
-    x86_64::instructions::interrupts::without_interrupts(|| CALLBACKS.lock().len())
+    CALLBACKS.lock().len()
 }

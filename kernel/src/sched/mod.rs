@@ -35,6 +35,7 @@ use crate::arch::idt::TrapFrame;
 use crate::arch::{apic, timer, vectors};
 use crate::mm::addr_space::AddressSpace;
 use crate::smp::{self, MAX_CPUS, percpu};
+use crate::sync::SpinLock;
 use crate::time::Deadline;
 pub use task::{State, Task};
 pub use wait::WaitQueue;
@@ -42,18 +43,22 @@ pub use wait::WaitQueue;
 /// Ticks a task may run before it should yield to a waiting one.
 const TIME_SLICE_TICKS: u64 = 2;
 
+/// A CPU's scheduler state. The locks are irqsave `SpinLock`s (the tick and
+/// wake-ups from other CPUs take them); no guard is ever held across a
+/// context switch, since a guard restores the interrupt state of the CPU and
+/// stack that drop it.
 struct RunQueue {
-    queue: spin::Mutex<VecDeque<Arc<Task>>>,
-    current: spin::Mutex<Option<Arc<Task>>>,
+    queue: SpinLock<VecDeque<Arc<Task>>>,
+    current: SpinLock<Option<Arc<Task>>>,
     idle: spin::Once<Arc<Task>>,
     /// The task switched away from, released by the task switched to
     /// (Linux: finish_task_switch).
-    previous: spin::Mutex<Option<Arc<Task>>>,
+    previous: SpinLock<Option<Arc<Task>>>,
     need_resched: AtomicBool,
     ticks: AtomicU64,
     switches: AtomicU64,
     /// The address space in CR3 (`None`: the kernel tables).
-    loaded_mm: spin::Mutex<Option<Arc<AddressSpace>>>,
+    loaded_mm: SpinLock<Option<Arc<AddressSpace>>>,
     /// Whether a kernel thread runs on a borrowed (lazily kept) address space.
     lazy: AtomicBool,
     cr3_writes: AtomicU64,
@@ -61,14 +66,14 @@ struct RunQueue {
 
 static RQ: [RunQueue; MAX_CPUS] = [const {
     RunQueue {
-        queue: spin::Mutex::new(VecDeque::new()),
-        current: spin::Mutex::new(None),
+        queue: SpinLock::new("run queue", VecDeque::new()),
+        current: SpinLock::new("current task", None),
         idle: spin::Once::new(),
-        previous: spin::Mutex::new(None),
+        previous: SpinLock::new("previous task", None),
         need_resched: AtomicBool::new(false),
         ticks: AtomicU64::new(0),
         switches: AtomicU64::new(0),
-        loaded_mm: spin::Mutex::new(None),
+        loaded_mm: SpinLock::new("loaded address space", None),
         lazy: AtomicBool::new(false),
         cr3_writes: AtomicU64::new(0),
     }

@@ -19,6 +19,7 @@ use alloc::sync::Arc;
 use super::wait::WaitQueue;
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::stack::{self, KernelStack};
+use crate::sync::SpinLock;
 
 /// Size of a kernel thread's stack.
 pub const THREAD_STACK_SIZE: usize = 64 * 1024;
@@ -74,7 +75,7 @@ unsafe impl Sync for Task {}
 unsafe impl Send for Task {}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static STACK_POOL: spin::Mutex<Vec<KernelStack>> = spin::Mutex::new(Vec::new());
+static STACK_POOL: SpinLock<Vec<KernelStack>> = SpinLock::new("thread stack pool", Vec::new());
 
 impl Task {
     /// A task for a context that is already running (a CPU's boot context).
@@ -104,8 +105,9 @@ impl Task {
         mm: Option<Arc<AddressSpace>>,
         entry: Box<dyn FnOnce() + Send>,
     ) -> Task {
-        let stack = x86_64::instructions::interrupts::without_interrupts(|| STACK_POOL.lock().pop())
-            .unwrap_or_else(|| stack::alloc("kernel thread", THREAD_STACK_SIZE));
+        // The pool's guard must be gone before a fresh stack is mapped.
+        let pooled = STACK_POOL.lock().pop();
+        let stack = pooled.unwrap_or_else(|| stack::alloc("kernel thread", THREAD_STACK_SIZE));
         // SAFETY: the stack is mapped and unused (fresh or returned to the pool
         // by a dead task that no CPU runs on any more).
         let rsp = unsafe { super::switch::initial_stack(stack.top().as_u64()) };
@@ -155,7 +157,7 @@ impl Drop for Task {
     fn drop(&mut self) {
         debug_assert!(!self.on_cpu.load(Ordering::Acquire), "task {} dropped while on its CPU", self.name);
         if let Some(stack) = self.stack.take() {
-            x86_64::instructions::interrupts::without_interrupts(|| STACK_POOL.lock().push(stack));
+            STACK_POOL.lock().push(stack);
         }
     }
 }

@@ -8,16 +8,17 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 
 use super::task::{State, Task};
+use crate::sync::SpinLock;
 
 /// Tasks waiting for something.
 pub struct WaitQueue {
-    waiters: spin::Mutex<VecDeque<Arc<Task>>>,
+    waiters: SpinLock<VecDeque<Arc<Task>>>,
 }
 
 impl WaitQueue {
     /// An empty queue.
     pub const fn new() -> Self {
-        WaitQueue { waiters: spin::Mutex::new(VecDeque::new()) }
+        WaitQueue { waiters: SpinLock::new("wait queue", VecDeque::new()) }
     }
 
     /// Blocks the current task until `cond()` is true (checked before each
@@ -60,8 +61,7 @@ impl WaitQueue {
 
     /// Wakes every waiter.
     pub fn wake_all(&self) {
-        let waiters: VecDeque<Arc<Task>> =
-            x86_64::instructions::interrupts::without_interrupts(|| core::mem::take(&mut *self.waiters.lock()));
+        let waiters: VecDeque<Arc<Task>> = core::mem::take(&mut *self.waiters.lock());
         for t in waiters {
             super::wake(&t);
         }
