@@ -320,3 +320,14 @@ pub mod mm_switch {
         }
     }
 }
+
+/// Misuse that must be refused, not silently accepted.
+pub mod misuse {
+    kernel::ktests! {
+        #[should_panic = "cond_resched() with interrupts disabled"]
+        fn cond_resched_inside_an_interrupts_off_section_is_refused() {
+            x86_64::instructions::interrupts::disable();
+            kernel::sched::cond_resched();
+        }
+    }
+}

@@ -404,6 +404,13 @@ pub fn cond_resched() {
     if !ready(me) {
         return;
     }
+    // Inside an interrupts-off section this is not a quiescent state: that
+    // section is an RCU read-side critical section (and, under tlb=ipi, what
+    // holds a shootdown back). Reporting here would end it early.
+    assert!(
+        crate::arch::cpu::interrupts_enabled(),
+        "cond_resched() with interrupts disabled on cpu{me}: it would end an RCU read-side section"
+    );
     crate::rcu::quiescent_state();
     if RQ[me].need_resched.load(Ordering::Relaxed) {
         schedule();
