@@ -17,6 +17,7 @@ pub mod qemu;
 pub mod serial;
 pub mod suite;
 pub mod suites;
+pub mod testkit;
 
 use std::path::{Path, PathBuf};
 

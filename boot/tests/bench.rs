@@ -3,7 +3,7 @@
 //! The figures under TCG on a shared host are noisy; only their shape is
 //! checked: both ops present for targets=1, n > 0, 0 < median <= p99.
 
-mod common;
+use testbed::testkit as common;
 
 use testbed::cli::KernelChoice;
 use testbed::qemu::Firmware;

@@ -1,7 +1,7 @@
 //! Boots the main kernel under BIOS and UEFI with 1, 2 and 4 CPUs: each must end
 //! with `TESTBED-END status=pass` and QEMU status 33 (`testbed run` exit 0).
 
-mod common;
+use testbed::testkit as common;
 
 use testbed::cli::KernelChoice;
 use testbed::qemu::Firmware;

@@ -2,7 +2,7 @@
 //! `testbed run` exit status and a report that names the crash; bad boot options
 //! must give the usage status 2.
 
-mod common;
+use testbed::testkit as common;
 
 use testbed::cli::KernelChoice;
 use testbed::qemu::Firmware;

@@ -1,12 +1,14 @@
-//! Helpers shared by the integration tests: boot a kernel through the same code
-//! path as `testbed run` and explain failures.
-#![allow(dead_code)]
+//! Helpers for the integration tests in `boot/tests/` (and for anyone driving
+//! the testbed from Rust): boot a kernel through the same code path as
+//! `testbed run` and explain failures. They live in the library rather than a
+//! `tests/common` module so that every helper is used somewhere and none is
+//! compiled as dead code into test binaries that do not need it.
 
 use std::time::Duration;
 
-use testbed::cli::{KernelChoice, RunOptions};
-use testbed::qemu::Firmware;
-use testbed::RunReport;
+use crate::RunReport;
+use crate::cli::{KernelChoice, RunOptions};
+use crate::qemu::Firmware;
 
 /// Boots the main kernel (or another choice) with these settings; the console is
 /// printed (captured by the test harness, shown on failure).
@@ -19,7 +21,7 @@ pub fn boot(kernel: KernelChoice, firmware: Firmware, smp: u32, options: &[&str]
         boot_options: options.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     };
-    match testbed::run(&opts, true) {
+    match crate::run(&opts, true) {
         Ok(r) => r,
         Err(e) => panic!("testbed could not run: {} (exit {})", e.message, e.exit_code),
     }
