@@ -44,3 +44,20 @@ pub fn expect_exit(r: &RunReport, code: i32) {
 pub fn everything(r: &RunReport) -> String {
     format!("{}{}", r.console_text(), r.message())
 }
+
+/// Runs test suite `name` under TCG with `firmware` and `smp` CPUs (whole-suite
+/// limit `timeout_s`), prints cargo's summary line, and panics with a readable
+/// report unless every test passed or was ignored with a reason. Returns the
+/// outcome for further checks (ignored counts, log contents).
+#[track_caller]
+pub fn run_suite_ok(name: &str, firmware: Firmware, smp: u32, timeout_s: u64) -> crate::suite::SuiteOutcome {
+    let kernel = crate::suites::suite_kernel(name).unwrap_or_else(|| panic!("no test suite named {name}"));
+    let mut cfg = crate::suite::SuiteConfig::new(kernel);
+    cfg.firmware = firmware;
+    cfg.smp = smp;
+    cfg.timeout = Duration::from_secs(timeout_s);
+    let out = crate::suite::run_suite(&cfg);
+    println!("{}", out.summary_line());
+    out.assert_ok();
+    out
+}

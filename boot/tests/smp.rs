@@ -6,18 +6,13 @@ use std::time::Duration;
 use testbed::qemu::{Accel, Firmware};
 use testbed::suite::{SuiteConfig, SuiteOutcome, run_suite};
 use testbed::suites::suite_kernel;
+use testbed::testkit;
 
 /// Tests of the suite that need a second CPU (reported `ignored` on one).
 const NEEDS_TWO_CPUS: usize = 7;
 
 fn smp_suite(firmware: Firmware, smp: u32) -> SuiteOutcome {
-    let mut cfg = SuiteConfig::new(suite_kernel("smp").expect("suite smp"));
-    cfg.firmware = firmware;
-    cfg.smp = smp;
-    cfg.timeout = Duration::from_secs(240);
-    let out = run_suite(&cfg);
-    println!("{}", out.summary_line());
-    out.assert_ok();
+    let out = testkit::run_suite_ok("smp", firmware, smp, 240);
     if smp == 1 {
         assert_eq!(out.ignored(), NEEDS_TWO_CPUS, "on one CPU the two-CPU tests must say they were skipped");
     } else {

@@ -5,15 +5,10 @@ use std::time::Duration;
 use testbed::qemu::Firmware;
 use testbed::suite::{run_suite, SuiteConfig};
 use testbed::suites::suite_kernel;
+use testbed::testkit;
 
 fn boot_suite(firmware: Firmware, smp: u32) {
-    let mut cfg = SuiteConfig::new(suite_kernel("boot").expect("suite boot"));
-    cfg.firmware = firmware;
-    cfg.smp = smp;
-    cfg.timeout = Duration::from_secs(240);
-    let out = run_suite(&cfg);
-    println!("{}", out.summary_line());
-    out.assert_ok();
+    let out = testkit::run_suite_ok("boot", firmware, smp, 240);
     assert!(out.total.unwrap_or(0) > 0 && out.passed() == out.total.unwrap());
 }
 

@@ -2,20 +2,11 @@
 //! the lock debug checks as `should_panic` tests) on BIOS with 2 and 4 CPUs.
 //! Each `should_panic` test ends its boot, so the suite takes several boots.
 
-use std::time::Duration;
-
 use testbed::qemu::Firmware;
-use testbed::suite::{SuiteConfig, run_suite};
-use testbed::suites::suite_kernel;
+use testbed::testkit;
 
 fn sync_suite(smp: u32) {
-    let mut cfg = SuiteConfig::new(suite_kernel("sync").expect("suite sync"));
-    cfg.firmware = Firmware::Bios;
-    cfg.smp = smp;
-    cfg.timeout = Duration::from_secs(600);
-    let out = run_suite(&cfg);
-    println!("{}", out.summary_line());
-    out.assert_ok();
+    let out = testkit::run_suite_ok("sync", Firmware::Bios, smp, 600);
     let report = out.report(40);
     assert_eq!(out.ignored(), 0, "with {smp} CPUs nothing may be skipped:\n{report}");
     assert_eq!(Some(out.passed()), out.total, "not every test ran and passed:\n{report}");
