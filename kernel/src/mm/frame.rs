@@ -14,6 +14,8 @@
 //! Invariants: a frame is in at most one free block; a free block is aligned to
 //! its size; two free buddies of equal order never coexist (they are merged).
 //! [`stats`] lets tests assert that nothing leaked.
+//!
+//! The same boot-time carve-out holds the per-frame metadata ([`super::page`]).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::PhysAddr;
@@ -139,12 +141,14 @@ static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 pub fn init(usable: &[UsableRange]) {
     let max_end = usable.iter().map(|r| r.end).max().unwrap_or(0);
     let frames = (max_end / PAGE_SIZE) as usize;
-    let state_bytes = (frames as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    // The buddy's state bytes, then the page metadata array (struct page).
+    let state_only = (frames as u64).next_multiple_of(64);
+    let state_bytes = (state_only + super::page::array_bytes(frames) as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
     let state_range = usable
         .iter()
         .map(|r| (r.start.max(LOW_MEMORY_END).next_multiple_of(PAGE_SIZE), r.end & !(PAGE_SIZE - 1)))
         .find(|(s, e)| e > s && e - s >= state_bytes)
-        .expect("no usable memory range can hold the frame state array");
+        .expect("no usable memory range can hold the frame state and page metadata arrays");
     let state_start = state_range.0;
     // SAFETY: this range is usable RAM nobody else owns yet (it is excluded from
     // the allocator below), and the direct map covers it.
@@ -152,6 +156,10 @@ pub fn init(usable: &[UsableRange]) {
         core::slice::from_raw_parts_mut(phys_to_virt(PhysAddr::new(state_start)).as_mut_ptr::<u8>(), frames)
     };
     state.fill(NOT_FREE_HEAD);
+    let meta = phys_to_virt(PhysAddr::new(state_start + state_only)).as_mut_ptr::<super::page::Page>();
+    // SAFETY: the metadata array follows the state bytes inside the reserved
+    // range, 64-byte aligned, and is never used for anything else.
+    unsafe { super::page::init(meta, frames) };
     let mut buddy =
         Buddy { state, heads: [NONE; MAX_ORDER + 1], free_blocks: [0; MAX_ORDER + 1], free_frames: 0, total_frames: 0 };
     let state_end = state_start + state_bytes;
@@ -167,6 +175,9 @@ pub fn init(usable: &[UsableRange]) {
                     .rev()
                     .find(|&k| pfn.is_multiple_of(1 << k) && pfn + (1 << k) <= e)
                     .unwrap_or(0);
+                for f in pfn..pfn + (1 << order) {
+                    super::page::page(f).clear(super::page::PageFlags::RESERVED);
+                }
                 buddy.free(pfn, order);
                 buddy.total_frames += 1 << order;
                 pfn += 1 << order;

@@ -14,6 +14,7 @@ pub mod heap;
 pub mod kernel_map;
 pub mod layout;
 pub mod mmio;
+pub mod page;
 pub mod paging;
 pub mod stack;
 

@@ -1,0 +1,656 @@
+//! Per-frame metadata (Linux: struct page, and struct folio for its head).
+//!
+//! One [`Page`] per physical frame, in an array indexed by frame number and
+//! carved out of memory at boot (see [`super::frame::init`]). Every field is an
+//! atomic: GUP-fast takes references without any lock, KSM and the fault paths
+//! read counts that other CPUs change.
+//!
+//! Counting rules (the ones the race protocol depends on):
+//! * `refcount` lives on the folio head. It is 0 for a free frame and for a
+//!   frame the kernel uses raw (page tables, stacks, heap). A folio from
+//!   [`alloc_folio`] starts at 1 (the allocating [`PageRef`]). Every page-table
+//!   entry that maps a folio holds one reference: a pte mapping a subpage
+//!   counts one, a pmd mapping a whole 2 MiB folio counts one.
+//! * `mapcount` is per page (subpage): how many ptes map it. A pmd mapping of
+//!   a 2 MiB folio is counted in the head's `entire_mapcount` instead
+//!   (Linux's _mapcount starts at -1; ours starts at 0, so a count is a count).
+//! * Pins (FOLL_PIN): on a small folio a pin adds [`PIN_BIAS`] (1024) to
+//!   `refcount`, as Linux's GUP_PIN_COUNTING_BIAS; on a large folio it adds 1
+//!   to `refcount` and 1 to the head's `pincount`. So "may be pinned" is
+//!   `refcount >= 1024` (small) or `pincount > 0` (large), exactly
+//!   folio_maybe_dma_pinned(), false positives included.
+//! * `dma_pins` is the testbed's exact pin count on the head, outside the
+//!   protocol: the free path reads it to catch a pinned frame being freed
+//!   (the "uaf" oracle of controls.md). No protocol decision reads it.
+//!
+//! A folio whose refcount drops to zero is checked (no mappings, no pins, not
+//! locked; otherwise an invariant error or a uaf is recorded and logged),
+//! poisoned and returned to the buddy allocator.
+
+use core::fmt;
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+use x86_64::PhysAddr;
+
+use super::{PAGE_SIZE, frame, phys_to_virt};
+use crate::sync::{ThreadLock, ThreadLockGuard};
+
+/// What a FOLL_PIN adds to a small folio's refcount (Linux GUP_PIN_COUNTING_BIAS).
+pub const PIN_BIAS: i32 = 1024;
+/// The byte freed folios are filled with (Linux's slab POISON_FREE).
+pub const POISON_BYTE: u8 = 0x6b;
+
+bitflags::bitflags! {
+    /// Page flags (Linux PG_* and page types).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct PageFlags: u32 {
+        /// Anonymous memory (PageAnon).
+        const ANON = 1 << 0;
+        /// Mapped by exactly one process, which may write it without copying
+        /// (PageAnonExclusive): set on a fresh anonymous page, cleared when
+        /// fork or KSM shares it. Per page (subpage), not per folio.
+        const ANON_EXCLUSIVE = 1 << 1;
+        /// A KSM page (PageKsm): shared, read-only, content-identified.
+        const KSM = 1 << 2;
+        /// In the swap cache. Never set here (no swap), but counted where
+        /// Linux counts it, so the checks read as Linux's.
+        const SWAPCACHE = 1 << 3;
+        /// Head of a large (compound) folio.
+        const HEAD = 1 << 4;
+        /// Tail page of a large folio; `head` says which.
+        const TAIL = 1 << 5;
+        /// The page lock (PG_locked) is held.
+        const LOCKED = 1 << 6;
+        /// Written since it was last cleaned (PG_dirty).
+        const DIRTY = 1 << 7;
+        /// Used as a page table (PageTable).
+        const PAGETABLE = 1 << 8;
+        /// Never given to the allocator (below 1 MiB, firmware, kernel image).
+        const RESERVED = 1 << 9;
+    }
+}
+
+/// Metadata of one physical frame.
+pub struct Page {
+    flags: AtomicU32,
+    /// Head only: references (see module docs).
+    refcount: AtomicI32,
+    /// Ptes mapping this page.
+    mapcount: AtomicI32,
+    /// Head of a large folio only: pmd mappings of the whole folio.
+    entire_mapcount: AtomicI32,
+    /// Head of a large folio only: FOLL_PIN pins (Linux _pincount).
+    pincount: AtomicI32,
+    /// Head only: exact pins, for the uaf oracle (not part of the protocol).
+    dma_pins: AtomicI32,
+    /// Head: the folio's order; tail: unused.
+    order: AtomicU32,
+    /// Tail: frame number of the head.
+    head: AtomicU64,
+    /// Owner-defined word (KSM: stable-tree node; page tables: unused).
+    private: AtomicU64,
+    /// Page tables only: the split page-table lock (Linux ptdesc->ptl).
+    ptl: ThreadLock<()>,
+}
+
+impl Page {
+    const fn new() -> Page {
+        Page {
+            flags: AtomicU32::new(0),
+            refcount: AtomicI32::new(0),
+            mapcount: AtomicI32::new(0),
+            entire_mapcount: AtomicI32::new(0),
+            pincount: AtomicI32::new(0),
+            dma_pins: AtomicI32::new(0),
+            order: AtomicU32::new(0),
+            head: AtomicU64::new(0),
+            private: AtomicU64::new(0),
+            ptl: ThreadLock::new("page table", ()),
+        }
+    }
+}
+
+/// The metadata array, set once at boot.
+static PAGES: spin::Once<&'static [Page]> = spin::Once::new();
+
+/// Bytes of metadata for `frames` frames (for the boot-time carve-out).
+pub const fn array_bytes(frames: usize) -> usize {
+    frames * core::mem::size_of::<Page>()
+}
+
+/// Installs the metadata array at `virt` (direct-map address of memory the
+/// caller reserved, [`array_bytes`] long) and marks every frame reserved until
+/// the allocator frees it.
+///
+/// # Safety
+/// `virt` must point to `array_bytes(frames)` bytes of memory nothing else uses,
+/// ever, aligned for `Page`.
+pub(super) unsafe fn init(virt: *mut Page, frames: usize) {
+    for i in 0..frames {
+        // SAFETY: inside the reserved range (caller); written before any reader
+        // exists (the Once publishes the array below).
+        unsafe { virt.add(i).write(Page::new()) };
+    }
+    // SAFETY: initialised above; never freed or written through a raw pointer again.
+    let pages: &'static [Page] = unsafe { core::slice::from_raw_parts(virt, frames) };
+    for p in pages {
+        p.flags.store(PageFlags::RESERVED.bits(), Ordering::Relaxed);
+    }
+    PAGES.call_once(|| pages);
+}
+
+/// The metadata of frame `pfn`. Panics for a frame outside physical memory.
+pub fn page(pfn: u64) -> &'static Page {
+    let pages = PAGES.get().expect("page metadata used before mm::frame::init");
+    pages.get(pfn as usize).unwrap_or_else(|| panic!("frame {:#x} outside physical memory", pfn * PAGE_SIZE))
+}
+
+/// The metadata of the frame holding `pa`.
+pub fn page_of(pa: PhysAddr) -> &'static Page {
+    page(pa.as_u64() / PAGE_SIZE)
+}
+
+/// Whether `pfn` has metadata (is inside physical memory).
+pub fn exists(pfn: u64) -> bool {
+    PAGES.get().is_some_and(|p| (pfn as usize) < p.len())
+}
+
+/// Counters of the oracles (controls.md "uaf" and "invariant_errors").
+static UAF: AtomicU64 = AtomicU64::new(0);
+static INVARIANT_ERRORS: AtomicU64 = AtomicU64::new(0);
+/// Folios currently allocated (small and large count one each).
+static LIVE_FOLIOS: AtomicUsize = AtomicUsize::new(0);
+
+/// Use-after-free events seen so far: a pinned folio freed, a reference put
+/// on a free folio, a walker reading a poisoned table.
+pub fn uaf_events() -> u64 {
+    UAF.load(Ordering::Relaxed)
+}
+
+/// Broken count invariants seen so far.
+pub fn invariant_errors() -> u64 {
+    INVARIANT_ERRORS.load(Ordering::Relaxed)
+}
+
+/// Folios currently allocated.
+pub fn live_folios() -> usize {
+    LIVE_FOLIOS.load(Ordering::Relaxed)
+}
+
+/// Records a use-after-free (also used by lockless walkers that read a
+/// poisoned table).
+pub fn report_uaf(what: fmt::Arguments<'_>) {
+    UAF.fetch_add(1, Ordering::Relaxed);
+    log::error!("uaf: {what}");
+}
+
+/// Records a broken invariant.
+pub fn report_invariant(what: fmt::Arguments<'_>) {
+    INVARIANT_ERRORS.fetch_add(1, Ordering::Relaxed);
+    log::error!("invariant: {what}");
+}
+
+impl Page {
+    /// This page's frame number.
+    pub fn pfn(&self) -> u64 {
+        let base = PAGES.get().expect("page metadata").as_ptr() as usize;
+        ((self as *const Page as usize - base) / core::mem::size_of::<Page>()) as u64
+    }
+
+    /// This page's physical address.
+    pub fn phys(&self) -> PhysAddr {
+        PhysAddr::new(self.pfn() * PAGE_SIZE)
+    }
+
+    /// This page's flags.
+    pub fn flags(&self) -> PageFlags {
+        PageFlags::from_bits_truncate(self.flags.load(Ordering::Acquire))
+    }
+
+    /// Whether every flag in `f` is set.
+    pub fn has(&self, f: PageFlags) -> bool {
+        self.flags().contains(f)
+    }
+
+    /// Sets flags (atomic or; Release so that what the setter wrote before is
+    /// visible to whoever sees the flag with Acquire).
+    pub fn set(&self, f: PageFlags) {
+        self.flags.fetch_or(f.bits(), Ordering::Release);
+    }
+
+    /// Clears flags.
+    pub fn clear(&self, f: PageFlags) {
+        self.flags.fetch_and(!f.bits(), Ordering::Release);
+    }
+
+    /// The folio head (itself for a small folio or a head).
+    pub fn folio(&self) -> &'static Page {
+        if self.has(PageFlags::TAIL) { page(self.head.load(Ordering::Acquire)) } else { page(self.pfn()) }
+    }
+
+    /// Whether this page's folio is larger than one page.
+    pub fn is_large(&self) -> bool {
+        self.folio().has(PageFlags::HEAD)
+    }
+
+    /// The folio's order (0 for small).
+    pub fn order(&self) -> u32 {
+        let f = self.folio();
+        if f.has(PageFlags::HEAD) { f.order.load(Ordering::Relaxed) } else { 0 }
+    }
+
+    /// The folio's reference count (page_count()).
+    pub fn refcount(&self) -> i32 {
+        self.folio().refcount.load(Ordering::Acquire)
+    }
+
+    /// Ptes mapping this page (page_mapcount() without the entire mappings).
+    pub fn mapcount(&self) -> i32 {
+        self.mapcount.load(Ordering::Acquire)
+    }
+
+    /// Pmd mappings of this page's whole folio.
+    pub fn entire_mapcount(&self) -> i32 {
+        self.folio().entire_mapcount.load(Ordering::Acquire)
+    }
+
+    /// All mappings of this page: its ptes plus the pmds of its folio
+    /// (Linux page_mapcount()).
+    pub fn total_mapcount(&self) -> i32 {
+        self.mapcount() + if self.is_large() { self.entire_mapcount() } else { 0 }
+    }
+
+    /// The large folio's pincount (0 for a small folio, whose pins are in
+    /// the refcount bias).
+    pub fn pincount(&self) -> i32 {
+        let f = self.folio();
+        if f.has(PageFlags::HEAD) { f.pincount.load(Ordering::Acquire) } else { 0 }
+    }
+
+    /// The exact pin count kept for the oracles.
+    pub fn dma_pins(&self) -> i32 {
+        self.folio().dma_pins.load(Ordering::Acquire)
+    }
+
+    /// Linux folio_maybe_dma_pinned(): may a DMA pin be holding this folio?
+    /// False positives (1024 plain references on a small folio) are allowed,
+    /// false negatives are not.
+    pub fn maybe_dma_pinned(&self) -> bool {
+        let f = self.folio();
+        if f.has(PageFlags::HEAD) {
+            f.pincount.load(Ordering::Acquire) > 0
+        } else {
+            f.refcount.load(Ordering::Acquire) >= PIN_BIAS
+        }
+    }
+
+    /// The owner-defined word.
+    pub fn private(&self) -> u64 {
+        self.private.load(Ordering::Acquire)
+    }
+
+    /// Sets the owner-defined word.
+    pub fn set_private(&self, v: u64) {
+        self.private.store(v, Ordering::Release);
+    }
+
+    /// Adds `n` to the folio's refcount unless it is zero (Linux
+    /// folio_ref_try_add_rcu / page_ref_add_unless): the only way a lockless
+    /// walker may take a reference, since the folio may be on its way to the
+    /// allocator. Returns whether the references were taken.
+    pub fn try_get_many(&self, n: i32) -> bool {
+        let f = self.folio();
+        // Acquire on success: what the owner did to the folio before we see it
+        // referenced (its contents, its flags) is visible to us. The walker's
+        // re-check of the pte after this needs a full fence, which the caller
+        // issues (GUP-fast), since a RMW on x86 is one anyway.
+        let mut cur = f.refcount.load(Ordering::Relaxed);
+        loop {
+            if cur <= 0 {
+                return false;
+            }
+            match f.refcount.compare_exchange_weak(cur, cur + n, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Takes one reference on a folio the caller knows is live (it holds a
+    /// reference, a mapping under the page-table lock, or the page lock).
+    pub fn get(&self) {
+        self.get_many(1)
+    }
+
+    /// Takes `n` references on a live folio.
+    pub fn get_many(&self, n: i32) {
+        // Relaxed: the caller's own reference keeps the folio alive; ordering
+        // of the new reference against the final put is given by that put's
+        // Release/Acquire pair.
+        let old = self.folio().refcount.fetch_add(n, Ordering::Relaxed);
+        if old <= 0 {
+            report_uaf(format_args!("reference taken on free frame {:#x} (refcount was {old})", self.phys()));
+        }
+    }
+
+    /// Drops one reference; frees the folio when it was the last.
+    pub fn put(&self) {
+        self.put_many(1)
+    }
+
+    /// Drops `n` references; frees the folio when they were the last.
+    pub fn put_many(&self, n: i32) {
+        let f = self.folio();
+        // Release: our accesses to the folio happen before its free; the last
+        // putter's Acquire fence below pairs with every other putter's Release.
+        let old = f.refcount.fetch_sub(n, Ordering::Release);
+        if old == n {
+            fence(Ordering::Acquire);
+            free_folio(f);
+        } else if old < n {
+            report_uaf(format_args!("reference put on free frame {:#x} (refcount was {old}, put {n})", f.phys()));
+        }
+    }
+
+    /// Adds one pte mapping of this page.
+    pub fn map_pte(&self) {
+        self.mapcount.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Removes one pte mapping of this page.
+    pub fn unmap_pte(&self) {
+        let old = self.mapcount.fetch_sub(1, Ordering::AcqRel);
+        if old <= 0 {
+            report_invariant(format_args!("pte mapcount of {:#x} went below zero", self.phys()));
+        }
+    }
+
+    /// Adds one pmd mapping of this large folio.
+    pub fn map_pmd(&self) {
+        self.folio().entire_mapcount.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Removes one pmd mapping of this large folio.
+    pub fn unmap_pmd(&self) {
+        let f = self.folio();
+        if f.entire_mapcount.fetch_sub(1, Ordering::AcqRel) <= 0 {
+            report_invariant(format_args!("entire mapcount of {:#x} went below zero", f.phys()));
+        }
+    }
+
+    /// The split page-table lock of this page-table page.
+    pub fn ptl(&self) -> ThreadLockGuard<'_, ()> {
+        debug_assert!(self.has(PageFlags::PAGETABLE), "ptl of a frame that is no page table");
+        self.ptl.lock()
+    }
+
+    /// Takes the page lock (PG_locked), waiting (yielding the CPU) while
+    /// another holder has it. Linux folio_lock().
+    pub fn lock(&self) -> PageLock {
+        let f = self.folio();
+        loop {
+            if let Some(l) = f.try_lock() {
+                return l;
+            }
+            crate::sched::yield_now();
+        }
+    }
+
+    /// Takes the page lock if it is free (Linux folio_trylock()).
+    pub fn try_lock(&self) -> Option<PageLock> {
+        let f = self.folio();
+        // Acquire: the critical section of the previous holder is visible.
+        let old = f.flags.fetch_or(PageFlags::LOCKED.bits(), Ordering::Acquire);
+        if old & PageFlags::LOCKED.bits() == 0 { Some(PageLock { folio: f }) } else { None }
+    }
+}
+
+impl fmt::Debug for Page {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "page {:#x} {:?} ref={} map={} entire={} pin={} dma_pins={} order={}",
+            self.phys(),
+            self.flags(),
+            self.refcount(),
+            self.mapcount(),
+            self.entire_mapcount(),
+            self.pincount(),
+            self.dma_pins(),
+            self.order()
+        )
+    }
+}
+
+/// The page lock of a folio, released when dropped.
+#[must_use = "the page lock is released when the guard is dropped"]
+pub struct PageLock {
+    folio: &'static Page,
+}
+
+impl PageLock {
+    /// The locked folio.
+    pub fn folio(&self) -> &'static Page {
+        self.folio
+    }
+}
+
+impl Drop for PageLock {
+    fn drop(&mut self) {
+        // Release: our critical section is visible to the next holder.
+        self.folio.flags.fetch_and(!PageFlags::LOCKED.bits(), Ordering::Release);
+    }
+}
+
+/// An owned reference on a folio (get_page/put_page as a value): dropping it
+/// puts the reference.
+pub struct PageRef {
+    page: &'static Page,
+}
+
+impl PageRef {
+    /// The referenced page (a subpage of the folio, or its head).
+    pub fn page(&self) -> &'static Page {
+        self.page
+    }
+
+    /// Physical address of the referenced page.
+    pub fn phys(&self) -> PhysAddr {
+        self.page.phys()
+    }
+
+    /// Takes a new reference on `page`'s live folio (the caller's context
+    /// keeps it live: a mapping seen under its page-table lock, another ref).
+    pub fn new_ref(page: &'static Page) -> PageRef {
+        page.get();
+        PageRef { page }
+    }
+
+    /// Gives the reference up to a page-table entry (it is held by the
+    /// mapping from now on, and comes back with [`PageRef::from_mapping`]).
+    pub fn into_mapping(self) -> &'static Page {
+        let p = self.page;
+        core::mem::forget(self);
+        p
+    }
+
+    /// Takes back the reference a mapping held.
+    ///
+    /// # Safety
+    /// The caller must own one reference on `page`'s folio that nothing else
+    /// will put (the one a just-removed mapping held).
+    pub unsafe fn from_mapping(page: &'static Page) -> PageRef {
+        PageRef { page }
+    }
+
+    /// The page's bytes through the direct map.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the reference keeps the frame allocated; concurrent writers
+        // (user threads, DMA) may change it, which for plain bytes read here
+        // only means the snapshot may be torn, as a racy read in Linux.
+        unsafe { core::slice::from_raw_parts(phys_to_virt(self.phys()).as_ptr::<u8>(), PAGE_SIZE as usize) }
+    }
+
+    /// A raw pointer to the page's bytes through the direct map (for copies
+    /// and volatile accesses that may race with other CPUs).
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        phys_to_virt(self.phys()).as_mut_ptr::<u8>()
+    }
+}
+
+impl Drop for PageRef {
+    fn drop(&mut self) {
+        self.page.put();
+    }
+}
+
+impl fmt::Debug for PageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PageRef({:?})", self.page)
+    }
+}
+
+/// A FOLL_PIN pin on a page's folio (pin_user_pages as a value): dropping it
+/// unpins (unpin_user_page).
+pub struct PinnedPage {
+    page: &'static Page,
+}
+
+impl PinnedPage {
+    /// Pins a live folio (the caller holds a reference or a mapping under the
+    /// page-table lock, so `refcount > 0`).
+    pub fn pin(page: &'static Page) -> PinnedPage {
+        let f = page.folio();
+        if f.has(PageFlags::HEAD) {
+            f.get();
+            f.pincount.fetch_add(1, Ordering::AcqRel);
+        } else {
+            f.get_many(PIN_BIAS);
+        }
+        f.dma_pins.fetch_add(1, Ordering::AcqRel);
+        PinnedPage { page }
+    }
+
+    /// Pins a folio that may be on its way to the allocator (lockless
+    /// walker): add-unless-zero of the pin's references (Linux
+    /// try_grab_folio() with FOLL_PIN). `None` if the folio was free.
+    pub fn try_pin(page: &'static Page) -> Option<PinnedPage> {
+        let f = page.folio();
+        let large = f.has(PageFlags::HEAD);
+        if !f.try_get_many(if large { 1 } else { PIN_BIAS }) {
+            return None;
+        }
+        if large {
+            f.pincount.fetch_add(1, Ordering::AcqRel);
+        }
+        f.dma_pins.fetch_add(1, Ordering::AcqRel);
+        Some(PinnedPage { page })
+    }
+
+    /// The pinned page.
+    pub fn page(&self) -> &'static Page {
+        self.page
+    }
+
+    /// Physical address of the pinned page.
+    pub fn phys(&self) -> PhysAddr {
+        self.page.phys()
+    }
+
+    /// Marks the page dirty (unpin_user_pages_dirty_lock's part for a pin
+    /// that was written through).
+    pub fn set_dirty(&self) {
+        self.page.folio().set(PageFlags::DIRTY);
+    }
+}
+
+impl Drop for PinnedPage {
+    fn drop(&mut self) {
+        let f = self.page.folio();
+        if f.dma_pins.fetch_sub(1, Ordering::AcqRel) <= 0 {
+            report_invariant(format_args!("unpin of {:#x} with no pin recorded", f.phys()));
+        }
+        if f.has(PageFlags::HEAD) {
+            f.pincount.fetch_sub(1, Ordering::AcqRel);
+            f.put();
+        } else {
+            f.put_many(PIN_BIAS);
+        }
+    }
+}
+
+impl fmt::Debug for PinnedPage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PinnedPage({:?})", self.page)
+    }
+}
+
+/// Allocates a folio of 2^order frames with refcount 1 (order 0: a small
+/// page; order 9: a 2 MiB transparent huge page), zeroed if asked.
+pub fn alloc_folio(order: usize, zeroed: bool) -> Option<PageRef> {
+    let frame = if zeroed { frame::alloc_zeroed(order)? } else { frame::alloc(order)? };
+    let head_pfn = frame.start_address().as_u64() / PAGE_SIZE;
+    let head = page(head_pfn);
+    for i in 1..(1u64 << order) {
+        let t = page(head_pfn + i);
+        t.head.store(head_pfn, Ordering::Relaxed);
+        t.mapcount.store(0, Ordering::Relaxed);
+        t.flags.store(PageFlags::TAIL.bits(), Ordering::Relaxed);
+    }
+    head.mapcount.store(0, Ordering::Relaxed);
+    head.entire_mapcount.store(0, Ordering::Relaxed);
+    head.pincount.store(0, Ordering::Relaxed);
+    head.dma_pins.store(0, Ordering::Relaxed);
+    head.private.store(0, Ordering::Relaxed);
+    head.order.store(order as u32, Ordering::Relaxed);
+    head.flags.store(if order > 0 { PageFlags::HEAD.bits() } else { 0 }, Ordering::Relaxed);
+    // Release: the metadata above is initialised before any CPU can see the
+    // folio referenced (try_get_many reads refcount with Acquire).
+    head.refcount.store(1, Ordering::Release);
+    LIVE_FOLIOS.fetch_add(1, Ordering::Relaxed);
+    Some(PageRef { page: head })
+}
+
+/// The last reference is gone: check, poison and free the folio.
+fn free_folio(f: &'static Page) {
+    let order = if f.has(PageFlags::HEAD) { f.order.load(Ordering::Relaxed) as usize } else { 0 };
+    let pins = f.dma_pins.load(Ordering::Acquire);
+    if pins != 0 {
+        report_uaf(format_args!("pinned folio {:#x} ({pins} pins) reached the free path", f.phys()));
+    }
+    if f.has(PageFlags::LOCKED) {
+        report_invariant(format_args!("folio {:#x} freed while locked", f.phys()));
+    }
+    for i in 0..(1u64 << order) {
+        let p = page(f.pfn() + i);
+        if p.mapcount.load(Ordering::Acquire) != 0 {
+            report_invariant(format_args!("frame {:#x} freed while mapped {} times", p.phys(), p.mapcount()));
+        }
+    }
+    if f.entire_mapcount.load(Ordering::Acquire) != 0 {
+        report_invariant(format_args!("folio {:#x} freed while pmd-mapped", f.phys()));
+    }
+    let bytes = (PAGE_SIZE << order) as usize;
+    // SAFETY: the last reference is gone, so nothing owns the frames; the direct
+    // map covers them. A stale user of the frame sees the poison, which is the
+    // point.
+    unsafe { core::ptr::write_bytes(phys_to_virt(f.phys()).as_mut_ptr::<u8>(), POISON_BYTE, bytes) };
+    for i in 0..(1u64 << order) {
+        page(f.pfn() + i).flags.store(0, Ordering::Relaxed);
+    }
+    LIVE_FOLIOS.fetch_sub(1, Ordering::Relaxed);
+    let frame = x86_64::structures::paging::PhysFrame::containing_address(f.phys());
+    // SAFETY: the folio was allocated by alloc_folio with this order and its
+    // last reference is gone.
+    unsafe { frame::free(frame, order) };
+}
+
+/// Marks a raw frame as a page table (and initialises its lock state).
+pub fn set_pagetable(pa: PhysAddr) {
+    let p = page_of(pa);
+    p.flags.store(PageFlags::PAGETABLE.bits(), Ordering::Release);
+}
+
+/// Clears the page-table mark of a frame about to be freed.
+pub fn clear_pagetable(pa: PhysAddr) {
+    page_of(pa).flags.store(0, Ordering::Release);
+}
