@@ -16,10 +16,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::PhysAddr;
 use x86_64::structures::paging::{PhysFrame, Size4KiB};
 
-use super::frame;
 use super::kernel_map;
 use super::paging::PageTable;
+use super::vma::VmaSet;
 use crate::smp::{AtomicCpuSet, CpuSet};
+use crate::sync::RwSemaphore;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -32,6 +33,14 @@ pub struct AddressSpace {
     cpus: AtomicCpuSet,
     /// Times a CPU loaded this root (statistics for tests and benchmarks).
     loads: AtomicU64,
+    /// The mmap lock (Linux mmap_lock) and the areas it protects.
+    pub vmas: RwSemaphore<VmaSet>,
+    /// Odd while fork write-protects this address space's ptes (Linux
+    /// mm->write_protect_seq): a lockless pinner that sees it change retries
+    /// on the slow path, which waits for fork on the mmap lock.
+    write_protect_seq: AtomicU64,
+    /// Pages mapped (a 2 MiB pmd counts 512).
+    rss: AtomicU64,
 }
 
 /// Why an address space could not be created.
@@ -44,7 +53,8 @@ pub enum AddressSpaceError {
 impl AddressSpace {
     /// A new address space: empty user half, shared kernel half.
     pub fn new() -> Result<AddressSpace, AddressSpaceError> {
-        let root = frame::alloc_zeroed(0).ok_or(AddressSpaceError::OutOfMemory)?;
+        let root = super::pgtable::alloc_table().map_err(|_| AddressSpaceError::OutOfMemory)?;
+        let root = PhysFrame::containing_address(root);
         // SAFETY: both frames are page tables: the kernel root, and a zeroed
         // frame we own that becomes a root.
         let (kernel, new) = unsafe { (PageTable::at(kernel_map::kernel_root()), PageTable::at(root.start_address())) };
@@ -53,7 +63,15 @@ impl AddressSpace {
             // write, which serialises.
             new.entry(i).store(kernel.entry(i).load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        Ok(AddressSpace { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), root, cpus: AtomicCpuSet::new(), loads: AtomicU64::new(0) })
+        Ok(AddressSpace {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            root,
+            cpus: AtomicCpuSet::new(),
+            loads: AtomicU64::new(0),
+            vmas: RwSemaphore::new("mmap lock", VmaSet::new()),
+            write_protect_seq: AtomicU64::new(0),
+            rss: AtomicU64::new(0),
+        })
     }
 
     /// The physical address of the top-level table (what CR3 holds).
@@ -71,6 +89,39 @@ impl AddressSpace {
     /// How many times a CPU has loaded this root.
     pub fn loads(&self) -> u64 {
         self.loads.load(Ordering::Relaxed)
+    }
+
+    /// Pages mapped in the user half.
+    pub fn rss(&self) -> u64 {
+        self.rss.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_rss(&self, pages: i64) {
+        // Relaxed: a statistic.
+        self.rss.fetch_add(pages as u64, Ordering::Relaxed);
+    }
+
+    /// Reads the fork sequence before a lockless pin (Linux
+    /// raw_read_seqcount()); `None` while a fork is write-protecting.
+    pub fn write_protect_seq_begin(&self) -> Option<u64> {
+        // Acquire: the page-table reads that follow are not hoisted above it.
+        let s = self.write_protect_seq.load(Ordering::Acquire);
+        (s & 1 == 0).then_some(s)
+    }
+
+    /// Whether a fork started since `seq` (Linux read_seqcount_retry()); the
+    /// caller issued a full fence after taking its pins.
+    pub fn write_protect_seq_changed(&self, seq: u64) -> bool {
+        self.write_protect_seq.load(Ordering::Acquire) != seq
+    }
+
+    /// Marks the start (odd) or end (even) of fork's write-protection.
+    pub(crate) fn write_protect_seq_bump(&self) {
+        // SeqCst: the begin must be globally visible before fork reads any
+        // pte to decide whether a page is pinned, and the pinner's fence
+        // orders its pin before its re-read of the sequence: Dekker, as
+        // Linux's raw_write_seqcount_begin + smp_mb pairs with gup_fast.
+        self.write_protect_seq.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Records that `cpu` loaded this root (called by the scheduler after the
@@ -91,8 +142,16 @@ impl Drop for AddressSpace {
         // The scheduler keeps a reference while a CPU has the root loaded, so
         // no CPU can be using it now.
         assert!(self.cpus.load(Ordering::Acquire).is_empty(), "address space {} dropped while loaded", self.id);
-        // SAFETY: the root was allocated in `new` with order 0, its user half is
-        // empty (no lower tables to free), and no CPU has it loaded.
-        unsafe { frame::free(self.root, 0) };
+        // No CPU has the root loaded and no task refers to it: nothing can
+        // walk these tables any more, lockless walkers included (they only
+        // walk the current task's address space).
+        super::pgtable::teardown(self.root.start_address());
+        // The kernel half is shared: clear it so the poisoning free does not
+        // look like it touched the kernel's tables.
+        let root = super::pgtable::table(self.root.start_address());
+        for i in 256..512 {
+            root.entry(i).store(super::paging::RawEntry::EMPTY, Ordering::Relaxed);
+        }
+        super::pgtable::free_table(self.root.start_address());
     }
 }

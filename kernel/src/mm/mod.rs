@@ -1,22 +1,34 @@
 //! Memory management.
 //!
-//! At this stage: the physical frame allocator ([`frame`], a buddy allocator over
-//! the boot memory map), the kernel's own page tables ([`paging`], [`kernel_map`]),
-//! kernel stacks with guard pages ([`stack`]) and the kernel heap ([`heap`]).
+//! * physical memory: the buddy allocator ([`frame`]) and per-frame metadata
+//!   ([`page`]: refcount, mapcount, pins, flags, page lock);
+//! * the kernel's own mappings: page tables ([`paging`], [`kernel_map`]),
+//!   kernel stacks with guard pages ([`stack`]), the heap ([`heap`]), MMIO;
+//! * user address spaces ([`addr_space`]): areas ([`vma`]), page tables
+//!   ([`pgtable`]), faults ([`fault`]), range operations ([`range`]), the
+//!   memory calls ([`mmap`]), fork's copy ([`fork`]) and the TLB flushes they
+//!   owe ([`flush`]).
 //!
 //! Physical memory is reached through the direct map: all of it mapped at
 //! [`phys_offset`] (chosen by the bootloader, kept when the kernel builds its own
 //! tables). The virtual layout is in [`layout`].
 
 pub mod addr_space;
+pub mod fault;
+pub mod flush;
+pub mod fork;
 pub mod frame;
 pub mod heap;
 pub mod kernel_map;
 pub mod layout;
+pub mod mmap;
 pub mod mmio;
 pub mod page;
 pub mod paging;
+pub mod pgtable;
+pub mod range;
 pub mod stack;
+pub mod vma;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::{PhysAddr, VirtAddr};

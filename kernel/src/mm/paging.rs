@@ -34,6 +34,10 @@ bitflags! {
         const HUGE = 1 << 7;
         /// Survives CR3 writes (kernel mappings only).
         const GLOBAL = 1 << 8;
+        /// Software bit (ignored by the CPU): a user page made inaccessible by
+        /// mprotect(PROT_NONE); PRESENT is clear but the entry still maps
+        /// (and holds a reference on) its page (Linux _PAGE_PROTNONE).
+        const PROTNONE = 1 << 9;
         /// Instruction fetches fault (EFER.NXE must be set).
         const NO_EXECUTE = 1 << 63;
     }
@@ -135,6 +139,25 @@ impl Entry {
     /// Writes the entry.
     pub fn store(&self, value: RawEntry, order: Ordering) {
         self.0.store(value.0, order)
+    }
+
+    /// Replaces the entry, returning the old value (Linux ptep_get_and_clear()
+    /// when `value` is empty: the exchange is what makes a concurrent hardware
+    /// dirty-bit update or a lockless walker's re-check see one value or the
+    /// other, never a mix).
+    pub fn swap(&self, value: RawEntry, order: Ordering) -> RawEntry {
+        RawEntry(self.0.swap(value.0, order))
+    }
+
+    /// Replaces the entry if it still holds `current`.
+    pub fn compare_exchange(&self, current: RawEntry, new: RawEntry, order: Ordering) -> Result<RawEntry, RawEntry> {
+        self.0.compare_exchange(current.0, new.0, order, Ordering::Relaxed).map(RawEntry).map_err(RawEntry)
+    }
+
+    /// Clears flag bits atomically (e.g. WRITABLE for a write-protect),
+    /// returning the old value.
+    pub fn fetch_clear(&self, flags: PteFlags, order: Ordering) -> RawEntry {
+        RawEntry(self.0.fetch_and(!flags.bits(), order))
     }
 }
 

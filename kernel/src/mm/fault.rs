@@ -1,0 +1,338 @@
+//! Page faults on user addresses (Linux handle_mm_fault() and the anonymous
+//! paths below it): demand-zero pages at 4 KiB and 2 MiB, copy-on-write,
+//! reuse of exclusive pages, and unsharing for read-only pins.
+//!
+//! Every path allocates first, then takes the page-table lock and re-checks
+//! that the entry is still what it saw; a loser of a race frees what it
+//! allocated and returns (the access is retried by the hardware or by GUP).
+//! A write fault on a shared anonymous page copies it: the old page keeps
+//! its mapping's reference until the pte has been cleared and flushed
+//! (Linux wp_page_copy(): ptep_clear_flush before the put), so nobody can
+//! still write the old page through a stale TLB entry once it is released.
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU8, Ordering};
+use x86_64::VirtAddr;
+
+use super::addr_space::AddressSpace;
+use super::flush::Batch;
+use super::page::{self, PageFlags, PageRef};
+use super::paging::{PteFlags, RawEntry};
+use super::pgtable::{self, Pmd, PteTable};
+use super::vma::{Prot, VmFlags, Vma, VmaSet};
+use super::PAGE_SIZE;
+
+/// What the faulting access wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessKind {
+    /// A read.
+    Read,
+    /// A write.
+    Write,
+    /// An instruction fetch.
+    Exec,
+    /// Not an access: make the page exclusive without making it writable
+    /// (Linux FAULT_FLAG_UNSHARE, for read-only pins of shared pages).
+    Unshare,
+}
+
+/// A faulting access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// What it wanted.
+    pub kind: AccessKind,
+    /// Whether it came from user mode.
+    pub user: bool,
+}
+
+/// Why a fault could not be resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultError {
+    /// No area covers the address (or no address space).
+    NotMapped,
+    /// The area does not allow the access.
+    Protection,
+    /// No memory for a page or a table.
+    OutOfMemory,
+}
+
+impl FaultError {
+    /// A word for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultError::NotMapped => "not mapped",
+            FaultError::Protection => "protection",
+            FaultError::OutOfMemory => "out of memory",
+        }
+    }
+}
+
+impl From<pgtable::NoMemory> for FaultError {
+    fn from(_: pgtable::NoMemory) -> Self {
+        FaultError::OutOfMemory
+    }
+}
+
+/// Transparent huge pages policy (Linux /sys/kernel/mm/transparent_hugepage/enabled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThpMode {
+    /// Huge pages wherever a 2 MiB block fits (not in NOHUGEPAGE areas).
+    Always,
+    /// Only in areas marked HUGEPAGE (the default).
+    Madvise,
+    /// Never.
+    Never,
+}
+
+static THP: AtomicU8 = AtomicU8::new(1);
+
+/// Sets the THP policy (boot option `thp=`).
+pub fn set_thp_mode(m: ThpMode) {
+    THP.store(m as u8, Ordering::Relaxed);
+}
+
+/// The THP policy.
+pub fn thp_mode() -> ThpMode {
+    match THP.load(Ordering::Relaxed) {
+        0 => ThpMode::Always,
+        1 => ThpMode::Madvise,
+        _ => ThpMode::Never,
+    }
+}
+
+fn thp_allowed(vma: &Vma, addr: u64) -> bool {
+    let wanted = match thp_mode() {
+        ThpMode::Always => !vma.flags.contains(VmFlags::NOHUGEPAGE),
+        ThpMode::Madvise => vma.flags.contains(VmFlags::HUGEPAGE) && !vma.flags.contains(VmFlags::NOHUGEPAGE),
+        ThpMode::Never => false,
+    };
+    wanted && vma.huge_fits(addr)
+}
+
+/// The current task's address space.
+pub fn current_mm() -> Option<Arc<AddressSpace>> {
+    crate::sched::current_task().mm.clone()
+}
+
+/// Resolves a fault at `addr` in the current address space, taking the
+/// mmap lock for reading. Must run with interrupts enabled (it may sleep on
+/// the mmap lock).
+pub fn handle(addr: VirtAddr, access: Access) -> Result<(), FaultError> {
+    let mm = current_mm().ok_or(FaultError::NotMapped)?;
+    let vmas = mm.vmas.read();
+    handle_locked(&mm, &vmas, addr.as_u64(), access)
+}
+
+/// Whether `vma` allows `kind`.
+pub fn vma_allows(vma: &Vma, kind: AccessKind) -> bool {
+    match kind {
+        AccessKind::Read | AccessKind::Unshare => vma.prot.contains(Prot::READ),
+        AccessKind::Write => vma.prot.contains(Prot::WRITE),
+        AccessKind::Exec => vma.prot.contains(Prot::EXEC),
+    }
+}
+
+/// Resolves a fault with the mmap lock held (for GUP's slow path too).
+pub fn handle_locked(mm: &AddressSpace, vmas: &VmaSet, addr: u64, access: Access) -> Result<(), FaultError> {
+    let vma = *vmas.find(addr).ok_or(FaultError::NotMapped)?;
+    if !vma_allows(&vma, access.kind) {
+        return Err(FaultError::Protection);
+    }
+    let pmd = pgtable::pmd(mm, addr, true)?.ok_or(FaultError::OutOfMemory)?;
+    // A handful of rounds covers every race (a concurrent fault installing
+    // the same table or leaf, a split); more means something is wrong.
+    for _ in 0..8 {
+        let v = pmd.get();
+        if !v.is_present() && !v.flags().contains(PteFlags::PROTNONE) {
+            if thp_allowed(&vma, addr) && huge_anonymous(mm, &vma, pmd)? {
+                return Ok(());
+            }
+        } else if v.is_huge() {
+            match huge_fault(mm, &vma, pmd, addr, access)? {
+                Huge::Done => return Ok(()),
+                Huge::Split => continue,
+            }
+        }
+        let Some(pt) = pgtable::pte_table(pmd, true)? else { continue };
+        return pte_fault(mm, &vma, pt, addr, access);
+    }
+    panic!("fault at {addr:#x}: the pmd kept changing");
+}
+
+/// Maps a fresh zeroed 2 MiB folio (Linux do_huge_pmd_anonymous_page()).
+/// `false` when no huge folio could be had (fall back to 4 KiB pages).
+fn huge_anonymous(mm: &AddressSpace, vma: &Vma, pmd: Pmd) -> Result<bool, FaultError> {
+    let Some(folio) = page::alloc_folio(super::frame::HUGE_ORDER, true) else { return Ok(false) };
+    let _ptl = pmd.lock();
+    if pmd.get() != RawEntry::EMPTY {
+        return Ok(true); // raced: someone mapped it; the access retries
+    }
+    let head = folio.page();
+    head.set(PageFlags::ANON);
+    for i in 0..512 {
+        page::page(head.pfn() + i).set(PageFlags::ANON_EXCLUSIVE);
+    }
+    head.map_pmd();
+    let e = pgtable::leaf(head.phys(), vma.prot.contains(Prot::WRITE), vma.prot.contains(Prot::EXEC), true);
+    // Release: the zeroed folio and its metadata before the mapping.
+    pmd.entry.store(e, Ordering::Release);
+    let _ = folio.into_mapping();
+    mm.add_rss(512);
+    Ok(true)
+}
+
+enum Huge {
+    Done,
+    Split,
+}
+
+/// A fault on a huge pmd: reuse it for a write when exclusive, else split it
+/// and let the pte path copy one 4 KiB page (Linux do_huge_pmd_wp_page()).
+fn huge_fault(mm: &AddressSpace, vma: &Vma, pmd: Pmd, addr: u64, access: Access) -> Result<Huge, FaultError> {
+    let v = pmd.get();
+    let needs = match access.kind {
+        AccessKind::Write => !v.flags().contains(PteFlags::WRITABLE),
+        AccessKind::Unshare => !page::page_of(v.addr()).has(PageFlags::ANON_EXCLUSIVE),
+        _ => false,
+    };
+    if !needs {
+        return Ok(Huge::Done); // spurious (a stale TLB entry); the retry succeeds
+    }
+    if access.kind == AccessKind::Write && vma.prot.contains(Prot::WRITE) {
+        let _ptl = pmd.lock();
+        let v = pmd.get();
+        if !v.is_huge() {
+            return Ok(Huge::Split);
+        }
+        let head = page::page_of(v.addr());
+        if head.has(PageFlags::ANON_EXCLUSIVE) {
+            let w = RawEntry(v.0 | (PteFlags::WRITABLE | PteFlags::DIRTY).bits());
+            // Raising permissions needs no flush: a stale read-only entry only
+            // causes a spurious fault.
+            let _ = pmd.entry.compare_exchange(v, w, Ordering::AcqRel);
+            return Ok(Huge::Done);
+        }
+    }
+    let mut batch = Batch::new(mm);
+    pgtable::split_huge_pmd(pmd, addr, &mut batch)?;
+    batch.finish();
+    Ok(Huge::Split)
+}
+
+/// A fault at pte level (Linux handle_pte_fault()).
+fn pte_fault(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, access: Access) -> Result<(), FaultError> {
+    let pte = pt.entry(addr);
+    let v = pte.load(Ordering::Acquire);
+    if v == RawEntry::EMPTY {
+        return anonymous(mm, vma, pt, addr);
+    }
+    if !v.is_present() {
+        // PROT_NONE entry in an area that now allows the access cannot
+        // happen (mprotect rewrites the entries); treat it as a protection fault.
+        return Err(FaultError::Protection);
+    }
+    match access.kind {
+        AccessKind::Write if !v.flags().contains(PteFlags::WRITABLE) => wp_page(mm, vma, pt, addr, false),
+        AccessKind::Unshare if !page::page_of(v.addr()).has(PageFlags::ANON_EXCLUSIVE) => {
+            wp_page(mm, vma, pt, addr, true)
+        }
+        _ => Ok(()), // spurious
+    }
+}
+
+/// Maps a fresh zeroed 4 KiB page (Linux do_anonymous_page()).
+fn anonymous(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64) -> Result<(), FaultError> {
+    let folio = page::alloc_folio(0, true).ok_or(FaultError::OutOfMemory)?;
+    let _ptl = pt.lock();
+    let pte = pt.entry(addr);
+    if pte.load(Ordering::Acquire) != RawEntry::EMPTY {
+        return Ok(()); // raced; `folio` is freed
+    }
+    let p = folio.page();
+    p.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
+    p.map_pte();
+    let e = pgtable::leaf(p.phys(), vma.prot.contains(Prot::WRITE), vma.prot.contains(Prot::EXEC), false);
+    // Release: the zeroed contents and metadata before the mapping.
+    pte.store(e, Ordering::Release);
+    let _ = folio.into_mapping();
+    mm.add_rss(1);
+    Ok(())
+}
+
+/// A write (or unshare) fault on a read-only present pte (Linux do_wp_page()).
+/// Reuses the page when it is exclusive to us, copies it otherwise.
+fn wp_page(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, unshare: bool) -> Result<(), FaultError> {
+    let writable = !unshare && vma.prot.contains(Prot::WRITE);
+    let ptl = pt.lock();
+    let pte = pt.entry(addr);
+    let v = pte.load(Ordering::Acquire);
+    if !v.is_present() || (!unshare && v.flags().contains(PteFlags::WRITABLE)) {
+        return Ok(()); // changed under us; retry
+    }
+    let old = page::page_of(v.addr());
+    if can_reuse(old) {
+        if writable {
+            let w = RawEntry(v.0 | (PteFlags::WRITABLE | PteFlags::DIRTY).bits());
+            let _ = pte.compare_exchange(v, w, Ordering::AcqRel);
+        }
+        return Ok(());
+    }
+    // Copy (Linux wp_page_copy()). Frames come from a spinlock-protected
+    // allocator, so allocating under the page-table lock cannot sleep.
+    let new = page::alloc_folio(0, false).ok_or(FaultError::OutOfMemory)?;
+    // SAFETY: both frames are live (old: its mapping's reference, which we
+    // hold the lock of; new: ours) and 4 KiB; the direct map covers them. The
+    // old page is read-only in every mapping, so its contents are stable
+    // (a DMA pin writing it is the fork-vs-pin case Linux handles at fork).
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            super::phys_to_virt(old.phys()).as_ptr::<u8>(),
+            new.as_mut_ptr(),
+            PAGE_SIZE as usize,
+        )
+    };
+    let p = new.page();
+    p.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
+    p.map_pte();
+    let e = pgtable::leaf(p.phys(), writable, vma.prot.contains(Prot::EXEC), false);
+    // Clear, flush, then install and release (ptep_clear_flush + set_pte_at).
+    let mut batch = Batch::new(mm);
+    let cleared = pte.swap(RawEntry::EMPTY, Ordering::AcqRel);
+    batch.page(addr);
+    old.unmap_pte();
+    // SAFETY: the cleared entry held this reference (it mapped `old`).
+    batch.release(unsafe { PageRef::from_mapping(old) });
+    debug_assert_eq!(cleared.addr(), v.addr());
+    // The new entry is installed before the flush completes on other CPUs:
+    // they either still use the old read-only entry (and fault) or see the
+    // new one; none can write the old page.
+    pte.store(e, Ordering::Release);
+    let _ = new.into_mapping();
+    drop(ptl);
+    batch.finish();
+    Ok(())
+}
+
+/// Whether a write may reuse `p` in place (Linux wp_can_reuse_anon_folio()):
+/// it is exclusive, or a small anonymous non-KSM page whose only reference is
+/// our mapping (then it becomes exclusive again).
+fn can_reuse(p: &page::Page) -> bool {
+    if p.has(PageFlags::KSM) || !p.has(PageFlags::ANON) {
+        return false;
+    }
+    if p.has(PageFlags::ANON_EXCLUSIVE) {
+        return true;
+    }
+    if p.is_large() {
+        return false;
+    }
+    // Under the page-table lock our mapping cannot go away; a concurrent
+    // lockless reference only makes the count larger, so a count of 1 with
+    // one mapping proves nobody else can see the page.
+    let Some(_lock) = p.try_lock() else { return false };
+    if p.refcount() == 1 && p.mapcount() == 1 {
+        p.set(PageFlags::ANON_EXCLUSIVE);
+        return true;
+    }
+    false
+}

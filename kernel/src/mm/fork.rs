@@ -1,0 +1,163 @@
+//! fork's copy of an address space (Linux dup_mmap() / copy_page_range()):
+//! the child gets the same areas and shares every anonymous page
+//! copy-on-write.
+//!
+//! The protocol against pins (Linux since 5.x, "fork vs. GUP"): while the
+//! parent's ptes are write-protected, `write_protect_seq` is odd, so a
+//! lockless pinner that overlaps retries on the slow path (which waits for
+//! fork on the mmap lock). A page that may be pinned and is exclusive to the
+//! parent is not shared: the child gets a copy at once (Linux
+//! copy_present_page()), so the pin keeps seeing the parent's writes and the
+//! child's data is its own. Shared pages lose ANON_EXCLUSIVE: the next write
+//! on either side copies (or reuses when it is the last mapping).
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use super::addr_space::{AddressSpace, AddressSpaceError};
+use super::flush::Batch;
+use super::page::{self, PageFlags, PageRef};
+use super::paging::{PteFlags, RawEntry};
+use super::pgtable::{self, NoMemory};
+use super::vma::Vma;
+use super::{HUGE_PAGE_SIZE, PAGE_SIZE};
+
+impl From<AddressSpaceError> for NoMemory {
+    fn from(_: AddressSpaceError) -> Self {
+        NoMemory
+    }
+}
+
+/// Copies `parent` for a child process. Takes the parent's mmap lock for
+/// writing.
+pub fn fork_mm(parent: &AddressSpace) -> Result<Arc<AddressSpace>, NoMemory> {
+    let child = Arc::new(AddressSpace::new()?);
+    let pv = parent.vmas.write();
+    let mut cv = child.vmas.write();
+    let mut batch = Batch::new(parent);
+    parent.write_protect_seq_bump();
+    let mut result = Ok(());
+    for vma in pv.iter() {
+        cv.insert(*vma);
+        result = copy_vma(parent, &child, vma, &mut batch);
+        if result.is_err() {
+            break;
+        }
+    }
+    parent.write_protect_seq_bump();
+    // The parent's write-protected entries are flushed before its mmap lock
+    // is released (Linux flushes the parent's TLB at the end of dup_mmap()).
+    batch.finish();
+    drop(cv);
+    drop(pv);
+    result.map(|_| child)
+}
+
+fn copy_vma(parent: &AddressSpace, child: &AddressSpace, vma: &Vma, batch: &mut Batch<'_>) -> Result<(), NoMemory> {
+    let mut addr = vma.start;
+    while addr < vma.end {
+        let block = addr & !(HUGE_PAGE_SIZE - 1);
+        let next = (block + HUGE_PAGE_SIZE).min(vma.end);
+        if let Some(pmd) = pgtable::pmd(parent, addr, false)? {
+            if pmd.get().is_huge() && !copy_huge(parent, child, pmd, block, batch)? {
+                pgtable::split_huge_pmd(pmd, addr, batch)?;
+            }
+            if let Some(src) = pgtable::pte_table(pmd, false)? {
+                let cpmd = pgtable::pmd(child, addr, true)?.ok_or(NoMemory)?;
+                let dst = pgtable::pte_table(cpmd, true)?.ok_or(NoMemory)?;
+                let _ptl = src.lock();
+                let mut va = addr;
+                while va < next {
+                    copy_pte(src.entry(va), dst.entry(va), va, child, batch)?;
+                    va += PAGE_SIZE;
+                }
+            }
+        }
+        addr = next;
+    }
+    Ok(())
+}
+
+/// Shares a huge pmd with the child. `false` if it must be split instead (a
+/// possibly pinned exclusive folio: its pages are copied one by one).
+fn copy_huge(
+    parent: &AddressSpace,
+    child: &AddressSpace,
+    pmd: pgtable::Pmd,
+    base: u64,
+    batch: &mut Batch<'_>,
+) -> Result<bool, NoMemory> {
+    let cpmd = pgtable::pmd(child, base, true)?.ok_or(NoMemory)?;
+    let _ptl = pmd.lock();
+    let v = pmd.get();
+    if !v.is_huge() || !v.is_present() {
+        return Ok(false);
+    }
+    let head = page::page_of(v.addr());
+    if head.has(PageFlags::ANON_EXCLUSIVE) && head.maybe_dma_pinned() {
+        return Ok(false);
+    }
+    for i in 0..512 {
+        page::page(head.pfn() + i).clear(PageFlags::ANON_EXCLUSIVE);
+    }
+    head.get();
+    head.map_pmd();
+    if v.flags().contains(PteFlags::WRITABLE) {
+        pmd.entry.fetch_clear(PteFlags::WRITABLE, Ordering::AcqRel);
+        batch.huge(base);
+    }
+    let ro = RawEntry(v.0 & !PteFlags::WRITABLE.bits());
+    // Release: the child's table is not loaded anywhere yet; ordering only
+    // matters against the CR3 write that will load it.
+    cpmd.entry.store(ro, Ordering::Release);
+    child.add_rss(512);
+    let _ = parent;
+    Ok(true)
+}
+
+/// Copies one pte (the parent's table lock held).
+fn copy_pte(
+    src: &super::paging::Entry,
+    dst: &super::paging::Entry,
+    va: u64,
+    child: &AddressSpace,
+    batch: &mut Batch<'_>,
+) -> Result<(), NoMemory> {
+    let v = src.load(Ordering::Acquire);
+    if !pgtable::maps_page(v) {
+        return Ok(());
+    }
+    let p = page::page_of(v.addr());
+    if v.is_present() && p.has(PageFlags::ANON_EXCLUSIVE) && p.maybe_dma_pinned() {
+        // Linux copy_present_page(): the child gets its own copy now.
+        let new = page::alloc_folio(0, false).ok_or(NoMemory)?;
+        // SAFETY: both frames are live and 4 KiB; the direct map covers them.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                super::phys_to_virt(p.phys()).as_ptr::<u8>(),
+                new.as_mut_ptr(),
+                PAGE_SIZE as usize,
+            )
+        };
+        let np = new.page();
+        np.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
+        np.map_pte();
+        dst.store(RawEntry::new(np.phys(), v.flags()), Ordering::Release);
+        let _ = new.into_mapping();
+        child.add_rss(1);
+        return Ok(());
+    }
+    p.clear(PageFlags::ANON_EXCLUSIVE);
+    let r = PageRef::new_ref(p);
+    p.map_pte();
+    if v.flags().contains(PteFlags::WRITABLE) {
+        // Linux ptep_set_wrprotect(): an atomic clear, so a concurrent
+        // hardware dirty-bit update is not lost.
+        src.fetch_clear(PteFlags::WRITABLE, Ordering::AcqRel);
+        batch.page(va);
+    }
+    dst.store(RawEntry(v.0 & !PteFlags::WRITABLE.bits()), Ordering::Release);
+    let _ = r.into_mapping();
+    child.add_rss(1);
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The memory system calls' kernel side: mmap, munmap, mprotect and madvise
+//! on private anonymous memory (Linux do_mmap(), do_munmap(),
+//! do_mprotect_pkey(), do_madvise()). Every argument is validated here and
+//! refused with an [`MmError`] the syscall layer turns into an errno.
+
+use super::addr_space::AddressSpace;
+use super::flush::Batch;
+use super::range;
+use super::vma::{MMAP_MIN, Prot, USER_TOP, VmFlags, Vma};
+use super::{HUGE_PAGE_SIZE, PAGE_SIZE};
+
+/// Why a memory call was refused (errno names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmError {
+    /// Bad argument (EINVAL).
+    Invalid,
+    /// No memory, or a range not (fully) mapped where it must be (ENOMEM).
+    NoMemory,
+    /// MAP_FIXED_NOREPLACE over an existing mapping (EEXIST).
+    Exists,
+}
+
+impl From<super::pgtable::NoMemory> for MmError {
+    fn from(_: super::pgtable::NoMemory) -> Self {
+        MmError::NoMemory
+    }
+}
+
+/// mmap flags (Linux values).
+pub mod map {
+    /// Private mapping (required).
+    pub const PRIVATE: u32 = 0x02;
+    /// Exactly at the address, replacing what is there.
+    pub const FIXED: u32 = 0x10;
+    /// Anonymous memory (required).
+    pub const ANONYMOUS: u32 = 0x20;
+    /// Fault every page in now.
+    pub const POPULATE: u32 = 0x8000;
+    /// Exactly at the address, failing with EEXIST if something is there.
+    pub const FIXED_NOREPLACE: u32 = 0x10_0000;
+    /// Every flag accepted.
+    pub const ALL: u32 = PRIVATE | FIXED | ANONYMOUS | POPULATE | FIXED_NOREPLACE;
+}
+
+/// madvise advice (Linux values).
+pub mod advice {
+    /// Drop the pages; the next access faults in zeroes.
+    pub const DONTNEED: u32 = 4;
+    /// KSM may merge (refused until KSM exists).
+    pub const MERGEABLE: u32 = 12;
+    /// Undo MERGEABLE (refused until KSM exists).
+    pub const UNMERGEABLE: u32 = 13;
+    /// Use transparent huge pages.
+    pub const HUGEPAGE: u32 = 14;
+    /// Do not use transparent huge pages.
+    pub const NOHUGEPAGE: u32 = 15;
+    /// Collapse into huge pages now (refused until khugepaged exists).
+    pub const COLLAPSE: u32 = 25;
+}
+
+/// Checks a range: page-aligned start, non-zero length rounded up to pages
+/// without overflow, inside the user half. Returns the end.
+fn user_range(addr: u64, len: u64) -> Result<u64, MmError> {
+    if !addr.is_multiple_of(PAGE_SIZE) || len == 0 {
+        return Err(MmError::Invalid);
+    }
+    let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(MmError::Invalid)?;
+    let end = addr.checked_add(len).ok_or(MmError::Invalid)?;
+    if addr < MMAP_MIN || end > USER_TOP {
+        return Err(MmError::Invalid);
+    }
+    Ok(end)
+}
+
+fn prot_from(bits: u32) -> Result<Prot, MmError> {
+    Prot::from_bits(bits).ok_or(MmError::Invalid)
+}
+
+/// Maps private anonymous memory (Linux do_mmap()). `addr` is a hint unless
+/// FIXED or FIXED_NOREPLACE is given. Ranges of 2 MiB or more get a 2 MiB
+/// aligned address so that huge pages can back them.
+pub fn mmap(mm: &AddressSpace, addr: u64, len: u64, prot: u32, flags: u32) -> Result<u64, MmError> {
+    let prot = prot_from(prot)?;
+    if flags & !map::ALL != 0 || flags & (map::PRIVATE | map::ANONYMOUS) != map::PRIVATE | map::ANONYMOUS {
+        return Err(MmError::Invalid);
+    }
+    let fixed = flags & (map::FIXED | map::FIXED_NOREPLACE) != 0;
+    if len == 0 {
+        return Err(MmError::Invalid);
+    }
+    let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(MmError::NoMemory)?;
+    let mut vmas = mm.vmas.write();
+    let start = if fixed {
+        let end = user_range(addr, len)?;
+        if vmas.intersects(addr, end) {
+            if flags & map::FIXED_NOREPLACE != 0 {
+                return Err(MmError::Exists);
+            }
+            let mut batch = Batch::new(mm);
+            range::zap(mm, addr, end, &mut batch)?;
+            batch.finish();
+            vmas.remove_range(addr, end);
+        }
+        addr
+    } else {
+        let align = if len >= HUGE_PAGE_SIZE { HUGE_PAGE_SIZE } else { PAGE_SIZE };
+        let hint_ok = addr != 0
+            && addr.is_multiple_of(PAGE_SIZE)
+            && user_range(addr, len).is_ok()
+            && !vmas.intersects(addr, addr + len);
+        if hint_ok { addr } else { vmas.find_free(len, align).ok_or(MmError::NoMemory)? }
+    };
+    vmas.insert(Vma { start, end: start + len, prot, flags: VmFlags::empty() });
+    if flags & map::POPULATE != 0 && !prot.is_empty() {
+        let kind = if prot.contains(Prot::WRITE) {
+            super::fault::AccessKind::Write
+        } else {
+            super::fault::AccessKind::Read
+        };
+        let mut va = start;
+        while va < start + len {
+            super::fault::handle_locked(mm, &vmas, va, super::fault::Access { kind, user: false })
+                .map_err(|_| MmError::NoMemory)?;
+            va += PAGE_SIZE;
+        }
+    }
+    Ok(start)
+}
+
+/// Unmaps `[addr, addr+len)` (Linux do_munmap()). Unmapping a range with no
+/// mapping is not an error.
+pub fn munmap(mm: &AddressSpace, addr: u64, len: u64) -> Result<(), MmError> {
+    let end = user_range(addr, len)?;
+    let mut vmas = mm.vmas.write();
+    if !vmas.intersects(addr, end) {
+        return Ok(());
+    }
+    let mut batch = Batch::new(mm);
+    range::zap(mm, addr, end, &mut batch)?;
+    batch.finish();
+    vmas.remove_range(addr, end);
+    Ok(())
+}
+
+/// Changes the protection of `[addr, addr+len)` (Linux do_mprotect_pkey()):
+/// the range must be fully mapped (ENOMEM otherwise, as Linux).
+pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(), MmError> {
+    let prot = prot_from(prot)?;
+    let end = user_range(addr, len)?;
+    let mut vmas = mm.vmas.write();
+    if !vmas.covers(addr, end) {
+        return Err(MmError::NoMemory);
+    }
+    vmas.modify_range(addr, end, |v| v.prot = prot);
+    let mut batch = Batch::new(mm);
+    let r = range::protect(mm, addr, end, prot, &mut batch);
+    batch.finish();
+    r.map_err(MmError::from)
+}
+
+/// Gives advice on `[addr, addr+len)` (Linux do_madvise()). The range must be
+/// fully mapped (ENOMEM otherwise). Advice that belongs to a subsystem not
+/// built yet is refused with EINVAL, like unknown advice.
+pub fn madvise(mm: &AddressSpace, addr: u64, len: u64, advice: u32) -> Result<(), MmError> {
+    let end = user_range(addr, len)?;
+    match advice {
+        advice::DONTNEED | advice::HUGEPAGE | advice::NOHUGEPAGE => {}
+        _ => return Err(MmError::Invalid),
+    }
+    let mut vmas = mm.vmas.write();
+    if !vmas.covers(addr, end) {
+        return Err(MmError::NoMemory);
+    }
+    match advice {
+        advice::DONTNEED => {
+            let mut batch = Batch::new(mm);
+            let r = range::zap(mm, addr, end, &mut batch);
+            batch.finish();
+            r?;
+        }
+        advice::HUGEPAGE => vmas.modify_range(addr, end, |v| {
+            v.flags.insert(VmFlags::HUGEPAGE);
+            v.flags.remove(VmFlags::NOHUGEPAGE);
+        }),
+        _ => vmas.modify_range(addr, end, |v| {
+            v.flags.insert(VmFlags::NOHUGEPAGE);
+            v.flags.remove(VmFlags::HUGEPAGE);
+        }),
+    }
+    Ok(())
+}

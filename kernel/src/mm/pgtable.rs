@@ -1,0 +1,255 @@
+//! User page tables: walking, allocating and freeing the tables below an
+//! address space's root, building user entries, and splitting a huge pmd.
+//!
+//! Locking (Linux's split page-table locks): an entry of a pte table is
+//! changed only under that table's lock, a pmd only under the lock of the
+//! pmd table that holds it ([`super::page::Page::ptl`]). Upper levels are only
+//! ever filled in (compare-exchange from empty), never cleared while the
+//! address space lives, so a walker holding the mmap lock may follow them
+//! without locks. Lockless walkers (GUP-fast, the hardware) read each entry
+//! once with an atomic load.
+//!
+//! Invariant: a present leaf entry (or a PROTNONE one) holds one reference
+//! on its folio and counts one in the page's mapcount (pte) or the folio's
+//! entire mapcount (pmd).
+
+use core::sync::atomic::Ordering;
+use x86_64::PhysAddr;
+
+use super::addr_space::AddressSpace;
+use super::flush::Batch;
+use super::page::{self, Page};
+use super::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
+use super::{HUGE_PAGE_SIZE, PAGE_SIZE, frame, phys_to_virt};
+use crate::sync::ThreadLockGuard;
+
+/// Flags of a user table entry above the leaves: permissions are decided at
+/// the leaf.
+pub const TABLE_FLAGS: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::USER);
+
+/// The value freed page tables are filled with: PRESENT clear (the hardware
+/// never follows it), distinctive, so a lockless walker that reads it knows it
+/// walked into a freed table.
+pub const POISON_ENTRY: u64 = 0x6b6b_6b6b_6b6b_6b6a;
+
+/// User page-table frames currently allocated (roots included).
+static LIVE_TABLES: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// User page-table frames currently allocated (roots included), for leak checks.
+pub fn live_tables() -> usize {
+    LIVE_TABLES.load(Ordering::Relaxed)
+}
+
+/// Out of memory for a page table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoMemory;
+
+/// The table in frame `pa`.
+pub fn table(pa: PhysAddr) -> &'static PageTable {
+    debug_assert!(page::page_of(pa).has(page::PageFlags::PAGETABLE) || pa == super::kernel_map::kernel_root());
+    // SAFETY: user tables are frames marked PAGETABLE that stay allocated while
+    // any walker that may reach them runs (see the module docs and `free_table`).
+    unsafe { PageTable::at(pa) }
+}
+
+/// A zeroed frame marked as a page table.
+pub fn alloc_table() -> Result<PhysAddr, NoMemory> {
+    let f = frame::alloc_zeroed(0).ok_or(NoMemory)?;
+    page::set_pagetable(f.start_address());
+    LIVE_TABLES.fetch_add(1, Ordering::Relaxed);
+    Ok(f.start_address())
+}
+
+/// Poisons and frees a page-table frame nothing can reach any more.
+pub fn free_table(pa: PhysAddr) {
+    let t = phys_to_virt(pa).as_mut_ptr::<u64>();
+    for i in 0..512 {
+        // SAFETY: the frame is a detached table (caller), ours to overwrite.
+        unsafe { t.add(i).write_volatile(POISON_ENTRY) };
+    }
+    page::clear_pagetable(pa);
+    LIVE_TABLES.fetch_sub(1, Ordering::Relaxed);
+    // SAFETY: allocated by `alloc_table` with order 0; detached and unreachable.
+    unsafe { frame::free(x86_64::structures::paging::PhysFrame::containing_address(pa), 0) };
+}
+
+/// The next table below `entry`, allocating it if `alloc`. `None` when the
+/// entry is empty (and not allocating) or a huge leaf.
+fn next_table(entry: &Entry, alloc: bool) -> Result<Option<PhysAddr>, NoMemory> {
+    // Acquire: pairs with the Release of the compare-exchange that installed
+    // the table, so its zeroed contents are visible.
+    let cur = entry.load(Ordering::Acquire);
+    if cur.is_present() {
+        return Ok(if cur.is_huge() { None } else { Some(cur.addr()) });
+    }
+    if !alloc {
+        return Ok(None);
+    }
+    let new = alloc_table()?;
+    match entry.compare_exchange(RawEntry::EMPTY, RawEntry::new(new, TABLE_FLAGS), Ordering::AcqRel) {
+        Ok(_) => Ok(Some(new)),
+        Err(other) => {
+            // Another CPU installed one first (or a huge leaf): use theirs.
+            free_table(new);
+            Ok(if other.is_present() && !other.is_huge() { Some(other.addr()) } else { None })
+        }
+    }
+}
+
+/// The pmd entry of `va` and the pmd table's page (for its lock).
+#[derive(Clone, Copy)]
+pub struct Pmd {
+    /// The entry.
+    pub entry: &'static Entry,
+    /// The page of the table holding it.
+    pub table: &'static Page,
+}
+
+impl Pmd {
+    /// Takes the pmd table's lock (Linux pmd_lock()).
+    pub fn lock(&self) -> ThreadLockGuard<'static, ()> {
+        self.table.ptl()
+    }
+
+    /// The entry's current value.
+    pub fn get(&self) -> RawEntry {
+        self.entry.load(Ordering::Acquire)
+    }
+}
+
+/// Walks to the pmd of `va`, allocating the upper tables if `alloc`.
+pub fn pmd(mm: &AddressSpace, va: u64, alloc: bool) -> Result<Option<Pmd>, NoMemory> {
+    let mut pa = mm.root();
+    for level in [Level::Pml4, Level::Pdpt] {
+        match next_table(table(pa).entry(level.index(va)), alloc)? {
+            Some(next) => pa = next,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(Pmd { entry: table(pa).entry(Level::Pd.index(va)), table: page::page_of(pa) }))
+}
+
+/// A pte table, located through its pmd.
+#[derive(Clone, Copy)]
+pub struct PteTable {
+    /// The table.
+    pub table: &'static PageTable,
+    /// Its page (for the lock).
+    pub page: &'static Page,
+}
+
+impl PteTable {
+    /// The entry of `va`.
+    pub fn entry(&self, va: u64) -> &'static Entry {
+        self.table.entry(Level::Pt.index(va))
+    }
+
+    /// Takes the table's lock (Linux pte_offset_map_lock()).
+    pub fn lock(&self) -> ThreadLockGuard<'static, ()> {
+        self.page.ptl()
+    }
+}
+
+/// The pte table under `pmd`, allocating it if empty and `alloc`. `None` if
+/// the pmd is a huge leaf (or empty and not allocating).
+pub fn pte_table(pmd: Pmd, alloc: bool) -> Result<Option<PteTable>, NoMemory> {
+    Ok(next_table(pmd.entry, alloc)?.map(|pa| PteTable { table: table(pa), page: page::page_of(pa) }))
+}
+
+/// The leaf entry for a user page: present, user, accessed, no-execute unless
+/// `exec`, writable (and dirty) if `write`.
+pub fn leaf(pa: PhysAddr, write: bool, exec: bool, huge: bool) -> RawEntry {
+    let mut f = PteFlags::PRESENT | PteFlags::USER | PteFlags::ACCESSED;
+    if write {
+        f |= PteFlags::WRITABLE | PteFlags::DIRTY;
+    }
+    if !exec {
+        f |= PteFlags::NO_EXECUTE;
+    }
+    if huge {
+        f |= PteFlags::HUGE;
+    }
+    RawEntry::new(pa, f)
+}
+
+/// Whether an entry maps a page (present, or made inaccessible by PROT_NONE).
+pub fn maps_page(e: RawEntry) -> bool {
+    e.is_present() || e.flags().contains(PteFlags::PROTNONE)
+}
+
+/// Splits the huge pmd of `va` into a table of 512 ptes mapping the same
+/// folio with the same permissions (Linux __split_huge_pmd()). The folio
+/// stays one large folio, now mapped by ptes. No-op if the pmd is no longer
+/// huge. The flush of the old 2 MiB entry goes into `batch`.
+pub fn split_huge_pmd(pmd: Pmd, va: u64, batch: &mut Batch<'_>) -> Result<(), NoMemory> {
+    if !pmd.get().is_huge() {
+        return Ok(());
+    }
+    let new = alloc_table()?;
+    let _ptl = pmd.lock();
+    let old = pmd.get();
+    if !old.is_present() || !old.is_huge() {
+        drop(_ptl);
+        free_table(new);
+        return Ok(());
+    }
+    let t = table(new);
+    let flags = old.flags() - PteFlags::HUGE;
+    let head = page::page_of(old.addr());
+    for i in 0..512u64 {
+        let sub = page::page(head.pfn() + i);
+        sub.map_pte();
+        // Relaxed: the table is not reachable until the exchange below (Release).
+        t.entry(i as usize).store(RawEntry::new(sub.phys(), flags), Ordering::Relaxed);
+    }
+    // One pmd reference becomes 512 pte references.
+    head.get_many(511);
+    // Release: the filled table is visible before a walker can reach it. The
+    // exchange (not a plain store) makes a lockless walker's re-check of the
+    // pmd see the change.
+    pmd.entry.swap(RawEntry::new(new, TABLE_FLAGS), Ordering::AcqRel);
+    head.unmap_pmd();
+    batch.huge(va);
+    Ok(())
+}
+
+/// Frees every table and drops every mapping of the user half of a root no
+/// CPU has loaded (Linux exit_mmap()/free_pgtables() at teardown).
+pub fn teardown(root: PhysAddr) {
+    let pml4 = table(root);
+    for i in 0..256 {
+        let e = pml4.entry(i).swap(RawEntry::EMPTY, Ordering::AcqRel);
+        if e.is_present() {
+            teardown_table(e.addr(), Level::Pdpt);
+        }
+    }
+}
+
+fn teardown_table(pa: PhysAddr, level: Level) {
+    let t = table(pa);
+    for i in 0..512 {
+        let e = t.entry(i).swap(RawEntry::EMPTY, Ordering::AcqRel);
+        if !maps_page(e) {
+            continue;
+        }
+        match level {
+            Level::Pt => {
+                let p = page::page_of(e.addr());
+                p.unmap_pte();
+                p.put();
+            }
+            Level::Pd if e.is_huge() => {
+                let p = page::page_of(e.addr());
+                p.unmap_pmd();
+                p.put();
+            }
+            _ => teardown_table(e.addr(), level.next().expect("a table below a pte table")),
+        }
+    }
+    free_table(pa);
+}
+
+/// Size of the leaf at `level`.
+pub const fn leaf_size(huge: bool) -> u64 {
+    if huge { HUGE_PAGE_SIZE } else { PAGE_SIZE }
+}

@@ -1,0 +1,210 @@
+//! Virtual memory areas (Linux: struct vm_area_struct and the mm's maple
+//! tree): the ranges of an address space's user half that may be mapped, with
+//! their protection and flags. Private anonymous memory only.
+//!
+//! Invariants: areas are page-aligned, non-empty, inside the user half and do
+//! not overlap. The set is protected by the address space's mmap lock (read to
+//! look up, write to change); faults read it, mmap/munmap/mprotect/madvise
+//! change it.
+
+use alloc::collections::BTreeMap;
+use bitflags::bitflags;
+
+use super::PAGE_SIZE;
+use super::layout;
+
+bitflags! {
+    /// Access an area allows (PROT_*; Linux's values).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Prot: u32 {
+        /// Readable.
+        const READ = 1;
+        /// Writable.
+        const WRITE = 2;
+        /// Executable.
+        const EXEC = 4;
+    }
+}
+
+bitflags! {
+    /// Area flags (Linux VM_*).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct VmFlags: u32 {
+        /// KSM may merge its pages (VM_MERGEABLE, madvise(MADV_MERGEABLE)).
+        const MERGEABLE = 1 << 0;
+        /// Transparent huge pages wanted (VM_HUGEPAGE, madvise(MADV_HUGEPAGE)).
+        const HUGEPAGE = 1 << 1;
+        /// Transparent huge pages refused (VM_NOHUGEPAGE).
+        const NOHUGEPAGE = 1 << 2;
+        /// A stack: a fault just below does not grow it (no growsdown here),
+        /// the flag is for reports.
+        const STACK = 1 << 3;
+    }
+}
+
+/// One area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vma {
+    /// First byte (page-aligned).
+    pub start: u64,
+    /// One past the last byte (page-aligned).
+    pub end: u64,
+    /// What the pages may be used for.
+    pub prot: Prot,
+    /// Flags.
+    pub flags: VmFlags,
+}
+
+impl Vma {
+    /// Whether `addr` is inside.
+    pub fn contains(&self, addr: u64) -> bool {
+        self.start <= addr && addr < self.end
+    }
+
+    /// Whether the 2 MiB-aligned block around `addr` lies inside, so that a
+    /// huge pmd may map it.
+    pub fn huge_fits(&self, addr: u64) -> bool {
+        let base = addr & !(super::HUGE_PAGE_SIZE - 1);
+        base >= self.start && base + super::HUGE_PAGE_SIZE <= self.end
+    }
+}
+
+/// The areas of one address space, ordered by start.
+#[derive(Default)]
+pub struct VmaSet {
+    areas: BTreeMap<u64, Vma>,
+}
+
+/// Lowest address mmap hands out without a hint (the first 4 MiB stay free,
+/// as Linux's mmap_min_addr keeps address 0 unmappable).
+pub const MMAP_MIN: u64 = 0x40_0000;
+/// Where mmap starts looking for free space without a hint.
+pub const MMAP_BASE: u64 = 0x10_0000_0000;
+/// The user half's last usable address + 1 (one page below the canonical
+/// hole, as Linux's TASK_SIZE keeps the last page unmapped).
+pub const USER_TOP: u64 = layout::USER_END - PAGE_SIZE;
+
+impl VmaSet {
+    /// An empty set.
+    pub fn new() -> VmaSet {
+        VmaSet { areas: BTreeMap::new() }
+    }
+
+    /// The area containing `addr`.
+    pub fn find(&self, addr: u64) -> Option<&Vma> {
+        self.areas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| v.contains(addr))
+    }
+
+    /// Areas intersecting `[start, end)`, in order.
+    pub fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Vma> {
+        let first = self.areas.range(..=start).next_back().map(|(&k, _)| k).unwrap_or(start);
+        self.areas.range(first..end).map(|(_, v)| v).filter(move |v| v.end > start && v.start < end)
+    }
+
+    /// Whether any area intersects `[start, end)`.
+    pub fn intersects(&self, start: u64, end: u64) -> bool {
+        self.overlapping(start, end).next().is_some()
+    }
+
+    /// Whether `[start, end)` is entirely covered by areas (no holes).
+    pub fn covers(&self, start: u64, end: u64) -> bool {
+        let mut at = start;
+        for v in self.overlapping(start, end) {
+            if v.start > at {
+                return false;
+            }
+            at = v.end;
+        }
+        at >= end
+    }
+
+    /// Adds an area. The caller checked that nothing overlaps.
+    pub fn insert(&mut self, vma: Vma) {
+        debug_assert!(!self.intersects(vma.start, vma.end), "overlapping vma {vma:?}");
+        self.areas.insert(vma.start, vma);
+    }
+
+    /// Splits the area containing `addr` so that an area starts at `addr`
+    /// (Linux split_vma()).
+    pub fn split_at(&mut self, addr: u64) {
+        if let Some(v) = self.find(addr).copied()
+            && v.start != addr
+        {
+            self.areas.insert(v.start, Vma { end: addr, ..v });
+            self.areas.insert(addr, Vma { start: addr, ..v });
+        }
+    }
+
+    /// Removes `[start, end)` from every area (splitting the ones it cuts).
+    pub fn remove_range(&mut self, start: u64, end: u64) {
+        self.split_at(start);
+        self.split_at(end);
+        let keys: alloc::vec::Vec<u64> = self.overlapping(start, end).map(|v| v.start).collect();
+        for k in keys {
+            self.areas.remove(&k);
+        }
+    }
+
+    /// Applies `f` to every area inside `[start, end)` (splitting at the
+    /// ends first), then merges neighbours that became equal (vma_merge()).
+    pub fn modify_range(&mut self, start: u64, end: u64, mut f: impl FnMut(&mut Vma)) {
+        self.split_at(start);
+        self.split_at(end);
+        let keys: alloc::vec::Vec<u64> = self.overlapping(start, end).map(|v| v.start).collect();
+        for k in &keys {
+            if let Some(v) = self.areas.get_mut(k) {
+                f(v);
+            }
+        }
+        self.merge_around(start, end);
+    }
+
+    /// Merges adjacent areas with equal protection and flags in and around
+    /// `[start, end]`.
+    fn merge_around(&mut self, start: u64, end: u64) {
+        let from = self.areas.range(..start).next_back().map(|(&k, _)| k).unwrap_or(start);
+        let keys: alloc::vec::Vec<u64> = self.areas.range(from..=end).map(|(&k, _)| k).collect();
+        for k in keys {
+            // Absorb following neighbours while they match.
+            while let Some(cur) = self.areas.get(&k).copied()
+                && let Some(next) = self.areas.get(&cur.end).copied()
+                && next.prot == cur.prot
+                && next.flags == cur.flags
+            {
+                self.areas.remove(&next.start);
+                self.areas.insert(cur.start, Vma { end: next.end, ..cur });
+            }
+        }
+    }
+
+    /// A free range of `len` bytes at or above `MMAP_BASE` (first fit),
+    /// aligned to `align`.
+    pub fn find_free(&self, len: u64, align: u64) -> Option<u64> {
+        let mut at = self.find(MMAP_BASE).map_or(MMAP_BASE, |v| v.end).next_multiple_of(align);
+        for v in self.areas.range(MMAP_BASE..).map(|(_, v)| v) {
+            if v.end <= at {
+                continue;
+            }
+            if v.start >= at && v.start - at >= len {
+                return Some(at);
+            }
+            at = at.max(v.end).next_multiple_of(align);
+        }
+        (at.checked_add(len)? <= USER_TOP).then_some(at)
+    }
+
+    /// All areas, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Vma> {
+        self.areas.values()
+    }
+
+    /// Number of areas.
+    pub fn len(&self) -> usize {
+        self.areas.len()
+    }
+
+    /// Whether there are no areas.
+    pub fn is_empty(&self) -> bool {
+        self.areas.is_empty()
+    }
+}

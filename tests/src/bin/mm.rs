@@ -1,0 +1,8 @@
+//! The mm suite: page metadata, user page tables, faults, fork and the memory calls.
+#![no_std]
+#![no_main]
+
+kernel::ktest_main!(
+    "mm",
+    [ktests::mm::pages::TESTS, ktests::mm::faults::TESTS, ktests::mm::cow::TESTS, ktests::mm::calls::TESTS]
+);

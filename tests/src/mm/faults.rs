@@ -1,0 +1,173 @@
+//! Faults and page tables: demand-zero at 4 KiB and 2 MiB, THP split by a
+//! partial munmap, mprotect and MADV_DONTNEED, protection faults, and
+//! teardown.
+
+use kernel::mm::fault::{self, Access, AccessKind, FaultError};
+use kernel::mm::mmap::{self as m, advice};
+use kernel::mm::page::{self, PageFlags};
+use kernel::mm::paging::{Level, PteFlags};
+use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
+use x86_64::VirtAddr;
+
+use super::{RW, assert_no_leaks, in_mm, mmap, new_mm, read, translate, write};
+
+kernel::ktests! {
+    fn a_4k_fault_maps_a_zeroed_exclusive_page() {
+        assert_no_leaks(|| {
+            let mm = new_mm();
+            let a = mmap(&mm, 8 * PAGE_SIZE, RW);
+            assert!(translate(&mm, a).is_none(), "mapped before the first touch");
+            let m2 = mm.clone();
+            in_mm(&mm, move || {
+                assert_eq!(read(a + 8), 0);
+                write(a + 16, 0x1234);
+                assert_eq!(read(a + 16), 0x1234);
+                let _ = m2;
+            });
+            let t = translate(&mm, a).expect("mapped");
+            assert_eq!(t.level, Level::Pt);
+            assert!(t.leaf.flags().contains(PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE));
+            let p = page::page_of(t.phys);
+            assert!(p.has(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE));
+            assert_eq!((p.refcount(), p.mapcount()), (1, 1));
+            assert_eq!(super::read_phys(t.phys + 16u64), 0x1234);
+            assert_eq!(mm.rss(), 1);
+            assert!(translate(&mm, a + PAGE_SIZE).is_none(), "a neighbour was mapped too");
+        });
+    }
+
+    fn a_2m_fault_maps_a_huge_pmd_where_the_area_asks_for_it() {
+        assert_no_leaks(|| {
+            let mm = new_mm();
+            let a = mmap(&mm, 2 * HUGE_PAGE_SIZE, RW);
+            assert_eq!(a % HUGE_PAGE_SIZE, 0, "2 MiB mappings are 2 MiB aligned");
+            m::madvise(&mm, a, 2 * HUGE_PAGE_SIZE, advice::HUGEPAGE).expect("madvise");
+            in_mm(&mm, move || write(a + 5 * PAGE_SIZE, 7));
+            let t = translate(&mm, a).expect("mapped");
+            assert_eq!(t.level, Level::Pd, "not a huge mapping");
+            assert_eq!(mm.rss(), 512);
+            let head = page::page_of(t.phys);
+            assert_eq!((head.order(), head.entire_mapcount(), head.refcount()), (9, 1, 1));
+            // Without the advice: 4 KiB pages.
+            let b = mmap(&mm, 2 * HUGE_PAGE_SIZE, RW);
+            in_mm(&mm, move || write(b, 1));
+            assert_eq!(translate(&mm, b).expect("mapped").level, Level::Pt);
+        });
+    }
+
+    fn a_partial_munmap_splits_a_huge_pmd_and_keeps_the_rest() {
+        assert_no_leaks(|| {
+            let mm = new_mm();
+            let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
+            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            in_mm(&mm, move || {
+                for i in 0..512 {
+                    write(a + i * PAGE_SIZE, i);
+                }
+            });
+            let head = translate(&mm, a).unwrap().phys;
+            m::munmap(&mm, a + 10 * PAGE_SIZE, 3 * PAGE_SIZE).expect("munmap");
+            for i in 0..512u64 {
+                let t = translate(&mm, a + i * PAGE_SIZE);
+                if (10..13).contains(&i) {
+                    assert!(t.is_none(), "page {i} still mapped");
+                } else {
+                    let t = t.expect("lost a page");
+                    assert_eq!(t.level, Level::Pt);
+                    assert_eq!(t.phys, head + i * PAGE_SIZE, "split moved page {i}");
+                    assert_eq!(super::read_phys(t.phys), i);
+                }
+            }
+            let h = page::page_of(head);
+            assert_eq!((h.entire_mapcount(), h.refcount()), (0, 509));
+            assert_eq!(mm.rss(), 509);
+            // The folio is freed when the last page goes.
+            m::munmap(&mm, a, HUGE_PAGE_SIZE).unwrap();
+            assert_eq!(mm.rss(), 0);
+        });
+    }
+
+    fn mprotect_and_dontneed_split_partially_covered_huge_pmds() {
+        assert_no_leaks(|| {
+            let mm = new_mm();
+            let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
+            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            in_mm(&mm, move || write(a, 1));
+            m::mprotect(&mm, a + PAGE_SIZE, PAGE_SIZE, 1).expect("mprotect");
+            let t = translate(&mm, a + PAGE_SIZE).unwrap();
+            assert_eq!(t.level, Level::Pt);
+            assert!(!t.leaf.flags().contains(PteFlags::WRITABLE));
+            assert!(translate(&mm, a).unwrap().leaf.flags().contains(PteFlags::WRITABLE));
+            m::madvise(&mm, a + 2 * PAGE_SIZE, PAGE_SIZE, advice::DONTNEED).expect("dontneed");
+            assert!(translate(&mm, a + 2 * PAGE_SIZE).is_none());
+            // DONTNEED'd memory reads back as zeroes.
+            in_mm(&mm, move || assert_eq!(read(a + 2 * PAGE_SIZE), 0));
+        });
+    }
+
+    fn whole_huge_pmds_are_changed_without_splitting() {
+        assert_no_leaks(|| {
+            let mm = new_mm();
+            let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
+            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            in_mm(&mm, move || write(a, 1));
+            m::mprotect(&mm, a, HUGE_PAGE_SIZE, 1).unwrap();
+            let t = translate(&mm, a).unwrap();
+            assert_eq!(t.level, Level::Pd);
+            assert!(!t.leaf.flags().contains(PteFlags::WRITABLE));
+            // Writable again, and exclusive: the write reuses the huge page.
+            m::mprotect(&mm, a, HUGE_PAGE_SIZE, RW).unwrap();
+            in_mm(&mm, move || write(a + 8, 2));
+            assert_eq!(translate(&mm, a).unwrap().phys, t.phys);
+            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::DONTNEED).unwrap();
+            assert_eq!(mm.rss(), 0);
+        });
+    }
+
+    fn protection_faults_are_refused() {
+        assert_no_leaks(|| {
+            let mm = new_mm();
+            let ro = mmap(&mm, PAGE_SIZE, 1);
+            let none = mmap(&mm, PAGE_SIZE, 0);
+            let rw = mmap(&mm, PAGE_SIZE, RW);
+            in_mm(&mm, move || {
+                let f = |a: u64, kind| fault::handle(VirtAddr::new(a), Access { kind, user: true });
+                assert_eq!(f(ro, AccessKind::Write), Err(FaultError::Protection));
+                assert_eq!(f(ro, AccessKind::Read), Ok(()));
+                assert_eq!(f(none, AccessKind::Read), Err(FaultError::Protection));
+                assert_eq!(f(rw, AccessKind::Exec), Err(FaultError::Protection));
+                assert_eq!(f(rw + PAGE_SIZE * 100, AccessKind::Read), Err(FaultError::NotMapped));
+                assert_eq!(f(0, AccessKind::Read), Err(FaultError::NotMapped));
+            });
+            // PROT_NONE on a mapped page keeps the page but refuses access.
+            in_mm(&mm, move || write(rw, 5));
+            m::mprotect(&mm, rw, PAGE_SIZE, 0).unwrap();
+            let t = kernel::mm::paging::translate(mm.root(), VirtAddr::new(rw));
+            assert!(t.is_none(), "a PROT_NONE page is still present");
+            assert_eq!(mm.rss(), 2);
+            in_mm(&mm, move || {
+                assert_eq!(fault::handle(VirtAddr::new(rw), Access { kind: AccessKind::Read, user: true }), Err(FaultError::Protection));
+            });
+            m::mprotect(&mm, rw, PAGE_SIZE, RW).unwrap();
+            in_mm(&mm, move || assert_eq!(read(rw), 5, "PROT_NONE lost the contents"));
+        });
+    }
+
+    fn dropping_an_address_space_frees_pages_and_tables() {
+        let before = super::accounts();
+        {
+            let mm = new_mm();
+            let a = mmap(&mm, 4 * HUGE_PAGE_SIZE, RW);
+            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            in_mm(&mm, move || {
+                for i in 0..64 {
+                    write(a + i * 32 * PAGE_SIZE, i);
+                }
+            });
+            assert!(super::accounts().tables > before.tables);
+            assert!(mm.rss() > 512);
+        }
+        super::release_lazy_mms();
+        assert_eq!(super::accounts(), before);
+    }
+}
