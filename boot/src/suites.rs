@@ -18,6 +18,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("sched", env!("CARGO_BIN_FILE_KTESTS_sched")),
     ("sync", env!("CARGO_BIN_FILE_KTESTS_sync")),
     ("mm", env!("CARGO_BIN_FILE_KTESTS_mm")),
+    ("gup", env!("CARGO_BIN_FILE_KTESTS_gup")),
 ];
 
 /// The kernel ELF of suite `name`.

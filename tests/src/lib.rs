@@ -11,6 +11,7 @@
 extern crate alloc;
 
 pub mod boot;
+pub mod gup;
 pub mod mm;
 pub mod sched;
 pub mod selftest;

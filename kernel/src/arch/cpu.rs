@@ -58,6 +58,11 @@ pub fn disable_interrupts() {
     x86_64::instructions::interrupts::disable();
 }
 
+/// Enables maskable interrupts on this CPU.
+pub fn enable_interrupts() {
+    x86_64::instructions::interrupts::enable();
+}
+
 /// Halts this CPU forever with interrupts disabled (NMIs still wake it, so loop).
 pub fn halt_forever() -> ! {
     disable_interrupts();

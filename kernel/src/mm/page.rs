@@ -482,6 +482,21 @@ impl PageRef {
         PageRef { page }
     }
 
+    /// Takes a reference on a folio that may be on its way to the allocator
+    /// (lockless walker): add-unless-zero. `None` if it was free.
+    pub fn try_get(page: &'static Page) -> Option<PageRef> {
+        page.try_get_many(1).then_some(PageRef { page })
+    }
+
+    /// Adopts one of `n` references taken at once with
+    /// [`Page::try_get_many`] (GUP-fast on a huge pmd).
+    ///
+    /// # Safety
+    /// The caller owns one reference on `page`'s folio that nothing else will put.
+    pub unsafe fn adopt(page: &'static Page) -> PageRef {
+        PageRef { page }
+    }
+
     /// The page's bytes through the direct map.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: the reference keeps the frame allocated; concurrent writers
@@ -534,16 +549,31 @@ impl PinnedPage {
     /// walker): add-unless-zero of the pin's references (Linux
     /// try_grab_folio() with FOLL_PIN). `None` if the folio was free.
     pub fn try_pin(page: &'static Page) -> Option<PinnedPage> {
+        Self::try_pin_many(page, 1).then_some(PinnedPage { page })
+    }
+
+    /// Pins `n` pages of one large folio at once, lockless (GUP-fast on a
+    /// huge pmd: one add-unless-zero for the whole run). On success the
+    /// caller adopts the `n` pins with [`PinnedPage::adopt`].
+    pub fn try_pin_many(page: &'static Page, n: i32) -> bool {
         let f = page.folio();
         let large = f.has(PageFlags::HEAD);
-        if !f.try_get_many(if large { 1 } else { PIN_BIAS }) {
-            return None;
+        if !f.try_get_many(if large { n } else { n * PIN_BIAS }) {
+            return false;
         }
         if large {
-            f.pincount.fetch_add(1, Ordering::AcqRel);
+            f.pincount.fetch_add(n, Ordering::AcqRel);
         }
-        f.dma_pins.fetch_add(1, Ordering::AcqRel);
-        Some(PinnedPage { page })
+        f.dma_pins.fetch_add(n, Ordering::AcqRel);
+        true
+    }
+
+    /// Adopts one of the pins taken by [`PinnedPage::try_pin_many`].
+    ///
+    /// # Safety
+    /// The caller owns one pin on `page`'s folio that nothing else will unpin.
+    pub unsafe fn adopt(page: &'static Page) -> PinnedPage {
+        PinnedPage { page }
     }
 
     /// The pinned page.

@@ -1,0 +1,285 @@
+//! GUP-fast: the lockless walk (Linux gup_fast() and gup_fast_pte_range() /
+//! gup_fast_pmd_leaf()).
+//!
+//! Why it is safe, with every defence in place:
+//! * page tables cannot be freed under the walk: it runs with interrupts off,
+//!   and a table is freed only after an IPI every CPU must answer
+//!   (`ptfree=ipi`) or a grace period, which an interrupts-off section holds
+//!   back (`ptfree=rcu`);
+//! * a page cannot be freed under the walk either: the reference is taken
+//!   with add-unless-zero, which fails on a free folio;
+//! * a writer that cleared the entry and then checks the page's references
+//!   sees this reference, or this walk sees the cleared entry on its re-read
+//!   (a Dekker pair: the writer's exchange then load of the refcount against
+//!   our refcount RMW, full fence, then load of the entry);
+//! * with `tlb=ipi`, the writer's flush cannot complete while this walk has
+//!   interrupts off, so "clear, flush, check" also orders it (the 2016
+//!   argument, which is all that protects a walk without the re-read).
+//!
+//! Pins also check fork's `write_protect_seq` around the walk.
+
+use alloc::vec::Vec;
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU64, Ordering, fence};
+
+use super::slow;
+use super::{Foll, GupError, Grabbed, check_range, controls};
+use crate::mm::addr_space::AddressSpace;
+use crate::mm::page::{self, Page, PageFlags, PageRef, PinnedPage};
+use crate::mm::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
+use crate::mm::pgtable::POISON_ENTRY;
+use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
+
+/// Proof that this CPU runs with interrupts disabled (Linux
+/// local_irq_save()/local_irq_restore() around gup_fast()). GUP-fast takes it
+/// as a parameter so that the lockless walk cannot be called without it.
+///
+/// Under the negative control `gup.irqs=on` the guard given to GUP-fast is
+/// made by [`IrqsOff::for_gup_fast`] without disabling interrupts: the one
+/// decision point of that switch.
+pub struct IrqsOff {
+    restore: bool,
+    _cpu_bound: PhantomData<*const ()>,
+}
+
+impl IrqsOff {
+    /// Disables interrupts until the guard is dropped.
+    pub fn new() -> IrqsOff {
+        let restore = crate::arch::cpu::interrupts_enabled();
+        crate::arch::cpu::disable_interrupts();
+        IrqsOff { restore, _cpu_bound: PhantomData }
+    }
+
+    /// The guard GUP-fast's entry point uses: [`IrqsOff::new`], unless the
+    /// negative control `gup.irqs=on` is set.
+    pub fn for_gup_fast() -> IrqsOff {
+        if controls().irqs_off {
+            IrqsOff::new()
+        } else {
+            IrqsOff { restore: false, _cpu_bound: PhantomData }
+        }
+    }
+}
+
+impl Default for IrqsOff {
+    fn default() -> Self {
+        IrqsOff::new()
+    }
+}
+
+impl Drop for IrqsOff {
+    fn drop(&mut self) {
+        if self.restore {
+            crate::arch::cpu::enable_interrupts();
+        }
+    }
+}
+
+/// GUP-fast bail-outs because an entry changed between the read and the
+/// re-read (controls.md `gup_bailouts`).
+static BAILOUTS: AtomicU64 = AtomicU64::new(0);
+/// Pages GUP-fast left to the slow path.
+static SLOW_FALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Bail-outs after a changed entry so far.
+pub fn bailouts() -> u64 {
+    BAILOUTS.load(Ordering::Relaxed)
+}
+
+/// Pages handed to the slow path so far.
+pub fn slow_falls() -> u64 {
+    SLOW_FALLS.load(Ordering::Relaxed)
+}
+
+fn table(pa: x86_64::PhysAddr) -> &'static PageTable {
+    // SAFETY: `pa` came from a present non-leaf entry read during this walk.
+    // Under the protocol the table cannot be freed while interrupts are off
+    // here; under a negative control it can, but its frame stays mapped in
+    // the direct map and is poisoned, not unmapped, so the read is a logic
+    // error the walk detects (POISON_ENTRY), never a memory-safety one.
+    unsafe { PageTable::at(pa) }
+}
+
+/// Reads an entry once, reporting a walk into a freed (poisoned) table.
+fn read_once(e: &Entry) -> Option<RawEntry> {
+    // Acquire: the table or page it points to was initialised before the
+    // entry was published (Release in the fault paths).
+    let v = e.load(Ordering::Acquire);
+    if v.0 == POISON_ENTRY {
+        page::report_uaf(format_args!("GUP-fast read a freed page table (entry at {:p})", e));
+        return None;
+    }
+    Some(v)
+}
+
+/// Takes `n` references or pins on `page`'s folio, lockless.
+fn try_grab(page: &'static Page, n: usize, flags: Foll, out: &mut Vec<Grabbed>) -> bool {
+    if flags.contains(Foll::PIN) {
+        if !PinnedPage::try_pin_many(page, n as i32) {
+            return false;
+        }
+        for i in 0..n {
+            // SAFETY: try_pin_many took `n` pins; each value adopts one.
+            out.push(Grabbed::Pin(unsafe { PinnedPage::adopt(page::page(page.pfn() + i as u64)) }));
+        }
+    } else {
+        if !page.try_get_many(n as i32) {
+            return false;
+        }
+        for i in 0..n {
+            // SAFETY: try_get_many took `n` references; each value adopts one.
+            out.push(Grabbed::Ref(unsafe { PageRef::adopt(page::page(page.pfn() + i as u64)) }));
+        }
+    }
+    true
+}
+
+/// Whether a read-only pin must leave this page to the slow path, which
+/// unshares it first (Linux gup_must_unshare()): a pin without WRITE of a
+/// read-only mapping of an anonymous page that is not exclusive.
+fn must_unshare(flags: Foll, entry: RawEntry, page: &Page) -> bool {
+    flags.contains(Foll::PIN)
+        && !flags.contains(Foll::WRITE)
+        && !entry.flags().contains(PteFlags::WRITABLE)
+        && page.has(PageFlags::ANON)
+        && !page.has(PageFlags::ANON_EXCLUSIVE)
+}
+
+/// Whether a leaf entry allows the access (present, user, writable if asked).
+fn permitted(e: RawEntry, flags: Foll) -> bool {
+    let f = e.flags();
+    f.contains(PteFlags::PRESENT | PteFlags::USER) && (!flags.contains(Foll::WRITE) || f.contains(PteFlags::WRITABLE))
+}
+
+/// The lockless walk over `[start, end)` of `mm`; grabs pages into `out` from
+/// `start` on and stops at the first page it cannot take. Returns the count.
+fn walk(mm: &AddressSpace, start: u64, end: u64, flags: Foll, out: &mut Vec<Grabbed>, _irqs: &IrqsOff) -> usize {
+    let first = out.len();
+    let mut addr = start;
+    'outer: while addr < end {
+        let mut pa = mm.root();
+        for level in [Level::Pml4, Level::Pdpt] {
+            let Some(e) = read_once(table(pa).entry(level.index(addr))) else { break 'outer };
+            if !e.is_present() || e.is_huge() {
+                break 'outer;
+            }
+            pa = e.addr();
+        }
+        let pmdp = table(pa).entry(Level::Pd.index(addr));
+        let Some(pmd) = read_once(pmdp) else { break };
+        if !pmd.is_present() {
+            break;
+        }
+        let block_end = ((addr & !(HUGE_PAGE_SIZE - 1)) + HUGE_PAGE_SIZE).min(end);
+        if pmd.is_huge() {
+            // gup_fast_pmd_leaf(): one grab for every page of the run.
+            if !permitted(pmd, flags) {
+                break;
+            }
+            let sub = page::page(pmd.addr().as_u64() / PAGE_SIZE + Level::Pt.index(addr) as u64);
+            let n = ((block_end - addr) / PAGE_SIZE) as usize;
+            let at = out.len();
+            if !try_grab(sub, n, flags, out) {
+                break;
+            }
+            // Full fence: our reference is visible before we re-read the
+            // entry (pairs with the writer's exchange-then-check).
+            fence(Ordering::SeqCst);
+            if controls().recheck && pmdp.load(Ordering::Acquire) != pmd {
+                BAILOUTS.fetch_add(1, Ordering::Relaxed);
+                out.truncate(at);
+                break;
+            }
+            if must_unshare(flags, pmd, sub) {
+                out.truncate(at);
+                break;
+            }
+            addr = block_end;
+            continue;
+        }
+        let pt = table(pmd.addr());
+        while addr < block_end {
+            let ptep = pt.entry(Level::Pt.index(addr));
+            let Some(pte) = read_once(ptep) else { break 'outer };
+            if !permitted(pte, flags) {
+                break 'outer;
+            }
+            let p = page::page(pte.addr().as_u64() / PAGE_SIZE);
+            let at = out.len();
+            if !try_grab(p, 1, flags, out) {
+                break 'outer;
+            }
+            fence(Ordering::SeqCst);
+            let c = controls();
+            // The re-read (Linux: pmd and pte unchanged); `gup.recheck=off`
+            // skips both, `gup.pmd_recheck=off` the pmd only.
+            let changed = c.recheck
+                && ((c.pmd_recheck && pmdp.load(Ordering::Acquire) != pmd) || ptep.load(Ordering::Acquire) != pte);
+            if changed {
+                BAILOUTS.fetch_add(1, Ordering::Relaxed);
+                out.truncate(at);
+                break 'outer;
+            }
+            if must_unshare(flags, pte, p) {
+                out.truncate(at);
+                break 'outer;
+            }
+            addr += PAGE_SIZE;
+        }
+    }
+    out.len() - first
+}
+
+/// GUP-fast only: grabs what the lockless walk can from `start` on (Linux
+/// get_user_pages_fast_only()); the count may be short, even zero.
+pub fn get_user_pages_fast_only(start: u64, nr: usize, flags: Foll) -> Result<Vec<Grabbed>, GupError> {
+    let end = check_range(start, nr, flags)?;
+    let mm = crate::mm::fault::current_mm().ok_or(GupError::Fault)?;
+    let mut out = Vec::with_capacity(nr);
+    fast_into(&mm, start, end, flags, &mut out);
+    Ok(out)
+}
+
+fn fast_into(mm: &AddressSpace, start: u64, end: u64, flags: Foll, out: &mut Vec<Grabbed>) -> usize {
+    // Fork write-protects ptes under this sequence; a pin that overlaps it
+    // goes to the slow path, which waits for fork on the mmap lock.
+    let seq = if flags.contains(Foll::PIN) {
+        match mm.write_protect_seq_begin() {
+            Some(s) => Some(s),
+            None => return 0,
+        }
+    } else {
+        None
+    };
+    let first = out.len();
+    let n = {
+        let irqs = IrqsOff::for_gup_fast();
+        walk(mm, start, end, flags, out, &irqs)
+    };
+    if let Some(seq) = seq {
+        // Full fence: the pins are visible before the sequence is re-read
+        // (pairs with fork's SeqCst bump before it reads pin counts).
+        fence(Ordering::SeqCst);
+        if mm.write_protect_seq_changed(seq) {
+            out.truncate(first);
+            return 0;
+        }
+    }
+    n
+}
+
+/// Grabs `nr` pages from `start` in the current address space: GUP-fast
+/// first, the slow path for the rest (Linux get_user_pages_fast() /
+/// pin_user_pages_fast()). All or nothing: on an error every page already
+/// taken is released.
+pub fn get_user_pages_fast(start: u64, nr: usize, flags: Foll) -> Result<Vec<Grabbed>, GupError> {
+    let end = check_range(start, nr, flags)?;
+    let mm = crate::mm::fault::current_mm().ok_or(GupError::Fault)?;
+    let mut out = Vec::with_capacity(nr);
+    let done = fast_into(&mm, start, end, flags, &mut out);
+    if done < nr {
+        SLOW_FALLS.fetch_add((nr - done) as u64, Ordering::Relaxed);
+        slow::slow_into(&mm, start + done as u64 * PAGE_SIZE, nr - done, flags, &mut out)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,131 @@
+//! get_user_pages: references and pins on the pages behind a user range, for
+//! direct I/O and DMA (Linux mm/gup.c).
+//!
+//! Two paths, as in Linux:
+//! * [`slow`]: under the mmap lock for reading; walks with the page-table
+//!   locks, faults pages in as needed (a write breaks COW; a read-only pin of
+//!   a shared anonymous page unshares it first).
+//! * [`fast`]: lockless, with interrupts disabled (the [`IrqsOff`] guard is a
+//!   parameter, so it cannot be called with interrupts on by mistake). It
+//!   reads each level once, takes its reference with add-unless-zero, issues
+//!   a full fence and re-reads the pmd and pte, dropping the reference if
+//!   either changed. What it cannot do falls to the slow path.
+//!
+//! A grabbed page is a [`Grabbed`]: a reference (FOLL_GET) or a pin
+//! (FOLL_PIN), released when dropped.
+//!
+//! The negative-control switches of `../shared/reference/controls.md` that
+//! belong here ([`Controls`]) each change exactly one decision point in
+//! [`fast`]: `gup.recheck=off` (no pte/pmd re-read), `gup.pmd_recheck=off`
+//! (pte re-read only) and `gup.irqs=on` (the walk runs with interrupts on).
+
+pub mod fast;
+pub mod slow;
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::mm::page::{PageRef, PinnedPage};
+use crate::mm::{PAGE_SIZE, layout};
+
+pub use fast::{IrqsOff, get_user_pages_fast, get_user_pages_fast_only};
+pub use slow::get_user_pages;
+
+bitflags::bitflags! {
+    /// GUP flags (Linux FOLL_*).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Foll: u32 {
+        /// The caller will write to the pages (breaks COW).
+        const WRITE = 1 << 0;
+        /// Take plain references (get_user_pages).
+        const GET = 1 << 1;
+        /// Take pins (pin_user_pages): FOLL_PIN accounting.
+        const PIN = 1 << 2;
+        /// A long-term pin (RDMA-style registration; anonymous memory only here).
+        const LONGTERM = 1 << 3;
+    }
+}
+
+/// Why GUP refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GupError {
+    /// Unmapped, kernel, non-canonical or wrapping address, or an access the
+    /// area does not allow (EFAULT, as Linux for anonymous memory).
+    Fault,
+    /// Bad flags: neither or both of GET and PIN (EINVAL).
+    Invalid,
+    /// No memory to fault a page in (ENOMEM).
+    NoMemory,
+}
+
+/// A page GUP took: a reference or a pin, released when dropped
+/// (put_page / unpin_user_page).
+#[derive(Debug)]
+pub enum Grabbed {
+    /// FOLL_GET.
+    Ref(PageRef),
+    /// FOLL_PIN.
+    Pin(PinnedPage),
+}
+
+impl Grabbed {
+    /// The page.
+    pub fn page(&self) -> &'static crate::mm::page::Page {
+        match self {
+            Grabbed::Ref(r) => r.page(),
+            Grabbed::Pin(p) => p.page(),
+        }
+    }
+
+    /// The page's physical address.
+    pub fn phys(&self) -> x86_64::PhysAddr {
+        self.page().phys()
+    }
+}
+
+/// The GUP negative controls (controls.md), set once at boot.
+pub struct Controls {
+    /// `gup.recheck=off`: no pte/pmd re-read after taking the reference.
+    pub recheck: bool,
+    /// `gup.pmd_recheck=off`: re-read the pte but not the pmd.
+    pub pmd_recheck: bool,
+    /// `gup.irqs=on`: walk with interrupts enabled.
+    pub irqs_off: bool,
+}
+
+static RECHECK: AtomicBool = AtomicBool::new(true);
+static PMD_RECHECK: AtomicBool = AtomicBool::new(true);
+static IRQS_OFF: AtomicBool = AtomicBool::new(true);
+
+/// Applies the boot options' switches (before any GUP runs).
+pub fn set_controls(c: Controls) {
+    RECHECK.store(c.recheck, Ordering::Relaxed);
+    PMD_RECHECK.store(c.pmd_recheck, Ordering::Relaxed);
+    IRQS_OFF.store(c.irqs_off, Ordering::Relaxed);
+}
+
+/// The switches in force.
+pub fn controls() -> Controls {
+    Controls {
+        recheck: RECHECK.load(Ordering::Relaxed),
+        pmd_recheck: PMD_RECHECK.load(Ordering::Relaxed),
+        irqs_off: IRQS_OFF.load(Ordering::Relaxed),
+    }
+}
+
+/// Checks a range and the flags the way every entry point does: exactly one
+/// of GET and PIN, `nr > 0`, page-aligned start, no wrap, user half only.
+/// Returns the end address.
+pub fn check_range(start: u64, nr: usize, flags: Foll) -> Result<u64, GupError> {
+    if flags.contains(Foll::GET) == flags.contains(Foll::PIN) || nr == 0 {
+        return Err(GupError::Invalid);
+    }
+    if !start.is_multiple_of(PAGE_SIZE) {
+        return Err(GupError::Invalid);
+    }
+    let len = (nr as u64).checked_mul(PAGE_SIZE).ok_or(GupError::Fault)?;
+    let end = start.checked_add(len).ok_or(GupError::Fault)?;
+    if end > layout::USER_END {
+        return Err(GupError::Fault);
+    }
+    Ok(end)
+}

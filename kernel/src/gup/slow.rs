@@ -1,0 +1,108 @@
+//! GUP's slow path (Linux __get_user_pages() / follow_page_mask()): under
+//! the mmap lock for reading, each page is looked up with its page-table
+//! lock held and grabbed there; a missing or insufficient mapping is faulted
+//! in (a write fault breaks COW, an unshare fault gives a read-only pin an
+//! exclusive page) and the lookup retried.
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use super::{Foll, GupError, Grabbed, check_range};
+use crate::mm::addr_space::AddressSpace;
+use crate::mm::fault::{self, Access, AccessKind, FaultError};
+use crate::mm::page::{self, PageFlags, PageRef, PinnedPage};
+use crate::mm::paging::{Level, PteFlags, RawEntry};
+use crate::mm::pgtable;
+use crate::mm::vma::VmaSet;
+use crate::mm::PAGE_SIZE;
+
+/// Grabs `nr` pages from `start` in `mm` on the slow path only (Linux
+/// get_user_pages()/pin_user_pages() with the mmap lock taken inside).
+pub fn get_user_pages(mm: &AddressSpace, start: u64, nr: usize, flags: Foll) -> Result<Vec<Grabbed>, GupError> {
+    check_range(start, nr, flags)?;
+    let mut out = Vec::with_capacity(nr);
+    slow_into(mm, start, nr, flags, &mut out)?;
+    Ok(out)
+}
+
+/// The slow path for `nr` pages from `start`, appending to `out`. On an
+/// error `out` is released entirely (all or nothing).
+pub(super) fn slow_into(
+    mm: &AddressSpace,
+    start: u64,
+    nr: usize,
+    flags: Foll,
+    out: &mut Vec<Grabbed>,
+) -> Result<(), GupError> {
+    let vmas = mm.vmas.read();
+    for i in 0..nr as u64 {
+        if let Err(e) = one(mm, &vmas, start + i * PAGE_SIZE, flags, out) {
+            out.clear();
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// One page: look up, fault in if needed, grab.
+fn one(mm: &AddressSpace, vmas: &VmaSet, addr: u64, flags: Foll, out: &mut Vec<Grabbed>) -> Result<(), GupError> {
+    let vma = vmas.find(addr).ok_or(GupError::Fault)?;
+    // Linux check_vma_flags(): an access the area does not allow is EFAULT.
+    let kind = if flags.contains(Foll::WRITE) { AccessKind::Write } else { AccessKind::Read };
+    if !fault::vma_allows(vma, kind) {
+        return Err(GupError::Fault);
+    }
+    // A fault resolves the entry; a concurrent change (another fault, a
+    // KSM merge, a zap) can undo it before we look again, so retry a few
+    // times; each round makes progress unless another CPU keeps changing it.
+    for _ in 0..16 {
+        match follow(mm, addr, flags) {
+            Ok(g) => {
+                out.push(g);
+                return Ok(());
+            }
+            Err(need) => fault::handle_locked(mm, vmas, addr, Access { kind: need, user: false }).map_err(|e| match e {
+                FaultError::OutOfMemory => GupError::NoMemory,
+                FaultError::NotMapped | FaultError::Protection => GupError::Fault,
+            })?,
+        }
+    }
+    panic!("GUP slow path: the entry of {addr:#x} kept changing under 16 faults");
+}
+
+/// Looks `addr` up under its page-table lock and grabs the page (Linux
+/// follow_page_pte() / follow_huge_pmd()). `Err(kind)`: the fault to take first.
+fn follow(mm: &AddressSpace, addr: u64, flags: Foll) -> Result<Grabbed, AccessKind> {
+    let want = if flags.contains(Foll::WRITE) { AccessKind::Write } else { AccessKind::Read };
+    let pmd = pgtable::pmd(mm, addr, false).ok().flatten().ok_or(want)?;
+    let v = pmd.get();
+    if v.is_huge() && v.is_present() {
+        let _ptl = pmd.lock();
+        let v = pmd.get();
+        if !(v.is_huge() && v.is_present()) {
+            return Err(want);
+        }
+        let sub = page::page(v.addr().as_u64() / PAGE_SIZE + Level::Pt.index(addr) as u64);
+        return grab_checked(v, sub, flags);
+    }
+    let pt = pgtable::pte_table(pmd, false).ok().flatten().ok_or(want)?;
+    let _ptl = pt.lock();
+    let e = pt.entry(addr).load(Ordering::Acquire);
+    if !e.is_present() {
+        return Err(want);
+    }
+    grab_checked(e, page::page_of(e.addr()), flags)
+}
+
+/// Grabs `p` mapped by `e` (page-table lock held) if the entry allows it.
+fn grab_checked(e: RawEntry, p: &'static page::Page, flags: Foll) -> Result<Grabbed, AccessKind> {
+    let writable = e.flags().contains(PteFlags::WRITABLE);
+    if flags.contains(Foll::WRITE) && !writable {
+        return Err(AccessKind::Write); // break COW (or reuse) first
+    }
+    if flags.contains(Foll::PIN) && !writable && p.has(PageFlags::ANON) && !p.has(PageFlags::ANON_EXCLUSIVE) {
+        return Err(AccessKind::Unshare); // Linux gup_must_unshare()
+    }
+    // The page-table lock keeps the mapping, and so a reference, in place.
+    Ok(if flags.contains(Foll::PIN) { Grabbed::Pin(PinnedPage::pin(p)) } else { Grabbed::Ref(PageRef::new_ref(p)) })
+}
