@@ -32,6 +32,8 @@ pub struct AddressSpace {
     cpus: AtomicCpuSet,
     /// Times a CPU loaded this root (statistics for tests and benchmarks).
     loads: AtomicU64,
+    /// TLB flush state: pending gathers, flush counters (see `tlb`).
+    pub(crate) tlb: crate::tlb::MmTlbState,
 }
 
 /// Why an address space could not be created.
@@ -53,7 +55,7 @@ impl AddressSpace {
             // write, which serialises.
             new.entry(i).store(kernel.entry(i).load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        Ok(AddressSpace { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), root, cpus: AtomicCpuSet::new(), loads: AtomicU64::new(0) })
+        Ok(AddressSpace { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), root, cpus: AtomicCpuSet::new(), loads: AtomicU64::new(0), tlb: crate::tlb::MmTlbState::new() })
     }
 
     /// The physical address of the top-level table (what CR3 holds).

@@ -136,6 +136,12 @@ impl Entry {
     pub fn store(&self, value: RawEntry, order: Ordering) {
         self.0.store(value.0, order)
     }
+
+    /// Replaces the entry, returning the old value (an `xchg`: a full barrier
+    /// on x86, as Linux's ptep_get_and_clear()).
+    pub fn swap(&self, value: RawEntry, order: Ordering) -> RawEntry {
+        RawEntry(self.0.swap(value.0, order))
+    }
 }
 
 /// A 4 KiB page table of any level.
