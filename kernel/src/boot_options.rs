@@ -50,8 +50,8 @@ pub const KEYS: &[KeyInfo] = &[
     },
     KeyInfo {
         key: "bench",
-        values: "ipi,rcu (comma-separated)",
-        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency)",
+        values: "ipi,rcu,tlb (comma-separated)",
+        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency; tlb: flush_page shootdown cost)",
     },
     KeyInfo {
         key: "rcu.stall_ms",
