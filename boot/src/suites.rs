@@ -19,6 +19,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("sync", env!("CARGO_BIN_FILE_KTESTS_sync")),
     ("mm", env!("CARGO_BIN_FILE_KTESTS_mm")),
     ("gup", env!("CARGO_BIN_FILE_KTESTS_gup")),
+    ("tlb", env!("CARGO_BIN_FILE_KTESTS_tlb")),
 ];
 
 /// The kernel ELF of suite `name`.

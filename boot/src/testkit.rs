@@ -61,3 +61,18 @@ pub fn run_suite_ok(name: &str, firmware: Firmware, smp: u32, timeout_s: u64) ->
     out.assert_ok();
     out
 }
+
+/// Runs test suite `name` under TCG on BIOS with `smp` CPUs and extra kernel
+/// boot options (e.g. `tlb=nmi`), whole-suite limit `timeout_s`, and prints
+/// cargo's summary line. Unlike [`run_suite_ok`] it does not judge the
+/// outcome: for runs where some tests must fail (negative controls).
+pub fn run_suite_with(name: &str, smp: u32, options: &[&str], timeout_s: u64) -> crate::suite::SuiteOutcome {
+    let kernel = crate::suites::suite_kernel(name).unwrap_or_else(|| panic!("no test suite named {name}"));
+    let mut cfg = crate::suite::SuiteConfig::new(kernel);
+    cfg.smp = smp;
+    cfg.extra_options = options.iter().map(|s| s.to_string()).collect();
+    cfg.timeout = Duration::from_secs(timeout_s);
+    let out = crate::suite::run_suite(&cfg);
+    println!("{}", out.summary_line());
+    out
+}

@@ -56,3 +56,20 @@ fn bench_rcu_prints_grace_period_latency_idle_and_busy() {
         assert!(get("p99_us") >= get("median_us"), "p99 below the median: {line}");
     }
 }
+
+#[test]
+fn bench_tlb_prints_flush_cost_per_remote_cpu_count() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["bench=tlb"], 240);
+    common::expect_exit(&r, 0);
+    let results = &r.output.console.results;
+    for k in 0..2 {
+        let line = results
+            .iter()
+            .find(|l| l.starts_with("RESULT tlb_flush op=flush_page ") && l.contains(&format!(" remote_cpus={k} ")))
+            .unwrap_or_else(|| panic!("no RESULT tlb_flush line for remote_cpus={k}:\n{}", common::everything(&r)));
+        let get = |key: &str| value(line, key).unwrap_or_else(|| panic!("no numeric {key}= in: {line}"));
+        assert!(get("n") > 0, "no samples: {line}");
+        assert!(get("p10_ns") <= get("median_ns") && get("median_ns") <= get("p90_ns"), "percentiles out of order: {line}");
+        assert!(line.contains(" delta_median_ns="), "{line}");
+    }
+}

@@ -50,13 +50,29 @@ pub const KEYS: &[KeyInfo] = &[
     },
     KeyInfo {
         key: "bench",
-        values: "ipi,rcu (comma-separated)",
-        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency)",
+        values: "ipi,rcu,tlb (comma-separated)",
+        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency; tlb: flush_page shootdown cost)",
     },
     KeyInfo {
         key: "rcu.stall_ms",
         values: "<1..=600000>",
         help: "an RCU grace period older than this is reported with the CPUs that hold it up (NMI dump); ten times this is fatal",
+    },
+    KeyInfo { key: "tlb", values: "ipi|nmi", help: "remote TLB flush delivery: fixed-vector IPI (held back by interrupts-off sections) or NMI (not)" },
+    KeyInfo {
+        key: "tlb.nowait",
+        values: "on|off",
+        help: "negative control: address-space shootdowns return without waiting for the acknowledgements",
+    },
+    KeyInfo {
+        key: "tlb.ceiling",
+        values: "<1..=262144>",
+        help: "most pages flushed one by one (INVLPG); longer ranges are flushed whole (default 33)",
+    },
+    KeyInfo {
+        key: "ptfree",
+        values: "ipi|rcu",
+        help: "detached page tables are freed after an IPI to every CPU (default) or after an RCU grace period",
     },
     KeyInfo { key: "ktest.filter", values: "<substring>", help: "test kernels: run only tests whose name contains it" },
     KeyInfo { key: "ktest.skip", values: "<number>", help: "test kernels: skip the first N tests (crash recovery)" },
@@ -100,6 +116,8 @@ pub struct BootOptions {
     pub rcu_stall_ms: u64,
     /// `bench=`: benchmarks the main kernel runs after boot.
     pub bench: BenchSet,
+    /// `tlb=`, `tlb.nowait=`, `tlb.ceiling=`, `ptfree=`.
+    pub tlb: crate::tlb::TlbConfig,
     /// `ktest.filter=`.
     pub ktest_filter: Option<&'static str>,
     /// `ktest.skip=`.
@@ -117,6 +135,7 @@ impl BootOptions {
         call_timeout_ms: 2000,
         rcu_stall_ms: 5000,
         bench: BenchSet::EMPTY,
+        tlb: crate::tlb::TlbConfig::DEFAULT,
         ktest_filter: None,
         ktest_skip: 0,
     };
@@ -256,6 +275,28 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
             for name in value.split(',') {
                 let b = Bench::from_name(name).ok_or_else(|| bad(key, if name.is_empty() { value } else { name }))?;
                 o.bench.insert(b);
+            }
+        }
+        "tlb" => {
+            o.tlb.mode = match value {
+                "ipi" => crate::tlb::FlushMode::Ipi,
+                "nmi" => crate::tlb::FlushMode::Nmi,
+                _ => return Err(bad(key, value)),
+            }
+        }
+        "tlb.nowait" => {
+            o.tlb.nowait = match value {
+                "on" => true,
+                "off" => false,
+                _ => return Err(bad(key, value)),
+            }
+        }
+        "tlb.ceiling" => o.tlb.ceiling = number_in(key, value, 1, crate::tlb::MAX_CEILING)?,
+        "ptfree" => {
+            o.tlb.ptfree = match value {
+                "ipi" => crate::tlb::PtFree::Ipi,
+                "rcu" => crate::tlb::PtFree::Rcu,
+                _ => return Err(bad(key, value)),
             }
         }
         "ktest.filter" => {

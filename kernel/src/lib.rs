@@ -30,6 +30,7 @@ pub mod smp;
 pub mod sync;
 pub mod testing;
 pub mod time;
+pub mod tlb;
 
 /// Re-exported for [`kernel_entry!`].
 pub use bootloader_api;

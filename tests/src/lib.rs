@@ -17,4 +17,5 @@ pub mod sched;
 pub mod selftest;
 pub mod smp;
 pub mod sync;
+pub mod tlb;
 pub mod util;

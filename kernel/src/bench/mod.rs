@@ -15,6 +15,7 @@
 
 pub mod ipi;
 pub mod rcu;
+pub mod tlb;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -29,17 +30,20 @@ pub enum Bench {
     Ipi,
     /// RCU grace-period latency.
     Rcu,
+    /// Cost of a TLB shootdown by number of remote CPUs.
+    Tlb,
 }
 
 impl Bench {
     /// Every benchmark, in the order [`run`] runs them.
-    pub const ALL: [Bench; 2] = [Bench::Ipi, Bench::Rcu];
+    pub const ALL: [Bench; 3] = [Bench::Ipi, Bench::Rcu, Bench::Tlb];
 
     /// The name used in `bench=` and in RESULT lines.
     pub const fn name(self) -> &'static str {
         match self {
             Bench::Ipi => "ipi",
             Bench::Rcu => "rcu",
+            Bench::Tlb => "tlb",
         }
     }
 
@@ -101,6 +105,7 @@ pub fn run(set: BenchSet) -> Result<(), BenchError> {
         match b {
             Bench::Ipi => ipi::run()?,
             Bench::Rcu => rcu::run()?,
+            Bench::Tlb => tlb::run()?,
         }
         log::info!("bench {}: done in {} ms", b.name(), (now_ns() - start) / 1_000_000);
     }
@@ -151,6 +156,10 @@ pub struct Stats {
     pub median: u64,
     /// The 99th percentile (nearest rank).
     pub p99: u64,
+    /// The 10th percentile (nearest rank).
+    pub p10: u64,
+    /// The 90th percentile (nearest rank).
+    pub p90: u64,
     /// The smallest sample.
     pub min: u64,
     /// The largest sample.
@@ -163,10 +172,18 @@ impl Stats {
         samples.sort_unstable();
         let n = samples.len();
         if n == 0 {
-            return Stats { n, median: 0, p99: 0, min: 0, max: 0 };
+            return Stats { n, median: 0, p99: 0, p10: 0, p90: 0, min: 0, max: 0 };
         }
         // Nearest rank: the smallest value with at least p% of samples <= it.
         let rank = |p: usize| samples[((n * p).div_ceil(100)).max(1) - 1];
-        Stats { n, median: samples[(n - 1) / 2], p99: rank(99), min: samples[0], max: samples[n - 1] }
+        Stats {
+            n,
+            median: samples[(n - 1) / 2],
+            p99: rank(99),
+            p10: rank(10),
+            p90: rank(90),
+            min: samples[0],
+            max: samples[n - 1],
+        }
     }
 }

@@ -131,6 +131,8 @@ extern "C" fn stage2() -> ! {
     let apic_ids: alloc::vec::Vec<u32> = platform.enabled_cpus().map(|c| c.apic_id).collect();
     crate::smp::call::set_call_timeout_ms(facts.options.call_timeout_ms);
     crate::rcu::set_stall_ms(facts.options.rcu_stall_ms);
+    crate::tlb::init(facts.options.tlb);
+    log::info!("tlb: {}", crate::tlb::config());
     crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic);
     let timer_mode = crate::sched::init_global();
     crate::smp::start_aps(facts, &apic_ids, facts.options.ap_timeout_ms);

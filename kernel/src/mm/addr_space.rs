@@ -41,6 +41,8 @@ pub struct AddressSpace {
     write_protect_seq: AtomicU64,
     /// Pages mapped (a 2 MiB pmd counts 512).
     rss: AtomicU64,
+    /// TLB flush state: pending gathers, flush counters (see `tlb`).
+    pub(crate) tlb: crate::tlb::MmTlbState,
 }
 
 /// Why an address space could not be created.
@@ -71,6 +73,7 @@ impl AddressSpace {
             vmas: RwSemaphore::new("mmap lock", VmaSet::new()),
             write_protect_seq: AtomicU64::new(0),
             rss: AtomicU64::new(0),
+            tlb: crate::tlb::MmTlbState::new(),
         })
     }
 

@@ -485,7 +485,7 @@ impl PageRef {
     /// Takes a reference on a folio that may be on its way to the allocator
     /// (lockless walker): add-unless-zero. `None` if it was free.
     pub fn try_get(page: &'static Page) -> Option<PageRef> {
-        page.try_get_many(1).then_some(PageRef { page })
+        if page.try_get_many(1) { Some(PageRef { page }) } else { None }
     }
 
     /// Adopts one of `n` references taken at once with
@@ -549,7 +549,9 @@ impl PinnedPage {
     /// walker): add-unless-zero of the pin's references (Linux
     /// try_grab_folio() with FOLL_PIN). `None` if the folio was free.
     pub fn try_pin(page: &'static Page) -> Option<PinnedPage> {
-        Self::try_pin_many(page, 1).then_some(PinnedPage { page })
+        // Not `then_some`: that would build (and drop, i.e. unpin) the value
+        // even when no pin was taken.
+        if Self::try_pin_many(page, 1) { Some(PinnedPage { page }) } else { None }
     }
 
     /// Pins `n` pages of one large folio at once, lockless (GUP-fast on a

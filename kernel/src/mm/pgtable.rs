@@ -20,17 +20,14 @@ use super::addr_space::AddressSpace;
 use super::flush::Batch;
 use super::page::{self, Page};
 use super::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
-use super::{HUGE_PAGE_SIZE, PAGE_SIZE, frame, phys_to_virt};
+use super::{HUGE_PAGE_SIZE, PAGE_SIZE, frame};
 use crate::sync::ThreadLockGuard;
 
 /// Flags of a user table entry above the leaves: permissions are decided at
 /// the leaf.
 pub const TABLE_FLAGS: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::USER);
 
-/// The value freed page tables are filled with: PRESENT clear (the hardware
-/// never follows it), distinctive, so a lockless walker that reads it knows it
-/// walked into a freed table.
-pub const POISON_ENTRY: u64 = 0x6b6b_6b6b_6b6b_6b6a;
+pub use crate::tlb::POISON_ENTRY;
 
 /// User page-table frames currently allocated (roots included).
 static LIVE_TABLES: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
@@ -60,17 +57,21 @@ pub fn alloc_table() -> Result<PhysAddr, NoMemory> {
     Ok(f.start_address())
 }
 
-/// Poisons and frees a page-table frame nothing can reach any more.
+/// Poisons and frees a page-table frame nothing can reach any more (no
+/// lockless walker either: teardown of an unloaded address space, or a table
+/// that lost an installation race and was never reachable).
 pub fn free_table(pa: PhysAddr) {
-    let t = phys_to_virt(pa).as_mut_ptr::<u64>();
-    for i in 0..512 {
-        // SAFETY: the frame is a detached table (caller), ours to overwrite.
-        unsafe { t.add(i).write_volatile(POISON_ENTRY) };
+    // SAFETY: the caller's contract: a detached order-0 table nobody uses.
+    unsafe { crate::tlb::poison_and_free_table(x86_64::structures::paging::PhysFrame::containing_address(pa)) };
+}
+
+/// Accounting for a page-table frame going back to the allocator (called by
+/// the one freeing function, `tlb::poison_and_free_table`).
+pub fn note_table_freed(pa: PhysAddr) {
+    if page::page_of(pa).has(page::PageFlags::PAGETABLE) {
+        page::clear_pagetable(pa);
+        LIVE_TABLES.fetch_sub(1, Ordering::Relaxed);
     }
-    page::clear_pagetable(pa);
-    LIVE_TABLES.fetch_sub(1, Ordering::Relaxed);
-    // SAFETY: allocated by `alloc_table` with order 0; detached and unreachable.
-    unsafe { frame::free(x86_64::structures::paging::PhysFrame::containing_address(pa), 0) };
 }
 
 /// The next table below `entry`, allocating it if `alloc`. `None` when the

@@ -1,0 +1,309 @@
+//! Flush primitives: invalidate a range of one address space (or of the
+//! kernel half) on this CPU and on every other CPU that may cache it.
+//!
+//! Shape (Linux flush_tlb_mm_range() in its 2016 form: local part, then
+//! smp_call_function_many() to the others with wait=1):
+//! 1. A full fence (Linux: the atomic inc_mm_tlb_gen(), "also a barrier that
+//!    synchronizes with switch_mm()"): the caller's page-table change is
+//!    globally visible before the CPU set is read, so a CPU that is not in
+//!    the set when it is read loads the new entries after its CR3 write.
+//! 2. Targets: the address space's CPU set (mm_cpumask) minus this CPU. Lazy
+//!    CPUs (a kernel thread running on the borrowed tables) are included:
+//!    it is the simplest correct choice — without tlb_gen tracking a lazy
+//!    CPU has no way to learn at its next switch that it missed a flush, and
+//!    its paging-structure caches may still walk tables a gather frees. (Linux
+//!    skips lazy CPUs only when no tables were freed, using tlb_gen.)
+//! 3. The request is sent first, then this CPU flushes its own TLB (if the
+//!    address space is loaded here), then the initiator waits for every
+//!    target's acknowledgement. A target acknowledges *after* its handler ran
+//!    (`smp::call` clears the target's pending bit after the function
+//!    returns), so when the wait ends no CPU can use a stale translation.
+//! 4. A wait that times out is fatal: a CPU that did not flush may write
+//!    through a stale translation into a frame that is about to be reused,
+//!    and nothing can undo that. The panic names the silent CPUs.
+//!
+//! The local operation, on initiator and targets alike: INVLPG per stride
+//! (4 KiB or 2 MiB) when the range has at most `tlb.ceiling` strides,
+//! otherwise a whole flush — a CR3 reload (non-global entries) for an address
+//! space, a CR4.PGE toggle (global entries too) for kernel ranges. Without
+//! PCID, INVLPG also drops every paging-structure-cache entry (SDM 4.10.4.1),
+//! so a range flush covers freed page tables too.
+//!
+//! The remote handler is NMI-safe (it may run from the NMI handler under
+//! `tlb=nmi`): no lock, no allocation, no log; only INVLPG/CR3/CR4 and relaxed
+//! counters. Its request holds plain values only.
+//!
+//! Ordering of the request before the kick: `smp::call` publishes the request
+//! with a Release push, and `apic::send_ipi` orders the ICR write after
+//! earlier stores (xAPIC: an uncached MMIO store, not reordered with earlier
+//! stores under x86 TSO; x2APIC: WRMSR is not serialising, so it issues
+//! `mfence; lfence` first, Linux's weak_wrmsr_fence()).
+
+use core::sync::atomic::{Ordering, fence};
+use x86_64::VirtAddr;
+use x86_64::instructions::interrupts;
+
+use super::{Counters, FlushMode, GLOBAL, config, count};
+use crate::mm::addr_space::AddressSpace;
+use crate::mm::layout::{KERNEL_HALF_START, USER_END};
+use crate::mm::paging;
+use crate::smp::call::{self, Delivery, PendingCall};
+use crate::smp::{self, CpuSet};
+
+/// The step between invalidations: the page size of the leaves that changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stride {
+    /// 4 KiB leaves (ptes).
+    Page4K,
+    /// 2 MiB leaves (huge pmds): one INVLPG per 2 MiB page.
+    Huge2M,
+}
+
+impl Stride {
+    /// log2 of the stride in bytes.
+    pub const fn shift(self) -> u32 {
+        match self {
+            Stride::Page4K => 12,
+            Stride::Huge2M => 21,
+        }
+    }
+
+    /// The stride in bytes.
+    pub const fn size(self) -> u64 {
+        1 << self.shift()
+    }
+}
+
+/// What one CPU does: INVLPG a stride-aligned range, or flush everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LocalOp {
+    Pages { start: u64, end: u64, stride: Stride },
+    All,
+}
+
+impl LocalOp {
+    /// The operation for `[start, end)` under the ceiling (Linux:
+    /// get_flush_tlb_info() turning long ranges into TLB_FLUSH_ALL).
+    pub(crate) fn for_range(start: u64, end: u64, stride: Stride) -> LocalOp {
+        let start = start & !(stride.size() - 1);
+        let end = end.next_multiple_of(stride.size());
+        if end <= start {
+            return LocalOp::Pages { start, end: start, stride };
+        }
+        if (end - start) >> stride.shift() > config().ceiling { LocalOp::All } else { LocalOp::Pages { start, end, stride } }
+    }
+
+    /// Runs the operation on this CPU; `global` flushes global entries too
+    /// when flushing everything. Returns the pages invalidated one by one.
+    /// NMI-safe.
+    fn run(self, global: bool) -> u64 {
+        match self {
+            LocalOp::Pages { start, end, stride } => {
+                let mut va = start;
+                while va < end {
+                    x86_64::instructions::tlb::flush(VirtAddr::new(va));
+                    va += stride.size();
+                }
+                (end - start) >> stride.shift()
+            }
+            LocalOp::All if global => {
+                flush_global();
+                0
+            }
+            LocalOp::All => {
+                // A CR3 reload: drops every non-global translation (no PCID).
+                x86_64::instructions::tlb::flush_all();
+                0
+            }
+        }
+    }
+}
+
+/// Drops every translation, global ones included, on this CPU (Linux:
+/// native_flush_tlb_global() without INVPCID: toggle CR4.PGE). NMI-safe: an
+/// NMI that toggles in between restores the value it read, which keeps PGE
+/// as the interrupted toggle will set it.
+fn flush_global() {
+    use x86_64::registers::control::{Cr4, Cr4Flags};
+    interrupts::without_interrupts(|| {
+        let cr4 = Cr4::read();
+        if cr4.contains(Cr4Flags::PAGE_GLOBAL) {
+            // SAFETY: clearing and restoring PGE only flushes the TLB
+            // (SDM 4.10.4.1); paging stays on and nothing else changes.
+            unsafe {
+                Cr4::write(cr4 - Cr4Flags::PAGE_GLOBAL);
+                Cr4::write(cr4);
+            }
+        } else {
+            x86_64::instructions::tlb::flush_all();
+        }
+    });
+}
+
+fn delivery() -> Delivery {
+    match config().mode {
+        FlushMode::Ipi => Delivery::Ipi,
+        FlushMode::Nmi => Delivery::Nmi,
+    }
+}
+
+/// The whole shootdown (module docs, steps 1-4). `mm`: an address space
+/// (`None`: kernel mappings, on every online CPU).
+fn shootdown(mm: Option<&AddressSpace>, op: LocalOp) {
+    // Step 1: the caller's entry change before the read of the CPU set.
+    fence(Ordering::SeqCst);
+    let me = smp::cpu_index();
+    count(mm, |c: &Counters| &c.flushes, 1);
+    let (mut targets, here) = match mm {
+        // Here: this CPU runs on the address space's tables (Linux: mm ==
+        // cpu_tlbstate.loaded_mm); a CPU cannot switch tables under its own
+        // running code (the kernel is not preemptible).
+        Some(mm) => (mm.cpus(), paging::active_root() == mm.root()),
+        None => (smp::online_cpus(), true),
+    };
+    targets.remove(me);
+    let pending = (!targets.is_empty()).then(|| {
+        count(mm, |c| &c.remote_requests, 1);
+        count(mm, |c| &c.remote_targets, targets.len() as u64);
+        let global = mm.is_none();
+        call::call_with(targets, delivery(), move || {
+            op.run(global);
+            // Relaxed: statistics; the acknowledgement (Release) follows.
+            GLOBAL.remote_handled.fetch_add(1, Ordering::Relaxed);
+        })
+    });
+    if here {
+        let pages = interrupts::without_interrupts(|| op.run(mm.is_none()));
+        count(mm, |c| &c.local_invlpg_pages, pages);
+        if op == LocalOp::All {
+            count(mm, |c| &c.local_full_flushes, 1);
+        }
+    }
+    if let Some(pending) = pending {
+        finish_remote(pending, targets, mm.is_none());
+    }
+}
+
+/// Waits for the targets' acknowledgements — unless `tlb.nowait` is on for an
+/// address-space flush: **the one decision point of that negative control**.
+/// The dropped call is parked by `smp::call` until its targets ran it, so the
+/// request is never freed under a late target.
+fn finish_remote(pending: PendingCall, targets: CpuSet, kernel: bool) {
+    if !kernel && config().nowait {
+        drop(pending);
+        return;
+    }
+    if let Err(e) = pending.wait(call::call_timeout_ns()) {
+        panic!("TLB shootdown to {targets} not acknowledged: {e}; a missed TLB flush cannot be recovered");
+    }
+}
+
+/// Flushes `[start, end)` of `mm` on every CPU that may cache it (Linux:
+/// flush_tlb_mm_range()). `stride`: the size of the leaves that changed.
+pub fn flush_tlb_mm_range(mm: &AddressSpace, start: VirtAddr, end: VirtAddr, stride: Stride) {
+    assert!(end.as_u64() <= USER_END && start <= end, "flush of {start:?}..{end:?}: not a user range");
+    shootdown(Some(mm), LocalOp::for_range(start.as_u64(), end.as_u64(), stride));
+}
+
+/// Flushes all of `mm`'s translations everywhere (Linux: flush_tlb_mm()).
+pub fn flush_tlb_mm(mm: &AddressSpace) {
+    shootdown(Some(mm), LocalOp::All);
+}
+
+/// Flushes one 4 KiB page of `mm` (Linux: flush_tlb_page(), the flush of
+/// ptep_clear_flush()).
+pub fn flush_tlb_page(mm: &AddressSpace, va: VirtAddr) {
+    let start = va.align_down(Stride::Page4K.size());
+    flush_tlb_mm_range(mm, start, start + Stride::Page4K.size(), Stride::Page4K);
+}
+
+/// The flush after a pmd that pointed to a pte table was cleared (Linux:
+/// pmdp_collapse_flush() -> flush_tlb_range(vma, haddr, haddr + HPAGE_PMD_SIZE)):
+/// the 2 MiB at `haddr` were mapped by 4 KiB ptes, so 512 strides — beyond
+/// any sane ceiling, a whole flush.
+pub fn flush_pmd_collapse(mm: &AddressSpace, haddr: VirtAddr) {
+    assert!(haddr.is_aligned(Stride::Huge2M.size()), "pmd collapse flush at unaligned {haddr:?}");
+    flush_tlb_mm_range(mm, haddr, haddr + Stride::Huge2M.size(), Stride::Page4K);
+}
+
+/// Flushes `[start, end)` of the kernel half on every online CPU (Linux:
+/// flush_tlb_kernel_range()); global entries included. Always waits (see the
+/// module docs of `tlb`).
+pub fn flush_tlb_kernel_range(start: VirtAddr, end: VirtAddr) {
+    assert!(start.as_u64() >= KERNEL_HALF_START && start <= end, "kernel flush of {start:?}..{end:?}: not kernel");
+    shootdown(None, LocalOp::for_range(start.as_u64(), end.as_u64(), Stride::Page4K));
+}
+
+/// A TLB flush owed after a change to `mm`'s page tables (removing or
+/// weakening a translation). Page-table code returns one; dropping it is a
+/// compiler warning. [`flush`](TlbFlush::flush) does it now;
+/// [`Gather::add`](super::Gather::add) defers it; [`merge`](TlbFlush::merge)
+/// combines two.
+#[must_use = "a changed translation must be flushed from every TLB"]
+pub struct TlbFlush<'a> {
+    mm: &'a AddressSpace,
+    start: u64,
+    end: u64,
+    stride: Stride,
+}
+
+impl core::fmt::Debug for TlbFlush<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "TlbFlush(mm {} {:#x}..{:#x} {:?})", self.mm.id, self.start, self.end, self.stride)
+    }
+}
+
+impl<'a> TlbFlush<'a> {
+    /// The flush of `[start, end)` with `stride`.
+    pub fn range(mm: &'a AddressSpace, start: VirtAddr, end: VirtAddr, stride: Stride) -> Self {
+        assert!(end.as_u64() <= USER_END && start <= end, "flush of {start:?}..{end:?}: not a user range");
+        TlbFlush { mm, start: start.as_u64(), end: end.as_u64(), stride }
+    }
+
+    /// The flush of the 4 KiB page holding `va`.
+    pub fn page(mm: &'a AddressSpace, va: VirtAddr) -> Self {
+        let start = va.align_down(Stride::Page4K.size());
+        Self::range(mm, start, start + Stride::Page4K.size(), Stride::Page4K)
+    }
+
+    /// The flush of the 2 MiB leaf at `haddr`.
+    pub fn huge(mm: &'a AddressSpace, haddr: VirtAddr) -> Self {
+        let start = haddr.align_down(Stride::Huge2M.size());
+        Self::range(mm, start, start + Stride::Huge2M.size(), Stride::Huge2M)
+    }
+
+    /// One flush covering both (same address space): the union of the ranges
+    /// at the smaller stride (Linux's mmu_gather accumulates the same way).
+    pub fn merge(self, other: TlbFlush<'a>) -> TlbFlush<'a> {
+        assert!(core::ptr::eq(self.mm, other.mm), "merging flushes of different address spaces");
+        TlbFlush {
+            mm: self.mm,
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+            stride: self.stride.min(other.stride),
+        }
+    }
+
+    /// The address space.
+    pub fn mm(&self) -> &'a AddressSpace {
+        self.mm
+    }
+
+    /// The range `[start, end)` and stride.
+    pub fn bounds(&self) -> (VirtAddr, VirtAddr, Stride) {
+        (VirtAddr::new(self.start), VirtAddr::new(self.end), self.stride)
+    }
+
+    /// Flushes now, on every CPU that may cache the range.
+    pub fn flush(self) {
+        flush_tlb_mm_range(self.mm, VirtAddr::new(self.start), VirtAddr::new(self.end), self.stride);
+    }
+
+    /// Drops the flush without doing it. Only for negative controls that
+    /// skip a flush on purpose (e.g. `ksm.no_flush`): stale translations stay.
+    pub fn skip_for_negative_control(self) {}
+
+    pub(crate) fn into_parts(self) -> (&'a AddressSpace, u64, u64, Stride) {
+        (self.mm, self.start, self.end, self.stride)
+    }
+}

@@ -1,0 +1,196 @@
+//! Deferred, batched flushes and page-table freeing (Linux: struct
+//! mmu_gather with tlb_gather_mmu()/tlb_finish_mmu(), pte_free_tlb(), and
+//! mm->tlb_flush_pending with inc/dec_tlb_flush_pending()).
+//!
+//! A [`Gather`] belongs to one address space. While it exists the address
+//! space's pending count is raised, so a reader that sees a page-table change
+//! made under the gather also sees that its flush may not have happened yet
+//! ([`flush_pending`], what KSM's write_protect_page() checks). The gather
+//! accumulates the range to flush and the page tables detached from the
+//! tree; [`Gather::finish`] flushes, then frees the tables once lockless
+//! walkers cannot be using them (`ptfree=`), then lowers the count.
+//!
+//! Invariants:
+//! * A table given to [`Gather::free_table`] is detached (no entry points to
+//!   it) and is freed only after the flush *and* after the `ptfree`
+//!   synchronisation: an IPI call every other CPU acknowledged (a CPU inside
+//!   an interrupts-off walk answers only after it), or an RCU grace period
+//!   (which such a walk holds off).
+//! * Every freed table is filled with [`POISON_ENTRY`] first, so a walker that
+//!   reads a freed table sees a recognisable, not-present entry.
+//! * The pending count is lowered exactly once per gather, after its flush
+//!   (also when the gather is dropped without `finish`).
+
+use alloc::vec::Vec;
+use core::sync::atomic::{Ordering, fence};
+use x86_64::VirtAddr;
+use x86_64::structures::paging::{PhysFrame, Size4KiB};
+
+use super::flush::{Stride, TlbFlush, flush_tlb_mm_range};
+use super::{GLOBAL, PtFree, config, count};
+use crate::mm::addr_space::AddressSpace;
+use crate::mm::frame;
+use crate::mm::paging::{PageTable, RawEntry};
+use crate::smp::{self, call};
+
+/// What every entry of a freed page table holds: PRESENT (bit 0) clear, so
+/// the hardware walker never follows it; otherwise Linux's slab poison byte
+/// 0x6b, easy to spot in a dump and far from any real entry.
+pub const POISON_ENTRY: u64 = 0x6b6b_6b6b_6b6b_6b6a;
+const _: () = assert!(POISON_ENTRY & 1 == 0, "the poison entry must not be present");
+
+/// A batch of page-table changes of one address space, flushed together.
+#[must_use = "a gather must be finished (its flush and table frees are owed)"]
+pub struct Gather<'a> {
+    mm: &'a AddressSpace,
+    /// `[start, end)` and the smallest stride seen, if anything was added.
+    range: Option<(u64, u64, Stride)>,
+    tables: Vec<PhysFrame<Size4KiB>>,
+    finished: bool,
+}
+
+impl<'a> Gather<'a> {
+    /// Starts a batch for `mm` and raises its pending count (Linux:
+    /// tlb_gather_mmu() -> inc_tlb_flush_pending()).
+    pub fn new(mm: &'a AddressSpace) -> Self {
+        // Relaxed increment, then a Release fence: the increment is ordered
+        // before every later store of this CPU, in particular the page-table
+        // changes the caller makes under this gather. A reader that sees such
+        // a change and then executes an Acquire fence (`flush_pending`) sees
+        // the increment. (Linux relies on the page-table lock for the same
+        // order; this kernel's callers may use lockless exchanges.)
+        mm.tlb.pending.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        Gather { mm, range: None, tables: Vec::new(), finished: false }
+    }
+
+    /// The address space.
+    pub fn mm(&self) -> &'a AddressSpace {
+        self.mm
+    }
+
+    /// Adds `[start, end)` (leaves of size `stride` changed) to the flush.
+    pub fn add_range(&mut self, start: VirtAddr, end: VirtAddr, stride: Stride) {
+        let (s, e) = (start.as_u64(), end.as_u64());
+        self.range = Some(match self.range {
+            None => (s, e, stride),
+            Some((s0, e0, st0)) => (s0.min(s), e0.max(e), st0.min(stride)),
+        });
+    }
+
+    /// Defers a flush owed by page-table code into this batch.
+    pub fn add(&mut self, flush: TlbFlush<'a>) {
+        let (mm, start, end, stride) = flush.into_parts();
+        assert!(core::ptr::eq(mm, self.mm), "a flush of another address space added to a gather");
+        self.add_range(VirtAddr::new(start), VirtAddr::new(end), stride);
+    }
+
+    /// Queues a detached page table for freeing after the flush (Linux:
+    /// pte_free_tlb()/pmd_free_tlb()); `va` is an address it translated,
+    /// added to the flush so that paging-structure caches drop it.
+    ///
+    /// # Safety
+    /// `table` must be a page-table frame of this address space allocated with
+    /// order 0, already detached (no entry of the tree points to it any more),
+    /// and given to no other gather: after `finish` it is poisoned and freed.
+    pub unsafe fn free_table(&mut self, table: PhysFrame<Size4KiB>, va: VirtAddr) {
+        let page = va.align_down(Stride::Page4K.size());
+        self.add_range(page, page + Stride::Page4K.size(), Stride::Page4K);
+        self.tables.push(table);
+        count(Some(self.mm), |c| &c.tables_queued, 1);
+    }
+
+    /// Tables queued so far.
+    pub fn tables(&self) -> usize {
+        self.tables.len()
+    }
+
+    /// Flushes, frees the queued tables per `ptfree`, lowers the pending count
+    /// (Linux: tlb_finish_mmu()). A flush or synchronisation timeout panics.
+    pub fn finish(mut self) {
+        self.complete();
+    }
+
+    fn complete(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if let Some((start, end, stride)) = self.range {
+            flush_tlb_mm_range(self.mm, VirtAddr::new(start), VirtAddr::new(end), stride);
+        }
+        let tables = core::mem::take(&mut self.tables);
+        if !tables.is_empty() {
+            match config().ptfree {
+                PtFree::Ipi => {
+                    table_sync_one();
+                    // SAFETY: `free_table`'s contract; the tables are flushed
+                    // from every TLB and no interrupts-off walker that started
+                    // before the sync can still be inside them.
+                    tables.into_iter().for_each(|t| unsafe { poison_and_free_table(t) });
+                }
+                PtFree::Rcu => crate::rcu::call_rcu(move || {
+                    // SAFETY: as above, after a grace period instead of the sync.
+                    tables.into_iter().for_each(|t| unsafe { poison_and_free_table(t) });
+                }),
+            }
+        }
+        // Release: the flush (whose acknowledgements the wait observed with
+        // Acquire) happens before the decrement; a reader that sees the count
+        // drop (Acquire) sees the flush complete. Under `tlb.nowait` the flush
+        // may still be in flight: that is the negative control.
+        self.mm.tlb.pending.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Drop for Gather<'_> {
+    fn drop(&mut self) {
+        self.complete();
+    }
+}
+
+/// Waits until every other online CPU has taken an empty IPI call (Linux:
+/// tlb_remove_table_sync_one()): a CPU in an interrupts-off lockless walk
+/// answers only after the walk. Always by IPI, whatever `tlb=` says.
+fn table_sync_one() {
+    let mut others = smp::online_cpus();
+    others.remove(smp::cpu_index());
+    if others.is_empty() {
+        return;
+    }
+    if let Err(e) = call::call_and_wait(others, || {}) {
+        panic!("page-table free synchronisation not acknowledged: {e}; the tables cannot be freed safely");
+    }
+}
+
+/// Fills a page table with [`POISON_ENTRY`] and returns it to the frame
+/// allocator. For gathers, and for negative controls that free a table at
+/// once (`collapse.no_table_sync`).
+///
+/// # Safety
+/// `table` must be an order-0 page-table frame that no entry points to and
+/// that nothing will use any more (the caller decides whether lockless walkers
+/// were excluded).
+pub unsafe fn poison_and_free_table(table: PhysFrame<Size4KiB>) {
+    // SAFETY: the caller hands the frame over; it is a page table.
+    let t = unsafe { PageTable::at(table.start_address()) };
+    for i in 0..512 {
+        // Relaxed: a late walker reads either the old entry or the poison;
+        // the free below publishes nothing it could rely on.
+        t.entry(i).store(RawEntry(POISON_ENTRY), Ordering::Relaxed);
+    }
+    crate::mm::pgtable::note_table_freed(table.start_address());
+    // SAFETY: the caller's contract: order 0, unused.
+    unsafe { frame::free(table, 0) };
+    // Relaxed: statistics.
+    GLOBAL.tables_freed.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Whether a gather of `mm` is in progress, so a page-table change seen by
+/// the caller may not be flushed yet (Linux: mm_tlb_flush_pending()).
+pub fn flush_pending(mm: &AddressSpace) -> bool {
+    // Acquire fence: the caller's earlier page-table reads are ordered before
+    // the count's load (pairs with the Release fence in `Gather::new`).
+    fence(Ordering::Acquire);
+    mm.tlb.pending.load(Ordering::Acquire) > 0
+}
