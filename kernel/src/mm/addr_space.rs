@@ -84,8 +84,7 @@ impl AddressSpace {
 
     /// The CPUs that have this address space loaded.
     pub fn cpus(&self) -> CpuSet {
-        // Acquire: pairs with the Release in `note_loaded`, so a CPU seen in
-        // the set has finished its CR3 write.
+        // Acquire: pairs with the insertion in `note_loaded`.
         self.cpus.load(Ordering::Acquire)
     }
 
@@ -127,11 +126,13 @@ impl AddressSpace {
         self.write_protect_seq.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Records that `cpu` loaded this root (called by the scheduler after the
-    /// CR3 write, with interrupts off).
+    /// Records that `cpu` is loading this root (called by the scheduler just
+    /// before the CR3 write, with interrupts off).
     pub(crate) fn note_loaded(&self, cpu: usize) {
         self.loads.fetch_add(1, Ordering::Relaxed);
-        self.cpus.insert(cpu, Ordering::Release);
+        // SeqCst: a full barrier between joining the set and the table walks
+        // that follow the CR3 write (see sched::switch_mm).
+        self.cpus.insert(cpu, Ordering::SeqCst);
     }
 
     /// Records that `cpu` loaded another root.

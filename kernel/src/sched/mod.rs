@@ -201,9 +201,14 @@ fn switch_mm(me: usize, next: &Task) {
     if loaded.as_ref().is_some_and(|l| Arc::ptr_eq(l, mm)) {
         return;
     }
+    // Join the CPU set before the CR3 write (Linux switch_mm_irqs_off()
+    // sets the mm_cpumask bit first): a shootdown that cleared an entry and
+    // then read the set either sees this CPU (and flushes it) or ran its read
+    // before our insertion (a locked RMW, a full barrier), so our table walks
+    // after the CR3 write see the cleared entry.
+    mm.note_loaded(me);
     load_root(mm.root());
     rq.cr3_writes.fetch_add(1, Ordering::Relaxed);
-    mm.note_loaded(me);
     if let Some(old) = loaded.replace(mm.clone()) {
         old.note_unloaded(me);
     }
