@@ -58,6 +58,11 @@ pub const KEYS: &[KeyInfo] = &[
         values: "<1..=600000>",
         help: "an RCU grace period older than this is reported with the CPUs that hold it up (NMI dump); ten times this is fatal",
     },
+    KeyInfo {
+        key: "init",
+        values: "<program> (hello, threads, ...: kernel/src/process/programs.rs)",
+        help: "main kernel: run this built-in user program on the boot CPU after boot and report its exit status (non-zero: failure)",
+    },
     KeyInfo { key: "ktest.filter", values: "<substring>", help: "test kernels: run only tests whose name contains it" },
     KeyInfo { key: "ktest.skip", values: "<number>", help: "test kernels: skip the first N tests (crash recovery)" },
 ];
@@ -100,6 +105,8 @@ pub struct BootOptions {
     pub rcu_stall_ms: u64,
     /// `bench=`: benchmarks the main kernel runs after boot.
     pub bench: BenchSet,
+    /// `init=`: the user program the main kernel runs after boot.
+    pub init: Option<&'static str>,
     /// `ktest.filter=`.
     pub ktest_filter: Option<&'static str>,
     /// `ktest.skip=`.
@@ -117,6 +124,7 @@ impl BootOptions {
         call_timeout_ms: 2000,
         rcu_stall_ms: 5000,
         bench: BenchSet::EMPTY,
+        init: None,
         ktest_filter: None,
         ktest_skip: 0,
     };
@@ -257,6 +265,12 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
                 let b = Bench::from_name(name).ok_or_else(|| bad(key, if name.is_empty() { value } else { name }))?;
                 o.bench.insert(b);
             }
+        }
+        "init" => {
+            if crate::process::programs::lookup(value).is_none() {
+                return Err(bad(key, value));
+            }
+            o.init = Some(value);
         }
         "ktest.filter" => {
             if value.is_empty() {

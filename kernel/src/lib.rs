@@ -23,10 +23,12 @@ pub mod console;
 pub mod debug;
 pub mod mm;
 pub mod power;
+pub mod process;
 pub mod rcu;
 pub mod sched;
 pub mod smp;
 pub mod sync;
+pub mod syscall;
 pub mod testing;
 pub mod time;
 

@@ -9,6 +9,8 @@
 //! tables). The virtual layout is in [`layout`].
 
 pub mod addr_space;
+pub mod fault;
+pub mod fork;
 pub mod frame;
 pub mod heap;
 pub mod kernel_map;
@@ -16,6 +18,7 @@ pub mod layout;
 pub mod mmio;
 pub mod paging;
 pub mod stack;
+pub mod uaccess;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::{PhysAddr, VirtAddr};
