@@ -17,6 +17,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("smp", env!("CARGO_BIN_FILE_KTESTS_smp")),
     ("sched", env!("CARGO_BIN_FILE_KTESTS_sched")),
     ("sync", env!("CARGO_BIN_FILE_KTESTS_sync")),
+    ("user", env!("CARGO_BIN_FILE_KTESTS_user")),
 ];
 
 /// The kernel ELF of suite `name`.

@@ -15,4 +15,5 @@ pub mod sched;
 pub mod selftest;
 pub mod smp;
 pub mod sync;
+pub mod user;
 pub mod util;
