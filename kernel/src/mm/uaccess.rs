@@ -26,7 +26,7 @@ pub struct UserPtr(pub u64);
 
 impl UserPtr {
     /// The address `bytes` further on (wrapping: the range check catches it).
-    pub fn add(self, bytes: u64) -> UserPtr {
+    pub fn offset(self, bytes: u64) -> UserPtr {
         UserPtr(self.0.wrapping_add(bytes))
     }
 }
