@@ -20,6 +20,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("mm", env!("CARGO_BIN_FILE_KTESTS_mm")),
     ("gup", env!("CARGO_BIN_FILE_KTESTS_gup")),
     ("tlb", env!("CARGO_BIN_FILE_KTESTS_tlb")),
+    ("user", env!("CARGO_BIN_FILE_KTESTS_user")),
 ];
 
 /// The kernel ELF of suite `name`.

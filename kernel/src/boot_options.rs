@@ -74,6 +74,11 @@ pub const KEYS: &[KeyInfo] = &[
         values: "ipi|rcu",
         help: "detached page tables are freed after an IPI to every CPU (default) or after an RCU grace period",
     },
+    KeyInfo {
+        key: "init",
+        values: "<program> (hello, threads, ...: kernel/src/process/programs.rs)",
+        help: "main kernel: run this built-in user program on the boot CPU after boot and report its exit status (non-zero: failure)",
+    },
     KeyInfo { key: "ktest.filter", values: "<substring>", help: "test kernels: run only tests whose name contains it" },
     KeyInfo { key: "ktest.skip", values: "<number>", help: "test kernels: skip the first N tests (crash recovery)" },
 ];
@@ -118,6 +123,8 @@ pub struct BootOptions {
     pub bench: BenchSet,
     /// `tlb=`, `tlb.nowait=`, `tlb.ceiling=`, `ptfree=`.
     pub tlb: crate::tlb::TlbConfig,
+    /// `init=`: the user program the main kernel runs after boot.
+    pub init: Option<&'static str>,
     /// `ktest.filter=`.
     pub ktest_filter: Option<&'static str>,
     /// `ktest.skip=`.
@@ -136,6 +143,7 @@ impl BootOptions {
         rcu_stall_ms: 5000,
         bench: BenchSet::EMPTY,
         tlb: crate::tlb::TlbConfig::DEFAULT,
+        init: None,
         ktest_filter: None,
         ktest_skip: 0,
     };
@@ -298,6 +306,12 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
                 "rcu" => crate::tlb::PtFree::Rcu,
                 _ => return Err(bad(key, value)),
             }
+        }
+        "init" => {
+            if crate::process::programs::lookup(value).is_none() {
+                return Err(bad(key, value));
+            }
+            o.init = Some(value);
         }
         "ktest.filter" => {
             if value.is_empty() {

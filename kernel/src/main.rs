@@ -21,6 +21,20 @@ fn main(facts: &'static BootFacts) -> ! {
         heap.size / 1024,
         heap.used
     );
+    if let Some(program) = facts.options.init {
+        match kernel::process::spawn(program, 0).and_then(kernel::process::wait) {
+            Ok(status) => {
+                log::info!("init: {program} exited with status {status}");
+                if status != 0 {
+                    power::exit(ExitStatus::Fail);
+                }
+            }
+            Err(e) => {
+                log::error!("init: {program}: {e}");
+                power::exit(ExitStatus::Fail);
+            }
+        }
+    }
     if !facts.options.bench.is_empty()
         && let Err(e) = kernel::bench::run(facts.options.bench)
     {

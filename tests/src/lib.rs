@@ -18,4 +18,5 @@ pub mod selftest;
 pub mod smp;
 pub mod sync;
 pub mod tlb;
+pub mod user;
 pub mod util;

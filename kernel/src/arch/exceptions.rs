@@ -3,9 +3,10 @@
 //! Every kernel-mode exception except NMI and breakpoint is fatal at this stage:
 //! the report names the exception, decodes the error code, prints every register,
 //! CR0/CR2/CR3/CR4 and a symbolised backtrace, and diagnoses the common cause of a
-//! double fault, a kernel stack overflow into a guard page. Faults that the
-//! memory manager resolves (user faults, exception-table fixups) are dispatched
-//! from here once those exist.
+//! double fault, a kernel stack overflow into a guard page. Exceptions from
+//! user mode go to `process::fault` (resolved or the process is killed,
+//! never the kernel); a kernel page fault on a uaccess copy goes to
+//! `mm::uaccess` (resolved, or the copy returns EFAULT).
 
 use super::cpu;
 use super::idt::TrapFrame;
@@ -57,8 +58,21 @@ mod pf {
     pub const SHADOW_STACK: u64 = 1 << 6;
 }
 
+/// The exception's name (vector 0-31).
+pub fn name(vector: u8) -> &'static str {
+    NAMES.get(usize::from(vector)).copied().unwrap_or("UNKNOWN")
+}
+
 /// Entry for vectors 0-31.
 pub fn handle(frame: &mut TrapFrame) {
+    // NMI, double fault and machine check are never the user's doing.
+    if frame.from_user() && !matches!(frame.vector, 2 | 8 | 18) {
+        crate::process::fault::user_exception(frame);
+        return;
+    }
+    if frame.vector == 14 && crate::mm::uaccess::handle_kernel_fault(frame, cpu::cr2()) {
+        return;
+    }
     match frame.vector {
         2 => {
             // The NMI depth lets the lock checks refuse locks in NMI context

@@ -62,18 +62,23 @@ pub fn install(stacks: TssStacks) {
     tss.interrupt_stack_table[IST_NMI as usize] = stacks.nmi;
     tss.interrupt_stack_table[IST_MACHINE_CHECK as usize] = stacks.machine_check;
     tss.privilege_stack_table[0] = stacks.privilege0;
-    let tss: &'static TaskStateSegment = Box::leak(Box::new(tss));
+    // A raw pointer, not a reference: `rsp0` is rewritten at every switch to a
+    // user task (`arch::usermode`), through the address kept in per-CPU data.
+    let tss: *mut TaskStateSegment = Box::into_raw(Box::new(tss));
     let gdt: &'static mut GlobalDescriptorTable = Box::leak(Box::new(GlobalDescriptorTable::new()));
     install_tables(gdt, tss);
+    crate::smp::percpu::current().tss.store(tss as u64, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// Loads `gdt` (filled here) with `tss` on this CPU.
-fn install_tables(gdt: &'static mut GlobalDescriptorTable, tss: &'static TaskStateSegment) {
+fn install_tables(gdt: &'static mut GlobalDescriptorTable, tss: *const TaskStateSegment) {
     let code = gdt.append(Descriptor::kernel_code_segment());
     let data = gdt.append(Descriptor::kernel_data_segment());
     let user_data = gdt.append(Descriptor::user_data_segment());
     let user_code = gdt.append(Descriptor::user_code_segment());
-    let tss_sel = gdt.append(Descriptor::tss_segment(tss));
+    // SAFETY: `tss` is leaked (lives forever) and only ever written through
+    // raw pointers by this CPU (its rsp0), never through a reference.
+    let tss_sel = gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss) });
     debug_assert_eq!(code, selectors::KERNEL_CODE);
     debug_assert_eq!(data, selectors::KERNEL_DATA);
     debug_assert_eq!(user_data.index(), selectors::USER_DATA.index());

@@ -9,6 +9,15 @@
 //!
 //! Exceptions (vectors 0-31) go to [`super::exceptions`]; other vectors go to the
 //! handler registered for them with [`register_handler`].
+//!
+//! GS: the kernel's GS base is its per-CPU block, user mode's is 0 (see
+//! `usermode`). An entry from ring 3 (CS RPL 3 in the frame) runs `swapgs`
+//! first and again before its `iretq`. NMI, double fault and machine check
+//! (on IST stacks) can also arrive in ring 0 *between* a `syscall` and its
+//! `swapgs`, so their entry is paranoid (Linux: paranoid_entry): it reads
+//! `IA32_GS_BASE` and swaps only if it is not a kernel address, restoring the
+//! same state on exit. A return to ring 3 from an ordinary vector first does
+//! the return-to-user work (`usermode::prepare_return`: exit, RCU, preemption).
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -73,11 +82,21 @@ interrupt_stubs:
             pushq $0
         .endif
         pushq $vector
-        jmp interrupt_common
+        .if vector == 2 || vector == 8 || vector == 18
+            jmp interrupt_paranoid
+        .else
+            jmp interrupt_common
+        .endif
         .set vector, vector + 1
     .endr
 
 interrupt_common:
+    // From ring 3 (the CS the CPU pushed, above the vector and error code):
+    // switch to the kernel's GS base.
+    testb $3, 24(%rsp)
+    jz 1f
+    swapgs
+1:
     pushq %rax
     pushq %rbx
     pushq %rcx
@@ -99,6 +118,62 @@ interrupt_common:
     // code, the vector and 15 registers that is 22 words, so rsp is 16-byte
     // aligned here, as the C ABI wants before a call.
     call {dispatch}
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp
+    testb $3, 8(%rsp)
+    jz 2f
+    swapgs
+2:
+    iretq
+
+    // NMI, double fault, machine check: GS by the MSR, not by the frame's CS.
+interrupt_paranoid:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    cld
+    // IA32_GS_BASE: the kernel's is a kernel-half (negative) address, user
+    // mode's is 0. rbx (callee-saved) remembers whether we swapped.
+    movl $0xc0000101, %ecx
+    rdmsr
+    xorl %ebx, %ebx
+    testl %edx, %edx
+    js 3f
+    swapgs
+    movl $1, %ebx
+3:
+    movq %rsp, %rdi
+    call {dispatch}
+    testl %ebx, %ebx
+    jz 4f
+    swapgs
+4:
     popq %r15
     popq %r14
     popq %r13
@@ -144,6 +219,11 @@ extern "C" fn interrupt_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as usize;
     if vector < 32 {
         super::exceptions::handle(frame);
+        // The paranoid vectors never do return-to-user work: an NMI may have
+        // interrupted anything, even the return path itself.
+        if frame.from_user() && !matches!(vector, 2 | 8 | 18) {
+            super::usermode::prepare_return(frame);
+        }
         return;
     }
     let handler = HANDLERS[vector].load(Ordering::Acquire);
@@ -162,6 +242,9 @@ extern "C" fn interrupt_dispatch(frame: &mut TrapFrame) {
         if let Some(cpu) = cpu {
             cpu.irq_depth.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+    if frame.from_user() {
+        super::usermode::prepare_return(frame);
     }
 }
 

@@ -17,4 +17,5 @@ pub mod qemu;
 pub mod timer;
 pub mod trampoline;
 pub mod tsc;
+pub mod usermode;
 pub mod vectors;

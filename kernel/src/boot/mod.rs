@@ -124,6 +124,7 @@ extern "C" fn stage2() -> ! {
         machine_check: stack::alloc("cpu0 machine-check IST", IST_STACK_SIZE).top(),
         privilege0: stack::alloc("cpu0 ring-0 entry", IST_STACK_SIZE).top(),
     });
+    crate::arch::usermode::init_this_cpu();
     crate::acpi::init(facts.rsdp);
     crate::acpi::log_platform(crate::acpi::platform());
     crate::time::recalibrate(crate::acpi::platform());

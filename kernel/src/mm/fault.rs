@@ -45,6 +45,21 @@ pub struct Access {
     pub user: bool,
 }
 
+impl Access {
+    /// Decodes a page-fault error code (Intel SDM vol. 3, 4.7: bit 1 write,
+    /// bit 2 user mode, bit 4 instruction fetch).
+    pub fn from_error_code(code: u64) -> Access {
+        let kind = if code & (1 << 4) != 0 {
+            AccessKind::Exec
+        } else if code & (1 << 1) != 0 {
+            AccessKind::Write
+        } else {
+            AccessKind::Read
+        };
+        Access { kind, user: code & (1 << 2) != 0 }
+    }
+}
+
 /// Why a fault could not be resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultError {

@@ -1,7 +1,15 @@
 //! The kernel's virtual address layout.
 //!
 //! ```text
-//! 0x0000_0000_0000_0000 - 0x0000_7fff_ffff_ffff  user space (per process, later)
+//! 0x0000_0000_0000_0000 - 0x0000_7fff_ffff_ffff  user space (per process):
+//!   0x0000_0000_0000_0000 - +64 KiB               never mapped (null pointers fault)
+//!   0x0000_0000_0040_0000 - ...                   the program image (ELF PT_LOAD
+//!                                                 segments; programs link at 0x400000)
+//!   USER_STACK_TOP - USER_STACK_SIZE - top        the main thread's stack, with an
+//!                                                 unmapped guard page below it
+//!   0x0000_7fff_ffff_f000 - 0x0000_7fff_ffff_ffff  never mapped (the last user page:
+//!                                                 keeps `sysret` away from the
+//!                                                 non-canonical boundary)
 //! 0xffff_8000_0000_0000 - 0xffff_bfff_ffff_ffff  bootloader's dynamic range: the
 //!                                                 direct map of physical memory
 //! 0xffff_c000_0000_0000 - +4 GiB                  kernel stacks, 1 MiB slots, each
@@ -36,5 +44,16 @@ pub const HEAP_START: u64 = 0xffff_d000_0000_0000;
 pub const HEAP_MAX: u64 = 1 << 30;
 /// Start of the MMIO region.
 pub const MMIO_START: u64 = 0xffff_e000_0000_0000;
-/// Where the kernel image is linked (see .cargo/config.toml).
+/// Lowest address a user mapping may have (below it: the null guard).
+pub const USER_MIN: u64 = 0x1_0000;
+/// Where user programs are linked (kernel/user/build.rs).
+pub const USER_IMAGE_BASE: u64 = 0x40_0000;
+/// End (exclusive) of what user mappings may use: the last user page stays
+/// unmapped (Linux keeps it as a guard for the same `sysret` reason).
+pub const USER_MAX: u64 = USER_END - 0x1000;
+/// Top of the main thread's user stack.
+pub const USER_STACK_TOP: u64 = 0x0000_7fff_ff00_0000;
+/// Size of the main thread's user stack (mapped at spawn).
+pub const USER_STACK_SIZE: u64 = 64 * 1024;
+/// Where the kernel image is linked (kernel/build.rs).
 pub const KERNEL_IMAGE_START: u64 = 0xffff_ffff_8000_0000;

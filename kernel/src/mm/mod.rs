@@ -29,6 +29,7 @@ pub mod pgtable;
 pub mod range;
 pub mod stack;
 pub mod vma;
+pub mod uaccess;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::{PhysAddr, VirtAddr};

@@ -250,6 +250,36 @@ fn teardown_table(pa: PhysAddr, level: Level) {
     free_table(pa);
 }
 
+/// Detaches every page table of the user half (its leaves already zapped)
+/// and hands them to `batch`, which frees them after its flush and the
+/// `ptfree` synchronisation (Linux free_pgtables() at exit).
+pub fn free_user_tables(mm: &AddressSpace, batch: &mut Batch<'_>) {
+    let pml4 = table(mm.root());
+    for i in 0..256u64 {
+        let e = pml4.entry(i as usize).swap(RawEntry::EMPTY, Ordering::AcqRel);
+        if e.is_present() {
+            detach_below(e.addr(), Level::Pdpt, i << 39, batch);
+        }
+    }
+}
+
+fn detach_below(pa: PhysAddr, level: Level, base: u64, batch: &mut Batch<'_>) {
+    if let Some(next) = level.next() {
+        let t = table(pa);
+        for i in 0..512u64 {
+            let e = t.entry(i as usize).load(Ordering::Acquire);
+            if e.is_present() && !e.is_huge() {
+                detach_below(e.addr(), next, base + (i << level.shift()), batch);
+            } else if maps_page(e) {
+                page::report_invariant(format_args!("a mapping at {base:#x} survived the unmap of everything"));
+            }
+        }
+    }
+    // SAFETY: the table hangs only below the detached top-level entry, which
+    // no walker can reach after the batch's flush and synchronisation.
+    unsafe { batch.free_table(pa, base) };
+}
+
 /// Size of the leaf at `level`.
 pub const fn leaf_size(huge: bool) -> u64 {
     if huge { HUGE_PAGE_SIZE } else { PAGE_SIZE }

@@ -173,6 +173,11 @@ pub fn schedule() {
     next.on_cpu.store(true, Ordering::Relaxed);
     rq.switches.fetch_add(1, Ordering::Relaxed);
     switch_mm(me, &next);
+    let entry = next.user_entry_rsp.load(Ordering::Relaxed);
+    if entry != 0 {
+        // A user thread: its ring-3 entries land on its own kernel stack.
+        crate::arch::usermode::set_entry_stack(entry);
+    }
     let save = prev.saved_rsp.get();
     // SAFETY: `next` is not running (it is this CPU's and was queued or idle);
     // its saved rsp was written by its last switch-out or `initial_stack`.
@@ -420,6 +425,12 @@ pub fn cond_resched() {
     if RQ[me].need_resched.load(Ordering::Relaxed) {
         schedule();
     }
+}
+
+/// Whether the tick or a wake-up asked this CPU to reschedule (checked on
+/// every return to user mode).
+pub fn need_resched() -> bool {
+    RQ[percpu::cpu_index()].need_resched.load(Ordering::Relaxed)
 }
 
 /// Sleeps for at least `ns` (tick granularity: the CPU halts between ticks).

@@ -65,6 +65,13 @@ pub struct Task {
     pub(super) exit_waiters: WaitQueue,
     /// Ticks this task has been running since it was last switched to.
     pub(super) ticks: AtomicU64,
+    /// A user thread's entry stack (see `arch::usermode`), loaded into the
+    /// per-CPU block and TSS when the task is switched to; 0 for a task that
+    /// never entered ring 3. Written by the task itself (Relaxed: only its
+    /// own CPU reads it, at switches, which are ordered with it).
+    pub user_entry_rsp: AtomicU64,
+    /// The user thread this task runs, if any (set by the task itself).
+    pub user_thread: spin::Once<Arc<crate::process::Thread>>,
 }
 
 // SAFETY: `saved_rsp` is written only by the task's own CPU with interrupts off
@@ -94,6 +101,8 @@ impl Task {
             exited: AtomicBool::new(false),
             exit_waiters: WaitQueue::new(),
             ticks: AtomicU64::new(0),
+            user_entry_rsp: AtomicU64::new(0),
+            user_thread: spin::Once::new(),
         }
     }
 
@@ -125,6 +134,8 @@ impl Task {
             exited: AtomicBool::new(false),
             exit_waiters: WaitQueue::new(),
             ticks: AtomicU64::new(0),
+            user_entry_rsp: AtomicU64::new(0),
+            user_thread: spin::Once::new(),
         }
     }
 

@@ -34,6 +34,15 @@ pub struct PerCpu {
     pub nmis: AtomicU64,
     /// Set once the CPU finished its start-up.
     pub online: AtomicBool,
+    /// Ring-3 entry: the kernel stack pointer `syscall` switches to (the
+    /// running user task's, see `arch::usermode`; the assembly reads it at
+    /// its `offset_of!`).
+    pub user_entry_rsp: AtomicU64,
+    /// Ring-3 entry: the user stack pointer, parked by the `syscall` entry
+    /// until it is on the kernel stack.
+    pub user_rsp_scratch: AtomicU64,
+    /// This CPU's TSS (its `rsp0` follows `user_entry_rsp`); 0 until installed.
+    pub tss: AtomicU64,
 }
 
 // SAFETY: `self_ptr` is only ever the block's own address; every field other
@@ -53,6 +62,9 @@ impl PerCpu {
             calls_run: AtomicU64::new(0),
             nmis: AtomicU64::new(0),
             online: AtomicBool::new(false),
+            user_entry_rsp: AtomicU64::new(0),
+            user_rsp_scratch: AtomicU64::new(0),
+            tss: AtomicU64::new(0),
         }
     }
 }

@@ -207,6 +207,7 @@ extern "C" fn ap_entry(start: &'static ApStart) -> ! {
     unsafe { percpu::install(block) };
     gdt::install(start.stacks);
     idt::install();
+    crate::arch::usermode::init_this_cpu();
     cpu::enable_protection_features();
     apic::init_this_cpu();
     super::ap_online()

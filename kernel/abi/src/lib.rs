@@ -1,0 +1,215 @@
+//! The user/kernel ABI, shared by the kernel and the user programs.
+//!
+//! Calling convention (Linux's x86_64 one): the syscall number in `rax`,
+//! arguments in `rdi`, `rsi`, `rdx`, `r10`, `r8`, `r9`, the `syscall`
+//! instruction, the result in `rax`. `rcx` and `r11` are clobbered (the CPU
+//! keeps the return address and the flags there). A result in
+//! `-4095..=-1` is a negated [`Errno`]; anything else is a success value.
+//!
+//! Errno values and the mmap/madvise constants have Linux's numbers, so a
+//! program's view of the interface matches what the same test does on Linux.
+//! Syscall numbers are the testbed's own (the set is much smaller).
+
+#![no_std]
+
+/// Syscall numbers. The values are part of the ABI: never renumber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Sys {
+    /// `exit(status) -> !`: ends the whole process (every thread).
+    Exit = 0,
+    /// `thread_exit(status) -> !`: ends the calling thread; the last thread's
+    /// exit ends the process with that status.
+    ThreadExit = 1,
+    /// `write(buf, len) -> len`: writes bytes to the console.
+    Write = 2,
+    /// `getcpu() -> cpu`: the CPU the caller runs on.
+    GetCpu = 3,
+    /// `clock_ns() -> ns`: monotonic nanoseconds since boot.
+    ClockNs = 4,
+    /// `yield() -> 0`: gives the CPU to another runnable task of this CPU.
+    Yield = 5,
+    /// `sleep_ns(ns) -> 0`: sleeps at least `ns` nanoseconds.
+    SleepNs = 6,
+    /// `thread_spawn(entry, stack_top, arg, cpu) -> tid`: a new thread of this
+    /// process on `cpu`, starting at `entry` with `rsp = stack_top` and
+    /// `rdi = arg`.
+    ThreadSpawn = 7,
+    /// `thread_join(tid) -> status`: waits for a thread of this process.
+    ThreadJoin = 8,
+    /// `spawn(name_ptr, name_len, cpu) -> pid`: starts a built-in program as a
+    /// child process whose first thread runs on `cpu`.
+    Spawn = 9,
+    /// `wait(pid) -> status`: waits for a child process to end and reaps it.
+    Wait = 10,
+    /// `getpid() -> pid`.
+    GetPid = 11,
+    /// `fork() -> pid in the parent, 0 in the child`.
+    Fork = 12,
+    /// `mmap(addr, len, prot, flags, fd, offset) -> addr`.
+    Mmap = 13,
+    /// `munmap(addr, len) -> 0`.
+    Munmap = 14,
+    /// `mprotect(addr, len, prot) -> 0`.
+    Mprotect = 15,
+    /// `madvise(addr, len, advice) -> 0`.
+    Madvise = 16,
+    /// `gettid() -> tid`.
+    GetTid = 17,
+}
+
+impl Sys {
+    /// Every syscall, in number order.
+    pub const ALL: [Sys; 18] = [
+        Sys::Exit,
+        Sys::ThreadExit,
+        Sys::Write,
+        Sys::GetCpu,
+        Sys::ClockNs,
+        Sys::Yield,
+        Sys::SleepNs,
+        Sys::ThreadSpawn,
+        Sys::ThreadJoin,
+        Sys::Spawn,
+        Sys::Wait,
+        Sys::GetPid,
+        Sys::Fork,
+        Sys::Mmap,
+        Sys::Munmap,
+        Sys::Mprotect,
+        Sys::Madvise,
+        Sys::GetTid,
+    ];
+
+    /// The syscall with number `n`, if any.
+    pub fn from_number(n: usize) -> Option<Sys> {
+        Self::ALL.get(n).copied()
+    }
+}
+
+/// An error number (Linux's values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    /// Operation not permitted.
+    pub const EPERM: Errno = Errno(1);
+    /// No such process (or thread).
+    pub const ESRCH: Errno = Errno(3);
+    /// Interrupted (the process is exiting).
+    pub const EINTR: Errno = Errno(4);
+    /// Not a child of the caller.
+    pub const ECHILD: Errno = Errno(10);
+    /// Try again.
+    pub const EAGAIN: Errno = Errno(11);
+    /// Out of memory.
+    pub const ENOMEM: Errno = Errno(12);
+    /// Bad address.
+    pub const EFAULT: Errno = Errno(14);
+    /// Busy.
+    pub const EBUSY: Errno = Errno(16);
+    /// Exists (MAP_FIXED_NOREPLACE over a mapping).
+    pub const EEXIST: Errno = Errno(17);
+    /// Invalid argument.
+    pub const EINVAL: Errno = Errno(22);
+    /// No such syscall (or not implemented).
+    pub const ENOSYS: Errno = Errno(38);
+
+    /// The symbolic name, for reports.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            1 => "EPERM",
+            3 => "ESRCH",
+            4 => "EINTR",
+            10 => "ECHILD",
+            11 => "EAGAIN",
+            12 => "ENOMEM",
+            14 => "EFAULT",
+            17 => "EEXIST",
+            16 => "EBUSY",
+            22 => "EINVAL",
+            38 => "ENOSYS",
+            _ => "E?",
+        }
+    }
+
+    /// The error a raw syscall return value carries, if any (as [`decode_ret`]).
+    pub fn from_raw(raw: usize) -> Result<usize, Errno> {
+        decode_ret(raw)
+    }
+
+    /// The raw syscall return value for this error (`-errno`).
+    pub fn to_ret(self) -> usize {
+        (-(self.0 as isize)) as usize
+    }
+}
+
+impl core::fmt::Display for Errno {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} ({})", self.name(), self.0)
+    }
+}
+
+/// Decodes a raw syscall return value: `-4095..=-1` is an error.
+pub fn decode_ret(raw: usize) -> Result<usize, Errno> {
+    let signed = raw as isize;
+    if (-4095..0).contains(&signed) { Err(Errno(-signed as i32)) } else { Ok(raw) }
+}
+
+/// Exit statuses the kernel gives a process it ends.
+pub mod status {
+    /// Killed by a fault it could not survive (page fault, #GP, #UD, ...):
+    /// 128 + SIGSEGV, as a shell reports it on Linux.
+    pub const KILLED_BY_FAULT: i32 = 139;
+    /// The user runtime's panic handler exits with this (as Rust's test
+    /// harness does for a panicking process).
+    pub const PANIC: i32 = 101;
+}
+
+/// mmap protections and flags, madvise advice (Linux's values).
+pub mod mman {
+    /// No access.
+    pub const PROT_NONE: usize = 0;
+    /// Readable.
+    pub const PROT_READ: usize = 1;
+    /// Writable.
+    pub const PROT_WRITE: usize = 2;
+    /// Executable.
+    pub const PROT_EXEC: usize = 4;
+    /// Every valid protection bit.
+    pub const PROT_MASK: usize = PROT_READ | PROT_WRITE | PROT_EXEC;
+
+    /// Shared mapping.
+    pub const MAP_SHARED: usize = 0x01;
+    /// Private (copy-on-write) mapping.
+    pub const MAP_PRIVATE: usize = 0x02;
+    /// Place exactly at `addr`, replacing what is there.
+    pub const MAP_FIXED: usize = 0x10;
+    /// Not backed by a file.
+    pub const MAP_ANONYMOUS: usize = 0x20;
+    /// Fault every page in now.
+    pub const MAP_POPULATE: usize = 0x8000;
+    /// Like MAP_FIXED, but fail rather than replace.
+    pub const MAP_FIXED_NOREPLACE: usize = 0x10_0000;
+
+    /// No special treatment.
+    pub const MADV_NORMAL: usize = 0;
+    /// Expect random access.
+    pub const MADV_RANDOM: usize = 1;
+    /// Expect sequential access.
+    pub const MADV_SEQUENTIAL: usize = 2;
+    /// Will need these pages.
+    pub const MADV_WILLNEED: usize = 3;
+    /// Drop these pages (anonymous memory reads back as zeroes).
+    pub const MADV_DONTNEED: usize = 4;
+    /// KSM may merge these pages.
+    pub const MADV_MERGEABLE: usize = 12;
+    /// Undo MADV_MERGEABLE.
+    pub const MADV_UNMERGEABLE: usize = 13;
+    /// Back with huge pages where possible (khugepaged may collapse).
+    pub const MADV_HUGEPAGE: usize = 14;
+    /// Never back with huge pages.
+    pub const MADV_NOHUGEPAGE: usize = 15;
+    /// Collapse into huge pages now.
+    pub const MADV_COLLAPSE: usize = 25;
+}

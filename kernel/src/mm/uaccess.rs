@@ -1,0 +1,179 @@
+//! Kernel access to user memory (Linux: copy_from_user / copy_to_user /
+//! get_user / put_user).
+//!
+//! Every access checks its range up front (Linux: access_ok): not below
+//! `USER_MIN` (null pointers and small offsets from them), no wrap-around, and
+//! ending at or below `USER_MAX`, which also keeps it canonical and out of the
+//! kernel half. The copy itself is one `rep movsb` in assembly; a page fault on
+//! it first goes to `mm::fault::handle` (demand paging, later), and if that
+//! fails, the exception table below maps the faulting instruction to a fixup
+//! that makes the copy return the bytes left, so the caller gets EFAULT
+//! instead of a crash. Kernel faults at user addresses anywhere else stay
+//! crash reports.
+//!
+//! The copies run with interrupts enabled (a fault may sleep) and must not be
+//! called with a spinlock held.
+
+use core::arch::global_asm;
+
+use crate::arch::idt::TrapFrame;
+use crate::mm::layout::{USER_MAX, USER_MIN};
+use abi::Errno;
+
+/// A user-space address, as a syscall argument gives it (not yet checked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserPtr(pub u64);
+
+impl UserPtr {
+    /// The address `bytes` further on (wrapping: the range check catches it).
+    pub fn offset(self, bytes: u64) -> UserPtr {
+        UserPtr(self.0.wrapping_add(bytes))
+    }
+}
+
+/// A bad user address (the caller answers EFAULT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Efault;
+
+impl From<Efault> for Errno {
+    fn from(_: Efault) -> Errno {
+        Errno::EFAULT
+    }
+}
+
+/// Plain data that any byte pattern is a valid value of.
+///
+/// # Safety
+/// Every bit pattern of `size_of::<Self>()` bytes must be a valid `Self`, and
+/// `Self` must have no padding (its bytes are copied to user space).
+pub unsafe trait Pod: Copy + 'static {}
+
+macro_rules! pod {
+    ($($t:ty),*) => { $(
+        // SAFETY: integers: every bit pattern valid, no padding.
+        unsafe impl Pod for $t {}
+    )* };
+}
+pod!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+// SAFETY: arrays of Pod are Pod (no padding between elements of these types).
+unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
+
+/// Checks that `[addr, addr + len)` is a user range (see the module docs).
+pub fn check_range(addr: UserPtr, len: usize) -> Result<(), Efault> {
+    let end = addr.0.checked_add(len as u64).ok_or(Efault)?;
+    if addr.0 < USER_MIN || end > USER_MAX { Err(Efault) } else { Ok(()) }
+}
+
+global_asm!(
+    r#"
+    .section .text.uaccess, "ax"
+    // rdi = dst, rsi = src, rdx = len; returns the bytes not copied.
+    .global uaccess_copy
+uaccess_copy:
+    mov rcx, rdx
+uaccess_copy_insn:
+    rep movsb
+uaccess_copy_fixup:
+    // On a fault that cannot be resolved the handler resumes here: rep movsb
+    // left rcx at the bytes it did not copy.
+    mov rax, rcx
+    ret
+
+    .section .rodata.uaccess_extable, "a"
+    .balign 8
+    .global uaccess_extable
+uaccess_extable:
+    .quad uaccess_copy_insn, uaccess_copy_fixup
+    .global uaccess_extable_end
+uaccess_extable_end:
+    .text
+    "#
+);
+
+/// One exception-table entry: a faulting instruction and where to resume.
+#[repr(C)]
+struct ExEntry {
+    insn: u64,
+    fixup: u64,
+}
+
+unsafe extern "C" {
+    fn uaccess_copy(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    static uaccess_extable: ExEntry;
+    static uaccess_extable_end: ExEntry;
+}
+
+fn extable() -> &'static [ExEntry] {
+    let start = core::ptr::addr_of!(uaccess_extable);
+    let end = core::ptr::addr_of!(uaccess_extable_end);
+    // SAFETY: the assembly above lays out the entries contiguously between the
+    // two symbols, in read-only data that lives forever.
+    unsafe { core::slice::from_raw_parts(start, end.offset_from(start) as usize) }
+}
+
+/// Where to resume after an unresolvable fault at `rip`, if `rip` is a
+/// uaccess instruction.
+pub fn fixup_for(rip: u64) -> Option<u64> {
+    extable().iter().find(|e| e.insn == rip).map(|e| e.fixup)
+}
+
+/// The page-fault path for a kernel-mode fault: if it hit a uaccess
+/// instruction at a user address, resolve it (demand paging) or redirect the
+/// copy to its fixup, and return true. Anything else returns false (a crash).
+pub fn handle_kernel_fault(frame: &mut TrapFrame, addr: u64) -> bool {
+    let Some(fixup) = fixup_for(frame.rip) else { return false };
+    if addr >= USER_MAX {
+        return false;
+    }
+    let access = super::fault::Access::from_error_code(frame.error_code);
+    let interrupts_were_on = frame.rflags & 0x200 != 0;
+    if interrupts_were_on {
+        x86_64::instructions::interrupts::enable();
+    }
+    let resolved = super::fault::handle(x86_64::VirtAddr::new(addr), access);
+    x86_64::instructions::interrupts::disable();
+    if resolved.is_err() {
+        frame.rip = fixup;
+    }
+    true
+}
+
+fn copy(dst: *mut u8, src: *const u8, len: usize) -> Result<(), Efault> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: the caller checked the user side; the kernel side is a live
+    // buffer of `len` bytes; faults on the user side are fixed up.
+    let left = unsafe { uaccess_copy(dst, src, len) };
+    if left == 0 { Ok(()) } else { Err(Efault) }
+}
+
+/// Copies `dst.len()` bytes from user address `src`.
+pub fn copy_from_user(dst: &mut [u8], src: UserPtr) -> Result<(), Efault> {
+    check_range(src, dst.len())?;
+    copy(dst.as_mut_ptr(), src.0 as *const u8, dst.len())
+}
+
+/// Copies `src` to user address `dst`.
+pub fn copy_to_user(dst: UserPtr, src: &[u8]) -> Result<(), Efault> {
+    check_range(dst, src.len())?;
+    copy(dst.0 as *mut u8, src.as_ptr(), src.len())
+}
+
+/// Reads a `T` from user address `src`.
+pub fn read_user<T: Pod>(src: UserPtr) -> Result<T, Efault> {
+    let mut value = core::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: the slice covers exactly the (uninitialised) value's bytes; a
+    // u8 slice over them is only written.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(value.as_mut_ptr().cast::<u8>(), size_of::<T>()) };
+    copy_from_user(bytes, src)?;
+    // SAFETY: fully written by the copy, and every bit pattern is a valid T (Pod).
+    Ok(unsafe { value.assume_init() })
+}
+
+/// Writes `value` to user address `dst`.
+pub fn write_user<T: Pod>(dst: UserPtr, value: &T) -> Result<(), Efault> {
+    // SAFETY: T is Pod: no padding, so all its bytes are initialised.
+    let bytes = unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) };
+    copy_to_user(dst, bytes)
+}

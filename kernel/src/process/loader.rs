@@ -1,0 +1,131 @@
+//! Mapping a program into a new address space, and tearing it down again.
+//!
+//! A program becomes areas ([`crate::mm::vma`]) like any other memory: each
+//! ELF segment an area of its pages with the segment's protection (text R-X,
+//! rodata R, data/bss RW), filled at load time by faulting its pages in and
+//! copying the file bytes through the direct map; the main thread's stack an
+//! area of `USER_STACK_SIZE` below `USER_STACK_TOP`, demand-zero, with the
+//! page below left unmapped (a guard: an overflow faults and kills the
+//! process). [`unload`] unmaps every area (pages freed after the flush) and
+//! frees the page tables once no lockless walker can reach them (Linux:
+//! exit_mmap(): unmap_vmas, free_pgtables, tlb_finish_mmu).
+
+use crate::mm::addr_space::AddressSpace;
+use crate::mm::fault::{self, Access, AccessKind};
+use crate::mm::flush::Batch;
+use crate::mm::layout::{USER_STACK_SIZE, USER_STACK_TOP};
+use crate::mm::mmap::{self, MmError, map};
+use crate::mm::vma::{Prot, VmFlags};
+use crate::mm::{PAGE_SIZE, paging, pgtable, phys_to_virt, range};
+use abi::Errno;
+
+use super::elf::Program;
+
+/// What a loaded program needs to be unloaded (nothing beyond its areas now;
+/// kept as a type so that `process` holds the image it loaded).
+#[derive(Default)]
+pub struct UserImage {
+    pages: u64,
+}
+
+impl UserImage {
+    /// Pages filled at load time (for reports and tests).
+    pub fn frames(&self) -> usize {
+        self.pages as usize
+    }
+}
+
+fn errno(e: MmError) -> Errno {
+    match e {
+        MmError::Invalid => Errno::EINVAL,
+        MmError::NoMemory => Errno::ENOMEM,
+        MmError::Exists => Errno::EEXIST,
+    }
+}
+
+/// Maps `[start, end)` of `mm` as an area with `prot`, with `init` copied in
+/// at `init_at` (the rest zero).
+fn map_region(mm: &AddressSpace, start: u64, end: u64, prot: Prot, init: &[u8], init_at: u64) -> Result<u64, Errno> {
+    let flags = map::PRIVATE | map::ANONYMOUS | map::FIXED_NOREPLACE;
+    mmap::mmap(mm, start, end - start, (Prot::READ | Prot::WRITE).bits(), flags).map_err(errno)?;
+    let init_end = init_at + init.len() as u64;
+    let mut filled = 0;
+    if !init.is_empty() {
+        let vmas = mm.vmas.read();
+        for page in (start..end).step_by(PAGE_SIZE as usize) {
+            let (lo, hi) = (page.max(init_at), (page + PAGE_SIZE).min(init_end));
+            if lo >= hi {
+                continue;
+            }
+            fault::handle_locked(mm, &vmas, page, Access { kind: AccessKind::Write, user: false })
+                .map_err(|_| Errno::ENOMEM)?;
+            let t = paging::translate(mm.root(), x86_64::VirtAddr::new(lo)).ok_or(Errno::ENOMEM)?;
+            let src = &init[(lo - init_at) as usize..(hi - init_at) as usize];
+            // SAFETY: the page was just faulted in for writing under the mmap
+            // lock we hold, so it stays mapped (and referenced) during the
+            // copy; no thread runs in `mm` yet. The copy stays inside the page.
+            unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), phys_to_virt(t.phys).as_mut_ptr::<u8>(), src.len()) };
+            filled += 1;
+        }
+    }
+    if prot != Prot::READ | Prot::WRITE {
+        mmap::mprotect(mm, start, end - start, prot.bits()).map_err(errno)?;
+    }
+    Ok(filled)
+}
+
+/// Maps `program`'s segments and the main thread's stack into `mm` (a new,
+/// empty address space). On failure everything mapped so far is undone.
+pub fn load(mm: &AddressSpace, program: &Program<'_>) -> Result<UserImage, Errno> {
+    let mut image = UserImage::default();
+    let mut result = Ok(());
+    for seg in &program.segments {
+        let (start, end) = seg.page_range();
+        let mut prot = Prot::READ;
+        prot.set(Prot::WRITE, seg.write);
+        prot.set(Prot::EXEC, seg.exec);
+        match map_region(mm, start, end, prot, seg.data, seg.vaddr) {
+            Ok(n) => image.pages += n,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        let (start, end) = (USER_STACK_TOP - USER_STACK_SIZE, USER_STACK_TOP);
+        result = map_region(mm, start, end, Prot::READ | Prot::WRITE, &[], 0).map(|_| ());
+        mm.vmas.write().modify_range(start, end, |v| v.flags.insert(VmFlags::STACK));
+    }
+    match result {
+        Ok(()) => Ok(image),
+        Err(e) => {
+            unload(mm, Some(image));
+            Err(e)
+        }
+    }
+}
+
+/// Removes every user mapping of `mm`: pages are freed after the flush, page
+/// tables after the flush and the `ptfree` synchronisation. No thread of the
+/// process may run in user mode any more (lazy kernel threads may still have
+/// `mm` loaded: they never touch user addresses).
+pub fn unload(mm: &AddressSpace, image: Option<UserImage>) {
+    let _ = image;
+    let mut vmas = mm.vmas.write();
+    let mut batch = Batch::new(mm);
+    let spans: alloc::vec::Vec<(u64, u64)> = vmas.iter().map(|v| (v.start, v.end)).collect();
+    for (start, end) in spans {
+        if range::zap(mm, start, end, &mut batch).is_err() {
+            log::error!("loader: zapping {start:#x}..{end:#x} of address space {} failed", mm.id);
+        }
+        vmas.remove_range(start, end);
+    }
+    pgtable::free_user_tables(mm, &mut batch);
+    batch.finish();
+}
+
+/// The frame mapped at user address `va` in `mm`, if any (for tests).
+pub fn translate(mm: &AddressSpace, va: u64) -> Option<x86_64::PhysAddr> {
+    paging::translate(mm.root(), x86_64::VirtAddr::try_new(va).ok()?).map(|t| t.phys)
+}

@@ -1,0 +1,170 @@
+//! Typed syscall wrappers (see `abi` for the calling convention).
+
+use abi::{Errno, Sys, decode_ret};
+use core::arch::asm;
+
+/// Raw syscall with up to six arguments; returns `rax` as is.
+///
+/// # Safety
+/// The arguments must be what syscall `n` expects (pointers valid for the
+/// access the kernel makes); the kernel checks them, but a wrong pointer
+/// passed on purpose still writes where it points.
+#[inline(always)]
+pub unsafe fn syscall6(n: Sys, a0: usize, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize) -> usize {
+    let ret: usize;
+    // SAFETY: the caller guarantees the arguments; the kernel preserves every
+    // register except rax (result), rcx and r11 (clobbered by syscall/sysret).
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") n as usize => ret,
+            in("rdi") a0, in("rsi") a1, in("rdx") a2, in("r10") a3, in("r8") a4, in("r9") a5,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// A syscall by raw number (for tests of unknown numbers).
+pub fn raw_syscall(n: usize, a0: usize, a1: usize, a2: usize) -> usize {
+    let ret: usize;
+    // SAFETY: an unknown or argument-checked syscall; no memory is handed over.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") n => ret,
+            in("rdi") a0, in("rsi") a1, in("rdx") a2,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+fn call(n: Sys, a0: usize, a1: usize, a2: usize, a3: usize) -> Result<usize, Errno> {
+    // SAFETY: the wrappers below pass only valid pointers (or, for `write_raw`,
+    // pointers the kernel only reads).
+    decode_ret(unsafe { syscall6(n, a0, a1, a2, a3, 0, 0) })
+}
+
+/// Ends the process (every thread) with `status`.
+pub fn exit(status: i32) -> ! {
+    let _ = call(Sys::Exit, status as usize, 0, 0, 0);
+    unreachable_exit()
+}
+
+/// Ends the calling thread.
+pub fn thread_exit(status: i32) -> ! {
+    let _ = call(Sys::ThreadExit, status as usize, 0, 0, 0);
+    unreachable_exit()
+}
+
+fn unreachable_exit() -> ! {
+    // The kernel never returns from exit; if it did, fault loudly.
+    loop {
+        // SAFETY: ud2 only raises #UD, which ends the process.
+        unsafe { asm!("ud2", options(nomem, nostack)) };
+    }
+}
+
+/// Writes `buf` to the console.
+pub fn write(buf: &[u8]) -> Result<usize, Errno> {
+    call(Sys::Write, buf.as_ptr() as usize, buf.len(), 0, 0)
+}
+
+/// `write` with an arbitrary pointer (the kernel must answer EFAULT for bad ones).
+pub fn write_raw(ptr: usize, len: usize) -> Result<usize, Errno> {
+    call(Sys::Write, ptr, len, 0, 0)
+}
+
+/// The CPU the caller runs on.
+pub fn getcpu() -> usize {
+    call(Sys::GetCpu, 0, 0, 0, 0).unwrap_or(usize::MAX)
+}
+
+/// Monotonic nanoseconds since boot.
+pub fn clock_ns() -> u64 {
+    call(Sys::ClockNs, 0, 0, 0, 0).unwrap_or(0) as u64
+}
+
+/// Gives the CPU to another task of this CPU.
+pub fn yield_now() {
+    let _ = call(Sys::Yield, 0, 0, 0, 0);
+}
+
+/// Sleeps at least `ns`.
+pub fn sleep_ns(ns: u64) -> Result<usize, Errno> {
+    call(Sys::SleepNs, ns as usize, 0, 0, 0)
+}
+
+/// Starts a thread at `entry` with `rsp = stack_top`, `rdi = arg` on `cpu`.
+///
+/// # Safety
+/// `entry` must be code that never returns (it must end with `thread_exit`)
+/// and `stack_top` the top of memory no one else uses.
+pub unsafe fn thread_spawn(entry: usize, stack_top: usize, arg: usize, cpu: usize) -> Result<usize, Errno> {
+    call(Sys::ThreadSpawn, entry, stack_top, arg, cpu)
+}
+
+/// Waits for thread `tid` of this process and returns its exit status.
+pub fn thread_join(tid: usize) -> Result<i32, Errno> {
+    call(Sys::ThreadJoin, tid, 0, 0, 0).map(|s| s as i32)
+}
+
+/// Starts the built-in program `name` as a child on `cpu`.
+pub fn spawn(name: &str, cpu: usize) -> Result<usize, Errno> {
+    call(Sys::Spawn, name.as_ptr() as usize, name.len(), cpu, 0)
+}
+
+/// Waits for child `pid` and returns its exit status.
+pub fn wait(pid: usize) -> Result<i32, Errno> {
+    call(Sys::Wait, pid, 0, 0, 0).map(|s| s as i32)
+}
+
+/// This process's id.
+pub fn getpid() -> usize {
+    call(Sys::GetPid, 0, 0, 0, 0).unwrap_or(0)
+}
+
+/// This thread's id.
+pub fn gettid() -> usize {
+    call(Sys::GetTid, 0, 0, 0, 0).unwrap_or(0)
+}
+
+/// Forks the process: the child's pid in the parent, 0 in the child.
+pub fn fork() -> Result<usize, Errno> {
+    call(Sys::Fork, 0, 0, 0, 0)
+}
+
+/// Maps memory (Linux's mmap; no files: `fd` must be -1).
+pub fn mmap(addr: usize, len: usize, prot: usize, flags: usize) -> Result<usize, Errno> {
+    // SAFETY: no memory is handed to the kernel.
+    decode_ret(unsafe { syscall6(Sys::Mmap, addr, len, prot, flags, usize::MAX, 0) })
+}
+
+/// Unmaps memory.
+pub fn munmap(addr: usize, len: usize) -> Result<usize, Errno> {
+    call(Sys::Munmap, addr, len, 0, 0)
+}
+
+/// Changes protections.
+pub fn mprotect(addr: usize, len: usize, prot: usize) -> Result<usize, Errno> {
+    call(Sys::Mprotect, addr, len, prot, 0)
+}
+
+/// Gives advice about a range.
+pub fn madvise(addr: usize, len: usize, advice: usize) -> Result<usize, Errno> {
+    call(Sys::Madvise, addr, len, advice, 0)
+}
+
+/// `spawn` with a raw name pointer (the kernel must answer EFAULT for a bad one).
+pub fn spawn_raw(name_ptr: usize, name_len: usize, cpu: usize) -> Result<usize, Errno> {
+    call(Sys::Spawn, name_ptr, name_len, cpu, 0)
+}
+
+/// `thread_spawn` that the kernel must refuse before starting anything (the
+/// entry would fault): for checking its argument validation of `cpu`.
+pub fn thread_spawn_checked(cpu: usize) -> Result<usize, Errno> {
+    call(Sys::ThreadSpawn, 0x40_0000, 0x7fff_0000_0000, 0, cpu)
+}
