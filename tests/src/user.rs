@@ -138,6 +138,20 @@ kernel::ktests! {
         assert_eq!(process::wait(u64::MAX), Err(abi::Errno::ECHILD));
     }
 
+    fn fork_gives_copy_on_write_memory_from_user_space() {
+        // The child checks it sees the parent's data and writes its own; the
+        // parent checks it does not see the child's writes (program `cow`).
+        for cpu in smp::online_cpus().iter() {
+            assert_eq!(run("cow", cpu).status, 0, "cow on cpu{cpu}");
+        }
+        assert_no_frame_leak("cow", || assert_eq!(run("cow", 0).status, 0));
+    }
+
+    fn memory_syscalls_work_and_refuse_bad_arguments() {
+        assert_eq!(run("memcalls", 0).status, 0, "memcalls (the status is the failed check's number)");
+        assert_no_frame_leak("memcalls", || assert_eq!(run("memcalls", 0).status, 0));
+    }
+
     fn processes_free_every_frame() {
         let cpus: Vec<usize> = smp::online_cpus().iter().collect();
         assert_no_frame_leak("hello", || assert_eq!(run("hello", 0).status, 0));

@@ -15,6 +15,8 @@ macro_rules! program {
 /// Every built-in program.
 pub const PROGRAMS: &[(&str, &[u8])] = &[
     program!("hello"),
+    program!("cow"),
+    program!("memcalls"),
     program!("fault"),
     program!("badptr"),
     program!("threads"),

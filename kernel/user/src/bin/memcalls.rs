@@ -1,0 +1,58 @@
+//! The memory syscalls from user space: mmap, mprotect, madvise, munmap work,
+//! and bad arguments get their errno. Exits 0 when every check passed, else
+//! the number of the first one that failed.
+#![no_std]
+#![no_main]
+
+use abi::mman::*;
+use userspace::{Errno, println, sys};
+
+userspace::entry!(main);
+
+fn check(case: i32, what: &str, ok: bool) -> Result<(), i32> {
+    if ok {
+        Ok(())
+    } else {
+        println!("memcalls: {what} failed");
+        Err(case)
+    }
+}
+
+fn run() -> Result<(), i32> {
+    let pa = MAP_PRIVATE | MAP_ANONYMOUS;
+    let rw = PROT_READ | PROT_WRITE;
+    let a = sys::mmap(0, 8 * 4096, rw, pa).map_err(|_| 1)?;
+    let p = a as *mut u64;
+    // SAFETY: inside the mapping.
+    unsafe { p.write_volatile(7) };
+    check(2, "read back", unsafe { p.read_volatile() } == 7)?;
+    check(3, "mprotect read-only", sys::mprotect(a, 4096, PROT_READ).is_ok())?;
+    check(4, "read after mprotect", unsafe { p.read_volatile() } == 7)?;
+    check(5, "mprotect back", sys::mprotect(a, 4096, rw).is_ok())?;
+    check(6, "madvise DONTNEED", sys::madvise(a, 4096, MADV_DONTNEED).is_ok())?;
+    check(7, "DONTNEED reads zero", unsafe { p.read_volatile() } == 0)?;
+    check(8, "madvise HUGEPAGE", sys::madvise(a, 8 * 4096, MADV_HUGEPAGE).is_ok())?;
+    check(9, "zero length", sys::mmap(0, 0, rw, pa) == Err(Errno::EINVAL))?;
+    check(10, "shared mapping", sys::mmap(0, 4096, rw, MAP_SHARED | MAP_ANONYMOUS) == Err(Errno::EINVAL))?;
+    check(11, "bad prot", sys::mmap(0, 4096, 0x80, pa) == Err(Errno::EINVAL))?;
+    check(12, "fixed over a mapping, noreplace", sys::mmap(a, 4096, rw, pa | MAP_FIXED_NOREPLACE) == Err(Errno::EEXIST))?;
+    check(13, "fixed kernel address", sys::mmap(0xffff_8000_0000_0000, 4096, rw, pa | MAP_FIXED) == Err(Errno::EINVAL))?;
+    check(14, "mprotect over a hole", sys::mprotect(a, 64 * 4096, PROT_READ) == Err(Errno::ENOMEM))?;
+    check(15, "unaligned munmap", sys::munmap(a + 1, 4096) == Err(Errno::EINVAL))?;
+    check(16, "advice not built yet", sys::madvise(a, 4096, MADV_MERGEABLE) == Err(Errno::EINVAL))?;
+    check(17, "unknown advice", sys::madvise(a, 4096, 12345) == Err(Errno::EINVAL))?;
+    check(18, "prot wider than 32 bits", sys::mprotect(a, 4096, 1 << 40) == Err(Errno::EINVAL))?;
+    check(19, "munmap", sys::munmap(a, 8 * 4096).is_ok())?;
+    check(20, "mprotect after munmap", sys::mprotect(a, 4096, rw) == Err(Errno::ENOMEM))?;
+    Ok(())
+}
+
+fn main() -> i32 {
+    match run() {
+        Ok(()) => {
+            println!("memcalls: ok");
+            0
+        }
+        Err(case) => case,
+    }
+}
