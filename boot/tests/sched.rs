@@ -1,4 +1,4 @@
-//! The scheduler and RCU suite (`tests/src/sched.rs`) on BIOS with 1, 2, 3
+//! The scheduler and RCU suite (`tests/src/sched.rs`) on BIOS with 1, 2
 //! and 4 CPUs; on one CPU the two-CPU tests must say they were skipped.
 
 use testbed::qemu::Firmware;
@@ -21,11 +21,6 @@ fn sched_suite_bios_smp1() {
 #[test]
 fn sched_suite_bios_smp2() {
     sched_suite(2);
-}
-
-#[test]
-fn sched_suite_bios_smp3() {
-    sched_suite(3);
 }
 
 #[test]

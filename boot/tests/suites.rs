@@ -28,18 +28,8 @@ fn boot_suite_bios_smp4() {
 }
 
 #[test]
-fn boot_suite_uefi_smp1() {
-    boot_suite(Firmware::Uefi, 1);
-}
-
-#[test]
 fn boot_suite_uefi_smp2() {
     boot_suite(Firmware::Uefi, 2);
-}
-
-#[test]
-fn boot_suite_uefi_smp4() {
-    boot_suite(Firmware::Uefi, 4);
 }
 
 /// `tests/src/bin/selftest_fail.rs` documents the expected mix: 6 tests, 2 passed,
