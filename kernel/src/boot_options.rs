@@ -125,6 +125,9 @@ pub struct BootOptions {
     pub tlb: crate::tlb::TlbConfig,
     /// `init=`: the user program the main kernel runs after boot.
     pub init: Option<&'static str>,
+    /// The race tests' keys (`sync=`, `gup.*`, `ksm.*`, `widen.*`,
+    /// `scenario=` and its parameters): see `race::config`.
+    pub race: crate::race::RaceConfig,
     /// `ktest.filter=`.
     pub ktest_filter: Option<&'static str>,
     /// `ktest.skip=`.
@@ -144,6 +147,7 @@ impl BootOptions {
         bench: BenchSet::EMPTY,
         tlb: crate::tlb::TlbConfig::DEFAULT,
         init: None,
+        race: crate::race::RaceConfig::DEFAULT,
         ktest_filter: None,
         ktest_skip: 0,
     };
@@ -177,7 +181,7 @@ impl fmt::Display for OptionError {
             OptionError::NotKeyValue(w) => write!(f, "'{w}' is not a key=value word"),
             OptionError::UnknownKey(k) => {
                 write!(f, "unknown key '{k}'; known keys:")?;
-                for k in KEYS {
+                for k in KEYS.iter().chain(crate::race::config::KEYS) {
                     write!(f, " {}", k.key)?;
                 }
                 Ok(())
@@ -192,11 +196,17 @@ impl fmt::Display for OptionError {
 }
 
 fn expected(key: &str) -> &'static str {
-    KEYS.iter().find(|k| k.key == key).map_or("?", |k| k.values)
+    KEYS.iter().chain(crate::race::config::KEYS).find(|k| k.key == key).map_or("?", |k| k.values)
 }
 
 fn bad(key: &'static str, value: &'static str) -> OptionError {
     OptionError::BadValue { key, value, expected: expected(key) }
+}
+
+/// The error for a bad value of a documented key (for key parsers that live
+/// with their subsystem).
+pub fn bad_value(key: &'static str, value: &'static str) -> OptionError {
+    bad(key, value)
 }
 
 /// Parses the raw boot-options file.
@@ -320,7 +330,10 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
             o.ktest_filter = Some(value);
         }
         "ktest.skip" => o.ktest_skip = value.parse().map_err(|_| bad(key, value))?,
-        _ => return Err(OptionError::UnknownKey(key)),
+        _ => match crate::race::config::apply(&mut o.race, key, value) {
+            Some(r) => r?,
+            None => return Err(OptionError::UnknownKey(key)),
+        },
     }
     Ok(())
 }

@@ -133,6 +133,7 @@ extern "C" fn stage2() -> ! {
     crate::smp::call::set_call_timeout_ms(facts.options.call_timeout_ms);
     crate::rcu::set_stall_ms(facts.options.rcu_stall_ms);
     crate::tlb::init(facts.options.tlb);
+    crate::race::init(&facts.options.race);
     log::info!("tlb: {}", crate::tlb::config());
     crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic);
     let timer_mode = crate::sched::init_global();

@@ -29,6 +29,25 @@ use crate::mm::page::{self, Page, PageFlags, PageRef, PinnedPage};
 use crate::mm::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
 use crate::mm::pgtable::POISON_ENTRY;
 use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
+use crate::race::overlap;
+use crate::race::widen::{self, Point};
+
+/// The pages a walk read, for overlap counting (the first few suffice: the
+/// race scenarios pin a page or two per call).
+#[derive(Default)]
+struct Seen {
+    pfns: [u64; 8],
+    n: usize,
+}
+
+impl Seen {
+    fn push(&mut self, pfn: u64) {
+        if self.n < self.pfns.len() {
+            self.pfns[self.n] = pfn;
+            self.n += 1;
+        }
+    }
+}
 
 /// Proof that this CPU runs with interrupts disabled (Linux
 /// local_irq_save()/local_irq_restore() around gup_fast()). GUP-fast takes it
@@ -153,8 +172,18 @@ fn permitted(e: RawEntry, flags: Foll) -> bool {
 
 /// The lockless walk over `[start, end)` of `mm`; grabs pages into `out` from
 /// `start` on and stops at the first page it cannot take. Returns the count.
-fn walk(mm: &AddressSpace, start: u64, end: u64, flags: Foll, out: &mut Vec<Grabbed>, _irqs: &IrqsOff) -> usize {
+fn walk(
+    mm: &AddressSpace,
+    start: u64,
+    end: u64,
+    flags: Foll,
+    out: &mut Vec<Grabbed>,
+    seen: &mut Seen,
+    _irqs: &IrqsOff,
+) -> usize {
     let first = out.len();
+    // The switches are fixed at boot; read them once per walk.
+    let c = controls();
     let mut addr = start;
     'outer: while addr < end {
         let mut pa = mm.root();
@@ -178,6 +207,8 @@ fn walk(mm: &AddressSpace, start: u64, end: u64, flags: Foll, out: &mut Vec<Grab
             }
             let sub = page::page(pmd.addr().as_u64() / PAGE_SIZE + Level::Pt.index(addr) as u64);
             let n = ((block_end - addr) / PAGE_SIZE) as usize;
+            seen.push(sub.folio().pfn());
+            widen::at(Point::GupPreRef);
             let at = out.len();
             if !try_grab(sub, n, flags, out) {
                 break;
@@ -185,7 +216,7 @@ fn walk(mm: &AddressSpace, start: u64, end: u64, flags: Foll, out: &mut Vec<Grab
             // Full fence: our reference is visible before we re-read the
             // entry (pairs with the writer's exchange-then-check).
             fence(Ordering::SeqCst);
-            if controls().recheck && pmdp.load(Ordering::Acquire) != pmd {
+            if c.recheck && pmdp.load(Ordering::Acquire) != pmd {
                 BAILOUTS.fetch_add(1, Ordering::Relaxed);
                 out.truncate(at);
                 break;
@@ -205,12 +236,13 @@ fn walk(mm: &AddressSpace, start: u64, end: u64, flags: Foll, out: &mut Vec<Grab
                 break 'outer;
             }
             let p = page::page(pte.addr().as_u64() / PAGE_SIZE);
+            seen.push(p.pfn());
+            widen::at(Point::GupPreRef);
             let at = out.len();
             if !try_grab(p, 1, flags, out) {
                 break 'outer;
             }
             fence(Ordering::SeqCst);
-            let c = controls();
             // The re-read (Linux: pmd and pte unchanged); `gup.recheck=off`
             // skips both, `gup.pmd_recheck=off` the pmd only.
             let changed = c.recheck
@@ -252,10 +284,14 @@ fn fast_into(mm: &AddressSpace, start: u64, end: u64, flags: Foll, out: &mut Vec
         None
     };
     let first = out.len();
-    let n = {
+    let mut seen = Seen::default();
+    let (n, t0, t1) = {
         let irqs = IrqsOff::for_gup_fast();
-        walk(mm, start, end, flags, out, &irqs)
+        let t0 = crate::arch::tsc::rdtsc();
+        let n = walk(mm, start, end, flags, out, &mut seen, &irqs);
+        (n, t0, crate::arch::tsc::rdtsc())
     };
+    overlap::walk_done(t0, t1, &seen.pfns[..seen.n]);
     if let Some(seq) = seq {
         // Full fence: the pins are visible before the sequence is re-read
         // (pairs with fork's SeqCst bump before it reads pin counts).

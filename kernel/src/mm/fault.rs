@@ -241,6 +241,9 @@ fn pte_fault(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, access: Acce
     if v == RawEntry::EMPTY {
         return anonymous(mm, vma, pt, addr);
     }
+    if pgtable::is_marker(v) {
+        return wait_for_marker(pt, addr);
+    }
     if !v.is_present() {
         // PROT_NONE entry in an area that now allows the access cannot
         // happen (mprotect rewrites the entries); treat it as a protection fault.
@@ -253,6 +256,20 @@ fn pte_fault(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, access: Acce
         }
         _ => Ok(()), // spurious
     }
+}
+
+/// Waits until a writer's marker leaves the pte, then lets the access retry
+/// (Linux migration_entry_wait()). The writer holds it for a grace period;
+/// far longer means a writer died holding it, which is reported.
+fn wait_for_marker(pt: PteTable, addr: u64) -> Result<(), FaultError> {
+    let deadline = crate::time::now_ns() + 10_000_000_000;
+    while pgtable::is_marker(pt.entry(addr).load(Ordering::Acquire)) {
+        if crate::time::now_ns() > deadline {
+            panic!("fault at {addr:#x}: a writer's marker pte stayed for 10 s");
+        }
+        crate::sched::yield_now();
+    }
+    Ok(())
 }
 
 /// Maps a fresh zeroed 4 KiB page (Linux do_anonymous_page()).

@@ -3,6 +3,8 @@
 //! do_mprotect_pkey(), do_madvise()). Every argument is validated here and
 //! refused with an [`MmError`] the syscall layer turns into an errno.
 
+use alloc::sync::Arc;
+
 use super::addr_space::AddressSpace;
 use super::flush::Batch;
 use super::range;
@@ -46,9 +48,9 @@ pub mod map {
 pub mod advice {
     /// Drop the pages; the next access faults in zeroes.
     pub const DONTNEED: u32 = 4;
-    /// KSM may merge (refused until KSM exists).
+    /// KSM may merge the pages.
     pub const MERGEABLE: u32 = 12;
-    /// Undo MERGEABLE (refused until KSM exists).
+    /// Undo MERGEABLE: merged pages get private copies again.
     pub const UNMERGEABLE: u32 = 13;
     /// Use transparent huge pages.
     pub const HUGEPAGE: u32 = 14;
@@ -160,11 +162,14 @@ pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(),
 
 /// Gives advice on `[addr, addr+len)` (Linux do_madvise()). The range must be
 /// fully mapped (ENOMEM otherwise). Advice that belongs to a subsystem not
-/// built yet is refused with EINVAL, like unknown advice.
-pub fn madvise(mm: &AddressSpace, addr: u64, len: u64, advice: u32) -> Result<(), MmError> {
+/// built yet (COLLAPSE) is refused with EINVAL, like unknown advice.
+pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Result<(), MmError> {
     let end = user_range(addr, len)?;
     match advice {
         advice::DONTNEED | advice::HUGEPAGE | advice::NOHUGEPAGE => {}
+        advice::MERGEABLE | advice::UNMERGEABLE => {
+            return crate::ksm::madvise(mm, addr, end, advice == advice::MERGEABLE);
+        }
         _ => return Err(MmError::Invalid),
     }
     let mut vmas = mm.vmas.write();

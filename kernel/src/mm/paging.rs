@@ -38,6 +38,12 @@ bitflags! {
         /// mprotect(PROT_NONE); PRESENT is clear but the entry still maps
         /// (and holds a reference on) its page (Linux _PAGE_PROTNONE).
         const PROTNONE = 1 << 9;
+        /// Software bit (ignored by the CPU): with PRESENT clear, a writer's
+        /// temporary marker for a pte it cleared and will restore or replace
+        /// after sleeping (KSM under `sync=rcu`, like Linux's migration
+        /// entries). Faults wait for it to go; lockless walkers see a
+        /// non-present entry.
+        const MARKER = 1 << 10;
         /// Instruction fetches fault (EFER.NXE must be set).
         const NO_EXECUTE = 1 << 63;
     }

@@ -173,6 +173,17 @@ pub fn leaf(pa: PhysAddr, write: bool, exec: bool, huge: bool) -> RawEntry {
     RawEntry::new(pa, f)
 }
 
+/// The marker a writer leaves in a pte it cleared while it sleeps (see
+/// [`PteFlags::MARKER`]); it keeps the page's address for reports.
+pub fn marker(pa: PhysAddr) -> RawEntry {
+    RawEntry::new(pa, PteFlags::MARKER)
+}
+
+/// Whether `e` is a writer's marker.
+pub fn is_marker(e: RawEntry) -> bool {
+    !e.is_present() && e.flags().contains(PteFlags::MARKER)
+}
+
 /// Whether an entry maps a page (present, or made inaccessible by PROT_NONE).
 pub fn maps_page(e: RawEntry) -> bool {
     e.is_present() || e.flags().contains(PteFlags::PROTNONE)

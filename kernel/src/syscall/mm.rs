@@ -41,5 +41,5 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
 
 /// `madvise(addr, len, advice)`.
 pub fn madvise(addr: u64, len: u64, advice: u64) -> SysResult {
-    mmap::madvise(&*current_mm()?, addr, len, u32_arg(advice)?).map(|_| 0).map_err(errno)
+    mmap::madvise(&current_mm()?, addr, len, u32_arg(advice)?).map(|_| 0).map_err(errno)
 }

@@ -1,0 +1,106 @@
+//! KSM: merging anonymous pages of equal content into one write-protected
+//! page (Linux mm/ksm.c).
+//!
+//! * [`madvise`]: `MADV_MERGEABLE` marks areas and registers the address
+//!   space with KSM; `MADV_UNMERGEABLE` gives every merged page of the range a
+//!   private copy again (Linux break_ksm(), an unshare fault) and clears the
+//!   mark.
+//! * [`scan`]: the ksmd thread and its indexes. A *stable* index of KSM pages
+//!   and an *unstable* index of candidate pages, both keyed by a 64-bit hash
+//!   of the contents and confirmed by a full comparison. Linux keeps two
+//!   red-black trees ordered by contents (memcmp); a hash-keyed map finds the
+//!   same pages with less code, and the merge decisions are Linux's: a page
+//!   equal to a KSM page merges into it at once; otherwise it must have kept
+//!   its checksum since the previous scan before it enters the unstable index,
+//!   and two equal unstable pages become a new KSM page. The unstable index is
+//!   emptied after every full scan.
+//! * [`merge`]: try_to_merge_one_page, write_protect_page and replace_page:
+//!   the writer side of the race, with the switches of controls.md.
+//!
+//! Invariants: a KSM page is mapped read-only everywhere and never reused in
+//! place by a write fault (it is copied); the stable index holds one
+//! reference on each KSM page (Linux's stable node holds none and detects
+//! stale nodes instead), dropped when the page has no mapping left
+//! ([`prune`]). Every page is examined with the mmap lock of its address
+//! space held for reading.
+//!
+//! Statistics use Linux's names (`pages_shared`, `pages_sharing`,
+//! `full_scans`, `pages_scanned`) plus the merge attempts refused, by reason.
+
+pub mod merge;
+pub mod scan;
+pub mod stats;
+
+use alloc::sync::Arc;
+
+use crate::mm::addr_space::AddressSpace;
+use crate::mm::fault::{self, Access, AccessKind};
+use crate::mm::mmap::MmError;
+use crate::mm::page::PageFlags;
+use crate::mm::pgtable;
+use crate::mm::vma::VmFlags;
+use crate::mm::{PAGE_SIZE, page};
+
+pub use scan::{prune, start_ksmd, stop_ksmd, Tunables};
+pub use stats::{Stats, stats};
+
+/// Why a merge attempt did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// References beyond the mappings and KSM's own (a pin, a GUP reference)
+    /// or a DMA pin (controls.md `refused_pinned`).
+    Pinned,
+    /// The pte changed or vanished under the merge.
+    Changed,
+    /// The page lock was taken by someone else.
+    Busy,
+    /// A large folio (not split by this KSM).
+    Large,
+    /// Not an anonymous page.
+    NotAnon,
+    /// The contents differ from the KSM page's at the final comparison.
+    Content,
+}
+
+/// `madvise(MADV_MERGEABLE)` / `madvise(MADV_UNMERGEABLE)` on `[start,
+/// end)`, a range the caller checked is fully mapped; the caller holds no
+/// mmap lock.
+pub fn madvise(mm: &Arc<AddressSpace>, start: u64, end: u64, mergeable: bool) -> Result<(), MmError> {
+    let mut vmas = mm.vmas.write();
+    if !vmas.covers(start, end) {
+        return Err(MmError::NoMemory);
+    }
+    if mergeable {
+        vmas.modify_range(start, end, |v| v.flags.insert(VmFlags::MERGEABLE));
+        drop(vmas);
+        scan::register(mm);
+        return Ok(());
+    }
+    // Unmerge first (Linux unmerge_ksm_pages()), then clear the mark.
+    let mut addr = start;
+    while addr < end {
+        if maps_ksm_page(mm, addr) {
+            fault::handle_locked(mm, &vmas, addr, Access { kind: AccessKind::Unshare, user: false }).map_err(
+                |e| match e {
+                    fault::FaultError::OutOfMemory => MmError::NoMemory,
+                    _ => MmError::Invalid,
+                },
+            )?;
+        }
+        addr += PAGE_SIZE;
+    }
+    vmas.modify_range(start, end, |v| v.flags.remove(VmFlags::MERGEABLE));
+    Ok(())
+}
+
+/// Whether `addr` in `mm` is mapped by a pte to a KSM page.
+fn maps_ksm_page(mm: &AddressSpace, addr: u64) -> bool {
+    let Some(pmd) = pgtable::pmd(mm, addr, false).ok().flatten() else { return false };
+    if pmd.get().is_huge() {
+        return false;
+    }
+    let Some(pt) = pgtable::pte_table(pmd, false).ok().flatten() else { return false };
+    let _ptl = pt.lock();
+    let e = pt.entry(addr).load(core::sync::atomic::Ordering::Acquire);
+    e.is_present() && page::page_of(e.addr()).has(PageFlags::KSM)
+}

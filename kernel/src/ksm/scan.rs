@@ -1,0 +1,329 @@
+//! ksmd and its indexes (Linux ksm_do_scan(), cmp_and_merge_page(),
+//! stable_tree_search(), unstable_tree_search_insert()).
+//!
+//! The scanner walks every registered address space's mergeable areas page
+//! by page, `pages_to_scan` pages per batch, sleeping `sleep_us` between
+//! batches (Linux's `pages_to_scan` and `sleep_millisecs`). For each page,
+//! with the mmap lock held for reading and one reference taken:
+//! 1. equal to a KSM page of the stable index? merge into it;
+//! 2. else, checksum changed since the last visit? remember it, skip (a
+//!    volatile page would only churn);
+//! 3. else, equal to a page of the unstable index? make that pair a new KSM
+//!    page (this page becomes the KSM page, the other is merged into it);
+//! 4. else enter the unstable index.
+//!
+//! The scanner state is owned by whoever scans (ksmd, or a test calling
+//! [`scan_pages`] with ksmd stopped); the stable index has its own short
+//! lock because statistics read it.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::merge::{identical, try_to_merge_one_page};
+use super::stats;
+use crate::mm::addr_space::AddressSpace;
+use crate::mm::page::{self, Page, PageFlags, PageRef};
+use crate::mm::vma::{VmFlags, VmaSet};
+use crate::mm::{PAGE_SIZE, phys_to_virt, pgtable};
+use crate::sched::{self, JoinHandle};
+use crate::sync::SpinLock;
+
+/// ksmd's tunables (Linux /sys/kernel/mm/ksm/pages_to_scan and
+/// sleep_millisecs, here in microseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunables {
+    /// Pages per batch.
+    pub pages_to_scan: u64,
+    /// Sleep between batches; 0 only yields the CPU.
+    pub sleep_us: u64,
+}
+
+impl Tunables {
+    /// Linux's defaults: 100 pages every 20 ms.
+    pub const DEFAULT: Tunables = Tunables { pages_to_scan: 100, sleep_us: 20_000 };
+}
+
+struct MmSlot {
+    mm: Weak<AddressSpace>,
+    /// Last checksum seen per page address (Linux rmap_item->oldchecksum).
+    checksums: BTreeMap<u64, u64>,
+}
+
+struct UnstableEntry {
+    mm: Weak<AddressSpace>,
+    mm_id: u64,
+    addr: u64,
+}
+
+struct Scanner {
+    slots: Vec<MmSlot>,
+    slot: usize,
+    addr: u64,
+    unstable: BTreeMap<u64, UnstableEntry>,
+}
+
+/// Address spaces that asked for KSM since the scanner last looked.
+static NEW: SpinLock<Vec<Weak<AddressSpace>>> = SpinLock::new("ksm new mms", Vec::new());
+static SCANNER: spin::Mutex<Scanner> =
+    spin::Mutex::new(Scanner { slots: Vec::new(), slot: 0, addr: 0, unstable: BTreeMap::new() });
+/// KSM pages by content hash; each entry holds one reference.
+static STABLE: SpinLock<BTreeMap<u64, Vec<PageRef>>> = SpinLock::new("ksm stable index", BTreeMap::new());
+
+static PAGES_TO_SCAN: AtomicU64 = AtomicU64::new(Tunables::DEFAULT.pages_to_scan);
+static SLEEP_US: AtomicU64 = AtomicU64::new(Tunables::DEFAULT.sleep_us);
+static STOP: AtomicBool = AtomicBool::new(false);
+static KSMD: SpinLock<Option<JoinHandle<()>>> = SpinLock::new("ksmd handle", None);
+
+/// Registers `mm` for scanning (Linux __ksm_enter()).
+pub(super) fn register(mm: &Arc<AddressSpace>) {
+    NEW.lock().push(Arc::downgrade(mm));
+}
+
+/// Sets ksmd's tunables (effective at its next batch).
+pub fn set_tunables(t: Tunables) {
+    PAGES_TO_SCAN.store(t.pages_to_scan.max(1), Ordering::Relaxed);
+    SLEEP_US.store(t.sleep_us, Ordering::Relaxed);
+}
+
+/// Starts ksmd on `cpu` with `t` (Linux: echo 1 > run). An error if it runs.
+pub fn start_ksmd(cpu: usize, t: Tunables) -> Result<(), &'static str> {
+    let mut h = KSMD.lock();
+    if h.is_some() {
+        return Err("ksmd is already running");
+    }
+    set_tunables(t);
+    STOP.store(false, Ordering::Relaxed);
+    let handle = sched::spawn_on(cpu, "ksmd", || {
+        // Relaxed: a stop request needs no ordering with the scan state.
+        while !STOP.load(Ordering::Relaxed) {
+            scan_pages(PAGES_TO_SCAN.load(Ordering::Relaxed));
+            match SLEEP_US.load(Ordering::Relaxed) {
+                0 => sched::yield_now(),
+                us => sched::sleep_ns(us * 1000),
+            }
+        }
+    })
+    .map_err(|_| "ksmd: no such CPU")?;
+    *h = Some(handle);
+    Ok(())
+}
+
+/// Stops ksmd and waits for it (at most 10 s; an error names the CPU).
+pub fn stop_ksmd() -> Result<(), alloc::string::String> {
+    let Some(h) = KSMD.lock().take() else { return Ok(()) };
+    STOP.store(true, Ordering::Relaxed);
+    let cpu = h.task().cpu;
+    h.join_timeout(10_000_000_000).map(|_| ()).map_err(|_| alloc::format!("ksmd on cpu{cpu} did not stop within 10 s"))
+}
+
+/// A 64-bit hash of a page's contents (Linux calc_checksum(), xxhash there).
+fn checksum(p: &Page) -> u64 {
+    // SAFETY: the caller holds a reference on `p`; 4 KiB in the direct map.
+    // Concurrent writes only change the hash, which the merge re-checks.
+    let words = unsafe { core::slice::from_raw_parts(phys_to_virt(p.phys()).as_ptr::<u64>(), PAGE_SIZE as usize / 8) };
+    words.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &w| (h ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(17))
+}
+
+/// The page mapped by a pte at `addr`, with a reference (Linux
+/// follow_page()); `None` for huge, unmapped or non-present entries.
+fn follow(mm: &AddressSpace, addr: u64) -> Option<PageRef> {
+    let pmd = pgtable::pmd(mm, addr, false).ok().flatten()?;
+    if pmd.get().is_huge() {
+        return None;
+    }
+    let pt = pgtable::pte_table(pmd, false).ok().flatten()?;
+    let _ptl = pt.lock();
+    let e = pt.entry(addr).load(Ordering::Acquire);
+    e.is_present().then(|| PageRef::new_ref(page::page_of(e.addr())))
+}
+
+/// A KSM page equal to `p`, if the stable index has one.
+fn stable_lookup(sum: u64, p: &Page) -> Option<&'static Page> {
+    let stable = STABLE.lock();
+    stable.get(&sum)?.iter().map(PageRef::page).find(|k| identical(k, p))
+}
+
+/// (pages_shared, pages_sharing) from the stable index.
+pub(super) fn sharing() -> (u64, u64) {
+    let stable = STABLE.lock();
+    let mut shared = 0;
+    let mut sharing = 0;
+    for k in stable.values().flatten() {
+        let m = k.page().total_mapcount().max(0) as u64;
+        if m > 0 {
+            shared += 1;
+            sharing += m - 1;
+        }
+    }
+    (shared, sharing)
+}
+
+/// Drops the stable index's KSM pages that nothing maps any more (Linux
+/// removes stale stable nodes lazily); returns how many.
+pub fn prune() -> usize {
+    let mut dropped = Vec::new();
+    {
+        let mut stable = STABLE.lock();
+        for nodes in stable.values_mut() {
+            let (keep, gone): (Vec<_>, Vec<_>) = core::mem::take(nodes).into_iter().partition(|k| k.page().total_mapcount() > 0);
+            *nodes = keep;
+            dropped.extend(gone);
+        }
+        stable.retain(|_, v| !v.is_empty());
+    }
+    // References are put outside the lock (a put may free and poison).
+    let n = dropped.len();
+    drop(dropped);
+    n
+}
+
+fn lock_scanner() -> spin::MutexGuard<'static, Scanner> {
+    loop {
+        if let Some(g) = SCANNER.try_lock() {
+            return g;
+        }
+        sched::yield_now();
+    }
+}
+
+/// Scans up to `n` pages (one ksmd batch). Returns the pages examined.
+pub fn scan_pages(n: u64) -> u64 {
+    let mut s = lock_scanner();
+    for mm in NEW.lock().drain(..) {
+        if !s.slots.iter().any(|x| x.mm.ptr_eq(&mm)) {
+            s.slots.push(MmSlot { mm, checksums: BTreeMap::new() });
+        }
+    }
+    let mut done = 0;
+    let mut empty_passes = 0;
+    while done < n {
+        if s.slot >= s.slots.len() {
+            // A full scan ended (Linux: ksm_scan.seqnr++, the unstable tree
+            // is rebuilt from scratch).
+            s.slot = 0;
+            s.addr = 0;
+            s.unstable.clear();
+            s.slots.retain(|x| x.mm.strong_count() > 0);
+            stats::note_full_scan();
+            prune();
+            empty_passes += 1;
+            if s.slots.is_empty() || (done == 0 && empty_passes > 1) {
+                break;
+            }
+            continue;
+        }
+        let Some(mm) = s.slots[s.slot].mm.upgrade() else {
+            s.slot += 1;
+            s.addr = 0;
+            continue;
+        };
+        let vmas = mm.vmas.read();
+        let budget = n - done;
+        let scanned = scan_mm(&mut s, &mm, &vmas, budget);
+        done += scanned;
+        if scanned < budget {
+            s.slot += 1;
+            s.addr = 0;
+        }
+    }
+    done
+}
+
+/// Scans up to `budget` mergeable pages of `mm` from the cursor on; returns
+/// how many. Fewer than `budget` means the address space is done.
+fn scan_mm(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, budget: u64) -> u64 {
+    let mut done = 0;
+    let areas: Vec<(u64, u64)> =
+        vmas.iter().filter(|v| v.flags.contains(VmFlags::MERGEABLE) && v.end > s.addr).map(|v| (v.start, v.end)).collect();
+    for (start, end) in areas {
+        let mut addr = s.addr.max(start);
+        while addr < end {
+            if done == budget {
+                s.addr = addr;
+                return done;
+            }
+            scan_page(s, mm, vmas, addr);
+            done += 1;
+            addr += PAGE_SIZE;
+            crate::sched::cond_resched();
+        }
+    }
+    s.addr = u64::MAX;
+    done
+}
+
+/// One page (Linux cmp_and_merge_page()).
+fn scan_page(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: u64) {
+    stats::note_scanned();
+    let slot = s.slot;
+    let Some(page) = follow(mm, addr) else {
+        s.slots[slot].checksums.remove(&addr);
+        return;
+    };
+    let p = page.page();
+    if !p.has(PageFlags::ANON) || p.is_large() || p.has(PageFlags::KSM) {
+        return;
+    }
+    let sum = checksum(p);
+    if let Some(k) = stable_lookup(sum, p) {
+        match try_to_merge_one_page(mm, addr, &page, Some(k)) {
+            Ok(()) => stats::note_merge(),
+            Err(r) => stats::note_refused(r),
+        }
+        return;
+    }
+    if s.slots[slot].checksums.insert(addr, sum) != Some(sum) {
+        return; // volatile (or first visit): not into the unstable index yet
+    }
+    let partner = match s.unstable.get(&sum) {
+        Some(e) if !(e.mm_id == mm.id && e.addr == addr) => s.unstable.remove(&sum),
+        Some(_) => None,
+        None => {
+            s.unstable.insert(sum, UnstableEntry { mm: Arc::downgrade(mm), mm_id: mm.id, addr });
+            None
+        }
+    };
+    if let Some(e) = partner {
+        merge_pair(mm, vmas, addr, &page, sum, e);
+    }
+}
+
+/// Makes `page` and the unstable-index page `e` one KSM page (Linux
+/// try_to_merge_two_pages()).
+fn merge_pair(mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: u64, page: &PageRef, sum: u64, e: UnstableEntry) {
+    let Some(tmm) = e.mm.upgrade() else { return };
+    // The partner's mmap lock: ours already if the same address space; a
+    // try for another one (never wait for a second mmap lock while holding
+    // one).
+    let other;
+    let tvmas: &VmaSet = if Arc::ptr_eq(&tmm, mm) {
+        vmas
+    } else {
+        match tmm.vmas.try_read() {
+            Some(g) => {
+                other = g;
+                &other
+            }
+            None => return,
+        }
+    };
+    if !tvmas.find(e.addr).is_some_and(|v| v.flags.contains(VmFlags::MERGEABLE)) {
+        return;
+    }
+    let Some(tree) = follow(&tmm, e.addr) else { return };
+    let t = tree.page();
+    if core::ptr::eq(t, page.page()) || t.has(PageFlags::KSM) || !identical(t, page.page()) {
+        return;
+    }
+    if let Err(r) = try_to_merge_one_page(mm, addr, page, None) {
+        stats::note_refused(r);
+        return;
+    }
+    STABLE.lock().entry(sum).or_default().push(PageRef::new_ref(page.page()));
+    match try_to_merge_one_page(&tmm, e.addr, &tree, Some(page.page())) {
+        Ok(()) => stats::note_merge(),
+        Err(r) => stats::note_refused(r),
+    }
+}

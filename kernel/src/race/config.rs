@@ -1,0 +1,227 @@
+//! The race tests' boot keys (controls.md): modes, negative-control switches,
+//! widening points and the scenario run's parameters.
+//!
+//! Values are `key=value` words like every boot option; switches take
+//! `on|off`. [`RaceConfig::describe`] renders the non-default switches as the
+//! `config=` field of the `RESULT scenario` line (`gup.recheck:off,tlb:nmi`).
+
+use core::fmt;
+
+use super::SyncMode;
+use super::widen::{Point, Widening};
+use crate::boot_options::{KeyInfo, OptionError};
+
+/// A scenario the kernel can run (`scenario=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScenarioName {
+    /// Direct-I/O pins by GUP-fast while KSM merges the same pages.
+    KsmVsGupfast,
+}
+
+impl ScenarioName {
+    /// The name on the command line and in the RESULT line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioName::KsmVsGupfast => "ksm-vs-gupfast",
+        }
+    }
+}
+
+/// The race tests' configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct RaceConfig {
+    /// `sync=`.
+    pub sync: SyncMode,
+    /// `gup.recheck=` (on by default).
+    pub gup_recheck: bool,
+    /// `gup.pmd_recheck=` (on by default).
+    pub gup_pmd_recheck: bool,
+    /// `gup.irqs=on`: the lockless walk with interrupts enabled.
+    pub gup_irqs_on: bool,
+    /// `ksm.check_before_clear=`.
+    pub ksm_check_before_clear: bool,
+    /// `ksm.no_flush=`.
+    pub ksm_no_flush: bool,
+    /// `widen.<point>=`: one entry per [`Point`].
+    pub widen: [Widening; Point::COUNT],
+    /// `scenario=`.
+    pub scenario: Option<ScenarioName>,
+    /// `secs=`: run length bound (default 5 when neither bound is given).
+    pub secs: Option<u64>,
+    /// `iterations=`: run length in iterations of each worker.
+    pub iterations: Option<u64>,
+    /// `seed=`.
+    pub seed: u64,
+    /// `cpus=`: CPUs the scenario uses (default: every online CPU).
+    pub cpus: Option<usize>,
+}
+
+impl RaceConfig {
+    /// Every defence in place, nothing widened, no scenario.
+    pub const DEFAULT: RaceConfig = RaceConfig {
+        sync: SyncMode::None,
+        gup_recheck: true,
+        gup_pmd_recheck: true,
+        gup_irqs_on: false,
+        ksm_check_before_clear: false,
+        ksm_no_flush: false,
+        widen: [Widening::None; Point::COUNT],
+        scenario: None,
+        secs: None,
+        iterations: None,
+        seed: 1,
+        cpus: None,
+    };
+
+    /// The `config=` field: the protocol keys that differ from the defaults,
+    /// TLB options included, or `default`.
+    pub fn describe(&self, tlb: &crate::tlb::TlbConfig) -> ConfigString {
+        let mut s = ConfigString::default();
+        if !self.gup_recheck {
+            s.push("gup.recheck:off");
+        }
+        if !self.gup_pmd_recheck {
+            s.push("gup.pmd_recheck:off");
+        }
+        if self.gup_irqs_on {
+            s.push("gup.irqs:on");
+        }
+        if self.ksm_check_before_clear {
+            s.push("ksm.check_before_clear:on");
+        }
+        if self.ksm_no_flush {
+            s.push("ksm.no_flush:on");
+        }
+        if tlb.mode == crate::tlb::FlushMode::Nmi {
+            s.push("tlb:nmi");
+        }
+        if tlb.nowait {
+            s.push("tlb.nowait:on");
+        }
+        if tlb.ptfree == crate::tlb::PtFree::Rcu {
+            s.push("ptfree:rcu");
+        }
+        if self.sync == SyncMode::Rcu {
+            s.push("sync:rcu");
+        }
+        s
+    }
+}
+
+/// A short string built without allocation (the config is rendered early).
+pub struct ConfigString {
+    buf: [u8; 192],
+    len: usize,
+}
+
+impl Default for ConfigString {
+    fn default() -> Self {
+        ConfigString { buf: [0; 192], len: 0 }
+    }
+}
+
+impl ConfigString {
+    fn push(&mut self, part: &str) {
+        let sep = usize::from(self.len > 0);
+        if self.len + sep + part.len() > self.buf.len() {
+            return;
+        }
+        if sep == 1 {
+            self.buf[self.len] = b',';
+            self.len += 1;
+        }
+        self.buf[self.len..self.len + part.len()].copy_from_slice(part.as_bytes());
+        self.len += part.len();
+    }
+}
+
+impl fmt::Display for ConfigString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.len == 0 {
+            return f.write_str("default");
+        }
+        // The buffer holds only whole ASCII parts.
+        f.write_str(core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?"))
+    }
+}
+
+/// The keys, for `boot_options::KEYS`.
+pub const KEYS: &[KeyInfo] = &[
+    KeyInfo {
+        key: "sync",
+        values: "none|rcu",
+        help: "writers (KSM) wait for an RCU grace period between the TLB flush and the reference check",
+    },
+    KeyInfo { key: "gup.recheck", values: "on|off", help: "negative control: off = GUP-fast does not re-read the pte/pmd after taking its reference" },
+    KeyInfo { key: "gup.pmd_recheck", values: "on|off", help: "negative control: off = GUP-fast re-reads the pte but not the pmd" },
+    KeyInfo { key: "gup.irqs", values: "off|on", help: "negative control: on = GUP-fast's lockless walk runs with interrupts enabled" },
+    KeyInfo {
+        key: "ksm.check_before_clear",
+        values: "on|off",
+        help: "negative control: KSM checks references and pins first, then clears the pte and flushes",
+    },
+    KeyInfo { key: "ksm.no_flush", values: "on|off", help: "negative control: KSM clears the pte without flushing any TLB" },
+    KeyInfo {
+        key: "widen.gup.pre_ref",
+        values: "US|rand:US|wait:US|wait:POINT:US",
+        help: "window widening in GUP-fast between reading the pte and taking the reference: a fixed or random delay, or a pause until a writer reaches any of its points (or POINT), at most US microseconds",
+    },
+    KeyInfo { key: "widen.writer.post_clear", values: "US|rand:US|wait:US|wait:POINT:US", help: "window widening in the writer between the clear and the flush" },
+    KeyInfo { key: "widen.writer.pre_check", values: "US|rand:US|wait:US|wait:POINT:US", help: "window widening in the writer between the flush and the reference check" },
+    KeyInfo {
+        key: "widen.writer.post_check",
+        values: "US|rand:US|wait:US|wait:POINT:US",
+        help: "window widening in the writer right after the reference check (before the clear under ksm.check_before_clear)",
+    },
+    KeyInfo { key: "scenario", values: "ksm-vs-gupfast", help: "main kernel: run this race scenario and print its RESULT line" },
+    KeyInfo { key: "secs", values: "<1..=3600>", help: "scenario length bound in seconds (default 5)" },
+    KeyInfo { key: "iterations", values: "<1..=1000000000>", help: "scenario length in iterations per worker (with secs=, whichever ends first)" },
+    KeyInfo { key: "seed", values: "<0..>", help: "seed of the scenario's and the widening's pseudo-random choices" },
+    KeyInfo { key: "cpus", values: "<1..=64>", help: "CPUs the scenario uses (default: all online); more than are online is an error" },
+];
+
+fn on_off(key: &'static str, value: &'static str) -> Result<bool, OptionError> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(crate::boot_options::bad_value(key, value)),
+    }
+}
+
+fn number(key: &'static str, value: &'static str, min: u64, max: u64) -> Result<u64, OptionError> {
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(crate::boot_options::bad_value(key, value)),
+    }
+}
+
+/// Applies `key=value` if it is one of the race keys; `None` if it is not.
+pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Option<Result<(), OptionError>> {
+    let r = match key {
+        "sync" => match value {
+            "none" => Ok(c.sync = SyncMode::None),
+            "rcu" => Ok(c.sync = SyncMode::Rcu),
+            _ => Err(crate::boot_options::bad_value(key, value)),
+        },
+        "gup.recheck" => on_off(key, value).map(|v| c.gup_recheck = v),
+        "gup.pmd_recheck" => on_off(key, value).map(|v| c.gup_pmd_recheck = v),
+        "gup.irqs" => on_off(key, value).map(|v| c.gup_irqs_on = v),
+        "ksm.check_before_clear" => on_off(key, value).map(|v| c.ksm_check_before_clear = v),
+        "ksm.no_flush" => on_off(key, value).map(|v| c.ksm_no_flush = v),
+        "scenario" => match value {
+            "ksm-vs-gupfast" => Ok(c.scenario = Some(ScenarioName::KsmVsGupfast)),
+            _ => Err(crate::boot_options::bad_value(key, value)),
+        },
+        "secs" => number(key, value, 1, 3600).map(|v| c.secs = Some(v)),
+        "iterations" => number(key, value, 1, 1_000_000_000).map(|v| c.iterations = Some(v)),
+        "seed" => number(key, value, 0, u64::MAX).map(|v| c.seed = v),
+        "cpus" => number(key, value, 1, 64).map(|v| c.cpus = Some(v as usize)),
+        _ => {
+            let point = key.strip_prefix("widen.").and_then(Point::from_name)?;
+            Widening::parse(value)
+                .map(|w| c.widen[point as usize] = w)
+                .ok_or_else(|| crate::boot_options::bad_value(key, value))
+        }
+    };
+    Some(r)
+}

@@ -1,0 +1,91 @@
+//! The race instrumentation: the writer-side protocol switches of
+//! `../shared/reference/controls.md` (`sync=`, `ksm.*`), the window-widening
+//! points, and overlap counting.
+//!
+//! * [`config`]: the boot keys of the race tests, parsed into [`RaceConfig`]
+//!   and applied once at boot ([`init`]). Each negative-control switch is read
+//!   at exactly one decision point (named in its key's documentation).
+//! * [`widen`]: bounded delays and forced interleavings at the named points
+//!   (`gup.pre_ref`, `writer.post_clear`, `writer.pre_check`,
+//!   `writer.post_check`). With no widening configured a point costs one
+//!   relaxed load.
+//! * [`overlap`]: TSC-stamped intervals of GUP-fast's interrupts-off walks and
+//!   of writers' clear-to-check windows, and the count of the pairs that
+//!   intersect on the same page (controls.md "overlaps": a safe result with no
+//!   overlap proves nothing).
+//!
+//! Nothing here changes the protocol unless a switch asks for it: the
+//! defaults are the correct kernel.
+
+pub mod config;
+pub mod overlap;
+pub mod widen;
+
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+pub use config::RaceConfig;
+
+/// How a writer orders "flush" before "check" against lockless walkers
+/// (controls.md `sync=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// The flush alone (with `tlb=ipi` it cannot complete while a walker has
+    /// interrupts off).
+    None,
+    /// The flush, then an RCU grace period before the check: the seed's "RCU
+    /// version", for flushes that do not wait for interrupts-off sections.
+    Rcu,
+}
+
+static SYNC: AtomicU8 = AtomicU8::new(0);
+static KSM_CHECK_BEFORE_CLEAR: AtomicBool = AtomicBool::new(false);
+static KSM_NO_FLUSH: AtomicBool = AtomicBool::new(false);
+
+/// Applies the boot configuration (once, before any writer or walker runs).
+pub fn init(c: &RaceConfig) {
+    // Relaxed: set on the boot CPU before the APs and every thread start;
+    // starting them orders these stores before their first loads.
+    SYNC.store(c.sync as u8, Ordering::Relaxed);
+    KSM_CHECK_BEFORE_CLEAR.store(c.ksm_check_before_clear, Ordering::Relaxed);
+    KSM_NO_FLUSH.store(c.ksm_no_flush, Ordering::Relaxed);
+    crate::gup::set_controls(crate::gup::Controls {
+        recheck: c.gup_recheck,
+        pmd_recheck: c.gup_pmd_recheck,
+        irqs_off: !c.gup_irqs_on,
+    });
+    widen::init(c);
+}
+
+/// The writers' `sync=` mode.
+pub fn sync_mode() -> SyncMode {
+    if SYNC.load(Ordering::Relaxed) == SyncMode::Rcu as u8 { SyncMode::Rcu } else { SyncMode::None }
+}
+
+/// Sets the `sync=` mode (tests that compare both modes in one boot).
+pub fn set_sync_mode(m: SyncMode) {
+    SYNC.store(m as u8, Ordering::Relaxed);
+}
+
+/// KSM's negative controls in force.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KsmSwitches {
+    /// `ksm.check_before_clear=on`: reference and pin checks before the
+    /// clear and flush (the order Kirill suspected; controls.md).
+    pub check_before_clear: bool,
+    /// `ksm.no_flush=on`: the pte is cleared but no TLB is flushed.
+    pub no_flush: bool,
+}
+
+/// KSM's switches (read once per merge attempt).
+pub fn ksm_switches() -> KsmSwitches {
+    KsmSwitches {
+        check_before_clear: KSM_CHECK_BEFORE_CLEAR.load(Ordering::Relaxed),
+        no_flush: KSM_NO_FLUSH.load(Ordering::Relaxed),
+    }
+}
+
+/// Sets KSM's switches (tests that exercise both orders in one boot).
+pub fn set_ksm_switches(s: KsmSwitches) {
+    KSM_CHECK_BEFORE_CLEAR.store(s.check_before_clear, Ordering::Relaxed);
+    KSM_NO_FLUSH.store(s.no_flush, Ordering::Relaxed);
+}
