@@ -28,6 +28,7 @@ pub mod power;
 pub mod process;
 pub mod race;
 pub mod rcu;
+pub mod scenario;
 pub mod sched;
 pub mod smp;
 pub mod sync;

@@ -35,6 +35,16 @@ fn main(facts: &'static BootFacts) -> ! {
             }
         }
     }
+    if facts.options.race.scenario.is_some() {
+        match kernel::scenario::run(&facts.options.race) {
+            Ok(true) => {}
+            Ok(false) => power::exit(ExitStatus::Fail),
+            Err(e) => {
+                log::error!("{e}");
+                power::exit(ExitStatus::Fail);
+            }
+        }
+    }
     if !facts.options.bench.is_empty()
         && let Err(e) = kernel::bench::run(facts.options.bench)
     {

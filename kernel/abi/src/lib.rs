@@ -56,11 +56,13 @@ pub enum Sys {
     Madvise = 16,
     /// `gettid() -> tid`.
     GetTid = 17,
+    /// `race(op, a, b) -> value`: the race-scenario syscall (see [`race`]).
+    Race = 18,
 }
 
 impl Sys {
     /// Every syscall, in number order.
-    pub const ALL: [Sys; 18] = [
+    pub const ALL: [Sys; 19] = [
         Sys::Exit,
         Sys::ThreadExit,
         Sys::Write,
@@ -79,6 +81,7 @@ impl Sys {
         Sys::Mprotect,
         Sys::Madvise,
         Sys::GetTid,
+        Sys::Race,
     ];
 
     /// The syscall with number `n`, if any.
@@ -212,4 +215,50 @@ pub mod mman {
     pub const MADV_NOHUGEPAGE: usize = 15;
     /// Collapse into huge pages now.
     pub const MADV_COLLAPSE: usize = 25;
+}
+
+/// The race-scenario syscall (`race(op, a, b) -> value`): how a scenario's
+/// worker processes get their parameters, ask whether to stop, check a user
+/// write through the page table, and report what their oracles saw. Outside
+/// a running scenario every op fails with EINVAL.
+pub mod race {
+    /// `race(PARAMS, buf)`: writes `[u64; PARAM_WORDS]` to `buf`, indexed by
+    /// the `P_*` constants.
+    pub const PARAMS: usize = 0;
+    /// `race(SHOULD_STOP) -> 0|1`.
+    pub const SHOULD_STOP: usize = 1;
+    /// `race(PROBE, addr) -> u64`: the 8-byte word at `addr` (8-aligned) in
+    /// the frame the caller's page table maps there now, read through the
+    /// kernel's direct map (not through the caller's TLB). Afterwards the
+    /// caller's CPU drops its translation of `addr`, so that a stale entry
+    /// left by a broken writer is used for one write at most.
+    pub const PROBE: usize = 2;
+    /// `race(REPORT, what, n)`: adds `n` to counter `what` (`R_*`).
+    pub const REPORT: usize = 3;
+
+    /// Number of parameter words.
+    pub const PARAM_WORDS: usize = 6;
+    /// This worker's index (0-based).
+    pub const P_WORKER: usize = 0;
+    /// Number of workers.
+    pub const P_WORKERS: usize = 1;
+    /// Seed.
+    pub const P_SEED: usize = 2;
+    /// Iterations to run (`u64::MAX`: until told to stop).
+    pub const P_ITERATIONS: usize = 3;
+    /// Pages of the buffer a worker pins by direct read per iteration.
+    pub const P_DIO_PAGES: usize = 4;
+    /// Pages a worker writes and checks per iteration.
+    pub const P_WRITE_PAGES: usize = 5;
+
+    /// Counter: iterations done.
+    pub const R_ITERATIONS: usize = 0;
+    /// Counter: direct-read buffers checked.
+    pub const R_DMA_CHECKS: usize = 1;
+    /// Counter: DMA losses seen (buffer differs from the DMA pattern).
+    pub const R_DMA_LOST: usize = 2;
+    /// Counter: user writes checked.
+    pub const R_WRITE_CHECKS: usize = 3;
+    /// Counter: user writes lost (the mapped frame lacks the value written).
+    pub const R_WRITE_LOST: usize = 4;
 }

@@ -168,3 +168,8 @@ pub fn spawn_raw(name_ptr: usize, name_len: usize, cpu: usize) -> Result<usize, 
 pub fn thread_spawn_checked(cpu: usize) -> Result<usize, Errno> {
     call(Sys::ThreadSpawn, 0x40_0000, 0x7fff_0000_0000, 0, cpu)
 }
+
+/// `race(op, a, b)`: the race-scenario syscall (see `abi::race`).
+pub fn race(op: u64, a: u64, b: u64) -> Result<usize, Errno> {
+    call(Sys::Race, op as usize, a as usize, b as usize, 0)
+}

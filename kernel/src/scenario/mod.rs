@@ -1,0 +1,174 @@
+//! Race scenarios (controls.md): a writer and GUP-fast pinners run on every
+//! CPU with the configured modes, switches and widenings; the oracles count
+//! what went wrong; one `RESULT scenario ...` line and a summary table report
+//! it, with the verdict against the outcome controls.md expects for the
+//! configuration.
+//!
+//! The oracles:
+//! * corruptions: (a) DMA loss: after a direct read completes, the worker
+//!   reads its buffer through its mapping and compares it with the pattern
+//!   the DMA engine wrote (sequence number and offset); (b) user-write loss:
+//!   after writing an iteration-unique value, the worker asks the kernel to
+//!   read the frame its page table maps now ([`probe`], through the direct
+//!   map, never through the writer's possibly stale TLB);
+//! * uaf: a pinned frame reaching the free path, a walker reading a poisoned
+//!   table, or a freed frame written while in quarantine (`mm::page`);
+//! * invariant errors: the page-metadata checks, and frames or page tables
+//!   leaked at the end of the run;
+//! * overlaps (`race::overlap`), refusals and GUP-fast bail-outs, apart.
+//!
+//! Workers are user processes (`ksmrace`), one per CPU; they talk to the
+//! scenario through the `race` syscall ([`syscall`]).
+
+pub mod ksm_vs_gupfast;
+pub mod syscall;
+
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64};
+
+use crate::race::RaceConfig;
+
+/// What controls.md expects of a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// Zero corruptions, uaf and invariant errors, and overlaps > 0.
+    Safe,
+    /// At least one corruption within the time bound.
+    Caught,
+    /// A configuration controls.md does not list.
+    Unlisted,
+}
+
+impl Expected {
+    fn as_str(self) -> &'static str {
+        match self {
+            Expected::Safe => "safe",
+            Expected::Caught => "caught",
+            Expected::Unlisted => "none",
+        }
+    }
+}
+
+/// The ksm-vs-gupfast table of controls.md, keyed by the `config=` string.
+pub fn expected_ksm(config: &str) -> Expected {
+    match config {
+        "default" | "gup.recheck:off" | "gup.recheck:off,tlb:nmi,sync:rcu" | "tlb:nmi" => Expected::Safe,
+        "gup.recheck:off,tlb:nmi"
+        | "gup.recheck:off,gup.irqs:on"
+        | "ksm.check_before_clear:on"
+        | "gup.recheck:off,tlb.nowait:on"
+        | "ksm.no_flush:on" => Expected::Caught,
+        _ => Expected::Unlisted,
+    }
+}
+
+/// The counters workers report into, and the run's parameters.
+pub(crate) struct Shared {
+    pub running: AtomicBool,
+    pub stop: AtomicBool,
+    pub stop_on_catch: AtomicBool,
+    pub deadline_ns: AtomicU64,
+    pub iterations: AtomicU64,
+    pub seed: AtomicU64,
+    pub next_worker: AtomicU64,
+    pub workers: AtomicU64,
+    pub done_iterations: AtomicU64,
+    pub dma_checks: AtomicU64,
+    pub write_checks: AtomicU64,
+    pub corrupt_dma: AtomicU64,
+    pub corrupt_write: AtomicU64,
+}
+
+pub(crate) static SHARED: Shared = Shared {
+    running: AtomicBool::new(false),
+    stop: AtomicBool::new(false),
+    stop_on_catch: AtomicBool::new(false),
+    deadline_ns: AtomicU64::new(0),
+    iterations: AtomicU64::new(0),
+    seed: AtomicU64::new(0),
+    next_worker: AtomicU64::new(0),
+    workers: AtomicU64::new(0),
+    done_iterations: AtomicU64::new(0),
+    dma_checks: AtomicU64::new(0),
+    write_checks: AtomicU64::new(0),
+    corrupt_dma: AtomicU64::new(0),
+    corrupt_write: AtomicU64::new(0),
+};
+
+/// Why a scenario could not run.
+#[derive(Debug)]
+pub enum ScenarioError {
+    /// `cpus=` asks for more CPUs than are online, or fewer than 2.
+    Cpus {
+        /// CPUs asked for.
+        asked: usize,
+        /// CPUs online.
+        online: usize,
+    },
+    /// Something the run needs failed (named).
+    Setup(alloc::string::String),
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScenarioError::Cpus { asked, online } => {
+                write!(f, "cpus={asked}: a race needs at least 2 CPUs and at most the {online} online")
+            }
+            ScenarioError::Setup(s) => write!(f, "scenario setup: {s}"),
+        }
+    }
+}
+
+/// One run's figures.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Outcome {
+    /// Worker iterations, summed.
+    pub iterations: u64,
+    /// Overlapping GUP-fast / writer windows.
+    pub overlaps: u64,
+    /// Merges refused for extra references or pins.
+    pub refused_pinned: u64,
+    /// GUP-fast bail-outs after a changed entry.
+    pub gup_bailouts: u64,
+    /// Pages GUP-fast left to the slow path.
+    pub slow_falls: u64,
+    /// DMA losses + user-write losses.
+    pub corruptions: u64,
+    /// DMA losses.
+    pub corrupt_dma: u64,
+    /// User-write losses.
+    pub corrupt_write: u64,
+    /// Use-after-free events.
+    pub uaf: u64,
+    /// Invariant errors, leaks included.
+    pub invariant_errors: u64,
+    /// DMA buffers checked.
+    pub dma_checks: u64,
+    /// User writes checked.
+    pub write_checks: u64,
+    /// KSM merges done.
+    pub merges: u64,
+    /// Run time.
+    pub elapsed_ms: u64,
+}
+
+/// Whether an outcome meets an expectation (and why not).
+pub fn verdict(expected: Expected, o: &Outcome) -> Result<(), &'static str> {
+    match expected {
+        Expected::Safe if o.corruptions > 0 => Err("corruptions in a safe configuration"),
+        Expected::Safe if o.uaf > 0 => Err("use after free in a safe configuration"),
+        Expected::Safe if o.invariant_errors > 0 => Err("invariant errors in a safe configuration"),
+        Expected::Safe if o.overlaps == 0 => Err("no overlap: the race was never exercised, so 'safe' proves nothing"),
+        Expected::Caught if o.corruptions == 0 => Err("a broken configuration was not caught"),
+        _ => Ok(()),
+    }
+}
+
+/// Runs the configured scenario; `Ok(true)` when its verdict is ok.
+pub fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
+    match cfg.scenario {
+        Some(crate::race::config::ScenarioName::KsmVsGupfast) => ksm_vs_gupfast::run(cfg),
+        None => Ok(true),
+    }
+}

@@ -1,0 +1,105 @@
+//! The `race` syscall's kernel side (see `abi::race`): parameters, the stop
+//! flag, the write probe and the workers' reports.
+
+use core::sync::atomic::Ordering;
+
+use abi::Errno;
+use abi::race as r;
+
+use super::SHARED;
+use crate::mm::uaccess::{self, UserPtr};
+use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE, pgtable, phys_to_virt};
+
+/// Pages each worker pins by direct read per iteration.
+pub const DIO_PAGES: u64 = 2;
+/// Pages each worker writes and probes per iteration.
+pub const WRITE_PAGES: u64 = 2;
+
+/// `race(op, a, b)`.
+pub fn race(op: u64, a: u64, b: u64) -> Result<usize, Errno> {
+    if !SHARED.running.load(Ordering::Acquire) {
+        return Err(Errno::EINVAL);
+    }
+    match op as usize {
+        r::PARAMS => {
+            let mut p = [0u64; r::PARAM_WORDS];
+            p[r::P_WORKER] = SHARED.next_worker.fetch_add(1, Ordering::Relaxed);
+            p[r::P_WORKERS] = SHARED.workers.load(Ordering::Relaxed);
+            p[r::P_SEED] = SHARED.seed.load(Ordering::Relaxed);
+            p[r::P_ITERATIONS] = SHARED.iterations.load(Ordering::Relaxed);
+            p[r::P_DIO_PAGES] = DIO_PAGES;
+            p[r::P_WRITE_PAGES] = WRITE_PAGES;
+            uaccess::write_user(UserPtr(a), &p)?;
+            Ok(0)
+        }
+        r::SHOULD_STOP => Ok(usize::from(should_stop())),
+        r::PROBE => probe(a).map(|v| v as usize),
+        r::REPORT => {
+            let counter = match a as usize {
+                r::R_ITERATIONS => &SHARED.done_iterations,
+                r::R_DMA_CHECKS => &SHARED.dma_checks,
+                r::R_DMA_LOST => &SHARED.corrupt_dma,
+                r::R_WRITE_CHECKS => &SHARED.write_checks,
+                r::R_WRITE_LOST => &SHARED.corrupt_write,
+                _ => return Err(Errno::EINVAL),
+            };
+            counter.fetch_add(b, Ordering::Relaxed);
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn should_stop() -> bool {
+    if SHARED.stop.load(Ordering::Relaxed) {
+        return true;
+    }
+    let caught = SHARED.corrupt_dma.load(Ordering::Relaxed) + SHARED.corrupt_write.load(Ordering::Relaxed) > 0;
+    let late = crate::time::now_ns() >= SHARED.deadline_ns.load(Ordering::Relaxed);
+    if late || (caught && SHARED.stop_on_catch.load(Ordering::Relaxed)) {
+        SHARED.stop.store(true, Ordering::Relaxed);
+        return true;
+    }
+    false
+}
+
+/// The word at user address `addr` in the frame the current page table maps
+/// there (controls.md: "never through the writing CPU's own, possibly stale,
+/// TLB entry"), then a local INVLPG of `addr`.
+pub fn probe(addr: u64) -> Result<u64, Errno> {
+    if !addr.is_multiple_of(8) {
+        return Err(Errno::EINVAL);
+    }
+    uaccess::check_range(UserPtr(addr), 8)?;
+    let mm = crate::mm::fault::current_mm().ok_or(Errno::EINVAL)?;
+    let _vmas = mm.vmas.read();
+    let pmd = pgtable::pmd(&mm, addr, false).ok().flatten().ok_or(Errno::EFAULT)?;
+    let value = {
+        let v = pmd.get();
+        if v.is_huge() {
+            let _ptl = pmd.lock();
+            let v = pmd.get();
+            if !v.is_present() || !v.is_huge() {
+                return Err(Errno::EFAULT);
+            }
+            read_phys(v.addr().as_u64() + (addr & (HUGE_PAGE_SIZE - 1)))
+        } else {
+            let pt = pgtable::pte_table(pmd, false).ok().flatten().ok_or(Errno::EFAULT)?;
+            let _ptl = pt.lock();
+            let e = pt.entry(addr).load(Ordering::Acquire);
+            if !e.is_present() {
+                return Err(Errno::EFAULT);
+            }
+            read_phys(e.addr().as_u64() + (addr & (PAGE_SIZE - 1)))
+        }
+    };
+    x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(addr));
+    Ok(value)
+}
+
+fn read_phys(pa: u64) -> u64 {
+    // SAFETY: `pa` is inside a frame a present leaf maps, held in place by
+    // the page-table lock the caller holds (its mapping's reference keeps
+    // it allocated); 8-aligned; the direct map covers all RAM.
+    unsafe { core::ptr::read_volatile(phys_to_virt(x86_64::PhysAddr::new(pa)).as_ptr::<u64>()) }
+}
