@@ -22,6 +22,16 @@ pub enum MmError {
     Exists,
 }
 
+impl From<MmError> for abi::Errno {
+    fn from(e: MmError) -> abi::Errno {
+        match e {
+            MmError::Invalid => abi::Errno::EINVAL,
+            MmError::NoMemory => abi::Errno::ENOMEM,
+            MmError::Exists => abi::Errno::EEXIST,
+        }
+    }
+}
+
 impl From<super::pgtable::NoMemory> for MmError {
     fn from(_: super::pgtable::NoMemory) -> Self {
         MmError::NoMemory

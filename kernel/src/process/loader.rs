@@ -14,7 +14,7 @@ use crate::mm::addr_space::AddressSpace;
 use crate::mm::fault::{self, Access, AccessKind};
 use crate::mm::flush::Batch;
 use crate::mm::layout::{USER_STACK_SIZE, USER_STACK_TOP};
-use crate::mm::mmap::{self, MmError, map};
+use crate::mm::mmap::{self, map};
 use crate::mm::vma::{Prot, VmFlags};
 use crate::mm::{PAGE_SIZE, paging, pgtable, phys_to_virt, range};
 use abi::Errno;
@@ -35,19 +35,12 @@ impl UserImage {
     }
 }
 
-fn errno(e: MmError) -> Errno {
-    match e {
-        MmError::Invalid => Errno::EINVAL,
-        MmError::NoMemory => Errno::ENOMEM,
-        MmError::Exists => Errno::EEXIST,
-    }
-}
 
 /// Maps `[start, end)` of `mm` as an area with `prot`, with `init` copied in
 /// at `init_at` (the rest zero).
 fn map_region(mm: &AddressSpace, start: u64, end: u64, prot: Prot, init: &[u8], init_at: u64) -> Result<u64, Errno> {
     let flags = map::PRIVATE | map::ANONYMOUS | map::FIXED_NOREPLACE;
-    mmap::mmap(mm, start, end - start, (Prot::READ | Prot::WRITE).bits(), flags).map_err(errno)?;
+    mmap::mmap(mm, start, end - start, (Prot::READ | Prot::WRITE).bits(), flags).map_err(Errno::from)?;
     let init_end = init_at + init.len() as u64;
     let mut filled = 0;
     if !init.is_empty() {
@@ -69,7 +62,7 @@ fn map_region(mm: &AddressSpace, start: u64, end: u64, prot: Prot, init: &[u8], 
         }
     }
     if prot != Prot::READ | Prot::WRITE {
-        mmap::mprotect(mm, start, end - start, prot.bits()).map_err(errno)?;
+        mmap::mprotect(mm, start, end - start, prot.bits()).map_err(Errno::from)?;
     }
     Ok(filled)
 }

@@ -4,16 +4,9 @@
 //! flags, advice are 32-bit in Linux's ABI) is EINVAL, never truncated.
 
 use super::SysResult;
-use crate::mm::mmap::{self, MmError};
+use crate::mm::mmap;
 use abi::Errno;
 
-fn errno(e: MmError) -> Errno {
-    match e {
-        MmError::Invalid => Errno::EINVAL,
-        MmError::NoMemory => Errno::ENOMEM,
-        MmError::Exists => Errno::EEXIST,
-    }
-}
 
 fn u32_arg(v: u64) -> Result<u32, Errno> {
     u32::try_from(v).map_err(|_| Errno::EINVAL)
@@ -26,20 +19,20 @@ fn current_mm() -> Result<alloc::sync::Arc<crate::mm::addr_space::AddressSpace>,
 /// `mmap(addr, len, prot, flags)`: returns the address.
 pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64) -> SysResult {
     let mm = current_mm()?;
-    mmap::mmap(&mm, addr, len, u32_arg(prot)?, u32_arg(flags)?).map(|a| a as usize).map_err(errno)
+    mmap::mmap(&mm, addr, len, u32_arg(prot)?, u32_arg(flags)?).map(|a| a as usize).map_err(Errno::from)
 }
 
 /// `munmap(addr, len)`.
 pub fn munmap(addr: u64, len: u64) -> SysResult {
-    mmap::munmap(&*current_mm()?, addr, len).map(|_| 0).map_err(errno)
+    mmap::munmap(&*current_mm()?, addr, len).map(|_| 0).map_err(Errno::from)
 }
 
 /// `mprotect(addr, len, prot)`.
 pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
-    mmap::mprotect(&*current_mm()?, addr, len, u32_arg(prot)?).map(|_| 0).map_err(errno)
+    mmap::mprotect(&*current_mm()?, addr, len, u32_arg(prot)?).map(|_| 0).map_err(Errno::from)
 }
 
 /// `madvise(addr, len, advice)`.
 pub fn madvise(addr: u64, len: u64, advice: u64) -> SysResult {
-    mmap::madvise(&current_mm()?, addr, len, u32_arg(advice)?).map(|_| 0).map_err(errno)
+    mmap::madvise(&current_mm()?, addr, len, u32_arg(advice)?).map(|_| 0).map_err(Errno::from)
 }
