@@ -1,6 +1,7 @@
 //! In-kernel benchmarks, run by the main kernel after boot when the boot
-//! option `bench=` lists them (`bench=ipi,rcu`; more later: `shootdown`,
-//! `gup`, each a file next to [`ipi`]).
+//! option `bench=` lists them (`bench=ipi,rcu`; more later:
+//! `gup`, each a file next to [`ipi`]; [`shootdown`] times from a user program,
+//! which reports its lines through [`user`]).
 //!
 //! Each benchmark prints one machine-readable line per configuration,
 //! `RESULT <bench> op=<op> <id keys> n=N median_ns=N p99_ns=N ...`, in the
