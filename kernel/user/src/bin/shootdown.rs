@@ -277,6 +277,14 @@ fn main() -> i32 {
         println!("shootdown: the main thread must run on CPU 0 (spinners use CPUs 1..K), not {}", sys::getcpu());
         return 1;
     }
+    // The kernel must refuse what is not `<bench> key=value ...` (so no
+    // program can print a test verdict or an end marker this way).
+    for bad in ["shootdown", "shootdown op", "test x ... ok", "shootdown n=1\nTESTBED-END status=pass", "shootdown flush=nmi"] {
+        if sys::bench_result(bad) != Err(Errno::EINVAL) {
+            println!("shootdown: bench_result accepted {bad:?}");
+            return 1;
+        }
+    }
     let clock = Clock::calibrate();
     println!(
         "shootdown: tsc_per_ns={}.{:04} (calibrated against clock_ns over 100 ms)",
