@@ -73,3 +73,40 @@ fn bench_tlb_prints_flush_cost_per_remote_cpu_count() {
         assert!(line.contains(" delta_median_ns="), "{line}");
     }
 }
+
+/// Checks the `RESULT shootdown` lines of a 2-CPU run: every op for K = 0
+/// and 1, numbers in order, the delta for K = 1, and `flush=nmi` exactly when
+/// `nmi` is set.
+fn check_shootdown(options: &[&str], nmi: bool) {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, options, 240);
+    common::expect_exit(&r, 0);
+    let results: Vec<&String> = r.output.console.results.iter().filter(|l| l.starts_with("RESULT shootdown ")).collect();
+    assert_eq!(results.len(), 6, "3 ops x K = 0, 1:\n{}", common::everything(&r));
+    for op in ["mprotect_ro", "mprotect_rw", "madv_dontneed"] {
+        for k in 0..2 {
+            let line = results
+                .iter()
+                .find(|l| l.contains(&format!(" op={op} ")) && l.contains(&format!(" remote_cpus={k} ")))
+                .unwrap_or_else(|| panic!("no RESULT shootdown line for op={op} remote_cpus={k}:\n{}", common::everything(&r)));
+            let get = |key: &str| value(line, key).unwrap_or_else(|| panic!("no numeric {key}= in: {line}"));
+            let n = get("n");
+            assert!(n > 0 && n <= 20_000, "n out of range: {line}");
+            assert!(get("min_ns") > 0, "a zero-time syscall: {line}");
+            assert!(get("min_ns") <= get("p10_ns"), "{line}");
+            assert!(get("p10_ns") <= get("median_ns") && get("median_ns") <= get("p90_ns"), "percentiles out of order: {line}");
+            assert!(get("median_ns") < 1_000_000_000, "a median of a second: {line}");
+            assert_eq!(line.contains(" delta_median_ns="), k > 0, "delta only for K >= 1: {line}");
+            assert_eq!(line.ends_with(" flush=nmi"), nmi, "{line}");
+        }
+    }
+}
+
+#[test]
+fn bench_shootdown_prints_user_mprotect_and_madvise_cost_per_remote_cpu_count() {
+    check_shootdown(&["bench=shootdown"], false);
+}
+
+#[test]
+fn bench_shootdown_under_tlb_nmi_marks_its_lines() {
+    check_shootdown(&["bench=shootdown", "tlb=nmi"], true);
+}

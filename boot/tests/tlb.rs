@@ -1,11 +1,15 @@
 //! The TLB suite (`tests/src/tlb/`) in each flush mode, and the `tlb.nowait`
-//! negative control: with it, the stale-write test must fail with its reason
-//! while every other test passes.
+//! negative control: with it, both stale-write tests (kernel-thread writer
+//! and user-thread writer) must fail with their reason while every other
+//! test passes.
 
 use testbed::qemu::Firmware;
 use testbed::testkit;
 
-const STALE_TEST: &str = "no_write_reaches_the_old_frame_after_a_remote_flush";
+const STALE_TESTS: [&str; 2] = [
+    "no_write_reaches_the_old_frame_after_a_remote_flush",
+    "a_user_writer_never_writes_the_old_frame_after_a_remote_flush",
+];
 
 fn all_pass(smp: u32, options: &[&str]) {
     let out = testkit::run_suite_with("tlb", smp, options, 300);
@@ -19,12 +23,13 @@ fn nowait_is_caught(options: &[&str]) {
     let out = testkit::run_suite_with("tlb", 2, options, 300);
     let report = out.report(60);
     assert_eq!(out.aborted, None, "{report}");
-    assert_eq!(out.failed(), 1, "exactly the stale-write test must fail:\n{report}");
-    let failed = out.failures()[0];
-    assert!(failed.name.ends_with(STALE_TEST), "the wrong test failed:\n{report}");
-    let reason = failed.reason.as_deref().unwrap_or("");
-    assert!(reason.contains("stale TLB write"), "reason {reason:?} is not a stale write:\n{report}");
-    assert_eq!(Some(out.passed() + 1), out.total, "the other tests must pass:\n{report}");
+    assert_eq!(out.failed(), 2, "exactly the two stale-write tests must fail:\n{report}");
+    for (failed, name) in out.failures().into_iter().zip(STALE_TESTS) {
+        assert!(failed.name.ends_with(name), "the wrong test failed (expected {name}):\n{report}");
+        let reason = failed.reason.as_deref().unwrap_or("");
+        assert!(reason.contains("stale TLB write"), "reason {reason:?} is not a stale write:\n{report}");
+    }
+    assert_eq!(Some(out.passed() + 2), out.total, "the other tests must pass:\n{report}");
 }
 
 #[test]
@@ -61,7 +66,7 @@ fn tlb_suite_smp1_skips_what_needs_two_cpus() {
     for t in out.tests.iter().filter(|t| t.ignored) {
         assert!(t.reason.as_deref().unwrap_or("").contains("needs at least 2 online CPUs"), "{report}");
     }
-    assert_eq!(out.ignored(), 3, "{report}");
+    assert_eq!(out.ignored(), 4, "{report}");
 }
 
 #[test]

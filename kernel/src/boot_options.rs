@@ -51,7 +51,7 @@ pub const KEYS: &[KeyInfo] = &[
     KeyInfo {
         key: "bench",
         values: "ipi,rcu,tlb (comma-separated)",
-        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency; tlb: flush_page shootdown cost)",
+        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency; tlb: flush_page shootdown cost; shootdown: user mprotect/madvise cost by remote CPUs)",
     },
     KeyInfo {
         key: "rcu.stall_ms",

@@ -1,6 +1,7 @@
 //! In-kernel benchmarks, run by the main kernel after boot when the boot
-//! option `bench=` lists them (`bench=ipi,rcu`; more later: `shootdown`,
-//! `gup`, each a file next to [`ipi`]).
+//! option `bench=` lists them (`bench=ipi,rcu`; more later:
+//! `gup`, each a file next to [`ipi`]; [`shootdown`] times from a user program,
+//! which reports its lines through [`user`]).
 //!
 //! Each benchmark prints one machine-readable line per configuration,
 //! `RESULT <bench> op=<op> <id keys> n=N median_ns=N p99_ns=N ...`, in the
@@ -15,7 +16,9 @@
 
 pub mod ipi;
 pub mod rcu;
+pub mod shootdown;
 pub mod tlb;
+pub mod user;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -32,11 +35,13 @@ pub enum Bench {
     Rcu,
     /// Cost of a TLB shootdown by number of remote CPUs.
     Tlb,
+    /// One-page mprotect / MADV_DONTNEED from user space by remote CPUs.
+    Shootdown,
 }
 
 impl Bench {
     /// Every benchmark, in the order [`run`] runs them.
-    pub const ALL: [Bench; 3] = [Bench::Ipi, Bench::Rcu, Bench::Tlb];
+    pub const ALL: [Bench; 4] = [Bench::Ipi, Bench::Rcu, Bench::Tlb, Bench::Shootdown];
 
     /// The name used in `bench=` and in RESULT lines.
     pub const fn name(self) -> &'static str {
@@ -44,6 +49,7 @@ impl Bench {
             Bench::Ipi => "ipi",
             Bench::Rcu => "rcu",
             Bench::Tlb => "tlb",
+            Bench::Shootdown => "shootdown",
         }
     }
 
@@ -106,6 +112,7 @@ pub fn run(set: BenchSet) -> Result<(), BenchError> {
             Bench::Ipi => ipi::run()?,
             Bench::Rcu => rcu::run()?,
             Bench::Tlb => tlb::run()?,
+            Bench::Shootdown => shootdown::run()?,
         }
         log::info!("bench {}: done in {} ms", b.name(), (now_ns() - start) / 1_000_000);
     }

@@ -23,6 +23,8 @@ pub const PROGRAMS: &[(&str, &[u8])] = &[
     program!("exit_threads"),
     program!("spin"),
     program!("privileged"),
+    program!("shootdown"),
+    program!("tlbwriter"),
 ];
 
 /// The ELF of program `name`.

@@ -1,5 +1,5 @@
-//! Console, time and scheduling syscalls: write, yield, sleep_ns (getcpu and
-//! clock_ns are one-liners in the dispatcher).
+//! Console, time and scheduling syscalls: write, yield, sleep_ns,
+//! bench_result (getcpu and clock_ns are one-liners in the dispatcher).
 
 use super::SysResult;
 use crate::mm::uaccess::{self, UserPtr};
@@ -40,4 +40,22 @@ pub fn sleep_ns(ns: u64) -> SysResult {
     let deadline = Deadline::after_ns(ns);
     wait_interruptible(&me.process, || deadline.expired())?;
     Ok(0)
+}
+
+/// The longest line `bench_result` takes.
+const MAX_RESULT: usize = 512;
+
+/// `bench_result(buf, len)`: a benchmark program's result line, printed as
+/// `RESULT <buf>` after `bench::user::report` checked its form (EINVAL for a
+/// line that is not `<bench> key=value ...`).
+pub fn bench_result(ptr: u64, len: u64) -> SysResult {
+    let len = usize::try_from(len).map_err(|_| Errno::EINVAL)?;
+    if len == 0 || len > MAX_RESULT {
+        return Err(Errno::EINVAL);
+    }
+    let mut buf = [0u8; MAX_RESULT];
+    uaccess::copy_from_user(&mut buf[..len], UserPtr(ptr))?;
+    let text = core::str::from_utf8(&buf[..len]).map_err(|_| Errno::EINVAL)?;
+    crate::bench::user::report(text).map_err(|_| Errno::EINVAL)?;
+    Ok(len)
 }

@@ -61,6 +61,7 @@ fn call(sys: Sys, a: Args, frame: &TrapFrame) -> SysResult {
         Sys::Munmap => mm::munmap(a0, a1),
         Sys::Mprotect => mm::mprotect(a0, a1, a2),
         Sys::Madvise => mm::madvise(a0, a1, a2),
+        Sys::BenchResult => misc::bench_result(a0, a1),
         Sys::Race => crate::scenario::syscall::race(a0, a1, a2),
     }
 }

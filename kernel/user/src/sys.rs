@@ -169,6 +169,24 @@ pub fn thread_spawn_checked(cpu: usize) -> Result<usize, Errno> {
     call(Sys::ThreadSpawn, 0x40_0000, 0x7fff_0000_0000, 0, cpu)
 }
 
+/// Prints `RESULT <line>` as a benchmark result (the kernel checks the form
+/// `<bench> key=value ...` and answers EINVAL otherwise).
+pub fn bench_result(line: &str) -> Result<usize, Errno> {
+    call(Sys::BenchResult, line.as_ptr() as usize, line.len(), 0, 0)
+}
+
+/// The time-stamp counter, ordered against the code around it (`lfence;
+/// rdtsc; lfence`, as the Linux peer's rdtsc_ordered()).
+#[inline(always)]
+pub fn rdtsc_ordered() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: rdtsc is allowed in ring 3 (CR4.TSD is clear); lfence only
+    // orders. No `nomem`: the asm is also a compiler barrier, as the peer's
+    // "memory" clobber.
+    unsafe { asm!("lfence", "rdtsc", "lfence", out("eax") lo, out("edx") hi, options(nostack)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
 /// `race(op, a, b)`: the race-scenario syscall (see `abi::race`).
 pub fn race(op: u64, a: u64, b: u64) -> Result<usize, Errno> {
     call(Sys::Race, op as usize, a as usize, b as usize, 0)

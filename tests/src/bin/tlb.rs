@@ -2,4 +2,4 @@
 #![no_std]
 #![no_main]
 
-kernel::ktest_main!("tlb", [ktests::tlb::local::TESTS, ktests::tlb::remote::TESTS, ktests::tlb::gather::TESTS]);
+kernel::ktest_main!("tlb", [ktests::tlb::local::TESTS, ktests::tlb::remote::TESTS, ktests::tlb::user::TESTS, ktests::tlb::gather::TESTS]);

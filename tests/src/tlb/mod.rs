@@ -11,6 +11,7 @@
 pub mod gather;
 pub mod local;
 pub mod remote;
+pub mod user;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
