@@ -17,6 +17,7 @@ pub const PROGRAMS: &[(&str, &[u8])] = &[
     program!("hello"),
     program!("cow"),
     program!("memcalls"),
+    program!("dio"),
     program!("fault"),
     program!("badptr"),
     program!("threads"),

@@ -168,3 +168,16 @@ pub fn spawn_raw(name_ptr: usize, name_len: usize, cpu: usize) -> Result<usize, 
 pub fn thread_spawn_checked(cpu: usize) -> Result<usize, Errno> {
     call(Sys::ThreadSpawn, 0x40_0000, 0x7fff_0000_0000, 0, cpu)
 }
+
+/// Direct I/O from the DMA device into `[buf, buf+len)`: the store at
+/// `arg`, or with `abi::dio::PATTERN` in `flags` the pattern of sequence
+/// number `arg`. The buffer need not be a Rust object (the kernel pins it
+/// and the device writes it), so it is an address.
+pub fn dio_read(buf: usize, len: usize, arg: u64, flags: u64) -> Result<usize, Errno> {
+    call(Sys::DioRead, buf, len, arg as usize, flags as usize)
+}
+
+/// Direct I/O of `[buf, buf+len)` to the device store at `dev_off`.
+pub fn dio_write(buf: usize, len: usize, dev_off: u64, flags: u64) -> Result<usize, Errno> {
+    call(Sys::DioWrite, buf, len, dev_off as usize, flags as usize)
+}
