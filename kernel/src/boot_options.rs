@@ -50,8 +50,8 @@ pub const KEYS: &[KeyInfo] = &[
     },
     KeyInfo {
         key: "bench",
-        values: "ipi,rcu,tlb (comma-separated)",
-        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency; tlb: flush_page shootdown cost)",
+        values: "ipi,rcu,tlb,gup (comma-separated)",
+        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency; tlb: flush_page shootdown cost; gup: GUP-fast and slow-path cost per page)",
     },
     KeyInfo {
         key: "rcu.stall_ms",

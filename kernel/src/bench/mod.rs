@@ -13,6 +13,7 @@
 //! and a line in [`run`]. [`Sampler`] and [`Stats`] give every benchmark the
 //! same warm-up, sample bound, time budget and percentiles.
 
+pub mod gup;
 pub mod ipi;
 pub mod rcu;
 pub mod tlb;
@@ -32,11 +33,13 @@ pub enum Bench {
     Rcu,
     /// Cost of a TLB shootdown by number of remote CPUs.
     Tlb,
+    /// Per-page cost of GUP-fast and the slow path, gets and pins.
+    Gup,
 }
 
 impl Bench {
     /// Every benchmark, in the order [`run`] runs them.
-    pub const ALL: [Bench; 3] = [Bench::Ipi, Bench::Rcu, Bench::Tlb];
+    pub const ALL: [Bench; 4] = [Bench::Ipi, Bench::Rcu, Bench::Tlb, Bench::Gup];
 
     /// The name used in `bench=` and in RESULT lines.
     pub const fn name(self) -> &'static str {
@@ -44,6 +47,7 @@ impl Bench {
             Bench::Ipi => "ipi",
             Bench::Rcu => "rcu",
             Bench::Tlb => "tlb",
+            Bench::Gup => "gup",
         }
     }
 
@@ -106,6 +110,7 @@ pub fn run(set: BenchSet) -> Result<(), BenchError> {
             Bench::Ipi => ipi::run()?,
             Bench::Rcu => rcu::run()?,
             Bench::Tlb => tlb::run()?,
+            Bench::Gup => gup::run()?,
         }
         log::info!("bench {}: done in {} ms", b.name(), (now_ns() - start) / 1_000_000);
     }
