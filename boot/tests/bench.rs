@@ -110,3 +110,46 @@ fn bench_shootdown_prints_user_mprotect_and_madvise_cost_per_remote_cpu_count() 
 fn bench_shootdown_under_tlb_nmi_marks_its_lines() {
     check_shootdown(&["bench=shootdown", "tlb=nmi"], true);
 }
+
+/// The value of `key=` in a RESULT line, as a decimal number.
+fn fvalue(line: &str, key: &str) -> Option<f64> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+#[test]
+fn bench_gup_prints_per_page_costs_in_the_peer_schema() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["bench=gup"], 240);
+    common::expect_exit(&r, 0);
+    let results = &r.output.console.results;
+    for backing in ["4k", "thp"] {
+        for (method, op, metric) in [
+            ("gup_fast", "get_user_pages_fast", "get_ns_per_page"),
+            ("gup_fast", "pin_user_pages_fast+unpin", "pin_unpin_slope_ns_per_page"),
+            ("slow", "get_user_pages", "get_ns_per_page"),
+            ("slow", "pin_user_pages+unpin", "pin_unpin_slope_ns_per_page"),
+        ] {
+            // The peer's key order: compare.sh builds a row's identity from
+            // op, backing, pages_per_call in the order they appear.
+            let want = format!("RESULT gup_fast method={method} op={op} backing={backing} ");
+            let line = results
+                .iter()
+                .find(|l| l.starts_with(&want) && l.contains(" pages_per_call=512 "))
+                .unwrap_or_else(|| panic!("no line starting {want:?} with pages_per_call=512:\n{}", common::everything(&r)));
+            let get = |k: &str| fvalue(line, k).unwrap_or_else(|| panic!("no numeric {k}= in: {line}"));
+            assert!(get(metric) > 0.0 && get(metric) < 1e6, "{metric} out of range: {line}");
+            assert_eq!(get("pages"), 16384.0, "{line}");
+            assert!(get("calls") > 0.0, "{line}");
+            assert_eq!(get("ncpus"), 2.0, "{line}");
+            assert!(!line.contains(" cpus="), "a cpus= key would split compare.sh's rows from the peer's: {line}");
+            if method == "gup_fast" {
+                assert_eq!(get("slow_falls"), 0.0, "GUP-fast left mapped pages to the slow path: {line}");
+            }
+            let frac = get("thp_frac");
+            if backing == "4k" {
+                assert_eq!(frac, 0.0, "{line}");
+            } else {
+                assert!(frac >= 0.5, "the THP buffer is mostly not THP-backed: {line}");
+            }
+        }
+    }
+}

@@ -50,8 +50,8 @@ pub const KEYS: &[KeyInfo] = &[
     },
     KeyInfo {
         key: "bench",
-        values: "ipi,rcu,tlb (comma-separated)",
-        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency; tlb: flush_page shootdown cost; shootdown: user mprotect/madvise cost by remote CPUs)",
+        values: "ipi,rcu,tlb,shootdown,gup (comma-separated)",
+        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency; tlb: flush_page shootdown cost; shootdown: user mprotect/madvise cost by remote CPUs; gup: GUP-fast and slow-path cost per page)",
     },
     KeyInfo {
         key: "rcu.stall_ms",
@@ -74,6 +74,9 @@ pub const KEYS: &[KeyInfo] = &[
         values: "ipi|rcu",
         help: "detached page tables are freed after an IPI to every CPU (default) or after an RCU grace period",
     },
+    KeyInfo { key: "dma.delay", values: "fixed|random", help: "DMA agent: start each transfer exactly dma.delay_us after submission, or uniformly within it" },
+    KeyInfo { key: "dma.delay_us", values: "<0..=100000>", help: "DMA agent: the fixed delay, or the random delay's bound, in us (default 20)" },
+    KeyInfo { key: "dma.cpu", values: "<online CPU>", help: "DMA agent: the CPU its thread runs on (default: the last online CPU)" },
     KeyInfo {
         key: "init",
         values: "<program> (hello, threads, ...: kernel/src/process/programs.rs)",
@@ -123,6 +126,8 @@ pub struct BootOptions {
     pub bench: BenchSet,
     /// `tlb=`, `tlb.nowait=`, `tlb.ceiling=`, `ptfree=`.
     pub tlb: crate::tlb::TlbConfig,
+    /// `dma.delay=`, `dma.delay_us=`, `dma.cpu=`.
+    pub dma: crate::dma::DmaConfig,
     /// `init=`: the user program the main kernel runs after boot.
     pub init: Option<&'static str>,
     /// The race tests' keys (`sync=`, `gup.*`, `ksm.*`, `widen.*`,
@@ -146,6 +151,7 @@ impl BootOptions {
         rcu_stall_ms: 5000,
         bench: BenchSet::EMPTY,
         tlb: crate::tlb::TlbConfig::DEFAULT,
+        dma: crate::dma::DmaConfig::DEFAULT,
         init: None,
         race: crate::race::RaceConfig::DEFAULT,
         ktest_filter: None,
@@ -317,6 +323,16 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
                 _ => return Err(bad(key, value)),
             }
         }
+        "dma.delay" => {
+            o.dma.delay = match value {
+                "fixed" => crate::dma::DelayMode::Fixed,
+                "random" => crate::dma::DelayMode::Random,
+                _ => return Err(bad(key, value)),
+            }
+        }
+        "dma.delay_us" => o.dma.delay_us = number_in(key, value, 0, crate::dma::MAX_DELAY_US)?,
+        // Whether the CPU exists is checked once the CPUs are up (dma::init).
+        "dma.cpu" => o.dma.cpu = Some(number_in(key, value, 0, 4095)? as usize),
         "init" => {
             if crate::process::programs::lookup(value).is_none() {
                 return Err(bad(key, value));

@@ -21,6 +21,7 @@ pub mod boot;
 pub mod boot_options;
 pub mod console;
 pub mod debug;
+pub mod dma;
 pub mod gup;
 pub mod ksm;
 pub mod mm;

@@ -152,6 +152,21 @@ kernel::ktests! {
         assert_no_frame_leak("memcalls", || assert_eq!(run("memcalls", 0).status, 0));
     }
 
+    fn direct_io_from_user_space_on_every_cpu() {
+        // Program `dio`: pattern reads and store round trips from a thread
+        // on every CPU, a read into a COW-shared page, every errno. The
+        // status is the failed check's number (workers: 100 + 10 * cpu + check).
+        let before = kernel::dma::stats();
+        let oracles = (kernel::mm::page::uaf_events(), kernel::mm::page::invariant_errors());
+        assert_eq!(run("dio", 0).status, 0, "dio (the status is the failed check's number)");
+        let after = kernel::dma::stats();
+        assert_eq!(after.cancelled, before.cancelled, "a transfer timed out");
+        assert!(after.completed > before.completed, "no transfer went through the DMA agent");
+        assert_no_frame_leak("dio", || assert_eq!(run("dio", 0).status, 0));
+        let now = (kernel::mm::page::uaf_events(), kernel::mm::page::invariant_errors());
+        assert_eq!(now, oracles, "uaf or invariant errors (before/after)");
+    }
+
     fn processes_free_every_frame() {
         let cpus: Vec<usize> = smp::online_cpus().iter().collect();
         assert_no_frame_leak("hello", || assert_eq!(run("hello", 0).status, 0));

@@ -56,6 +56,12 @@ pub enum Sys {
     Madvise = 16,
     /// `gettid() -> tid`.
     GetTid = 17,
+    /// `dio_read(buf, len, dev_off_or_seq, flags) -> len`: direct I/O from
+    /// the DMA device into pinned user memory (see [`dio`]).
+    DioRead = 18,
+    /// `dio_write(buf, len, dev_off, flags) -> len`: direct I/O from pinned
+    /// user memory to the DMA device (see [`dio`]).
+    DioWrite = 19,
     /// `bench_result(buf, len) -> len`: prints `RESULT <buf>` as a benchmark
     /// result line (`<bench> key=value ...`, checked; the kernel appends the
     /// configuration keys it knows, e.g. ` flush=nmi`). Numbers 18 and 19 are
@@ -67,7 +73,7 @@ pub enum Sys {
 
 impl Sys {
     /// Every syscall, in number order.
-    pub const ALL: [Sys; 20] = [
+    pub const ALL: [Sys; 22] = [
         Sys::Exit,
         Sys::ThreadExit,
         Sys::Write,
@@ -86,6 +92,8 @@ impl Sys {
         Sys::Mprotect,
         Sys::Madvise,
         Sys::GetTid,
+        Sys::DioRead,
+        Sys::DioWrite,
         Sys::BenchResult,
         Sys::Race,
     ];
@@ -123,6 +131,8 @@ impl Errno {
     pub const EINVAL: Errno = Errno(22);
     /// No such syscall (or not implemented).
     pub const ENOSYS: Errno = Errno(38);
+    /// Timed out (a DMA transfer the device never started).
+    pub const ETIMEDOUT: Errno = Errno(110);
 
     /// The symbolic name, for reports.
     pub fn name(self) -> &'static str {
@@ -138,6 +148,7 @@ impl Errno {
             16 => "EBUSY",
             22 => "EINVAL",
             38 => "ENOSYS",
+            110 => "ETIMEDOUT",
             _ => "E?",
         }
     }
@@ -267,4 +278,34 @@ pub mod race {
     pub const R_WRITE_CHECKS: usize = 3;
     /// Counter: user writes lost (the mapped frame lacks the value written).
     pub const R_WRITE_LOST: usize = 4;
+}
+
+/// Direct I/O (`dio_read`, `dio_write`) against the testbed's DMA device: a
+/// RAM-backed store of [`dio::DEVICE_SIZE`] bytes, plus a pattern source.
+pub mod dio {
+    /// Bytes of the device's store.
+    pub const DEVICE_SIZE: u64 = 4 << 20;
+    /// The unit of buffers, lengths and device offsets.
+    pub const BLOCK: u64 = 4096;
+    /// The longest transfer (one 2 MiB huge page, 512 pages).
+    pub const MAX_LEN: u64 = 2 << 20;
+    /// `dio_read` flag: fill the buffer with [`pattern_word`]`(seq, offset)`
+    /// instead of reading the store; the third argument is `seq`.
+    pub const PATTERN: u64 = 1;
+    /// Every flag `dio_read` knows (`dio_write` takes none).
+    pub const READ_FLAGS: u64 = PATTERN;
+
+    /// Tag in the top nibble of every pattern word: never 0, never the
+    /// free-poison nibble 6 (0x6b6b...), so neither a zero page nor a freed
+    /// frame can pass for a pattern.
+    const TAG: u64 = 0xd << 60;
+
+    /// The word a pattern read of sequence number `seq` puts at byte offset
+    /// `byte_offset` (a multiple of 8) of the buffer. Bits 59..28 hold the low
+    /// 32 bits of `seq`, bits 27..0 `byte_offset / 8`: words are unique per
+    /// (seq mod 2^32, offset below 2 GiB), so a word left over from another
+    /// iteration or written at another offset never matches.
+    pub const fn pattern_word(seq: u64, byte_offset: u64) -> u64 {
+        TAG | ((seq & 0xffff_ffff) << 28) | ((byte_offset >> 3) & 0x0fff_ffff)
+    }
 }

@@ -14,6 +14,7 @@
 //! and a line in [`run`]. [`Sampler`] and [`Stats`] give every benchmark the
 //! same warm-up, sample bound, time budget and percentiles.
 
+pub mod gup;
 pub mod ipi;
 pub mod rcu;
 pub mod shootdown;
@@ -37,11 +38,13 @@ pub enum Bench {
     Tlb,
     /// One-page mprotect / MADV_DONTNEED from user space by remote CPUs.
     Shootdown,
+    /// Per-page cost of GUP-fast and the slow path, gets and pins.
+    Gup,
 }
 
 impl Bench {
     /// Every benchmark, in the order [`run`] runs them.
-    pub const ALL: [Bench; 4] = [Bench::Ipi, Bench::Rcu, Bench::Tlb, Bench::Shootdown];
+    pub const ALL: [Bench; 5] = [Bench::Ipi, Bench::Rcu, Bench::Tlb, Bench::Shootdown, Bench::Gup];
 
     /// The name used in `bench=` and in RESULT lines.
     pub const fn name(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Bench {
             Bench::Rcu => "rcu",
             Bench::Tlb => "tlb",
             Bench::Shootdown => "shootdown",
+            Bench::Gup => "gup",
         }
     }
 
@@ -113,6 +117,7 @@ pub fn run(set: BenchSet) -> Result<(), BenchError> {
             Bench::Rcu => rcu::run()?,
             Bench::Tlb => tlb::run()?,
             Bench::Shootdown => shootdown::run()?,
+            Bench::Gup => gup::run()?,
         }
         log::info!("bench {}: done in {} ms", b.name(), (now_ns() - start) / 1_000_000);
     }

@@ -139,6 +139,11 @@ extern "C" fn stage2() -> ! {
     let timer_mode = crate::sched::init_global();
     crate::smp::start_aps(facts, &apic_ids, facts.options.ap_timeout_ms);
     crate::sched::init_boot_cpu();
+    if let Err(e) = crate::dma::init(facts.options.dma) {
+        log::error!("boot options: {e}");
+        crate::println!("boot options error: {e}");
+        power::exit(ExitStatus::Usage)
+    }
     log::info!("scheduler: {timer_mode} tick at {} Hz on every CPU", crate::arch::timer::HZ);
     // The boot CPU runs with interrupts enabled from here on: it must answer
     // IPIs like every other CPU.

@@ -17,6 +17,8 @@ pub const PROGRAMS: &[(&str, &[u8])] = &[
     program!("hello"),
     program!("cow"),
     program!("memcalls"),
+    program!("ksmrace"),
+    program!("dio"),
     program!("fault"),
     program!("badptr"),
     program!("threads"),

@@ -7,6 +7,7 @@
 //! `mm::uaccess`) and returns an errno for bad ones; unknown numbers get
 //! ENOSYS.
 
+pub mod dio;
 pub mod misc;
 pub mod mm;
 pub mod process;
@@ -61,6 +62,8 @@ fn call(sys: Sys, a: Args, frame: &TrapFrame) -> SysResult {
         Sys::Munmap => mm::munmap(a0, a1),
         Sys::Mprotect => mm::mprotect(a0, a1, a2),
         Sys::Madvise => mm::madvise(a0, a1, a2),
+        Sys::DioRead => dio::dio_read(a0, a1, a2, a3),
+        Sys::DioWrite => dio::dio_write(a0, a1, a2, a3),
         Sys::BenchResult => misc::bench_result(a0, a1),
         Sys::Race => crate::scenario::syscall::race(a0, a1, a2),
     }

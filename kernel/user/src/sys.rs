@@ -191,3 +191,16 @@ pub fn rdtsc_ordered() -> u64 {
 pub fn race(op: u64, a: u64, b: u64) -> Result<usize, Errno> {
     call(Sys::Race, op as usize, a as usize, b as usize, 0)
 }
+
+/// Direct I/O from the DMA device into `[buf, buf+len)`: the store at
+/// `arg`, or with `abi::dio::PATTERN` in `flags` the pattern of sequence
+/// number `arg`. The buffer need not be a Rust object (the kernel pins it
+/// and the device writes it), so it is an address.
+pub fn dio_read(buf: usize, len: usize, arg: u64, flags: u64) -> Result<usize, Errno> {
+    call(Sys::DioRead, buf, len, arg as usize, flags as usize)
+}
+
+/// Direct I/O of `[buf, buf+len)` to the device store at `dev_off`.
+pub fn dio_write(buf: usize, len: usize, dev_off: u64, flags: u64) -> Result<usize, Errno> {
+    call(Sys::DioWrite, buf, len, dev_off as usize, flags as usize)
+}

@@ -1,0 +1,30 @@
+//! Direct I/O syscalls: `dio_read(buf, len, dev_off_or_seq, flags)` and
+//! `dio_write(buf, len, dev_off, flags)` (see `abi::dio` and
+//! `crate::dma::dio`). Unknown flags are EINVAL, never ignored.
+
+use super::SysResult;
+use crate::dma::{self, DioOp};
+use abi::Errno;
+use abi::dio::{PATTERN, READ_FLAGS};
+
+fn current_mm() -> Result<alloc::sync::Arc<crate::mm::addr_space::AddressSpace>, Errno> {
+    crate::mm::fault::current_mm().ok_or(Errno::EINVAL)
+}
+
+/// `dio_read(buf, len, arg, flags)`: `arg` is the device offset, or the
+/// sequence number with `PATTERN`. Returns `len`.
+pub fn dio_read(buf: u64, len: u64, arg: u64, flags: u64) -> SysResult {
+    if flags & !READ_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let op = if flags & PATTERN != 0 { DioOp::ReadPattern { seq: arg } } else { DioOp::Read { dev_off: arg } };
+    dma::direct_io(&*current_mm()?, buf, len, op)
+}
+
+/// `dio_write(buf, len, dev_off, flags)`: `flags` must be 0. Returns `len`.
+pub fn dio_write(buf: u64, len: u64, dev_off: u64, flags: u64) -> SysResult {
+    if flags != 0 {
+        return Err(Errno::EINVAL);
+    }
+    dma::direct_io(&*current_mm()?, buf, len, DioOp::Write { dev_off })
+}
