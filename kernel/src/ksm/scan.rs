@@ -115,7 +115,11 @@ pub fn stop_ksmd() -> Result<(), alloc::string::String> {
     let Some(h) = KSMD.lock().take() else { return Ok(()) };
     STOP.store(true, Ordering::Relaxed);
     let cpu = h.task().cpu;
-    h.join_timeout(10_000_000_000).map(|_| ()).map_err(|_| alloc::format!("ksmd on cpu{cpu} did not stop within 10 s"))
+    h.join_timeout(10_000_000_000).map(|_| ()).map_err(|_| {
+        // Show where it is stuck.
+        let _ = crate::smp::nmi::dump_cpus(crate::smp::CpuSet::single(cpu));
+        alloc::format!("ksmd on cpu{cpu} did not stop within 10 s")
+    })
 }
 
 /// A 64-bit hash of a page's contents (Linux calc_checksum(), xxhash there).
@@ -197,7 +201,10 @@ pub fn scan_pages(n: u64) -> u64 {
         }
     }
     let mut done = 0;
-    let mut empty_passes = 0;
+    // Pages done when the current pass began: a pass that adds none ends
+    // the batch (nothing mergeable is left to scan).
+    let mut at_pass_start = 0;
+    let mut passes = 0;
     while done < n {
         if s.slot >= s.slots.len() {
             // A full scan ended (Linux: ksm_scan.seqnr++, the unstable tree
@@ -208,10 +215,11 @@ pub fn scan_pages(n: u64) -> u64 {
             s.slots.retain(|x| x.mm.strong_count() > 0);
             stats::note_full_scan();
             prune();
-            empty_passes += 1;
-            if s.slots.is_empty() || (done == 0 && empty_passes > 1) {
+            passes += 1;
+            if s.slots.is_empty() || (passes > 1 && done == at_pass_start) {
                 break;
             }
+            at_pass_start = done;
             continue;
         }
         let Some(mm) = s.slots[s.slot].mm.upgrade() else {

@@ -7,7 +7,8 @@
 //! * writes an iteration-unique value into others and asks the kernel which
 //!   value the frame mapped now holds (a mismatch is a lost user write: it
 //!   went through a stale TLB entry to a frame the process no longer maps);
-//! * refills every page with the common contents for the next round.
+//! * refills every page with the common contents right before its use, so
+//!   that ksmd finds it mergeable just then.
 //!
 //! Parameters and reports go through the `race` syscall. Exit status 0 unless
 //! a syscall failed unexpectedly (the number of the failed step otherwise).
@@ -66,6 +67,9 @@ fn main() -> i32 {
         }
         // Direct reads into freshly refilled (so mergeable) pages.
         for j in 0..dio {
+            // Refill just before the read: the page is mergeable only from
+            // here until GUP-fast pins it, which is the window of the race.
+            fill(page(j));
             let seq = (worker << 40) ^ (i << 4) ^ j as u64;
             if sys::dio_read(page(j), PAGE, seq, PATTERN).is_err() {
                 return 4;
@@ -83,7 +87,6 @@ fn main() -> i32 {
                 }
             }
             dma_lost += u64::from(bad);
-            fill(page(j));
         }
         // User writes checked through the page table.
         for k in 0..writes {
