@@ -72,8 +72,20 @@ pub fn probe(addr: u64) -> Result<u64, Errno> {
     }
     uaccess::check_range(UserPtr(addr), 8)?;
     let mm = crate::mm::fault::current_mm().ok_or(Errno::EINVAL)?;
+    // A writer's marker (KSM under `sync=rcu`) stands for a pte that comes
+    // back within a grace period: wait for it, as a fault would.
+    let deadline = crate::time::now_ns() + 10_000_000_000;
+    loop {
+        match probe_once(&mm, addr) {
+            Err(Errno::EAGAIN) if crate::time::now_ns() < deadline => crate::sched::yield_now(),
+            r => return r,
+        }
+    }
+}
+
+fn probe_once(mm: &crate::mm::addr_space::AddressSpace, addr: u64) -> Result<u64, Errno> {
     let _vmas = mm.vmas.read();
-    let pmd = pgtable::pmd(&mm, addr, false).ok().flatten().ok_or(Errno::EFAULT)?;
+    let pmd = pgtable::pmd(mm, addr, false).ok().flatten().ok_or(Errno::EFAULT)?;
     let value = {
         let v = pmd.get();
         if v.is_huge() {
@@ -87,6 +99,9 @@ pub fn probe(addr: u64) -> Result<u64, Errno> {
             let pt = pgtable::pte_table(pmd, false).ok().flatten().ok_or(Errno::EFAULT)?;
             let _ptl = pt.lock();
             let e = pt.entry(addr).load(Ordering::Acquire);
+            if pgtable::is_marker(e) {
+                return Err(Errno::EAGAIN);
+            }
             if !e.is_present() {
                 return Err(Errno::EFAULT);
             }

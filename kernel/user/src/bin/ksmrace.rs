@@ -71,7 +71,8 @@ fn main() -> i32 {
             // here until GUP-fast pins it, which is the window of the race.
             fill(page(j));
             let seq = (worker << 40) ^ (i << 4) ^ j as u64;
-            if sys::dio_read(page(j), PAGE, seq, PATTERN).is_err() {
+            if let Err(e) = sys::dio_read(page(j), PAGE, seq, PATTERN) {
+                println!("ksmrace {worker}: dio_read failed: {}", e.name());
                 return 4;
             }
             dma_checks += 1;
@@ -104,7 +105,10 @@ fn main() -> i32 {
                         write_lost += 1;
                     }
                 }
-                Err(_) => return 5,
+                Err(e) => {
+                    println!("ksmrace {worker}: race(PROBE) failed: {}", e.name());
+                    return 5;
+                }
             }
             // SAFETY: our mapping.
             unsafe { (at as *mut u64).write_volatile(FILL) };
