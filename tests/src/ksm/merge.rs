@@ -259,4 +259,31 @@ kernel::ktests! {
             check_phys(k.phys(), 0x600d);
         });
     }
+
+    fn the_child_of_a_mergeable_address_space_is_scanned_too() {
+        // Linux ksm_fork(): the child inherits the mergeable areas and is
+        // registered with KSM at fork.
+        ksm_no_leaks(|| {
+            let parent = new_mm();
+            let a = mmap(&parent, 2 * PAGE_SIZE, RW);
+            in_mm(&parent, move || {
+                fill(a, 0xf001);
+                fill(a + PAGE_SIZE, 0xf002);
+            });
+            m::madvise(&parent, a, 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            let child = fork_mm(&parent).expect("fork");
+            in_mm(&child, move || {
+                fill(a, 0xf003);
+                fill(a + PAGE_SIZE, 0xf003);
+            });
+            merge_all();
+            assert_eq!(sharing(), (1, 1), "the child's equal pages were not merged: {:?}", ksm::stats());
+            let (k, _) = mapped(&child, a);
+            assert_maps_ksm(&child, a + PAGE_SIZE, k);
+            assert_private(&parent, a);
+            assert_private(&parent, a + PAGE_SIZE);
+            in_mm(&child, move || check(a + PAGE_SIZE, 0xf003));
+            in_mm(&parent, move || check(a + PAGE_SIZE, 0xf002));
+        });
+    }
 }
