@@ -21,6 +21,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("gup", env!("CARGO_BIN_FILE_KTESTS_gup")),
     ("tlb", env!("CARGO_BIN_FILE_KTESTS_tlb")),
     ("user", env!("CARGO_BIN_FILE_KTESTS_user")),
+    ("ksm", env!("CARGO_BIN_FILE_KTESTS_ksm")),
 ];
 
 /// The kernel ELF of suite `name`.

@@ -93,6 +93,14 @@ pub fn madvise(mm: &Arc<AddressSpace>, start: u64, end: u64, mergeable: bool) ->
     Ok(())
 }
 
+/// fork's hook (Linux ksm_fork()): a child that inherited mergeable areas
+/// is scanned too. Called by fork_mm once the child's areas are in place.
+pub fn fork(child: &Arc<AddressSpace>) {
+    if child.vmas.read().iter().any(|v| v.flags.contains(VmFlags::MERGEABLE)) {
+        scan::register(child);
+    }
+}
+
 /// Whether `addr` in `mm` is mapped by a pte to a KSM page.
 fn maps_ksm_page(mm: &AddressSpace, addr: u64) -> bool {
     let Some(pmd) = pgtable::pmd(mm, addr, false).ok().flatten() else { return false };

@@ -50,7 +50,9 @@ pub fn fork_mm(parent: &AddressSpace) -> Result<Arc<AddressSpace>, NoMemory> {
     batch.finish();
     drop(cv);
     drop(pv);
-    result.map(|_| child)
+    result?;
+    crate::ksm::fork(&child);
+    Ok(child)
 }
 
 fn copy_vma(parent: &AddressSpace, child: &AddressSpace, vma: &Vma, batch: &mut Batch<'_>) -> Result<(), NoMemory> {
