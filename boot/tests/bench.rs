@@ -153,3 +153,21 @@ fn bench_gup_prints_per_page_costs_in_the_peer_schema() {
         }
     }
 }
+
+#[test]
+fn bench_ksm_merges_64_mib_of_equal_pages() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["bench=ksm"], 240);
+    common::expect_exit(&r, 0);
+    let line = r
+        .output
+        .console
+        .results
+        .iter()
+        .find(|l| l.starts_with("RESULT ksm_merge mib=64 pages=16384 status=ok "))
+        .unwrap_or_else(|| panic!("no complete RESULT ksm_merge line:\n{}", common::everything(&r)));
+    let get = |key: &str| value(line, key).unwrap_or_else(|| panic!("no numeric {key}= in: {line}"));
+    assert_eq!(get("pages_shared") + get("pages_sharing"), 16384, "not every page merged: {line}");
+    assert!(line.contains(" t_first_merge_ms=") && line.contains(" t_all_merged_ms="), "{line}");
+    assert!(get("merge_rate_pages_per_s") > 0, "{line}");
+    assert!(get("full_scans") >= 1, "{line}");
+}

@@ -10,8 +10,10 @@
 //! the flush's wait, the grace period) run with one forced interleaving: a
 //! GUP-fast that has read a pte waits (at most 300 us, interrupts still as
 //! configured) until a writer has checked the references — the order every
-//! defence must make harmless. The KSM-order row pauses the writer 200 us
-//! after its check instead (the window in which a pin must not slip in),
+//! defence must make harmless — and writers wait a random 0-100 us between
+//! flush and check. The KSM-order row pauses the writer 200 us after its
+//! check instead (the window in which a pin must not slip in), and its
+//! workers a random 0-100 us between refilling a page and pinning it,
 //! and the no-flush row needs no widening (a stale TLB entry lasts until the
 //! worker's probe drops it).
 
@@ -22,10 +24,12 @@ use testbed::testkit as common;
 /// Run-length bound of a row, seconds (caught rows end at the first
 /// corruption).
 const SECS: &str = "secs=6";
-/// GUP-fast takes its reference only after a writer checked.
-const GUP_WAIT: &[&str] = &["widen.gup.pre_ref=wait:writer.post_check:300"];
-/// The writer dawdles between its check and its clear.
-const WRITER_PAUSE: &[&str] = &["widen.writer.post_check=200"];
+/// GUP-fast takes its reference only after a writer checked; the writer
+/// dawdles up to 100 us between flush and check (more overlaps).
+const GUP_WAIT: &[&str] = &["widen.gup.pre_ref=wait:writer.post_check:300", "widen.writer.pre_check=rand:100"];
+/// The writer dawdles between its check and its clear, and the workers
+/// between refilling a page and pinning it (so that a check can fall there).
+const WRITER_PAUSE: &[&str] = &["widen.writer.post_check=200", "scenario.prep_us=100"];
 
 fn value(line: &str, key: &str) -> Option<u64> {
     line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())

@@ -254,7 +254,7 @@ pub mod race {
     pub const REPORT: usize = 3;
 
     /// Number of parameter words.
-    pub const PARAM_WORDS: usize = 6;
+    pub const PARAM_WORDS: usize = 7;
     /// This worker's index (0-based).
     pub const P_WORKER: usize = 0;
     /// Number of workers.
@@ -267,6 +267,9 @@ pub mod race {
     pub const P_DIO_PAGES: usize = 4;
     /// Pages a worker writes and checks per iteration.
     pub const P_WRITE_PAGES: usize = 5;
+    /// Bound of the random pause (microseconds) between refilling a page
+    /// and pinning it (`scenario.prep_us`).
+    pub const P_PREP_US: usize = 6;
 
     /// Counter: iterations done.
     pub const R_ITERATIONS: usize = 0;

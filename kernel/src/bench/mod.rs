@@ -1,7 +1,7 @@
 //! In-kernel benchmarks, run by the main kernel after boot when the boot
-//! option `bench=` lists them (`bench=ipi,rcu`; more later:
-//! `gup`, each a file next to [`ipi`]; [`shootdown`] times from a user program,
-//! which reports its lines through [`user`]).
+//! option `bench=` lists them (`bench=ipi,rcu`), each a file next to
+//! [`ipi`]: `rcu`, `tlb`, `gup`, `ksm`; [`shootdown`] times from a user
+//! program, which reports its lines through [`user`]).
 //!
 //! Each benchmark prints one machine-readable line per configuration,
 //! `RESULT <bench> op=<op> <id keys> n=N median_ns=N p99_ns=N ...`, in the
@@ -15,6 +15,7 @@
 //! same warm-up, sample bound, time budget and percentiles.
 
 pub mod gup;
+pub mod ksm;
 pub mod ipi;
 pub mod rcu;
 pub mod shootdown;
@@ -40,11 +41,13 @@ pub enum Bench {
     Shootdown,
     /// Per-page cost of GUP-fast and the slow path, gets and pins.
     Gup,
+    /// How fast ksmd merges 64 MiB of identical pages.
+    Ksm,
 }
 
 impl Bench {
     /// Every benchmark, in the order [`run`] runs them.
-    pub const ALL: [Bench; 5] = [Bench::Ipi, Bench::Rcu, Bench::Tlb, Bench::Shootdown, Bench::Gup];
+    pub const ALL: [Bench; 6] = [Bench::Ipi, Bench::Rcu, Bench::Tlb, Bench::Shootdown, Bench::Gup, Bench::Ksm];
 
     /// The name used in `bench=` and in RESULT lines.
     pub const fn name(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Bench {
             Bench::Tlb => "tlb",
             Bench::Shootdown => "shootdown",
             Bench::Gup => "gup",
+            Bench::Ksm => "ksm",
         }
     }
 
@@ -118,6 +122,7 @@ pub fn run(set: BenchSet) -> Result<(), BenchError> {
             Bench::Tlb => tlb::run()?,
             Bench::Shootdown => shootdown::run()?,
             Bench::Gup => gup::run()?,
+            Bench::Ksm => ksm::run()?,
         }
         log::info!("bench {}: done in {} ms", b.name(), (now_ns() - start) / 1_000_000);
     }

@@ -131,10 +131,12 @@ fn checksum(p: &Page) -> u64 {
 }
 
 /// The page mapped by a pte at `addr`, with a reference (Linux
-/// follow_page()); `None` for huge, unmapped or non-present entries.
+/// follow_page()); `None` for huge (counted as refused: this KSM does not
+/// split THPs), unmapped or non-present entries.
 fn follow(mm: &AddressSpace, addr: u64) -> Option<PageRef> {
     let pmd = pgtable::pmd(mm, addr, false).ok().flatten()?;
     if pmd.get().is_huge() {
+        stats::note_refused(super::Refusal::Large);
         return None;
     }
     let pt = pgtable::pte_table(pmd, false).ok().flatten()?;
@@ -143,10 +145,11 @@ fn follow(mm: &AddressSpace, addr: u64) -> Option<PageRef> {
     e.is_present().then(|| PageRef::new_ref(page::page_of(e.addr())))
 }
 
-/// A KSM page equal to `p`, if the stable index has one.
-fn stable_lookup(sum: u64, p: &Page) -> Option<&'static Page> {
+/// A KSM page equal to `p`, if the stable index has one, with a reference
+/// of ours (so a concurrent [`prune`] cannot free it under the merge).
+fn stable_lookup(sum: u64, p: &Page) -> Option<PageRef> {
     let stable = STABLE.lock();
-    stable.get(&sum)?.iter().map(PageRef::page).find(|k| identical(k, p))
+    stable.get(&sum)?.iter().map(PageRef::page).find(|k| identical(k, p)).map(PageRef::new_ref)
 }
 
 /// (pages_shared, pages_sharing) from the stable index.
@@ -276,7 +279,7 @@ fn scan_page(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: u64) 
     }
     let sum = checksum(p);
     if let Some(k) = stable_lookup(sum, p) {
-        match try_to_merge_one_page(mm, addr, &page, Some(k)) {
+        match try_to_merge_one_page(mm, addr, &page, Some(k.page())) {
             Ok(()) => stats::note_merge(),
             Err(r) => stats::note_refused(r),
         }

@@ -54,6 +54,9 @@ pub struct RaceConfig {
     pub seed: u64,
     /// `cpus=`: CPUs the scenario uses (default: every online CPU).
     pub cpus: Option<usize>,
+    /// `scenario.prep_us=`: the workers' random pause between refilling a
+    /// page and pinning it.
+    pub prep_us: u64,
 }
 
 impl RaceConfig {
@@ -71,6 +74,7 @@ impl RaceConfig {
         iterations: None,
         seed: 1,
         cpus: None,
+        prep_us: 0,
     };
 
     /// The `config=` field: the protocol keys that differ from the defaults,
@@ -177,6 +181,11 @@ pub const KEYS: &[KeyInfo] = &[
     KeyInfo { key: "secs", values: "<1..=3600>", help: "scenario length bound in seconds (default 5)" },
     KeyInfo { key: "iterations", values: "<1..=1000000000>", help: "scenario length in iterations per worker (with secs=, whichever ends first)" },
     KeyInfo { key: "seed", values: "<0..>", help: "seed of the scenario's and the widening's pseudo-random choices" },
+    KeyInfo {
+        key: "scenario.prep_us",
+        values: "<0..=100000>",
+        help: "ksm-vs-gupfast workers pause a random 0..N us between refilling a page and pinning it (default 0)",
+    },
     KeyInfo { key: "cpus", values: "<1..=64>", help: "CPUs the scenario uses (default: all online); more than are online is an error" },
 ];
 
@@ -199,23 +208,26 @@ fn number(key: &'static str, value: &'static str, min: u64, max: u64) -> Result<
 pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Option<Result<(), OptionError>> {
     let r = match key {
         "sync" => match value {
-            "none" => Ok(c.sync = SyncMode::None),
-            "rcu" => Ok(c.sync = SyncMode::Rcu),
+            "none" => Ok(SyncMode::None),
+            "rcu" => Ok(SyncMode::Rcu),
             _ => Err(crate::boot_options::bad_value(key, value)),
-        },
+        }
+        .map(|m| c.sync = m),
         "gup.recheck" => on_off(key, value).map(|v| c.gup_recheck = v),
         "gup.pmd_recheck" => on_off(key, value).map(|v| c.gup_pmd_recheck = v),
         "gup.irqs" => on_off(key, value).map(|v| c.gup_irqs_on = v),
         "ksm.check_before_clear" => on_off(key, value).map(|v| c.ksm_check_before_clear = v),
         "ksm.no_flush" => on_off(key, value).map(|v| c.ksm_no_flush = v),
         "scenario" => match value {
-            "ksm-vs-gupfast" => Ok(c.scenario = Some(ScenarioName::KsmVsGupfast)),
+            "ksm-vs-gupfast" => Ok(ScenarioName::KsmVsGupfast),
             _ => Err(crate::boot_options::bad_value(key, value)),
-        },
+        }
+        .map(|s| c.scenario = Some(s)),
         "secs" => number(key, value, 1, 3600).map(|v| c.secs = Some(v)),
         "iterations" => number(key, value, 1, 1_000_000_000).map(|v| c.iterations = Some(v)),
         "seed" => number(key, value, 0, u64::MAX).map(|v| c.seed = v),
         "cpus" => number(key, value, 1, 64).map(|v| c.cpus = Some(v as usize)),
+        "scenario.prep_us" => number(key, value, 0, 100_000).map(|v| c.prep_us = v),
         _ => {
             let point = key.strip_prefix("widen.").and_then(Point::from_name)?;
             Widening::parse(value)

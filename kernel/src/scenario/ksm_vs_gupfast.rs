@@ -64,6 +64,7 @@ pub fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
     }
     SHARED.workers.store(cpus as u64, Ordering::Relaxed);
     SHARED.seed.store(cfg.seed, Ordering::Relaxed);
+    SHARED.prep_us.store(cfg.prep_us, Ordering::Relaxed);
     SHARED.iterations.store(cfg.iterations.unwrap_or(u64::MAX), Ordering::Relaxed);
     SHARED.stop.store(false, Ordering::Relaxed);
     SHARED.stop_on_catch.store(expected == Expected::Caught, Ordering::Relaxed);

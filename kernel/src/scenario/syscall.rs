@@ -29,6 +29,7 @@ pub fn race(op: u64, a: u64, b: u64) -> Result<usize, Errno> {
             p[r::P_ITERATIONS] = SHARED.iterations.load(Ordering::Relaxed);
             p[r::P_DIO_PAGES] = DIO_PAGES;
             p[r::P_WRITE_PAGES] = WRITE_PAGES;
+            p[r::P_PREP_US] = SHARED.prep_us.load(Ordering::Relaxed);
             uaccess::write_user(UserPtr(a), &p)?;
             Ok(0)
         }

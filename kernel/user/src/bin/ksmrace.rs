@@ -49,6 +49,8 @@ fn main() -> i32 {
     let iterations = p[r::P_ITERATIONS];
     let dio = p[r::P_DIO_PAGES] as usize;
     let writes = p[r::P_WRITE_PAGES] as usize;
+    let prep_us = p[r::P_PREP_US];
+    let mut rng = p[r::P_SEED].wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (worker + 1);
     let pages = dio + writes + IDLE_PAGES;
     let Ok(base) = sys::mmap(0, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS) else { return 2 };
     for i in 0..pages {
@@ -70,6 +72,16 @@ fn main() -> i32 {
             // Refill just before the read: the page is mergeable only from
             // here until GUP-fast pins it, which is the window of the race.
             fill(page(j));
+            if prep_us > 0 {
+                // "Preparing the I/O": the page is mergeable meanwhile.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let until = sys::clock_ns() + (rng % (prep_us + 1)) * 1000;
+                while sys::clock_ns() < until {
+                    core::hint::spin_loop();
+                }
+            }
             let seq = (worker << 40) ^ (i << 4) ^ j as u64;
             if let Err(e) = sys::dio_read(page(j), PAGE, seq, PATTERN) {
                 println!("ksmrace {worker}: dio_read failed: {}", e.name());

@@ -1,0 +1,130 @@
+//! `bench=ksm`: how fast ksmd merges 64 MiB of identical anonymous pages,
+//! measured as the Linux peer's `ksm_merge.c` measures Linux:
+//! `RESULT ksm_merge mib=64 pages=16384 status=ok pages_shared=N
+//! pages_sharing=N t_first_merge_ms=N t_all_merged_ms=N
+//! merge_rate_pages_per_s=N overall_pages_per_s=N full_scans=N`.
+//!
+//! Setup as the peer's: ksmd stopped, `pages_to_scan` 100000 and no sleep;
+//! the buffer `MADV_NOHUGEPAGE`, every word set to the same per-offset
+//! pattern (so every page is equal, non-zero), then `MADV_MERGEABLE` and
+//! ksmd started on another CPU; `pages_shared`/`pages_sharing` polled every
+//! 1 ms from the benchmark's CPU until their sum covers the buffer (at most
+//! 120 s). `t_first_merge_ms`: MADV_MERGEABLE to the first `pages_sharing >
+//! 0` (ksmd merges a page only once its checksum held across two visits, so
+//! about one full scan); `merge_rate_pages_per_s`: pages / (t_all -
+//! t_first). Differences from Linux: no `max_page_sharing` cap, so
+//! `pages_shared` ends at 1 (Linux: pages / 256); the indexes are hash maps,
+//! not rb-trees ordered by memcmp. The contents are checked after merging.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use x86_64::VirtAddr;
+
+use super::{Bench, BenchError};
+use crate::ksm::{self, Tunables};
+use crate::mm::addr_space::AddressSpace;
+use crate::mm::fault::{self, Access, AccessKind};
+use crate::mm::mmap::{self as m, advice, map};
+use crate::mm::PAGE_SIZE;
+use crate::time::now_ns;
+use crate::{sched, smp};
+
+const MIB: u64 = 64;
+const TIMEOUT_NS: u64 = 120_000_000_000;
+
+fn err(message: String) -> BenchError {
+    BenchError { bench: Bench::Ksm, message }
+}
+
+fn word(offset: u64) -> u64 {
+    0x5a5a_5a5a_0000_0000 | (offset & (PAGE_SIZE - 1))
+}
+
+/// Runs the benchmark (2 CPUs at least: ksmd runs on another CPU).
+pub fn run() -> Result<(), BenchError> {
+    let me = smp::cpu_index();
+    let Some(other) = smp::online_cpus().iter().find(|&c| c != me) else {
+        return Err(err("needs a second CPU for ksmd".into()));
+    };
+    let mm = Arc::new(AddressSpace::new().map_err(|e| err(format!("no address space: {e:?}")))?);
+    let m2 = mm.clone();
+    let line = sched::spawn_in(me, "ksm-bench", Some(mm.clone()), move || measure(&m2, other))
+        .map_err(|e| err(format!("spawn: {e:?}")))?
+        .join();
+    ksm::stop_ksmd().map_err(err)?;
+    drop(mm);
+    sched::leave_lazy_mm();
+    ksm::prune();
+    crate::println!("{}", line?);
+    Ok(())
+}
+
+fn measure(mm: &Arc<AddressSpace>, ksmd_cpu: usize) -> Result<String, BenchError> {
+    let len = MIB << 20;
+    let pages = len / PAGE_SIZE;
+    let buf = m::mmap(mm, 0, len, 3, map::PRIVATE | map::ANONYMOUS).map_err(|e| err(format!("mmap: {e:?}")))?;
+    m::madvise(mm, buf, len, advice::NOHUGEPAGE).map_err(|e| err(format!("madvise: {e:?}")))?;
+    for va in (buf..buf + len).step_by(PAGE_SIZE as usize) {
+        fault::handle(VirtAddr::new(va), Access { kind: AccessKind::Write, user: false })
+            .map_err(|e| err(format!("fault at {va:#x}: {}", e.as_str())))?;
+        for off in (0..PAGE_SIZE).step_by(8) {
+            // SAFETY: just mapped writable in the loaded address space (SMAP off).
+            unsafe { ((va + off) as *mut u64).write_volatile(word(off)) };
+        }
+    }
+    let s0 = ksm::stats();
+    m::madvise(mm, buf, len, advice::MERGEABLE).map_err(|e| err(format!("MADV_MERGEABLE: {e:?}")))?;
+    let t0 = now_ns();
+    ksm::start_ksmd(ksmd_cpu, Tunables { pages_to_scan: 100_000, sleep_us: 0 }).map_err(|e| err(e.into()))?;
+    let (mut t_first, mut t_all) = (0, 0);
+    let mut s;
+    loop {
+        s = ksm::stats();
+        let t = now_ns();
+        if t_first == 0 && s.pages_sharing > 0 {
+            t_first = t;
+        }
+        if s.pages_shared + s.pages_sharing >= pages {
+            t_all = t;
+            break;
+        }
+        if t - t0 > TIMEOUT_NS {
+            break;
+        }
+        sched::sleep_ns(1_000_000);
+    }
+    ksm::stop_ksmd().map_err(err)?;
+    let scans = s.full_scans - s0.full_scans;
+    let ms = |t: u64| format!("{}.{}", (t - t0) / 1_000_000, (t - t0) / 100_000 % 10);
+    let line = if t_all == 0 {
+        format!(
+            "RESULT ksm_merge mib={MIB} pages={pages} status=timeout merged={} t_first_merge_ms={} full_scans={scans}",
+            s.pages_shared + s.pages_sharing,
+            if t_first == 0 { String::from("-1.0") } else { ms(t_first) }
+        )
+    } else {
+        let rate = if t_all > t_first { pages * 1_000_000_000 / (t_all - t_first) } else { 0 };
+        format!(
+            "RESULT ksm_merge mib={MIB} pages={pages} status=ok pages_shared={} pages_sharing={} t_first_merge_ms={} t_all_merged_ms={} merge_rate_pages_per_s={rate} overall_pages_per_s={} full_scans={scans}",
+            s.pages_shared,
+            s.pages_sharing,
+            ms(t_first),
+            ms(t_all),
+            pages * 1_000_000_000 / (t_all - t0),
+        )
+    };
+    // The contents must survive merging.
+    let mut bad = 0u64;
+    for va in (buf..buf + len).step_by(8) {
+        // SAFETY: mapped (read-only now) in the loaded address space.
+        if unsafe { (va as *const u64).read_volatile() } != word(va - buf) {
+            bad += 1;
+        }
+    }
+    m::munmap(mm, buf, len).map_err(|e| err(format!("munmap: {e:?}")))?;
+    if bad > 0 {
+        return Err(err(format!("{bad} words differ after merging")));
+    }
+    Ok(line)
+}
