@@ -57,6 +57,12 @@ pub struct RaceConfig {
     /// `scenario.prep_us=`: the workers' random pause between refilling a
     /// page and pinning it.
     pub prep_us: u64,
+    /// `ksm.pages_to_scan=`: the scenario's ksmd batch (Linux's
+    /// pages_to_scan).
+    pub ksm_pages_to_scan: u64,
+    /// `ksm.sleep_us=`: the scenario's ksmd sleep between batches (Linux's
+    /// sleep_millisecs, in microseconds; 0 only yields).
+    pub ksm_sleep_us: u64,
 }
 
 impl RaceConfig {
@@ -75,6 +81,8 @@ impl RaceConfig {
         seed: 1,
         cpus: None,
         prep_us: 0,
+        ksm_pages_to_scan: 64,
+        ksm_sleep_us: 0,
     };
 
     /// The `config=` field: the protocol keys that differ from the defaults,
@@ -182,6 +190,16 @@ pub const KEYS: &[KeyInfo] = &[
     KeyInfo { key: "iterations", values: "<1..=1000000000>", help: "scenario length in iterations per worker (with secs=, whichever ends first)" },
     KeyInfo { key: "seed", values: "<0..>", help: "seed of the scenario's and the widening's pseudo-random choices" },
     KeyInfo {
+        key: "ksm.pages_to_scan",
+        values: "<1..=1000000>",
+        help: "pages the scenario's ksmd scans per batch (default 64: every worker's buffer)",
+    },
+    KeyInfo {
+        key: "ksm.sleep_us",
+        values: "<0..=1000000>",
+        help: "the scenario's ksmd sleep between batches in microseconds (default 0: it only yields)",
+    },
+    KeyInfo {
         key: "scenario.prep_us",
         values: "<0..=100000>",
         help: "ksm-vs-gupfast workers pause a random 0..N us between refilling a page and pinning it (default 0)",
@@ -227,6 +245,8 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         "iterations" => number(key, value, 1, 1_000_000_000).map(|v| c.iterations = Some(v)),
         "seed" => number(key, value, 0, u64::MAX).map(|v| c.seed = v),
         "cpus" => number(key, value, 1, 64).map(|v| c.cpus = Some(v as usize)),
+        "ksm.pages_to_scan" => number(key, value, 1, 1_000_000).map(|v| c.ksm_pages_to_scan = v),
+        "ksm.sleep_us" => number(key, value, 0, 1_000_000).map(|v| c.ksm_sleep_us = v),
         "scenario.prep_us" => number(key, value, 0, 100_000).map(|v| c.prep_us = v),
         _ => {
             let point = key.strip_prefix("widen.").and_then(Point::from_name)?;

@@ -2,7 +2,8 @@
 //! (`ksmrace`) repeatedly refills its mergeable buffer with equal contents,
 //! pins pages of it by direct read (GUP-fast, then the slow path) and checks
 //! the data when the read completes, and writes and probes other pages; ksmd
-//! merges the same pages at full speed (no sleep between batches).
+//! merges the same pages at full speed (by default 64 pages a batch, no
+//! sleep between batches: `ksm.pages_to_scan`, `ksm.sleep_us`).
 //!
 //! Placement on N CPUs: worker `i` on CPU `i`; ksmd on the last CPU, where it
 //! shares the CPU with that CPU's worker and the DMA agent (`dma.cpu`). With
@@ -21,9 +22,6 @@ use super::{Expected, Outcome, SHARED, ScenarioError, expected_ksm, verdict};
 use crate::ksm::{self, Tunables};
 use crate::mm::{page, pgtable};
 use crate::race::{RaceConfig, overlap};
-
-/// Pages ksmd scans per batch: every worker's whole buffer.
-const PAGES_PER_BATCH: u64 = 64;
 
 /// Runs the scenario; `Ok(true)` when the verdict is ok.
 pub fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
@@ -75,7 +73,7 @@ pub fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
     // Release: the parameters above before any worker's Acquire of `running`.
     SHARED.running.store(true, Ordering::Release);
 
-    let result = run_workers(cpus);
+    let result = run_workers(cpus, Tunables { pages_to_scan: cfg.ksm_pages_to_scan, sleep_us: cfg.ksm_sleep_us });
 
     SHARED.running.store(false, Ordering::Release);
     SHARED.stop.store(true, Ordering::Relaxed);
@@ -160,8 +158,8 @@ pub fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
 }
 
 /// Starts ksmd and one worker per CPU, waits for the workers.
-fn run_workers(cpus: usize) -> Result<Vec<crate::process::ExitInfo>, ScenarioError> {
-    ksm::start_ksmd(cpus - 1, Tunables { pages_to_scan: PAGES_PER_BATCH, sleep_us: 0 })
+fn run_workers(cpus: usize, tunables: Tunables) -> Result<Vec<crate::process::ExitInfo>, ScenarioError> {
+    ksm::start_ksmd(cpus - 1, tunables)
         .map_err(|e| ScenarioError::Setup(e.into()))?;
     let mut pids = Vec::new();
     for cpu in 0..cpus {
