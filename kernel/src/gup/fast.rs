@@ -208,7 +208,7 @@ fn walk(
             let sub = page::page(pmd.addr().as_u64() / PAGE_SIZE + Level::Pt.index(addr) as u64);
             let n = ((block_end - addr) / PAGE_SIZE) as usize;
             seen.push(sub.folio().pfn());
-            widen::at(Point::GupPreRef);
+            widen::at(Point::GupPreRef, sub.folio().pfn());
             let at = out.len();
             if !try_grab(sub, n, flags, out) {
                 break;
@@ -237,7 +237,7 @@ fn walk(
             }
             let p = page::page(pte.addr().as_u64() / PAGE_SIZE);
             seen.push(p.pfn());
-            widen::at(Point::GupPreRef);
+            widen::at(Point::GupPreRef, p.pfn());
             let at = out.len();
             if !try_grab(p, 1, flags, out) {
                 break 'outer;

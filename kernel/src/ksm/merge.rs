@@ -122,13 +122,13 @@ pub fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> 
         // Negative control: check, then clear and flush. A GUP-fast between
         // the check and the clear takes a pin nobody looks at again.
         let checked = check(page, anon_exclusive);
-        widen::at(Point::WriterPostCheck);
+        widen::at(Point::WriterPostCheck, page.pfn());
         if let Err(r) = checked {
             window.close();
             return Err(r);
         }
         entry = ptep.swap(RawEntry::EMPTY, Ordering::AcqRel);
-        widen::at(Point::WriterPostClear);
+        widen::at(Point::WriterPostClear, page.pfn());
         flush(mm, addr, switches.no_flush);
     } else {
         let sleeps = race::sync_mode() == SyncMode::Rcu;
@@ -139,7 +139,7 @@ pub fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> 
         let old = ptep.swap(cleared, Ordering::AcqRel);
         debug_assert_eq!(old.addr(), v.addr());
         entry = RawEntry(entry.0 | (old.0 & PteFlags::DIRTY.bits()));
-        widen::at(Point::WriterPostClear);
+        widen::at(Point::WriterPostClear, page.pfn());
         // Step 2.
         flush(mm, addr, switches.no_flush);
         // Step 3: the grace period, with the lock dropped and the marker in
@@ -153,10 +153,10 @@ pub fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> 
             assert_eq!(still, cleared, "KSM's marker pte at {addr:#x} changed during the grace period");
         }
         fence(Ordering::SeqCst);
-        widen::at(Point::WriterPreCheck);
+        widen::at(Point::WriterPreCheck, page.pfn());
         // Step 4.
         let checked = check(page, anon_exclusive);
-        widen::at(Point::WriterPostCheck);
+        widen::at(Point::WriterPostCheck, page.pfn());
         if let Err(r) = checked {
             // Restore the pte as it was (Linux set_pte_at(..., entry)).
             ptep.store(entry, Ordering::Release);

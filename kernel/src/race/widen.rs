@@ -10,11 +10,17 @@
 //! `ksm.check_before_clear`, before the read-only pte goes in otherwise).
 //!
 //! A forced interleaving names the point to wait for: `wait:POINT:US`
-//! pauses until some CPU reaches `POINT` (after this pause began), at most
-//! `US` microseconds; `wait:US` waits for any point of the other side. For
-//! example `widen.gup.pre_ref=wait:writer.post_check:500` makes a GUP-fast
-//! that has read a pte take its reference only after a writer has checked
-//! the references: the ordering every defence must make harmless.
+//! pauses until some CPU reaches `POINT` *on the same page* (after this
+//! pause began), at most `US` microseconds; `wait:US` waits for any point of
+//! the other side on the same page. For example
+//! `widen.gup.pre_ref=wait:writer.post_check:500` makes a GUP-fast that has
+//! read a pte take its reference only after a writer has checked the
+//! references of that page: the ordering every defence must make harmless.
+//! (Arrivals record the last page per point; a waiter can miss a match
+//! when arrivals on other pages overwrite it, and then times out: a pause
+//! is bounded either way.) A wait is skipped when the other side last
+//! arrived on this very CPU: it cannot make progress while this CPU spins,
+//! so the pause would only starve it.
 //!
 //! A pause spins on the TSC: it may run with interrupts off, so it can neither
 //! sleep nor take locks. Every bound is at most [`MAX_US`] (100 ms), far below
@@ -79,9 +85,9 @@ pub enum Widening {
     Fixed(u32),
     /// Spin a pseudo-random time in `0..=us` microseconds.
     Random(u32),
-    /// Pause until a CPU reaches the given point (`None`: any point of the
-    /// other side: a writer's for `gup.pre_ref`, GUP-fast's for the writer
-    /// points), at most this many microseconds.
+    /// Pause until a CPU reaches the given point on the same page (`None`:
+    /// any point of the other side: a writer's for `gup.pre_ref`, GUP-fast's
+    /// for the writer points), at most this many microseconds.
     Wait(Option<Point>, u32),
 }
 
@@ -122,6 +128,13 @@ static US: [AtomicU32; Point::COUNT] = [const { AtomicU32::new(0) }; Point::COUN
 static ARRIVALS: [AtomicU64; Point::COUNT] = [const { AtomicU64::new(0) }; Point::COUNT];
 static GUP_ARRIVALS: AtomicU64 = AtomicU64::new(0);
 static WRITER_ARRIVALS: AtomicU64 = AtomicU64::new(0);
+/// The page of the latest arrival at each point, and at each side.
+static ARRIVAL_PFN: [AtomicU64; Point::COUNT] = [const { AtomicU64::new(u64::MAX) }; Point::COUNT];
+static GUP_PFN: AtomicU64 = AtomicU64::new(u64::MAX);
+static WRITER_PFN: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The CPU of the latest arrival on each side.
+static GUP_CPU: AtomicU64 = AtomicU64::new(u64::MAX);
+static WRITER_CPU: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Per-CPU pseudo-random state (xorshift64*), seeded from `seed=`.
 static RNG: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static SEED: AtomicU64 = AtomicU64::new(1);
@@ -172,19 +185,27 @@ fn spin_until(deadline: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// The widening point `p`: a no-op unless configured. May run with
-/// interrupts off; never sleeps, never locks.
+/// The widening point `p`, reached for the page `pfn`: a no-op unless
+/// configured. May run with interrupts off; never sleeps, never locks.
 #[inline]
-pub fn at(p: Point) {
+pub fn at(p: Point, pfn: u64) {
     if !ANY.load(Ordering::Relaxed) {
         return;
     }
     let kind = KIND[p as usize].load(Ordering::Relaxed);
-    let (mine, other) = if p.is_writer() { (&WRITER_ARRIVALS, &GUP_ARRIVALS) } else { (&GUP_ARRIVALS, &WRITER_ARRIVALS) };
+    let (mine, mine_pfn, mine_cpu, other, other_pfn, other_cpu) = if p.is_writer() {
+        (&WRITER_ARRIVALS, &WRITER_PFN, &WRITER_CPU, &GUP_ARRIVALS, &GUP_PFN, &GUP_CPU)
+    } else {
+        (&GUP_ARRIVALS, &GUP_PFN, &GUP_CPU, &WRITER_ARRIVALS, &WRITER_PFN, &WRITER_CPU)
+    };
+    let cpu = percpu::cpu_index() as u64;
+    mine_cpu.store(cpu, Ordering::Relaxed);
     // Relaxed: arrivals are a hint for the other side's pause; nothing is
-    // published through them.
-    mine.fetch_add(1, Ordering::Relaxed);
-    ARRIVALS[p as usize].fetch_add(1, Ordering::Relaxed);
+    // published through them. The page goes first, then the count.
+    mine_pfn.store(pfn, Ordering::Relaxed);
+    ARRIVAL_PFN[p as usize].store(pfn, Ordering::Relaxed);
+    mine.fetch_add(1, Ordering::Release);
+    ARRIVALS[p as usize].fetch_add(1, Ordering::Release);
     if kind == 0 {
         return;
     }
@@ -197,9 +218,15 @@ pub fn at(p: Point) {
             spin_until(now + tsc::ns_to_ticks(d * 1000), || false);
         }
         k => {
-            let target = if k == 3 { other } else { &ARRIVALS[usize::from(k - 4)] };
-            let seen = target.load(Ordering::Relaxed);
-            spin_until(now + tsc::ns_to_ticks(us * 1000), || target.load(Ordering::Relaxed) != seen);
+            if other_cpu.load(Ordering::Relaxed) == cpu {
+                return;
+            }
+            let (target, target_pfn) =
+                if k == 3 { (other, other_pfn) } else { (&ARRIVALS[usize::from(k - 4)], &ARRIVAL_PFN[usize::from(k - 4)]) };
+            let seen = target.load(Ordering::Acquire);
+            spin_until(now + tsc::ns_to_ticks(us * 1000), || {
+                target.load(Ordering::Acquire) != seen && target_pfn.load(Ordering::Relaxed) == pfn
+            });
         }
     }
 }
