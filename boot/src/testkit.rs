@@ -40,6 +40,16 @@ pub fn expect_exit(r: &RunReport, code: i32) {
     }
 }
 
+/// The text of `key=` in a `RESULT` line (`key=value` words).
+pub fn result_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// The value of `key=` in a `RESULT` line, parsed (a number, usually).
+pub fn result_value<T: std::str::FromStr>(line: &str, key: &str) -> Option<T> {
+    result_field(line, key)?.parse().ok()
+}
+
 /// The console plus the host's verdict message: what a user would see.
 pub fn everything(r: &RunReport) -> String {
     format!("{}{}", r.console_text(), r.message())

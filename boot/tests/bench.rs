@@ -10,7 +10,7 @@ use testbed::qemu::Firmware;
 
 /// The value of `key=` in a RESULT line.
 fn value(line: &str, key: &str) -> Option<u64> {
-    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    common::result_value(line, key)
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn bench_shootdown_under_tlb_nmi_marks_its_lines() {
 
 /// The value of `key=` in a RESULT line, as a decimal number.
 fn fvalue(line: &str, key: &str) -> Option<f64> {
-    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    common::result_value(line, key)
 }
 
 #[test]

@@ -32,11 +32,11 @@ const GUP_WAIT: &[&str] = &["widen.gup.pre_ref=wait:writer.post_check:300", "wid
 const WRITER_PAUSE: &[&str] = &["widen.writer.post_check=200", "scenario.prep_us=100"];
 
 fn value(line: &str, key: &str) -> Option<u64> {
-    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    common::result_value(line, key)
 }
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    common::result_field(line, key)
 }
 
 fn row(smp: u32, config: &[&str], widen: &[&str], expected: &str) {
