@@ -9,7 +9,8 @@
 //! 2. else, checksum changed since the last visit? remember it, skip (a
 //!    volatile page would only churn);
 //! 3. else, equal to a page of the unstable index? make that pair a new KSM
-//!    page (this page becomes the KSM page, the other is merged into it);
+//!    page (this page becomes the KSM page, the other is merged into it; if
+//!    the second half fails, the first gets its private copy back);
 //! 4. else enter the unstable index.
 //!
 //! The scanner state is owned by whoever scans (ksmd, or a test calling
@@ -24,6 +25,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::merge::{identical, try_to_merge_one_page};
 use super::stats;
 use crate::mm::addr_space::AddressSpace;
+use crate::mm::fault::{self, Access, AccessKind};
 use crate::mm::page::{self, Page, PageFlags, PageRef};
 use crate::mm::vma::{VmFlags, VmaSet};
 use crate::mm::{PAGE_SIZE, phys_to_virt, pgtable};
@@ -332,9 +334,17 @@ fn merge_pair(mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: u64, page: &PageRef, 
         stats::note_refused(r);
         return;
     }
-    STABLE.lock().entry(sum).or_default().push(PageRef::new_ref(page.page()));
     match try_to_merge_one_page(&tmm, e.addr, &tree, Some(page.page())) {
-        Ok(()) => stats::note_merge(),
-        Err(r) => stats::note_refused(r),
+        Ok(()) => {
+            stats::note_merge();
+            STABLE.lock().entry(sum).or_default().push(PageRef::new_ref(page.page()));
+        }
+        Err(r) => {
+            stats::note_refused(r);
+            // A KSM page mapped once saves nothing: give the page back its
+            // private copy (Linux break_cow(), an unshare fault; its failure
+            // only leaves the read-only KSM page in place, as Linux).
+            let _ = fault::handle_locked(mm, vmas, addr, Access { kind: AccessKind::Unshare, user: false });
+        }
     }
 }
