@@ -209,6 +209,15 @@ fn bad(key: &'static str, value: &'static str) -> OptionError {
     OptionError::BadValue { key, value, expected: expected(key) }
 }
 
+/// `on` or `off`, else the key's error.
+pub(crate) fn on_off(key: &'static str, value: &'static str) -> Result<bool, OptionError> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(bad(key, value)),
+    }
+}
+
 /// The error for a bad value of a documented key (for key parsers that live
 /// with their subsystem).
 pub fn bad_value(key: &'static str, value: &'static str) -> OptionError {
@@ -308,13 +317,7 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
                 _ => return Err(bad(key, value)),
             }
         }
-        "tlb.nowait" => {
-            o.tlb.nowait = match value {
-                "on" => true,
-                "off" => false,
-                _ => return Err(bad(key, value)),
-            }
-        }
+        "tlb.nowait" => o.tlb.nowait = on_off(key, value)?,
         "tlb.ceiling" => o.tlb.ceiling = number_in(key, value, 1, crate::tlb::MAX_CEILING)?,
         "ptfree" => {
             o.tlb.ptfree = match value {
@@ -354,6 +357,7 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
     Ok(())
 }
 
-fn number_in(key: &'static str, value: &'static str, min: u64, max: u64) -> Result<u64, OptionError> {
+/// `value` as a number in `min..=max`, else the key's error.
+pub(crate) fn number_in(key: &'static str, value: &'static str, min: u64, max: u64) -> Result<u64, OptionError> {
     value.parse().ok().filter(|n| (min..=max).contains(n)).ok_or_else(|| bad(key, value))
 }

@@ -9,7 +9,7 @@ use core::fmt;
 
 use super::SyncMode;
 use super::widen::{Point, Widening};
-use crate::boot_options::{KeyInfo, OptionError};
+use crate::boot_options::{KeyInfo, OptionError, number_in as number, on_off};
 
 /// A scenario the kernel can run (`scenario=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,21 +206,6 @@ pub const KEYS: &[KeyInfo] = &[
     },
     KeyInfo { key: "cpus", values: "<1..=64>", help: "CPUs the scenario uses (default: all online); more than are online is an error" },
 ];
-
-fn on_off(key: &'static str, value: &'static str) -> Result<bool, OptionError> {
-    match value {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(crate::boot_options::bad_value(key, value)),
-    }
-}
-
-fn number(key: &'static str, value: &'static str, min: u64, max: u64) -> Result<u64, OptionError> {
-    match value.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(crate::boot_options::bad_value(key, value)),
-    }
-}
 
 /// Applies `key=value` if it is one of the race keys; `None` if it is not.
 pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Option<Result<(), OptionError>> {
