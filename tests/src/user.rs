@@ -22,9 +22,7 @@ fn run(name: &str, cpu: usize) -> ExitInfo {
 /// Makes every CPU drop a lazily kept address space (which holds its root
 /// table), so frame counts compare like for like.
 pub fn settle() {
-    for cpu in smp::online_cpus().iter() {
-        sched::spawn_on(cpu, "unlazy", sched::leave_lazy_mm).unwrap().join();
-    }
+    sched::leave_lazy_mm_everywhere().unwrap_or_else(|cpu| panic!("cpu{cpu} did not drop its lazy mm"));
 }
 
 /// Runs `f` once to warm the heap and the thread-stack pool, then again and

@@ -87,11 +87,8 @@ pub fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
     // A CPU that ran a worker last may still hold its address space lazily
     // (its tables stay loaded until the CPU switches): let go of them so the
     // leak check sees the final state.
-    for cpu in crate::smp::online_cpus().iter() {
-        let w = crate::smp::work::run_on(cpu, crate::sched::leave_lazy_mm)
-            .map_err(|e| ScenarioError::Setup(format!("leave_lazy_mm on cpu{cpu}: {e:?}")))?;
-        w.join(5_000_000_000).map_err(|e| ScenarioError::Setup(format!("cpu{cpu} did not drop its lazy mm: {e:?}")))?;
-    }
+    crate::sched::leave_lazy_mm_everywhere()
+        .map_err(|cpu| ScenarioError::Setup(format!("cpu{cpu} did not drop its lazy address space within 5 s")))?;
     ksm::prune();
     page::set_quarantine(false);
 

@@ -247,6 +247,18 @@ pub fn leave_lazy_mm() {
     });
 }
 
+/// Makes every online CPU drop a lazily kept address space (a work item on
+/// each, this CPU included), so that the address spaces of ended processes
+/// are freed before a leak check. `Err(cpu)`: that CPU did not run the work
+/// within 5 s.
+pub fn leave_lazy_mm_everywhere() -> Result<(), usize> {
+    for cpu in smp::online_cpus().iter() {
+        let w = crate::smp::work::run_on(cpu, leave_lazy_mm).map_err(|_| cpu)?;
+        w.join(5_000_000_000)?;
+    }
+    Ok(())
+}
+
 /// CR3 writes by the scheduler on `cpu` so far.
 pub fn cr3_writes(cpu: usize) -> u64 {
     RQ[cpu].cr3_writes.load(Ordering::Relaxed)

@@ -56,10 +56,7 @@ pub fn assert_no_leaks<R>(f: impl FnOnce() -> R) -> R {
 /// Makes every CPU drop an address space it keeps lazily, so that address
 /// spaces the test dropped are really freed.
 pub fn release_lazy_mms() {
-    for cpu in kernel::smp::online_cpus().iter() {
-        let w = kernel::smp::work::run_on(cpu, kernel::sched::leave_lazy_mm).expect("run_on");
-        w.join(5_000_000_000).expect("leave_lazy_mm did not run");
-    }
+    kernel::sched::leave_lazy_mm_everywhere().unwrap_or_else(|cpu| panic!("cpu{cpu} did not drop its lazy mm"));
 }
 
 /// A fresh address space.

@@ -133,11 +133,7 @@ fn warm_stack_pool() {
 
 /// Every CPU drops a lazily kept address space (this one included).
 pub fn leave_everywhere() {
-    let me = smp::cpu_index();
-    for c in smp::online_cpus().iter().filter(|&c| c != me) {
-        sched::spawn_on(c, "leave", sched::leave_lazy_mm).unwrap().join();
-    }
-    sched::leave_lazy_mm();
+    sched::leave_lazy_mm_everywhere().unwrap_or_else(|cpu| panic!("cpu{cpu} did not drop its lazy mm"));
 }
 
 /// Waits (bounded) until the tables-freed counter reaches `target` (an
