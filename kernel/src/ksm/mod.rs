@@ -37,9 +37,8 @@ use crate::mm::addr_space::AddressSpace;
 use crate::mm::fault::{self, Access, AccessKind};
 use crate::mm::mmap::MmError;
 use crate::mm::page::PageFlags;
-use crate::mm::pgtable;
 use crate::mm::vma::VmFlags;
-use crate::mm::{PAGE_SIZE, page};
+use crate::mm::PAGE_SIZE;
 
 pub use scan::{prune, start_ksmd, stop_ksmd, Tunables};
 pub use stats::{Stats, stats};
@@ -103,12 +102,5 @@ pub fn fork(child: &Arc<AddressSpace>) {
 
 /// Whether `addr` in `mm` is mapped by a pte to a KSM page.
 fn maps_ksm_page(mm: &AddressSpace, addr: u64) -> bool {
-    let Some(pmd) = pgtable::pmd(mm, addr, false).ok().flatten() else { return false };
-    if pmd.get().is_huge() {
-        return false;
-    }
-    let Some(pt) = pgtable::pte_table(pmd, false).ok().flatten() else { return false };
-    let _ptl = pt.lock();
-    let e = pt.entry(addr).load(core::sync::atomic::Ordering::Acquire);
-    e.is_present() && page::page_of(e.addr()).has(PageFlags::KSM)
+    matches!(scan::follow_pte(mm, addr), scan::Followed::Page(p) if p.page().has(PageFlags::KSM))
 }

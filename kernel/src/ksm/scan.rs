@@ -132,19 +132,39 @@ fn checksum(p: &Page) -> u64 {
     words.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &w| (h ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(17))
 }
 
+/// What a pte lookup found.
+pub(super) enum Followed {
+    /// A present 4 KiB pte's page, with a reference of ours.
+    Page(PageRef),
+    /// A huge pmd (this KSM does not split THPs).
+    Huge,
+    /// Nothing mapped, or not present.
+    None,
+}
+
 /// The page mapped by a pte at `addr`, with a reference (Linux
-/// follow_page()); `None` for huge (counted as refused: this KSM does not
-/// split THPs), unmapped or non-present entries.
-fn follow(mm: &AddressSpace, addr: u64) -> Option<PageRef> {
-    let pmd = pgtable::pmd(mm, addr, false).ok().flatten()?;
+/// follow_page()).
+pub(super) fn follow_pte(mm: &AddressSpace, addr: u64) -> Followed {
+    let Some(pmd) = pgtable::pmd(mm, addr, false).ok().flatten() else { return Followed::None };
     if pmd.get().is_huge() {
-        stats::note_refused(super::Refusal::Large);
-        return None;
+        return Followed::Huge;
     }
-    let pt = pgtable::pte_table(pmd, false).ok().flatten()?;
+    let Some(pt) = pgtable::pte_table(pmd, false).ok().flatten() else { return Followed::None };
     let _ptl = pt.lock();
     let e = pt.entry(addr).load(Ordering::Acquire);
-    e.is_present().then(|| PageRef::new_ref(page::page_of(e.addr())))
+    if e.is_present() { Followed::Page(PageRef::new_ref(page::page_of(e.addr()))) } else { Followed::None }
+}
+
+/// [`follow_pte`] for the scanner: a huge pmd counts as a refusal.
+fn follow(mm: &AddressSpace, addr: u64) -> Option<PageRef> {
+    match follow_pte(mm, addr) {
+        Followed::Page(p) => Some(p),
+        Followed::Huge => {
+            stats::note_refused(super::Refusal::Large);
+            None
+        }
+        Followed::None => None,
+    }
 }
 
 /// A KSM page equal to `p`, if the stable index has one, with a reference
