@@ -285,11 +285,13 @@ fn fast_into(mm: &AddressSpace, start: u64, end: u64, flags: Foll, out: &mut Vec
     };
     let first = out.len();
     let mut seen = Seen::default();
+    // Stamps only while a scenario counts overlaps: off the hot path otherwise.
+    let stamp = || if overlap::enabled() { crate::arch::tsc::rdtsc() } else { 0 };
     let (n, t0, t1) = {
         let irqs = IrqsOff::for_gup_fast();
-        let t0 = crate::arch::tsc::rdtsc();
+        let t0 = stamp();
         let n = walk(mm, start, end, flags, out, &mut seen, &irqs);
-        (n, t0, crate::arch::tsc::rdtsc())
+        (n, t0, stamp())
     };
     overlap::walk_done(t0, t1, &seen.pfns[..seen.n]);
     if let Some(seq) = seq {

@@ -149,7 +149,8 @@ impl WriterWindow {
 /// interrupts off from `start` to `end` (TSC), and counts the writer windows
 /// on those pages that it intersects.
 pub fn walk_done(start: u64, end: u64, pfns: &[u64]) {
-    if !enabled() {
+    // `start == 0`: the walk began before counting was turned on (unstamped).
+    if !enabled() || start == 0 {
         return;
     }
     for &pfn in pfns {

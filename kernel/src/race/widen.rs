@@ -155,13 +155,8 @@ pub fn set(p: Point, w: Widening) {
     ANY.store(KIND.iter().any(|k| k.load(Ordering::Relaxed) != 0), Ordering::Relaxed);
 }
 
-/// Whether any point widens.
-pub fn any() -> bool {
-    ANY.load(Ordering::Relaxed)
-}
-
 /// A pseudo-random number for this CPU (xorshift64*; not for security).
-pub fn random() -> u64 {
+fn random() -> u64 {
     let cpu = percpu::cpu_index();
     let cell = &RNG[cpu];
     let mut x = cell.load(Ordering::Relaxed);
