@@ -149,10 +149,6 @@ impl SoftAgent {
 }
 
 impl DmaEngine for SoftAgent {
-    fn name(&self) -> &'static str {
-        "software agent"
-    }
-
     fn submit(&self, req: DmaRequest) -> Result<DmaTicket, DmaError> {
         validate(&req)?;
         let cpu = self.ensure_started()?;

@@ -80,11 +80,6 @@ impl DmaTicket {
         DmaTicket { completion, cpu, start_bound_ns, finished: false }
     }
 
-    /// The engine's CPU.
-    pub fn cpu(&self) -> usize {
-        self.cpu
-    }
-
     /// Waits until the transfer is done (Linux wait_for_completion_timeout()).
     ///
     /// Polls, with a voluntary preemption point every round (so an agent on

@@ -132,8 +132,6 @@ impl fmt::Display for DmaError {
 
 /// A DMA engine: the software agent today, a device driver later.
 pub trait DmaEngine: Sync {
-    /// A name for reports.
-    fn name(&self) -> &'static str;
     /// Queues `req`; the caller keeps the segments' frames alive until the
     /// returned ticket's [`DmaTicket::wait`] returned.
     fn submit(&self, req: DmaRequest) -> Result<DmaTicket, DmaError>;

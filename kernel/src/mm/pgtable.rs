@@ -20,7 +20,7 @@ use super::addr_space::AddressSpace;
 use super::flush::Batch;
 use super::page::{self, Page};
 use super::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
-use super::{HUGE_PAGE_SIZE, PAGE_SIZE, frame};
+use super::frame;
 use crate::sync::ThreadLockGuard;
 
 /// Flags of a user table entry above the leaves: permissions are decided at
@@ -291,7 +291,3 @@ fn detach_below(pa: PhysAddr, level: Level, base: u64, batch: &mut Batch<'_>) {
     unsafe { batch.free_table(pa, base) };
 }
 
-/// Size of the leaf at `level`.
-pub const fn leaf_size(huge: bool) -> u64 {
-    if huge { HUGE_PAGE_SIZE } else { PAGE_SIZE }
-}
