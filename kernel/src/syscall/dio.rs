@@ -7,9 +7,6 @@ use crate::dma::{self, DioOp};
 use abi::Errno;
 use abi::dio::{PATTERN, READ_FLAGS};
 
-fn current_mm() -> Result<alloc::sync::Arc<crate::mm::addr_space::AddressSpace>, Errno> {
-    crate::mm::fault::current_mm().ok_or(Errno::EINVAL)
-}
 
 /// `dio_read(buf, len, arg, flags)`: `arg` is the device offset, or the
 /// sequence number with `PATTERN`. Returns `len`.
@@ -18,7 +15,7 @@ pub fn dio_read(buf: u64, len: u64, arg: u64, flags: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let op = if flags & PATTERN != 0 { DioOp::ReadPattern { seq: arg } } else { DioOp::Read { dev_off: arg } };
-    dma::direct_io(&*current_mm()?, buf, len, op)
+    dma::direct_io(&*super::current_mm()?, buf, len, op)
 }
 
 /// `dio_write(buf, len, dev_off, flags)`: `flags` must be 0. Returns `len`.
@@ -26,5 +23,5 @@ pub fn dio_write(buf: u64, len: u64, dev_off: u64, flags: u64) -> SysResult {
     if flags != 0 {
         return Err(Errno::EINVAL);
     }
-    dma::direct_io(&*current_mm()?, buf, len, DioOp::Write { dev_off })
+    dma::direct_io(&*super::current_mm()?, buf, len, DioOp::Write { dev_off })
 }

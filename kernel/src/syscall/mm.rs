@@ -12,27 +12,24 @@ fn u32_arg(v: u64) -> Result<u32, Errno> {
     u32::try_from(v).map_err(|_| Errno::EINVAL)
 }
 
-fn current_mm() -> Result<alloc::sync::Arc<crate::mm::addr_space::AddressSpace>, Errno> {
-    crate::mm::fault::current_mm().ok_or(Errno::EINVAL)
-}
 
 /// `mmap(addr, len, prot, flags)`: returns the address.
 pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64) -> SysResult {
-    let mm = current_mm()?;
+    let mm = super::current_mm()?;
     mmap::mmap(&mm, addr, len, u32_arg(prot)?, u32_arg(flags)?).map(|a| a as usize).map_err(Errno::from)
 }
 
 /// `munmap(addr, len)`.
 pub fn munmap(addr: u64, len: u64) -> SysResult {
-    mmap::munmap(&*current_mm()?, addr, len).map(|_| 0).map_err(Errno::from)
+    mmap::munmap(&*super::current_mm()?, addr, len).map(|_| 0).map_err(Errno::from)
 }
 
 /// `mprotect(addr, len, prot)`.
 pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
-    mmap::mprotect(&*current_mm()?, addr, len, u32_arg(prot)?).map(|_| 0).map_err(Errno::from)
+    mmap::mprotect(&*super::current_mm()?, addr, len, u32_arg(prot)?).map(|_| 0).map_err(Errno::from)
 }
 
 /// `madvise(addr, len, advice)`.
 pub fn madvise(addr: u64, len: u64, advice: u64) -> SysResult {
-    mmap::madvise(&current_mm()?, addr, len, u32_arg(advice)?).map(|_| 0).map_err(Errno::from)
+    mmap::madvise(&super::current_mm()?, addr, len, u32_arg(advice)?).map(|_| 0).map_err(Errno::from)
 }

@@ -15,6 +15,11 @@ pub mod process;
 use crate::arch::idt::TrapFrame;
 use abi::{Errno, Sys};
 
+/// The calling process's address space (EINVAL from a kernel thread).
+fn current_mm() -> Result<alloc::sync::Arc<crate::mm::addr_space::AddressSpace>, Errno> {
+    crate::mm::fault::current_mm().ok_or(Errno::EINVAL)
+}
+
 /// A handler's result.
 pub type SysResult = Result<usize, Errno>;
 
