@@ -22,6 +22,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("tlb", env!("CARGO_BIN_FILE_KTESTS_tlb")),
     ("user", env!("CARGO_BIN_FILE_KTESTS_user")),
     ("ksm", env!("CARGO_BIN_FILE_KTESTS_ksm")),
+    ("khugepaged", env!("CARGO_BIN_FILE_KTESTS_khugepaged")),
 ];
 
 /// The kernel ELF of suite `name`.

@@ -23,6 +23,7 @@ pub mod console;
 pub mod debug;
 pub mod dma;
 pub mod gup;
+pub mod khugepaged;
 pub mod ksm;
 pub mod mm;
 pub mod power;

@@ -229,6 +229,9 @@ fn walk(
             continue;
         }
         let pt = table(pmd.addr());
+        // The pte table's frame too: a collapse's writer window is keyed by
+        // the table it detaches (the 2 MiB range, not one page).
+        seen.push(pmd.addr().as_u64() / PAGE_SIZE);
         while addr < block_end {
             let ptep = pt.entry(Level::Pt.index(addr));
             let Some(pte) = read_once(ptep) else { break 'outer };

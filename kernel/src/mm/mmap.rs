@@ -20,6 +20,11 @@ pub enum MmError {
     NoMemory,
     /// MAP_FIXED_NOREPLACE over an existing mapping (EEXIST).
     Exists,
+    /// A transient refusal: trying again may succeed (EAGAIN; MADV_COLLAPSE
+    /// of a range with a pinned or locked page).
+    Again,
+    /// A resource in use (EBUSY; MADV_COLLAPSE beyond a limit).
+    Busy,
 }
 
 impl From<MmError> for abi::Errno {
@@ -28,6 +33,8 @@ impl From<MmError> for abi::Errno {
             MmError::Invalid => abi::Errno::EINVAL,
             MmError::NoMemory => abi::Errno::ENOMEM,
             MmError::Exists => abi::Errno::EEXIST,
+            MmError::Again => abi::Errno::EAGAIN,
+            MmError::Busy => abi::Errno::EBUSY,
         }
     }
 }
@@ -171,8 +178,8 @@ pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(),
 }
 
 /// Gives advice on `[addr, addr+len)` (Linux do_madvise()). The range must be
-/// fully mapped (ENOMEM otherwise). Advice that belongs to a subsystem not
-/// built yet (COLLAPSE) is refused with EINVAL, like unknown advice.
+/// fully mapped (ENOMEM otherwise). MERGEABLE/UNMERGEABLE go to KSM,
+/// COLLAPSE to khugepaged's synchronous collapse; unknown advice is EINVAL.
 pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Result<(), MmError> {
     let end = user_range(addr, len)?;
     match advice {
@@ -180,6 +187,7 @@ pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Resu
         advice::MERGEABLE | advice::UNMERGEABLE => {
             return crate::ksm::madvise(mm, addr, end, advice == advice::MERGEABLE);
         }
+        advice::COLLAPSE => return crate::khugepaged::madvise_collapse(mm, addr, end),
         _ => return Err(MmError::Invalid),
     }
     let mut vmas = mm.vmas.write();
@@ -193,10 +201,14 @@ pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Resu
             batch.finish();
             r?;
         }
-        advice::HUGEPAGE => vmas.modify_range(addr, end, |v| {
-            v.flags.insert(VmFlags::HUGEPAGE);
-            v.flags.remove(VmFlags::NOHUGEPAGE);
-        }),
+        advice::HUGEPAGE => {
+            vmas.modify_range(addr, end, |v| {
+                v.flags.insert(VmFlags::HUGEPAGE);
+                v.flags.remove(VmFlags::NOHUGEPAGE);
+            });
+            // Linux khugepaged_enter_vma(): khugepaged scans this mm now.
+            crate::khugepaged::register(mm);
+        }
         _ => vmas.modify_range(addr, end, |v| {
             v.flags.insert(VmFlags::NOHUGEPAGE);
             v.flags.remove(VmFlags::HUGEPAGE);

@@ -749,6 +749,36 @@ fn release_quarantined(pfn: u64) {
     unsafe { frame::free(frame, 0) };
 }
 
+/// Copies the 4 KiB page `src` into subpage `index` of the folio held by
+/// `dst` (Linux copy_mc_user_highpage() in __collapse_huge_page_copy()).
+/// Racing writers of `src` can only be a bug the caller's oracles look for
+/// (the collapse unmapped and isolated it), never undefined behaviour here:
+/// the copy goes through raw pointers, no reference to the bytes exists.
+pub fn copy_into_subpage(dst: &PageRef, index: u64, src: &Page) {
+    let head = dst.page().folio();
+    assert!(index < (1u64 << head.order()), "subpage {index} outside a folio of order {}", head.order());
+    // SAFETY: `dst`'s reference keeps its folio allocated, and subpage
+    // `index` is inside it (checked above); `src` is a live page (the
+    // caller holds it isolated and locked); both 4 KiB in the direct map
+    // and distinct frames.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            phys_to_virt(src.phys()).as_ptr::<u8>(),
+            phys_to_virt(head.phys() + index * PAGE_SIZE).as_mut_ptr::<u8>(),
+            PAGE_SIZE as usize,
+        )
+    };
+}
+
+/// Zeroes subpage `index` of the folio held by `dst` (Linux
+/// clear_user_highpage() for a none pte in __collapse_huge_page_copy()).
+pub fn zero_subpage(dst: &PageRef, index: u64) {
+    let head = dst.page().folio();
+    assert!(index < (1u64 << head.order()), "subpage {index} outside a folio of order {}", head.order());
+    // SAFETY: as in `copy_into_subpage`: our reference, inside the folio.
+    unsafe { core::ptr::write_bytes(phys_to_virt(head.phys() + index * PAGE_SIZE).as_mut_ptr::<u8>(), 0, PAGE_SIZE as usize) };
+}
+
 /// Marks a raw frame as a page table (and initialises its lock state).
 pub fn set_pagetable(pa: PhysAddr) {
     let p = page_of(pa);

@@ -18,7 +18,7 @@ use x86_64::PhysAddr;
 
 use super::addr_space::AddressSpace;
 use super::flush::Batch;
-use super::page::{self, Page};
+use super::page::{self, Page, PageRef};
 use super::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
 use super::frame;
 use crate::sync::ThreadLockGuard;
@@ -223,6 +223,127 @@ pub fn split_huge_pmd(pmd: Pmd, va: u64, batch: &mut Batch<'_>) -> Result<(), No
     head.unmap_pmd();
     batch.huge(va);
     Ok(())
+}
+
+/// A pte table a collapse has unlinked from its pmd (Linux: the `pgtable_t`
+/// of `pmd_pgtable(_pmd)` between pmdp_collapse_flush() and either
+/// pmd_populate() or its free). It is reachable only through this value:
+/// it must go back ([`pmd_populate`]) or be freed ([`pte_free`]).
+#[must_use = "a detached pte table must be put back or freed"]
+pub struct DetachedPteTable {
+    old: RawEntry,
+}
+
+impl DetachedPteTable {
+    /// The table, for the isolate step (its lock, its entries).
+    pub fn table(&self) -> PteTable {
+        PteTable { table: table(self.old.addr()), page: page::page_of(self.old.addr()) }
+    }
+
+    /// The pmd value that pointed to it.
+    pub fn pmd_value(&self) -> RawEntry {
+        self.old
+    }
+
+    /// Clears every entry that maps a page and returns the references
+    /// those mappings held, each page's mapcount lowered (the tail of Linux
+    /// __collapse_huge_page_copy_succeeded(): ptep_clear() and
+    /// folio_remove_rmap_pte()). The caller has flushed the range, so the
+    /// references may be dropped at once.
+    pub fn take_mappings(&self) -> alloc::vec::Vec<PageRef> {
+        let pt = self.table();
+        let _ptl = pt.lock();
+        let mut refs = alloc::vec::Vec::new();
+        for i in 0..512 {
+            let e = pt.table.entry(i).swap(RawEntry::EMPTY, Ordering::AcqRel);
+            if !maps_page(e) {
+                continue;
+            }
+            let p = page::page_of(e.addr());
+            p.unmap_pte();
+            // SAFETY: the cleared entry held this reference (it mapped `p`).
+            refs.push(unsafe { PageRef::from_mapping(p) });
+        }
+        refs
+    }
+}
+
+/// Clears the pmd of `haddr` that points to a pte table and returns the
+/// detached table with the flush owed for the 2 MiB it mapped (Linux
+/// pmdp_collapse_flush(): pmdp_huge_get_and_clear() + flush_tlb_range()).
+/// The caller holds the mmap lock for writing and `pmd`'s lock. `None` if
+/// the pmd does not point to a pte table.
+pub fn pmdp_collapse_flush<'a>(mm: &'a AddressSpace, pmd: Pmd, haddr: u64) -> Option<(DetachedPteTable, crate::tlb::TlbFlush<'a>)> {
+    use crate::tlb::{Stride, TlbFlush};
+    use x86_64::VirtAddr;
+    assert_eq!(haddr % super::HUGE_PAGE_SIZE, 0, "pmd collapse at unaligned {haddr:#x}");
+    let cur = pmd.get();
+    if !cur.is_present() || cur.is_huge() {
+        return None;
+    }
+    // An atomic exchange, not a store: a GUP-fast that read the old pmd
+    // and then took a reference re-reads the pmd after a full fence and sees
+    // the change (Dekker with the writer's exchange, then its fence before
+    // the reference checks); x86's locked exchange is itself a full barrier.
+    let old = pmd.entry.swap(RawEntry::EMPTY, Ordering::AcqRel);
+    debug_assert_eq!(old, cur, "a pmd changed under its lock");
+    let flush = TlbFlush::range(mm, VirtAddr::new(haddr), VirtAddr::new(haddr + super::HUGE_PAGE_SIZE), Stride::Page4K);
+    Some((DetachedPteTable { old }, flush))
+}
+
+/// Puts a detached pte table back under its pmd (Linux pmd_populate() on
+/// the rollback path of collapse_huge_page()). The caller holds `pmd`'s
+/// lock; the pmd must still be empty.
+pub fn pmd_populate(pmd: Pmd, t: DetachedPteTable) {
+    let cur = pmd.get();
+    assert_eq!(cur, RawEntry::EMPTY, "pmd_populate over a non-empty pmd");
+    // Release: whatever the isolate step did to the table (nothing but
+    // reads and page locks) is visible before walkers reach it again.
+    pmd.entry.store(t.old, Ordering::Release);
+}
+
+/// When a detached pte table may be freed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PteFree {
+    /// Now: the caller flushed the range and ran the table sync (Linux
+    /// tlb_remove_table_sync_one()), so no lockless walker is inside.
+    Synced,
+    /// After an RCU grace period (MMU_GATHER_RCU_TABLE_FREE's call_rcu).
+    Rcu,
+    /// Now, with no sync at all: the negative control
+    /// `collapse.no_table_sync` (bug G). A walker still inside reads the
+    /// poison, which GUP-fast reports as a use after free.
+    UnsyncedForNegativeControl,
+}
+
+/// Poisons and frees a detached pte table, now or after a grace period
+/// (Linux pte_free() / tlb_remove_table_one()). Its entries must all be
+/// empty (the collapse moved their pages out).
+pub fn pte_free(t: DetachedPteTable, when: PteFree) {
+    let pa = t.old.addr();
+    let tbl = table(pa);
+    for i in 0..512 {
+        if maps_page(tbl.entry(i).load(Ordering::Acquire)) {
+            page::report_invariant(format_args!("pte table {pa:#x} freed with entry {i} still mapping a page"));
+        }
+    }
+    let frame = x86_64::structures::paging::PhysFrame::containing_address(pa);
+    match when {
+        PteFree::Synced | PteFree::UnsyncedForNegativeControl => {
+            // SAFETY: the table is detached (its pmd was cleared and the
+            // range flushed) and owned by this value. With `Synced` no
+            // lockless walker can be inside any more; under the negative
+            // control one may be, which is the bug modelled: the frame stays
+            // in the direct map, so such a walker reads the poison entries
+            // (atomically), never unmapped memory.
+            unsafe { crate::tlb::poison_and_free_table(frame) }
+        }
+        PteFree::Rcu => crate::rcu::call_rcu(move || {
+            // SAFETY: as above, after a grace period: every interrupts-off
+            // walker that could have reached the table has finished.
+            unsafe { crate::tlb::poison_and_free_table(frame) }
+        }),
+    }
 }
 
 /// Frees every table and drops every mapping of the user half of a root no

@@ -42,6 +42,13 @@ pub struct RaceConfig {
     pub ksm_check_before_clear: bool,
     /// `ksm.no_flush=`.
     pub ksm_no_flush: bool,
+    /// `collapse.check_before_clear=`.
+    pub collapse_check_before_clear: bool,
+    /// `collapse.no_table_sync=`.
+    pub collapse_no_table_sync: bool,
+    /// `khugepaged.*=`: khugepaged's tunables for the boot (Linux's
+    /// /sys/kernel/mm/transparent_hugepage/khugepaged/*).
+    pub khugepaged: crate::khugepaged::Tunables,
     /// `widen.<point>=`: one entry per [`Point`].
     pub widen: [Widening; Point::COUNT],
     /// `scenario=`.
@@ -74,6 +81,9 @@ impl RaceConfig {
         gup_irqs_on: false,
         ksm_check_before_clear: false,
         ksm_no_flush: false,
+        collapse_check_before_clear: false,
+        collapse_no_table_sync: false,
+        khugepaged: crate::khugepaged::Tunables::DEFAULT,
         widen: [Widening::None; Point::COUNT],
         scenario: None,
         secs: None,
@@ -103,6 +113,12 @@ impl RaceConfig {
         }
         if self.ksm_no_flush {
             s.push("ksm.no_flush:on");
+        }
+        if self.collapse_check_before_clear {
+            s.push("collapse.check_before_clear:on");
+        }
+        if self.collapse_no_table_sync {
+            s.push("collapse.no_table_sync:on");
         }
         if tlb.mode == crate::tlb::FlushMode::Nmi {
             s.push("tlb:nmi");
@@ -174,6 +190,21 @@ pub const KEYS: &[KeyInfo] = &[
     },
     KeyInfo { key: "ksm.no_flush", values: "on|off", help: "negative control: KSM clears the pte without flushing any TLB" },
     KeyInfo {
+        key: "collapse.check_before_clear",
+        values: "on|off",
+        help: "negative control: a collapse isolates the 512 pages (reference and pin checks) first, then clears the pmd and flushes",
+    },
+    KeyInfo {
+        key: "collapse.no_table_sync",
+        values: "on|off",
+        help: "negative control: the pte table a collapse detached is poisoned and freed at once, with no table sync (IPI or grace period) for lockless walkers",
+    },
+    KeyInfo { key: "widen.collapse.pre_copy", values: "US|rand:US|wait:US|wait:POINT:US", help: "window widening in a collapse between the isolation and the copy into the huge page" },
+    KeyInfo { key: "khugepaged.pages_to_scan", values: "<1..=1000000>", help: "ptes khugepaged scans per batch (default 4096, Linux's)" },
+    KeyInfo { key: "khugepaged.scan_sleep_us", values: "<0..=100000000>", help: "khugepaged's sleep between batches in microseconds (default 10 s, Linux's; 0 only yields)" },
+    KeyInfo { key: "khugepaged.max_ptes_none", values: "<0..=511>", help: "empty ptes khugepaged accepts in a range it collapses (default 511)" },
+    KeyInfo { key: "khugepaged.max_ptes_shared", values: "<0..=511>", help: "ptes of pages mapped more than once khugepaged accepts in a range (default 256)" },
+    KeyInfo {
         key: "widen.gup.pre_ref",
         values: "US|rand:US|wait:US|wait:POINT:US",
         help: "window widening in GUP-fast between reading the pte and taking the reference: a fixed or random delay, or a pause until a writer reaches any of its points (or POINT) on the same page, at most US microseconds",
@@ -221,6 +252,12 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         "gup.irqs" => on_off(key, value).map(|v| c.gup_irqs_on = v),
         "ksm.check_before_clear" => on_off(key, value).map(|v| c.ksm_check_before_clear = v),
         "ksm.no_flush" => on_off(key, value).map(|v| c.ksm_no_flush = v),
+        "collapse.check_before_clear" => on_off(key, value).map(|v| c.collapse_check_before_clear = v),
+        "collapse.no_table_sync" => on_off(key, value).map(|v| c.collapse_no_table_sync = v),
+        "khugepaged.pages_to_scan" => number(key, value, 1, 1_000_000).map(|v| c.khugepaged.pages_to_scan = v),
+        "khugepaged.scan_sleep_us" => number(key, value, 0, 100_000_000).map(|v| c.khugepaged.scan_sleep_us = v),
+        "khugepaged.max_ptes_none" => number(key, value, 0, 511).map(|v| c.khugepaged.max_ptes_none = v as u32),
+        "khugepaged.max_ptes_shared" => number(key, value, 0, 511).map(|v| c.khugepaged.max_ptes_shared = v as u32),
         "scenario" => match value {
             "ksm-vs-gupfast" => Ok(ScenarioName::KsmVsGupfast),
             _ => Err(crate::boot_options::bad_value(key, value)),

@@ -40,6 +40,8 @@ pub enum SyncMode {
 static SYNC: AtomicU8 = AtomicU8::new(0);
 static KSM_CHECK_BEFORE_CLEAR: AtomicBool = AtomicBool::new(false);
 static KSM_NO_FLUSH: AtomicBool = AtomicBool::new(false);
+static COLLAPSE_CHECK_BEFORE_CLEAR: AtomicBool = AtomicBool::new(false);
+static COLLAPSE_NO_TABLE_SYNC: AtomicBool = AtomicBool::new(false);
 
 /// Applies the boot configuration (once, before any writer or walker runs).
 pub fn init(c: &RaceConfig) {
@@ -48,6 +50,9 @@ pub fn init(c: &RaceConfig) {
     SYNC.store(c.sync as u8, Ordering::Relaxed);
     KSM_CHECK_BEFORE_CLEAR.store(c.ksm_check_before_clear, Ordering::Relaxed);
     KSM_NO_FLUSH.store(c.ksm_no_flush, Ordering::Relaxed);
+    COLLAPSE_CHECK_BEFORE_CLEAR.store(c.collapse_check_before_clear, Ordering::Relaxed);
+    COLLAPSE_NO_TABLE_SYNC.store(c.collapse_no_table_sync, Ordering::Relaxed);
+    crate::khugepaged::set_tunables(c.khugepaged);
     crate::gup::set_controls(crate::gup::Controls {
         recheck: c.gup_recheck,
         pmd_recheck: c.gup_pmd_recheck,
@@ -88,4 +93,30 @@ pub fn ksm_switches() -> KsmSwitches {
 pub fn set_ksm_switches(s: KsmSwitches) {
     KSM_CHECK_BEFORE_CLEAR.store(s.check_before_clear, Ordering::Relaxed);
     KSM_NO_FLUSH.store(s.no_flush, Ordering::Relaxed);
+}
+
+/// The collapse path's negative controls in force (controls.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CollapseSwitches {
+    /// `collapse.check_before_clear=on`: `__collapse_huge_page_isolate`
+    /// (reference and pin checks) runs on the live table, then the pmd is
+    /// cleared and flushed.
+    pub check_before_clear: bool,
+    /// `collapse.no_table_sync=on`: the detached pte table is poisoned and
+    /// freed at once, with no table sync for lockless walkers (bug G).
+    pub no_table_sync: bool,
+}
+
+/// The collapse switches (read once per collapse).
+pub fn collapse_switches() -> CollapseSwitches {
+    CollapseSwitches {
+        check_before_clear: COLLAPSE_CHECK_BEFORE_CLEAR.load(Ordering::Relaxed),
+        no_table_sync: COLLAPSE_NO_TABLE_SYNC.load(Ordering::Relaxed),
+    }
+}
+
+/// Sets the collapse switches (tests that exercise both in one boot).
+pub fn set_collapse_switches(s: CollapseSwitches) {
+    COLLAPSE_CHECK_BEFORE_CLEAR.store(s.check_before_clear, Ordering::Relaxed);
+    COLLAPSE_NO_TABLE_SYNC.store(s.no_table_sync, Ordering::Relaxed);
 }

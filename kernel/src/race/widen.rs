@@ -49,12 +49,16 @@ pub enum Point {
     WriterPreCheck = 2,
     /// The writer right after the reference check.
     WriterPostCheck = 3,
+    /// A collapse between the isolation and the copy into the huge page.
+    CollapsePreCopy = 4,
 }
 
 impl Point {
     /// Number of points.
-    pub const COUNT: usize = 4;
-    const ALL: [Point; Point::COUNT] = [Point::GupPreRef, Point::WriterPostClear, Point::WriterPreCheck, Point::WriterPostCheck];
+    pub const COUNT: usize = 5;
+    /// Every point.
+    pub const ALL: [Point; Point::COUNT] =
+        [Point::GupPreRef, Point::WriterPostClear, Point::WriterPreCheck, Point::WriterPostCheck, Point::CollapsePreCopy];
 
     /// The point's name in boot keys (after `widen.`).
     pub fn name(self) -> &'static str {
@@ -63,6 +67,7 @@ impl Point {
             Point::WriterPostClear => "writer.post_clear",
             Point::WriterPreCheck => "writer.pre_check",
             Point::WriterPostCheck => "writer.post_check",
+            Point::CollapsePreCopy => "collapse.pre_copy",
         }
     }
 

@@ -152,7 +152,7 @@ impl Drop for Gather<'_> {
 /// Waits until every other online CPU has taken an empty IPI call (Linux:
 /// tlb_remove_table_sync_one()): a CPU in an interrupts-off lockless walk
 /// answers only after the walk. Always by IPI, whatever `tlb=` says.
-fn table_sync_one() {
+pub fn table_sync_one() {
     let mut others = smp::online_cpus();
     others.remove(smp::cpu_index());
     if others.is_empty() {

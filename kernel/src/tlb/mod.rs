@@ -48,7 +48,7 @@ use crate::mm::addr_space::AddressSpace;
 pub use flush::{
     Stride, TlbFlush, flush_pmd_collapse, flush_tlb_kernel_range, flush_tlb_mm, flush_tlb_mm_range, flush_tlb_page,
 };
-pub use gather::{Gather, POISON_ENTRY, flush_pending, poison_and_free_table};
+pub use gather::{Gather, POISON_ENTRY, flush_pending, poison_and_free_table, table_sync_one};
 
 /// How remote CPUs are asked to flush (`tlb=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

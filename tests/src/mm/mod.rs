@@ -106,6 +106,13 @@ pub fn read_phys(pa: x86_64::PhysAddr) -> u64 {
     unsafe { (kernel::mm::phys_to_virt(pa).as_ptr::<u64>()).read_volatile() }
 }
 
+/// Writes `v` at physical address `pa` through the direct map (a device's
+/// write into a pinned frame).
+pub fn write_phys(pa: x86_64::PhysAddr, v: u64) {
+    // SAFETY: callers pass frames they hold a pin on.
+    unsafe { (kernel::mm::phys_to_virt(pa).as_mut_ptr::<u64>()).write_volatile(v) }
+}
+
 /// mmap of private anonymous memory, panicking on error.
 pub fn mmap(mm: &AddressSpace, len: u64, prot: u32) -> u64 {
     use kernel::mm::mmap::{self as m, map};

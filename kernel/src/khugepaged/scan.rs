@@ -1,0 +1,246 @@
+//! The khugepaged thread (Linux khugepaged(), khugepaged_do_scan(),
+//! hpage_collapse_scan_pmd()).
+//!
+//! Address spaces are registered when an area of theirs gets
+//! `MADV_HUGEPAGE` (Linux khugepaged_enter_vma()). The thread walks every
+//! registered address space's areas that may hold huge pages (under the
+//! `thp=` policy) 2 MiB block by block, `pages_to_scan` ptes per batch,
+//! sleeping `scan_sleep_us` between batches. For each block mapped by a pte
+//! table it counts, with the mmap lock held for reading, the empty ptes
+//! (more than `max_ptes_none`: refused) and the present ones, then drops
+//! the lock and calls [`collapse_huge_page`], which decides under the
+//! write lock. Blocks mapped huge or not at all are skipped.
+
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use super::collapse::{Control, collapse_huge_page, vma_suitable};
+use super::{Refusal, Tunables, stats};
+use crate::mm::addr_space::AddressSpace;
+use crate::mm::paging::RawEntry;
+use crate::mm::{HUGE_PAGE_SIZE, pgtable};
+use crate::sched::{self, JoinHandle};
+use crate::sync::SpinLock;
+
+static PAGES_TO_SCAN: AtomicU64 = AtomicU64::new(Tunables::DEFAULT.pages_to_scan);
+static SLEEP_US: AtomicU64 = AtomicU64::new(Tunables::DEFAULT.scan_sleep_us);
+static MAX_PTES_NONE: AtomicU32 = AtomicU32::new(Tunables::DEFAULT.max_ptes_none);
+static MAX_PTES_SHARED: AtomicU32 = AtomicU32::new(Tunables::DEFAULT.max_ptes_shared);
+static STOP: AtomicBool = AtomicBool::new(false);
+static THREAD: SpinLock<Option<JoinHandle<()>>> = SpinLock::new("khugepaged handle", None);
+
+/// The registered address spaces and the scan cursor.
+struct Scanner {
+    mms: Vec<Weak<AddressSpace>>,
+    slot: usize,
+    addr: u64,
+}
+
+/// A sleeping-safe lock (not a spinlock: the cursor's holder takes mmap
+/// locks, which may sleep), taken by [`lock_scanner`].
+static SCANNER: spin::Mutex<Scanner> = spin::Mutex::new(Scanner { mms: Vec::new(), slot: 0, addr: 0 });
+
+fn lock_scanner() -> spin::MutexGuard<'static, Scanner> {
+    loop {
+        if let Some(g) = SCANNER.try_lock() {
+            return g;
+        }
+        sched::yield_now();
+    }
+}
+
+// Tunables: Relaxed, each read on its own; a batch may see an old and a new
+// value mixed, as with Linux's sysfs writes.
+/// Sets khugepaged's tunables (effective at its next block).
+pub fn set_tunables(t: Tunables) {
+    PAGES_TO_SCAN.store(t.pages_to_scan.max(1), Ordering::Relaxed);
+    SLEEP_US.store(t.scan_sleep_us, Ordering::Relaxed);
+    MAX_PTES_NONE.store(t.max_ptes_none.min(511), Ordering::Relaxed);
+    MAX_PTES_SHARED.store(t.max_ptes_shared.min(511), Ordering::Relaxed);
+}
+
+/// The tunables in force.
+pub fn tunables() -> Tunables {
+    Tunables {
+        pages_to_scan: PAGES_TO_SCAN.load(Ordering::Relaxed),
+        scan_sleep_us: SLEEP_US.load(Ordering::Relaxed),
+        max_ptes_none: MAX_PTES_NONE.load(Ordering::Relaxed),
+        max_ptes_shared: MAX_PTES_SHARED.load(Ordering::Relaxed),
+    }
+}
+
+/// Registers `mm` for scanning (Linux __khugepaged_enter()); once.
+pub fn register(mm: &Arc<AddressSpace>) {
+    let mut s = lock_scanner();
+    s.mms.retain(|w| w.strong_count() > 0);
+    if !s.mms.iter().any(|w| core::ptr::eq(w.as_ptr(), Arc::as_ptr(mm))) {
+        s.mms.push(Arc::downgrade(mm));
+    }
+}
+
+/// Starts khugepaged on `cpu` with `t`. An error if it runs.
+pub fn start_khugepaged(cpu: usize, t: Tunables) -> Result<(), &'static str> {
+    let mut h = THREAD.lock();
+    if h.is_some() {
+        return Err("khugepaged is already running");
+    }
+    set_tunables(t);
+    STOP.store(false, Ordering::Relaxed);
+    let handle = sched::spawn_on(cpu, "khugepaged", || {
+        // Relaxed: a stop request needs no ordering with the scan state.
+        while !STOP.load(Ordering::Relaxed) {
+            scan_ptes(PAGES_TO_SCAN.load(Ordering::Relaxed));
+            match SLEEP_US.load(Ordering::Relaxed) {
+                0 => sched::yield_now(),
+                us => sleep_unless_stopped(us),
+            }
+        }
+    })
+    .map_err(|_| "khugepaged: no such CPU")?;
+    *h = Some(handle);
+    Ok(())
+}
+
+/// Sleeps `us` in slices of at most 10 ms, so a stop request is seen soon.
+fn sleep_unless_stopped(us: u64) {
+    let end = crate::time::now_ns() + us * 1000;
+    while !STOP.load(Ordering::Relaxed) {
+        let now = crate::time::now_ns();
+        if now >= end {
+            break;
+        }
+        sched::sleep_ns((end - now).min(10_000_000));
+    }
+}
+
+/// Stops khugepaged and waits for it (at most 10 s; an error names the CPU).
+pub fn stop_khugepaged() -> Result<(), alloc::string::String> {
+    let Some(h) = THREAD.lock().take() else { return Ok(()) };
+    STOP.store(true, Ordering::Relaxed);
+    let cpu = h.task().cpu;
+    h.join_timeout(10_000_000_000).map(|_| ()).map_err(|_| {
+        let _ = crate::smp::nmi::dump_cpus(crate::smp::CpuSet::single(cpu));
+        alloc::format!("khugepaged on cpu{cpu} did not stop within 10 s")
+    })
+}
+
+/// What the read-locked look at a block found.
+enum Block {
+    /// Not mapped by a pte table (empty, or huge already): nothing to do.
+    Skip,
+    /// A candidate for collapse_huge_page.
+    Candidate,
+}
+
+/// Linux hpage_collapse_scan_pmd(): a cheap look under the read lock.
+fn scan_pmd(mm: &AddressSpace, haddr: u64) -> Result<Block, Refusal> {
+    let Some(pmd) = pgtable::pmd(mm, haddr, false).ok().flatten() else { return Ok(Block::Skip) };
+    let v = pmd.get();
+    if !v.is_present() || v.is_huge() {
+        return Ok(Block::Skip);
+    }
+    let Some(pt) = pgtable::pte_table(pmd, false).ok().flatten() else { return Ok(Block::Skip) };
+    let _ptl = pt.lock();
+    let max_none = MAX_PTES_NONE.load(Ordering::Relaxed);
+    let none = (0..512).filter(|&i| pt.table.entry(i).load(Ordering::Acquire) == RawEntry::EMPTY).count() as u32;
+    if none == 512 {
+        return Ok(Block::Skip);
+    }
+    if none > max_none {
+        return Err(Refusal::NonePtes);
+    }
+    Ok(Block::Candidate)
+}
+
+/// Scans about `n` ptes (one khugepaged batch; a 2 MiB block counts 512).
+/// Returns the blocks examined. Tests call it with khugepaged stopped.
+pub fn scan_ptes(n: u64) -> u64 {
+    let mut budget = n as i64;
+    let mut blocks = 0;
+    let mut passes = 0;
+    while budget > 0 {
+        // The next block, from the cursor (the scanner lock is never held
+        // across a collapse).
+        let next = {
+            let mut s = lock_scanner();
+            next_block(&mut s, &mut passes)
+        };
+        let Some((mm, haddr)) = next else { break };
+        budget -= 512;
+        blocks += 1;
+        stats::note_scanned(512);
+        let look = {
+            let vmas = mm.vmas.read();
+            match vmas.find(haddr) {
+                Some(v) if vma_suitable(v, haddr, Control::Khugepaged) => scan_pmd(&mm, haddr),
+                _ => Ok(Block::Skip),
+            }
+        };
+        match look {
+            Ok(Block::Candidate) => {
+                // Refusals are counted by collapse_huge_page.
+                let _ = collapse_huge_page(&mm, haddr, Control::Khugepaged);
+            }
+            Ok(Block::Skip) => {}
+            Err(r) => stats::note_refused(r),
+        }
+        sched::cond_resched();
+    }
+    blocks
+}
+
+/// Moves the cursor to the next 2 MiB block of an area that may hold huge
+/// pages; counts a full scan when it wraps. `None` when there is nothing
+/// to scan (no address space, or a whole pass found no block).
+fn next_block(s: &mut Scanner, passes: &mut u32) -> Option<(Arc<AddressSpace>, u64)> {
+    loop {
+        if s.slot >= s.mms.len() {
+            s.slot = 0;
+            s.addr = 0;
+            s.mms.retain(|w| w.strong_count() > 0);
+            if !s.mms.is_empty() {
+                stats::note_full_scan();
+            }
+            *passes += 1;
+            if s.mms.is_empty() || *passes > 1 {
+                return None;
+            }
+        }
+        let Some(mm) = s.mms[s.slot].upgrade() else {
+            s.slot += 1;
+            s.addr = 0;
+            continue;
+        };
+        let found = {
+            let vmas = mm.vmas.read();
+            vmas.iter()
+                .filter(|v| v.end > s.addr && vma_suitable_any(v))
+                .find_map(|v| {
+                    let mut a = s.addr.max(v.start).next_multiple_of(HUGE_PAGE_SIZE);
+                    while a + HUGE_PAGE_SIZE <= v.end {
+                        if vma_suitable(v, a, Control::Khugepaged) {
+                            return Some(a);
+                        }
+                        a += HUGE_PAGE_SIZE;
+                    }
+                    None
+                })
+        };
+        match found {
+            Some(a) => {
+                s.addr = a + HUGE_PAGE_SIZE;
+                *passes = 0;
+                return Some((mm, a));
+            }
+            None => {
+                s.slot += 1;
+                s.addr = 0;
+            }
+        }
+    }
+}
+
+fn vma_suitable_any(v: &crate::mm::vma::Vma) -> bool {
+    !v.flags.contains(crate::mm::vma::VmFlags::NOHUGEPAGE)
+}
