@@ -171,3 +171,25 @@ fn bench_ksm_merges_64_mib_of_equal_pages() {
     assert!(get("merge_rate_pages_per_s") > 0, "{line}");
     assert!(get("full_scans") >= 1, "{line}");
 }
+
+#[test]
+fn bench_collapse_times_madv_collapse_with_and_without_a_remote_cpu() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["bench=collapse"], 240);
+    common::expect_exit(&r, 0);
+    for k in [0, 1] {
+        let prefix = format!("RESULT collapse remote_cpus={k} ");
+        let line = r
+            .output
+            .console
+            .results
+            .iter()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix}line:\n{}", common::everything(&r)));
+        let get = |key: &str| value(line, key).unwrap_or_else(|| panic!("no numeric {key}= in: {line}"));
+        assert!(get("n") >= 10, "too few collapses timed: {line}");
+        assert_eq!(get("fails"), 0, "collapses failed: {line}");
+        for key in ["mean_us", "median_us", "p10_us", "p90_us", "min_us"] {
+            assert!(line.contains(&format!(" {key}=")), "no {key}= in: {line}");
+        }
+    }
+}

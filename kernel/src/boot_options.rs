@@ -50,8 +50,8 @@ pub const KEYS: &[KeyInfo] = &[
     },
     KeyInfo {
         key: "bench",
-        values: "ipi,rcu,tlb,shootdown,gup,ksm (comma-separated)",
-        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency; tlb: flush_page shootdown cost; shootdown: user mprotect/madvise cost by remote CPUs; gup: GUP-fast and slow-path cost per page; ksm: ksmd merge rate on 64 MiB of equal pages)",
+        values: "ipi,rcu,tlb,shootdown,gup,ksm,collapse (comma-separated)",
+        help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency; tlb: flush_page shootdown cost; shootdown: user mprotect/madvise cost by remote CPUs; gup: GUP-fast and slow-path cost per page; ksm: ksmd merge rate on 64 MiB of equal pages; collapse: MADV_COLLAPSE of 512 small pages with 0 and 1 remote CPUs)",
     },
     KeyInfo {
         key: "rcu.stall_ms",

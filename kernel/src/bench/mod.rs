@@ -1,6 +1,6 @@
 //! In-kernel benchmarks, run by the main kernel after boot when the boot
 //! option `bench=` lists them (`bench=ipi,rcu`), each a file next to
-//! [`ipi`]: `rcu`, `tlb`, `gup`, `ksm`; [`shootdown`] times from a user
+//! [`ipi`]: `rcu`, `tlb`, `gup`, `ksm`, `collapse`; [`shootdown`] times from a user
 //! program, which reports its lines through [`user`]).
 //!
 //! Each benchmark prints one machine-readable line per configuration,
@@ -14,6 +14,7 @@
 //! and a line in [`run`]. [`Sampler`] and [`Stats`] give every benchmark the
 //! same warm-up, sample bound, time budget and percentiles.
 
+pub mod collapse;
 pub mod gup;
 pub mod ksm;
 pub mod ipi;
@@ -43,11 +44,13 @@ pub enum Bench {
     Gup,
     /// How fast ksmd merges 64 MiB of identical pages.
     Ksm,
+    /// MADV_COLLAPSE of 512 small pages, by number of remote CPUs.
+    Collapse,
 }
 
 impl Bench {
     /// Every benchmark, in the order [`run`] runs them.
-    pub const ALL: [Bench; 6] = [Bench::Ipi, Bench::Rcu, Bench::Tlb, Bench::Shootdown, Bench::Gup, Bench::Ksm];
+    pub const ALL: [Bench; 7] = [Bench::Ipi, Bench::Rcu, Bench::Tlb, Bench::Shootdown, Bench::Gup, Bench::Ksm, Bench::Collapse];
 
     /// The name used in `bench=` and in RESULT lines.
     pub const fn name(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Bench {
             Bench::Shootdown => "shootdown",
             Bench::Gup => "gup",
             Bench::Ksm => "ksm",
+            Bench::Collapse => "collapse",
         }
     }
 
@@ -123,6 +127,7 @@ pub fn run(set: BenchSet) -> Result<(), BenchError> {
             Bench::Shootdown => shootdown::run()?,
             Bench::Gup => gup::run()?,
             Bench::Ksm => ksm::run()?,
+            Bench::Collapse => collapse::run()?,
         }
         log::info!("bench {}: done in {} ms", b.name(), (now_ns() - start) / 1_000_000);
     }
