@@ -240,7 +240,7 @@ fn walk(
             }
             let p = page::page(pte.addr().as_u64() / PAGE_SIZE);
             seen.push(p.pfn());
-            widen::at(Point::GupPreRef, p.pfn());
+            widen::at_keys(Point::GupPreRef, p.pfn(), pmd.addr().as_u64() / PAGE_SIZE);
             let at = out.len();
             if !try_grab(p, 1, flags, out) {
                 break 'outer;

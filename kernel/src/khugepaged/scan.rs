@@ -79,6 +79,14 @@ pub fn register(mm: &Arc<AddressSpace>) {
     }
 }
 
+/// fork's hook (Linux khugepaged_fork()): a child that inherited
+/// `MADV_HUGEPAGE` areas is scanned too.
+pub fn fork(child: &Arc<AddressSpace>) {
+    if child.vmas.read().iter().any(|v| v.flags.contains(crate::mm::vma::VmFlags::HUGEPAGE)) {
+        register(child);
+    }
+}
+
 /// Starts khugepaged on `cpu` with `t`. An error if it runs.
 pub fn start_khugepaged(cpu: usize, t: Tunables) -> Result<(), &'static str> {
     let mut h = THREAD.lock();

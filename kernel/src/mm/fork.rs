@@ -52,6 +52,7 @@ pub fn fork_mm(parent: &AddressSpace) -> Result<Arc<AddressSpace>, NoMemory> {
     drop(pv);
     result?;
     crate::ksm::fork(&child);
+    crate::khugepaged::fork(&child);
     Ok(child)
 }
 

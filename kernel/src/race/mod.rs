@@ -1,5 +1,5 @@
 //! The race instrumentation: the writer-side protocol switches of
-//! `../shared/reference/controls.md` (`sync=`, `ksm.*`), the window-widening
+//! `../shared/reference/controls.md` (`sync=`, `ksm.*`, `collapse.*`), the window-widening
 //! points, and overlap counting.
 //!
 //! * [`config`]: the boot keys of the race tests, parsed into [`RaceConfig`]
@@ -7,7 +7,7 @@
 //!   at exactly one decision point (named in its key's documentation).
 //! * [`widen`]: bounded delays and forced interleavings at the named points
 //!   (`gup.pre_ref`, `writer.post_clear`, `writer.pre_check`,
-//!   `writer.post_check`). With no widening configured a point costs one
+//!   `writer.post_check`, `collapse.pre_copy`). With no widening configured a point costs one
 //!   relaxed load.
 //! * [`overlap`]: TSC-stamped intervals of GUP-fast's interrupts-off walks and
 //!   of writers' clear-to-check windows, and the count of the pairs that

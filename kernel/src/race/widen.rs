@@ -7,7 +7,10 @@
 //! `writer.post_clear` (between the clear and the flush),
 //! `writer.pre_check` (between the flush and the reference check) and
 //! `writer.post_check` (right after the check: before the clear under
-//! `ksm.check_before_clear`, before the read-only pte goes in otherwise).
+//! `ksm.check_before_clear`, before the read-only pte goes in otherwise),
+//! and `collapse.pre_copy` (a collapse between its isolate step and the
+//! copy). KSM's points are keyed by the page, a collapse's by the pte
+//! table of its 2 MiB range; GUP-fast arrives with both keys ([`at_keys`]).
 //!
 //! A forced interleaving names the point to wait for: `wait:POINT:US`
 //! pauses until some CPU reaches `POINT` *on the same page* (after this
@@ -137,6 +140,11 @@ static WRITER_ARRIVALS: AtomicU64 = AtomicU64::new(0);
 static ARRIVAL_PFN: [AtomicU64; Point::COUNT] = [const { AtomicU64::new(u64::MAX) }; Point::COUNT];
 static GUP_PFN: AtomicU64 = AtomicU64::new(u64::MAX);
 static WRITER_PFN: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The second key of the latest arrival (GUP-fast: the pte table it walks,
+/// which is a collapse's key), per point and per side.
+static ARRIVAL_ALT: [AtomicU64; Point::COUNT] = [const { AtomicU64::new(u64::MAX) }; Point::COUNT];
+static GUP_ALT: AtomicU64 = AtomicU64::new(u64::MAX);
+static WRITER_ALT: AtomicU64 = AtomicU64::new(u64::MAX);
 /// The CPU of the latest arrival on each side.
 static GUP_CPU: AtomicU64 = AtomicU64::new(u64::MAX);
 static WRITER_CPU: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -189,21 +197,31 @@ fn spin_until(deadline: u64, mut done: impl FnMut() -> bool) {
 /// configured. May run with interrupts off; never sleeps, never locks.
 #[inline]
 pub fn at(p: Point, pfn: u64) {
+    at_keys(p, pfn, pfn);
+}
+
+/// [`at`] with a second key: GUP-fast passes the page and the pte table it
+/// reads it from, so that a forced interleaving matches a KSM writer (keyed
+/// by the page) and a collapse (keyed by the table of its 2 MiB range).
+#[inline]
+pub fn at_keys(p: Point, pfn: u64, alt: u64) {
     if !ANY.load(Ordering::Relaxed) {
         return;
     }
     let kind = KIND[p as usize].load(Ordering::Relaxed);
-    let (mine, mine_pfn, mine_cpu, other, other_pfn, other_cpu) = if p.is_writer() {
-        (&WRITER_ARRIVALS, &WRITER_PFN, &WRITER_CPU, &GUP_ARRIVALS, &GUP_PFN, &GUP_CPU)
+    let (mine, mine_pfn, mine_alt, mine_cpu, other, other_pfn, other_alt, other_cpu) = if p.is_writer() {
+        (&WRITER_ARRIVALS, &WRITER_PFN, &WRITER_ALT, &WRITER_CPU, &GUP_ARRIVALS, &GUP_PFN, &GUP_ALT, &GUP_CPU)
     } else {
-        (&GUP_ARRIVALS, &GUP_PFN, &GUP_CPU, &WRITER_ARRIVALS, &WRITER_PFN, &WRITER_CPU)
+        (&GUP_ARRIVALS, &GUP_PFN, &GUP_ALT, &GUP_CPU, &WRITER_ARRIVALS, &WRITER_PFN, &WRITER_ALT, &WRITER_CPU)
     };
     let cpu = percpu::cpu_index() as u64;
     mine_cpu.store(cpu, Ordering::Relaxed);
     // Relaxed: arrivals are a hint for the other side's pause; nothing is
     // published through them. The page goes first, then the count.
     mine_pfn.store(pfn, Ordering::Relaxed);
+    mine_alt.store(alt, Ordering::Relaxed);
     ARRIVAL_PFN[p as usize].store(pfn, Ordering::Relaxed);
+    ARRIVAL_ALT[p as usize].store(alt, Ordering::Relaxed);
     mine.fetch_add(1, Ordering::Release);
     ARRIVALS[p as usize].fetch_add(1, Ordering::Release);
     if kind == 0 {
@@ -221,11 +239,16 @@ pub fn at(p: Point, pfn: u64) {
             if other_cpu.load(Ordering::Relaxed) == cpu {
                 return;
             }
-            let (target, target_pfn) =
-                if k == 3 { (other, other_pfn) } else { (&ARRIVALS[usize::from(k - 4)], &ARRIVAL_PFN[usize::from(k - 4)]) };
+            let (target, target_pfn, target_alt) = if k == 3 {
+                (other, other_pfn, other_alt)
+            } else {
+                let i = usize::from(k - 4);
+                (&ARRIVALS[i], &ARRIVAL_PFN[i], &ARRIVAL_ALT[i])
+            };
             let seen = target.load(Ordering::Acquire);
             spin_until(now + tsc::ns_to_ticks(us * 1000), || {
-                target.load(Ordering::Acquire) != seen && target_pfn.load(Ordering::Relaxed) == pfn
+                let (tp, ta) = (target_pfn.load(Ordering::Relaxed), target_alt.load(Ordering::Relaxed));
+                target.load(Ordering::Acquire) != seen && (tp == pfn || tp == alt || ta == pfn || ta == alt)
             });
         }
     }
