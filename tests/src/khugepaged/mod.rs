@@ -10,6 +10,7 @@
 
 pub mod collapse;
 pub mod daemon;
+pub mod protocol;
 
 use alloc::sync::Arc;
 use kernel::khugepaged::{self, Tunables};
