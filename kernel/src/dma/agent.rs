@@ -20,7 +20,9 @@ use super::completion::{Completion, DmaTicket};
 use super::store::Store;
 use super::{DelayMode, DeviceSide, Direction, DmaEngine, DmaError, DmaRequest, DmaStats};
 use crate::arch::tsc;
-use crate::mm::{PAGE_SIZE, page, phys_to_virt};
+use crate::mm::frame_io::DevicePage;
+use crate::mm::{PAGE_SIZE, page};
+use x86_64::PhysAddr;
 use crate::sched::wait::WaitQueue;
 use crate::sync::SpinLock;
 use abi::dio::{BLOCK, DEVICE_SIZE, pattern_word};
@@ -196,27 +198,33 @@ fn run() {
     }
 }
 
-/// Moves the data of `req` (validated) through the direct map.
+/// Moves the data of `req` (validated) through the direct map, one atomic
+/// word at a time (`mm::frame_io`'s device side: the CPU side may access the
+/// same words concurrently). The segments' frames are kept allocated by the
+/// submitter's pins until the completion; a word of a frame found unpinned
+/// is not touched (frame_io reports it as a use after free).
 fn transfer(req: &DmaRequest, store: &Store) {
     let mut pos = 0u64;
     for s in &req.segments {
-        let base = phys_to_virt(s.phys).as_mut_ptr::<u64>();
-        for i in 0..s.len / 8 {
-            // SAFETY: the segment lies in physical memory (validated) and its
-            // frames are kept allocated by the submitter's pins until the
-            // completion below; the direct map covers all of memory.
-            // Volatile: the CPU side may access the same words concurrently.
-            let word = unsafe { base.add(i as usize) };
-            match (req.dir, req.device) {
-                // SAFETY: as above.
-                (Direction::ToMemory, DeviceSide::Pattern { seq }) => unsafe { word.write_volatile(pattern_word(seq, pos)) },
-                // SAFETY: as above.
-                (Direction::ToMemory, DeviceSide::Store { offset }) => unsafe { word.write_volatile(store.read(offset + pos)) },
-                // SAFETY: as above.
-                (Direction::FromMemory, DeviceSide::Store { offset }) => store.write(offset + pos, unsafe { word.read_volatile() }),
-                (Direction::FromMemory, DeviceSide::Pattern { .. }) => unreachable!("refused by validate()"),
+        let (mut pa, end) = (s.phys.as_u64(), s.phys.as_u64() + s.len);
+        while pa < end {
+            // One frame at a time: the pin check is per frame.
+            let frame_end = end.min((pa & !(PAGE_SIZE - 1)) + PAGE_SIZE);
+            let dev = DevicePage::pinned(PhysAddr::new(pa));
+            for a in (pa..frame_end).step_by(8) {
+                let (off, p) = ((a & (PAGE_SIZE - 1)) as usize, pos + (a - pa));
+                // An unpinned frame was reported by DevicePage::pinned; the
+                // device skips it.
+                let Ok(dev) = &dev else { break };
+                match (req.dir, req.device) {
+                    (Direction::ToMemory, DeviceSide::Pattern { seq }) => dev.write_word(off, pattern_word(seq, p)),
+                    (Direction::ToMemory, DeviceSide::Store { offset }) => dev.write_word(off, store.read(offset + p)),
+                    (Direction::FromMemory, DeviceSide::Store { offset }) => store.write(offset + p, dev.read_word(off)),
+                    (Direction::FromMemory, DeviceSide::Pattern { .. }) => unreachable!("refused by validate()"),
+                }
             }
-            pos += 8;
+            pos += frame_end - pa;
+            pa = frame_end;
         }
     }
 }

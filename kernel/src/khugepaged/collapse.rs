@@ -45,7 +45,7 @@ use crate::mm::page::{self, Page, PageFlags, PageLock, PageRef};
 use crate::mm::paging::{PteFlags, RawEntry};
 use crate::mm::pgtable::{self, DetachedPteTable, PteFree, PteTable};
 use crate::mm::vma::{Prot, VmFlags, Vma, VmaSet};
-use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
+use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE, frame_io};
 use crate::race::overlap::WriterWindow;
 use crate::race::widen::{self, Point};
 use crate::race::{self, SyncMode};
@@ -168,10 +168,10 @@ fn collapse_huge_page_copy(folio: &PageRef, iso: &Isolated) {
     for i in 0..512usize {
         match next.peek() {
             Some(&&(j, p)) if j == i => {
-                page::copy_into_subpage(folio, i as u64, p);
+                frame_io::copy_page_into(folio, i, p);
                 next.next();
             }
-            _ => page::zero_subpage(folio, i as u64),
+            _ => frame_io::zero_page_in(folio, i),
         }
     }
 }

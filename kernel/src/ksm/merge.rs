@@ -32,7 +32,7 @@ use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::{Page, PageFlags, PageRef};
 use crate::mm::paging::{PteFlags, RawEntry};
 use crate::mm::pgtable::{self, PteTable};
-use crate::mm::{PAGE_SIZE, phys_to_virt};
+use crate::mm::frame_io;
 use crate::race::overlap::WriterWindow;
 use crate::race::widen::{self, Point};
 use crate::race::{self, SyncMode};
@@ -49,17 +49,11 @@ fn pte_table(mm: &AddressSpace, addr: u64) -> Result<PteTable, Refusal> {
 }
 
 /// Whether two 4 KiB pages have the same contents (Linux pages_identical()).
+/// Both are live (the caller holds references). Racing writers can only make
+/// the comparison fail, which the merge then refuses: the merge compares
+/// after write_protect_page() flushed every writable translation.
 pub fn identical(a: &Page, b: &Page) -> bool {
-    // SAFETY: both pages are live (the caller holds references) and 4 KiB;
-    // the direct map covers all RAM. Racing writers can only make the
-    // comparison fail, which the merge then refuses.
-    let (x, y) = unsafe {
-        (
-            core::slice::from_raw_parts(phys_to_virt(a.phys()).as_ptr::<u8>(), PAGE_SIZE as usize),
-            core::slice::from_raw_parts(phys_to_virt(b.phys()).as_ptr::<u8>(), PAGE_SIZE as usize),
-        )
-    };
-    x == y
+    frame_io::same_contents(a, b)
 }
 
 /// The reference and pin checks of step 4. `page` is held by one reference of

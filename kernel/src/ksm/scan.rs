@@ -28,7 +28,7 @@ use crate::mm::addr_space::AddressSpace;
 use crate::mm::fault::{self, Access, AccessKind};
 use crate::mm::page::{self, Page, PageFlags, PageRef};
 use crate::mm::vma::{VmFlags, VmaSet};
-use crate::mm::{PAGE_SIZE, phys_to_virt, pgtable};
+use crate::mm::{PAGE_SIZE, frame_io, pgtable};
 use crate::sched::{self, JoinHandle};
 use crate::sync::SpinLock;
 
@@ -125,11 +125,10 @@ pub fn stop_ksmd() -> Result<(), alloc::string::String> {
 }
 
 /// A 64-bit hash of a page's contents (Linux calc_checksum(), xxhash there).
+/// The caller holds a reference on `p`; concurrent writes only change the
+/// hash, which the merge re-checks.
 fn checksum(p: &Page) -> u64 {
-    // SAFETY: the caller holds a reference on `p`; 4 KiB in the direct map.
-    // Concurrent writes only change the hash, which the merge re-checks.
-    let words = unsafe { core::slice::from_raw_parts(phys_to_virt(p.phys()).as_ptr::<u64>(), PAGE_SIZE as usize / 8) };
-    words.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &w| (h ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(17))
+    frame_io::checksum(p)
 }
 
 /// What a pte lookup found.

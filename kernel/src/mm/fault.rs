@@ -16,11 +16,11 @@ use x86_64::VirtAddr;
 
 use super::addr_space::AddressSpace;
 use super::flush::Batch;
+use super::frame_io;
 use super::page::{self, PageFlags, PageRef};
 use super::paging::{PteFlags, RawEntry};
 use super::pgtable::{self, Pmd, PteTable};
 use super::vma::{Prot, VmFlags, Vma, VmaSet};
-use super::PAGE_SIZE;
 
 /// What the faulting access wanted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,17 +312,11 @@ fn wp_page(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, unshare: bool)
     // Copy (Linux wp_page_copy()). Frames come from a spinlock-protected
     // allocator, so allocating under the page-table lock cannot sleep.
     let new = page::alloc_folio(0, false).ok_or(FaultError::OutOfMemory)?;
-    // SAFETY: both frames are live (old: its mapping's reference, which we
-    // hold the lock of; new: ours) and 4 KiB; the direct map covers them. The
-    // old page is read-only in every mapping, so its contents are stable
-    // (a DMA pin writing it is the fork-vs-pin case Linux handles at fork).
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            super::phys_to_virt(old.phys()).as_ptr::<u8>(),
-            new.as_mut_ptr(),
-            PAGE_SIZE as usize,
-        )
-    };
+    // `old` is live (its mapping's reference, whose lock we hold) and
+    // read-only in every mapping, so its contents are stable (a DMA pin
+    // writing it is the fork-vs-pin case Linux handles at fork); the copy is
+    // published by the Release store of the new pte below.
+    frame_io::copy_page_from(&new, old);
     let p = new.page();
     p.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
     p.map_pte();

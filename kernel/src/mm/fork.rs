@@ -16,6 +16,7 @@ use core::sync::atomic::Ordering;
 
 use super::addr_space::{AddressSpace, AddressSpaceError};
 use super::flush::Batch;
+use super::frame_io;
 use super::page::{self, PageFlags, PageRef};
 use super::paging::{PteFlags, RawEntry};
 use super::pgtable::{self, NoMemory};
@@ -134,14 +135,10 @@ fn copy_pte(
     if v.is_present() && p.has(PageFlags::ANON_EXCLUSIVE) && p.maybe_dma_pinned() {
         // Linux copy_present_page(): the child gets its own copy now.
         let new = page::alloc_folio(0, false).ok_or(NoMemory)?;
-        // SAFETY: both frames are live and 4 KiB; the direct map covers them.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                super::phys_to_virt(p.phys()).as_ptr::<u8>(),
-                new.as_mut_ptr(),
-                PAGE_SIZE as usize,
-            )
-        };
+        // `p` is live (the parent's mapping, whose table lock we hold); a
+        // DMA into it may race with the copy (word-atomic, see frame_io), as
+        // in Linux. The child's Release pte store publishes the copy.
+        frame_io::copy_page_from(&new, p);
         let np = new.page();
         np.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
         np.map_pte();

@@ -18,6 +18,7 @@ pub mod fault;
 pub mod flush;
 pub mod fork;
 pub mod frame;
+pub mod frame_io;
 pub mod heap;
 pub mod kernel_map;
 pub mod layout;

@@ -31,7 +31,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 use x86_64::PhysAddr;
 
-use super::{PAGE_SIZE, frame, phys_to_virt};
+use super::{PAGE_SIZE, frame};
 use crate::sync::{SpinLock, ThreadLock, ThreadLockGuard};
 
 /// What a FOLL_PIN adds to a small folio's refcount (Linux GUP_PIN_COUNTING_BIAS).
@@ -496,20 +496,6 @@ impl PageRef {
     pub unsafe fn adopt(page: &'static Page) -> PageRef {
         PageRef { page }
     }
-
-    /// The page's bytes through the direct map.
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: the reference keeps the frame allocated; concurrent writers
-        // (user threads, DMA) may change it, which for plain bytes read here
-        // only means the snapshot may be torn, as a racy read in Linux.
-        unsafe { core::slice::from_raw_parts(phys_to_virt(self.phys()).as_ptr::<u8>(), PAGE_SIZE as usize) }
-    }
-
-    /// A raw pointer to the page's bytes through the direct map (for copies
-    /// and volatile accesses that may race with other CPUs).
-    pub fn as_mut_ptr(&self) -> *mut u8 {
-        phys_to_virt(self.phys()).as_mut_ptr::<u8>()
-    }
 }
 
 impl Drop for PageRef {
@@ -661,11 +647,9 @@ fn free_folio(f: &'static Page) {
     if f.entire_mapcount.load(Ordering::Acquire) != 0 {
         report_invariant(format_args!("folio {:#x} freed while pmd-mapped", f.phys()));
     }
-    let bytes = (PAGE_SIZE << order) as usize;
-    // SAFETY: the last reference is gone, so nothing owns the frames; the direct
-    // map covers them. A stale user of the frame sees the poison, which is the
-    // point.
-    unsafe { core::ptr::write_bytes(phys_to_virt(f.phys()).as_mut_ptr::<u8>(), POISON_BYTE, bytes) };
+    // SAFETY: the last reference is gone, so nothing owns the frames. A stale
+    // user of the frame sees the poison, which is the point.
+    unsafe { super::frame_io::poison(f.phys(), order, POISON_BYTE) };
     for i in 0..(1u64 << order) {
         page(f.pfn() + i).flags.store(0, Ordering::Relaxed);
     }
@@ -738,45 +722,14 @@ pub fn set_quarantine(on: bool) {
 
 fn release_quarantined(pfn: u64) {
     let p = page(pfn);
-    // SAFETY: the frame is free and ours (the quarantine holds it); 4 KiB in
-    // the direct map.
-    let bytes = unsafe { core::slice::from_raw_parts(phys_to_virt(p.phys()).as_ptr::<u8>(), PAGE_SIZE as usize) };
-    if let Some(off) = bytes.iter().position(|&b| b != POISON_BYTE) {
+    // The frame is free and the quarantine's; a stale writer may still race
+    // with this read (atomic, see frame_io), which is what it looks for.
+    if let Some(off) = super::frame_io::first_byte_not(p, POISON_BYTE) {
         report_uaf(format_args!("freed frame {:#x} was written after its free (offset {off:#x})", p.phys()));
     }
     let frame = x86_64::structures::paging::PhysFrame::containing_address(p.phys());
     // SAFETY: a freed order-0 folio, held by the quarantine until now.
     unsafe { frame::free(frame, 0) };
-}
-
-/// Copies the 4 KiB page `src` into subpage `index` of the folio held by
-/// `dst` (Linux copy_mc_user_highpage() in __collapse_huge_page_copy()).
-/// Racing writers of `src` can only be a bug the caller's oracles look for
-/// (the collapse unmapped and isolated it), never undefined behaviour here:
-/// the copy goes through raw pointers, no reference to the bytes exists.
-pub fn copy_into_subpage(dst: &PageRef, index: u64, src: &Page) {
-    let head = dst.page().folio();
-    assert!(index < (1u64 << head.order()), "subpage {index} outside a folio of order {}", head.order());
-    // SAFETY: `dst`'s reference keeps its folio allocated, and subpage
-    // `index` is inside it (checked above); `src` is a live page (the
-    // caller holds it isolated and locked); both 4 KiB in the direct map
-    // and distinct frames.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            phys_to_virt(src.phys()).as_ptr::<u8>(),
-            phys_to_virt(head.phys() + index * PAGE_SIZE).as_mut_ptr::<u8>(),
-            PAGE_SIZE as usize,
-        )
-    };
-}
-
-/// Zeroes subpage `index` of the folio held by `dst` (Linux
-/// clear_user_highpage() for a none pte in __collapse_huge_page_copy()).
-pub fn zero_subpage(dst: &PageRef, index: u64) {
-    let head = dst.page().folio();
-    assert!(index < (1u64 << head.order()), "subpage {index} outside a folio of order {}", head.order());
-    // SAFETY: as in `copy_into_subpage`: our reference, inside the folio.
-    unsafe { core::ptr::write_bytes(phys_to_virt(head.phys() + index * PAGE_SIZE).as_mut_ptr::<u8>(), 0, PAGE_SIZE as usize) };
 }
 
 /// Marks a raw frame as a page table (and initialises its lock state).

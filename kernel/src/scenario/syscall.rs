@@ -8,7 +8,7 @@ use abi::race as r;
 
 use super::SHARED;
 use crate::mm::uaccess::{self, UserPtr};
-use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE, pgtable, phys_to_virt};
+use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE, frame_io, page, pgtable};
 
 /// Pages each worker pins by direct read per iteration.
 pub const DIO_PAGES: u64 = 2;
@@ -95,7 +95,9 @@ fn probe_once(mm: &crate::mm::addr_space::AddressSpace, addr: u64) -> Result<u64
             if !v.is_present() || !v.is_huge() {
                 return Err(Errno::EFAULT);
             }
-            read_phys(v.addr().as_u64() + (addr & (HUGE_PAGE_SIZE - 1)))
+            // The huge folio the pmd maps, held in place by its lock.
+            let pa = v.addr() + (addr & (HUGE_PAGE_SIZE - 1));
+            frame_io::read_word(page::page_of(pa), (pa.as_u64() & (PAGE_SIZE - 1)) as usize)
         } else {
             let pt = pgtable::pte_table(pmd, false).ok().flatten().ok_or(Errno::EFAULT)?;
             let _ptl = pt.lock();
@@ -106,16 +108,12 @@ fn probe_once(mm: &crate::mm::addr_space::AddressSpace, addr: u64) -> Result<u64
             if !e.is_present() {
                 return Err(Errno::EFAULT);
             }
-            read_phys(e.addr().as_u64() + (addr & (PAGE_SIZE - 1)))
+            // The frame a present leaf maps, held in place by the page-table
+            // lock we hold (its mapping's reference keeps it allocated).
+            frame_io::read_word(page::page_of(e.addr()), (addr & (PAGE_SIZE - 1)) as usize)
         }
     };
     x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(addr));
     Ok(value)
 }
 
-fn read_phys(pa: u64) -> u64 {
-    // SAFETY: `pa` is inside a frame a present leaf maps, held in place by
-    // the page-table lock the caller holds (its mapping's reference keeps
-    // it allocated); 8-aligned; the direct map covers all RAM.
-    unsafe { core::ptr::read_volatile(phys_to_virt(x86_64::PhysAddr::new(pa)).as_ptr::<u64>()) }
-}

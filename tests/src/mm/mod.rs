@@ -11,6 +11,7 @@
 pub mod calls;
 pub mod cow;
 pub mod faults;
+pub mod frame_io;
 pub mod pages;
 
 use alloc::sync::Arc;
