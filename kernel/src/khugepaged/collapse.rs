@@ -123,7 +123,8 @@ fn collapse_huge_page_isolate(pt: &PteTable, cc: Control) -> Result<Isolated, Re
             return Err(Refusal::NotAnon); // PROT_NONE (Linux SCAN_PTE_NON_PRESENT)
         }
         let p = page::page_of(e.addr());
-        if !p.has(PageFlags::ANON) || p.folio().has(PageFlags::KSM) || p.has(PageFlags::KSM) {
+        // Anon and KSM are folio properties (Linux folio_test_anon()).
+        if !p.folio().has(PageFlags::ANON) || p.folio().has(PageFlags::KSM) {
             return Err(Refusal::NotAnon);
         }
         if p.mapcount() > 1 {

@@ -99,6 +99,36 @@ kernel::ktests! {
         });
     }
 
+    fn a_pte_mapped_huge_page_collapses_into_a_new_one() {
+        collapse_no_leaks(|| {
+            // Linux's collapse_full_of_compound: a THP split into ptes by a
+            // partial MADV_DONTNEED stays one large folio mapped 511 times.
+            let mm = new_mm();
+            let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
+            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            in_mm(&mm, move || {
+                for i in 0..512 {
+                    write(a + i * PAGE_SIZE, word(i));
+                }
+            });
+            let old = translate(&mm, a).unwrap();
+            assert_eq!(old.level, Level::Pd, "no huge page to start from");
+            m::madvise(&mm, a + 7 * PAGE_SIZE, PAGE_SIZE, advice::DONTNEED).unwrap();
+            assert_eq!(level(&mm, a), Some(Level::Pt), "the partial MADV_DONTNEED did not split the huge pmd");
+            let folio = page::page_of(old.phys);
+            assert!(folio.is_large() && folio.refcount() == 511, "{folio:?}");
+            // A pin on one subpage of the large folio refuses the whole range.
+            let pin = PinnedPage::pin(page::page_of(translate(&mm, a + 3 * PAGE_SIZE).unwrap().phys));
+            assert_eq!(collapse(&mm, a), Err(MmError::Again));
+            drop(pin);
+            collapse(&mm, a).expect("MADV_COLLAPSE of a pte-mapped THP");
+            let t = translate(&mm, a).unwrap();
+            assert_eq!(t.level, Level::Pd);
+            assert_ne!(t.phys, old.phys, "the collapse reused the old folio");
+            check_contents(&mm, a, |i| i != 7);
+        });
+    }
+
     fn a_gup_reference_refuses_too() {
         collapse_no_leaks(|| {
             let (mm, a) = populated(0..512);
