@@ -23,8 +23,6 @@ pub enum MmError {
     /// A transient refusal: trying again may succeed (EAGAIN; MADV_COLLAPSE
     /// of a range with a pinned or locked page).
     Again,
-    /// A resource in use (EBUSY; MADV_COLLAPSE beyond a limit).
-    Busy,
 }
 
 impl From<MmError> for abi::Errno {
@@ -34,7 +32,6 @@ impl From<MmError> for abi::Errno {
             MmError::NoMemory => abi::Errno::ENOMEM,
             MmError::Exists => abi::Errno::EEXIST,
             MmError::Again => abi::Errno::EAGAIN,
-            MmError::Busy => abi::Errno::EBUSY,
         }
     }
 }
