@@ -1,0 +1,65 @@
+//! The expected outcomes of controls.md, one table per scenario, in the
+//! shape of controls.md's tables (configuration, expected, why).
+//!
+//! A configuration is written as the `config=` field of the `RESULT
+//! scenario` line renders it ([`crate::race::RaceConfig::describe`]): the
+//! non-default keys in a fixed order, `key:value`, comma-separated, or
+//! `default`.
+
+/// What controls.md expects of a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// Zero corruptions, uaf and invariant errors, overlaps > 0, and the
+    /// writer did its work (merges or collapses > 0).
+    Safe,
+    /// At least one corruption or use-after-free within the time bound.
+    Caught,
+    /// A configuration controls.md does not list.
+    Unlisted,
+}
+
+impl Expected {
+    /// `safe`, `caught` or `none` (the RESULT line's `expected=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expected::Safe => "safe",
+            Expected::Caught => "caught",
+            Expected::Unlisted => "none",
+        }
+    }
+}
+
+/// One row of a scenario's table.
+#[derive(Clone, Copy, Debug)]
+pub struct Row {
+    /// The `config=` string.
+    pub config: &'static str,
+    /// The outcome controls.md expects.
+    pub expected: Expected,
+    /// Why (controls.md's column).
+    pub why: &'static str,
+}
+
+const fn row(config: &'static str, expected: Expected, why: &'static str) -> Row {
+    Row { config, expected, why }
+}
+
+/// ksm-vs-gupfast (controls.md): a process pins pages with GUP-fast for
+/// direct I/O while KSM merges them.
+pub const KSM: &[Row] = &[
+    row("default", Expected::Safe, "all defences"),
+    row("gup.recheck:off", Expected::Safe, "claim (1): the IPI waits for the interrupts-off walk"),
+    row("gup.recheck:off,tlb:nmi", Expected::Caught, "nothing serialises: ref taken after the check"),
+    row("gup.recheck:off,tlb:nmi,sync:rcu", Expected::Safe, "claim (2): the grace period waits for the walk"),
+    row("tlb:nmi", Expected::Safe, "the recheck (current Linux)"),
+    row("gup.recheck:off,gup.irqs:on", Expected::Caught, "the IPI lands inside the walk"),
+    row("ksm.check_before_clear:on", Expected::Caught, "pin taken between check and clear"),
+    row("gup.recheck:off,tlb.nowait:on", Expected::Caught, "nothing serialises, as with tlb=nmi"),
+    row("ksm.no_flush:on", Expected::Caught, "a user write through a stale TLB entry (never flushed) is lost"),
+];
+
+/// The row of `table` for `config`, if listed.
+pub fn lookup(table: &'static [Row], config: &str) -> Option<&'static Row> {
+    table.iter().find(|r| r.config == config)
+}
+
