@@ -35,6 +35,8 @@
 //! completion is published with Release and observed with Acquire, so the
 //! waiter sees every byte the transfer wrote.
 
+#![deny(unsafe_code)]
+
 pub mod agent;
 pub mod completion;
 pub mod dio;

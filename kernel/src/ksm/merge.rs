@@ -186,15 +186,16 @@ pub fn replace_page(mm: &AddressSpace, addr: u64, page: &'static Page, kpage: &'
     let e = pgtable::leaf(kpage.phys(), false, !orig.flags().contains(PteFlags::NO_EXECUTE), false);
     // ptep_clear_flush(), then set_pte_at(): no CPU may keep using the old
     // page's translation once its reference is gone.
-    let old = ptep.swap(RawEntry::EMPTY, Ordering::AcqRel);
+    let (old, old_ref) = pgtable::ptep_get_and_clear(ptep);
     debug_assert_eq!(old.addr(), page.phys());
     flush(mm, addr, race::ksm_switches().no_flush);
     ptep.store(e, Ordering::Release);
     let _ = new.into_mapping();
     page.unmap_pte();
     drop(ptl);
-    // SAFETY: the cleared entry held this reference (it mapped `page`).
-    drop(unsafe { PageRef::from_mapping(page) });
+    // The reference the cleared entry held (it mapped `page`), dropped
+    // after the flush.
+    drop(old_ref);
     Ok(())
 }
 

@@ -27,6 +27,8 @@
 //! Statistics use Linux's names (`pages_shared`, `pages_sharing`,
 //! `full_scans`, `pages_scanned`) plus the merge attempts refused, by reason.
 
+#![deny(unsafe_code)]
+
 pub mod merge;
 pub mod scan;
 pub mod stats;

@@ -184,6 +184,19 @@ pub fn is_marker(e: RawEntry) -> bool {
     !e.is_present() && e.flags().contains(PteFlags::MARKER)
 }
 
+/// Clears a pte (Linux ptep_get_and_clear()) and hands back what it held:
+/// the old entry and, when it mapped a page, the reference that mapping
+/// held (the caller lowers the page's mapcount and drops the reference
+/// after the flush). The caller holds the table's lock; the atomic swap
+/// gives the old value, and so its reference, to exactly one clearer.
+pub fn ptep_get_and_clear(pte: &Entry) -> (RawEntry, Option<PageRef>) {
+    let old = pte.swap(RawEntry::EMPTY, Ordering::AcqRel);
+    // SAFETY: an entry that maps a page holds one reference on it (page.rs
+    // counting rules); the swap removed the entry, so that reference is ours.
+    let r = maps_page(old).then(|| unsafe { PageRef::from_mapping(page::page_of(old.addr())) });
+    (old, r)
+}
+
 /// Whether an entry maps a page (present, or made inaccessible by PROT_NONE).
 pub fn maps_page(e: RawEntry) -> bool {
     e.is_present() || e.flags().contains(PteFlags::PROTNONE)

@@ -16,7 +16,8 @@ use crate::mm::flush::Batch;
 use crate::mm::layout::{USER_STACK_SIZE, USER_STACK_TOP};
 use crate::mm::mmap::{self, map};
 use crate::mm::vma::{Prot, VmFlags};
-use crate::mm::{PAGE_SIZE, paging, pgtable, phys_to_virt, range};
+use crate::mm::page::PageRef;
+use crate::mm::{PAGE_SIZE, frame_io, paging, pgtable, range};
 use abi::Errno;
 
 use super::elf::Program;
@@ -54,10 +55,10 @@ fn map_region(mm: &AddressSpace, start: u64, end: u64, prot: Prot, init: &[u8], 
                 .map_err(|_| Errno::ENOMEM)?;
             let t = paging::translate(mm.root(), x86_64::VirtAddr::new(lo)).ok_or(Errno::ENOMEM)?;
             let src = &init[(lo - init_at) as usize..(hi - init_at) as usize];
-            // SAFETY: the page was just faulted in for writing under the mmap
-            // lock we hold, so it stays mapped (and referenced) during the
-            // copy; no thread runs in `mm` yet. The copy stays inside the page.
-            unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), phys_to_virt(t.phys).as_mut_ptr::<u8>(), src.len()) };
+            // The page was just faulted in for writing under the mmap lock we
+            // hold, so its mapping keeps it live while we take our reference.
+            let page = PageRef::new_ref(crate::mm::page::page_of(t.phys));
+            frame_io::write_bytes(&page, (lo & (PAGE_SIZE - 1)) as usize, src);
             filled += 1;
         }
     }

@@ -19,6 +19,8 @@
 //! each thread its process: the cycle is broken when the process is reaped.
 //! A running thread's task holds the thread.
 
+#![deny(unsafe_code)]
+
 pub mod elf;
 pub mod fault;
 pub mod loader;

@@ -17,6 +17,8 @@
 //! Nothing here changes the protocol unless a switch asks for it: the
 //! defaults are the correct kernel.
 
+#![deny(unsafe_code)]
+
 pub mod config;
 pub mod overlap;
 pub mod widen;

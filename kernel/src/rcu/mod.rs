@@ -26,6 +26,8 @@
 //! state, and those CPUs are dumped by NMI; past ten times the limit the kernel
 //! panics with the same names.
 
+#![deny(unsafe_code)]
+
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicU64, Ordering};

@@ -22,6 +22,8 @@
 //! every scenario ([`harness`]); each scenario provides its writer
 //! ([`harness::Writer`]) and its table of expected outcomes ([`expected`]).
 
+#![deny(unsafe_code)]
+
 pub mod expected;
 pub mod harness;
 pub mod ksm_vs_gupfast;

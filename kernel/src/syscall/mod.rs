@@ -7,6 +7,8 @@
 //! `mm::uaccess`) and returns an errno for bad ones; unknown numbers get
 //! ENOSYS.
 
+#![deny(unsafe_code)]
+
 pub mod dio;
 pub mod misc;
 pub mod mm;
