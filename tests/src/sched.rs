@@ -243,6 +243,29 @@ pub mod rwsem {
             assert!(waited < 1_000_000_000, "writer starved for {} ms", waited / 1_000_000);
             assert_eq!(*sem.read(), 1);
         }
+
+        fn rwsem_try_read_fails_under_a_writer_without_touching_the_count() {
+            let sem = RwSemaphore::new("test rwsem", 0u64);
+            // A failed try must not release a read lock it never took (a
+            // guard built and dropped on failure made the count underflow).
+            let w = sem.write();
+            for _ in 0..3 {
+                assert!(sem.try_read().is_none(), "try_read got in under a writer");
+            }
+            assert_eq!(sem.readers(), 0, "a failed try_read changed the reader count");
+            drop(w);
+            let r = sem.try_read().expect("try_read of a free semaphore failed");
+            assert_eq!(sem.readers(), 1);
+            let r2 = sem.try_read().expect("a second reader was refused");
+            assert_eq!(sem.readers(), 2);
+            drop((r, r2));
+            assert_eq!(sem.readers(), 0);
+            // And the semaphore still excludes: a writer gets it and a try fails.
+            let w = sem.write();
+            assert!(sem.try_read().is_none());
+            drop(w);
+            assert_eq!(*sem.read(), 0);
+        }
     }
 }
 

@@ -87,7 +87,11 @@ impl<T> RwSemaphore<T> {
 
     /// Takes it for reading if that is possible without waiting.
     pub fn try_read(&self) -> Option<RwSemReadGuard<'_, T>> {
-        self.try_read_inner().then_some(RwSemReadGuard { sem: self })
+        // Not `bool::then_some`: its argument is evaluated either way, and a
+        // guard built for a failed try would be dropped, releasing a read
+        // lock never taken (the readers count underflowed under ksmd's try
+        // of another address space's mmap lock while its owner was exiting).
+        if self.try_read_inner() { Some(RwSemReadGuard { sem: self }) } else { None }
     }
 
     fn try_read_inner(&self) -> bool {
@@ -122,7 +126,9 @@ impl<T> Deref for RwSemReadGuard<'_, T> {
 impl<T> Drop for RwSemReadGuard<'_, T> {
     fn drop(&mut self) {
         let last = self.sem.with_count(|c| {
-            c.readers -= 1;
+            c.readers = c.readers.checked_sub(1).unwrap_or_else(|| {
+                panic!("RwSemaphore '{}': read unlock without a reader", self.sem.name)
+            });
             c.readers == 0
         });
         if last {

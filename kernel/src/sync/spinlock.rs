@@ -178,7 +178,10 @@ impl<T> ThreadLock<T> {
 
     /// Takes the lock if it is free.
     pub fn try_lock(&self) -> Option<ThreadLockGuard<'_, T>> {
-        self.raw.try_lock().then_some(ThreadLockGuard { lock: self, _cpu_bound: PhantomData })
+        // Not `bool::then_some`: its argument is evaluated either way, and a
+        // guard built for a failed try would unlock the holder's lock when
+        // dropped.
+        if self.raw.try_lock() { Some(ThreadLockGuard { lock: self, _cpu_bound: PhantomData }) } else { None }
     }
 
     /// Whether some CPU holds the lock (a snapshot).

@@ -131,6 +131,21 @@ kernel::ktests! {
         }
     }
 
+    fn a_failed_threadlock_try_lock_leaves_the_holder_alone() {
+        let g = PLAIN.lock();
+        for _ in 0..3 {
+            assert!(PLAIN.try_lock().is_none(), "try_lock took a held ThreadLock");
+        }
+        // A guard built and dropped on failure would have unlocked it.
+        assert!(PLAIN.is_locked(), "a failed try_lock released the holder's lock");
+        drop(g);
+        assert!(!PLAIN.is_locked());
+        let g = PLAIN.try_lock().expect("try_lock of a free ThreadLock failed");
+        assert!(PLAIN.is_locked());
+        drop(g);
+        assert!(!PLAIN.is_locked(), "the try_lock guard did not unlock");
+    }
+
     fn an_interrupt_handler_takes_a_spinlock() {
         let Some(other) = other_cpu() else { return };
         *IRQ.lock() = 0;
