@@ -23,9 +23,18 @@ use super::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
 use super::frame;
 use crate::sync::ThreadLockGuard;
 
-/// Flags of a user table entry above the leaves: permissions are decided at
-/// the leaf.
-pub const TABLE_FLAGS: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::USER);
+/// Flags of a user table entry above the leaves (Linux _PAGE_TABLE):
+/// permissions are decided at the leaf. ACCESSED is set from the start, as
+/// Linux does, so that the hardware's page walk never writes the entry: it
+/// would otherwise set the bit on the first walk through it, and a GUP-fast
+/// that read the pmd before and re-reads it after (its re-check) would see a
+/// change and bail out for nothing. DIRTY is ignored by the CPU in a
+/// non-leaf entry and set as in _PAGE_TABLE.
+pub const TABLE_FLAGS: PteFlags = PteFlags::PRESENT
+    .union(PteFlags::WRITABLE)
+    .union(PteFlags::USER)
+    .union(PteFlags::ACCESSED)
+    .union(PteFlags::DIRTY);
 
 pub use crate::tlb::POISON_ENTRY;
 

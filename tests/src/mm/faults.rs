@@ -36,6 +36,28 @@ kernel::ktests! {
         });
     }
 
+    fn table_entries_are_born_accessed_so_the_hardware_never_writes_them() {
+        assert_no_leaks(|| {
+            let mm = new_mm();
+            let a = mmap(&mm, PAGE_SIZE, RW);
+            let m2 = mm.clone();
+            let (before, after) = in_mm(&mm, move || {
+                // The fault handler installs the tables and the pte without
+                // the CPU walking them for `a`.
+                fault::handle(VirtAddr::new(a), Access { kind: AccessKind::Write, user: false }).expect("fault");
+                let pmd = kernel::mm::pgtable::pmd(&m2, a, false).unwrap().expect("no pmd after the fault");
+                let before = pmd.get();
+                // The CPU walks the tables now; it sets ACCESSED in every
+                // entry it passes that lacks it.
+                // SAFETY: mapped writable by the fault above.
+                unsafe { (a as *mut u64).write_volatile(7) };
+                (before, pmd.get())
+            });
+            assert!(before.flags().contains(PteFlags::ACCESSED), "a table entry without ACCESSED: {before:?}");
+            assert_eq!(before, after, "the hardware walk changed the pmd (GUP-fast's re-check would bail out)");
+        });
+    }
+
     fn a_2m_fault_maps_a_huge_pmd_where_the_area_asks_for_it() {
         assert_no_leaks(|| {
             let mm = new_mm();
