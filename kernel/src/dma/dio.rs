@@ -45,6 +45,7 @@ fn gup_errno(e: GupError) -> Errno {
         GupError::Fault => Errno::EFAULT,
         GupError::Invalid => Errno::EINVAL,
         GupError::NoMemory => Errno::ENOMEM,
+        GupError::Busy => Errno::EAGAIN,
     }
 }
 

@@ -55,6 +55,9 @@ pub enum GupError {
     Invalid,
     /// No memory to fault a page in (ENOMEM).
     NoMemory,
+    /// The slow path gave up on a page whose entry other CPUs kept changing
+    /// for a second (EAGAIN; Linux would loop until a fatal signal).
+    Busy,
 }
 
 /// A page GUP took: a reference or a pin, released when dropped

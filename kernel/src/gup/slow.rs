@@ -15,6 +15,7 @@ use crate::mm::paging::{Level, PteFlags, RawEntry};
 use crate::mm::pgtable;
 use crate::mm::vma::VmaSet;
 use crate::mm::PAGE_SIZE;
+use crate::time::Deadline;
 
 /// Grabs `nr` pages from `start` in `mm` on the slow path only (Linux
 /// get_user_pages()/pin_user_pages() with the mmap lock taken inside).
@@ -52,10 +53,16 @@ fn one(mm: &AddressSpace, vmas: &VmaSet, addr: u64, flags: Foll, out: &mut Vec<G
     if !fault::vma_allows(vma, kind) {
         return Err(GupError::Fault);
     }
-    // A fault resolves the entry; a concurrent change (another fault, a
-    // KSM merge, a zap) can undo it before we look again, so retry a few
-    // times; each round makes progress unless another CPU keeps changing it.
-    for _ in 0..16 {
+    // A fault resolves the entry; a concurrent change under the mmap read
+    // lock (another fault, a KSM merge) can undo it before we look again.
+    // Linux's __get_user_pages() retries until the lookup succeeds
+    // (cond_resched() between rounds, a fatal signal ends it); so do we,
+    // yielding after the first rounds so the other CPU's change completes,
+    // and give up with a clear error (EAGAIN) only after RETRY_NS of
+    // uninterrupted changes: a livelock, never a panic.
+    let deadline = Deadline::after_ns(RETRY_NS);
+    let mut rounds = 0u64;
+    loop {
         match follow(mm, addr, flags) {
             Ok(g) => {
                 out.push(g);
@@ -66,9 +73,22 @@ fn one(mm: &AddressSpace, vmas: &VmaSet, addr: u64, flags: Foll, out: &mut Vec<G
                 FaultError::NotMapped | FaultError::Protection => GupError::Fault,
             })?,
         }
+        rounds += 1;
+        if rounds >= EAGER_ROUNDS {
+            if deadline.expired() {
+                log::warn!("GUP slow path: the entry of {addr:#x} kept changing under {rounds} faults; giving up (EAGAIN)");
+                return Err(GupError::Busy);
+            }
+            crate::sched::yield_now();
+        }
     }
-    panic!("GUP slow path: the entry of {addr:#x} kept changing under 16 faults");
 }
+
+/// Rounds of fault-and-look-again before the slow path yields between rounds.
+const EAGER_ROUNDS: u64 = 16;
+/// How long the entry of one page may keep changing under the slow path
+/// before it gives up with [`GupError::Busy`].
+const RETRY_NS: u64 = 1_000_000_000;
 
 /// Looks `addr` up under its page-table lock and grabs the page (Linux
 /// follow_page_pte() / follow_huge_pmd()). `Err(kind)`: the fault to take first.
