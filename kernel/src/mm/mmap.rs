@@ -135,8 +135,21 @@ pub fn mmap(mm: &AddressSpace, addr: u64, len: u64, prot: u32, flags: u32) -> Re
         };
         let mut va = start;
         while va < start + len {
-            super::fault::handle_locked(mm, &vmas, va, super::fault::Access { kind, user: false })
-                .map_err(|_| MmError::NoMemory)?;
+            if super::fault::handle_locked(mm, &vmas, va, super::fault::Access { kind, user: false }).is_err() {
+                // Out of memory half way: undo the new area (its pages and
+                // the area itself) so that a failed call holds no memory.
+                // Linux instead returns the address and ignores the populate
+                // failure; we report ENOMEM, which a caller that asked for
+                // populated memory can act on, and leave nothing behind (a
+                // MAP_FIXED call had already unmapped what was there, as in
+                // Linux).
+                let mut batch = Batch::new(mm);
+                let r = range::zap(mm, start, start + len, &mut batch);
+                batch.finish();
+                vmas.remove_range(start, start + len);
+                r?;
+                return Err(MmError::NoMemory);
+            }
             va += PAGE_SIZE;
         }
     }

@@ -57,6 +57,26 @@ kernel::ktests! {
         });
     }
 
+    fn a_populate_that_runs_out_of_memory_leaves_nothing_mapped() {
+        assert_no_leaks(|| {
+            let mm = new_mm();
+            let keep = mmap(&mm, PAGE_SIZE, RW);
+            let folios = kernel::mm::page::live_folios();
+            let free = kernel::mm::frame::stats().free as u64;
+            // More than every free frame: the populate loop must fail.
+            let len = (free + 512) * PAGE_SIZE;
+            assert_eq!(m::mmap(&mm, 0, len, RW, PA | map::POPULATE), Err(MmError::NoMemory));
+            assert_eq!(mm.vmas.read().len(), 1, "the failed populate left its area");
+            assert_eq!(kernel::mm::page::live_folios(), folios, "the failed populate kept the pages it filled");
+            assert_eq!(mm.rss(), 0);
+            // The memory is usable again: a smaller populate succeeds.
+            let a = m::mmap(&mm, 0, 16 * PAGE_SIZE, RW, PA | map::POPULATE).expect("populate after the failure");
+            assert_eq!(mm.rss(), 16);
+            m::munmap(&mm, a, 16 * PAGE_SIZE).unwrap();
+            m::munmap(&mm, keep, PAGE_SIZE).unwrap();
+        });
+    }
+
     fn areas_split_and_merge_back() {
         assert_no_leaks(|| {
             let mm = new_mm();
