@@ -66,6 +66,14 @@ bitflags::bitflags! {
         const PAGETABLE = 1 << 8;
         /// Never given to the allocator (below 1 MiB, firmware, kernel image).
         const RESERVED = 1 << 9;
+        /// The flags that belong to the whole folio, as in Linux (folio
+        /// flags on the head, page types of the folio): anon, KSM, swap
+        /// cache, locked, dirty. They are kept on the head and read through
+        /// any of its pages; ANON_EXCLUSIVE stays per page, as Linux keeps
+        /// PG_anon_exclusive. Before, a tail page of a THP did not look
+        /// anonymous, so a read-only pin of it skipped the unshare.
+        const FOLIO = Self::ANON.bits() | Self::KSM.bits() | Self::SWAPCACHE.bits()
+            | Self::LOCKED.bits() | Self::DIRTY.bits();
     }
 }
 
@@ -201,30 +209,55 @@ impl Page {
         PhysAddr::new(self.pfn() * PAGE_SIZE)
     }
 
-    /// This page's flags.
+    /// This page's flags: its own per-page flags, and the folio-wide ones
+    /// ([`PageFlags::FOLIO`]) of its folio's head.
     pub fn flags(&self) -> PageFlags {
-        PageFlags::from_bits_truncate(self.flags.load(Ordering::Acquire))
+        let own = self.flags.load(Ordering::Acquire);
+        let bits = if own & PageFlags::TAIL.bits() != 0 {
+            (own & !PageFlags::FOLIO.bits()) | (self.folio().flags.load(Ordering::Acquire) & PageFlags::FOLIO.bits())
+        } else {
+            own
+        };
+        PageFlags::from_bits_truncate(bits)
     }
 
-    /// Whether every flag in `f` is set.
+    /// Whether every flag in `f` is set (folio-wide flags on the folio).
     pub fn has(&self, f: PageFlags) -> bool {
         self.flags().contains(f)
     }
 
     /// Sets flags (atomic or; Release so that what the setter wrote before is
-    /// visible to whoever sees the flag with Acquire).
+    /// visible to whoever sees the flag with Acquire). Folio-wide flags go to
+    /// the folio's head, whichever page they are set through.
     pub fn set(&self, f: PageFlags) {
-        self.flags.fetch_or(f.bits(), Ordering::Release);
+        let (folio, own) = (f & PageFlags::FOLIO, f - PageFlags::FOLIO);
+        if !folio.is_empty() {
+            self.folio().flags.fetch_or(folio.bits(), Ordering::Release);
+        }
+        if !own.is_empty() {
+            self.flags.fetch_or(own.bits(), Ordering::Release);
+        }
     }
 
-    /// Clears flags.
+    /// Clears flags (folio-wide ones on the folio's head).
     pub fn clear(&self, f: PageFlags) {
-        self.flags.fetch_and(!f.bits(), Ordering::Release);
+        let (folio, own) = (f & PageFlags::FOLIO, f - PageFlags::FOLIO);
+        if !folio.is_empty() {
+            self.folio().flags.fetch_and(!folio.bits(), Ordering::Release);
+        }
+        if !own.is_empty() {
+            self.flags.fetch_and(!own.bits(), Ordering::Release);
+        }
     }
 
     /// The folio head (itself for a small folio or a head).
     pub fn folio(&self) -> &'static Page {
-        if self.has(PageFlags::TAIL) { page(self.head.load(Ordering::Acquire)) } else { page(self.pfn()) }
+        // The raw TAIL bit (not `flags()`, which asks the folio).
+        if self.flags.load(Ordering::Acquire) & PageFlags::TAIL.bits() != 0 {
+            page(self.head.load(Ordering::Acquire))
+        } else {
+            page(self.pfn())
+        }
     }
 
     /// Whether this page's folio is larger than one page.

@@ -2,4 +2,4 @@
 #![no_std]
 #![no_main]
 
-kernel::ktest_main!("gup", [ktests::gup::basic::TESTS, ktests::gup::dma::TESTS]);
+kernel::ktest_main!("gup", [ktests::gup::basic::TESTS, ktests::gup::cow_thp::TESTS, ktests::gup::dma::TESTS]);

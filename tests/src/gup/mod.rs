@@ -3,4 +3,5 @@
 //! DMA by the software agent and direct I/O (`dma`).
 
 pub mod basic;
+pub mod cow_thp;
 pub mod dma;
