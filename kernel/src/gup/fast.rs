@@ -27,7 +27,7 @@ use super::{Foll, GupError, Grabbed, check_range, controls};
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::{self, Page, PageFlags, PageRef, PinnedPage};
 use crate::mm::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
-use crate::mm::pgtable::POISON_ENTRY;
+use crate::mm::pgtable::{self, POISON_ENTRY};
 use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use crate::race::overlap;
 use crate::race::widen::{self, Point};
@@ -111,11 +111,14 @@ pub fn slow_falls() -> u64 {
 }
 
 fn table(pa: x86_64::PhysAddr) -> &'static PageTable {
-    // SAFETY: `pa` came from a present non-leaf entry read during this walk.
-    // Under the protocol the table cannot be freed while interrupts are off
-    // here; under a negative control it can, but its frame stays mapped in
-    // the direct map and is poisoned, not unmapped, so the read is a logic
-    // error the walk detects (POISON_ENTRY), never a memory-safety one.
+    // SAFETY: `pa` is the root or came from a present non-leaf entry read
+    // during this walk and passed `pgtable::lockless_table_ok` (a frame of
+    // physical memory, so in the direct map). Under the protocol the table
+    // cannot be freed while interrupts are off here; under a negative control
+    // it can, but its frame stays mapped in the direct map and is poisoned
+    // and quarantined, not unmapped, so the read is a logic error the walk
+    // detects (POISON_ENTRY, or a frame that is no table), never a
+    // memory-safety one.
     unsafe { PageTable::at(pa) }
 }
 
@@ -189,7 +192,7 @@ fn walk(
         let mut pa = mm.root();
         for level in [Level::Pml4, Level::Pdpt] {
             let Some(e) = read_once(table(pa).entry(level.index(addr))) else { break 'outer };
-            if !e.is_present() || e.is_huge() {
+            if !e.is_present() || e.is_huge() || !pgtable::lockless_table_ok(e.addr()) {
                 break 'outer;
             }
             pa = e.addr();
@@ -205,7 +208,12 @@ fn walk(
             if !permitted(pmd, flags) {
                 break;
             }
-            let sub = page::page(pmd.addr().as_u64() / PAGE_SIZE + Level::Pt.index(addr) as u64);
+            let pfn = pmd.addr().as_u64() / PAGE_SIZE;
+            // The whole run must exist (garbage from a reused table need not).
+            let Some(sub) = pgtable::lockless_leaf_page(pfn + Level::Pt.index(addr) as u64) else { break };
+            if pgtable::lockless_leaf_page(pfn + 511).is_none() {
+                break;
+            }
             let n = ((block_end - addr) / PAGE_SIZE) as usize;
             seen.push(sub.folio().pfn());
             widen::at(Point::GupPreRef, sub.folio().pfn());
@@ -228,6 +236,9 @@ fn walk(
             addr = block_end;
             continue;
         }
+        if !pgtable::lockless_table_ok(pmd.addr()) {
+            break;
+        }
         let pt = table(pmd.addr());
         // The pte table's frame too: a collapse's writer window is keyed by
         // the table it detaches (the 2 MiB range, not one page).
@@ -238,7 +249,7 @@ fn walk(
             if !permitted(pte, flags) {
                 break 'outer;
             }
-            let p = page::page(pte.addr().as_u64() / PAGE_SIZE);
+            let Some(p) = pgtable::lockless_leaf_page(pte.addr().as_u64() / PAGE_SIZE) else { break 'outer };
             seen.push(p.pfn());
             widen::at_keys(Point::GupPreRef, p.pfn(), pmd.addr().as_u64() / PAGE_SIZE);
             let at = out.len();

@@ -317,6 +317,13 @@ pub(super) unsafe fn poison(pa: PhysAddr, order: usize, byte: u8) {
     unsafe { core::ptr::write_bytes(phys_to_virt(pa).as_mut_ptr::<u8>(), byte, (PAGE_SIZE << order) as usize) };
 }
 
+/// The byte offset of the first 8-byte word of the 4 KiB frame `p` that is
+/// not `v`, if any (the quarantine's check of a freed page table, whose
+/// entries hold [`crate::tlb::POISON_ENTRY`]).
+pub(super) fn first_word_not(p: &Page, v: u64) -> Option<usize> {
+    words(p).iter().position(|w| w.load(Ordering::Relaxed) != v).map(|i| i * 8)
+}
+
 /// The byte offset of the first byte of the 4 KiB frame `p` that is not
 /// `byte`, if any (the quarantine's check of a freed frame).
 pub(super) fn first_byte_not(p: &Page, byte: u8) -> Option<usize> {

@@ -27,6 +27,7 @@ pub mod mmio;
 pub mod page;
 pub mod paging;
 pub mod pgtable;
+pub mod quarantine;
 pub mod range;
 pub mod stack;
 pub mod vma;

@@ -28,11 +28,11 @@
 //! poisoned and returned to the buddy allocator.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 use x86_64::PhysAddr;
 
 use super::{PAGE_SIZE, frame};
-use crate::sync::{SpinLock, ThreadLock, ThreadLockGuard};
+use crate::sync::{ThreadLock, ThreadLockGuard};
 
 /// What a FOLL_PIN adds to a small folio's refcount (Linux GUP_PIN_COUNTING_BIAS).
 pub const PIN_BIAS: i32 = 1024;
@@ -687,16 +687,7 @@ fn free_folio(f: &'static Page) {
         page(f.pfn() + i).flags.store(0, Ordering::Relaxed);
     }
     LIVE_FOLIOS.fetch_sub(1, Ordering::Relaxed);
-    if order == 0 && QUARANTINE_ON.load(Ordering::Relaxed) {
-        let oldest = {
-            let mut q = QUARANTINE.lock();
-            let old = if q.len == QUARANTINE_FRAMES { Some(q.pop()) } else { None };
-            q.push(f.pfn());
-            old
-        };
-        if let Some(pfn) = oldest {
-            release_quarantined(pfn);
-        }
+    if super::quarantine::hold(f.pfn(), order, super::quarantine::Poison::Folio) {
         return;
     }
     let frame = x86_64::structures::paging::PhysFrame::containing_address(f.phys());
@@ -705,64 +696,18 @@ fn free_folio(f: &'static Page) {
     unsafe { frame::free(frame, order) };
 }
 
-/// Freed 4 KiB frames held back from reuse while a race scenario runs.
-const QUARANTINE_FRAMES: usize = 1024;
-
-struct Quarantine {
-    pfns: [u64; QUARANTINE_FRAMES],
-    head: usize,
-    len: usize,
-}
-
-impl Quarantine {
-    fn push(&mut self, pfn: u64) {
-        self.pfns[(self.head + self.len) % QUARANTINE_FRAMES] = pfn;
-        self.len += 1;
-    }
-
-    fn pop(&mut self) -> u64 {
-        let pfn = self.pfns[self.head];
-        self.head = (self.head + 1) % QUARANTINE_FRAMES;
-        self.len -= 1;
-        pfn
-    }
-}
-
-static QUARANTINE_ON: AtomicBool = AtomicBool::new(false);
-static QUARANTINE: SpinLock<Quarantine> =
-    SpinLock::new("frame quarantine", Quarantine { pfns: [0; QUARANTINE_FRAMES], head: 0, len: 0 });
-
-/// Holds freed 4 KiB frames back from reuse (the last [`QUARANTINE_FRAMES`]
-/// of them) and checks their poison when they leave: a write to a freed
-/// frame — through a stale TLB entry, or by a DMA into an unpinned frame —
-/// is reported as a use after free instead of silently damaging whoever
-/// reuses the frame. Turning it off releases every held frame.
+/// Holds freed frames (folios of any order and page tables) back from reuse
+/// while a race scenario runs; see [`super::quarantine`]. Turning it off
+/// releases every held frame.
 pub fn set_quarantine(on: bool) {
-    QUARANTINE_ON.store(on, Ordering::Relaxed);
-    if !on {
-        loop {
-            let next = {
-                let mut q = QUARANTINE.lock();
-                (q.len > 0).then(|| q.pop())
-            };
-            match next {
-                Some(pfn) => release_quarantined(pfn),
-                None => break,
-            }
-        }
-    }
+    super::quarantine::set(on);
 }
 
-fn release_quarantined(pfn: u64) {
-    let p = page(pfn);
-    // The frame is free and the quarantine's; a stale writer may still race
-    // with this read (atomic, see frame_io), which is what it looks for.
-    if let Some(off) = super::frame_io::first_byte_not(p, POISON_BYTE) {
-        report_uaf(format_args!("freed frame {:#x} was written after its free (offset {off:#x})", p.phys()));
-    }
-    let frame = x86_64::structures::paging::PhysFrame::containing_address(p.phys());
-    // SAFETY: a freed order-0 folio, held by the quarantine until now.
-    unsafe { frame::free(frame, 0) };
+/// The metadata of frame `pfn` if it has any (a frame number a lockless
+/// walker read from a table that may have been freed and reused can be
+/// anything; [`page`] would panic on it).
+pub fn try_page(pfn: u64) -> Option<&'static Page> {
+    PAGES.get()?.get(pfn as usize)
 }
 
 /// Marks a raw frame as a page table (and initialises its lock state).

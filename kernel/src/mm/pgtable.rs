@@ -58,6 +58,34 @@ pub fn table(pa: PhysAddr) -> &'static PageTable {
     unsafe { PageTable::at(pa) }
 }
 
+/// Whether a lockless walker (GUP-fast) may read `pa` as a page table: a
+/// frame inside physical memory that is a page table now. A table is marked
+/// before it is installed (Release) and unmarked when freed, so a walker
+/// that read the entry pointing to it (Acquire) and finds no mark followed a
+/// stale or garbage entry: the table was freed (and maybe reused) under it,
+/// which is reported as a use after free. Never panics, whatever `pa` is.
+pub fn lockless_table_ok(pa: PhysAddr) -> bool {
+    match page::try_page(pa.as_u64() / super::PAGE_SIZE) {
+        Some(p) if p.has(page::PageFlags::PAGETABLE) => true,
+        _ => {
+            page::report_uaf(format_args!("a lockless walk followed an entry to {pa:#x}, which is no page table"));
+            false
+        }
+    }
+}
+
+/// The page a leaf entry read by a lockless walker points to (`pfn`, the
+/// subpage's frame number), or `None`, reported as a use after free, when
+/// the frame number is outside physical memory: garbage read from a freed
+/// and reused table. Never panics.
+pub fn lockless_leaf_page(pfn: u64) -> Option<&'static Page> {
+    let p = page::try_page(pfn);
+    if p.is_none() {
+        page::report_uaf(format_args!("a lockless walk read a leaf entry to frame {pfn:#x}, outside memory"));
+    }
+    p
+}
+
 /// A zeroed frame marked as a page table.
 pub fn alloc_table() -> Result<PhysAddr, NoMemory> {
     let f = frame::alloc_zeroed(0).ok_or(NoMemory)?;

@@ -180,8 +180,13 @@ pub unsafe fn poison_and_free_table(table: PhysFrame<Size4KiB>) {
         t.entry(i).store(RawEntry(POISON_ENTRY), Ordering::Relaxed);
     }
     crate::mm::pgtable::note_table_freed(table.start_address());
-    // SAFETY: the caller's contract: order 0, unused.
-    unsafe { frame::free(table, 0) };
+    // While a race scenario runs the poisoned table is held back from reuse,
+    // so a late lockless walker reads the poison, not a reused frame.
+    let pfn = table.start_address().as_u64() / crate::mm::PAGE_SIZE;
+    if !crate::mm::quarantine::hold(pfn, 0, crate::mm::quarantine::Poison::Table) {
+        // SAFETY: the caller's contract: order 0, unused.
+        unsafe { frame::free(table, 0) };
+    }
     // Relaxed: statistics.
     GLOBAL.tables_freed.fetch_add(1, Ordering::Relaxed);
 }

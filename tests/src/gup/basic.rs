@@ -147,6 +147,27 @@ kernel::ktests! {
         });
     }
 
+    fn gup_fast_reading_garbage_counts_a_uaf_and_never_panics() {
+        use kernel::mm::paging::{PteFlags, RawEntry};
+        let mm = new_mm();
+        let a = mmap(&mm, PAGE_SIZE, RW);
+        in_mm(&mm, move || write(a, 1));
+        let pmd = kernel::mm::pgtable::pmd(&mm, a, false).unwrap().unwrap();
+        let pt = kernel::mm::pgtable::pte_table(pmd, false).unwrap().unwrap();
+        let ptep = pt.entry(a);
+        // What a reused table can hold: a present user entry whose frame
+        // number is far outside physical memory.
+        let garbage = RawEntry::new(x86_64::PhysAddr::new(0x000f_ffff_ffff_f000), PteFlags::PRESENT | PteFlags::USER);
+        let good = ptep.swap(garbage, core::sync::atomic::Ordering::AcqRel);
+        let uaf = page::uaf_events();
+        let got = in_mm(&mm, move || gup::get_user_pages_fast_only(a, 1, Foll::GET).unwrap().len());
+        ptep.store(good, core::sync::atomic::Ordering::Release);
+        assert_eq!(got, 0, "GUP-fast took a page from a garbage entry");
+        assert_eq!(page::uaf_events(), uaf + 1, "GUP-fast read garbage without reporting a use after free");
+        drop(mm);
+        crate::mm::release_lazy_mms();
+    }
+
     fn gup_fast_declines_what_needs_the_slow_path() {
         assert_no_leaks(|| {
             let mm = new_mm();
