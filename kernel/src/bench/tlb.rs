@@ -77,7 +77,7 @@ pub fn run() -> Result<(), BenchError> {
             }
             let stats = sample(Plan::DEFAULT, || {
                 let start = now_ns();
-                tlb::flush_tlb_page(&m, va);
+                tlb::flush_tlb_page(m.tlb(), va);
                 Ok::<u64, BenchError>(now_ns() - start)
             });
             (stats, m.cpus().len())
@@ -117,7 +117,7 @@ fn leave_everywhere(others: &[usize]) {
 
 /// Unmaps the page and frees the three tables `map` created, then the data.
 fn teardown(mm: Arc<AddressSpace>, data: PhysFrame) {
-    let mut g = Gather::new(&mm);
+    let mut g = Gather::new(mm.tlb());
     // SAFETY: the root of a live address space, only changed by this code.
     let pml4 = unsafe { PageTable::at(mm.root()) };
     let e = pml4.entry(Level::Pml4.index(VA)).swap(RawEntry::EMPTY, Ordering::SeqCst);

@@ -81,7 +81,7 @@ fn check(page: &Page, anon_exclusive: bool) -> Result<(), Refusal> {
 }
 
 fn flush(mm: &AddressSpace, addr: u64, no_flush: bool) {
-    let f = TlbFlush::page(mm, VirtAddr::new(addr));
+    let f = TlbFlush::page(mm.tlb(), VirtAddr::new(addr));
     if no_flush {
         f.skip_for_negative_control();
     } else {
@@ -106,7 +106,7 @@ pub fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> 
     // The gate: a read-only, clean, shared pte needs nothing, unless a
     // deferred flush may still leave a writable entry in some TLB (Linux
     // mm_tlb_flush_pending(), the 2017 fix of bug K).
-    if !(writable || dirty || anon_exclusive || crate::tlb::flush_pending(mm)) {
+    if !(writable || dirty || anon_exclusive || crate::tlb::flush_pending(mm.tlb())) {
         return Ok(v);
     }
     let switches = race::ksm_switches();

@@ -7,19 +7,18 @@
 //! kernel half for good. The user half starts empty; VMAs, faults and page
 //! tables below the root arrive with the memory-management work.
 //!
-//! `cpus` is Linux's mm_cpumask: every CPU that has this root in CR3, whether
+//! `cpus` (kept in the `tlb::MmTlbState`) is Linux's mm_cpumask: every CPU that has this root in CR3, whether
 //! a task of this address space runs there or a kernel thread runs there
 //! lazily on it (see `sched`). TLB shootdowns target exactly this set; a CPU
 //! leaves it only when it loads another root.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::PhysAddr;
-use x86_64::structures::paging::{PhysFrame, Size4KiB};
 
 use super::kernel_map;
 use super::paging::PageTable;
 use super::vma::VmaSet;
-use crate::smp::{AtomicCpuSet, CpuSet};
+use crate::smp::CpuSet;
 use crate::sync::RwSemaphore;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -28,9 +27,6 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct AddressSpace {
     /// Unique id (for reports).
     pub id: u64,
-    root: PhysFrame<Size4KiB>,
-    /// CPUs with this root loaded (active or lazy).
-    cpus: AtomicCpuSet,
     /// Times a CPU loaded this root (statistics for tests and benchmarks).
     loads: AtomicU64,
     /// The mmap lock (Linux mmap_lock) and the areas it protects.
@@ -41,8 +37,9 @@ pub struct AddressSpace {
     write_protect_seq: AtomicU64,
     /// Pages mapped (a 2 MiB pmd counts 512).
     rss: AtomicU64,
-    /// TLB flush state: pending gathers, flush counters (see `tlb`).
-    pub(crate) tlb: crate::tlb::MmTlbState,
+    /// What the flush path needs: root, loaded-on CPUs, pending gathers,
+    /// flush counters (see `tlb`).
+    tlb: crate::tlb::MmTlbState,
 }
 
 /// Why an address space could not be created.
@@ -56,36 +53,39 @@ impl AddressSpace {
     /// A new address space: empty user half, shared kernel half.
     pub fn new() -> Result<AddressSpace, AddressSpaceError> {
         let root = super::pgtable::alloc_table().map_err(|_| AddressSpaceError::OutOfMemory)?;
-        let root = PhysFrame::containing_address(root);
         // SAFETY: both frames are page tables: the kernel root, and a zeroed
         // frame we own that becomes a root.
-        let (kernel, new) = unsafe { (PageTable::at(kernel_map::kernel_root()), PageTable::at(root.start_address())) };
+        let (kernel, new) = unsafe { (PageTable::at(kernel_map::kernel_root()), PageTable::at(root)) };
         for i in 256..512 {
             // Relaxed: the new root is not reachable by any CPU until a CR3
             // write, which serialises.
             new.entry(i).store(kernel.entry(i).load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Ok(AddressSpace {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            root,
-            cpus: AtomicCpuSet::new(),
+            id,
             loads: AtomicU64::new(0),
             vmas: RwSemaphore::new("mmap lock", VmaSet::new()),
             write_protect_seq: AtomicU64::new(0),
             rss: AtomicU64::new(0),
-            tlb: crate::tlb::MmTlbState::new(),
+            tlb: crate::tlb::MmTlbState::new(id, root),
         })
     }
 
     /// The physical address of the top-level table (what CR3 holds).
     pub fn root(&self) -> PhysAddr {
-        self.root.start_address()
+        self.tlb.root()
     }
 
     /// The CPUs that have this address space loaded.
     pub fn cpus(&self) -> CpuSet {
-        // Acquire: pairs with the insertion in `note_loaded`.
-        self.cpus.load(Ordering::Acquire)
+        self.tlb.cpus()
+    }
+
+    /// The address space as the flush path sees it (what `tlb`'s flush
+    /// functions, tokens and gathers take).
+    pub fn tlb(&self) -> &crate::tlb::MmTlbState {
+        &self.tlb
     }
 
     /// How many times a CPU has loaded this root.
@@ -130,14 +130,12 @@ impl AddressSpace {
     /// before the CR3 write, with interrupts off).
     pub(crate) fn note_loaded(&self, cpu: usize) {
         self.loads.fetch_add(1, Ordering::Relaxed);
-        // SeqCst: a full barrier between joining the set and the table walks
-        // that follow the CR3 write (see sched::switch_mm).
-        self.cpus.insert(cpu, Ordering::SeqCst);
+        self.tlb.note_loaded(cpu);
     }
 
     /// Records that `cpu` loaded another root.
     pub(crate) fn note_unloaded(&self, cpu: usize) {
-        self.cpus.remove(cpu, Ordering::Release);
+        self.tlb.note_unloaded(cpu);
     }
 }
 
@@ -145,17 +143,17 @@ impl Drop for AddressSpace {
     fn drop(&mut self) {
         // The scheduler keeps a reference while a CPU has the root loaded, so
         // no CPU can be using it now.
-        assert!(self.cpus.load(Ordering::Acquire).is_empty(), "address space {} dropped while loaded", self.id);
+        assert!(self.cpus().is_empty(), "address space {} dropped while loaded", self.id);
         // No CPU has the root loaded and no task refers to it: nothing can
         // walk these tables any more, lockless walkers included (they only
         // walk the current task's address space).
-        super::pgtable::teardown(self.root.start_address());
+        super::pgtable::teardown(self.root());
         // The kernel half is shared: clear it so the poisoning free does not
         // look like it touched the kernel's tables.
-        let root = super::pgtable::table(self.root.start_address());
+        let root = super::pgtable::table(self.root());
         for i in 256..512 {
             root.entry(i).store(super::paging::RawEntry::EMPTY, Ordering::Relaxed);
         }
-        super::pgtable::free_table(self.root.start_address());
+        super::pgtable::free_table(self.root());
     }
 }

@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use x86_64::VirtAddr;
 
 use super::addr_space::AddressSpace;
-use super::flush::Batch;
+use crate::tlb::Gather;
 use super::frame_io;
 use super::page::{self, PageFlags, PageRef};
 use super::paging::{PteFlags, RawEntry};
@@ -228,7 +228,7 @@ fn huge_fault(mm: &AddressSpace, vma: &Vma, pmd: Pmd, addr: u64, access: Access)
             return Ok(Huge::Done);
         }
     }
-    let mut batch = Batch::new(mm);
+    let mut batch = Gather::new(mm.tlb());
     pgtable::split_huge_pmd(pmd, addr, &mut batch)?;
     batch.finish();
     Ok(Huge::Split)
@@ -322,9 +322,9 @@ fn wp_page(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, unshare: bool)
     p.map_pte();
     let e = pgtable::leaf(p.phys(), writable, vma.prot.contains(Prot::EXEC), false);
     // Clear, flush, then install and release (ptep_clear_flush + set_pte_at).
-    let mut batch = Batch::new(mm);
+    let mut batch = Gather::new(mm.tlb());
     let cleared = pte.swap(RawEntry::EMPTY, Ordering::AcqRel);
-    batch.page(addr);
+    batch.page(VirtAddr::new(addr));
     old.unmap_pte();
     // SAFETY: the cleared entry held this reference (it mapped `old`).
     batch.release(unsafe { PageRef::from_mapping(old) });

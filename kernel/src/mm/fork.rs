@@ -13,9 +13,10 @@
 
 use alloc::sync::Arc;
 use core::sync::atomic::{Ordering, fence};
+use x86_64::VirtAddr;
 
 use super::addr_space::{AddressSpace, AddressSpaceError};
-use super::flush::Batch;
+use crate::tlb::Gather;
 use super::frame_io;
 use super::page::{self, PageFlags, PageRef};
 use super::paging::{PteFlags, RawEntry};
@@ -35,7 +36,7 @@ pub fn fork_mm(parent: &AddressSpace) -> Result<Arc<AddressSpace>, NoMemory> {
     let child = Arc::new(AddressSpace::new()?);
     let pv = parent.vmas.write();
     let mut cv = child.vmas.write();
-    let mut batch = Batch::new(parent);
+    let mut batch = Gather::new(parent.tlb());
     parent.write_protect_seq_bump();
     // Full fence: a Dekker pair with GUP-fast's pin. Fork stores the odd
     // sequence, then loads each page's pin count (`maybe_dma_pinned` in
@@ -71,7 +72,7 @@ pub fn fork_mm(parent: &AddressSpace) -> Result<Arc<AddressSpace>, NoMemory> {
     Ok(child)
 }
 
-fn copy_vma(parent: &AddressSpace, child: &AddressSpace, vma: &Vma, batch: &mut Batch<'_>) -> Result<(), NoMemory> {
+fn copy_vma(parent: &AddressSpace, child: &AddressSpace, vma: &Vma, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
     let mut addr = vma.start;
     while addr < vma.end {
         let block = addr & !(HUGE_PAGE_SIZE - 1);
@@ -103,7 +104,7 @@ fn copy_huge(
     child: &AddressSpace,
     pmd: pgtable::Pmd,
     base: u64,
-    batch: &mut Batch<'_>,
+    batch: &mut Gather<'_>,
 ) -> Result<bool, NoMemory> {
     let cpmd = pgtable::pmd(child, base, true)?.ok_or(NoMemory)?;
     let _ptl = pmd.lock();
@@ -122,7 +123,7 @@ fn copy_huge(
     head.map_pmd();
     if v.flags().contains(PteFlags::WRITABLE) {
         pmd.entry.fetch_clear(PteFlags::WRITABLE, Ordering::AcqRel);
-        batch.huge(base);
+        batch.huge(VirtAddr::new(base));
     }
     let ro = RawEntry(v.0 & !PteFlags::WRITABLE.bits());
     // Release: the child's table is not loaded anywhere yet; ordering only
@@ -139,7 +140,7 @@ fn copy_pte(
     dst: &super::paging::Entry,
     va: u64,
     child: &AddressSpace,
-    batch: &mut Batch<'_>,
+    batch: &mut Gather<'_>,
 ) -> Result<(), NoMemory> {
     let v = src.load(Ordering::Acquire);
     if !pgtable::maps_page(v) {
@@ -168,7 +169,7 @@ fn copy_pte(
         // Linux ptep_set_wrprotect(): an atomic clear, so a concurrent
         // hardware dirty-bit update is not lost.
         src.fetch_clear(PteFlags::WRITABLE, Ordering::AcqRel);
-        batch.page(va);
+        batch.page(VirtAddr::new(va));
     }
     dst.store(RawEntry(v.0 & !PteFlags::WRITABLE.bits()), Ordering::Release);
     let _ = r.into_mapping();

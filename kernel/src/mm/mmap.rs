@@ -6,7 +6,7 @@
 use alloc::sync::Arc;
 
 use super::addr_space::AddressSpace;
-use super::flush::Batch;
+use crate::tlb::Gather;
 use super::range;
 use super::vma::{MMAP_MIN, Prot, USER_TOP, VmFlags, Vma};
 use super::{HUGE_PAGE_SIZE, PAGE_SIZE};
@@ -112,7 +112,7 @@ pub fn mmap(mm: &AddressSpace, addr: u64, len: u64, prot: u32, flags: u32) -> Re
             if flags & map::FIXED_NOREPLACE != 0 {
                 return Err(MmError::Exists);
             }
-            let mut batch = Batch::new(mm);
+            let mut batch = Gather::new(mm.tlb());
             range::zap(mm, addr, end, &mut batch)?;
             batch.finish();
             vmas.remove_range(addr, end);
@@ -143,7 +143,7 @@ pub fn mmap(mm: &AddressSpace, addr: u64, len: u64, prot: u32, flags: u32) -> Re
                 // populated memory can act on, and leave nothing behind (a
                 // MAP_FIXED call had already unmapped what was there, as in
                 // Linux).
-                let mut batch = Batch::new(mm);
+                let mut batch = Gather::new(mm.tlb());
                 let r = range::zap(mm, start, start + len, &mut batch);
                 batch.finish();
                 vmas.remove_range(start, start + len);
@@ -164,7 +164,7 @@ pub fn munmap(mm: &AddressSpace, addr: u64, len: u64) -> Result<(), MmError> {
     if !vmas.intersects(addr, end) {
         return Ok(());
     }
-    let mut batch = Batch::new(mm);
+    let mut batch = Gather::new(mm.tlb());
     range::zap(mm, addr, end, &mut batch)?;
     batch.finish();
     vmas.remove_range(addr, end);
@@ -181,7 +181,7 @@ pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(),
         return Err(MmError::NoMemory);
     }
     vmas.modify_range(addr, end, |v| v.prot = prot);
-    let mut batch = Batch::new(mm);
+    let mut batch = Gather::new(mm.tlb());
     let r = range::protect(mm, addr, end, prot, &mut batch);
     batch.finish();
     r.map_err(MmError::from)
@@ -206,7 +206,7 @@ pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Resu
     }
     match advice {
         advice::DONTNEED => {
-            let mut batch = Batch::new(mm);
+            let mut batch = Gather::new(mm.tlb());
             let r = range::zap(mm, addr, end, &mut batch);
             batch.finish();
             r?;

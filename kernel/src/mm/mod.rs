@@ -6,8 +6,8 @@
 //!   kernel stacks with guard pages ([`stack`]), the heap ([`heap`]), MMIO;
 //! * user address spaces ([`addr_space`]): areas ([`vma`]), page tables
 //!   ([`pgtable`]), faults ([`fault`]), range operations ([`range`]), the
-//!   memory calls ([`mmap`]), fork's copy ([`fork`]) and the TLB flushes they
-//!   owe ([`flush`]).
+//!   memory calls ([`mmap`]) and fork's copy ([`fork`]); the TLB flushes they
+//!   owe go through `tlb` (a `TlbFlush` token or a `Gather`).
 //!
 //! Physical memory is reached through the direct map: all of it mapped at
 //! [`phys_offset`] (chosen by the bootloader, kept when the kernel builds its own
@@ -15,7 +15,6 @@
 
 pub mod addr_space;
 pub mod fault;
-pub mod flush;
 pub mod fork;
 pub mod frame;
 pub mod frame_io;

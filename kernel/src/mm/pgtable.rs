@@ -14,10 +14,10 @@
 //! entire mapcount (pmd).
 
 use core::sync::atomic::Ordering;
-use x86_64::PhysAddr;
+use x86_64::{PhysAddr, VirtAddr};
 
 use super::addr_space::AddressSpace;
-use super::flush::Batch;
+use crate::tlb::Gather;
 use super::page::{self, Page, PageRef};
 use super::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
 use super::frame;
@@ -243,7 +243,7 @@ pub fn maps_page(e: RawEntry) -> bool {
 /// folio with the same permissions (Linux __split_huge_pmd()). The folio
 /// stays one large folio, now mapped by ptes. No-op if the pmd is no longer
 /// huge. The flush of the old 2 MiB entry goes into `batch`.
-pub fn split_huge_pmd(pmd: Pmd, va: u64, batch: &mut Batch<'_>) -> Result<(), NoMemory> {
+pub fn split_huge_pmd(pmd: Pmd, va: u64, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
     if !pmd.get().is_huge() {
         return Ok(());
     }
@@ -271,7 +271,7 @@ pub fn split_huge_pmd(pmd: Pmd, va: u64, batch: &mut Batch<'_>) -> Result<(), No
     // pmd see the change.
     pmd.entry.swap(RawEntry::new(new, TABLE_FLAGS), Ordering::AcqRel);
     head.unmap_pmd();
-    batch.huge(va);
+    batch.huge(VirtAddr::new(va));
     Ok(())
 }
 
@@ -324,8 +324,7 @@ impl DetachedPteTable {
 /// The caller holds the mmap lock for writing and `pmd`'s lock. `None` if
 /// the pmd does not point to a pte table.
 pub fn pmdp_collapse_flush<'a>(mm: &'a AddressSpace, pmd: Pmd, haddr: u64) -> Option<(DetachedPteTable, crate::tlb::TlbFlush<'a>)> {
-    use crate::tlb::{Stride, TlbFlush};
-    use x86_64::VirtAddr;
+    use crate::tlb::TlbFlush;
     assert_eq!(haddr % super::HUGE_PAGE_SIZE, 0, "pmd collapse at unaligned {haddr:#x}");
     let cur = pmd.get();
     if !cur.is_present() || cur.is_huge() {
@@ -337,7 +336,7 @@ pub fn pmdp_collapse_flush<'a>(mm: &'a AddressSpace, pmd: Pmd, haddr: u64) -> Op
     // the reference checks); x86's locked exchange is itself a full barrier.
     let old = pmd.entry.swap(RawEntry::EMPTY, Ordering::AcqRel);
     debug_assert_eq!(old, cur, "a pmd changed under its lock");
-    let flush = TlbFlush::range(mm, VirtAddr::new(haddr), VirtAddr::new(haddr + super::HUGE_PAGE_SIZE), Stride::Page4K);
+    let flush = TlbFlush::pmd_collapse(mm.tlb(), VirtAddr::new(haddr));
     Some((DetachedPteTable { old }, flush))
 }
 
@@ -435,7 +434,7 @@ fn teardown_table(pa: PhysAddr, level: Level) {
 /// Detaches every page table of the user half (its leaves already zapped)
 /// and hands them to `batch`, which frees them after its flush and the
 /// `ptfree` synchronisation (Linux free_pgtables() at exit).
-pub fn free_user_tables(mm: &AddressSpace, batch: &mut Batch<'_>) {
+pub fn free_user_tables(mm: &AddressSpace, batch: &mut Gather<'_>) {
     let pml4 = table(mm.root());
     for i in 0..256u64 {
         let e = pml4.entry(i as usize).swap(RawEntry::EMPTY, Ordering::AcqRel);
@@ -445,7 +444,7 @@ pub fn free_user_tables(mm: &AddressSpace, batch: &mut Batch<'_>) {
     }
 }
 
-fn detach_below(pa: PhysAddr, level: Level, base: u64, batch: &mut Batch<'_>) {
+fn detach_below(pa: PhysAddr, level: Level, base: u64, batch: &mut Gather<'_>) {
     if let Some(next) = level.next() {
         let t = table(pa);
         for i in 0..512u64 {
@@ -459,6 +458,6 @@ fn detach_below(pa: PhysAddr, level: Level, base: u64, batch: &mut Batch<'_>) {
     }
     // SAFETY: the table hangs only below the detached top-level entry, which
     // no walker can reach after the batch's flush and synchronisation.
-    unsafe { batch.free_table(pa, base) };
+    unsafe { batch.free_table(x86_64::structures::paging::PhysFrame::containing_address(pa), VirtAddr::new(base)) };
 }
 

@@ -5,13 +5,14 @@
 //!
 //! A huge pmd the range covers entirely is handled as one 2 MiB leaf; one it
 //! covers partly is split into 512 ptes first. Every changed entry goes into
-//! the caller's [`Batch`], whose `finish` flushes the TLBs and only then
+//! the caller's [`Gather`], whose `finish` flushes the TLBs and only then
 //! drops the references of the zapped pages.
 
 use core::sync::atomic::Ordering;
+use x86_64::VirtAddr;
 
 use super::addr_space::AddressSpace;
-use super::flush::Batch;
+use crate::tlb::Gather;
 use super::page::{self, PageFlags, PageRef};
 use super::paging::{PteFlags, RawEntry};
 use super::pgtable::{self, NoMemory, Pmd, PteTable};
@@ -25,9 +26,9 @@ fn walk(
     mm: &AddressSpace,
     start: u64,
     end: u64,
-    batch: &mut Batch<'_>,
-    mut huge: impl FnMut(Pmd, u64, &mut Batch<'_>),
-    mut ptes: impl FnMut(PteTable, u64, u64, &mut Batch<'_>),
+    batch: &mut Gather<'_>,
+    mut huge: impl FnMut(Pmd, u64, &mut Gather<'_>),
+    mut ptes: impl FnMut(PteTable, u64, u64, &mut Gather<'_>),
 ) -> Result<(), NoMemory> {
     let mut addr = start;
     while addr < end {
@@ -54,7 +55,7 @@ fn walk(
 
 /// Unmaps every page in `[start, end)`: entries cleared now, references put
 /// after the batch's flush (Linux zap_pte_range + tlb_remove_page).
-pub fn zap(mm: &AddressSpace, start: u64, end: u64, batch: &mut Batch<'_>) -> Result<(), NoMemory> {
+pub fn zap(mm: &AddressSpace, start: u64, end: u64, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
     walk(
         mm,
         start,
@@ -68,7 +69,7 @@ pub fn zap(mm: &AddressSpace, start: u64, end: u64, batch: &mut Batch<'_>) -> Re
                 head.unmap_pmd();
                 // SAFETY: the cleared entry held this reference.
                 batch.release(unsafe { PageRef::from_mapping(head) });
-                batch.huge(base);
+                batch.huge(VirtAddr::new(base));
                 mm.add_rss(-512);
             }
         },
@@ -82,7 +83,7 @@ pub fn zap(mm: &AddressSpace, start: u64, end: u64, batch: &mut Batch<'_>) -> Re
                     p.unmap_pte();
                     // SAFETY: the cleared entry held this reference.
                     batch.release(unsafe { PageRef::from_mapping(p) });
-                    batch.page(va);
+                    batch.page(VirtAddr::new(va));
                     mm.add_rss(-1);
                 }
                 va += PAGE_SIZE;
@@ -117,7 +118,7 @@ fn reprotect(old: RawEntry, prot: Prot) -> Option<RawEntry> {
 /// Applies `prot` to every mapped page of `[start, end)` (Linux
 /// change_protection()). A PROT_NONE change splits huge pmds (kept simple:
 /// a PROT_NONE pmd is never built).
-pub fn protect(mm: &AddressSpace, start: u64, end: u64, prot: Prot, batch: &mut Batch<'_>) -> Result<(), NoMemory> {
+pub fn protect(mm: &AddressSpace, start: u64, end: u64, prot: Prot, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
     // PROT_NONE on a huge pmd: split first, so that only ptes carry PROTNONE.
     if prot.is_empty() {
         let mut addr = start & !(HUGE_PAGE_SIZE - 1);
@@ -141,7 +142,7 @@ pub fn protect(mm: &AddressSpace, start: u64, end: u64, prot: Prot, batch: &mut 
             if let Some(new) = reprotect(old, prot)
                 && pmd.entry.compare_exchange(old, RawEntry(new.0 | PteFlags::HUGE.bits()), Ordering::AcqRel).is_ok()
             {
-                batch.huge(base);
+                batch.huge(VirtAddr::new(base));
             }
         },
         |pt, from, to, batch| {
@@ -155,7 +156,7 @@ pub fn protect(mm: &AddressSpace, start: u64, end: u64, prot: Prot, batch: &mut 
                     let old = e.load(Ordering::Acquire);
                     let Some(new) = reprotect(old, prot) else { break };
                     if e.compare_exchange(old, new, Ordering::AcqRel).is_ok() {
-                        batch.page(va);
+                        batch.page(VirtAddr::new(va));
                         break;
                     }
                 }

@@ -12,7 +12,7 @@
 
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::fault::{self, Access, AccessKind};
-use crate::mm::flush::Batch;
+use crate::tlb::Gather;
 use crate::mm::layout::{USER_STACK_SIZE, USER_STACK_TOP};
 use crate::mm::mmap::{self, map};
 use crate::mm::vma::{Prot, VmFlags};
@@ -107,7 +107,7 @@ pub fn load(mm: &AddressSpace, program: &Program<'_>) -> Result<UserImage, Errno
 pub fn unload(mm: &AddressSpace, image: Option<UserImage>) {
     let _ = image;
     let mut vmas = mm.vmas.write();
-    let mut batch = Batch::new(mm);
+    let mut batch = Gather::new(mm.tlb());
     let spans: alloc::vec::Vec<(u64, u64)> = vmas.iter().map(|v| (v.start, v.end)).collect();
     for (start, end) in spans {
         if range::zap(mm, start, end, &mut batch).is_err() {

@@ -43,8 +43,7 @@ use core::sync::atomic::{Ordering, fence};
 use x86_64::VirtAddr;
 use x86_64::instructions::interrupts;
 
-use super::{Counters, FlushMode, GLOBAL, config, count};
-use crate::mm::addr_space::AddressSpace;
+use super::{Counters, FlushMode, GLOBAL, MmTlbState, config, count};
 use crate::mm::layout::{KERNEL_HALF_START, USER_END};
 use crate::mm::paging;
 use crate::smp::call::{self, Delivery, PendingCall};
@@ -149,7 +148,7 @@ fn delivery() -> Delivery {
 
 /// The whole shootdown (module docs, steps 1-4). `mm`: an address space
 /// (`None`: kernel mappings, on every online CPU).
-fn shootdown(mm: Option<&AddressSpace>, op: LocalOp) {
+fn shootdown(mm: Option<&MmTlbState>, op: LocalOp) {
     // Step 1: the caller's entry change before the read of the CPU set.
     fence(Ordering::SeqCst);
     let me = smp::cpu_index();
@@ -200,30 +199,21 @@ fn finish_remote(pending: PendingCall, targets: CpuSet, kernel: bool) {
 
 /// Flushes `[start, end)` of `mm` on every CPU that may cache it (Linux:
 /// flush_tlb_mm_range()). `stride`: the size of the leaves that changed.
-pub fn flush_tlb_mm_range(mm: &AddressSpace, start: VirtAddr, end: VirtAddr, stride: Stride) {
+pub fn flush_tlb_mm_range(mm: &MmTlbState, start: VirtAddr, end: VirtAddr, stride: Stride) {
     assert!(end.as_u64() <= USER_END && start <= end, "flush of {start:?}..{end:?}: not a user range");
     shootdown(Some(mm), LocalOp::for_range(start.as_u64(), end.as_u64(), stride));
 }
 
 /// Flushes all of `mm`'s translations everywhere (Linux: flush_tlb_mm()).
-pub fn flush_tlb_mm(mm: &AddressSpace) {
+pub fn flush_tlb_mm(mm: &MmTlbState) {
     shootdown(Some(mm), LocalOp::All);
 }
 
 /// Flushes one 4 KiB page of `mm` (Linux: flush_tlb_page(), the flush of
 /// ptep_clear_flush()).
-pub fn flush_tlb_page(mm: &AddressSpace, va: VirtAddr) {
+pub fn flush_tlb_page(mm: &MmTlbState, va: VirtAddr) {
     let start = va.align_down(Stride::Page4K.size());
     flush_tlb_mm_range(mm, start, start + Stride::Page4K.size(), Stride::Page4K);
-}
-
-/// The flush after a pmd that pointed to a pte table was cleared (Linux:
-/// pmdp_collapse_flush() -> flush_tlb_range(vma, haddr, haddr + HPAGE_PMD_SIZE)):
-/// the 2 MiB at `haddr` were mapped by 4 KiB ptes, so 512 strides — beyond
-/// any sane ceiling, a whole flush.
-pub fn flush_pmd_collapse(mm: &AddressSpace, haddr: VirtAddr) {
-    assert!(haddr.is_aligned(Stride::Huge2M.size()), "pmd collapse flush at unaligned {haddr:?}");
-    flush_tlb_mm_range(mm, haddr, haddr + Stride::Huge2M.size(), Stride::Page4K);
 }
 
 /// Flushes `[start, end)` of the kernel half on every online CPU (Linux:
@@ -241,7 +231,7 @@ pub fn flush_tlb_kernel_range(start: VirtAddr, end: VirtAddr) {
 /// combines two.
 #[must_use = "a changed translation must be flushed from every TLB"]
 pub struct TlbFlush<'a> {
-    mm: &'a AddressSpace,
+    mm: &'a MmTlbState,
     start: u64,
     end: u64,
     stride: Stride,
@@ -249,27 +239,37 @@ pub struct TlbFlush<'a> {
 
 impl core::fmt::Debug for TlbFlush<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "TlbFlush(mm {} {:#x}..{:#x} {:?})", self.mm.id, self.start, self.end, self.stride)
+        write!(f, "TlbFlush(mm {} {:#x}..{:#x} {:?})", self.mm.id(), self.start, self.end, self.stride)
     }
 }
 
 impl<'a> TlbFlush<'a> {
     /// The flush of `[start, end)` with `stride`.
-    pub fn range(mm: &'a AddressSpace, start: VirtAddr, end: VirtAddr, stride: Stride) -> Self {
+    pub fn range(mm: &'a MmTlbState, start: VirtAddr, end: VirtAddr, stride: Stride) -> Self {
         assert!(end.as_u64() <= USER_END && start <= end, "flush of {start:?}..{end:?}: not a user range");
         TlbFlush { mm, start: start.as_u64(), end: end.as_u64(), stride }
     }
 
     /// The flush of the 4 KiB page holding `va`.
-    pub fn page(mm: &'a AddressSpace, va: VirtAddr) -> Self {
+    pub fn page(mm: &'a MmTlbState, va: VirtAddr) -> Self {
         let start = va.align_down(Stride::Page4K.size());
         Self::range(mm, start, start + Stride::Page4K.size(), Stride::Page4K)
     }
 
     /// The flush of the 2 MiB leaf at `haddr`.
-    pub fn huge(mm: &'a AddressSpace, haddr: VirtAddr) -> Self {
+    pub fn huge(mm: &'a MmTlbState, haddr: VirtAddr) -> Self {
         let start = haddr.align_down(Stride::Huge2M.size());
         Self::range(mm, start, start + Stride::Huge2M.size(), Stride::Huge2M)
+    }
+
+    /// The flush after a pmd that pointed to a pte table was cleared (Linux:
+    /// pmdp_collapse_flush() -> flush_tlb_range(vma, haddr, haddr + HPAGE_PMD_SIZE)):
+    /// the 2 MiB at `haddr` were mapped by 4 KiB ptes, so 512 strides — beyond
+    /// any sane ceiling, a whole flush. It also drops the paging-structure
+    /// caches' entries for the detached pte table.
+    pub fn pmd_collapse(mm: &'a MmTlbState, haddr: VirtAddr) -> Self {
+        assert!(haddr.is_aligned(Stride::Huge2M.size()), "pmd collapse flush at unaligned {haddr:?}");
+        Self::range(mm, haddr, haddr + Stride::Huge2M.size(), Stride::Page4K)
     }
 
     /// One flush covering both (same address space): the union of the ranges
@@ -285,7 +285,7 @@ impl<'a> TlbFlush<'a> {
     }
 
     /// The address space.
-    pub fn mm(&self) -> &'a AddressSpace {
+    pub fn mm(&self) -> &'a MmTlbState {
         self.mm
     }
 
@@ -303,7 +303,7 @@ impl<'a> TlbFlush<'a> {
     /// skip a flush on purpose (e.g. `ksm.no_flush`): stale translations stay.
     pub fn skip_for_negative_control(self) {}
 
-    pub(crate) fn into_parts(self) -> (&'a AddressSpace, u64, u64, Stride) {
+    pub(crate) fn into_parts(self) -> (&'a MmTlbState, u64, u64, Stride) {
         (self.mm, self.start, self.end, self.stride)
     }
 }

@@ -1,16 +1,26 @@
-//! Deferred, batched flushes and page-table freeing (Linux: struct
-//! mmu_gather with tlb_gather_mmu()/tlb_finish_mmu(), pte_free_tlb(), and
-//! mm->tlb_flush_pending with inc/dec_tlb_flush_pending()).
+//! Deferred, batched flushes, page-table freeing and deferred reference
+//! drops (Linux: struct mmu_gather with tlb_gather_mmu()/tlb_finish_mmu(),
+//! tlb_remove_page(), pte_free_tlb(), and mm->tlb_flush_pending with
+//! inc/dec_tlb_flush_pending()); plus the table synchronisation a writer may
+//! need on its own ([`table_sync_one`], [`remove_table_one`]).
 //!
 //! A [`Gather`] belongs to one address space. While it exists the address
 //! space's pending count is raised, so a reader that sees a page-table change
 //! made under the gather also sees that its flush may not have happened yet
 //! ([`flush_pending`], what KSM's write_protect_page() checks). The gather
-//! accumulates the range to flush and the page tables detached from the
-//! tree; [`Gather::finish`] flushes, then frees the tables once lockless
-//! walkers cannot be using them (`ptfree=`), then lowers the count.
+//! accumulates the range to flush, the page tables detached from the tree and
+//! the page references the removed entries held. [`Gather::finish`], in this
+//! order:
+//! 1. flushes the range on every CPU that may cache it;
+//! 2. frees the tables once lockless walkers cannot be using them (`ptfree=`);
+//! 3. drops the page references;
+//! 4. lowers the pending count.
 //!
 //! Invariants:
+//! * A page whose mapping was removed keeps the mapping's reference until the
+//!   flush has returned: a writer that compares a page's references with its
+//!   mappings after "clear, flush" (the order of the seed message) sees no
+//!   reference that a stale TLB entry could still use.
 //! * A table given to [`Gather::free_table`] is detached (no entry points to
 //!   it) and is freed only after the flush *and* after the `ptfree`
 //!   synchronisation: an IPI call every other CPU acknowledged (a CPU inside
@@ -18,8 +28,9 @@
 //!   (which such a walk holds off).
 //! * Every freed table is filled with [`POISON_ENTRY`] first, so a walker that
 //!   reads a freed table sees a recognisable, not-present entry.
-//! * The pending count is lowered exactly once per gather, after its flush
-//!   (also when the gather is dropped without `finish`).
+//! * The pending count is lowered exactly once per gather, last (also when the
+//!   gather is dropped without `finish`): a reader that sees it low sees the
+//!   flush done and the references dropped.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
@@ -27,9 +38,9 @@ use x86_64::VirtAddr;
 use x86_64::structures::paging::{PhysFrame, Size4KiB};
 
 use super::flush::{Stride, TlbFlush, flush_tlb_mm_range};
-use super::{GLOBAL, PtFree, config, count};
-use crate::mm::addr_space::AddressSpace;
+use super::{GLOBAL, MmTlbState, PtFree, config, count};
 use crate::mm::frame;
+use crate::mm::page::PageRef;
 use crate::mm::paging::{PageTable, RawEntry};
 use crate::smp::{self, call};
 
@@ -42,31 +53,51 @@ const _: () = assert!(POISON_ENTRY & 1 == 0, "the poison entry must not be prese
 /// A batch of page-table changes of one address space, flushed together.
 #[must_use = "a gather must be finished (its flush and table frees are owed)"]
 pub struct Gather<'a> {
-    mm: &'a AddressSpace,
+    mm: &'a MmTlbState,
     /// `[start, end)` and the smallest stride seen, if anything was added.
     range: Option<(u64, u64, Stride)>,
     tables: Vec<PhysFrame<Size4KiB>>,
+    /// References to drop after the flush (Linux: the gather's page batch).
+    release: Vec<PageRef>,
     finished: bool,
 }
 
 impl<'a> Gather<'a> {
     /// Starts a batch for `mm` and raises its pending count (Linux:
     /// tlb_gather_mmu() -> inc_tlb_flush_pending()).
-    pub fn new(mm: &'a AddressSpace) -> Self {
+    pub fn new(mm: &'a MmTlbState) -> Self {
         // Relaxed increment, then a Release fence: the increment is ordered
         // before every later store of this CPU, in particular the page-table
         // changes the caller makes under this gather. A reader that sees such
         // a change and then executes an Acquire fence (`flush_pending`) sees
         // the increment. (Linux relies on the page-table lock for the same
         // order; this kernel's callers may use lockless exchanges.)
-        mm.tlb.pending.fetch_add(1, Ordering::Relaxed);
+        mm.pending.fetch_add(1, Ordering::Relaxed);
         fence(Ordering::Release);
-        Gather { mm, range: None, tables: Vec::new(), finished: false }
+        Gather { mm, range: None, tables: Vec::new(), release: Vec::new(), finished: false }
     }
 
     /// The address space.
-    pub fn mm(&self) -> &'a AddressSpace {
+    pub fn mm(&self) -> &'a MmTlbState {
         self.mm
+    }
+
+    /// Records that the 4 KiB entry of `va` changed.
+    pub fn page(&mut self, va: VirtAddr) {
+        let base = va.align_down(Stride::Page4K.size());
+        self.add_range(base, base + Stride::Page4K.size(), Stride::Page4K);
+    }
+
+    /// Records that the 2 MiB entry of `va` changed.
+    pub fn huge(&mut self, va: VirtAddr) {
+        let base = va.align_down(Stride::Huge2M.size());
+        self.add_range(base, base + Stride::Huge2M.size(), Stride::Huge2M);
+    }
+
+    /// Drops `page` only after the flush (Linux tlb_remove_page()): the
+    /// reference a removed entry held.
+    pub fn release(&mut self, page: PageRef) {
+        self.release.push(page);
     }
 
     /// Adds `[start, end)` (leaves of size `stride` changed) to the flush.
@@ -105,7 +136,8 @@ impl<'a> Gather<'a> {
         self.tables.len()
     }
 
-    /// Flushes, frees the queued tables per `ptfree`, lowers the pending count
+    /// Flushes, frees the queued tables per `ptfree`, drops the released
+    /// references, lowers the pending count: the order of the module docs
     /// (Linux: tlb_finish_mmu()). A flush or synchronisation timeout panics.
     pub fn finish(mut self) {
         self.complete();
@@ -116,9 +148,11 @@ impl<'a> Gather<'a> {
             return;
         }
         self.finished = true;
+        // 1. The flush.
         if let Some((start, end, stride)) = self.range {
             flush_tlb_mm_range(self.mm, VirtAddr::new(start), VirtAddr::new(end), stride);
         }
+        // 2. The tables.
         let tables = core::mem::take(&mut self.tables);
         if !tables.is_empty() {
             match config().ptfree {
@@ -135,11 +169,14 @@ impl<'a> Gather<'a> {
                 }),
             }
         }
-        // Release: the flush (whose acknowledgements the wait observed with
-        // Acquire) happens before the decrement; a reader that sees the count
-        // drop (Acquire) sees the flush complete. Under `tlb.nowait` the flush
-        // may still be in flight: that is the negative control.
-        self.mm.tlb.pending.fetch_sub(1, Ordering::Release);
+        // 3. The references, only after the flush returned (module docs).
+        drop(core::mem::take(&mut self.release));
+        // 4. Release: the flush (whose acknowledgements the wait observed with
+        // Acquire) and the reference drops happen before the decrement; a
+        // reader that sees the count drop (Acquire) sees both. Under
+        // `tlb.nowait` the flush may still be in flight: that is the negative
+        // control.
+        self.mm.pending.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -151,7 +188,11 @@ impl Drop for Gather<'_> {
 
 /// Waits until every other online CPU has taken an empty IPI call (Linux:
 /// tlb_remove_table_sync_one()): a CPU in an interrupts-off lockless walk
-/// answers only after the walk. Always by IPI, whatever `tlb=` says.
+/// answers only after the walk, so when this returns no walker that read an
+/// entry before the caller's change is still walking. Always by IPI, whatever
+/// `tlb=` says; not an RCU grace period. Callable on its own: collapse calls
+/// it right after its pmd flush, before it isolates the pages under the
+/// detached table. A CPU that does not answer in time is fatal (named).
 pub fn table_sync_one() {
     let mut others = smp::online_cpus();
     others.remove(smp::cpu_index());
@@ -160,6 +201,30 @@ pub fn table_sync_one() {
     }
     if let Err(e) = call::call_and_wait(others, || {}) {
         panic!("page-table free synchronisation not acknowledged: {e}; the tables cannot be freed safely");
+    }
+}
+
+/// Frees one detached page table once no lockless walker can be inside it,
+/// per `ptfree` (Linux tlb_remove_table_one()): `ipi`, [`table_sync_one`]
+/// then the poisoning free; `rcu`, the poisoning free after a grace period.
+/// The caller flushed the TLBs that could cache the table first (e.g. the
+/// [`TlbFlush::pmd_collapse`] of the pmd that pointed to it).
+///
+/// # Safety
+/// As [`Gather::free_table`]: an order-0 page-table frame no entry points to
+/// any more, flushed, and given to nothing else.
+pub unsafe fn remove_table_one(table: PhysFrame<Size4KiB>) {
+    count(None, |c| &c.tables_queued, 1);
+    match config().ptfree {
+        PtFree::Ipi => {
+            table_sync_one();
+            // SAFETY: the caller's contract, and the sync above.
+            unsafe { poison_and_free_table(table) };
+        }
+        PtFree::Rcu => crate::rcu::call_rcu(move || {
+            // SAFETY: the caller's contract, after a grace period.
+            unsafe { poison_and_free_table(table) };
+        }),
     }
 }
 
@@ -193,9 +258,9 @@ pub unsafe fn poison_and_free_table(table: PhysFrame<Size4KiB>) {
 
 /// Whether a gather of `mm` is in progress, so a page-table change seen by
 /// the caller may not be flushed yet (Linux: mm_tlb_flush_pending()).
-pub fn flush_pending(mm: &AddressSpace) -> bool {
+pub fn flush_pending(mm: &MmTlbState) -> bool {
     // Acquire fence: the caller's earlier page-table reads are ordered before
     // the count's load (pairs with the Release fence in `Gather::new`).
     fence(Ordering::Acquire);
-    mm.tlb.pending.load(Ordering::Acquire) > 0
+    mm.pending.load(Ordering::Acquire) > 0
 }

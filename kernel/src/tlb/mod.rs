@@ -3,13 +3,31 @@
 //! deferred, batched flushes with page-table freeing (Linux: arch/x86/mm/tlb.c
 //! and mm/mmu_gather.c).
 //!
+//! The one flush path. Code that clears or weakens a user entry owes a flush,
+//! and pays it in exactly one of two ways:
+//! * a `#[must_use]` [`TlbFlush`] token returned by the helper that changed
+//!   the entry (e.g. `mm::pgtable::pmdp_collapse_flush`, KSM's pte clear):
+//!   [`TlbFlush::flush`] does it now, [`Gather::add`] defers it, and only a
+//!   negative control may [`TlbFlush::skip_for_negative_control`];
+//! * a [`Gather`] (Linux's mmu_gather) for range operations (munmap,
+//!   mprotect, madvise, fork's write-protect, COW, teardown): it collects the
+//!   range, the detached page tables and the page references the removed
+//!   entries held, and [`Gather::finish`] flushes, frees the tables per
+//!   `ptfree`, drops the references, then lowers the address space's pending
+//!   count ([`flush_pending`], what KSM's gate reads).
+//!
+//! Nothing else flushes a user translation. The flush functions
+//! ([`flush::flush_tlb_mm_range`] and friends) take the address space's
+//! [`MmTlbState`] (root, CPU set, pending count, counters), so this module
+//! needs nothing from the layers above it. Writers that detach a page table
+//! outside a gather (collapse) use [`table_sync_one`] (Linux
+//! tlb_remove_table_sync_one, right after their pmd flush) and
+//! [`remove_table_one`] (free one table per `ptfree`).
+//!
 //! * [`flush`]: the primitives (Linux flush_tlb_mm_range, flush_tlb_mm,
-//!   flush_tlb_page, the flush of pmdp_collapse_flush, flush_tlb_kernel_range)
-//!   and the `#[must_use]` [`TlbFlush`] token that page-table code returns.
-//! * [`gather`]: [`Gather`], Linux's mmu_gather plus tlb_flush_pending: the
-//!   range to flush, the detached page tables to free after the flush (and
-//!   after the `ptfree` synchronisation), and the per-address-space "flush
-//!   pending" count KSM reads ([`flush_pending`]).
+//!   flush_tlb_page, flush_tlb_kernel_range) and the [`TlbFlush`] token.
+//! * [`gather`]: [`Gather`], [`table_sync_one`], [`remove_table_one`] and the
+//!   poisoning table free.
 //!
 //! Configuration ([`TlbConfig`], read once at boot from the boot options and
 //! fixed afterwards; see `../shared/reference/controls.md`):
@@ -43,12 +61,14 @@ pub mod gather;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-use crate::mm::addr_space::AddressSpace;
+use x86_64::PhysAddr;
+
+use crate::smp::{AtomicCpuSet, CpuSet};
 
 pub use flush::{
-    Stride, TlbFlush, flush_pmd_collapse, flush_tlb_kernel_range, flush_tlb_mm, flush_tlb_mm_range, flush_tlb_page,
+    Stride, TlbFlush, flush_tlb_kernel_range, flush_tlb_mm, flush_tlb_mm_range, flush_tlb_page,
 };
-pub use gather::{Gather, POISON_ENTRY, flush_pending, poison_and_free_table, table_sync_one};
+pub use gather::{Gather, POISON_ENTRY, flush_pending, poison_and_free_table, remove_table_one, table_sync_one};
 
 /// How remote CPUs are asked to flush (`tlb=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,11 +220,11 @@ impl Counters {
 }
 
 /// Adds `n` to a global counter and, if given, the address space's.
-fn count(mm: Option<&AddressSpace>, field: fn(&Counters) -> &AtomicU64, n: u64) {
+fn count(mm: Option<&MmTlbState>, field: fn(&Counters) -> &AtomicU64, n: u64) {
     // Relaxed: statistics only (NMI-safe: a lock-free RMW).
     field(&GLOBAL).fetch_add(n, Ordering::Relaxed);
     if let Some(mm) = mm {
-        field(&mm.tlb.counters).fetch_add(n, Ordering::Relaxed);
+        field(&mm.counters).fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -216,21 +236,60 @@ pub fn counts() -> TlbCounts {
 }
 
 /// The counters of one address space (flushes it initiated).
-pub fn mm_counts(mm: &AddressSpace) -> TlbCounts {
-    mm.tlb.counters.snapshot()
+pub fn mm_counts(mm: &MmTlbState) -> TlbCounts {
+    mm.counters.snapshot()
 }
 
-/// Per-address-space TLB state (a field of [`AddressSpace`]).
-#[derive(Default)]
+/// What the flush path needs of an address space (a field of
+/// `mm::addr_space::AddressSpace`, reached with `AddressSpace::tlb()`): its
+/// root, the CPUs that have it loaded (Linux mm_cpumask), the gathers in
+/// progress (mm->tlb_flush_pending) and its flush counters. The flush
+/// functions take this, not the address space, so `tlb` needs nothing of
+/// the layers above it.
 pub struct MmTlbState {
+    /// The address space's id (for reports).
+    id: u64,
+    root: PhysAddr,
+    /// CPUs with this root loaded (active or lazy).
+    cpus: AtomicCpuSet,
     /// Gathers in progress (Linux: mm->tlb_flush_pending); see [`gather`].
     pending: AtomicU64,
     counters: Counters,
 }
 
 impl MmTlbState {
-    /// The state of a new address space.
-    pub const fn new() -> Self {
-        MmTlbState { pending: AtomicU64::new(0), counters: Counters::new() }
+    /// The state of a new address space `id` whose top-level table is `root`.
+    pub fn new(id: u64, root: PhysAddr) -> Self {
+        MmTlbState { id, root, cpus: AtomicCpuSet::new(), pending: AtomicU64::new(0), counters: Counters::new() }
+    }
+
+    /// The address space's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The physical address of the top-level table (what CR3 holds).
+    pub fn root(&self) -> PhysAddr {
+        self.root
+    }
+
+    /// The CPUs that have this address space loaded.
+    pub fn cpus(&self) -> CpuSet {
+        // Acquire: pairs with the insertion in `note_loaded`.
+        self.cpus.load(Ordering::Acquire)
+    }
+
+    /// Records that `cpu` is loading this root (the scheduler, just before
+    /// the CR3 write, with interrupts off).
+    pub(crate) fn note_loaded(&self, cpu: usize) {
+        // SeqCst: a full barrier between joining the set and the table walks
+        // that follow the CR3 write (see sched::switch_mm); pairs with the
+        // flush's fence before it reads the set (flush.rs, step 1).
+        self.cpus.insert(cpu, Ordering::SeqCst);
+    }
+
+    /// Records that `cpu` loaded another root.
+    pub(crate) fn note_unloaded(&self, cpu: usize) {
+        self.cpus.remove(cpu, Ordering::Release);
     }
 }

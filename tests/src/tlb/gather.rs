@@ -3,10 +3,11 @@
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kernel::mm::page::{self, PageRef};
 use kernel::mm::paging::{Level, PageTable, RawEntry};
 use kernel::sched;
 use kernel::time::now_ns;
-use kernel::tlb::{self, Gather, POISON_ENTRY, PtFree, TlbFlush};
+use kernel::tlb::{self, FlushMode, Gather, POISON_ENTRY, PtFree, TlbFlush};
 use x86_64::structures::paging::PhysFrame;
 
 use super::{TestMm, leaf_entry, page, wait_tables_freed};
@@ -16,22 +17,22 @@ kernel::ktests! {
     fn flush_pending_is_raised_while_a_gather_is_open() {
         let t = TestMm::new();
         let mm = t.mm.clone();
-        assert!(!tlb::flush_pending(&mm));
-        let g = Gather::new(&mm);
-        assert!(tlb::flush_pending(&mm));
+        assert!(!tlb::flush_pending(mm.tlb()));
+        let g = Gather::new(mm.tlb());
+        assert!(tlb::flush_pending(mm.tlb()));
         if let Some(other) = util::others().first().copied() {
             let m = mm.clone();
-            assert!(sched::spawn_on(other, "reader", move || tlb::flush_pending(&m)).unwrap().join(), "cpu{other} missed it");
+            assert!(sched::spawn_on(other, "reader", move || tlb::flush_pending(m.tlb())).unwrap().join(), "cpu{other} missed it");
         }
-        let mut inner = Gather::new(&mm);
-        inner.add(TlbFlush::page(&mm, page(0)));
+        let mut inner = Gather::new(mm.tlb());
+        inner.add(TlbFlush::page(mm.tlb(), page(0)));
         inner.finish();
-        assert!(tlb::flush_pending(&mm), "the outer gather is still open");
+        assert!(tlb::flush_pending(mm.tlb()), "the outer gather is still open");
         g.finish();
-        assert!(!tlb::flush_pending(&mm));
+        assert!(!tlb::flush_pending(mm.tlb()));
         // Dropped without finish: still lowered, exactly once.
-        drop(Gather::new(&mm));
-        assert!(!tlb::flush_pending(&mm));
+        drop(Gather::new(mm.tlb()));
+        assert!(!tlb::flush_pending(mm.tlb()));
         drop(mm);
         t.teardown();
     }
@@ -64,7 +65,7 @@ kernel::ktests! {
         .unwrap();
         util::wait_for(&inside);
         let freed_before = tlb::counts().tables_freed;
-        let mut g = Gather::new(&mm);
+        let mut g = Gather::new(mm.tlb());
         pml4e.swap(RawEntry::EMPTY, Ordering::SeqCst);
         for table in [pt, pd, pdpt] {
             // SAFETY: detached by the swap above; order-0 tables of this space.
@@ -105,4 +106,90 @@ kernel::ktests! {
         drop(mm);
         t.teardown();
     }
+
+    fn a_gather_flushes_then_frees_tables_then_drops_references_then_lowers_pending() {
+        let Some(other) = util::other_cpu() else { return };
+        let cfg = tlb::config();
+        // Whether the flush itself waits for an interrupts-off CPU of the
+        // address space, and whether the table free does (ptfree=ipi's sync).
+        let flush_waits = cfg.mode == FlushMode::Ipi && !cfg.nowait;
+        let sync_waits = cfg.ptfree == PtFree::Ipi;
+        let mut t = TestMm::new();
+        let a = t.data(0, 1);
+        let x = page(0);
+        t.map(x, a, Level::Pt);
+        let mm = t.mm.clone();
+        let pml4e = leaf_entry(&mm, x, Level::Pml4);
+        let pdpt = pml4e.load(Ordering::Relaxed).addr();
+        let pd = leaf_entry(&mm, x, Level::Pdpt).load(Ordering::Relaxed).addr();
+        let pt = leaf_entry(&mm, x, Level::Pd).load(Ordering::Relaxed).addr();
+        // A folio whose second reference the gather drops.
+        let folio = page::alloc_folio(0, false).expect("folio");
+        let p = folio.page();
+        let released = PageRef::new_ref(p);
+        assert_eq!(p.refcount(), 2);
+        let freed_before = tlb::counts().tables_freed;
+        // The gather is open (pending raised) before the watcher looks.
+        let mut g = Gather::new(mm.tlb());
+        pml4e.swap(RawEntry::EMPTY, Ordering::SeqCst);
+        for table in [pt, pd, pdpt] {
+            // SAFETY: detached by the swap above; order-0 tables of this space.
+            unsafe { g.free_table(PhysFrame::containing_address(table), x) };
+        }
+        g.page(x);
+        g.release(released);
+        // A CPU of the address space sits with interrupts off while the
+        // gather finishes, watching the three effects; then, with interrupts
+        // on, it waits for the pending count to drop and checks what must be
+        // visible by then.
+        let inside = Arc::new(AtomicBool::new(false));
+        let i = inside.clone();
+        let m = mm.clone();
+        let watcher = sched::spawn_in(other, "irqs-off", Some(mm.clone()), move || {
+            x86_64::instructions::interrupts::disable();
+            i.store(true, Ordering::Release);
+            let end = now_ns() + 50_000_000;
+            let (mut ref_dropped, mut table_freed, mut pending_lowered) = (false, false, false);
+            while now_ns() < end {
+                ref_dropped |= p.refcount() != 2;
+                table_freed |= tlb::counts().tables_freed != freed_before;
+                pending_lowered |= !tlb::flush_pending(m.tlb());
+            }
+            x86_64::instructions::interrupts::enable();
+            // The count drops last: whoever sees it low sees the rest done.
+            let deadline = now_ns() + 5_000_000_000;
+            while tlb::flush_pending(m.tlb()) {
+                assert!(now_ns() < deadline, "the gather's pending count never dropped");
+                core::hint::spin_loop();
+            }
+            let refcount_at_lowered = p.refcount();
+            let freed_at_lowered = tlb::counts().tables_freed - freed_before;
+            (ref_dropped, table_freed, pending_lowered, refcount_at_lowered, freed_at_lowered)
+        })
+        .unwrap();
+        util::wait_for(&inside);
+        g.finish();
+        assert_eq!(p.refcount(), 1, "finish() returned without dropping the released reference");
+        assert!(!tlb::flush_pending(mm.tlb()), "finish() returned with the count raised");
+        let (ref_dropped, table_freed, pending_lowered, refcount_at_lowered, freed_at_lowered) = watcher.join();
+        if flush_waits || sync_waits {
+            // Nothing after the flush (and the ptfree sync) happened while
+            // cpu{other} held them back.
+            assert!(!ref_dropped, "{cfg}: the reference was dropped before the flush/sync completed");
+            assert!(!pending_lowered, "{cfg}: the pending count dropped before the flush/sync completed");
+        }
+        // ptfree=ipi: its sync waits for cpu{other}; rcu: the interrupts-off
+        // section holds the grace period off.
+        assert!(!table_freed, "{cfg}: a table was freed while cpu{other} had interrupts off");
+        assert_eq!(refcount_at_lowered, 1, "{cfg}: the pending count dropped before the reference");
+        if sync_waits {
+            assert_eq!(freed_at_lowered, 3, "{cfg}: the pending count dropped before the tables were freed");
+        } else {
+            wait_tables_freed(freed_before + 3);
+        }
+        drop(folio);
+        drop(mm);
+        t.teardown();
+    }
+
 }

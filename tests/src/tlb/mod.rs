@@ -149,7 +149,7 @@ pub fn wait_tables_freed(target: u64) {
 /// Clears every user-half entry and frees every user-half table through one
 /// gather; returns the number of tables freed.
 fn clear_user_half(mm: &AddressSpace) -> u64 {
-    let mut g = Gather::new(mm);
+    let mut g = Gather::new(mm.tlb());
     let mut n = 0;
     // SAFETY: the root of a live address space.
     let root = unsafe { PageTable::at(mm.root()) };

@@ -58,7 +58,7 @@ kernel::ktests! {
             assert!(!d.expired(), "the writer on cpu{other} never wrote");
             core::hint::spin_loop();
         }
-        let before = tlb::mm_counts(&mm);
+        let before = tlb::mm_counts(mm.tlb());
         let entry = pte(&mm, x);
         let budget = Deadline::after_ns(BUDGET_NS);
         let mut iterations = 0;
@@ -70,7 +70,7 @@ kernel::ktests! {
             let (old, new) = (frames[(iter % 2) as usize], frames[((iter + 1) % 2) as usize]);
             let prev = entry.swap(RawEntry::new(new, user_flags()), Ordering::SeqCst);
             assert_eq!(prev.addr(), old);
-            tlb::flush_tlb_page(&mm, x);
+            tlb::flush_tlb_page(mm.tlb(), x);
             // Right after the return: the old frame must be final from now on.
             let snap = read_phys(old);
             let d = Deadline::after_ns(2_000_000_000);
@@ -90,7 +90,7 @@ kernel::ktests! {
                 core::hint::spin_loop();
             }
         }
-        let after = tlb::mm_counts(&mm);
+        let after = tlb::mm_counts(mm.tlb());
         stop.store(true, Ordering::Relaxed);
         let last = writer.join_timeout(5_000_000_000).map_err(|(e, _)| e).expect("writer did not stop");
         assert!(last > iterations * WRITES_AFTER_FLUSH);
@@ -124,7 +124,7 @@ kernel::ktests! {
         util::wait_for(&inside);
         assert!(mm.cpus().contains(other));
         let sent = now_ns();
-        tlb::flush_tlb_page(&mm, page(0));
+        tlb::flush_tlb_page(mm.tlb(), page(0));
         let returned = now_ns();
         section.join();
         let enabled = enabled_at.load(Ordering::Acquire);

@@ -90,7 +90,7 @@ kernel::ktests! {
         assert!(mm.cpus().contains(other), "the writer's cpu{other} is not in its address space");
         let va = VirtAddr::new(WRITER_PAGE);
         let frames = [own, spare];
-        let before = tlb::mm_counts(&mm);
+        let before = tlb::mm_counts(mm.tlb());
         let budget = Deadline::after_ns(BUDGET_NS);
         let mut iterations = 0;
         for iter in 0..ITERATIONS {
@@ -100,7 +100,7 @@ kernel::ktests! {
             iterations += 1;
             let (old, new) = (frames[(iter % 2) as usize], frames[((iter + 1) % 2) as usize]);
             assert_eq!(move_page(&mm, WRITER_PAGE, new), old);
-            tlb::flush_tlb_page(&mm, va);
+            tlb::flush_tlb_page(mm.tlb(), va);
             // Right after the return: the old frame must be final from now on.
             let snap = read_phys(old);
             let d = Deadline::after_ns(2_000_000_000);
@@ -123,9 +123,9 @@ kernel::ktests! {
         // Back to the process's own frame before it exits and unmaps it.
         if iterations % 2 == 1 {
             assert_eq!(move_page(&mm, WRITER_PAGE, own), spare);
-            tlb::flush_tlb_page(&mm, va);
+            tlb::flush_tlb_page(mm.tlb(), va);
         }
-        let after = tlb::mm_counts(&mm);
+        let after = tlb::mm_counts(mm.tlb());
         let moves = iterations + iterations % 2;
         assert_eq!(after.flushes - before.flushes, moves, "flushes of the writer's address space");
         assert_eq!(after.remote_requests - before.remote_requests, moves, "every flush needed cpu{other}");
