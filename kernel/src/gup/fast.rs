@@ -1,5 +1,9 @@
-//! GUP-fast: the lockless walk (Linux gup_fast() and gup_fast_pte_range() /
-//! gup_fast_pmd_leaf()).
+//! GUP-fast: the lockless walk, split as Linux splits it (gup_fast() ->
+//! gup_fast_pgd_range() -> gup_fast_pud_range() -> gup_fast_pmd_range() ->
+//! gup_fast_pmd_leaf() or gup_fast_pte_range(); x86 folds the p4d level).
+//! Each level reads its entry once and passes the value down; the grab, the
+//! full fence, the re-read and the back-off are one function,
+//! [`grab_then_recheck`], used by both leaf kinds.
 //!
 //! Why it is safe, with every defence in place:
 //! * page tables cannot be freed under the walk: it runs with interrupts off,
@@ -28,7 +32,7 @@ use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::{self, Page, PageFlags, PageRef, PinnedPage};
 use crate::mm::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
 use crate::mm::pgtable::{self, POISON_ENTRY};
-use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
+use crate::mm::PAGE_SIZE;
 use crate::race::overlap;
 use crate::race::widen::{self, Point};
 
@@ -173,6 +177,22 @@ fn permitted(e: RawEntry, flags: Foll) -> bool {
     f.contains(PteFlags::PRESENT | PteFlags::USER) && (!flags.contains(Foll::WRITE) || f.contains(PteFlags::WRITABLE))
 }
 
+/// What one lockless walk carries down the levels.
+struct Walk<'o> {
+    flags: Foll,
+    /// The switches, fixed at boot, read once per walk.
+    c: super::Controls,
+    out: &'o mut Vec<Grabbed>,
+    seen: &'o mut Seen,
+}
+
+/// The end of the range covered by the entry of `level` holding `addr`,
+/// capped at `end` (Linux pgd_addr_end() and friends).
+fn addr_end(level: Level, addr: u64, end: u64) -> u64 {
+    let size = level.entry_size();
+    ((addr & !(size - 1)) + size).min(end)
+}
+
 /// The lockless walk over `[start, end)` of `mm`; grabs pages into `out` from
 /// `start` on and stops at the first page it cannot take. Returns the count.
 fn walk(
@@ -185,95 +205,161 @@ fn walk(
     _irqs: &IrqsOff,
 ) -> usize {
     let first = out.len();
-    // The switches are fixed at boot; read them once per walk.
-    let c = controls();
-    let mut addr = start;
-    'outer: while addr < end {
-        let mut pa = mm.root();
-        for level in [Level::Pml4, Level::Pdpt] {
-            let Some(e) = read_once(table(pa).entry(level.index(addr))) else { break 'outer };
-            if !e.is_present() || e.is_huge() || !pgtable::lockless_table_ok(e.addr()) {
-                break 'outer;
-            }
-            pa = e.addr();
+    let mut w = Walk { flags, c: controls(), out, seen };
+    gup_fast_pgd_range(mm.root(), start, end, &mut w);
+    w.out.len() - first
+}
+
+/// The top level (Linux gup_fast_pgd_range(); x86's p4d is folded into it,
+/// so there is no gup_fast_p4d_range). Each level reads its entry once and
+/// hands the value down; a level returns false at the first page it cannot
+/// take, which ends the walk.
+fn gup_fast_pgd_range(root: x86_64::PhysAddr, mut addr: u64, end: u64, w: &mut Walk<'_>) -> bool {
+    let pgd_table = table(root);
+    while addr < end {
+        let next = addr_end(Level::Pml4, addr, end);
+        let Some(pgd) = read_once(pgd_table.entry(Level::Pml4.index(addr))) else { return false };
+        if !pgd.is_present() || pgd.is_huge() || !pgtable::lockless_table_ok(pgd.addr()) {
+            return false;
         }
-        let pmdp = table(pa).entry(Level::Pd.index(addr));
-        let Some(pmd) = read_once(pmdp) else { break };
-        if !pmd.is_present() {
-            break;
+        if !gup_fast_pud_range(pgd, addr, next, w) {
+            return false;
         }
-        let block_end = ((addr & !(HUGE_PAGE_SIZE - 1)) + HUGE_PAGE_SIZE).min(end);
-        if pmd.is_huge() {
-            // gup_fast_pmd_leaf(): one grab for every page of the run.
-            if !permitted(pmd, flags) {
-                break;
-            }
-            let pfn = pmd.addr().as_u64() / PAGE_SIZE;
-            // The whole run must exist (garbage from a reused table need not).
-            let Some(sub) = pgtable::lockless_leaf_page(pfn + Level::Pt.index(addr) as u64) else { break };
-            if pgtable::lockless_leaf_page(pfn + 511).is_none() {
-                break;
-            }
-            let n = ((block_end - addr) / PAGE_SIZE) as usize;
-            seen.push(sub.folio().pfn());
-            widen::at(Point::GupPreRef, sub.folio().pfn());
-            let at = out.len();
-            if !try_grab(sub, n, flags, out) {
-                break;
-            }
-            // Full fence: our reference is visible before we re-read the
-            // entry (pairs with the writer's exchange-then-check).
-            fence(Ordering::SeqCst);
-            if c.recheck && pmdp.load(Ordering::Acquire) != pmd {
-                BAILOUTS.fetch_add(1, Ordering::Relaxed);
-                out.truncate(at);
-                break;
-            }
-            if must_unshare(flags, pmd, sub) {
-                out.truncate(at);
-                break;
-            }
-            addr = block_end;
-            continue;
-        }
-        if !pgtable::lockless_table_ok(pmd.addr()) {
-            break;
-        }
-        let pt = table(pmd.addr());
-        // The pte table's frame too: a collapse's writer window is keyed by
-        // the table it detaches (the 2 MiB range, not one page).
-        seen.push(pmd.addr().as_u64() / PAGE_SIZE);
-        while addr < block_end {
-            let ptep = pt.entry(Level::Pt.index(addr));
-            let Some(pte) = read_once(ptep) else { break 'outer };
-            if !permitted(pte, flags) {
-                break 'outer;
-            }
-            let Some(p) = pgtable::lockless_leaf_page(pte.addr().as_u64() / PAGE_SIZE) else { break 'outer };
-            seen.push(p.pfn());
-            widen::at_keys(Point::GupPreRef, p.pfn(), pmd.addr().as_u64() / PAGE_SIZE);
-            let at = out.len();
-            if !try_grab(p, 1, flags, out) {
-                break 'outer;
-            }
-            fence(Ordering::SeqCst);
-            // The re-read (Linux: pmd and pte unchanged); `gup.recheck=off`
-            // skips both, `gup.pmd_recheck=off` the pmd only.
-            let changed = c.recheck
-                && ((c.pmd_recheck && pmdp.load(Ordering::Acquire) != pmd) || ptep.load(Ordering::Acquire) != pte);
-            if changed {
-                BAILOUTS.fetch_add(1, Ordering::Relaxed);
-                out.truncate(at);
-                break 'outer;
-            }
-            if must_unshare(flags, pte, p) {
-                out.truncate(at);
-                break 'outer;
-            }
-            addr += PAGE_SIZE;
-        }
+        addr = next;
     }
-    out.len() - first
+    true
+}
+
+/// The pud level (Linux gup_fast_pud_range()): the table `pgd` points to.
+/// 1 GiB leaves are not used for user memory here: one ends the walk.
+fn gup_fast_pud_range(pgd: RawEntry, mut addr: u64, end: u64, w: &mut Walk<'_>) -> bool {
+    let pud_table = table(pgd.addr());
+    while addr < end {
+        let next = addr_end(Level::Pdpt, addr, end);
+        let Some(pud) = read_once(pud_table.entry(Level::Pdpt.index(addr))) else { return false };
+        if !pud.is_present() || pud.is_huge() || !pgtable::lockless_table_ok(pud.addr()) {
+            return false;
+        }
+        if !gup_fast_pmd_range(pud, addr, next, w) {
+            return false;
+        }
+        addr = next;
+    }
+    true
+}
+
+/// The pmd level (Linux gup_fast_pmd_range()): a huge leaf goes to
+/// [`gup_fast_pmd_leaf`], a table to [`gup_fast_pte_range`]; both get the
+/// entry's pointer too, for their re-read.
+fn gup_fast_pmd_range(pud: RawEntry, mut addr: u64, end: u64, w: &mut Walk<'_>) -> bool {
+    let pmd_table = table(pud.addr());
+    while addr < end {
+        let next = addr_end(Level::Pd, addr, end);
+        let pmdp = pmd_table.entry(Level::Pd.index(addr));
+        let Some(pmd) = read_once(pmdp) else { return false };
+        if !pmd.is_present() {
+            return false;
+        }
+        let done = if pmd.is_huge() {
+            gup_fast_pmd_leaf(pmd, pmdp, addr, next, w)
+        } else {
+            gup_fast_pte_range(pmd, pmdp, addr, next, w)
+        };
+        if !done {
+            return false;
+        }
+        addr = next;
+    }
+    true
+}
+
+/// A 2 MiB leaf (Linux gup_fast_pmd_leaf()): one grab for every page of
+/// `[addr, end)`, then the pmd re-read.
+fn gup_fast_pmd_leaf(pmd: RawEntry, pmdp: &Entry, addr: u64, end: u64, w: &mut Walk<'_>) -> bool {
+    if !permitted(pmd, w.flags) {
+        return false;
+    }
+    let pfn = pmd.addr().as_u64() / PAGE_SIZE;
+    // The whole run must exist (garbage from a reused table need not).
+    let Some(sub) = pgtable::lockless_leaf_page(pfn + Level::Pt.index(addr) as u64) else { return false };
+    if pgtable::lockless_leaf_page(pfn + 511).is_none() {
+        return false;
+    }
+    let n = ((end - addr) / PAGE_SIZE) as usize;
+    w.seen.push(sub.folio().pfn());
+    widen::at(Point::GupPreRef, sub.folio().pfn());
+    let recheck = w.c.recheck;
+    // `gup.recheck=off` skips the re-read (`gup.pmd_recheck` concerns the
+    // pmd above a pte table, not a leaf).
+    grab_then_recheck(sub, n, pmd, w, || !recheck || pmdp.load(Ordering::Acquire) == pmd)
+}
+
+/// The ptes of one table (Linux gup_fast_pte_range()): per page, the
+/// permission check, then the grab and the re-read of pmd and pte.
+fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: u64, end: u64, w: &mut Walk<'_>) -> bool {
+    if !pgtable::lockless_table_ok(pmd.addr()) {
+        return false;
+    }
+    let pt = table(pmd.addr());
+    // The pte table's frame too: a collapse's writer window is keyed by
+    // the table it detaches (the 2 MiB range, not one page).
+    let table_pfn = pmd.addr().as_u64() / PAGE_SIZE;
+    w.seen.push(table_pfn);
+    let (recheck, pmd_recheck) = (w.c.recheck, w.c.pmd_recheck);
+    while addr < end {
+        let ptep = pt.entry(Level::Pt.index(addr));
+        let Some(pte) = read_once(ptep) else { return false };
+        if !permitted(pte, w.flags) {
+            return false;
+        }
+        let Some(p) = pgtable::lockless_leaf_page(pte.addr().as_u64() / PAGE_SIZE) else { return false };
+        w.seen.push(p.pfn());
+        widen::at_keys(Point::GupPreRef, p.pfn(), table_pfn);
+        // The re-read (Linux: pmd and pte unchanged); `gup.recheck=off`
+        // skips both, `gup.pmd_recheck=off` the pmd only.
+        let unchanged = || {
+            !recheck
+                || (!(pmd_recheck && pmdp.load(Ordering::Acquire) != pmd) && ptep.load(Ordering::Acquire) == pte)
+        };
+        if !grab_then_recheck(p, 1, pte, w, unchanged) {
+            return false;
+        }
+        addr += PAGE_SIZE;
+    }
+    true
+}
+
+/// Takes `n` references or pins on `page`'s folio, then checks that the
+/// entries it was found through did not change, then the unshare rule
+/// (Linux: try_grab_folio_fast(), the pte/pmd re-read, gup_must_unshare()).
+/// Backs out the grab and returns false if any step fails. `entry` is the
+/// leaf as read; `unchanged` re-reads what the caller's switches ask for.
+fn grab_then_recheck(
+    page: &'static Page,
+    n: usize,
+    entry: RawEntry,
+    w: &mut Walk<'_>,
+    unchanged: impl FnOnce() -> bool,
+) -> bool {
+    let at = w.out.len();
+    if !try_grab(page, n, w.flags, w.out) {
+        return false;
+    }
+    // Full fence: our reference is visible before we re-read the entries
+    // (Linux smp_mb__after_atomic(); pairs with the writer's exchange, then
+    // its fence, then its load of the reference count: a Dekker pair, so
+    // either we see the cleared entry or the writer sees our reference).
+    fence(Ordering::SeqCst);
+    if !unchanged() {
+        BAILOUTS.fetch_add(1, Ordering::Relaxed);
+        w.out.truncate(at);
+        return false;
+    }
+    if must_unshare(w.flags, entry, page) {
+        w.out.truncate(at);
+        return false;
+    }
+    true
 }
 
 /// GUP-fast only: grabs what the lockless walk can from `start` on (Linux
