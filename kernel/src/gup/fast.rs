@@ -127,6 +127,7 @@ fn table(pa: x86_64::PhysAddr) -> &'static PageTable {
 }
 
 /// Reads an entry once, reporting a walk into a freed (poisoned) table.
+#[inline(always)]
 fn read_once(e: &Entry) -> Option<RawEntry> {
     // Acquire: the table or page it points to was initialised before the
     // entry was published (Release in the fault paths).
@@ -139,6 +140,7 @@ fn read_once(e: &Entry) -> Option<RawEntry> {
 }
 
 /// Takes `n` references or pins on `page`'s folio, lockless.
+#[inline(always)]
 fn try_grab(page: &'static Page, n: usize, flags: Foll, out: &mut Vec<Grabbed>) -> bool {
     if flags.contains(Foll::PIN) {
         if !PinnedPage::try_pin_many(page, n as i32) {
@@ -163,6 +165,7 @@ fn try_grab(page: &'static Page, n: usize, flags: Foll, out: &mut Vec<Grabbed>) 
 /// Whether a read-only pin must leave this page to the slow path, which
 /// unshares it first (Linux gup_must_unshare()): a pin without WRITE of a
 /// read-only mapping of an anonymous page that is not exclusive.
+#[inline(always)]
 fn must_unshare(flags: Foll, entry: RawEntry, page: &Page) -> bool {
     flags.contains(Foll::PIN)
         && !flags.contains(Foll::WRITE)
@@ -172,6 +175,7 @@ fn must_unshare(flags: Foll, entry: RawEntry, page: &Page) -> bool {
 }
 
 /// Whether a leaf entry allows the access (present, user, writable if asked).
+#[inline(always)]
 fn permitted(e: RawEntry, flags: Foll) -> bool {
     let f = e.flags();
     f.contains(PteFlags::PRESENT | PteFlags::USER) && (!flags.contains(Foll::WRITE) || f.contains(PteFlags::WRITABLE))
@@ -275,6 +279,7 @@ fn gup_fast_pmd_range(pud: RawEntry, mut addr: u64, end: u64, w: &mut Walk<'_>) 
 
 /// A 2 MiB leaf (Linux gup_fast_pmd_leaf()): one grab for every page of
 /// `[addr, end)`, then the pmd re-read.
+#[inline(always)]
 fn gup_fast_pmd_leaf(pmd: RawEntry, pmdp: &Entry, addr: u64, end: u64, w: &mut Walk<'_>) -> bool {
     if !permitted(pmd, w.flags) {
         return false;
@@ -296,6 +301,7 @@ fn gup_fast_pmd_leaf(pmd: RawEntry, pmdp: &Entry, addr: u64, end: u64, w: &mut W
 
 /// The ptes of one table (Linux gup_fast_pte_range()): per page, the
 /// permission check, then the grab and the re-read of pmd and pte.
+#[inline(always)]
 fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: u64, end: u64, w: &mut Walk<'_>) -> bool {
     if !pgtable::lockless_table_ok(pmd.addr()) {
         return false;
@@ -334,6 +340,7 @@ fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: u64, end: u64, w: &
 /// (Linux: try_grab_folio_fast(), the pte/pmd re-read, gup_must_unshare()).
 /// Backs out the grab and returns false if any step fails. `entry` is the
 /// leaf as read; `unchanged` re-reads what the caller's switches ask for.
+#[inline(always)]
 fn grab_then_recheck(
     page: &'static Page,
     n: usize,
