@@ -30,7 +30,7 @@ use x86_64::VirtAddr;
 use super::{Refusal, stats};
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::{Page, PageFlags, PageRef};
-use crate::mm::paging::{PteFlags, RawEntry};
+use crate::mm::paging::{Entry, PteFlags, RawEntry};
 use crate::mm::pgtable::{self, PteTable};
 use crate::mm::frame_io;
 use crate::race::overlap::WriterWindow;
@@ -89,6 +89,48 @@ fn flush(mm: &AddressSpace, addr: u64, no_flush: bool) {
     }
 }
 
+/// Step 1 of write_protect_page(): clears the pte (Linux ptep_clear_flush()'s
+/// ptep_get_and_clear()), leaving a writer's marker instead of an empty entry
+/// if the writer will sleep (`sleeps`). Returns the entry to restore or
+/// write-protect (`v` with the dirty bit the hardware may have set since)
+/// and the value left in the pte.
+fn clear_pte(ptep: &Entry, v: RawEntry, page: &Page, sleeps: bool) -> (RawEntry, RawEntry) {
+    let cleared = if sleeps { pgtable::marker(page.phys()) } else { RawEntry::EMPTY };
+    // AcqRel exchange: the clear is ordered before the reference loads of
+    // step 4 by the fence there (x86: the locked exchange is a full barrier);
+    // pairs with GUP-fast's reference-then-fence-then-re-read.
+    let old = ptep.swap(cleared, Ordering::AcqRel);
+    debug_assert_eq!(old.addr(), v.addr());
+    widen::at(Point::WriterPostClear, page.pfn());
+    (RawEntry(v.0 | (old.0 & PteFlags::DIRTY.bits())), cleared)
+}
+
+/// Step 3 of write_protect_page() under `sync=rcu`: waits for a grace period
+/// with the pte lock dropped and the marker in place (faults wait on it;
+/// nobody else changes the pte: every other writer of this mm's ptes holds
+/// the mmap lock for writing), then retakes the lock.
+fn wait_grace_period(
+    pt: &pgtable::PteTable,
+    ptl: &mut Option<crate::sync::ThreadLockGuard<'static, ()>>,
+    ptep: &Entry,
+    marker: RawEntry,
+    addr: u64,
+) {
+    drop(ptl.take());
+    crate::rcu::synchronize_rcu();
+    *ptl = Some(pt.lock());
+    let still = ptep.load(Ordering::Acquire);
+    assert_eq!(still, marker, "KSM's marker pte at {addr:#x} changed during the grace period");
+}
+
+/// Step 4 of write_protect_page(): the reference and pin checks ([`check`]),
+/// then the window-widening point after them.
+fn check_refs(page: &Page, anon_exclusive: bool) -> Result<(), Refusal> {
+    let checked = check(page, anon_exclusive);
+    widen::at(Point::WriterPostCheck, page.pfn());
+    checked
+}
+
 /// Makes `page`, mapped at `addr` in `mm`, read-only (Linux
 /// write_protect_page()). Returns the read-only pte now installed. The
 /// caller holds the mmap lock for reading, the page lock, and one reference.
@@ -111,53 +153,42 @@ pub fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> 
     }
     let switches = race::ksm_switches();
     let window = WriterWindow::open(page.pfn());
-    let mut entry = v;
-    if switches.check_before_clear {
+    // The one decision point of `ksm.check_before_clear`: the order of the
+    // steps below.
+    let entry = if switches.check_before_clear {
         // Negative control: check, then clear and flush. A GUP-fast between
         // the check and the clear takes a pin nobody looks at again.
-        let checked = check(page, anon_exclusive);
-        widen::at(Point::WriterPostCheck, page.pfn());
-        if let Err(r) = checked {
+        if let Err(r) = check_refs(page, anon_exclusive) {
             window.close();
             return Err(r);
         }
-        entry = ptep.swap(RawEntry::EMPTY, Ordering::AcqRel);
-        widen::at(Point::WriterPostClear, page.pfn());
+        let (entry, _) = clear_pte(ptep, v, page, false);
         flush(mm, addr, switches.no_flush);
+        entry
     } else {
         let sleeps = race::sync_mode() == SyncMode::Rcu;
-        // Step 1. AcqRel: the clear is ordered before the reference loads of
-        // step 4 by the fence below (x86: the locked exchange is a full
-        // barrier); pairs with GUP-fast's reference-then-fence-then-re-read.
-        let cleared = if sleeps { pgtable::marker(page.phys()) } else { RawEntry::EMPTY };
-        let old = ptep.swap(cleared, Ordering::AcqRel);
-        debug_assert_eq!(old.addr(), v.addr());
-        entry = RawEntry(entry.0 | (old.0 & PteFlags::DIRTY.bits()));
-        widen::at(Point::WriterPostClear, page.pfn());
+        // Step 1.
+        let (entry, cleared) = clear_pte(ptep, v, page, sleeps);
         // Step 2.
         flush(mm, addr, switches.no_flush);
-        // Step 3: the grace period, with the lock dropped and the marker in
-        // place (faults wait on it; nobody else changes the pte: every
-        // other writer of this mm's ptes holds the mmap lock for writing).
+        // Step 3 (`sync=rcu`).
         if sleeps {
-            drop(ptl.take());
-            crate::rcu::synchronize_rcu();
-            ptl = Some(pt.lock());
-            let still = ptep.load(Ordering::Acquire);
-            assert_eq!(still, cleared, "KSM's marker pte at {addr:#x} changed during the grace period");
+            wait_grace_period(&pt, &mut ptl, ptep, cleared, addr);
         }
+        // Full fence: the clear (step 1) before the reference loads of step
+        // 4, the writer's half of the Dekker pair with GUP-fast's
+        // reference-then-fence-then-re-read.
         fence(Ordering::SeqCst);
         widen::at(Point::WriterPreCheck, page.pfn());
         // Step 4.
-        let checked = check(page, anon_exclusive);
-        widen::at(Point::WriterPostCheck, page.pfn());
-        if let Err(r) = checked {
+        if let Err(r) = check_refs(page, anon_exclusive) {
             // Restore the pte as it was (Linux set_pte_at(..., entry)).
             ptep.store(entry, Ordering::Release);
             window.close();
             return Err(r);
         }
-    }
+        entry
+    };
     window.close();
     // Step 5: transfer the dirty bit to the page, install read-only + clean.
     if entry.flags().contains(PteFlags::DIRTY) {
