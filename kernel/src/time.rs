@@ -17,9 +17,7 @@ use alloc::format;
 use alloc::string::String;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::acpi::Platform;
 use crate::arch::tsc::{self, ReferenceClock, Source};
-use crate::arch::{hpet, pmtimer};
 
 /// One clock epoch: from TSC `base_tsc` on, time is `base_ns` plus the ticks
 /// since, at `khz`.
@@ -84,10 +82,9 @@ const WINDOW_NS: u64 = 10_000_000;
 
 /// Refines the TSC frequency with the best timer the platform has: kept as is
 /// when CPUID reports it, else measured against the HPET, else the ACPI PM
-/// timer, else (last resort) the PIT again. Probes the HPET and PM timer.
-pub fn recalibrate(platform: &Platform) {
-    let hpet = platform.hpet.and_then(|h| hpet::init(h.base));
-    let pm_timer = platform.pm_timer.and_then(|p| pmtimer::init(p.port, p.bits32));
+/// timer, else (last resort) the PIT again. The caller probes the HPET and the
+/// PM timer (drivers above this layer) and passes what it found.
+pub fn recalibrate(hpet: Option<&dyn ReferenceClock>, pm_timer: Option<&dyn ReferenceClock>) {
     let early = tsc::khz();
     if tsc::source() == Source::Cpuid {
         log::info!("time: TSC {early} kHz as CPUID reports it; not re-measured");
@@ -142,9 +139,11 @@ impl TscCheck {
 /// Checks over about 50 ms that TSC-derived time agrees with the HPET or the
 /// PM timer (preferring one the TSC was not calibrated against) within 2%.
 /// `Err` says why not: no reference timer, a stalled one, or disagreement.
-pub fn verify_tsc() -> Result<TscCheck, String> {
-    let hpet = hpet::get().map(|h| (h as &dyn ReferenceClock, Source::Hpet));
-    let pm = pmtimer::get().map(|p| (p as &dyn ReferenceClock, Source::PmTimer));
+/// `hpet` and `pm_timer` are the timers the boot found (`arch::hpet::get`,
+/// `arch::pmtimer::get`).
+pub fn verify_tsc(hpet: Option<&dyn ReferenceClock>, pm_timer: Option<&dyn ReferenceClock>) -> Result<TscCheck, String> {
+    let hpet = hpet.map(|h| (h, Source::Hpet));
+    let pm = pm_timer.map(|p| (p, Source::PmTimer));
     let (reference, source) = match (tsc::source(), hpet, pm) {
         (Source::Hpet, _, Some(pm)) => pm,
         (_, Some(hpet), _) => hpet,

@@ -178,7 +178,7 @@ kernel::ktests! {
 /// The blocking reader-writer semaphore (the future mmap lock).
 pub mod rwsem {
     use super::*;
-    use kernel::sync::RwSemaphore;
+    use kernel::sync::rwsem::RwSemaphore;
 
     kernel::ktests! {
         fn rwsem_readers_share_and_a_writer_excludes_them() {

@@ -127,17 +127,29 @@ extern "C" fn stage2() -> ! {
     crate::arch::usermode::init_this_cpu();
     crate::acpi::init(facts.rsdp);
     crate::acpi::log_platform(crate::acpi::platform());
-    crate::time::recalibrate(crate::acpi::platform());
     let platform = crate::acpi::platform();
+    let hpet = platform.hpet.and_then(|h| crate::arch::hpet::init(h.base));
+    let pm_timer = platform.pm_timer.and_then(|p| crate::arch::pmtimer::init(p.port, p.bits32));
+    crate::time::recalibrate(
+        hpet.map(|h| h as &dyn crate::arch::tsc::ReferenceClock),
+        pm_timer.map(|p| p as &dyn crate::arch::tsc::ReferenceClock),
+    );
     let apic_ids: alloc::vec::Vec<u32> = platform.enabled_cpus().map(|c| c.apic_id).collect();
     crate::smp::call::set_call_timeout_ms(facts.options.call_timeout_ms);
     crate::rcu::set_stall_ms(facts.options.rcu_stall_ms);
     crate::tlb::init(facts.options.tlb);
     crate::race::init(&facts.options.race);
+    let race = &facts.options.race;
+    crate::khugepaged::set_tunables(race.khugepaged);
+    crate::gup::set_controls(crate::gup::Controls {
+        recheck: race.gup_recheck,
+        pmd_recheck: race.gup_pmd_recheck,
+        irqs_off: !race.gup_irqs_on,
+    });
     log::info!("tlb: {}", crate::tlb::config());
     crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic);
     let timer_mode = crate::sched::init_global();
-    crate::smp::start_aps(facts, &apic_ids, facts.options.ap_timeout_ms);
+    crate::smp::start_aps(facts, &apic_ids, facts.options.ap_timeout_ms, crate::sched::start_ap);
     crate::sched::init_boot_cpu();
     if let Err(e) = crate::dma::init(facts.options.dma) {
         log::error!("boot options: {e}");

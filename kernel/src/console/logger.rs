@@ -41,7 +41,7 @@ impl Log for Logger {
             "[{:5}.{:06} cpu{} {:5}] {}\n",
             ns / 1_000_000_000,
             (ns / 1000) % 1_000_000,
-            crate::smp::cpu_index(),
+            crate::smp::percpu::cpu_index(),
             record.level(),
             record.args()
         ));

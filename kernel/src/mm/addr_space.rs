@@ -19,7 +19,7 @@ use super::kernel_map;
 use super::paging::PageTable;
 use super::vma::VmaSet;
 use crate::smp::CpuSet;
-use crate::sync::RwSemaphore;
+use crate::sync::rwsem::RwSemaphore;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 

@@ -424,7 +424,7 @@ impl Page {
             if let Some(l) = f.try_lock() {
                 return l;
             }
-            crate::sched::yield_now();
+            crate::sync::yield_now();
         }
     }
 

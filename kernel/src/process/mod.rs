@@ -193,14 +193,20 @@ impl Thread {
 
 /// The user thread the current task runs, if any.
 pub fn current_thread() -> Option<Arc<Thread>> {
-    sched::current_task().user_thread.get().cloned()
+    user_thread(&sched::current_task())
+}
+
+/// The user thread `task` runs, if any (`Task::user_thread`, typed as `Any` so
+/// `sched` need not know `process`).
+fn user_thread(task: &sched::Task) -> Option<Arc<Thread>> {
+    task.user_thread.get().cloned().and_then(|t| t.downcast::<Thread>().ok())
 }
 
 /// The status the current thread must end with, if it must end now (its own
 /// `thread_exit`, or its process exiting). Called before every return to user.
 pub fn exit_pending() -> Option<i32> {
     let task = sched::current_task();
-    let thread = task.user_thread.get()?;
+    let thread = user_thread(&task)?;
     if thread.process.exiting.load(Ordering::Acquire) {
         return Some(thread.process.exit_status.load(Ordering::Relaxed));
     }
@@ -228,7 +234,7 @@ fn start_thread(process: &Arc<Process>, cpu: usize, frame: TrapFrame) -> Result<
     let spawned = sched::spawn_in(cpu, process.name, Some(process.mm.clone()), move || {
         let status = {
             let task = sched::current_task();
-            task.user_thread.call_once(|| t.clone());
+            task.user_thread.call_once(|| t.clone() as Arc<dyn core::any::Any + Send + Sync>);
             usermode::run_user(&frame, &task.user_entry_rsp)
         };
         thread_finished(&t, status);

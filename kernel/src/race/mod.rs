@@ -46,6 +46,9 @@ static COLLAPSE_CHECK_BEFORE_CLEAR: AtomicBool = AtomicBool::new(false);
 static COLLAPSE_NO_TABLE_SYNC: AtomicBool = AtomicBool::new(false);
 
 /// Applies the boot configuration (once, before any writer or walker runs).
+/// GUP-fast's switches and khugepaged's tunables are applied by the boot
+/// (`gup::set_controls`, `khugepaged::set_tunables`): both sit above `race`
+/// in the layer order.
 pub fn init(c: &RaceConfig) {
     // Relaxed: set on the boot CPU before the APs and every thread start;
     // starting them orders these stores before their first loads.
@@ -54,12 +57,6 @@ pub fn init(c: &RaceConfig) {
     KSM_NO_FLUSH.store(c.ksm_no_flush, Ordering::Relaxed);
     COLLAPSE_CHECK_BEFORE_CLEAR.store(c.collapse_check_before_clear, Ordering::Relaxed);
     COLLAPSE_NO_TABLE_SYNC.store(c.collapse_no_table_sync, Ordering::Relaxed);
-    crate::khugepaged::set_tunables(c.khugepaged);
-    crate::gup::set_controls(crate::gup::Controls {
-        recheck: c.gup_recheck,
-        pmd_recheck: c.gup_pmd_recheck,
-        irqs_off: !c.gup_irqs_on,
-    });
     widen::init(c);
 }
 

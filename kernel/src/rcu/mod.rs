@@ -187,7 +187,7 @@ fn wait_for(target: u64) {
             log::error!("RCU stall: grace period running for {} ms; no quiescent state from {late}", age / 1_000_000);
             let _ = smp::nmi::dump_cpus(late);
         }
-        crate::sched::yield_now();
+        crate::sync::yield_now();
     }
 }
 

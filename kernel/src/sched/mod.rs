@@ -87,6 +87,7 @@ static READY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CP
 pub fn init_global() -> &'static str {
     crate::arch::idt::register_handler(vectors::TIMER, tick);
     crate::arch::idt::register_handler(vectors::RESCHEDULE, reschedule_ipi);
+    crate::sync::set_yield_hook(yield_now);
     timer::init_global()
 }
 

@@ -71,7 +71,7 @@ pub struct Task {
     /// own CPU reads it, at switches, which are ordered with it).
     pub user_entry_rsp: AtomicU64,
     /// The user thread this task runs, if any (set by the task itself).
-    pub user_thread: spin::Once<Arc<crate::process::Thread>>,
+    pub user_thread: spin::Once<Arc<dyn core::any::Any + Send + Sync>>,
 }
 
 // SAFETY: `saved_rsp` is written only by the task's own CPU with interrupts off

@@ -66,8 +66,10 @@ pub fn init_boot_cpu(lapic_phys: u64, force_xapic: bool) -> apic::Mode {
 /// Starts the APs (see [`startup`]). `apic_ids` are the enabled CPUs the
 /// firmware lists (the boot CPU among them). Call after [`init_boot_cpu`] and
 /// after the scheduler's global set-up: an AP enters the scheduler as soon as
-/// it is online.
-pub fn start_aps(facts: &BootFacts, apic_ids: &[u32], ap_timeout_ms: u64) {
+/// it is online: each AP, once online, calls `ap_main` (the scheduler's
+/// `start_ap`, passed in because `sched` sits above `smp`).
+pub fn start_aps(facts: &BootFacts, apic_ids: &[u32], ap_timeout_ms: u64, ap_main: fn() -> !) {
+    AP_MAIN.call_once(|| ap_main);
     let mode = apic::mode().expect("start_aps before init_boot_cpu");
     let bsp_apic = apic::id();
     let others: Vec<u32> = apic_ids.iter().copied().filter(|&id| id != bsp_apic).collect();
@@ -97,15 +99,19 @@ pub fn start_aps(facts: &BootFacts, apic_ids: &[u32], ap_timeout_ms: u64) {
     );
 }
 
+/// What an AP runs once online (set by [`start_aps`]).
+static AP_MAIN: spin::Once<fn() -> !> = spin::Once::new();
+
 /// The end of an AP's start-up: online, then its boot context becomes its
-/// idle task.
+/// idle task (through the `ap_main` given to [`start_aps`]).
 pub fn ap_online() -> ! {
     let me = percpu::current();
     ONLINE.insert(me.index as usize, Ordering::Release);
     // Release: the boot CPU, seeing `online`, sees this CPU fully set up.
     me.online.store(true, Ordering::Release);
     log::debug!("cpu{} (APIC id {}) online", me.index, me.apic_id);
-    crate::sched::start_ap()
+    let ap_main = AP_MAIN.get().expect("an AP came online without start_aps");
+    ap_main()
 }
 
 fn apic_error(_: &mut TrapFrame) {

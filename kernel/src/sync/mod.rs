@@ -32,21 +32,38 @@
 //! or context (a failed try cannot deadlock).
 
 mod rwlock;
-mod rwsem;
+pub mod rwsem;
 mod spinlock;
 mod ticket;
 
 use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::smp::MAX_CPUS;
+use crate::smp::cpuset::MAX_CPUS;
 use crate::smp::percpu;
-pub use rwsem::{RwSemReadGuard, RwSemWriteGuard, RwSemaphore};
 pub use rwlock::{RwSpinLock, RwSpinLockReadGuard, RwSpinLockWriteGuard};
 pub use spinlock::{SpinLock, SpinLockGuard, ThreadLock, ThreadLockGuard};
 
 /// The debug deadlock detector's limit, in nanoseconds of TSC time.
 static SPIN_LIMIT_NS: AtomicU64 = AtomicU64::new(5_000_000_000);
+
+/// Registers the scheduler's yield (once, at boot): see [`yield_now`].
+pub fn set_yield_hook(hook: fn()) {
+    YIELD_HOOK.call_once(|| hook);
+}
+
+/// Gives the CPU away: the scheduler's `yield_now` once it registered it
+/// ([`set_yield_hook`]), else a spin-loop hint. For waits below the
+/// scheduler's layer (the page lock, RCU grace periods), which must not call
+/// up into `sched`.
+pub fn yield_now() {
+    match YIELD_HOOK.get() {
+        Some(hook) => hook(),
+        None => core::hint::spin_loop(),
+    }
+}
+
+static YIELD_HOOK: spin::Once<fn()> = spin::Once::new();
 
 /// Sets how long a lock waiter may spin before the debug deadlock detector
 /// panics (default 5000 ms). Affects waits that start afterwards.

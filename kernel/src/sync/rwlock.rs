@@ -26,7 +26,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use super::ticket::RawTicket;
 use super::{HeldBy, spin_until, this_cpu};
 use crate::arch::cpu;
-use crate::smp::AtomicCpuSet;
+use crate::smp::cpuset::AtomicCpuSet;
 
 const KIND: &str = "RwSpinLock";
 const WRITER: u32 = 1;

@@ -74,7 +74,9 @@ kernel::ktests! {
 
     fn tsc_agrees_with_reference_timer() {
         let source = kernel::arch::tsc::source();
-        let check = kernel::time::verify_tsc().unwrap_or_else(|e| panic!("TSC check failed: {e}"));
+        let hpet = kernel::arch::hpet::get().map(|h| h as &dyn kernel::arch::tsc::ReferenceClock);
+        let pm_timer = kernel::arch::pmtimer::get().map(|p| p as &dyn kernel::arch::tsc::ReferenceClock);
+        let check = kernel::time::verify_tsc(hpet, pm_timer).unwrap_or_else(|e| panic!("TSC check failed: {e}"));
         log::info!(
             "TSC ({source}, {} kHz) vs {}: {} ns vs {} ns, {} ppm",
             kernel::arch::tsc::khz(),
