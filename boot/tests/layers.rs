@@ -45,6 +45,7 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     // (fork.rs and mmap.rs are being changed by h-unsafe and h-bugs).
     ("kernel/src/mm/fork.rs", "ksm", "issue 10: KSM's fork hook registered at boot"),
     ("kernel/src/mm/mmap.rs", "ksm", "issue 10: KSM's madvise hook registered at boot"),
+    ("kernel/src/mm/mmap.rs", "khugepaged", "issue 10: khugepaged's madvise hooks registered at boot"),
     // mm::flush::Batch is being merged into tlb::Gather (h-mm, issue 10 "One
     // flush path").
     ("kernel/src/mm/pgtable.rs", "mm::flush", "issue 10: Batch merged into tlb::Gather"),
@@ -54,8 +55,10 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("kernel/src/sched/mod.rs", "mm::addr_space", "issue 10: sched reaches address spaces through a trait"),
     ("kernel/src/sched/task.rs", "mm::addr_space", "issue 10: sched reaches address spaces through a trait"),
     // The race keys' parsers use boot_options' value helpers, which look up
-    // every key's documented values (race/ is being changed by h-cscen).
+    // every key's documented values, and parse khugepaged's tunables (race/
+    // is being changed by h-cscen and h-collapse).
     ("kernel/src/race/config.rs", "boot_options", "issue 10: the value parsers move below race"),
+    ("kernel/src/race/config.rs", "khugepaged", "issue 10: khugepaged's tunables parsed with its own keys"),
 ];
 
 /// One row of the layer table: a module path (`mm`, `mm::fault`) and its layer.
