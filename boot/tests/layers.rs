@@ -44,11 +44,9 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     // mm calls KSM on fork and madvise: to become hooks KSM registers at boot
     // (fork.rs and mmap.rs are being changed by h-unsafe and h-bugs).
     ("kernel/src/mm/fork.rs", "ksm", "issue 10: KSM's fork hook registered at boot"),
+    ("kernel/src/mm/fork.rs", "khugepaged", "issue 10: khugepaged's fork hook registered at boot"),
     ("kernel/src/mm/mmap.rs", "ksm", "issue 10: KSM's madvise hook registered at boot"),
     ("kernel/src/mm/mmap.rs", "khugepaged", "issue 10: khugepaged's madvise hooks registered at boot"),
-    // mm::flush::Batch is being merged into tlb::Gather (h-mm, issue 10 "One
-    // flush path").
-    ("kernel/src/mm/pgtable.rs", "mm::flush", "issue 10: Batch merged into tlb::Gather"),
     // The scheduler holds each task's Arc<AddressSpace> to load it on a
     // switch: to go through a trait sched defines and addr_space implements
     // (sched/mod.rs is being changed by h-arch).

@@ -319,7 +319,7 @@ pub(super) unsafe fn poison(pa: PhysAddr, order: usize, byte: u8) {
 
 /// The byte offset of the first 8-byte word of the 4 KiB frame `p` that is
 /// not `v`, if any (the quarantine's check of a freed page table, whose
-/// entries hold [`crate::tlb::POISON_ENTRY`]).
+/// entries hold [`super::paging::POISON_ENTRY`]).
 pub(super) fn first_word_not(p: &Page, v: u64) -> Option<usize> {
     words(p).iter().position(|w| w.load(Ordering::Relaxed) != v).map(|i| i * 8)
 }

@@ -309,3 +309,9 @@ pub unsafe fn map(
     entry.store(RawEntry::new(pa, f), Ordering::Release);
     Ok(())
 }
+
+/// What every entry of a freed page table holds: PRESENT (bit 0) clear, so
+/// the hardware walker never follows it; otherwise Linux's slab poison byte
+/// 0x6b, easy to spot in a dump and far from any real entry.
+pub const POISON_ENTRY: u64 = 0x6b6b_6b6b_6b6b_6b6a;
+const _: () = assert!(POISON_ENTRY & 1 == 0, "the poison entry must not be present");

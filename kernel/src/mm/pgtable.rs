@@ -36,7 +36,7 @@ pub const TABLE_FLAGS: PteFlags = PteFlags::PRESENT
     .union(PteFlags::ACCESSED)
     .union(PteFlags::DIRTY);
 
-pub use crate::tlb::POISON_ENTRY;
+pub use super::paging::POISON_ENTRY;
 
 /// User page-table frames currently allocated (roots included).
 static LIVE_TABLES: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);

@@ -7,7 +7,7 @@
 //! (a stale TLB entry, a DMA into an unpinned frame) is reported when the
 //! frame leaves, instead of silently damaging its next owner; a lockless
 //! walker (GUP-fast) that follows a stale entry into a freed table reads the
-//! poison ([`crate::tlb::POISON_ENTRY`]) and reports a use after free,
+//! poison ([`super::paging::POISON_ENTRY`]) and reports a use after free,
 //! instead of reading a reused frame's contents as page-table entries.
 //!
 //! Invariants: a held frame is free (no metadata references, flags cleared,
@@ -30,7 +30,7 @@ pub const QUARANTINE_FRAMES: usize = 2048;
 pub enum Poison {
     /// A folio: every byte [`POISON_BYTE`].
     Folio,
-    /// A page table: every entry [`crate::tlb::POISON_ENTRY`].
+    /// A page table: every entry [`super::paging::POISON_ENTRY`].
     Table,
 }
 
@@ -137,7 +137,7 @@ fn release(h: Held) {
         // for.
         let bad = match h.poison {
             Poison::Folio => frame_io::first_byte_not(p, POISON_BYTE),
-            Poison::Table => frame_io::first_word_not(p, crate::tlb::POISON_ENTRY),
+            Poison::Table => frame_io::first_word_not(p, super::paging::POISON_ENTRY),
         };
         if let Some(off) = bad {
             page::report_uaf(format_args!(

@@ -44,11 +44,7 @@ use crate::mm::page::PageRef;
 use crate::mm::paging::{PageTable, RawEntry};
 use crate::smp::{self, call};
 
-/// What every entry of a freed page table holds: PRESENT (bit 0) clear, so
-/// the hardware walker never follows it; otherwise Linux's slab poison byte
-/// 0x6b, easy to spot in a dump and far from any real entry.
-pub const POISON_ENTRY: u64 = 0x6b6b_6b6b_6b6b_6b6a;
-const _: () = assert!(POISON_ENTRY & 1 == 0, "the poison entry must not be present");
+pub use crate::mm::paging::POISON_ENTRY;
 
 /// A batch of page-table changes of one address space, flushed together.
 #[must_use = "a gather must be finished (its flush and table frees are owed)"]
