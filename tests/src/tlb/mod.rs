@@ -238,3 +238,37 @@ pub fn write_user(va: VirtAddr, v: u64) {
     // SAFETY: as in `read_user`.
     unsafe { core::ptr::write_volatile(va.as_mut_ptr::<u64>(), v) }
 }
+
+/// Values [`write_user_run`] stores.
+pub const WRITE_RUN: u64 = 32;
+
+/// Writes `v, v+1, ..., v+WRITE_RUN-1` to the user word at `va` with no
+/// branch between the stores. An interrupt or NMI is taken only between
+/// instructions (under QEMU's TCG only between translation blocks), so a
+/// writer made of such runs keeps writing through its TLB entry for the
+/// whole time a shootdown takes to arrive: the window `tlb.nowait` must be
+/// caught in (as `tlbwriter` does in ring 3).
+#[inline(always)]
+pub fn write_user_run(va: VirtAddr, v: u64) {
+    let w = va.as_mut_ptr::<u64>();
+    macro_rules! store8 {
+        ($b:expr) => {{
+            let b = $b;
+            // SAFETY: as in `read_user`.
+            unsafe {
+                core::ptr::write_volatile(w, b);
+                core::ptr::write_volatile(w, b + 1);
+                core::ptr::write_volatile(w, b + 2);
+                core::ptr::write_volatile(w, b + 3);
+                core::ptr::write_volatile(w, b + 4);
+                core::ptr::write_volatile(w, b + 5);
+                core::ptr::write_volatile(w, b + 6);
+                core::ptr::write_volatile(w, b + 7);
+            }
+        }};
+    }
+    store8!(v);
+    store8!(v + 8);
+    store8!(v + 16);
+    store8!(v + 24);
+}

@@ -22,7 +22,7 @@ use kernel::sched;
 use kernel::time::{Deadline, now_ns};
 use kernel::tlb::{self, FlushMode};
 
-use super::{TestMm, page, pte, read_phys, user_flags, write_user};
+use super::{TestMm, WRITE_RUN, page, pte, read_phys, user_flags, write_user_run};
 use crate::util;
 
 /// Most iterations of the stale-write test (each alternates the frames)...
@@ -46,8 +46,8 @@ kernel::ktests! {
         let writer = sched::spawn_in(other, "writer", Some(mm.clone()), move || {
             let mut i = 1u64;
             while !s.load(Ordering::Relaxed) {
-                write_user(x, i);
-                i += 1;
+                write_user_run(x, i);
+                i += WRITE_RUN;
             }
             i
         })
