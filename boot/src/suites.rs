@@ -23,6 +23,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("user", env!("CARGO_BIN_FILE_KTESTS_user")),
     ("ksm", env!("CARGO_BIN_FILE_KTESTS_ksm")),
     ("khugepaged", env!("CARGO_BIN_FILE_KTESTS_khugepaged")),
+    ("uprobes", env!("CARGO_BIN_FILE_KTESTS_uprobes")),
 ];
 
 /// The kernel ELF of suite `name`.

@@ -37,8 +37,9 @@
 //! | 15 | `boot`, `boot::facts`, `boot_options`, `testing`, `debug`, `debug::fatal`, `debug::crash` | The boot sequence and its options, the test harness, the panic handler. |
 //!
 //! Unsafe code and privileged instructions: `asm!` and privileged register
-//! writes only in `arch`; the policy modules (`gup`, `ksm`, `race`, `scenario`,
-//! `syscall`, `bench`, `rcu`, `tlb`, `dma`, `process`) deny `unsafe` outright.
+//! writes only in `arch`; the policy modules (`gup`, `ksm`, `uprobes`, `race`,
+//! `scenario`, `syscall`, `bench`, `rcu`, `tlb`, `dma`, `process`) deny
+//! `unsafe` outright.
 
 #![no_std]
 #![warn(missing_docs)]
@@ -70,6 +71,7 @@ pub mod syscall;
 pub mod testing;
 pub mod time;
 pub mod tlb;
+pub mod uprobes;
 
 /// Re-exported for [`kernel_entry!`].
 pub use bootloader_api;

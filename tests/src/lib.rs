@@ -20,5 +20,6 @@ pub mod selftest;
 pub mod smp;
 pub mod sync;
 pub mod tlb;
+pub mod uprobes;
 pub mod user;
 pub mod util;

@@ -69,11 +69,15 @@ pub enum Sys {
     BenchResult = 20,
     /// `race(op, a, b) -> value`: the race-scenario syscall (see [`race`]).
     Race = 21,
+    /// `uprobe(op, pid, addr) -> value`: install or remove a breakpoint
+    /// (`int3`) at `addr` of process `pid`'s executable private mapping, or
+    /// count its hits (see [`uprobe`]).
+    Uprobe = 22,
 }
 
 impl Sys {
     /// Every syscall, in number order.
-    pub const ALL: [Sys; 22] = [
+    pub const ALL: [Sys; 23] = [
         Sys::Exit,
         Sys::ThreadExit,
         Sys::Write,
@@ -96,6 +100,7 @@ impl Sys {
         Sys::DioWrite,
         Sys::BenchResult,
         Sys::Race,
+        Sys::Uprobe,
     ];
 
     /// The syscall with number `n`, if any (numbers may have gaps).
@@ -111,6 +116,8 @@ pub struct Errno(pub i32);
 impl Errno {
     /// Operation not permitted.
     pub const EPERM: Errno = Errno(1);
+    /// No such entry (no breakpoint registered there).
+    pub const ENOENT: Errno = Errno(2);
     /// No such process (or thread).
     pub const ESRCH: Errno = Errno(3);
     /// Interrupted (the process is exiting).
@@ -138,6 +145,7 @@ impl Errno {
     pub fn name(self) -> &'static str {
         match self.0 {
             1 => "EPERM",
+            2 => "ENOENT",
             3 => "ESRCH",
             4 => "EINTR",
             10 => "ECHILD",
@@ -281,6 +289,29 @@ pub mod race {
     pub const R_WRITE_CHECKS: usize = 3;
     /// Counter: user writes lost (the mapped frame lacks the value written).
     pub const R_WRITE_LOST: usize = 4;
+}
+
+/// The uprobe syscall (`uprobe(op, pid, addr) -> value`): a tool process
+/// installs and removes breakpoints in another process (or itself), as Linux's
+/// uprobe_register()/uprobe_unregister() do for a perf or bpftrace probe.
+///
+/// `addr` must lie in a private mapping of `pid` that allows execution
+/// (Linux's valid_vma(): VM_MAYEXEC, not shared). Errors: `ESRCH` no such
+/// live process; `EFAULT` `addr` not mapped (or not a user address);
+/// `EINVAL` a mapping that is not executable, or an unknown op; `EEXIST`
+/// `REGISTER` where a breakpoint is registered already; `ENOENT`
+/// `UNREGISTER`/`HITS` where none is; `ENOMEM`; `EAGAIN` the page kept
+/// changing under the writer for a second.
+pub mod uprobe {
+    /// `uprobe(REGISTER, pid, addr) -> 0`: writes `int3` at `addr` (the byte
+    /// there is kept to be restored, and emulated on a hit if it is a `nop`).
+    pub const REGISTER: usize = 0;
+    /// `uprobe(UNREGISTER, pid, addr) -> 0`: restores the original byte.
+    pub const UNREGISTER: usize = 1;
+    /// `uprobe(HITS, pid, addr) -> n`: times a thread of `pid` hit it.
+    pub const HITS: usize = 2;
+    /// The breakpoint instruction (x86 `int3`, Linux UPROBE_SWBP_INSN).
+    pub const SWBP_INSN: u8 = 0xcc;
 }
 
 /// Direct I/O (`dio_read`, `dio_write`) against the testbed's DMA device: a

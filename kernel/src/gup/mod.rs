@@ -42,6 +42,11 @@ bitflags::bitflags! {
         const PIN = 1 << 2;
         /// A long-term pin (RDMA-style registration; anonymous memory only here).
         const LONGTERM = 1 << 3;
+        /// Access a private mapping the area's protection does not allow
+        /// (FOLL_FORCE, for ptrace and uprobes): with WRITE on a read-only
+        /// private area, COW is broken and the page returned is an exclusive
+        /// anonymous page whose pte stays read-only. Slow path only.
+        const FORCE = 1 << 4;
     }
 }
 

@@ -26,6 +26,16 @@ pub fn get_user_pages(mm: &AddressSpace, start: u64, nr: usize, flags: Foll) -> 
     Ok(out)
 }
 
+/// One page at `addr` of `mm`, whose mmap lock the caller holds (`vmas`),
+/// on the slow path (Linux get_user_pages_remote() for one page: another
+/// process's memory, as uprobes and ptrace reach it).
+pub fn get_user_pages_remote(mm: &AddressSpace, vmas: &VmaSet, addr: u64, flags: Foll) -> Result<Grabbed, GupError> {
+    check_range(addr, 1, flags)?;
+    let mut out = Vec::with_capacity(1);
+    one(mm, vmas, addr, flags, &mut out)?;
+    out.pop().ok_or(GupError::Fault)
+}
+
 /// The slow path for `nr` pages from `start`, appending to `out`. On an
 /// error `out` is released entirely (all or nothing).
 pub(super) fn slow_into(
@@ -48,9 +58,16 @@ pub(super) fn slow_into(
 /// One page: look up, fault in if needed, grab.
 fn one(mm: &AddressSpace, vmas: &VmaSet, addr: u64, flags: Foll, out: &mut Vec<Grabbed>) -> Result<(), GupError> {
     let vma = vmas.find(addr).ok_or(GupError::Fault)?;
-    // Linux check_vma_flags(): an access the area does not allow is EFAULT.
+    // Linux check_vma_flags(): an access the area does not allow is EFAULT,
+    // except a forced write to a private area (every area is private here:
+    // Linux's is_cow_mapping()), which breaks COW without making the pte
+    // writable: an unshare fault gives the exclusive anonymous page.
     let kind = if flags.contains(Foll::WRITE) { AccessKind::Write } else { AccessKind::Read };
-    if !fault::vma_allows(vma, kind) {
+    let forced_write = flags.contains(Foll::WRITE | Foll::FORCE) && !fault::vma_allows(vma, AccessKind::Write);
+    if !forced_write && !fault::vma_allows(vma, kind) {
+        return Err(GupError::Fault);
+    }
+    if forced_write && !fault::vma_allows(vma, AccessKind::Read) {
         return Err(GupError::Fault);
     }
     // A fault resolves the entry; a concurrent change under the mmap read
@@ -63,7 +80,7 @@ fn one(mm: &AddressSpace, vmas: &VmaSet, addr: u64, flags: Foll, out: &mut Vec<G
     let deadline = Deadline::after_ns(RETRY_NS);
     let mut rounds = 0u64;
     loop {
-        match follow(mm, addr, flags) {
+        match follow(mm, addr, flags, forced_write) {
             Ok(g) => {
                 out.push(g);
                 return Ok(());
@@ -91,9 +108,17 @@ const EAGER_ROUNDS: u64 = 16;
 const RETRY_NS: u64 = 1_000_000_000;
 
 /// Looks `addr` up under its page-table lock and grabs the page (Linux
-/// follow_page_pte() / follow_huge_pmd()). `Err(kind)`: the fault to take first.
-fn follow(mm: &AddressSpace, addr: u64, flags: Foll) -> Result<Grabbed, AccessKind> {
-    let want = if flags.contains(Foll::WRITE) { AccessKind::Write } else { AccessKind::Read };
+/// follow_page_pte() / follow_huge_pmd()). `Err(kind)`: the fault to take
+/// first. `forced_write`: FOLL_FORCE|FOLL_WRITE on an area without write
+/// permission (the fault to take is an unshare).
+fn follow(mm: &AddressSpace, addr: u64, flags: Foll, forced_write: bool) -> Result<Grabbed, AccessKind> {
+    let want = if forced_write {
+        AccessKind::Unshare
+    } else if flags.contains(Foll::WRITE) {
+        AccessKind::Write
+    } else {
+        AccessKind::Read
+    };
     let pmd = pgtable::pmd(mm, addr, false).ok().flatten().ok_or(want)?;
     let v = pmd.get();
     if v.is_huge() && v.is_present() {
@@ -103,7 +128,7 @@ fn follow(mm: &AddressSpace, addr: u64, flags: Foll) -> Result<Grabbed, AccessKi
             return Err(want);
         }
         let sub = page::page(v.addr().as_u64() / PAGE_SIZE + Level::Pt.index(addr) as u64);
-        return grab_checked(v, sub, flags);
+        return grab_checked(v, sub, flags, forced_write);
     }
     let pt = pgtable::pte_table(pmd, false).ok().flatten().ok_or(want)?;
     let _ptl = pt.lock();
@@ -111,14 +136,18 @@ fn follow(mm: &AddressSpace, addr: u64, flags: Foll) -> Result<Grabbed, AccessKi
     if !e.is_present() {
         return Err(want);
     }
-    grab_checked(e, page::page_of(e.addr()), flags)
+    grab_checked(e, page::page_of(e.addr()), flags, forced_write)
 }
 
 /// Grabs `p` mapped by `e` (page-table lock held) if the entry allows it.
-fn grab_checked(e: RawEntry, p: &'static page::Page, flags: Foll) -> Result<Grabbed, AccessKind> {
+fn grab_checked(e: RawEntry, p: &'static page::Page, flags: Foll, forced_write: bool) -> Result<Grabbed, AccessKind> {
     let writable = e.flags().contains(PteFlags::WRITABLE);
-    if flags.contains(Foll::WRITE) && !writable {
-        return Err(AccessKind::Write); // break COW (or reuse) first
+    // Linux can_follow_write_pte(): a read-only pte may be written through
+    // with FOLL_FORCE when the area has no write permission and the page is
+    // an exclusive anonymous page (COW already broken).
+    let forced_ok = forced_write && p.has(PageFlags::ANON) && p.has(PageFlags::ANON_EXCLUSIVE);
+    if flags.contains(Foll::WRITE) && !writable && !forced_ok {
+        return Err(if forced_write { AccessKind::Unshare } else { AccessKind::Write }); // break COW (or reuse) first
     }
     if flags.contains(Foll::PIN) && !writable && p.has(PageFlags::ANON) && !p.has(PageFlags::ANON_EXCLUSIVE) {
         return Err(AccessKind::Unshare); // Linux gup_must_unshare()

@@ -1,7 +1,8 @@
 //! Exceptions from user mode: a page fault first goes to the memory manager
-//! (`mm::fault::handle`); whatever cannot be resolved — and every other
-//! exception (#GP, #UD, #DE, int3, ...) — kills the whole process with a
-//! report line, never the kernel:
+//! (`mm::fault::handle`), a breakpoint to uprobes (`uprobes::handle_swbp`);
+//! whatever cannot be resolved — and every other exception (#GP, #UD, #DE,
+//! an int3 no probe handles, ...) — kills the whole process with a report
+//! line, never the kernel:
 //!
 //! `user fault: pid P tid T addr A rip R reason ...`
 //!
@@ -15,6 +16,7 @@ use super::KillReport;
 use crate::arch::idt::TrapFrame;
 use crate::mm::fault::{self, Access};
 use crate::mm::layout::USER_END;
+use crate::uprobes::Swbp;
 
 /// Handles exception `frame.vector` taken in ring 3 (called from the
 /// exception dispatcher with interrupts off).
@@ -33,6 +35,21 @@ pub fn user_exception(frame: &mut TrapFrame) {
         match result {
             Ok(()) => return,
             Err(e) => e.as_str(),
+        }
+    } else if vector == 3 {
+        // A breakpoint: a uprobe's (Linux handle_swbp()) or the program's.
+        // The trap left rip after the one-byte int3.
+        let bp_vaddr = frame.rip.wrapping_sub(1);
+        x86_64::instructions::interrupts::enable();
+        let action = fault::current_mm().map_or(Swbp::Signal, |mm| crate::uprobes::handle_swbp(&mm, bp_vaddr));
+        x86_64::instructions::interrupts::disable();
+        match action {
+            Swbp::Continue => return,
+            Swbp::Restart => {
+                frame.rip = bp_vaddr;
+                return;
+            }
+            Swbp::Signal => "breakpoint (no uprobe can handle it)",
         }
     } else {
         crate::arch::exceptions::name(vector)

@@ -271,6 +271,7 @@ fn thread_finished(thread: &Arc<Thread>, status: i32) {
 fn process_finished(process: &Arc<Process>, status: i32) {
     let image = process.image.lock().take();
     loader::unload(&process.mm, image);
+    crate::uprobes::forget_mm(process.mm.id);
     // Children: ended ones nobody will wait for are reaped, live ones orphaned.
     let mut reaped = Vec::new();
     {

@@ -27,6 +27,7 @@ pub const PROGRAMS: &[(&str, &[u8])] = &[
     program!("privileged"),
     program!("shootdown"),
     program!("tlbwriter"),
+    program!("uprobes"),
 ];
 
 /// The ELF of program `name`.

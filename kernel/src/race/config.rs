@@ -46,6 +46,8 @@ pub struct RaceConfig {
     pub collapse_check_before_clear: bool,
     /// `collapse.no_table_sync=`.
     pub collapse_no_table_sync: bool,
+    /// `uprobes=legacy`: the 2016-2025 page replacement (bug C).
+    pub uprobes_legacy: bool,
     /// `khugepaged.*=`: khugepaged's tunables for the boot (Linux's
     /// /sys/kernel/mm/transparent_hugepage/khugepaged/*).
     pub khugepaged: crate::khugepaged::Tunables,
@@ -83,6 +85,7 @@ impl RaceConfig {
         ksm_no_flush: false,
         collapse_check_before_clear: false,
         collapse_no_table_sync: false,
+        uprobes_legacy: false,
         khugepaged: crate::khugepaged::Tunables::DEFAULT,
         widen: [Widening::None; Point::COUNT],
         scenario: None,
@@ -119,6 +122,9 @@ impl RaceConfig {
         }
         if self.collapse_no_table_sync {
             s.push("collapse.no_table_sync:on");
+        }
+        if self.uprobes_legacy {
+            s.push("uprobes:legacy");
         }
         if tlb.mode == crate::tlb::FlushMode::Nmi {
             s.push("tlb:nmi");
@@ -216,6 +222,11 @@ pub const KEYS: &[KeyInfo] = &[
         values: "US|rand:US|wait:US|wait:POINT:US",
         help: "window widening in the writer right after the reference check (before the clear under ksm.check_before_clear)",
     },
+    KeyInfo {
+        key: "uprobes",
+        values: "fixed|legacy",
+        help: "uprobes' breakpoint writer: fixed (default, Linux 2025: break COW, write in place) or legacy (negative control, 2016-2025: copy into a new page and replace it with no reference check, bug C)",
+    },
     KeyInfo { key: "scenario", values: "ksm-vs-gupfast", help: "main kernel: run this race scenario and print its RESULT line" },
     KeyInfo { key: "secs", values: "<1..=3600>", help: "scenario length bound in seconds (default 5)" },
     KeyInfo { key: "iterations", values: "<1..=1000000000>", help: "scenario length in iterations per worker (with secs=, whichever ends first)" },
@@ -254,6 +265,12 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         "ksm.no_flush" => on_off(key, value).map(|v| c.ksm_no_flush = v),
         "collapse.check_before_clear" => on_off(key, value).map(|v| c.collapse_check_before_clear = v),
         "collapse.no_table_sync" => on_off(key, value).map(|v| c.collapse_no_table_sync = v),
+        "uprobes" => match value {
+            "fixed" => Ok(false),
+            "legacy" => Ok(true),
+            _ => Err(crate::boot_options::bad_value(key, value)),
+        }
+        .map(|v| c.uprobes_legacy = v),
         "khugepaged.pages_to_scan" => number(key, value, 1, 1_000_000).map(|v| c.khugepaged.pages_to_scan = v),
         "khugepaged.scan_sleep_us" => number(key, value, 0, 100_000_000).map(|v| c.khugepaged.scan_sleep_us = v),
         "khugepaged.max_ptes_none" => number(key, value, 0, 511).map(|v| c.khugepaged.max_ptes_none = v as u32),

@@ -44,6 +44,7 @@ static KSM_CHECK_BEFORE_CLEAR: AtomicBool = AtomicBool::new(false);
 static KSM_NO_FLUSH: AtomicBool = AtomicBool::new(false);
 static COLLAPSE_CHECK_BEFORE_CLEAR: AtomicBool = AtomicBool::new(false);
 static COLLAPSE_NO_TABLE_SYNC: AtomicBool = AtomicBool::new(false);
+static UPROBES_LEGACY: AtomicBool = AtomicBool::new(false);
 
 /// Applies the boot configuration (once, before any writer or walker runs).
 /// GUP-fast's switches and khugepaged's tunables are applied by the boot
@@ -57,6 +58,7 @@ pub fn init(c: &RaceConfig) {
     KSM_NO_FLUSH.store(c.ksm_no_flush, Ordering::Relaxed);
     COLLAPSE_CHECK_BEFORE_CLEAR.store(c.collapse_check_before_clear, Ordering::Relaxed);
     COLLAPSE_NO_TABLE_SYNC.store(c.collapse_no_table_sync, Ordering::Relaxed);
+    UPROBES_LEGACY.store(c.uprobes_legacy, Ordering::Relaxed);
     widen::init(c);
 }
 
@@ -118,4 +120,15 @@ pub fn collapse_switches() -> CollapseSwitches {
 pub fn set_collapse_switches(s: CollapseSwitches) {
     COLLAPSE_CHECK_BEFORE_CLEAR.store(s.check_before_clear, Ordering::Relaxed);
     COLLAPSE_NO_TABLE_SYNC.store(s.no_table_sync, Ordering::Relaxed);
+}
+
+/// `uprobes=legacy`: uprobes writes breakpoints the 2016-2025 way (read
+/// once per breakpoint write).
+pub fn uprobes_legacy() -> bool {
+    UPROBES_LEGACY.load(Ordering::Relaxed)
+}
+
+/// Sets the uprobes mode (tests that exercise both in one boot).
+pub fn set_uprobes_legacy(legacy: bool) {
+    UPROBES_LEGACY.store(legacy, Ordering::Relaxed);
 }

@@ -2,7 +2,8 @@
 //! (see `abi` for the convention), one handler per syscall, the result or a
 //! negated errno back in `rax`.
 //!
-//! Handlers live in one file per group ([`process`], [`misc`], [`mm`]). Every handler
+//! Handlers live in one file per group ([`process`], [`misc`], [`mm`],
+//! [`uprobe`]). Every handler
 //! validates its arguments (flags, ranges, CPU numbers; pointers through
 //! `mm::uaccess`) and returns an errno for bad ones; unknown numbers get
 //! ENOSYS.
@@ -13,6 +14,7 @@ pub mod dio;
 pub mod misc;
 pub mod mm;
 pub mod process;
+pub mod uprobe;
 
 use crate::arch::idt::TrapFrame;
 use abi::{Errno, Sys};
@@ -73,5 +75,6 @@ fn call(sys: Sys, a: Args, frame: &TrapFrame) -> SysResult {
         Sys::DioWrite => dio::dio_write(a0, a1, a2, a3),
         Sys::BenchResult => misc::bench_result(a0, a1),
         Sys::Race => crate::scenario::syscall::race(a0, a1, a2),
+        Sys::Uprobe => uprobe::uprobe(a0, a1, a2),
     }
 }

@@ -192,6 +192,11 @@ pub fn race(op: u64, a: u64, b: u64) -> Result<usize, Errno> {
     call(Sys::Race, op as usize, a as usize, b as usize, 0)
 }
 
+/// `uprobe(op, pid, addr)` (see `abi::uprobe`).
+pub fn uprobe(op: usize, pid: usize, addr: usize) -> Result<usize, Errno> {
+    call(Sys::Uprobe, op, pid, addr, 0)
+}
+
 /// Direct I/O from the DMA device into `[buf, buf+len)`: the store at
 /// `arg`, or with `abi::dio::PATTERN` in `flags` the pattern of sequence
 /// number `arg`. The buffer need not be a Rust object (the kernel pins it
