@@ -59,3 +59,34 @@ fn unknown_boot_option_is_a_usage_error() {
     common::expect_exit(&r, 2);
     assert!(r.console_text().contains("bogus"), "the kernel should name the bad option:\n{}", r.console_text());
 }
+
+/// `debug.wedge_cpu=1`: CPU 1 halts with interrupts off; the boot CPU's next
+/// shootdown must time out naming it, show its NMI backtrace (inside the wedge,
+/// interrupts OFF) and end the run with the fatal status: never a silent hang.
+#[test]
+fn wedged_cpu_times_out_the_next_shootdown() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["debug.wedge_cpu=1"], 120);
+    common::expect_exit(&r, 1);
+    let all = common::everything(&r);
+    for needle in [
+        "cpu1 is wedged",
+        "no answer from cpu1",
+        "cpu1 (APIC id 1) at",
+        "interrupts OFF",
+        "wedged_here",
+        "TLB shootdown to cpu1 not acknowledged",
+    ] {
+        assert!(all.contains(needle), "the wedged-CPU report lacks {needle:?}:\n{all}");
+    }
+}
+
+/// A wedge of the boot CPU or of a CPU that is not online is a usage error
+/// naming the key.
+#[test]
+fn bad_wedge_cpu_is_a_usage_error() {
+    for (smp, word) in [(2, "debug.wedge_cpu=0"), (2, "debug.wedge_cpu=2"), (1, "debug.wedge_cpu=one")] {
+        let r = common::boot(KernelChoice::Main, Firmware::Bios, smp, &[word], 120);
+        common::expect_exit(&r, 2);
+        assert!(r.console_text().contains("debug.wedge_cpu"), "{word}: the error does not name the key:\n{}", r.console_text());
+    }
+}

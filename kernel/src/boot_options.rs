@@ -82,6 +82,11 @@ pub const KEYS: &[KeyInfo] = &[
         values: "<program> (hello, threads, ...: kernel/src/process/programs.rs)",
         help: "main kernel: run this built-in user program on the boot CPU after boot and report its exit status (non-zero: failure)",
     },
+    KeyInfo {
+        key: "debug.wedge_cpu",
+        values: "<online CPU other than 0>",
+        help: "after boot, wedge this CPU with interrupts off (it stops answering IPIs) and make a kernel TLB shootdown: it must time out naming the CPU, with its NMI backtrace, and end the run (fatal)",
+    },
     KeyInfo { key: "ktest.filter", values: "<substring>", help: "test kernels: run only tests whose name contains it" },
     KeyInfo { key: "ktest.skip", values: "<number>", help: "test kernels: skip the first N tests (crash recovery)" },
 ];
@@ -133,6 +138,8 @@ pub struct BootOptions {
     /// The race tests' keys (`sync=`, `gup.*`, `ksm.*`, `widen.*`,
     /// `scenario=` and its parameters): see `race::config`.
     pub race: crate::race::RaceConfig,
+    /// `debug.wedge_cpu=`: the CPU to wedge after boot.
+    pub wedge_cpu: Option<usize>,
     /// `ktest.filter=`.
     pub ktest_filter: Option<&'static str>,
     /// `ktest.skip=`.
@@ -154,6 +161,7 @@ impl BootOptions {
         dma: crate::dma::DmaConfig::DEFAULT,
         init: None,
         race: crate::race::RaceConfig::DEFAULT,
+        wedge_cpu: None,
         ktest_filter: None,
         ktest_skip: 0,
     };
@@ -342,6 +350,9 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
             }
             o.init = Some(value);
         }
+        // CPU 0 runs the main job: wedging it would leave nobody to notice.
+        // Whether the CPU is online is checked once the CPUs are up.
+        "debug.wedge_cpu" => o.wedge_cpu = Some(number_in(key, value, 1, 4095)? as usize),
         "ktest.filter" => {
             if value.is_empty() {
                 return Err(bad(key, value));

@@ -156,6 +156,11 @@ extern "C" fn stage2() -> ! {
         crate::println!("boot options error: {e}");
         power::exit(ExitStatus::Usage)
     }
+    if let Some(Err(e)) = facts.options.wedge_cpu.map(crate::debug::wedge::check) {
+        log::error!("boot options: {e}");
+        crate::println!("boot options error: {e}");
+        power::exit(ExitStatus::Usage)
+    }
     log::info!("scheduler: {timer_mode} tick at {} Hz on every CPU", crate::arch::timer::HZ);
     // The boot CPU runs with interrupts enabled from here on: it must answer
     // IPIs like every other CPU.
@@ -168,6 +173,9 @@ extern "C" fn stage2() -> ! {
         frames.free * 4 / 1024,
         facts.boot_options_summary()
     );
+    if let Some(cpu) = facts.options.wedge_cpu {
+        crate::debug::wedge::wedge_and_shoot_down(cpu);
+    }
     (MAIN.get().expect("main not set"))(facts)
 }
 

@@ -9,3 +9,4 @@ pub mod backtrace;
 pub mod crash;
 pub mod fatal;
 pub mod symbols;
+pub mod wedge;

@@ -69,4 +69,13 @@ kernel::ktests! {
         assert_eq!(parse("rcu.stall_ms=250").unwrap().rcu_stall_ms, 250);
         assert!(matches!(parse("rcu.stall_ms=0"), Err(OptionError::BadValue { .. })));
     }
+
+    fn wedge_cpu_parses_and_refuses_the_boot_cpu() {
+        assert_eq!(parse("debug.wedge_cpu=3").unwrap().wedge_cpu, Some(3));
+        assert_eq!(parse("").unwrap().wedge_cpu, None);
+        for bad in ["debug.wedge_cpu=0", "debug.wedge_cpu=x", "debug.wedge_cpu=-1", "debug.wedge_cpu="] {
+            let e = parse(bad).unwrap_err();
+            assert!(matches!(e, OptionError::BadValue { key: "debug.wedge_cpu", .. }), "{bad}: {e:?}");
+        }
+    }
 }
