@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::qemu::{AccelChoice, Firmware};
+use crate::qemu::{AccelChoice, Firmware, Machine};
 
 /// The help text (`testbed help`, `--help`).
 pub const HELP: &str = "\
@@ -27,7 +27,10 @@ named `ramdisk`, so it can be edited on a USB stick. The kernel checks them and
 exits with a usage error on a bad one.
 
 OPTIONS (run):
-    --smp N             number of CPUs, 1..=64 (default 4, as the Linux peer)
+    --smp N[,maxcpus=M] number of CPUs, 1..=64 (default 4, as the Linux peer);
+                        maxcpus: M-N more CPUs the firmware lists as hot-pluggable
+                        (disabled or online-capable MADT entries, never started)
+    --machine M         q35 | pc, optionally ,hpet=off (default q35)
     --mem SIZE          memory in MiB, or with suffix M or G (default 256, min 64)
     --accel A           tcg | kvm | auto (default tcg; auto takes KVM only when
                         /dev/kvm is usable and the CPU shows vmx/svm)
@@ -51,7 +54,8 @@ OPTIONS (image):
 EXIT STATUS (run):
     0 pass, 1 failure reported by the kernel (test failure, panic, CPU exception),
     2 usage error (bad host option, or a boot option the kernel rejected),
-    3 wall-clock timeout, 4 the kernel never reported an end (e.g. triple fault).
+    3 wall-clock timeout, 4 the kernel never reported an end (e.g. triple fault),
+    5 QEMU itself failed (its message and, where known, a remedy are shown).
 
 Images and logs go to target/testbed/<run>/.
 ";
@@ -87,7 +91,10 @@ pub enum KernelChoice {
 /// Options of `testbed run`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOptions {
+    pub machine: Machine,
     pub smp: u32,
+    /// `--smp N,maxcpus=M`.
+    pub maxcpus: Option<u32>,
     pub mem_mib: u32,
     pub accel: AccelChoice,
     pub cpu: Option<String>,
@@ -105,7 +112,9 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
+            machine: Machine::default(),
             smp: 4,
+            maxcpus: None,
             mem_mib: 256,
             accel: AccelChoice::Tcg,
             cpu: None,
@@ -199,6 +208,16 @@ fn parse_smp(s: &str) -> Result<u32, UsageError> {
     }
 }
 
+/// `--smp N` or `--smp N,maxcpus=M` (N <= M <= 64).
+fn parse_smp_maxcpus(s: &str) -> Result<(u32, Option<u32>), UsageError> {
+    let Some((n, m)) = s.split_once(',') else { return Ok((parse_smp(s)?, None)) };
+    let n = parse_smp(n)?;
+    match m.strip_prefix("maxcpus=").map(str::parse::<u32>) {
+        Some(Ok(m)) if (n..=64).contains(&m) => Ok((n, Some(m))),
+        _ => usage(format!("--smp: '{s}': expected N,maxcpus=M with N <= M <= 64")),
+    }
+}
+
 fn parse_timeout(s: &str) -> Result<Option<Duration>, UsageError> {
     match s.parse::<u64>() {
         Ok(0) => Ok(None),
@@ -209,7 +228,7 @@ fn parse_timeout(s: &str) -> Result<Option<Duration>, UsageError> {
 
 /// The options that take a value.
 const VALUE_OPTIONS: &[&str] = &[
-    "--smp", "--mem", "--accel", "--cpu", "--firmware", "--timeout", "--suite", "--kernel",
+    "--smp", "--machine", "--mem", "--accel", "--cpu", "--firmware", "--timeout", "--suite", "--kernel",
     "--serial-log", "--qemu-log", "--out",
 ];
 /// The options without a value.
@@ -302,7 +321,8 @@ where
             "--help" => return Ok(Command::Help),
             "--gdb" => run.gdb = true,
             "--display" => run.display = true,
-            "--smp" => run.smp = parse_smp(&value)?,
+            "--smp" => (run.smp, run.maxcpus) = parse_smp_maxcpus(&value)?,
+            "--machine" => run.machine = Machine::parse(&value).map_err(UsageError)?,
             "--mem" => run.mem_mib = parse_mem(&value)?,
             "--accel" => {
                 run.accel = match value.as_str() {
@@ -427,6 +447,19 @@ mod tests {
         assert_eq!(r.kernel, KernelChoice::Path("/x/k".into()));
         assert_eq!((r.smp, r.mem_mib, r.accel), (64, 64, AccelChoice::Kvm));
         assert_eq!(run(&["--accel", "tcg"]).accel, AccelChoice::Tcg);
+    }
+
+    #[test]
+    fn machine_and_maxcpus() {
+        let r = run(&["--machine", "pc,hpet=off", "--smp", "2,maxcpus=4"]);
+        assert_eq!((r.machine.kind, r.machine.hpet), (crate::qemu::MachineType::Pc, false));
+        assert_eq!((r.smp, r.maxcpus), (2, Some(4)));
+        assert_eq!(run(&["--smp", "3"]).maxcpus, None);
+        assert_eq!(run(&["--machine=q35"]).machine, Machine::default());
+        for bad in [&["--machine", "virt"][..], &["--machine", "pc,hpet=no"], &["--smp", "4,maxcpus=2"], &["--smp", "2,max=4"], &["--smp", "2,maxcpus=65"]] {
+            let e = err(bad);
+            assert!(e.contains(bad[0]), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod testkit;
 use std::path::{Path, PathBuf};
 
 use cli::{KernelChoice, RunOptions, UsageError};
-use qemu::{QemuExit, QemuLog, QemuSpec, RunConfig, RunOutput, Verdict};
+use qemu::{QemuExit, QemuFailure, QemuLog, QemuSpec, RunConfig, RunOutput, Verdict};
 
 /// How many console lines are shown after a timeout or a missing end marker.
 pub const TAIL_LINES: usize = 20;
@@ -79,6 +79,8 @@ pub struct RunReport {
     /// The CPU state in `qemu_log` comes from a second boot that reproduced the
     /// triple fault (see [`qemu::reproduce_triple_fault`]).
     pub reproduced: bool,
+    /// QEMU itself failed (then `verdict` is [`Verdict::QemuFailed`]).
+    pub qemu_failure: Option<QemuFailure>,
 }
 
 impl RunReport {
@@ -121,6 +123,21 @@ impl RunReport {
                 let t = self.timeout.map_or(0, |t| t.as_secs());
                 m.push_str(&format!("testbed: TIMEOUT after {t}s: QEMU killed\n"));
                 tail(&mut m);
+            }
+            Verdict::QemuFailed { status } => {
+                let how = status.map_or("killed by a signal (an assertion aborts it)".to_string(), |s| format!("exit status {s}"));
+                m.push_str(&format!("testbed: QEMU itself failed ({how}; {secs:.2}s), not the kernel:\n"));
+                if let Some(f) = &self.qemu_failure {
+                    for l in f.message.lines() {
+                        m.push_str(&format!("    {l}\n"));
+                    }
+                    if let Some(r) = f.remedy {
+                        m.push_str(&format!("testbed: remedy: {r}\n"));
+                    }
+                }
+                if !c.lines.is_empty() {
+                    tail(&mut m);
+                }
             }
             Verdict::NoEnd { status } => {
                 let how = match (status, &self.output.exit) {
@@ -170,9 +187,11 @@ pub fn run(opts: &RunOptions, echo: bool) -> Result<RunReport, SetupError> {
     let prepared = image::prepare(&kernel, opts.firmware, &opts.boot_options, opts.qemu_log.as_deref())
         .map_err(setup)?;
     let spec = QemuSpec {
+        machine: opts.machine,
         accel,
         cpu: opts.cpu.clone(),
         smp: opts.smp,
+        maxcpus: opts.maxcpus,
         mem_mib: opts.mem_mib,
         firmware: opts.firmware,
         image: prepared.image.clone(),
@@ -183,10 +202,12 @@ pub fn run(opts: &RunOptions, echo: bool) -> Result<RunReport, SetupError> {
         log: prepared.qemu_log.clone(),
     };
     eprintln!(
-        "testbed: booting {} ({}, smp {}, {} MiB; boot options: {}; run dir {})",
+        "testbed: booting {} ({}, {}, smp {}{}, {} MiB; boot options: {}; run dir {})",
         kernel.display(),
+        opts.machine,
         opts.firmware,
         opts.smp,
+        opts.maxcpus.map_or(String::new(), |m| format!(",maxcpus={m}")),
         opts.mem_mib,
         if opts.boot_options.is_empty() { "none".to_string() } else { opts.boot_options.join(" ") },
         prepared.dir.display()
@@ -202,7 +223,11 @@ pub fn run(opts: &RunOptions, echo: bool) -> Result<RunReport, SetupError> {
     )
     .map_err(|e| setup(e.to_string()))?;
     let mut qemu_log = QemuLog::parse(&std::fs::read_to_string(&prepared.qemu_log).unwrap_or_default());
-    let verdict = qemu::classify(&output.exit, output.console.end);
+    let mut verdict = qemu::classify(&output.exit, output.console.end);
+    let qemu_failure = qemu::qemu_failure(&output.exit, output.console.end, &output.stderr);
+    if qemu_failure.is_some() {
+        verdict = Verdict::QemuFailed { status: verdict_status(&output.exit) };
+    }
     let mut reproduced = false;
     if verdict == (Verdict::NoEnd { status: Some(0) }) && qemu_log.kernel_reset().is_none() && !opts.gdb {
         // Under -no-reboot QEMU logs no CPU state on a triple fault: boot the same
@@ -226,7 +251,15 @@ pub fn run(opts: &RunOptions, echo: bool) -> Result<RunReport, SetupError> {
         verdict,
         timeout: opts.timeout,
         reproduced,
+        qemu_failure,
     })
+}
+
+fn verdict_status(exit: &QemuExit) -> Option<i32> {
+    match exit {
+        QemuExit::Status(s) => Some(*s),
+        _ => None,
+    }
 }
 
 /// `testbed image`: writes `bios.img` and `uefi.img` into `out`.

@@ -41,6 +41,64 @@ impl fmt::Display for Firmware {
     }
 }
 
+/// QEMU's machine type (`--machine`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MachineType {
+    /// Q35 + ICH9 (PCIe; the Linux peer's machine).
+    #[default]
+    Q35,
+    /// i440FX + PIIX (the older PC; legacy devices, PCI only).
+    Pc,
+}
+
+/// The machine: its type and the HPET switch (`--machine q35|pc[,hpet=off]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Machine {
+    pub kind: MachineType,
+    /// `hpet=off`: no HPET (and no ACPI HPET table): the PM timer calibrates.
+    pub hpet: bool,
+}
+
+impl Default for Machine {
+    fn default() -> Self {
+        Machine { kind: MachineType::Q35, hpet: true }
+    }
+}
+
+impl Machine {
+    /// Parses `q35` or `pc`, optionally followed by `,hpet=on|off`.
+    pub fn parse(s: &str) -> Result<Machine, String> {
+        let mut parts = s.split(',');
+        let kind = match parts.next() {
+            Some("q35") => MachineType::Q35,
+            Some("pc") => MachineType::Pc,
+            _ => return Err(format!("--machine: '{s}' does not start with q35 or pc")),
+        };
+        let mut m = Machine { kind, hpet: true };
+        for p in parts {
+            m.hpet = match p {
+                "hpet=on" => true,
+                "hpet=off" => false,
+                _ => return Err(format!("--machine: '{p}' is not hpet=on or hpet=off")),
+            };
+        }
+        Ok(m)
+    }
+}
+
+impl fmt::Display for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            MachineType::Q35 => "q35",
+            MachineType::Pc => "pc",
+        })?;
+        if !self.hpet {
+            f.write_str(",hpet=off")?;
+        }
+        Ok(())
+    }
+}
+
 /// `--accel` as given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccelChoice {
@@ -136,10 +194,14 @@ pub fn check_host(firmware: Firmware) -> Result<(), String> {
 /// Everything needed for one QEMU command line.
 #[derive(Clone, Debug)]
 pub struct QemuSpec {
+    pub machine: Machine,
     pub accel: Accel,
     /// `None`: [`Accel::default_cpu`].
     pub cpu: Option<String>,
     pub smp: u32,
+    /// `-smp N,maxcpus=M`: M - N more CPUs the firmware lists but does not
+    /// start (hot-pluggable: disabled or online-capable MADT entries).
+    pub maxcpus: Option<u32>,
     pub mem_mib: u32,
     pub firmware: Firmware,
     /// The raw disk image.
@@ -160,8 +222,12 @@ impl QemuSpec {
         let mut a: Vec<String> = Vec::new();
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         let cpu = self.cpu.clone().unwrap_or_else(|| self.accel.default_cpu().to_string());
-        push(&["-machine", "q35", "-accel", self.accel.name(), "-cpu", &cpu]);
-        push(&["-smp", &self.smp.to_string(), "-m", &self.mem_mib.to_string()]);
+        push(&["-machine", &self.machine.to_string(), "-accel", self.accel.name(), "-cpu", &cpu]);
+        let smp = match self.maxcpus {
+            Some(m) => format!("{},maxcpus={m}", self.smp),
+            None => self.smp.to_string(),
+        };
+        push(&["-smp", &smp, "-m", &self.mem_mib.to_string()]);
         push(&["-serial", "stdio"]);
         if !self.display {
             push(&["-display", "none"]);
@@ -434,6 +500,9 @@ pub enum Verdict {
     /// QEMU exited without the kernel's end marker (status 0 = triple fault / reset
     /// under -no-reboot), or with a status the protocol does not define: exit 4.
     NoEnd { status: Option<i32> },
+    /// QEMU itself failed (an error or an assertion of its own on stderr, see
+    /// [`qemu_failure`]), before the kernel reported an end: exit 5.
+    QemuFailed { status: Option<i32> },
 }
 
 impl Verdict {
@@ -445,6 +514,7 @@ impl Verdict {
             Verdict::Usage => 2,
             Verdict::Timeout => 3,
             Verdict::NoEnd { .. } => 4,
+            Verdict::QemuFailed { .. } => 5,
         }
     }
 }
@@ -463,6 +533,55 @@ pub fn classify(exit: &QemuExit, end: Option<EndStatus>) -> Verdict {
             (c, Some(_)) => Verdict::NoEnd { status: Some(*c) },
         },
     }
+}
+
+/// QEMU's own failure: its error lines and, where one is known, a remedy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QemuFailure {
+    /// QEMU's error lines (`qemu-system-x86_64: ...`, warnings left out).
+    pub message: String,
+    /// What to do about it, where known.
+    pub remedy: Option<&'static str>,
+}
+
+/// Known QEMU failures: a piece of its message, and the remedy.
+const REMEDIES: &[(&str, &str)] = &[
+    (
+        "failed to set MSR 0x10a",
+        "this host's KVM cannot give the guest IA32_ARCH_CAPABILITIES (MSR 0x10a), which `-cpu host` \
+         asks for: retry with `--cpu host,-arch-capabilities` (as the smp suite's x2APIC test does), \
+         or use `--accel tcg`",
+    ),
+    ("unable to find CPU model", "list the models this QEMU knows with `qemu-system-x86_64 -cpu help`"),
+    ("Could not access KVM kernel module", "KVM is not usable here: use `--accel tcg` or `--accel auto`"),
+    ("failed to initialize kvm", "KVM is not usable here: use `--accel tcg` or `--accel auto`"),
+    ("-accel kvm: failed", "KVM is not usable here: use `--accel tcg` or `--accel auto`"),
+];
+
+/// Whether QEMU itself failed: the kernel reported no end, QEMU ended with a
+/// status the protocol does not define (1: a QEMU error) or by a signal (an
+/// assertion aborts it), and its stderr holds error lines of its own. Returns
+/// those lines and the known remedy, if any.
+pub fn qemu_failure(exit: &QemuExit, end: Option<EndStatus>, stderr: &str) -> Option<QemuFailure> {
+    let by_qemu = match exit {
+        QemuExit::Status(c) => ![0, 33, 35, 37, 39].contains(c),
+        QemuExit::Signal => true,
+        QemuExit::TimedOut | QemuExit::Killed(_) => false,
+    };
+    if end.is_some() || !by_qemu {
+        return None;
+    }
+    let prefix = format!("{QEMU}:");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && !l.contains(": warning:"))
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let message = lines.join("\n");
+    let remedy = REMEDIES.iter().find(|(needle, _)| message.contains(needle)).map(|(_, r)| *r);
+    Some(QemuFailure { message, remedy })
 }
 
 /// What an exit status of QEMU means under the protocol (for messages).
@@ -681,9 +800,11 @@ mod tests {
 
     fn spec(firmware: Firmware, accel: Accel) -> QemuSpec {
         QemuSpec {
+            machine: Machine::default(),
             accel,
             cpu: None,
             smp: 2,
+            maxcpus: None,
             mem_mib: 256,
             firmware,
             image: "/r/bios.img".into(),
@@ -693,6 +814,32 @@ mod tests {
             no_reboot: true,
             log: "/r/qemu.log".into(),
         }
+    }
+
+    #[test]
+    fn qemu_failures_are_recognised() {
+        let kvm = "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\n\
+                   qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.\n";
+        let f = qemu_failure(&QemuExit::Signal, None, kvm).expect("the KVM assertion is QEMU's failure");
+        assert!(f.message.contains("failed to set MSR 0x10a") && f.message.contains("Assertion"), "{f:?}");
+        assert!(f.remedy.unwrap().contains("--cpu host,-arch-capabilities"));
+        let cpu = "qemu-system-x86_64: unable to find CPU model 'nosuch'\n";
+        let f = qemu_failure(&QemuExit::Status(1), None, cpu).unwrap();
+        assert_eq!(f.message, "qemu-system-x86_64: unable to find CPU model 'nosuch'");
+        assert!(f.remedy.unwrap().contains("-cpu help"));
+        // An unknown QEMU error is still QEMU's, without a remedy.
+        let f = qemu_failure(&QemuExit::Status(1), None, "qemu-system-x86_64: -foo: bar\n").unwrap();
+        assert_eq!(f.remedy, None);
+        // Not QEMU's failure: a triple fault (status 0), a kernel end, a kill
+        // by the watcher, a signal without QEMU error lines, warnings only.
+        assert_eq!(qemu_failure(&QemuExit::Status(0), None, cpu), None);
+        assert_eq!(qemu_failure(&QemuExit::Status(1), Some(EndStatus::Fail), cpu), None);
+        assert_eq!(qemu_failure(&QemuExit::Killed("hang".into()), None, cpu), None);
+        assert_eq!(qemu_failure(&QemuExit::TimedOut, None, cpu), None);
+        assert_eq!(qemu_failure(&QemuExit::Signal, None, ""), None);
+        let warn = "qemu-system-x86_64: warning: host doesn't support requested feature\n";
+        assert_eq!(qemu_failure(&QemuExit::Status(1), None, warn), None);
+        assert_eq!(Verdict::QemuFailed { status: Some(1) }.exit_code(), 5);
     }
 
     #[test]
@@ -715,6 +862,14 @@ mod tests {
         assert!(l.contains("-drive if=pflash,format=raw,unit=1,file=/r/vars.fd"));
         assert!(l.ends_with("-s -S"));
         assert_eq!(spec(Firmware::Bios, Accel::Kvm).args()[5], "host");
+        let mut p = spec(Firmware::Bios, Accel::Tcg);
+        p.machine = Machine::parse("pc,hpet=off").unwrap();
+        p.maxcpus = Some(4);
+        let l = p.command_line();
+        assert!(l.contains("-machine pc,hpet=off -accel tcg") && l.contains("-smp 2,maxcpus=4 "), "{l}");
+        assert_eq!(Machine::parse("q35").unwrap(), Machine::default());
+        assert_eq!(Machine::parse("pc").unwrap().to_string(), "pc");
+        assert!(Machine::parse("virt").is_err() && Machine::parse("q35,hpet=maybe").is_err());
     }
 
     #[test]

@@ -26,6 +26,8 @@ use crate::serial::{Line, TestSummary};
 pub struct SuiteConfig {
     /// The suite's kernel ELF (e.g. `suites::suite_kernel("boot")`).
     pub kernel: PathBuf,
+    /// QEMU machine (default q35).
+    pub machine: crate::qemu::Machine,
     pub firmware: Firmware,
     pub smp: u32,
     pub mem_mib: u32,
@@ -48,6 +50,7 @@ impl SuiteConfig {
     pub fn new(kernel: impl Into<PathBuf>) -> Self {
         SuiteConfig {
             kernel: kernel.into(),
+            machine: crate::qemu::Machine::default(),
             firmware: Firmware::Bios,
             smp: 1,
             mem_mib: 256,
@@ -290,9 +293,11 @@ pub fn run_suite(cfg: &SuiteConfig) -> SuiteOutcome {
             }
         };
         let spec = QemuSpec {
+            machine: cfg.machine,
             accel: cfg.accel,
             cpu: cfg.cpu.clone(),
             smp: cfg.smp,
+            maxcpus: None,
             mem_mib: cfg.mem_mib,
             firmware: cfg.firmware,
             image: prepared.image.clone(),
@@ -392,6 +397,12 @@ pub fn run_suite(cfg: &SuiteConfig) -> SuiteOutcome {
             Some(next) => skip = next,
             None => {
                 let mut why = format!("the kernel died outside any test ({exit_text})");
+                if let Some(f) = qemu::qemu_failure(&run.exit, run.console.end, &run.stderr) {
+                    why = format!("QEMU itself failed ({exit_text}), not the kernel: {}", f.message);
+                    if let Some(r) = f.remedy {
+                        why.push_str(&format!("\nremedy: {r}"));
+                    }
+                }
                 if let Some(r) = death_reason(&run.console.lines) {
                     why.push_str(&format!(": {r}"));
                 }
