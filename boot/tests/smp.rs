@@ -76,3 +76,47 @@ fn smp_suite_x2apic_under_kvm() {
     assert!(out.log.contains("X2Apic mode"), "KVM with -cpu host did not put the APIC in x2APIC mode");
     assert_eq!(out.ignored(), 0);
 }
+
+/// Boots the main kernel on `machine` with `smp` CPUs (and `maxcpus`), BIOS.
+fn boot_main(machine: &str, smp: u32, maxcpus: Option<u32>, options: &[&str], timeout_s: u64) -> testbed::RunReport {
+    let opts = testbed::cli::RunOptions {
+        machine: testbed::qemu::Machine::parse(machine).expect("machine"),
+        smp,
+        maxcpus,
+        timeout: Some(Duration::from_secs(timeout_s)),
+        boot_options: options.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let r = testbed::run(&opts, true).unwrap_or_else(|e| panic!("testbed could not run: {}", e.message));
+    testkit::expect_exit(&r, 0);
+    r
+}
+
+/// `-smp 2,maxcpus=4`: QEMU lists two more CPUs in the MADT as hot-pluggable
+/// (QEMU 7.2: disabled entries; later QEMUs: online-capable). They are counted
+/// and reported on the ACPI line, never started and never waited for.
+#[test]
+fn hotpluggable_madt_cpus_are_reported_never_started() {
+    let r = boot_main("q35", 2, Some(4), &[], 180);
+    let log = r.console_text();
+    assert!(log.contains("ACPI: 2 CPUs (apic ids 0,1) + 2 "), "the ACPI line does not count the 2 extra entries:\n{log}");
+    assert!(log.contains("+ 2 disabled (not started)") || log.contains("+ 2 online-capable (apic ids 2,3; not started)"), "{log}");
+    assert!(log.contains("SMP: 2 of 2 CPUs online"), "{log}");
+    assert!(!log.contains("did not come online"), "a hot-pluggable CPU was started or waited for:\n{log}");
+}
+
+/// `-machine hpet=off`: no HPET table; the ACPI PM timer calibrates the TSC and
+/// the log says so. Under TCG the TSC is never invariant (QEMU: "TCG doesn't
+/// support requested feature: CPUID.80000007H:EDX.invtsc"), which must be
+/// reported; the invariant case needs KVM with a host that has it.
+#[test]
+fn no_hpet_pm_timer_calibrates_and_tsc_invariance_is_reported() {
+    let r = boot_main("q35,hpet=off", 1, None, &[], 180);
+    let log = r.console_text();
+    assert!(log.contains("ACPI: no HPET table") && log.contains(", no HPET, PM timer at port"), "{log}");
+    assert!(log.contains("kHz from acpi-pm-timer"), "the PM timer did not calibrate the TSC:\n{log}");
+    assert!(log.contains("time: TSC NOT invariant"), "TCG's non-invariant TSC was not reported:\n{log}");
+    // With the HPET (the default) the HPET calibrates.
+    let r = boot_main("q35", 1, None, &[], 180);
+    assert!(r.console_text().contains("kHz from hpet"), "{}", r.console_text());
+}

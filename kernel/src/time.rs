@@ -85,6 +85,14 @@ const WINDOW_NS: u64 = 10_000_000;
 /// timer, else (last resort) the PIT again. The caller probes the HPET and the
 /// PM timer (drivers above this layer) and passes what it found.
 pub fn recalibrate(hpet: Option<&dyn ReferenceClock>, pm_timer: Option<&dyn ReferenceClock>) {
+    if tsc::invariant() {
+        log::info!("time: TSC invariant (CPUID 0x80000007 EDX[8])");
+    } else {
+        log::warn!(
+            "time: TSC NOT invariant (CPUID 0x80000007 EDX[8] clear): its rate may change or stop in \
+             power states; timings on this machine are suspect"
+        );
+    }
     let early = tsc::khz();
     if tsc::source() == Source::Cpuid {
         log::info!("time: TSC {early} kHz as CPUID reports it; not re-measured");

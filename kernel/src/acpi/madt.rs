@@ -30,6 +30,8 @@ pub struct MadtInfo {
     pub lapic_nmis: Vec<LapicNmi>,
     /// Whether the machine also has dual 8259 PICs (PCAT_COMPAT).
     pub legacy_pics: bool,
+    /// CPU entries neither enabled nor online-capable (counted, never used).
+    pub disabled_cpus: usize,
 }
 
 /// The smallest valid length of each entry type read here.
@@ -95,6 +97,7 @@ pub fn parse(madt: &PhysicalMapping<DirectMap, Madt>) -> Result<MadtInfo, String
         overrides: Vec::new(),
         lapic_nmis: Vec::new(),
         legacy_pics: table.supports_8259(),
+        disabled_cpus: 0,
     };
     let mut disabled = 0;
     for entry in table.entries() {
@@ -129,9 +132,7 @@ pub fn parse(madt: &PhysicalMapping<DirectMap, Madt>) -> Result<MadtInfo, String
             _ => {}
         }
     }
-    if disabled > 0 {
-        log::debug!("ACPI: {disabled} MADT CPU entries are neither enabled nor online-capable");
-    }
+    info.disabled_cpus = disabled;
     if info.cpus.is_empty() {
         return Err(String::from("MADT lists no usable CPU"));
     }

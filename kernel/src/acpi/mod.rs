@@ -126,7 +126,11 @@ pub struct PmTimerInfo {
 #[derive(Debug)]
 pub struct Platform {
     /// CPUs, enabled and online-capable; the boot CPU is always among them.
+    /// Only enabled ones are started (online-capable ones would need hot-plug).
     pub cpus: Vec<Cpu>,
+    /// MADT CPU entries that are neither enabled nor online-capable: counted
+    /// and reported, never started or waited for.
+    pub disabled_cpus: usize,
     /// The boot CPU's APIC id (from CPUID).
     pub boot_apic_id: u32,
     /// Physical address of the local APICs.
@@ -153,6 +157,7 @@ impl Platform {
     fn single_cpu(boot_apic_id: u32) -> Self {
         Platform {
             cpus: alloc::vec![Cpu { apic_id: boot_apic_id, acpi_uid: 0, enabled: true, online_capable: false }],
+            disabled_cpus: 0,
             boot_apic_id,
             local_apic_address: DEFAULT_LOCAL_APIC_ADDRESS,
             io_apics: Vec::new(),
@@ -230,6 +235,7 @@ fn discover(rsdp: Option<u64>) -> Platform {
             platform.overrides = info.overrides;
             platform.lapic_nmis = info.lapic_nmis;
             platform.legacy_pics = info.legacy_pics;
+            platform.disabled_cpus = info.disabled_cpus;
             platform.from_madt = true;
         }
         Ok(None) => log::warn!("ACPI: no MADT; {fallback} (APIC id {boot})"),
@@ -331,9 +337,12 @@ impl fmt::Display for Summary<'_> {
         f.write_str(")")?;
         let hotplug = p.cpus.len() - n;
         if hotplug > 0 {
-            write!(f, " + {hotplug} online-capable (")?;
+            write!(f, " + {hotplug} online-capable (apic ids ")?;
             ids(f, true)?;
-            f.write_str(")")?;
+            f.write_str("; not started)")?;
+        }
+        if p.disabled_cpus > 0 {
+            write!(f, " + {} disabled (not started)", p.disabled_cpus)?;
         }
         let n = p.io_apics.len();
         write!(f, ", {n} IOAPIC{}, LAPIC at {:#x}", if n == 1 { "" } else { "s" }, p.local_apic_address)?;

@@ -118,6 +118,15 @@ pub fn ns_to_ticks(ns: u64) -> u64 {
     (ns as u128 * khz() as u128 / 1_000_000).min(u64::MAX as u128) as u64
 }
 
+/// Whether the TSC is invariant: it ticks at a constant rate in every
+/// P-, C- and T-state (CPUID 0x8000_0007 EDX bit 8; Linux's
+/// X86_FEATURE_NONSTOP_TSC / constant_tsc). A TSC that is not may slow down or
+/// stop while a CPU idles, so its timings cannot be trusted across CPUs.
+pub fn invariant() -> bool {
+    let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+    max >= 0x8000_0007 && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0
+}
+
 fn cpuid_khz() -> Option<u64> {
     let max = core::arch::x86_64::__cpuid(0).eax;
     if max >= 0x15 {
