@@ -1,4 +1,5 @@
-//! Every ksm-vs-gupfast row of controls.md, on the main kernel with 2 CPUs
+//! Every ksm-vs-gupfast row of controls.md (and uprobe-vs-pin's two rows, at
+//! the end), on the main kernel with 2 CPUs
 //! (the defaults row also on 4): "safe" rows must show zero corruptions, uaf
 //! and invariant errors *and* overlaps > 0; "caught" rows at least one
 //! corruption within their time bound, every run. The kernel computes the
@@ -173,4 +174,55 @@ fn a_bad_widening_is_a_usage_error() {
     let r = common::boot(KernelChoice::Main, Firmware::Bios, 1, &["widen.gup.pre_ref=wait:nosuch.point:10"], 120);
     common::expect_exit(&r, 2);
     assert!(common::everything(&r).contains("widen.gup.pre_ref"), "{}", common::everything(&r));
+}
+
+/// uprobe-vs-pin (controls.md; bug C): GUP-fast, having read the pte of a
+/// page the tracer is about to probe, waits (at most 1 ms, interrupts off)
+/// until the tracer has cleared that pte, so GUP-fast walks meet the
+/// tracer's windows (overlaps) within a short run.
+const UPROBE_WAIT: &[&str] = &["widen.gup.pre_ref=wait:writer.post_clear:1000"];
+
+fn uprobe_row(config: &[&str], expected: &str) {
+    let mut options = vec!["scenario=uprobe-vs-pin", "secs=4", "seed=7"];
+    options.extend_from_slice(UPROBE_WAIT);
+    options.extend_from_slice(config);
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &options, 240);
+    let all = common::everything(&r);
+    let line = r
+        .output
+        .console
+        .results
+        .iter()
+        .find(|l| l.starts_with("RESULT scenario name=uprobe-vs-pin "))
+        .unwrap_or_else(|| panic!("no RESULT scenario line for {config:?}:\n{all}"))
+        .clone();
+    let get = |k: &str| value(&line, k).unwrap_or_else(|| panic!("no numeric {k}= in: {line}"));
+    assert_eq!(field(&line, "expected"), Some(expected), "the kernel expects another outcome: {line}");
+    assert!(get("iterations") > 0 && get("breakpoint_writes") > 0, "the workers or the tracer did nothing: {line}\n{all}");
+    assert_eq!(get("uaf"), 0, "{line}\n{all}");
+    assert_eq!(get("invariant_errors"), 0, "{line}\n{all}");
+    assert_eq!(get("probes_left"), 0, "breakpoints left registered after the run: {line}");
+    match expected {
+        "safe" => {
+            assert_eq!(get("corruptions"), 0, "corruption with uprobes=fixed: {line}\n{all}");
+            assert!(get("overlaps") > 0, "no overlap: the race was not exercised: {line}\n{all}");
+            assert!(get("in_place") > 0 && get("replaced") == 0, "the fixed writer must write in place: {line}");
+        }
+        _ => {
+            assert!(get("dma_lost") >= 1, "uprobes=legacy lost no DMA: {line}\n{all}");
+            assert!(get("replaced") > 0 && get("in_place") == 0, "the legacy writer must replace pages: {line}");
+        }
+    }
+    assert_eq!(field(&line, "verdict"), Some("ok"), "{line}");
+    common::expect_exit(&r, 0);
+}
+
+#[test]
+fn uprobes_fixed_is_safe_against_pins() {
+    uprobe_row(&[], "safe");
+}
+
+#[test]
+fn uprobes_legacy_replacing_a_pinned_page_is_caught() {
+    uprobe_row(&["uprobes=legacy"], "caught");
 }

@@ -260,6 +260,10 @@ pub mod race {
     pub const PROBE: usize = 2;
     /// `race(REPORT, what, n)`: adds `n` to counter `what` (`R_*`).
     pub const REPORT: usize = 3;
+    /// `race(TARGET, addr, pages)`: offers the caller's pages `[addr, addr +
+    /// pages * 4096)` to the scenario's writer (uprobe-vs-pin's tracer
+    /// probes byte 0 of each).
+    pub const TARGET: usize = 4;
 
     /// Number of parameter words.
     pub const PARAM_WORDS: usize = 7;

@@ -28,6 +28,7 @@ pub const PROGRAMS: &[(&str, &[u8])] = &[
     program!("shootdown"),
     program!("tlbwriter"),
     program!("uprobes"),
+    program!("uprobepin"),
 ];
 
 /// The ELF of program `name`.

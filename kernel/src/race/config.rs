@@ -16,6 +16,9 @@ use crate::boot_options::{KeyInfo, OptionError, number_in as number, on_off};
 pub enum ScenarioName {
     /// Direct-I/O pins by GUP-fast while KSM merges the same pages.
     KsmVsGupfast,
+    /// Direct-I/O pins on an executable private mapping while a tracer
+    /// installs and removes uprobes on its pages.
+    UprobeVsPin,
 }
 
 impl ScenarioName {
@@ -23,6 +26,7 @@ impl ScenarioName {
     pub fn as_str(self) -> &'static str {
         match self {
             ScenarioName::KsmVsGupfast => "ksm-vs-gupfast",
+            ScenarioName::UprobeVsPin => "uprobe-vs-pin",
         }
     }
 }
@@ -227,7 +231,7 @@ pub const KEYS: &[KeyInfo] = &[
         values: "fixed|legacy",
         help: "uprobes' breakpoint writer: fixed (default, Linux 2025: break COW, write in place) or legacy (negative control, 2016-2025: copy into a new page and replace it with no reference check, bug C)",
     },
-    KeyInfo { key: "scenario", values: "ksm-vs-gupfast", help: "main kernel: run this race scenario and print its RESULT line" },
+    KeyInfo { key: "scenario", values: "ksm-vs-gupfast|uprobe-vs-pin", help: "main kernel: run this race scenario and print its RESULT line" },
     KeyInfo { key: "secs", values: "<1..=3600>", help: "scenario length bound in seconds (default 5)" },
     KeyInfo { key: "iterations", values: "<1..=1000000000>", help: "scenario length in iterations per worker (with secs=, whichever ends first)" },
     KeyInfo { key: "seed", values: "<0..>", help: "seed of the scenario's and the widening's pseudo-random choices" },
@@ -277,6 +281,7 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         "khugepaged.max_ptes_shared" => number(key, value, 0, 511).map(|v| c.khugepaged.max_ptes_shared = v as u32),
         "scenario" => match value {
             "ksm-vs-gupfast" => Ok(ScenarioName::KsmVsGupfast),
+            "uprobe-vs-pin" => Ok(ScenarioName::UprobeVsPin),
             _ => Err(crate::boot_options::bad_value(key, value)),
         }
         .map(|s| c.scenario = Some(s)),

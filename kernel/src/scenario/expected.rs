@@ -58,6 +58,13 @@ pub const KSM: &[Row] = &[
     row("ksm.no_flush:on", Expected::Caught, "a user write through a stale TLB entry (never flushed) is lost"),
 ];
 
+/// uprobe-vs-pin (controls.md): direct-I/O pins on pages of an executable
+/// private mapping while a tracer installs and removes breakpoints there.
+pub const UPROBE: &[Row] = &[
+    row("default", Expected::Safe, "uprobes=fixed: COW broken, the byte written in place; the pinned page stays mapped"),
+    row("uprobes:legacy", Expected::Caught, "bug C: the page is replaced with no reference check; the DMA goes to the old page"),
+];
+
 /// The row of `table` for `config`, if listed.
 pub fn lookup(table: &'static [Row], config: &str) -> Option<&'static Row> {
     table.iter().find(|r| r.config == config)

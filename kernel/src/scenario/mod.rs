@@ -28,6 +28,7 @@ pub mod expected;
 pub mod harness;
 pub mod ksm_vs_gupfast;
 pub mod syscall;
+pub mod uprobe_vs_pin;
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64};
@@ -146,6 +147,7 @@ pub fn verdict(expected: Expected, o: &Outcome) -> Result<(), &'static str> {
 pub fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
     match cfg.scenario {
         Some(crate::race::config::ScenarioName::KsmVsGupfast) => ksm_vs_gupfast::run(cfg),
+        Some(crate::race::config::ScenarioName::UprobeVsPin) => uprobe_vs_pin::run(cfg),
         None => Ok(true),
     }
 }

@@ -47,6 +47,7 @@ pub fn race(op: u64, a: u64, b: u64) -> Result<usize, Errno> {
             counter.fetch_add(b, Ordering::Relaxed);
             Ok(0)
         }
+        r::TARGET => super::uprobe_vs_pin::target(a, b).map(|()| 0),
         _ => Err(Errno::EINVAL),
     }
 }
