@@ -24,6 +24,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("ksm", env!("CARGO_BIN_FILE_KTESTS_ksm")),
     ("khugepaged", env!("CARGO_BIN_FILE_KTESTS_khugepaged")),
     ("uprobes", env!("CARGO_BIN_FILE_KTESTS_uprobes")),
+    ("history", env!("CARGO_BIN_FILE_KTESTS_history")),
 ];
 
 /// The kernel ELF of suite `name`.

@@ -12,6 +12,7 @@ extern crate alloc;
 
 pub mod boot;
 pub mod gup;
+pub mod history;
 pub mod khugepaged;
 pub mod ksm;
 pub mod mm;

@@ -115,6 +115,39 @@ pub fn thp_mode() -> ThpMode {
     }
 }
 
+/// Which rule decides whether a write fault may reuse a read-only anonymous
+/// page in place instead of copying it (`cow.reuse=`; Linux's history of
+/// do_wp_page(), bug D of linux-protocol.md §3, CVE-2020-29374).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CowReuse {
+    /// Today's (v5.19, PageAnonExclusive): an exclusive page is reused;
+    /// another only if its only reference is our mapping (the default).
+    AnonExclusive,
+    /// 2020 (09854ba94c6a "mm: do_wp_page() simplification"): reuse only if
+    /// the page's reference count is 1, whatever its flags.
+    Refcount,
+    /// Before v5.8 (negative control): reuse if the page is mapped once,
+    /// ignoring other references: a GUP reference taken by a process that
+    /// has since unmapped the page then sees the writer's later writes.
+    Mapcount,
+}
+
+static COW_REUSE: AtomicU8 = AtomicU8::new(CowReuse::AnonExclusive as u8);
+
+/// Sets the COW reuse rule (boot option `cow.reuse=`, tests).
+pub fn set_cow_reuse(r: CowReuse) {
+    COW_REUSE.store(r as u8, Ordering::Relaxed);
+}
+
+/// The COW reuse rule in force.
+pub fn cow_reuse() -> CowReuse {
+    match COW_REUSE.load(Ordering::Relaxed) {
+        0 => CowReuse::AnonExclusive,
+        1 => CowReuse::Refcount,
+        _ => CowReuse::Mapcount,
+    }
+}
+
 fn thp_allowed(vma: &Vma, addr: u64) -> bool {
     let wanted = match thp_mode() {
         ThpMode::Always => !vma.flags.contains(VmFlags::NOHUGEPAGE),
@@ -341,12 +374,14 @@ fn wp_page(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, unshare: bool)
 
 /// Whether a write may reuse `p` in place (Linux wp_can_reuse_anon_folio()):
 /// it is exclusive, or a small anonymous non-KSM page whose only reference is
-/// our mapping (then it becomes exclusive again).
+/// our mapping (then it becomes exclusive again). The rule is `cow.reuse=`'s
+/// one decision point ([`CowReuse`]).
 fn can_reuse(p: &page::Page) -> bool {
     if p.has(PageFlags::KSM) || !p.has(PageFlags::ANON) {
         return false;
     }
-    if p.has(PageFlags::ANON_EXCLUSIVE) {
+    let rule = cow_reuse();
+    if rule == CowReuse::AnonExclusive && p.has(PageFlags::ANON_EXCLUSIVE) {
         return true;
     }
     if p.is_large() {
@@ -356,9 +391,15 @@ fn can_reuse(p: &page::Page) -> bool {
     // lockless reference only makes the count larger, so a count of 1 with
     // one mapping proves nobody else can see the page.
     let Some(_lock) = p.try_lock() else { return false };
-    if p.refcount() == 1 && p.mapcount() == 1 {
+    let reuse = match rule {
+        CowReuse::AnonExclusive => p.refcount() == 1 && p.mapcount() == 1,
+        CowReuse::Refcount => p.refcount() == 1,
+        // Pre-5.8 reuse_swap_page(): one mapping is enough; a reference
+        // held by someone who no longer maps the page is not looked at.
+        CowReuse::Mapcount => p.mapcount() == 1,
+    };
+    if reuse {
         p.set(PageFlags::ANON_EXCLUSIVE);
-        return true;
     }
-    false
+    reuse
 }

@@ -52,6 +52,8 @@ pub struct RaceConfig {
     pub collapse_no_table_sync: bool,
     /// `uprobes=legacy`: the 2016-2025 page replacement (bug C).
     pub uprobes_legacy: bool,
+    /// `cow.reuse=`: the write fault's reuse rule (bug D).
+    pub cow_reuse: crate::mm::fault::CowReuse,
     /// `khugepaged.*=`: khugepaged's tunables for the boot (Linux's
     /// /sys/kernel/mm/transparent_hugepage/khugepaged/*).
     pub khugepaged: crate::khugepaged::Tunables,
@@ -90,6 +92,7 @@ impl RaceConfig {
         collapse_check_before_clear: false,
         collapse_no_table_sync: false,
         uprobes_legacy: false,
+        cow_reuse: crate::mm::fault::CowReuse::AnonExclusive,
         khugepaged: crate::khugepaged::Tunables::DEFAULT,
         widen: [Widening::None; Point::COUNT],
         scenario: None,
@@ -129,6 +132,11 @@ impl RaceConfig {
         }
         if self.uprobes_legacy {
             s.push("uprobes:legacy");
+        }
+        match self.cow_reuse {
+            crate::mm::fault::CowReuse::AnonExclusive => {}
+            crate::mm::fault::CowReuse::Refcount => s.push("cow.reuse:refcount"),
+            crate::mm::fault::CowReuse::Mapcount => s.push("cow.reuse:mapcount"),
         }
         if tlb.mode == crate::tlb::FlushMode::Nmi {
             s.push("tlb:nmi");
@@ -231,6 +239,11 @@ pub const KEYS: &[KeyInfo] = &[
         values: "fixed|legacy",
         help: "uprobes' breakpoint writer: fixed (default, Linux 2025: break COW, write in place) or legacy (negative control, 2016-2025: copy into a new page and replace it with no reference check, bug C)",
     },
+    KeyInfo {
+        key: "cow.reuse",
+        values: "anon_exclusive|refcount|mapcount",
+        help: "the rule by which a write fault reuses a read-only anonymous page: anon_exclusive (default, Linux 5.19), refcount (2020) or mapcount (negative control, before 5.8: bug D, CVE-2020-29374)",
+    },
     KeyInfo { key: "scenario", values: "ksm-vs-gupfast|uprobe-vs-pin", help: "main kernel: run this race scenario and print its RESULT line" },
     KeyInfo { key: "secs", values: "<1..=3600>", help: "scenario length bound in seconds (default 5)" },
     KeyInfo { key: "iterations", values: "<1..=1000000000>", help: "scenario length in iterations per worker (with secs=, whichever ends first)" },
@@ -275,6 +288,13 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
             _ => Err(crate::boot_options::bad_value(key, value)),
         }
         .map(|v| c.uprobes_legacy = v),
+        "cow.reuse" => match value {
+            "anon_exclusive" => Ok(crate::mm::fault::CowReuse::AnonExclusive),
+            "refcount" => Ok(crate::mm::fault::CowReuse::Refcount),
+            "mapcount" => Ok(crate::mm::fault::CowReuse::Mapcount),
+            _ => Err(crate::boot_options::bad_value(key, value)),
+        }
+        .map(|v| c.cow_reuse = v),
         "khugepaged.pages_to_scan" => number(key, value, 1, 1_000_000).map(|v| c.khugepaged.pages_to_scan = v),
         "khugepaged.scan_sleep_us" => number(key, value, 0, 100_000_000).map(|v| c.khugepaged.scan_sleep_us = v),
         "khugepaged.max_ptes_none" => number(key, value, 0, 511).map(|v| c.khugepaged.max_ptes_none = v as u32),

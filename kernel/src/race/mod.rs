@@ -59,6 +59,7 @@ pub fn init(c: &RaceConfig) {
     COLLAPSE_CHECK_BEFORE_CLEAR.store(c.collapse_check_before_clear, Ordering::Relaxed);
     COLLAPSE_NO_TABLE_SYNC.store(c.collapse_no_table_sync, Ordering::Relaxed);
     UPROBES_LEGACY.store(c.uprobes_legacy, Ordering::Relaxed);
+    crate::mm::fault::set_cow_reuse(c.cow_reuse);
     widen::init(c);
 }
 

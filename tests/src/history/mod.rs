@@ -1,0 +1,74 @@
+//! Linux's own bugs of this family, brought back one switch at a time
+//! (linux-protocol.md §3): for each, the same workload with the switch
+//! (the bug shows: caught) and without it (safe), deterministically.
+//!
+//! * D, CVE-2020-29374 (`cow.reuse=`): a child takes a read-only GUP
+//!   reference on a page it shares with its parent (vmsplice), unmaps it,
+//!   and the parent writes. Reusing the page on one mapping alone
+//!   (`mapcount`, before v5.8) hands the parent's write to the child's
+//!   reference; `refcount` (2020) and today's anon-exclusive rule copy.
+
+use kernel::gup::{self, Foll};
+use kernel::mm::PAGE_SIZE;
+use kernel::mm::fault::{self, CowReuse};
+use kernel::mm::fork::fork_mm;
+use kernel::mm::mmap as m;
+
+use crate::mm::{RW, assert_no_leaks, in_mm, mmap, new_mm, read, read_phys, translate, write};
+
+/// Runs `f` with `cow.reuse=rule`, restoring the default.
+fn with_cow_reuse<R>(rule: CowReuse, f: impl FnOnce() -> R) -> R {
+    fault::set_cow_reuse(rule);
+    let r = f();
+    fault::set_cow_reuse(CowReuse::AnonExclusive);
+    r
+}
+
+/// cow.c's "vmsplice() + unmap in the child; modify in the parent": returns
+/// what the child's reference sees after the parent's write, and whether
+/// the parent kept the page (reused it) or copied it.
+fn vmsplice_unmap_then_parent_writes(rule: CowReuse) -> (u64, bool) {
+    with_cow_reuse(rule, || {
+        assert_no_leaks(|| {
+            let parent = new_mm();
+            let a = mmap(&parent, PAGE_SIZE, RW);
+            in_mm(&parent, move || write(a, 0xaaaa));
+            let child = fork_mm(&parent).expect("fork");
+            let shared = translate(&parent, a).unwrap().phys;
+            // The child's read-only GUP reference (vmsplice: FOLL_GET, no
+            // FOLL_WRITE, no pin), then the child unmaps the page.
+            let refs = gup::get_user_pages(&child, a, 1, Foll::GET).expect("R/O GUP in the child");
+            assert_eq!(refs[0].phys(), shared, "the child's reference is not on the shared page");
+            m::munmap(&child, a, PAGE_SIZE).expect("munmap in the child");
+            in_mm(&parent, move || {
+                write(a, 0xbbbb);
+                assert_eq!(read(a), 0xbbbb);
+            });
+            let reused = translate(&parent, a).unwrap().phys == shared;
+            let seen = read_phys(refs[0].phys());
+            drop(refs);
+            drop(child);
+            (seen, reused)
+        })
+    })
+}
+
+kernel::ktests! {
+    fn d_cve_2020_29374_reuse_by_mapcount_leaks_the_parents_write_to_the_child() {
+        let (seen, reused) = vmsplice_unmap_then_parent_writes(CowReuse::Mapcount);
+        assert!(reused, "cow.reuse=mapcount: the parent's single mapping must reuse the page");
+        assert_eq!(seen, 0xbbbb, "cow.reuse=mapcount: the child's reference must see the parent's later write (the bug)");
+    }
+
+    fn d_reuse_by_refcount_copies_and_the_child_keeps_its_data() {
+        let (seen, reused) = vmsplice_unmap_then_parent_writes(CowReuse::Refcount);
+        assert!(!reused, "cow.reuse=refcount: the extra reference must make the parent copy");
+        assert_eq!(seen, 0xaaaa, "cow.reuse=refcount: the child's reference saw the parent's write");
+    }
+
+    fn d_todays_anon_exclusive_rule_copies_and_the_child_keeps_its_data() {
+        let (seen, reused) = vmsplice_unmap_then_parent_writes(CowReuse::AnonExclusive);
+        assert!(!reused, "cow.reuse=anon_exclusive: the extra reference must make the parent copy");
+        assert_eq!(seen, 0xaaaa, "cow.reuse=anon_exclusive: the child's reference saw the parent's write");
+    }
+}
