@@ -145,6 +145,7 @@ extern "C" fn stage2() -> ! {
         recheck: race.gup_recheck,
         pmd_recheck: race.gup_pmd_recheck,
         irqs_off: !race.gup_irqs_on,
+        unshare: race.unshare,
     });
     log::info!("tlb: {}", crate::tlb::config());
     crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic);

@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicU64, Ordering, fence};
 use super::slow;
 use super::{Foll, GupError, Grabbed, check_range, controls};
 use crate::mm::addr_space::AddressSpace;
-use crate::mm::page::{self, Page, PageFlags, PageRef, PinnedPage};
+use crate::mm::page::{self, Page, PageRef, PinnedPage};
 use crate::mm::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
 use crate::mm::pgtable::{self, POISON_ENTRY};
 use crate::mm::PAGE_SIZE;
@@ -167,11 +167,7 @@ fn try_grab(page: &'static Page, n: usize, flags: Foll, out: &mut Vec<Grabbed>) 
 /// read-only mapping of an anonymous page that is not exclusive.
 #[inline(always)]
 fn must_unshare(flags: Foll, entry: RawEntry, page: &Page) -> bool {
-    flags.contains(Foll::PIN)
-        && !flags.contains(Foll::WRITE)
-        && !entry.flags().contains(PteFlags::WRITABLE)
-        && page.has(PageFlags::ANON)
-        && !page.has(PageFlags::ANON_EXCLUSIVE)
+    super::gup_must_unshare(flags, entry.flags().contains(PteFlags::WRITABLE), page)
 }
 
 /// Whether a leaf entry allows the access (present, user, writable if asked).

@@ -17,7 +17,8 @@
 //! The negative-control switches of `../shared/reference/controls.md` that
 //! belong here ([`Controls`]) each change exactly one decision point in
 //! [`fast`]: `gup.recheck=off` (no pte/pmd re-read), `gup.pmd_recheck=off`
-//! (pte re-read only) and `gup.irqs=on` (the walk runs with interrupts on).
+//! (pte re-read only) and `gup.irqs=on` (the walk runs with interrupts on);
+//! `unshare=off` changes [`gup_must_unshare`], which both paths ask.
 
 pub mod fast;
 pub mod slow;
@@ -98,17 +99,22 @@ pub struct Controls {
     pub pmd_recheck: bool,
     /// `gup.irqs=on`: walk with interrupts enabled.
     pub irqs_off: bool,
+    /// `unshare=off`: a read-only pin of a shared anonymous page pins it as
+    /// it is (bug J, before v5.19's FAULT_FLAG_UNSHARE).
+    pub unshare: bool,
 }
 
 static RECHECK: AtomicBool = AtomicBool::new(true);
 static PMD_RECHECK: AtomicBool = AtomicBool::new(true);
 static IRQS_OFF: AtomicBool = AtomicBool::new(true);
+static UNSHARE: AtomicBool = AtomicBool::new(true);
 
 /// Applies the boot options' switches (before any GUP runs).
 pub fn set_controls(c: Controls) {
     RECHECK.store(c.recheck, Ordering::Relaxed);
     PMD_RECHECK.store(c.pmd_recheck, Ordering::Relaxed);
     IRQS_OFF.store(c.irqs_off, Ordering::Relaxed);
+    UNSHARE.store(c.unshare, Ordering::Relaxed);
 }
 
 /// The switches in force.
@@ -117,7 +123,27 @@ pub fn controls() -> Controls {
         recheck: RECHECK.load(Ordering::Relaxed),
         pmd_recheck: PMD_RECHECK.load(Ordering::Relaxed),
         irqs_off: IRQS_OFF.load(Ordering::Relaxed),
+        unshare: UNSHARE.load(Ordering::Relaxed),
     }
+}
+
+/// Whether a pin must not take `page` as it is mapped now but have it
+/// unshared first (Linux gup_must_unshare()), for both paths: a pin without
+/// WRITE, through a read-only entry (`writable` false), of an anonymous page
+/// that is not exclusive — it may be COW-shared, and a later write by the
+/// process would copy it away from the pin. **The one decision point of
+/// `unshare=off`** (bug J: the pin then takes the shared page, and is not
+/// coherent with the process's later writes).
+#[inline(always)]
+pub fn gup_must_unshare(flags: Foll, writable: bool, page: &crate::mm::page::Page) -> bool {
+    use crate::mm::page::PageFlags;
+    flags.contains(Foll::PIN)
+        && !flags.contains(Foll::WRITE)
+        && !writable
+        && page.has(PageFlags::ANON)
+        && !page.has(PageFlags::ANON_EXCLUSIVE)
+        // Relaxed: a switch set once at boot (or by a test between runs).
+        && UNSHARE.load(Ordering::Relaxed)
 }
 
 /// Checks a range and the flags the way every entry point does: exactly one

@@ -149,8 +149,8 @@ fn grab_checked(e: RawEntry, p: &'static page::Page, flags: Foll, forced_write: 
     if flags.contains(Foll::WRITE) && !writable && !forced_ok {
         return Err(if forced_write { AccessKind::Unshare } else { AccessKind::Write }); // break COW (or reuse) first
     }
-    if flags.contains(Foll::PIN) && !writable && p.has(PageFlags::ANON) && !p.has(PageFlags::ANON_EXCLUSIVE) {
-        return Err(AccessKind::Unshare); // Linux gup_must_unshare()
+    if super::gup_must_unshare(flags, writable, p) {
+        return Err(AccessKind::Unshare);
     }
     // The page-table lock keeps the mapping, and so a reference, in place.
     Ok(if flags.contains(Foll::PIN) { Grabbed::Pin(PinnedPage::pin(p)) } else { Grabbed::Ref(PageRef::new_ref(p)) })

@@ -54,6 +54,9 @@ pub struct RaceConfig {
     pub uprobes_legacy: bool,
     /// `cow.reuse=`: the write fault's reuse rule (bug D).
     pub cow_reuse: crate::mm::fault::CowReuse,
+    /// `unshare=` (on by default): read-only pins of shared anonymous pages
+    /// unshare them first (bug J when off).
+    pub unshare: bool,
     /// `khugepaged.*=`: khugepaged's tunables for the boot (Linux's
     /// /sys/kernel/mm/transparent_hugepage/khugepaged/*).
     pub khugepaged: crate::khugepaged::Tunables,
@@ -93,6 +96,7 @@ impl RaceConfig {
         collapse_no_table_sync: false,
         uprobes_legacy: false,
         cow_reuse: crate::mm::fault::CowReuse::AnonExclusive,
+        unshare: true,
         khugepaged: crate::khugepaged::Tunables::DEFAULT,
         widen: [Widening::None; Point::COUNT],
         scenario: None,
@@ -137,6 +141,9 @@ impl RaceConfig {
             crate::mm::fault::CowReuse::AnonExclusive => {}
             crate::mm::fault::CowReuse::Refcount => s.push("cow.reuse:refcount"),
             crate::mm::fault::CowReuse::Mapcount => s.push("cow.reuse:mapcount"),
+        }
+        if !self.unshare {
+            s.push("unshare:off");
         }
         if tlb.mode == crate::tlb::FlushMode::Nmi {
             s.push("tlb:nmi");
@@ -244,6 +251,11 @@ pub const KEYS: &[KeyInfo] = &[
         values: "anon_exclusive|refcount|mapcount",
         help: "the rule by which a write fault reuses a read-only anonymous page: anon_exclusive (default, Linux 5.19), refcount (2020) or mapcount (negative control, before 5.8: bug D, CVE-2020-29374)",
     },
+    KeyInfo {
+        key: "unshare",
+        values: "on|off",
+        help: "negative control: off = a read-only pin of a COW-shared anonymous page pins it as it is instead of unsharing it first (bug J, before Linux 5.19)",
+    },
     KeyInfo { key: "scenario", values: "ksm-vs-gupfast|uprobe-vs-pin", help: "main kernel: run this race scenario and print its RESULT line" },
     KeyInfo { key: "secs", values: "<1..=3600>", help: "scenario length bound in seconds (default 5)" },
     KeyInfo { key: "iterations", values: "<1..=1000000000>", help: "scenario length in iterations per worker (with secs=, whichever ends first)" },
@@ -295,6 +307,7 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
             _ => Err(crate::boot_options::bad_value(key, value)),
         }
         .map(|v| c.cow_reuse = v),
+        "unshare" => on_off(key, value).map(|v| c.unshare = v),
         "khugepaged.pages_to_scan" => number(key, value, 1, 1_000_000).map(|v| c.khugepaged.pages_to_scan = v),
         "khugepaged.scan_sleep_us" => number(key, value, 0, 100_000_000).map(|v| c.khugepaged.scan_sleep_us = v),
         "khugepaged.max_ptes_none" => number(key, value, 0, 511).map(|v| c.khugepaged.max_ptes_none = v as u32),

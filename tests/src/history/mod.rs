@@ -7,12 +7,58 @@
 //!   and the parent writes. Reusing the page on one mapping alone
 //!   (`mapcount`, before v5.8) hands the parent's write to the child's
 //!   reference; `refcount` (2020) and today's anon-exclusive rule copy.
+//! * J, read-only pins not coherent with later writes (`unshare=off`): a
+//!   process pins a page it shares with its child (after fork) read-only,
+//!   then writes it. Unsharing first (v5.19, FAULT_FLAG_UNSHARE) pins an
+//!   exclusive copy that the write then reuses, so the pin sees the write;
+//!   without it the pin holds the shared page and the write copies away
+//!   from it. Both GUP paths (the slow path, and GUP-fast, which leaves such
+//!   a page to the slow path).
 
 use kernel::gup::{self, Foll};
 use kernel::mm::PAGE_SIZE;
 use kernel::mm::fault::{self, CowReuse};
 use kernel::mm::fork::fork_mm;
 use kernel::mm::mmap as m;
+
+/// Runs `f` with `unshare=` set to `on`, restoring the default.
+fn with_unshare<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    let set = |unshare: bool| {
+        let c = gup::controls();
+        gup::set_controls(gup::Controls { recheck: c.recheck, pmd_recheck: c.pmd_recheck, irqs_off: c.irqs_off, unshare });
+    };
+    set(on);
+    let r = f();
+    set(true);
+    r
+}
+
+/// gup_longterm.c / cow.c's "R/O pin on a COW-shared page, then write":
+/// returns what the pin sees after the process's write, and whether the
+/// pin holds the page shared with the child.
+fn ro_pin_on_shared_page_then_write(unshare: bool, fast: bool) -> (u64, bool) {
+    with_unshare(unshare, || {
+        assert_no_leaks(|| {
+            let parent = new_mm();
+            let a = mmap(&parent, PAGE_SIZE, RW);
+            in_mm(&parent, move || write(a, 0xaaaa));
+            let child = fork_mm(&parent).expect("fork");
+            let shared = translate(&parent, a).unwrap().phys;
+            let pins = if fast {
+                in_mm(&parent, move || gup::get_user_pages_fast(a, 1, Foll::PIN | Foll::LONGTERM).expect("R/O pin (fast)"))
+            } else {
+                gup::get_user_pages(&parent, a, 1, Foll::PIN | Foll::LONGTERM).expect("R/O pin (slow)")
+            };
+            let pinned_shared = pins[0].phys() == shared;
+            in_mm(&parent, move || write(a, 0xbbbb));
+            let seen = read_phys(pins[0].phys());
+            in_mm(&child, move || assert_eq!(read(a), 0xaaaa, "the child sees the parent's write"));
+            drop(pins);
+            drop(child);
+            (seen, pinned_shared)
+        })
+    })
+}
 
 use crate::mm::{RW, assert_no_leaks, in_mm, mmap, new_mm, read, read_phys, translate, write};
 
@@ -64,6 +110,22 @@ kernel::ktests! {
         let (seen, reused) = vmsplice_unmap_then_parent_writes(CowReuse::Refcount);
         assert!(!reused, "cow.reuse=refcount: the extra reference must make the parent copy");
         assert_eq!(seen, 0xaaaa, "cow.reuse=refcount: the child's reference saw the parent's write");
+    }
+
+    fn j_without_unshare_a_read_only_pin_misses_the_processs_later_write() {
+        for fast in [false, true] {
+            let (seen, shared) = ro_pin_on_shared_page_then_write(false, fast);
+            assert!(shared, "unshare=off (fast={fast}): the pin must hold the page shared with the child");
+            assert_eq!(seen, 0xaaaa, "unshare=off (fast={fast}): the pin must miss the write (the bug)");
+        }
+    }
+
+    fn j_with_unshare_a_read_only_pin_sees_the_processs_later_write() {
+        for fast in [false, true] {
+            let (seen, shared) = ro_pin_on_shared_page_then_write(true, fast);
+            assert!(!shared, "unshare=on (fast={fast}): the pin must hold an unshared copy");
+            assert_eq!(seen, 0xbbbb, "unshare=on (fast={fast}): the pin does not see the process's write");
+        }
     }
 
     fn d_todays_anon_exclusive_rule_copies_and_the_child_keeps_its_data() {
