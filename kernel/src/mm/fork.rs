@@ -24,6 +24,25 @@ use super::pgtable::{self, NoMemory};
 use super::vma::Vma;
 use super::{HUGE_PAGE_SIZE, PAGE_SIZE};
 
+static EARLY_COW: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
+
+/// Sets `fork.early_cow=` (boot option, tests): off is bug E's second half,
+/// a possibly pinned exclusive page shared with the child like any other.
+pub fn set_early_cow(on: bool) {
+    EARLY_COW.store(on, Ordering::Relaxed);
+}
+
+/// Whether fork must give the child a copy of `p` now instead of sharing it
+/// (Linux folio_needs_cow_for_dma(), which makes folio_try_dup_anon_rmap_*()
+/// fail): an exclusive page that may be pinned. Sharing it would
+/// write-protect the parent's mapping, and the parent's next write would
+/// copy it away from the pin. **The one decision point of
+/// `fork.early_cow=off`** (Linux before 70e806e4e645, v5.9).
+fn needs_cow_for_dma(p: &page::Page) -> bool {
+    // Relaxed: a switch set at boot (or by a test between forks).
+    EARLY_COW.load(Ordering::Relaxed) && p.has(PageFlags::ANON_EXCLUSIVE) && p.maybe_dma_pinned()
+}
+
 impl From<AddressSpaceError> for NoMemory {
     fn from(_: AddressSpaceError) -> Self {
         NoMemory
@@ -113,7 +132,7 @@ fn copy_huge(
         return Ok(false);
     }
     let head = page::page_of(v.addr());
-    if head.has(PageFlags::ANON_EXCLUSIVE) && head.maybe_dma_pinned() {
+    if needs_cow_for_dma(head) {
         return Ok(false);
     }
     for i in 0..512 {
@@ -147,7 +166,7 @@ fn copy_pte(
         return Ok(());
     }
     let p = page::page_of(v.addr());
-    if v.is_present() && p.has(PageFlags::ANON_EXCLUSIVE) && p.maybe_dma_pinned() {
+    if v.is_present() && needs_cow_for_dma(p) {
         // Linux copy_present_page(): the child gets its own copy now.
         let new = page::alloc_folio(0, false).ok_or(NoMemory)?;
         // `p` is live (the parent's mapping, whose table lock we hold); a

@@ -57,6 +57,9 @@ pub struct RaceConfig {
     /// `unshare=` (on by default): read-only pins of shared anonymous pages
     /// unshare them first (bug J when off).
     pub unshare: bool,
+    /// `fork.early_cow=` (on by default): fork copies a possibly pinned
+    /// exclusive page for the child at once (bug E when off).
+    pub fork_early_cow: bool,
     /// `khugepaged.*=`: khugepaged's tunables for the boot (Linux's
     /// /sys/kernel/mm/transparent_hugepage/khugepaged/*).
     pub khugepaged: crate::khugepaged::Tunables,
@@ -97,6 +100,7 @@ impl RaceConfig {
         uprobes_legacy: false,
         cow_reuse: crate::mm::fault::CowReuse::AnonExclusive,
         unshare: true,
+        fork_early_cow: true,
         khugepaged: crate::khugepaged::Tunables::DEFAULT,
         widen: [Widening::None; Point::COUNT],
         scenario: None,
@@ -144,6 +148,9 @@ impl RaceConfig {
         }
         if !self.unshare {
             s.push("unshare:off");
+        }
+        if !self.fork_early_cow {
+            s.push("fork.early_cow:off");
         }
         if tlb.mode == crate::tlb::FlushMode::Nmi {
             s.push("tlb:nmi");
@@ -256,6 +263,11 @@ pub const KEYS: &[KeyInfo] = &[
         values: "on|off",
         help: "negative control: off = a read-only pin of a COW-shared anonymous page pins it as it is instead of unsharing it first (bug J, before Linux 5.19)",
     },
+    KeyInfo {
+        key: "fork.early_cow",
+        values: "on|off",
+        help: "negative control: off = fork shares a possibly pinned exclusive page with the child like any other (bug E, before Linux 5.9); the parent's next write copies it away from the pin",
+    },
     KeyInfo { key: "scenario", values: "ksm-vs-gupfast|uprobe-vs-pin", help: "main kernel: run this race scenario and print its RESULT line" },
     KeyInfo { key: "secs", values: "<1..=3600>", help: "scenario length bound in seconds (default 5)" },
     KeyInfo { key: "iterations", values: "<1..=1000000000>", help: "scenario length in iterations per worker (with secs=, whichever ends first)" },
@@ -308,6 +320,7 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         }
         .map(|v| c.cow_reuse = v),
         "unshare" => on_off(key, value).map(|v| c.unshare = v),
+        "fork.early_cow" => on_off(key, value).map(|v| c.fork_early_cow = v),
         "khugepaged.pages_to_scan" => number(key, value, 1, 1_000_000).map(|v| c.khugepaged.pages_to_scan = v),
         "khugepaged.scan_sleep_us" => number(key, value, 0, 100_000_000).map(|v| c.khugepaged.scan_sleep_us = v),
         "khugepaged.max_ptes_none" => number(key, value, 0, 511).map(|v| c.khugepaged.max_ptes_none = v as u32),

@@ -60,6 +60,7 @@ pub fn init(c: &RaceConfig) {
     COLLAPSE_NO_TABLE_SYNC.store(c.collapse_no_table_sync, Ordering::Relaxed);
     UPROBES_LEGACY.store(c.uprobes_legacy, Ordering::Relaxed);
     crate::mm::fault::set_cow_reuse(c.cow_reuse);
+    crate::mm::fork::set_early_cow(c.fork_early_cow);
     widen::init(c);
 }
 

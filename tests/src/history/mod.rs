@@ -7,6 +7,12 @@
 //!   and the parent writes. Reusing the page on one mapping alone
 //!   (`mapcount`, before v5.8) hands the parent's write to the child's
 //!   reference; `refcount` (2020) and today's anon-exclusive rule copy.
+//! * E, fork vs a pin, its early-COW half (`fork.early_cow=off`): a page
+//!   pinned for DMA (exclusive to the parent) is shared with the child at
+//!   fork; the parent's next write copies it away from the pin, so the
+//!   device's later write is invisible to the parent (and lands in the
+//!   child's page). With the early COW (v5.9) the child gets a copy at fork
+//!   and the parent keeps the pinned page.
 //! * J, read-only pins not coherent with later writes (`unshare=off`): a
 //!   process pins a page it shares with its child (after fork) read-only,
 //!   then writes it. Unsharing first (v5.19, FAULT_FLAG_UNSHARE) pins an
@@ -30,6 +36,31 @@ fn with_unshare<R>(on: bool, f: impl FnOnce() -> R) -> R {
     set(on);
     let r = f();
     set(true);
+    r
+}
+
+/// A DMA pin (FOLL_PIN | FOLL_WRITE) on the parent's page, fork, the parent
+/// writes one word, the device writes another through the pin: returns what
+/// the parent's mapping shows of the device's word, and whether the child
+/// maps the pinned frame.
+fn fork_with_a_pinned_page(early_cow: bool) -> (u64, bool) {
+    kernel::mm::fork::set_early_cow(early_cow);
+    let r = assert_no_leaks(|| {
+        let parent = new_mm();
+        let a = mmap(&parent, PAGE_SIZE, RW);
+        in_mm(&parent, move || write(a, 0xaaaa));
+        let pins = gup::get_user_pages(&parent, a, 1, Foll::PIN | Foll::WRITE).expect("DMA pin");
+        let child = fork_mm(&parent).expect("fork");
+        let child_maps_pinned = translate(&child, a).unwrap().phys == pins[0].phys();
+        in_mm(&parent, move || write(a, 0xbbbb));
+        // The device completes its write into the pinned frame.
+        crate::mm::write_phys(pins[0].phys() + 8u64, 0xd0d0);
+        let seen = in_mm(&parent, move || read(a + 8));
+        drop(pins);
+        drop(child);
+        (seen, child_maps_pinned)
+    });
+    kernel::mm::fork::set_early_cow(true);
     r
 }
 
@@ -110,6 +141,18 @@ kernel::ktests! {
         let (seen, reused) = vmsplice_unmap_then_parent_writes(CowReuse::Refcount);
         assert!(!reused, "cow.reuse=refcount: the extra reference must make the parent copy");
         assert_eq!(seen, 0xaaaa, "cow.reuse=refcount: the child's reference saw the parent's write");
+    }
+
+    fn e_without_early_cow_the_parent_loses_the_dma_into_its_pinned_page() {
+        let (seen, child_maps_pinned) = fork_with_a_pinned_page(false);
+        assert!(child_maps_pinned, "fork.early_cow=off: the child must share the pinned page");
+        assert_ne!(seen, 0xd0d0, "fork.early_cow=off: the parent must miss the device's write (the bug)");
+    }
+
+    fn e_with_early_cow_the_parent_keeps_its_pinned_page() {
+        let (seen, child_maps_pinned) = fork_with_a_pinned_page(true);
+        assert!(!child_maps_pinned, "fork.early_cow=on: the child must get a copy at fork");
+        assert_eq!(seen, 0xd0d0, "fork.early_cow=on: the parent does not see the device's write");
     }
 
     fn j_without_unshare_a_read_only_pin_misses_the_processs_later_write() {
