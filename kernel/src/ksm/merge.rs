@@ -147,8 +147,14 @@ pub fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> 
     let dirty = v.flags().contains(PteFlags::DIRTY);
     // The gate: a read-only, clean, shared pte needs nothing, unless a
     // deferred flush may still leave a writable entry in some TLB (Linux
-    // mm_tlb_flush_pending(), the 2017 fix of bug K).
-    if !(writable || dirty || anon_exclusive || crate::tlb::flush_pending(mm.tlb())) {
+    // mm_tlb_flush_pending(), the 2017 fix of bug K). **The one decision
+    // point of `ksm.gate=`**: which of Linux's gates (race::KsmGate).
+    let must_clear = match race::ksm_gate() {
+        race::KsmGate::AnonExclusive => writable || dirty || anon_exclusive || crate::tlb::flush_pending(mm.tlb()),
+        race::KsmGate::FlushPending => writable || dirty || crate::tlb::flush_pending(mm.tlb()),
+        race::KsmGate::WriteDirty => writable || dirty,
+    };
+    if !must_clear {
         return Ok(v);
     }
     let switches = race::ksm_switches();

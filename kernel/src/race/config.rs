@@ -60,6 +60,8 @@ pub struct RaceConfig {
     /// `fork.early_cow=` (on by default): fork copies a possibly pinned
     /// exclusive page for the child at once (bug E when off).
     pub fork_early_cow: bool,
+    /// `ksm.gate=`: which ptes KSM clears and flushes (bug K).
+    pub ksm_gate: super::KsmGate,
     /// `khugepaged.*=`: khugepaged's tunables for the boot (Linux's
     /// /sys/kernel/mm/transparent_hugepage/khugepaged/*).
     pub khugepaged: crate::khugepaged::Tunables,
@@ -101,6 +103,7 @@ impl RaceConfig {
         cow_reuse: crate::mm::fault::CowReuse::AnonExclusive,
         unshare: true,
         fork_early_cow: true,
+        ksm_gate: super::KsmGate::AnonExclusive,
         khugepaged: crate::khugepaged::Tunables::DEFAULT,
         widen: [Widening::None; Point::COUNT],
         scenario: None,
@@ -151,6 +154,11 @@ impl RaceConfig {
         }
         if !self.fork_early_cow {
             s.push("fork.early_cow:off");
+        }
+        match self.ksm_gate {
+            super::KsmGate::AnonExclusive => {}
+            super::KsmGate::FlushPending => s.push("ksm.gate:flush_pending"),
+            super::KsmGate::WriteDirty => s.push("ksm.gate:write_dirty"),
         }
         if tlb.mode == crate::tlb::FlushMode::Nmi {
             s.push("tlb:nmi");
@@ -268,6 +276,11 @@ pub const KEYS: &[KeyInfo] = &[
         values: "on|off",
         help: "negative control: off = fork shares a possibly pinned exclusive page with the child like any other (bug E, before Linux 5.9); the parent's next write copies it away from the pin",
     },
+    KeyInfo {
+        key: "ksm.gate",
+        values: "anon_exclusive|flush_pending|write_dirty",
+        help: "which ptes KSM clears and flushes before its checks: anon_exclusive (default, today's), flush_pending (2017-2022) or write_dirty (negative control, before 2017: bug K, a pte another writer has not flushed yet is taken as is)",
+    },
     KeyInfo { key: "scenario", values: "ksm-vs-gupfast|uprobe-vs-pin", help: "main kernel: run this race scenario and print its RESULT line" },
     KeyInfo { key: "secs", values: "<1..=3600>", help: "scenario length bound in seconds (default 5)" },
     KeyInfo { key: "iterations", values: "<1..=1000000000>", help: "scenario length in iterations per worker (with secs=, whichever ends first)" },
@@ -321,6 +334,13 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         .map(|v| c.cow_reuse = v),
         "unshare" => on_off(key, value).map(|v| c.unshare = v),
         "fork.early_cow" => on_off(key, value).map(|v| c.fork_early_cow = v),
+        "ksm.gate" => match value {
+            "anon_exclusive" => Ok(super::KsmGate::AnonExclusive),
+            "flush_pending" => Ok(super::KsmGate::FlushPending),
+            "write_dirty" => Ok(super::KsmGate::WriteDirty),
+            _ => Err(crate::boot_options::bad_value(key, value)),
+        }
+        .map(|v| c.ksm_gate = v),
         "khugepaged.pages_to_scan" => number(key, value, 1, 1_000_000).map(|v| c.khugepaged.pages_to_scan = v),
         "khugepaged.scan_sleep_us" => number(key, value, 0, 100_000_000).map(|v| c.khugepaged.scan_sleep_us = v),
         "khugepaged.max_ptes_none" => number(key, value, 0, 511).map(|v| c.khugepaged.max_ptes_none = v as u32),

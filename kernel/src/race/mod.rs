@@ -45,6 +45,7 @@ static KSM_NO_FLUSH: AtomicBool = AtomicBool::new(false);
 static COLLAPSE_CHECK_BEFORE_CLEAR: AtomicBool = AtomicBool::new(false);
 static COLLAPSE_NO_TABLE_SYNC: AtomicBool = AtomicBool::new(false);
 static UPROBES_LEGACY: AtomicBool = AtomicBool::new(false);
+static KSM_GATE: AtomicU8 = AtomicU8::new(KsmGate::AnonExclusive as u8);
 
 /// Applies the boot configuration (once, before any writer or walker runs).
 /// GUP-fast's switches and khugepaged's tunables are applied by the boot
@@ -59,6 +60,7 @@ pub fn init(c: &RaceConfig) {
     COLLAPSE_CHECK_BEFORE_CLEAR.store(c.collapse_check_before_clear, Ordering::Relaxed);
     COLLAPSE_NO_TABLE_SYNC.store(c.collapse_no_table_sync, Ordering::Relaxed);
     UPROBES_LEGACY.store(c.uprobes_legacy, Ordering::Relaxed);
+    KSM_GATE.store(c.ksm_gate as u8, Ordering::Relaxed);
     crate::mm::fault::set_cow_reuse(c.cow_reuse);
     crate::mm::fork::set_early_cow(c.fork_early_cow);
     widen::init(c);
@@ -133,4 +135,36 @@ pub fn uprobes_legacy() -> bool {
 /// Sets the uprobes mode (tests that exercise both in one boot).
 pub fn set_uprobes_legacy(legacy: bool) {
     UPROBES_LEGACY.store(legacy, Ordering::Relaxed);
+}
+
+/// Which ptes KSM's write_protect_page() clears and flushes before its
+/// checks (`ksm.gate=`; the others it leaves as they are): Linux's gate
+/// through its history (bug K of linux-protocol.md §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KsmGate {
+    /// Today's: writable, dirty, anon-exclusive, or a flush pending for the
+    /// mm (the default).
+    AnonExclusive,
+    /// 2017-2022 (b3a81d0841a9, Minchan Kim): writable, dirty, or a flush
+    /// pending (no anon-exclusive flag yet).
+    FlushPending,
+    /// Before 2017 (negative control): writable or dirty only. A pte another
+    /// writer made read-only and clean but has not flushed yet is taken as
+    /// is, while another CPU may still write through its stale writable
+    /// TLB entry.
+    WriteDirty,
+}
+
+/// KSM's gate (read once per merge attempt).
+pub fn ksm_gate() -> KsmGate {
+    match KSM_GATE.load(Ordering::Relaxed) {
+        0 => KsmGate::AnonExclusive,
+        1 => KsmGate::FlushPending,
+        _ => KsmGate::WriteDirty,
+    }
+}
+
+/// Sets KSM's gate (tests that compare them in one boot).
+pub fn set_ksm_gate(g: KsmGate) {
+    KSM_GATE.store(g as u8, Ordering::Relaxed);
 }

@@ -13,6 +13,15 @@
 //!   device's later write is invisible to the parent (and lands in the
 //!   child's page). With the early COW (v5.9) the child gets a copy at fork
 //!   and the parent keeps the pinned page.
+//! * K, KSM merging while another CPU holds a stale writable TLB entry
+//!   (`ksm.gate=`): a batched writer (mprotect's change_pte_range under a
+//!   gather) has made the pte read-only and clean but not flushed yet, with
+//!   the mm's flush-pending count raised; another CPU still has the old
+//!   writable translation. KSM's gate before 2017 (`write_dirty`) takes the
+//!   clean read-only pte as is, makes the page a KSM page, and the other
+//!   CPU's next write goes into the KSM page without a fault. With the
+//!   2017 gate (`flush_pending`) or today's (`anon_exclusive`) KSM clears
+//!   and flushes, and that write faults and copies.
 //! * J, read-only pins not coherent with later writes (`unshare=off`): a
 //!   process pins a page it shares with its child (after fork) read-only,
 //!   then writes it. Unsharing first (v5.19, FAULT_FLAG_UNSHARE) pins an
@@ -37,6 +46,70 @@ fn with_unshare<R>(on: bool, f: impl FnOnce() -> R) -> R {
     let r = f();
     set(true);
     r
+}
+
+/// Bug K's interleaving, forced: returns whether KSM made the page a KSM
+/// page and whether the other CPU's later write changed that KSM page.
+fn ksm_merge_under_a_deferred_flush(gate: kernel::race::KsmGate) -> Option<(bool, bool)> {
+    use alloc::sync::Arc;
+    use core::sync::atomic::{AtomicU32, Ordering};
+    use kernel::mm::page::{self, PageFlags, PageRef};
+    use kernel::mm::paging::PteFlags;
+    use kernel::mm::pgtable;
+    use kernel::mm::uaccess::{UserPtr, write_user};
+    const X: u64 = 0x5eed_0001;
+    const Y: u64 = 0xbad0_0002;
+    let cpu = crate::util::other_cpu()?;
+    kernel::race::set_ksm_gate(gate);
+    let r = assert_no_leaks(|| {
+        let mm = new_mm();
+        let a = mmap(&mm, PAGE_SIZE, RW);
+        in_mm(&mm, move || write(a, X));
+        let stage = Arc::new(AtomicU32::new(0));
+        let st = stage.clone();
+        let writer = kernel::sched::spawn_in(cpu, "stale writer", Some(mm.clone()), move || {
+            // A write caches a writable translation of `a` on this CPU.
+            write_user(UserPtr(a), &X).expect("first write");
+            st.store(1, Ordering::Release);
+            let d = kernel::time::Deadline::after_ns(5_000_000_000);
+            while st.load(Ordering::Acquire) != 2 {
+                assert!(!d.expired(), "the merge never happened");
+                core::hint::spin_loop();
+            }
+            // Through the stale entry if nobody flushed it, else a fault.
+            write_user(UserPtr(a), &Y).expect("second write");
+        })
+        .expect("spawn");
+        let d = kernel::time::Deadline::after_ns(5_000_000_000);
+        while stage.load(Ordering::Acquire) != 1 {
+            assert!(!d.expired(), "cpu{cpu} never wrote");
+            core::hint::spin_loop();
+        }
+        let p = page::page_of(translate(&mm, a).unwrap().phys);
+        let held = PageRef::new_ref(p);
+        // The batched writer: pending raised, pte read-only and clean, the
+        // flush deferred (Linux change_pte_range() under a gather).
+        let mut batch = kernel::tlb::Gather::new(mm.tlb());
+        let pmd = pgtable::pmd(&mm, a, false).unwrap().expect("pmd");
+        let pt = pgtable::pte_table(pmd, false).unwrap().expect("pte table");
+        {
+            let _ptl = pt.lock();
+            pt.entry(a).fetch_clear(PteFlags::WRITABLE | PteFlags::DIRTY, Ordering::AcqRel);
+        }
+        batch.page(x86_64::VirtAddr::new(a));
+        let merged = {
+            let _vmas = mm.vmas.read();
+            kernel::ksm::merge::try_to_merge_one_page(&mm, a, &held, None).is_ok() && p.has(PageFlags::KSM)
+        };
+        stage.store(2, Ordering::Release);
+        writer.join();
+        batch.finish();
+        let ksm_page_written = read_phys(p.phys()) == Y;
+        drop(held);
+        (merged, ksm_page_written)
+    });
+    kernel::race::set_ksm_gate(kernel::race::KsmGate::AnonExclusive);
+    Some(r)
 }
 
 /// A DMA pin (FOLL_PIN | FOLL_WRITE) on the parent's page, fork, the parent
@@ -153,6 +226,20 @@ kernel::ktests! {
         let (seen, child_maps_pinned) = fork_with_a_pinned_page(true);
         assert!(!child_maps_pinned, "fork.early_cow=on: the child must get a copy at fork");
         assert_eq!(seen, 0xd0d0, "fork.early_cow=on: the parent does not see the device's write");
+    }
+
+    fn k_the_2016_ksm_gate_merges_under_a_pending_flush_and_a_stale_entry_writes_the_ksm_page() {
+        let Some((merged, written)) = ksm_merge_under_a_deferred_flush(kernel::race::KsmGate::WriteDirty) else { return };
+        assert!(merged, "ksm.gate=write_dirty: the clean read-only pte must be merged as is");
+        assert!(written, "ksm.gate=write_dirty: the stale writable entry must write the KSM page (the bug)");
+    }
+
+    fn k_the_2017_and_todays_ksm_gates_flush_first_and_the_write_copies() {
+        for gate in [kernel::race::KsmGate::FlushPending, kernel::race::KsmGate::AnonExclusive] {
+            let Some((merged, written)) = ksm_merge_under_a_deferred_flush(gate) else { return };
+            assert!(merged, "ksm.gate={gate:?}: the page must still merge");
+            assert!(!written, "ksm.gate={gate:?}: a write reached the KSM page without a fault");
+        }
     }
 
     fn j_without_unshare_a_read_only_pin_misses_the_processs_later_write() {
