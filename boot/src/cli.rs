@@ -40,6 +40,11 @@ OPTIONS (run):
     --gdb               start QEMU halted with a gdb stub on :1234 (-s -S) and print
                         the gdb command line
     --display           show the framebuffer window (default: -display none)
+    --usb               boot the image from an emulated USB stick (qemu-xhci +
+                        usb-storage) with no serial port and judge the run from
+                        the screen: the kernel's status band green = pass (0),
+                        red = failure (1); the last screen is saved as a PNG
+    --screenshot FILE   with --usb: where the PNG goes (default: the run dir)
     --suite NAME        boot the kernel test suite NAME instead of the main kernel
     --kernel PATH       boot an arbitrary kernel ELF
     --serial-log FILE   also save the cleaned console to FILE
@@ -107,6 +112,10 @@ pub struct RunOptions {
     pub serial_log: Option<PathBuf>,
     pub qemu_log: Option<PathBuf>,
     pub boot_options: Vec<String>,
+    /// `--usb`: boot from an emulated USB stick, judge from the screen.
+    pub usb: bool,
+    /// `--screenshot FILE` (with `--usb`).
+    pub screenshot: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -126,6 +135,8 @@ impl Default for RunOptions {
             serial_log: None,
             qemu_log: None,
             boot_options: Vec::new(),
+            usb: false,
+            screenshot: None,
         }
     }
 }
@@ -229,10 +240,10 @@ fn parse_timeout(s: &str) -> Result<Option<Duration>, UsageError> {
 /// The options that take a value.
 const VALUE_OPTIONS: &[&str] = &[
     "--smp", "--machine", "--mem", "--accel", "--cpu", "--firmware", "--timeout", "--suite", "--kernel",
-    "--serial-log", "--qemu-log", "--out",
+    "--serial-log", "--qemu-log", "--out", "--screenshot",
 ];
 /// The options without a value.
-const FLAG_OPTIONS: &[&str] = &["--gdb", "--display", "--help"];
+const FLAG_OPTIONS: &[&str] = &["--gdb", "--display", "--help", "--usb"];
 /// The options `testbed image` accepts.
 const IMAGE_OPTIONS: &[&str] = &["--out", "--suite", "--kernel", "--help"];
 
@@ -321,6 +332,11 @@ where
             "--help" => return Ok(Command::Help),
             "--gdb" => run.gdb = true,
             "--display" => run.display = true,
+            "--usb" => run.usb = true,
+            "--screenshot" => {
+                nonempty(&value)?;
+                run.screenshot = Some(PathBuf::from(value));
+            }
             "--smp" => (run.smp, run.maxcpus) = parse_smp_maxcpus(&value)?,
             "--machine" => run.machine = Machine::parse(&value).map_err(UsageError)?,
             "--mem" => run.mem_mib = parse_mem(&value)?,
@@ -388,6 +404,12 @@ where
     if out.is_some() {
         return usage("--out only applies to 'testbed image'");
     }
+    if run.screenshot.is_some() && !run.usb {
+        return usage("--screenshot only applies with --usb");
+    }
+    if run.usb && run.gdb {
+        return usage("--usb and --gdb do not go together");
+    }
     if run.gdb {
         run.timeout = None;
     }
@@ -447,6 +469,15 @@ mod tests {
         assert_eq!(r.kernel, KernelChoice::Path("/x/k".into()));
         assert_eq!((r.smp, r.mem_mib, r.accel), (64, 64, AccelChoice::Kvm));
         assert_eq!(run(&["--accel", "tcg"]).accel, AccelChoice::Tcg);
+    }
+
+    #[test]
+    fn usb_screen_options() {
+        let r = run(&["--usb", "--screenshot", "s.png", "--firmware", "uefi"]);
+        assert!(r.usb);
+        assert_eq!(r.screenshot, Some(PathBuf::from("s.png")));
+        assert!(err(&["--screenshot", "s.png"]).contains("--usb"));
+        assert!(err(&["--usb", "--gdb"]).contains("--usb"));
     }
 
     #[test]

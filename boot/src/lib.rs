@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod image;
 pub mod qemu;
+pub mod screen;
 pub mod serial;
 pub mod suite;
 pub mod suites;
@@ -165,7 +166,9 @@ impl RunReport {
         }
         if let (Some(end), QemuExit::Status(s)) = (c.end, &self.output.exit) {
             let want = qemu::expected_status(end);
-            if want != *s && self.verdict != Verdict::Timeout {
+            // QEMU 0 with a pass/fail verdict: `end=reboot` ended the machine.
+            let machine_ended = *s == 0 && matches!(self.verdict, Verdict::Pass | Verdict::Failed { .. });
+            if want != *s && self.verdict != Verdict::Timeout && !machine_ended {
                 m.push_str(&format!(
                     "testbed: warning: TESTBED-END status={end} but QEMU exited {s} (expected {want})\n"
                 ));
@@ -186,6 +189,9 @@ pub fn run(opts: &RunOptions, echo: bool) -> Result<RunReport, SetupError> {
     }
     let prepared = image::prepare(&kernel, opts.firmware, &opts.boot_options, opts.qemu_log.as_deref())
         .map_err(setup)?;
+    // `end=reboot`: the kernel resets the machine itself (QEMU exits 0 under
+    // -no-reboot), so QEMU gets no isa-debug-exit and the end marker decides.
+    let machine_ends = opts.boot_options.iter().any(|o| o == "end=reboot");
     let spec = QemuSpec {
         machine: opts.machine,
         accel,
@@ -200,6 +206,8 @@ pub fn run(opts: &RunOptions, echo: bool) -> Result<RunReport, SetupError> {
         gdb: opts.gdb,
         no_reboot: true,
         log: prepared.qemu_log.clone(),
+        usb_screen: None,
+        debug_exit: !machine_ends,
     };
     eprintln!(
         "testbed: booting {} ({}, {}, smp {}{}, {} MiB; boot options: {}; run dir {})",
@@ -224,6 +232,12 @@ pub fn run(opts: &RunOptions, echo: bool) -> Result<RunReport, SetupError> {
     .map_err(|e| setup(e.to_string()))?;
     let mut qemu_log = QemuLog::parse(&std::fs::read_to_string(&prepared.qemu_log).unwrap_or_default());
     let mut verdict = qemu::classify(&output.exit, output.console.end);
+    if machine_ends
+        && output.exit == QemuExit::Status(0)
+        && let Some(end) = output.console.end
+    {
+        verdict = qemu::classify(&QemuExit::Status(qemu::expected_status(end)), Some(end));
+    }
     let qemu_failure = qemu::qemu_failure(&output.exit, output.console.end, &output.stderr);
     if qemu_failure.is_some() {
         verdict = Verdict::QemuFailed { status: verdict_status(&output.exit) };
@@ -262,6 +276,114 @@ fn verdict_status(exit: &QemuExit) -> Option<i32> {
     }
 }
 
+/// What `testbed --usb` saw (see [`screen`]).
+#[derive(Debug)]
+pub struct ScreenReport {
+    pub dir: PathBuf,
+    /// The band when the run was judged ([`screen::Band::Other`]: never
+    /// green or red).
+    pub band: screen::Band,
+    pub exit: QemuExit,
+    pub stderr: String,
+    pub elapsed: std::time::Duration,
+    /// The PNG of the last screen, if one was written.
+    pub png: Option<PathBuf>,
+    /// Problems taking screendumps or the PNG.
+    pub errors: Vec<String>,
+}
+
+impl ScreenReport {
+    /// The exit status: 0 green, 1 red, 3 timeout, 5 QEMU's own failure, 4
+    /// QEMU ended without a verdict on screen.
+    pub fn exit_code(&self) -> i32 {
+        match (self.band, &self.exit) {
+            (screen::Band::Pass, _) => 0,
+            (screen::Band::Fail, _) => 1,
+            (_, QemuExit::TimedOut) => 3,
+            (_, e) if qemu::qemu_failure(e, None, &self.stderr).is_some() => 5,
+            _ => 4,
+        }
+    }
+
+    /// The verdict for the user.
+    pub fn message(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        let mut m = match self.exit_code() {
+            0 => format!("testbed: pass: the status band is green ({secs:.2}s)\n"),
+            1 => format!("testbed: FAILED: the status band is red ({secs:.2}s)\n"),
+            3 => format!("testbed: TIMEOUT after {secs:.0}s: the status band never turned green or red\n"),
+            _ => format!("testbed: QEMU ended ({:?}) before the status band turned green or red ({secs:.2}s)\n", self.exit),
+        };
+        if let Some(p) = &self.png {
+            m.push_str(&format!("testbed: screen saved as {}\n", p.display()));
+        }
+        for e in &self.errors {
+            m.push_str(&format!("testbed: screen: {e}\n"));
+        }
+        if !self.stderr.trim().is_empty() {
+            m.push_str("--- QEMU stderr ---\n");
+            m.push_str(&self.stderr);
+        }
+        m
+    }
+}
+
+/// `testbed --usb`: boots the image from an emulated USB stick with no serial
+/// port and judges the run from the screen's status band (see [`screen`]);
+/// writes the last screen as a PNG to `opts.screenshot` or the run directory.
+pub fn run_usb(opts: &RunOptions) -> Result<ScreenReport, SetupError> {
+    let kernel = resolve_kernel(&opts.kernel)?;
+    qemu::check_host(opts.firmware).map_err(setup)?;
+    let (accel, _) = qemu::pick_accel(opts.accel);
+    let prepared = image::prepare(&kernel, opts.firmware, &opts.boot_options, opts.qemu_log.as_deref())
+        .map_err(setup)?;
+    let mut watcher = screen::Watcher::new(&prepared.dir);
+    let spec = QemuSpec {
+        machine: opts.machine,
+        accel,
+        cpu: opts.cpu.clone(),
+        smp: opts.smp,
+        maxcpus: opts.maxcpus,
+        mem_mib: opts.mem_mib,
+        firmware: opts.firmware,
+        image: prepared.image.clone(),
+        ovmf_vars: prepared.ovmf_vars.clone(),
+        display: opts.display,
+        gdb: false,
+        no_reboot: true,
+        log: prepared.qemu_log.clone(),
+        usb_screen: Some(watcher.socket.clone()),
+        debug_exit: false,
+    };
+    eprintln!(
+        "testbed: booting {} from an emulated USB stick ({}, {}, smp {}, no serial port; judged from the screen every {}s; run dir {})",
+        kernel.display(),
+        opts.machine,
+        opts.firmware,
+        opts.smp,
+        screen::POLL.as_secs(),
+        prepared.dir.display()
+    );
+    let mut png = None;
+    let png_path = opts.screenshot.clone().unwrap_or_else(|| prepared.dir.join("screen.png"));
+    let mut png_error = None;
+    let output = qemu::run(&spec, &RunConfig { timeout: opts.timeout, echo: true, serial_log: None }, |_, now| {
+        let band = watcher.poll(now)?;
+        match screen::screendump_png(&watcher.socket, &png_path) {
+            Ok(()) => png = Some(png_path.clone()),
+            Err(e) => png_error = Some(e),
+        }
+        Some(format!("status band {band:?}"))
+    })
+    .map_err(|e| setup(e.to_string()))?;
+    let mut errors = watcher.errors;
+    errors.extend(png_error);
+    if watcher.band == screen::Band::Other && output.exit == QemuExit::TimedOut {
+        // A last look for the record (QEMU is gone: nothing to do).
+    }
+    Ok(ScreenReport { dir: prepared.dir, band: watcher.band, exit: output.exit, stderr: output.stderr, elapsed: output.elapsed, png, errors })
+}
+
 /// `testbed image`: writes `bios.img` and `uefi.img` into `out`.
 pub fn make_images(opts: &cli::ImageOptions) -> Result<Vec<PathBuf>, SetupError> {
     let kernel = resolve_kernel(&opts.kernel)?;
@@ -294,6 +416,16 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
                      boot options are in the file `ramdisk` of its FAT partition"
                 );
                 0
+            }
+            Err(e) => {
+                eprintln!("testbed: {}", e.message);
+                e.exit_code
+            }
+        },
+        cli::Command::Run(o) if o.usb => match run_usb(&o) {
+            Ok(r) => {
+                eprint!("{}", r.message());
+                r.exit_code()
             }
             Err(e) => {
                 eprintln!("testbed: {}", e.message);

@@ -214,6 +214,13 @@ pub struct QemuSpec {
     pub no_reboot: bool,
     /// QEMU's `-D` log (`-d cpu_reset,guest_errors`).
     pub log: PathBuf,
+    /// `Some(monitor socket)`: the screen mode (`testbed --usb`, see
+    /// `screen`): the image as a USB stick on an xHCI controller, no serial
+    /// port, no isa-debug-exit, the human monitor on this Unix socket.
+    pub usb_screen: Option<PathBuf>,
+    /// The isa-debug-exit device (off for `end=reboot`, where the kernel
+    /// ends the machine itself, and in the screen mode).
+    pub debug_exit: bool,
 }
 
 impl QemuSpec {
@@ -228,21 +235,29 @@ impl QemuSpec {
             None => self.smp.to_string(),
         };
         push(&["-smp", &smp, "-m", &self.mem_mib.to_string()]);
-        push(&["-serial", "stdio"]);
+        let monitor = self.usb_screen.as_ref().map(|m| format!("unix:{},server,nowait", m.display()));
+        push(&["-serial", if monitor.is_some() { "none" } else { "stdio" }]);
         if !self.display {
             push(&["-display", "none"]);
         }
-        push(&["-monitor", "none"]);
+        push(&["-monitor", monitor.as_deref().unwrap_or("none")]);
         if self.no_reboot {
             push(&["-no-reboot"]);
         }
-        push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        if monitor.is_none() && self.debug_exit {
+            push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        }
         if self.firmware == Firmware::Uefi {
             let vars = self.ovmf_vars.as_ref().expect("UEFI needs a VARS copy");
             push(&["-drive", &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}")]);
             push(&["-drive", &format!("if=pflash,format=raw,unit=1,file={}", vars.display())]);
         }
-        push(&["-drive", &format!("format=raw,file={}", self.image.display())]);
+        if monitor.is_some() {
+            push(&["-drive", &format!("if=none,id=stick,format=raw,file={}", self.image.display())]);
+            push(&["-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=1"]);
+        } else {
+            push(&["-drive", &format!("format=raw,file={}", self.image.display())]);
+        }
         push(&["-d", "cpu_reset,guest_errors", "-D", &self.log.display().to_string()]);
         if self.gdb {
             push(&["-s", "-S"]);
@@ -813,6 +828,8 @@ mod tests {
             gdb: false,
             no_reboot: true,
             log: "/r/qemu.log".into(),
+            usb_screen: None,
+            debug_exit: true,
         }
     }
 
@@ -870,6 +887,12 @@ mod tests {
         assert_eq!(Machine::parse("q35").unwrap(), Machine::default());
         assert_eq!(Machine::parse("pc").unwrap().to_string(), "pc");
         assert!(Machine::parse("virt").is_err() && Machine::parse("q35,hpet=maybe").is_err());
+        let mut u = spec(Firmware::Uefi, Accel::Tcg);
+        u.usb_screen = Some("/r/monitor.sock".into());
+        let l = u.command_line();
+        assert!(l.contains("-serial none") && l.contains("-monitor unix:/r/monitor.sock,server,nowait"), "{l}");
+        assert!(!l.contains("isa-debug-exit") && !l.contains("-drive format=raw"), "{l}");
+        assert!(l.contains("-drive if=none,id=stick,format=raw,file=/r/bios.img -device qemu-xhci,id=xhci -device usb-storage,bus=xhci.0,drive=stick,bootindex=1"), "{l}");
     }
 
     #[test]

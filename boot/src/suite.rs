@@ -306,6 +306,8 @@ pub fn run_suite(cfg: &SuiteConfig) -> SuiteOutcome {
             gdb: false,
             no_reboot: true,
             log: prepared.qemu_log.clone(),
+            usb_screen: None,
+            debug_exit: true,
         };
         out.boots += 1;
         let header = format!(

@@ -41,3 +41,28 @@ fn uefi_smp2() {
 fn uefi_smp4() {
     boots_and_passes(Firmware::Uefi, 4);
 }
+
+/// `end=reboot`: after its end marker the kernel resets the machine through
+/// the FADT reset register (QEMU q35: I/O port 0xcf9, value 0xf). The host
+/// gives QEMU no isa-debug-exit then, so only that reset (QEMU exits 0 under
+/// -no-reboot) ends the run, and the end marker gives the verdict.
+#[test]
+fn end_reboot_resets_through_the_fadt() {
+    for firmware in [Firmware::Bios, Firmware::Uefi] {
+        let r = common::boot(KernelChoice::Main, firmware, 1, &["end=reboot"], 120);
+        common::expect_exit(&r, 0);
+        let text = r.console_text();
+        assert!(text.contains("reset port 0xcf9 <- 0xf"), "the ACPI line does not show the reset register:\n{text}");
+        assert!(text.contains("end=reboot: writing 0xf to the FADT reset register (I/O port 0xcf9)"), "{text}");
+        assert!(!text.contains("did not reset"), "{text}");
+        assert!(!text.contains("halting: power the machine off"), "the machine halted instead of resetting:\n{text}");
+    }
+}
+
+/// `end=poweroff` is refused: entering S5 needs the DSDT's `\_S5` (AML).
+#[test]
+fn end_poweroff_is_a_usage_error() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 1, &["end=poweroff"], 120);
+    common::expect_exit(&r, 2);
+    assert!(r.console_text().contains("'end'"), "{}", r.console_text());
+}

@@ -83,6 +83,11 @@ pub const KEYS: &[KeyInfo] = &[
         help: "main kernel: run this built-in user program on the boot CPU after boot and report its exit status (non-zero: failure)",
     },
     KeyInfo {
+        key: "end",
+        values: "halt|reboot",
+        help: "what the machine does after the run: halt with the results on screen, or reset through the FADT reset register (poweroff is not supported: S5 needs the DSDT's \\_S5 AML)",
+    },
+    KeyInfo {
         key: "debug.wedge_cpu",
         values: "<online CPU other than 0>",
         help: "after boot, wedge this CPU with interrupts off (it stops answering IPIs) and make a kernel TLB shootdown: it must time out naming the CPU, with its NMI backtrace, and end the run (fatal)",
@@ -138,6 +143,8 @@ pub struct BootOptions {
     /// The race tests' keys (`sync=`, `gup.*`, `ksm.*`, `widen.*`,
     /// `scenario=` and its parameters): see `race::config`.
     pub race: crate::race::RaceConfig,
+    /// `end=`: what the machine does after the run.
+    pub end: crate::power::EndAction,
     /// `debug.wedge_cpu=`: the CPU to wedge after boot.
     pub wedge_cpu: Option<usize>,
     /// `ktest.filter=`.
@@ -161,6 +168,7 @@ impl BootOptions {
         dma: crate::dma::DmaConfig::DEFAULT,
         init: None,
         race: crate::race::RaceConfig::DEFAULT,
+        end: crate::power::EndAction::Halt,
         wedge_cpu: None,
         ktest_filter: None,
         ktest_skip: 0,
@@ -349,6 +357,15 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
                 return Err(bad(key, value));
             }
             o.init = Some(value);
+        }
+        "end" => {
+            o.end = match value {
+                "halt" => crate::power::EndAction::Halt,
+                "reboot" => crate::power::EndAction::Reboot,
+                // S5 needs SLP_TYPa from the DSDT's \_S5 object (AML, not
+                // interpreted here): refused rather than accepted and ignored.
+                _ => return Err(bad(key, value)),
+            }
         }
         // CPU 0 runs the main job: wedging it would leave nobody to notice.
         // Whether the CPU is online is checked once the CPUs are up.

@@ -4,7 +4,41 @@
 //! (`isa-debug-exit`: status `(code << 1) | 1`). Without that line the host knows
 //! the kernel never finished (a triple fault, a hang) and says so.
 
+use core::sync::atomic::{AtomicU8, Ordering};
+
 use crate::arch;
+
+/// What the machine does once the run ended (`end=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndAction {
+    /// Halt with the results on screen (the default).
+    Halt,
+    /// Reset the machine (through the FADT's reset register).
+    Reboot,
+}
+
+static END: AtomicU8 = AtomicU8::new(0);
+/// Performs a non-halt end action; returns only if it failed, with why.
+static END_HANDLER: spin::Once<fn(EndAction) -> &'static str> = spin::Once::new();
+
+/// Sets the end action (`end=`, from the boot options).
+pub fn set_end_action(action: EndAction) {
+    END.store(action as u8, Ordering::Relaxed);
+}
+
+/// The end action in force.
+pub fn end_action() -> EndAction {
+    match END.load(Ordering::Relaxed) {
+        1 => EndAction::Reboot,
+        _ => EndAction::Halt,
+    }
+}
+
+/// Registers how a non-halt end action is done (the boot registers the ACPI
+/// reset, which sits above this layer).
+pub fn register_end_handler(handler: fn(EndAction) -> &'static str) {
+    END_HANDLER.call_once(|| handler);
+}
 
 /// The outcome of a run, as the host tool maps it to its own exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,15 +73,53 @@ impl ExitStatus {
     }
 }
 
-/// Ends the run: prints the end marker, asks QEMU to exit, and halts if it is
-/// still running (a physical machine: the message stays on screen).
+/// Ends the run: prints the framebuffer's scrolling figure and the end
+/// marker, turns the screen's status band green (pass) or red (with the first
+/// failure's reason), asks QEMU to exit, and halts if it is still running (a
+/// physical machine: the results stay on screen).
 pub fn exit(status: ExitStatus) -> ! {
+    if let Some(s) = crate::console::scroll_stats()
+        && s.scrolls > 0
+    {
+        crate::println!(
+            "console: framebuffer scrolled {} times ({} lines, {} per jump) in {} us, {} us per scroll",
+            s.scrolls,
+            s.lines,
+            s.lines / s.scrolls,
+            arch::tsc::ticks_to_ns(s.ticks) / 1000,
+            arch::tsc::ticks_to_ns(s.ticks / s.scrolls) / 1000
+        );
+    }
+    if status == ExitStatus::Pass {
+        crate::console::set_status(
+            crate::console::Status::Pass,
+            format_args!(
+                "PASS: the run ended; {}",
+                if end_action() == EndAction::Reboot { "rebooting" } else { "halted: power the machine off to restart" }
+            ),
+        );
+    } else {
+        let reason = crate::console::failure_reason();
+        crate::console::set_status(
+            crate::console::Status::Fail,
+            format_args!(
+                "FAIL ({}): {}",
+                status.name(),
+                if reason.as_str().is_empty() { "see the log above" } else { reason.as_str() }
+            ),
+        );
+    }
     if status == ExitStatus::Fatal {
         crate::console::emergency_print(format_args!("TESTBED-END status={}\n", status.name()));
     } else {
         crate::println!("TESTBED-END status={}", status.name());
     }
     arch::qemu::request_exit(status.code());
+    let action = end_action();
+    if action != EndAction::Halt {
+        let why = END_HANDLER.get().map_or("no handler registered (the run ended before ACPI was read)", |h| h(action));
+        crate::console::emergency_print(format_args!("end={action:?}: {why}\n"));
+    }
     crate::console::emergency_print(format_args!(
         "run ended (status {}); halting: power the machine off to restart\n",
         status.name()

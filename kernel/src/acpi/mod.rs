@@ -11,6 +11,7 @@
 
 mod handler;
 mod madt;
+pub mod reset;
 mod tables;
 
 use alloc::vec::Vec;
@@ -147,6 +148,8 @@ pub struct Platform {
     pub hpet: Option<HpetInfo>,
     /// The ACPI PM timer, if the firmware describes one.
     pub pm_timer: Option<PmTimerInfo>,
+    /// The FADT's reset register, or why there is none.
+    pub reset: Result<reset::ResetRegister, &'static str>,
     /// Whether CPUs and interrupt controllers come from the MADT (else the
     /// single-CPU fallback).
     pub from_madt: bool,
@@ -166,6 +169,7 @@ impl Platform {
             legacy_pics: true,
             hpet: None,
             pm_timer: None,
+            reset: Err("no ACPI tables"),
             from_madt: false,
         }
     }
@@ -259,6 +263,7 @@ fn discover(rsdp: Option<u64>) -> Platform {
     }
     platform.hpet = hpet(&tables);
     platform.pm_timer = pm_timer(&tables);
+    platform.reset = reset::find(&tables);
     platform
 }
 
@@ -353,6 +358,10 @@ impl fmt::Display for Summary<'_> {
         match p.pm_timer {
             Some(t) => write!(f, ", PM timer at port {:#x} ({} bits)", t.port, if t.bits32 { 32 } else { 24 })?,
             None => f.write_str(", no PM timer")?,
+        }
+        match p.reset {
+            Ok(r) => write!(f, ", reset {} {:#x} <- {:#x}", if r.io { "port" } else { "at" }, r.address, r.value)?,
+            Err(_) => f.write_str(", no reset register")?,
         }
         if !p.from_madt {
             f.write_str(" [single-CPU fallback]")?;

@@ -93,6 +93,7 @@ pub fn start(info: &'static mut BootInfo, main: KernelMain) -> ! {
         }
     };
     logger::set_level(options.log_level);
+    power::set_end_action(options.end);
     cpu::enable_protection_features();
 
     mm::set_phys_offset(facts.phys_offset);
@@ -127,6 +128,7 @@ extern "C" fn stage2() -> ! {
     crate::arch::usermode::init_this_cpu();
     crate::acpi::init(facts.rsdp);
     crate::acpi::log_platform(crate::acpi::platform());
+    power::register_end_handler(end_machine);
     let platform = crate::acpi::platform();
     let hpet = platform.hpet.and_then(|h| crate::arch::hpet::init(h.base));
     let pm_timer = platform.pm_timer.and_then(|p| crate::arch::pmtimer::init(p.port, p.bits32));
@@ -167,6 +169,16 @@ extern "C" fn stage2() -> ! {
     // IPIs like every other CPU.
     x86_64::instructions::interrupts::enable();
     let sinks = console::choose(facts.options.console);
+    console::set_status(
+        console::Status::Running,
+        format_args!(
+            "RUNNING: testbed {} ({}, {} CPUs) - boot options: {}",
+            env!("CARGO_PKG_VERSION"),
+            if facts.uefi { "UEFI" } else { "BIOS" },
+            crate::smp::online_cpus().len(),
+            facts.boot_options_summary()
+        ),
+    );
     let frames = frame::stats();
     log::info!(
         "memory: {} MiB usable, {} MiB free; console: {sinks}; boot options: {}",
@@ -178,6 +190,28 @@ extern "C" fn stage2() -> ! {
         crate::debug::wedge::wedge_and_shoot_down(cpu);
     }
     (MAIN.get().expect("main not set"))(facts)
+}
+
+/// `end=reboot`: the FADT's reset register. Returns why it did not reset.
+fn end_machine(action: power::EndAction) -> &'static str {
+    match (action, crate::acpi::platform().reset) {
+        (power::EndAction::Halt, _) => "nothing to do",
+        (power::EndAction::Reboot, Err(why)) => why,
+        (power::EndAction::Reboot, Ok(reg)) => {
+            crate::console::emergency_print(format_args!(
+                "end=reboot: writing {:#x} to the FADT reset register ({} {:#x})\n",
+                reg.value,
+                if reg.io { "I/O port" } else { "memory" },
+                reg.address
+            ));
+            crate::acpi::reset::reset(reg);
+            let deadline = crate::time::Deadline::after_ns(100_000_000);
+            while !deadline.expired() {
+                core::hint::spin_loop();
+            }
+            "the FADT reset register did not reset the machine within 100 ms"
+        }
+    }
 }
 
 /// The options in force (defaults before they are parsed).

@@ -36,6 +36,9 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
+        if record.level() == log::Level::Error {
+            crate::console::note_failure(*record.args());
+        }
         let ns = crate::time::now_ns();
         crate::console::print(format_args!(
             "[{:5}.{:06} cpu{} {:5}] {}\n",

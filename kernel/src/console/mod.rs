@@ -18,6 +18,7 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use bootloader_api::info::FrameBufferInfo;
+pub use framebuffer::{ScrollStats, Status};
 use framebuffer::FrameBufferConsole;
 use serial::Serial;
 
@@ -83,8 +84,14 @@ pub fn serial_present() -> bool {
 }
 
 /// Hands the framebuffer to the console (not yet drawn to; see [`choose`]).
+/// A second call (the kernel's mapping of the same framebuffer) keeps what
+/// is on screen.
 pub fn attach_framebuffer(buffer: &'static mut [u8], info: FrameBufferInfo) {
-    CONSOLE.lock().framebuffer = Some(FrameBufferConsole::new(buffer, info));
+    let mut c = CONSOLE.lock();
+    c.framebuffer = Some(match c.framebuffer.take() {
+        Some(old) => old.remap(buffer, info),
+        None => FrameBufferConsole::new(buffer, info),
+    });
 }
 
 /// Selects the sinks. Returns a description of the result for the boot log.
@@ -151,6 +158,97 @@ pub fn emergency_print(args: fmt::Arguments) {
     guard.to_serial = true;
     let _ = guard.write_fmt(args);
     guard.to_framebuffer = to_fb;
+}
+
+/// The console with the emergency path's locking: waits briefly, then takes
+/// the lock from a holder that is not making progress.
+fn lock_forcibly() -> spin::MutexGuard<'static, Console> {
+    let mut spins = 0u32;
+    loop {
+        if let Some(g) = CONSOLE.try_lock() {
+            return g;
+        }
+        spins += 1;
+        if spins > 10_000_000 {
+            // SAFETY: as in emergency_print: the holder crashed or is stuck,
+            // and the console's state is only output.
+            unsafe { CONSOLE.force_unlock() };
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Draws the framebuffer's status band (if there is a framebuffer, whatever
+/// the console sinks are): `text` on the colour of `status`. Usable on the
+/// way down (it takes the console as the emergency path does).
+pub fn set_status(status: Status, text: fmt::Arguments) {
+    let mut line = Line::new();
+    let _ = line.write_fmt(text);
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        if let Some(fb) = lock_forcibly().framebuffer.as_mut() {
+            fb.set_status(status, line.as_str());
+        }
+    });
+}
+
+/// The framebuffer console's scrolling figures (`None`: no framebuffer, or
+/// the console is busy: never waits, it is read on the way down).
+pub fn scroll_stats() -> Option<ScrollStats> {
+    x86_64::instructions::interrupts::without_interrupts(|| CONSOLE.try_lock()?.framebuffer.as_ref().map(|f| f.stats()))
+}
+
+/// The first failure worth showing in the status band (the first error
+/// logged, or a fatal report's summary), one line.
+static REASON: spin::Mutex<Line> = spin::Mutex::new(Line::new());
+
+/// Records `why` as the run's failure reason unless one is recorded already
+/// (the first failure is usually the cause). Never blocks: a reason that
+/// cannot take the lock at once is dropped.
+pub fn note_failure(why: fmt::Arguments) {
+    if let Some(mut r) = REASON.try_lock()
+        && r.len == 0
+    {
+        let _ = r.write_fmt(why);
+    }
+}
+
+/// The recorded failure reason (empty if none).
+pub fn failure_reason() -> Line {
+    REASON.try_lock().map_or(Line::new(), |r| r.clone())
+}
+
+/// One line of text in a fixed buffer (line breaks become " | ", the rest of
+/// a long text is dropped).
+#[derive(Clone)]
+pub struct Line {
+    bytes: [u8; 200],
+    len: usize,
+}
+
+impl Line {
+    const fn new() -> Self {
+        Line { bytes: [0; 200], len: 0 }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            let mut tmp = [0u8; 4];
+            let piece: &str = if c == '\n' { " | " } else if c.is_control() { " " } else { c.encode_utf8(&mut tmp) };
+            if self.len + piece.len() > self.bytes.len() {
+                return Ok(());
+            }
+            self.bytes[self.len..self.len + piece.len()].copy_from_slice(piece.as_bytes());
+            self.len += piece.len();
+        }
+        Ok(())
+    }
 }
 
 /// Prints without a log prefix (machine-readable lines for the host tool).

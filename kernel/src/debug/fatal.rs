@@ -46,6 +46,7 @@ fn start(summary: fmt::Arguments, panic: Option<&dyn fmt::Display>) -> bool {
         return false;
     }
     crate::console::enter_emergency();
+    crate::console::note_failure(summary);
     if let Some(test) = crate::testing::current() {
         // The host reads one line per test result: fold a multi-line summary
         // (assert_eq!'s left/right lines) into it.

@@ -78,4 +78,12 @@ kernel::ktests! {
             assert!(matches!(e, OptionError::BadValue { key: "debug.wedge_cpu", .. }), "{bad}: {e:?}");
         }
     }
+
+    fn end_action_parses_and_poweroff_is_refused() {
+        use kernel::power::EndAction;
+        assert_eq!(parse("").unwrap().end, EndAction::Halt);
+        assert_eq!(parse("end=halt").unwrap().end, EndAction::Halt);
+        assert_eq!(parse("end=reboot").unwrap().end, EndAction::Reboot);
+        assert!(matches!(parse("end=poweroff"), Err(OptionError::BadValue { key: "end", .. })));
+    }
 }

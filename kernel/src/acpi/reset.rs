@@ -1,0 +1,60 @@
+//! Resetting the machine through the FADT's reset register (ACPI 2.0+:
+//! `RESET_REG` and `RESET_VALUE`, offered when the fixed-feature flag
+//! RESET_REG_SUP is set). Only static table fields: no AML.
+//!
+//! Not supported: powering off (S5). Entering S5 means writing SLP_TYPa |
+//! SLP_EN to PM1a_CNT, and SLP_TYPa for S5 is only in the DSDT's `\_S5`
+//! object, which is AML this kernel does not interpret; `end=poweroff` is
+//! therefore refused with a usage error naming why.
+
+use acpi::address::AddressSpace;
+use acpi::sdt::fadt::Fadt;
+use acpi::Handler;
+
+use super::handler::DirectMap;
+use super::tables;
+
+/// The reset register, as the FADT gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetRegister {
+    /// I/O port (`true`) or memory (`false`).
+    pub io: bool,
+    /// The port or physical address.
+    pub address: u64,
+    /// The byte to write.
+    pub value: u8,
+}
+
+/// Reads the reset register from the FADT; `Err` says why there is none.
+pub(super) fn find(tables: &tables::Tables) -> Result<ResetRegister, &'static str> {
+    // 129 bytes: RESET_REG and RESET_VALUE end there (ACPI 2.0).
+    let fadt = match tables::find::<Fadt>(tables, 129) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Err("no FADT"),
+        Err(_) => return Err("the FADT is unusable"),
+    };
+    if fadt.header.revision < 2 || fadt.header.length < 129 {
+        return Err("the FADT predates ACPI 2.0 (no reset register)");
+    }
+    if !{ fadt.flags }.supports_system_reset_via_fadt() {
+        return Err("the FADT does not offer its reset register (RESET_REG_SUP clear)");
+    }
+    let reg = fadt.reset_register().map_err(|_| "the FADT's reset register is malformed")?;
+    let value = fadt.reset_value;
+    match reg.address_space {
+        AddressSpace::SystemIo if reg.address != 0 && reg.address <= 0xffff => {
+            Ok(ResetRegister { io: true, address: reg.address, value })
+        }
+        AddressSpace::SystemMemory if reg.address != 0 => Ok(ResetRegister { io: false, address: reg.address, value }),
+        _ => Err("the FADT's reset register is in an address space this kernel does not write (PCI config or other)"),
+    }
+}
+
+/// Writes the reset value. Returns if the machine did not reset.
+pub fn reset(reg: ResetRegister) {
+    if reg.io {
+        DirectMap.write_io_u8(reg.address as u16, reg.value);
+    } else {
+        DirectMap.write_u8(reg.address as usize, reg.value);
+    }
+}
