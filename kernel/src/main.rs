@@ -39,6 +39,11 @@ fn main(facts: &'static BootFacts) -> ! {
         match kernel::scenario::run(&facts.options.race) {
             Ok(true) => {}
             Ok(false) => power::exit(ExitStatus::Fail),
+            Err(e @ kernel::scenario::ScenarioError::Cpus { .. }) => {
+                // A scenario the CPUs online cannot run is a bad boot option.
+                log::error!("{e}");
+                power::exit(ExitStatus::Usage);
+            }
             Err(e) => {
                 log::error!("{e}");
                 power::exit(ExitStatus::Fail);

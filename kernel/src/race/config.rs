@@ -67,6 +67,9 @@ pub struct RaceConfig {
     pub khugepaged: crate::khugepaged::Tunables,
     /// `widen.<point>=`: one entry per [`Point`].
     pub widen: [Widening; Point::COUNT],
+    /// `explore=`: `Some(true)` auto, `Some(false)` off, `None` not given
+    /// (auto unless a `widen.*` key is given: see [`RaceConfig::exploring`]).
+    pub explore: Option<bool>,
     /// `scenario=`.
     pub scenario: Option<ScenarioName>,
     /// `secs=`: run length bound (default 5 when neither bound is given).
@@ -106,6 +109,7 @@ impl RaceConfig {
         ksm_gate: super::KsmGate::AnonExclusive,
         khugepaged: crate::khugepaged::Tunables::DEFAULT,
         widen: [Widening::None; Point::COUNT],
+        explore: None,
         scenario: None,
         secs: None,
         iterations: None,
@@ -115,6 +119,15 @@ impl RaceConfig {
         ksm_pages_to_scan: 64,
         ksm_sleep_us: 0,
     };
+
+    /// Whether a scenario run explores (`race::explore`): `explore=auto`
+    /// or `off` as given; by default on, unless an explicit `widen.*` key
+    /// asks for one particular interleaving (a reproduction), which then
+    /// replaces the policy. With `explore=auto` *and* `widen.*` keys the
+    /// keys override the policy at their points only.
+    pub fn exploring(&self) -> bool {
+        self.explore.unwrap_or_else(|| self.widen.iter().all(|w| *w == Widening::None))
+    }
 
     /// The `config=` field: the protocol keys that differ from the defaults,
     /// TLB options included, or `default`.
@@ -281,6 +294,11 @@ pub const KEYS: &[KeyInfo] = &[
         values: "anon_exclusive|flush_pending|write_dirty",
         help: "which ptes KSM clears and flushes before its checks: anon_exclusive (default, today's), flush_pending (2017-2022) or write_dirty (negative control, before 2017: bug K, a pte another writer has not flushed yet is taken as is)",
     },
+    KeyInfo {
+        key: "explore",
+        values: "auto|off",
+        help: "scenario runs: auto = random delays and bounded forced interleavings at every named point, drawn per arrival from seed= (default, unless a widen.* key is given); off = the natural race",
+    },
     KeyInfo { key: "scenario", values: "ksm-vs-gupfast|uprobe-vs-pin", help: "main kernel: run this race scenario and print its RESULT line" },
     KeyInfo { key: "secs", values: "<1..=3600>", help: "scenario length bound in seconds (default 5)" },
     KeyInfo { key: "iterations", values: "<1..=1000000000>", help: "scenario length in iterations per worker (with secs=, whichever ends first)" },
@@ -351,6 +369,12 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
             _ => Err(crate::boot_options::bad_value(key, value)),
         }
         .map(|s| c.scenario = Some(s)),
+        "explore" => match value {
+            "auto" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(crate::boot_options::bad_value(key, value)),
+        }
+        .map(|v| c.explore = Some(v)),
         "secs" => number(key, value, 1, 3600).map(|v| c.secs = Some(v)),
         "iterations" => number(key, value, 1, 1_000_000_000).map(|v| c.iterations = Some(v)),
         "seed" => number(key, value, 0, u64::MAX).map(|v| c.seed = v),

@@ -9,6 +9,10 @@
 //!   (`gup.pre_ref`, `writer.post_clear`, `writer.pre_check`,
 //!   `writer.post_check`, `collapse.pre_copy`). With no widening configured a point costs one
 //!   relaxed load.
+//! * [`explore`]: the default exploration policy (`explore=auto`): random
+//!   delays and bounded forced interleavings at every point without an
+//!   explicit widening, drawn per arrival from the seed, while a scenario
+//!   runs.
 //! * [`overlap`]: TSC-stamped intervals of GUP-fast's interrupts-off walks and
 //!   of writers' clear-to-check windows, and the count of the pairs that
 //!   intersect on the same page (controls.md "overlaps": a safe result with no
@@ -20,6 +24,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod explore;
 pub mod overlap;
 pub mod widen;
 

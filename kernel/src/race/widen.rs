@@ -79,7 +79,8 @@ impl Point {
         Point::ALL.into_iter().find(|p| p.name() == name)
     }
 
-    fn is_writer(self) -> bool {
+    /// Whether the point is on the writer's side (all but `gup.pre_ref`).
+    pub fn is_writer(self) -> bool {
         self != Point::GupPreRef
     }
 }
@@ -126,9 +127,13 @@ impl Widening {
     }
 }
 
-/// Whether any point is configured (the arrivals are counted only then, so
-/// an unwidened GUP-fast pays one relaxed load per page).
+/// Whether any point is configured or the exploration policy is on (the
+/// arrivals are counted only then, so an unwidened GUP-fast pays one relaxed
+/// load per page).
 static ANY: AtomicBool = AtomicBool::new(false);
+/// The exploration policy ([`super::explore`]) acts at the points with no
+/// explicit widening (on while a scenario runs with `explore=auto`).
+static EXPLORE: AtomicBool = AtomicBool::new(false);
 static KIND: [AtomicU8; Point::COUNT] = [const { AtomicU8::new(0) }; Point::COUNT];
 static US: [AtomicU32; Point::COUNT] = [const { AtomicU32::new(0) }; Point::COUNT];
 /// Arrivals at each point, and at GUP-fast's and any writer point (forced
@@ -148,6 +153,24 @@ static WRITER_ALT: AtomicU64 = AtomicU64::new(u64::MAX);
 /// The CPU of the latest arrival on each side.
 static GUP_CPU: AtomicU64 = AtomicU64::new(u64::MAX);
 static WRITER_CPU: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The keys each CPU is paused on in a forced wait (`u64::MAX`: not
+/// waiting), and whether that CPU waits as a writer.
+static PAUSED_PFN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
+static PAUSED_ALT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
+static PAUSED_WRITER: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// GUP-fast's recent keys while exploring: a small ring of `(pfn, alt,
+/// tsc)` so that a writer can tell a page or range GUP-fast works on now
+/// from one it never touches ([`gup_recently_on`]).
+const RECENT: usize = 32;
+static RECENT_PFN: [AtomicU64; RECENT] = [const { AtomicU64::new(u64::MAX) }; RECENT];
+static RECENT_ALT: [AtomicU64; RECENT] = [const { AtomicU64::new(u64::MAX) }; RECENT];
+static RECENT_TSC: [AtomicU64; RECENT] = [const { AtomicU64::new(0) }; RECENT];
+static RECENT_NEXT: AtomicU64 = AtomicU64::new(0);
+/// Forced waits the exploration policy started, and those that met the
+/// other side (since the last [`set_explore`]).
+/// Index 0: GUP-fast's, 1: the writers'.
+static EXPLORE_WAITS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static EXPLORE_MET: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 /// Per-CPU pseudo-random state (xorshift64*), seeded from `seed=`.
 static RNG: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static SEED: AtomicU64 = AtomicU64::new(1);
@@ -165,11 +188,80 @@ pub fn set(p: Point, w: Widening) {
     let (kind, us) = w.encode();
     US[p as usize].store(us, Ordering::Relaxed);
     KIND[p as usize].store(kind, Ordering::Relaxed);
-    ANY.store(KIND.iter().any(|k| k.load(Ordering::Relaxed) != 0), Ordering::Relaxed);
+    update_any();
+}
+
+fn update_any() {
+    let any = EXPLORE.load(Ordering::Relaxed) || KIND.iter().any(|k| k.load(Ordering::Relaxed) != 0);
+    ANY.store(any, Ordering::Relaxed);
+}
+
+/// The widening configured at `p` (explicitly, by a `widen.*` key or
+/// [`set`]).
+pub fn configured(p: Point) -> Widening {
+    let us = US[p as usize].load(Ordering::Relaxed);
+    match KIND[p as usize].load(Ordering::Relaxed) {
+        0 => Widening::None,
+        1 => Widening::Fixed(us),
+        2 => Widening::Random(us),
+        3 => Widening::Wait(None, us),
+        k => Widening::Wait(Point::ALL.get(usize::from(k - 4)).copied(), us),
+    }
+}
+
+/// Turns the exploration policy on or off at the points without an explicit
+/// widening, and restarts the pseudo-random sequences from `seed` (so that a
+/// run's choices depend on its seed only, not on earlier runs in the same
+/// boot) and the arrival counts (the policy picks its wait targets among
+/// the points the scenario reaches).
+pub fn set_explore(on: bool, seed: u64) {
+    SEED.store(seed, Ordering::Relaxed);
+    for r in &RNG {
+        r.store(0, Ordering::Relaxed);
+    }
+    for a in &ARRIVALS {
+        a.store(0, Ordering::Relaxed);
+    }
+    for c in EXPLORE_WAITS.iter().chain(&EXPLORE_MET) {
+        c.store(0, Ordering::Relaxed);
+    }
+    for t in &RECENT_TSC {
+        t.store(0, Ordering::Relaxed);
+    }
+    EXPLORE.store(on, Ordering::Relaxed);
+    update_any();
+}
+
+/// Whether GUP-fast arrived at its point with one of these keys within the
+/// last `ns` nanoseconds (while exploring).
+pub(super) fn gup_recently_on(pfn: u64, alt: u64, ns: u64) -> bool {
+    let since = tsc::rdtsc().saturating_sub(tsc::ns_to_ticks(ns));
+    (0..RECENT).any(|i| {
+        // Relaxed: a hint; a torn entry only makes one guess wrong.
+        let (p, a) = (RECENT_PFN[i].load(Ordering::Relaxed), RECENT_ALT[i].load(Ordering::Relaxed));
+        RECENT_TSC[i].load(Ordering::Relaxed) >= since && (p == pfn || p == alt || a == pfn || a == alt)
+    })
+}
+
+/// Whether the exploration policy is on.
+pub fn exploring() -> bool {
+    EXPLORE.load(Ordering::Relaxed)
+}
+
+/// The exploration's forced waits since the last [`set_explore`], GUP-fast's
+/// and the writers': `[(started, met); 2]` (a wait that did not meet the
+/// other side ran out its bound).
+pub fn explore_waits() -> [(u64, u64); 2] {
+    [0, 1].map(|i| (EXPLORE_WAITS[i].load(Ordering::Relaxed), EXPLORE_MET[i].load(Ordering::Relaxed)))
+}
+
+/// Arrivals at `p` since the last [`set_explore`] (or boot).
+pub(super) fn arrivals(p: Point) -> u64 {
+    ARRIVALS[p as usize].load(Ordering::Relaxed)
 }
 
 /// A pseudo-random number for this CPU (xorshift64*; not for security).
-fn random() -> u64 {
+pub(super) fn random() -> u64 {
     let cpu = percpu::cpu_index();
     let cell = &RNG[cpu];
     let mut x = cell.load(Ordering::Relaxed);
@@ -193,6 +285,18 @@ fn spin_until(deadline: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Whether a CPU of the other side (GUP-fast if `writer`, else a writer) is
+/// paused in a forced wait on one of these keys.
+fn other_side_paused(writer: bool, pfn: u64, alt: u64) -> bool {
+    (0..MAX_CPUS).any(|c| {
+        let k = PAUSED_PFN[c].load(Ordering::Acquire);
+        k != u64::MAX && PAUSED_WRITER[c].load(Ordering::Relaxed) != writer && {
+            let a = PAUSED_ALT[c].load(Ordering::Relaxed);
+            k == pfn || k == alt || a == pfn || a == alt
+        }
+    })
+}
+
 /// The widening point `p`, reached for the page `pfn`: a no-op unless
 /// configured. May run with interrupts off; never sleeps, never locks.
 #[inline]
@@ -208,7 +312,6 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
     if !ANY.load(Ordering::Relaxed) {
         return;
     }
-    let kind = KIND[p as usize].load(Ordering::Relaxed);
     let (mine, mine_pfn, mine_alt, mine_cpu, other, other_pfn, other_alt, other_cpu) = if p.is_writer() {
         (&WRITER_ARRIVALS, &WRITER_PFN, &WRITER_ALT, &WRITER_CPU, &GUP_ARRIVALS, &GUP_PFN, &GUP_ALT, &GUP_CPU)
     } else {
@@ -224,32 +327,67 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
     ARRIVAL_ALT[p as usize].store(alt, Ordering::Relaxed);
     mine.fetch_add(1, Ordering::Release);
     ARRIVALS[p as usize].fetch_add(1, Ordering::Release);
-    if kind == 0 {
-        return;
+    if !p.is_writer() && EXPLORE.load(Ordering::Relaxed) {
+        let i = (RECENT_NEXT.fetch_add(1, Ordering::Relaxed) as usize) % RECENT;
+        RECENT_PFN[i].store(pfn, Ordering::Relaxed);
+        RECENT_ALT[i].store(alt, Ordering::Relaxed);
+        RECENT_TSC[i].store(tsc::rdtsc(), Ordering::Relaxed);
     }
-    let us = u64::from(US[p as usize].load(Ordering::Relaxed));
+    let (w, explored) = match KIND[p as usize].load(Ordering::Relaxed) {
+        0 if EXPLORE.load(Ordering::Relaxed) => (super::explore::choose(p, pfn, alt), true),
+        0 => return,
+        _ => (configured(p), false),
+    };
     let now = tsc::rdtsc();
-    match kind {
-        1 => spin_until(now + tsc::ns_to_ticks(us * 1000), || false),
-        2 => {
-            let d = random() % (us + 1);
+    match w {
+        Widening::None => {}
+        Widening::Fixed(us) => spin_until(now + tsc::ns_to_ticks(u64::from(us) * 1000), || false),
+        Widening::Random(us) => {
+            let d = random() % (u64::from(us) + 1);
             spin_until(now + tsc::ns_to_ticks(d * 1000), || false);
         }
-        k => {
+        Widening::Wait(target, us) => {
             if other_cpu.load(Ordering::Relaxed) == cpu {
                 return;
             }
-            let (target, target_pfn, target_alt) = if k == 3 {
-                (other, other_pfn, other_alt)
-            } else {
-                let i = usize::from(k - 4);
-                (&ARRIVALS[i], &ARRIVAL_PFN[i], &ARRIVAL_ALT[i])
+            if explored && other_side_paused(p.is_writer(), pfn, alt) {
+                // The other side already waits for us on this page: waiting
+                // for it too would only let both bounds run out. Let it go
+                // on first instead (a short random delay), so its forced
+                // interleaving happens.
+                let d = super::explore::linger_us(p);
+                spin_until(now + tsc::ns_to_ticks(d * 1000), || false);
+                return;
+            }
+            let (target, target_pfn, target_alt) = match target {
+                None => (other, other_pfn, other_alt),
+                Some(t) => (&ARRIVALS[t as usize], &ARRIVAL_PFN[t as usize], &ARRIVAL_ALT[t as usize]),
             };
             let seen = target.load(Ordering::Acquire);
-            spin_until(now + tsc::ns_to_ticks(us * 1000), || {
+            let deadline = now + tsc::ns_to_ticks(u64::from(us) * 1000);
+            let mut met = false;
+            let c = cpu as usize;
+            PAUSED_WRITER[c].store(p.is_writer(), Ordering::Relaxed);
+            PAUSED_ALT[c].store(alt, Ordering::Relaxed);
+            PAUSED_PFN[c].store(pfn, Ordering::Release);
+            spin_until(deadline, || {
                 let (tp, ta) = (target_pfn.load(Ordering::Relaxed), target_alt.load(Ordering::Relaxed));
-                target.load(Ordering::Acquire) != seen && (tp == pfn || tp == alt || ta == pfn || ta == alt)
+                met = target.load(Ordering::Acquire) != seen && (tp == pfn || tp == alt || ta == pfn || ta == alt);
+                met
             });
+            PAUSED_PFN[c].store(u64::MAX, Ordering::Relaxed);
+            if explored {
+                // Relaxed: statistics.
+                let side = usize::from(p.is_writer());
+                EXPLORE_WAITS[side].fetch_add(1, Ordering::Relaxed);
+                EXPLORE_MET[side].fetch_add(u64::from(met), Ordering::Relaxed);
+            }
+            if met && explored && p.is_writer() {
+                // The policy's forced interleavings let the other side go
+                // on a little before this one does (see `explore`).
+                let d = super::explore::linger_us(p);
+                spin_until(tsc::rdtsc() + tsc::ns_to_ticks(d * 1000), || false);
+            }
         }
     }
 }

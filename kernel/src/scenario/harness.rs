@@ -61,8 +61,41 @@ pub trait Writer {
     }
 }
 
-/// Runs the scenario `w`; `Ok(true)` when the verdict is ok.
+/// What one run found (the figures of its RESULT line).
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The `config=` string.
+    pub config: String,
+    /// CPUs used.
+    pub cpus: usize,
+    /// What the scenario's table expects of the configuration.
+    pub expected: Expected,
+    /// The figures.
+    pub outcome: Outcome,
+    /// The verdict: `Ok` when the outcome meets the expectation (always
+    /// for an unlisted configuration, whose verdict is `none`).
+    pub verdict: Result<(), &'static str>,
+}
+
+impl Report {
+    /// `ok`, `FAIL`, or `none` for a configuration the table does not list.
+    pub fn verdict_word(&self) -> &'static str {
+        match (self.expected, self.verdict) {
+            (Expected::Unlisted, _) => "none",
+            (_, Ok(())) => "ok",
+            (_, Err(_)) => "FAIL",
+        }
+    }
+}
+
+/// Runs the scenario `w`; `Ok(true)` when the verdict is ok (or none).
 pub fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, ScenarioError> {
+    run_report(cfg, w).map(|r| r.verdict.is_ok())
+}
+
+/// Runs the scenario `w` and returns its figures (also printed: the summary
+/// and the RESULT line).
+pub fn run_report(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<Report, ScenarioError> {
     let name = w.name();
     let online = crate::smp::online_count();
     let cpus = cfg.cpus.unwrap_or(online);
@@ -98,6 +131,7 @@ pub fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, ScenarioError> 
         &SHARED.corrupt_dma,
         &SHARED.corrupt_write,
         &SHARED.next_worker,
+        &SHARED.first_catch_ns,
     ] {
         c.store(0, Ordering::Relaxed);
     }
@@ -111,6 +145,8 @@ pub fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, ScenarioError> 
     SHARED.deadline_ns.store(start + secs * 1_000_000_000, Ordering::Relaxed);
     page::set_quarantine(true);
     overlap::enable(true);
+    let explore = cfg.exploring();
+    crate::race::widen::set_explore(explore, cfg.seed);
     // Release: the parameters above before any worker's Acquire of `running`.
     SHARED.running.store(true, Ordering::Release);
 
@@ -121,6 +157,8 @@ pub fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, ScenarioError> 
     let elapsed_ms = (crate::time::now_ns() - start) / 1_000_000;
     let overlaps = overlap::count();
     overlap::enable(false);
+    let explore_waits = crate::race::widen::explore_waits();
+    crate::race::widen::set_explore(false, cfg.seed);
     w.stop()?;
     let workers = result?;
     // A CPU that ran a worker last may still hold its address space lazily
@@ -164,6 +202,12 @@ pub fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, ScenarioError> 
         write_checks: SHARED.write_checks.load(Ordering::Relaxed),
         writes: tally1.done - tally0.done,
         elapsed_ms,
+        catch_ms: match SHARED.first_catch_ns.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t.saturating_sub(start) / 1_000_000),
+        },
+        explore,
+        explore_waits,
     };
     // Refusals by reason over the run (the writer lists the same reasons in
     // the same order every time).
@@ -179,8 +223,11 @@ pub fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, ScenarioError> 
     for (k, n) in &refused {
         refusals.push_str(&format!(" refused_{k}={n}"));
     }
+    let report = Report { config, cpus, expected, outcome: o, verdict: v };
+    let config = &report.config;
+    let catch = o.catch_ms.map_or(String::new(), |ms| format!(" catch_ms={ms}"));
     crate::println!(
-        "RESULT scenario name={name} config={config} cpus={cpus} seed={} iterations={} overlaps={} refused_pinned={} gup_bailouts={} corruptions={} uaf={} invariant_errors={} expected={} verdict={} elapsed_ms={} dma_lost={} write_lost={} dma_checks={} write_checks={} {done_key}={} slow_falls={}{refusals}{}",
+        "RESULT scenario name={name} config={config} cpus={cpus} seed={} iterations={} overlaps={} refused_pinned={} gup_bailouts={} corruptions={} uaf={} invariant_errors={} expected={} verdict={} elapsed_ms={} explore={}{catch} explore_gup={}/{} explore_writer={}/{} dma_lost={} write_lost={} dma_checks={} write_checks={} {done_key}={} slow_falls={}{refusals}{}",
         cfg.seed,
         o.iterations,
         o.overlaps,
@@ -190,8 +237,13 @@ pub fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, ScenarioError> 
         o.uaf,
         o.invariant_errors,
         expected.as_str(),
-        if v.is_ok() { "ok" } else { "FAIL" },
+        report.verdict_word(),
         o.elapsed_ms,
+        if o.explore { "auto" } else { "off" },
+        o.explore_waits[0].1,
+        o.explore_waits[0].0,
+        o.explore_waits[1].1,
+        o.explore_waits[1].0,
         o.corrupt_dma,
         o.corrupt_write,
         o.dma_checks,
@@ -203,7 +255,7 @@ pub fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, ScenarioError> 
     if let Err(why) = v {
         log::error!("scenario {name} ({config}): verdict FAIL: {why}");
     }
-    Ok(v.is_ok())
+    Ok(report)
 }
 
 /// Spawns the worker processes and waits for them.
@@ -239,7 +291,12 @@ fn summary(
     done_label: &str,
     refused: &[(&'static str, u64)],
 ) {
-    log::info!("+-- {name}, config {config}, {cpus} CPUs, {} ms", o.elapsed_ms);
+    log::info!(
+        "+-- {name}, config {config}, {cpus} CPUs, {} ms, explore {}{}",
+        o.elapsed_ms,
+        if o.explore { "auto" } else { "off" },
+        o.catch_ms.map_or(String::new(), |ms| format!(", first corruption at {ms} ms"))
+    );
     log::info!("| worker iterations {:>10} | DMA reads checked {:>8} | user writes checked {:>8}", o.iterations, o.dma_checks, o.write_checks);
     log::info!("| overlaps          {:>10} | GUP-fast bail-outs {:>7} | slow-path pages     {:>8}", o.overlaps, o.gup_bailouts, o.slow_falls);
     let mut others = String::new();
@@ -250,6 +307,7 @@ fn summary(
     log::info!("| corruptions       {:>10} | DMA lost {:>17} | user writes lost    {:>8}", o.corruptions, o.corrupt_dma, o.corrupt_write);
     log::info!("| uaf               {:>10} | invariant errors {:>9} |", o.uaf, o.invariant_errors);
     match v {
+        _ if expected == Expected::Unlisted => log::info!("+-- expected none (not in the table): verdict none"),
         Ok(()) => log::info!("+-- expected {}: verdict ok", expected.as_str()),
         Err(why) => log::info!("+-- expected {}: verdict FAIL ({why})", expected.as_str()),
     }

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub write_checks: AtomicU64,
     pub corrupt_dma: AtomicU64,
     pub corrupt_write: AtomicU64,
+    /// When the first corruption was reported (`time::now_ns`), 0 before.
+    pub first_catch_ns: AtomicU64,
 }
 
 pub(crate) static SHARED: Shared = Shared {
@@ -70,6 +72,7 @@ pub(crate) static SHARED: Shared = Shared {
     write_checks: AtomicU64::new(0),
     corrupt_dma: AtomicU64::new(0),
     corrupt_write: AtomicU64::new(0),
+    first_catch_ns: AtomicU64::new(0),
 };
 
 /// Why a scenario could not run.
@@ -128,6 +131,13 @@ pub struct Outcome {
     pub writes: u64,
     /// Run time.
     pub elapsed_ms: u64,
+    /// Time from the start to the first corruption reported, if any.
+    pub catch_ms: Option<u64>,
+    /// Whether the exploration policy ran (`explore=auto`).
+    pub explore: bool,
+    /// The exploration's forced waits, GUP-fast's and the writer's:
+    /// (started, met the other side).
+    pub explore_waits: [(u64, u64); 2],
 }
 
 /// Whether an outcome meets an expectation (and why not).

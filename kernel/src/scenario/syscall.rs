@@ -45,6 +45,10 @@ pub fn race(op: u64, a: u64, b: u64) -> Result<usize, Errno> {
                 _ => return Err(Errno::EINVAL),
             };
             counter.fetch_add(b, Ordering::Relaxed);
+            if b > 0 && matches!(a as usize, r::R_DMA_LOST | r::R_WRITE_LOST) {
+                // Relaxed: a timestamp for the report; the first one wins.
+                let _ = SHARED.first_catch_ns.compare_exchange(0, crate::time::now_ns(), Ordering::Relaxed, Ordering::Relaxed);
+            }
             Ok(0)
         }
         r::TARGET => super::uprobe_vs_pin::target(a, b).map(|()| 0),

@@ -1,0 +1,90 @@
+//! The default exploration policy (`explore=auto`, controls.md "Default
+//! exploration"): while a scenario runs, every named point of the protocol
+//! that has no explicit `widen.*` key perturbs the schedule, each arrival
+//! choosing what to do from the per-CPU pseudo-random sequence seeded by
+//! `seed=`. `explore=off` leaves the natural race.
+//!
+//! In the spirit of PCT (Burckhardt et al., ASPLOS 2010: random priority
+//! change points give a probabilistic guarantee for bugs of small depth) and
+//! of KCSAN's random delays, every arrival is a potential change point. At
+//! GUP-fast's point, with probability 1/2 nothing happens; 1/8 a random delay
+//! (up to [`GUP_DELAY_US`]); 3/8 a forced interleaving: GUP-fast pauses
+//! until a writer reaches a point *on the same page or range* (the keys
+//! `widen` matches: a page, or the pte table of a 2 MiB range), the target
+//! drawn uniformly among the writer points the scenario has reached, the
+//! bound drawn from [`WAIT_BOUNDS_US`] (long bounds let a slow writer come
+//! round to the page; short ones keep the run going).
+//!
+//! At a writer's point the same draw, but a forced wait (for GUP-fast's
+//! `gup.pre_ref`) is taken only on a page or range GUP-fast worked on in
+//! the last [`HOT_NS`]: a writer mostly handles pages nobody pins, where a
+//! wait could only run out. The forced waits do not feed on each other: a
+//! side that finds the other already paused on the same key lets it go on
+//! first (a short random delay, at most [`LINGER_US`]) instead of pausing
+//! too, and a writer that met GUP-fast lets it run on the same way.
+//!
+//! So a bug of depth one or two (one ordering to force: "the reference is
+//! taken after the check", "the pin lands between check and clear") is hit
+//! with a probability per attempt bounded below by roughly 3/8 x 1/points x
+//! P(the writer comes round within the bound), whatever the CPU count or
+//! the seed. Every bound is far below the cross-CPU call timeout, so a
+//! GUP-fast pausing with interrupts off under `tlb=ipi` only delays the
+//! writer's flush (the protocol working). The policy is generic: the points
+//! are those the scenario reaches, the keys its own. The same policy runs
+//! the safe and the caught rows, so a pair of rows differs by its one switch.
+
+use super::widen::{self, Point, Widening};
+
+/// Bound of GUP-fast's random delay, us.
+pub const GUP_DELAY_US: u32 = 20;
+/// Bound of a writer's random delay, us.
+pub const WRITER_DELAY_US: u32 = 50;
+/// The bounds a forced wait draws from, us.
+pub const WAIT_BOUNDS_US: [u32; 4] = [100, 1000, 10_000, 100_000];
+/// How recent GUP-fast's visit of a key must be for a writer to wait on it, ns.
+pub const HOT_NS: u64 = 50_000_000;
+/// Bound of the random time a side lets the other run on, us.
+pub const LINGER_US: u64 = 10;
+
+/// What the arrival at `p` (keys `pfn`, `alt`) does, with no explicit
+/// widening there.
+pub fn choose(p: Point, pfn: u64, alt: u64) -> Widening {
+    let r = widen::random();
+    let bound = WAIT_BOUNDS_US[((r >> 3) % WAIT_BOUNDS_US.len() as u64) as usize];
+    // Low bits: nothing (4 in 8), a delay (1 in 8), a forced wait (3 in 8).
+    match r % 8 {
+        0..=3 => Widening::None,
+        4 if p.is_writer() => Widening::Random(WRITER_DELAY_US),
+        4 => Widening::Random(GUP_DELAY_US),
+        _ if p.is_writer() => {
+            if widen::gup_recently_on(pfn, alt, HOT_NS) {
+                Widening::Wait(Some(Point::GupPreRef), bound)
+            } else {
+                Widening::None
+            }
+        }
+        _ => Widening::Wait(writer_target(r >> 8), bound),
+    }
+}
+
+/// A writer point this scenario reaches (chosen by `r`), or `None` (any
+/// writer point) before any was reached.
+fn writer_target(r: u64) -> Option<Point> {
+    let mut reached = [Point::GupPreRef; Point::COUNT];
+    let mut n = 0;
+    for p in Point::ALL {
+        if p.is_writer() && widen::arrivals(p) > 0 {
+            reached[n] = p;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return None;
+    }
+    Some(reached[(r % n as u64) as usize])
+}
+
+/// How long a side lets the other run on, us.
+pub fn linger_us(_p: Point) -> u64 {
+    widen::random() % (LINGER_US + 1)
+}
