@@ -92,7 +92,11 @@ pub const KEYS: &[KeyInfo] = &[
         values: "<online CPU other than 0>",
         help: "after boot, wedge this CPU with interrupts off (it stops answering IPIs) and make a kernel TLB shootdown: it must time out naming the CPU, with its NMI backtrace, and end the run (fatal)",
     },
-    KeyInfo { key: "ktest.filter", values: "<substring>", help: "test kernels: run only tests whose name contains it" },
+    KeyInfo {
+        key: "ktest.filter",
+        values: "<substring>[|<substring>...]",
+        help: "test kernels: run only tests whose name contains one of them",
+    },
     KeyInfo { key: "ktest.skip", values: "<number>", help: "test kernels: skip the first N tests (crash recovery)" },
 ];
 

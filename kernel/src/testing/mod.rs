@@ -159,7 +159,7 @@ pub fn run_suite(suite: &str, lists: &[&'static [Test]], facts: &'static BootFac
         if index < skip {
             continue;
         }
-        if filter.is_some_and(|f| !test.name.contains(f)) {
+        if filter.is_some_and(|f| !f.split('|').any(|alt| test.name.contains(alt))) {
             filtered += 1;
             continue;
         }
