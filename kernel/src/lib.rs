@@ -22,7 +22,7 @@
 //! | 0 | `arch`, `arch::cpu`, `arch::exceptions`, `arch::gdt`, `arch::idt`, `arch::qemu`, `arch::trampoline`, `arch::tsc`, `arch::usermode`, `arch::vectors`, `smp::percpu`, `smp::cpuset` | The CPU: instructions, registers, descriptor tables, interrupt and user entry, the per-CPU area. Calls nothing above: higher layers register handlers. |
 //! | 1 | `time`, `console`, `power` | The clock (TSC; the reference timers are passed in), the console, the exit. |
 //! | 2 | `sync`, `sync::spinlock`, `sync::rwlock`, `sync::ticket` | Spin locks (their stall detection reads the clock), and the yield hook the scheduler registers for waits below it. |
-//! | 3 | `mm`, `mm::frame`, `mm::heap`, `mm::layout`, `mm::paging`, `mm::kernel_map`, `mm::mmio`, `mm::stack`, `mm::page`, `mm::frame_io`, `mm::quarantine`, `debug::symbols`, `debug::backtrace` | Memory: physical frames and their `Page`s, the page-table format, the kernel's own mappings; backtraces (they read kernel memory). |
+//! | 3 | `mm`, `mm::frame`, `mm::heap`, `mm::layout`, `mm::paging`, `mm::kernel_map`, `mm::mmio`, `mm::stack`, `mm::page`, `mm::frame_io`, `mm::quarantine`, `mm::filemap`, `debug::symbols`, `debug::backtrace` | Memory: physical frames and their `Page`s, the page-table format, the kernel's own mappings; backtraces (they read kernel memory). |
 //! | 4 | `arch::apic`, `arch::hpet`, `arch::pmtimer`, `arch::timer`, `acpi`, `smp`, `smp::call`, `smp::nmi`, `smp::startup` | Devices (their registers are mapped by `mm::mmio`, as Linux drivers use ioremap) and the other CPUs: bring-up, cross-CPU calls, NMIs. |
 //! | 5 | `rcu` | Grace periods (waits yield through `sync`'s hook). |
 //! | 6 | `sched`, `sync::rwsem`, `smp::work` | Tasks, run queues, wait queues and the locks that sleep on them. |

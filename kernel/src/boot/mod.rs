@@ -159,6 +159,7 @@ extern "C" fn stage2() -> ! {
         crate::println!("boot options error: {e}");
         power::exit(ExitStatus::Usage)
     }
+    crate::process::loader::prime_page_cache();
     if let Some(Err(e)) = facts.options.wedge_cpu.map(crate::debug::wedge::check) {
         log::error!("boot options: {e}");
         crate::println!("boot options error: {e}");

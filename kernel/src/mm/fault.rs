@@ -149,6 +149,10 @@ pub fn cow_reuse() -> CowReuse {
 }
 
 fn thp_allowed(vma: &Vma, addr: u64) -> bool {
+    // Huge pages back anonymous memory only (no large page-cache folios).
+    if vma.file.is_some() {
+        return false;
+    }
     let wanted = match thp_mode() {
         ThpMode::Always => !vma.flags.contains(VmFlags::NOHUGEPAGE),
         ThpMode::Madvise => vma.flags.contains(VmFlags::HUGEPAGE) && !vma.flags.contains(VmFlags::NOHUGEPAGE),
@@ -272,7 +276,10 @@ fn pte_fault(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, access: Acce
     let pte = pt.entry(addr);
     let v = pte.load(Ordering::Acquire);
     if v == RawEntry::EMPTY {
-        return anonymous(mm, vma, pt, addr);
+        return match vma.file_page(addr) {
+            Some((id, index)) => file_fault(mm, vma, pt, addr, access, id, index),
+            None => anonymous(mm, vma, pt, addr),
+        };
     }
     if pgtable::is_marker(v) {
         return wait_for_marker(pt, addr);
@@ -320,6 +327,61 @@ fn anonymous(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64) -> Result<()
     // Release: the zeroed contents and metadata before the mapping.
     pte.store(e, Ordering::Release);
     let _ = folio.into_mapping();
+    mm.add_rss(1);
+    Ok(())
+}
+
+/// A fault on an empty pte of a private file mapping (Linux do_fault()): a
+/// read or an instruction fetch maps the page-cache page read-only
+/// (do_read_fault()); a write, or an unshare (a forced write, a read-only
+/// pin), maps a private anonymous copy of it (do_cow_fault()).
+fn file_fault(
+    mm: &AddressSpace,
+    vma: &Vma,
+    pt: PteTable,
+    addr: u64,
+    access: Access,
+    id: super::filemap::FileId,
+    index: u64,
+) -> Result<(), FaultError> {
+    let cached = super::filemap::find_get_page(id, index).ok_or(FaultError::NotMapped)?;
+    let exec = vma.prot.contains(Prot::EXEC);
+    let cow = matches!(access.kind, AccessKind::Write | AccessKind::Unshare);
+    // Allocated (and filled) before the lock, as every path here.
+    let copy = if cow {
+        let new = page::alloc_folio(0, false).ok_or(FaultError::OutOfMemory)?;
+        // The page-cache page never changes (filemap invariants).
+        frame_io::copy_page_from(&new, cached);
+        Some(new)
+    } else {
+        None
+    };
+    let _ptl = pt.lock();
+    let pte = pt.entry(addr);
+    if pte.load(Ordering::Acquire) != RawEntry::EMPTY {
+        return Ok(()); // raced; the copy is freed
+    }
+    let e = match copy {
+        Some(new) => {
+            let p = new.page();
+            p.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
+            p.map_pte();
+            let writable = access.kind == AccessKind::Write && vma.prot.contains(Prot::WRITE);
+            let e = pgtable::leaf(p.phys(), writable, exec, false);
+            let _ = new.into_mapping();
+            e
+        }
+        None => {
+            // The mapping's reference on the page-cache page.
+            let r = PageRef::new_ref(cached);
+            cached.map_pte();
+            let e = pgtable::leaf(cached.phys(), false, exec, false);
+            let _ = r.into_mapping();
+            e
+        }
+    };
+    // Release: the copy's contents and the metadata before the mapping.
+    pte.store(e, Ordering::Release);
     mm.add_rss(1);
     Ok(())
 }

@@ -126,7 +126,7 @@ pub fn mmap(mm: &AddressSpace, addr: u64, len: u64, prot: u32, flags: u32) -> Re
             && !vmas.intersects(addr, addr + len);
         if hint_ok { addr } else { vmas.find_free(len, align).ok_or(MmError::NoMemory)? }
     };
-    vmas.insert(Vma { start, end: start + len, prot, flags: VmFlags::empty() });
+    vmas.insert(Vma { start, end: start + len, prot, flags: VmFlags::empty(), file: None });
     if flags & map::POPULATE != 0 && !prot.is_empty() {
         let kind = if prot.contains(Prot::WRITE) {
             super::fault::AccessKind::Write
@@ -154,6 +154,27 @@ pub fn mmap(mm: &AddressSpace, addr: u64, len: u64, prot: u32, flags: u32) -> Re
         }
     }
     Ok(start)
+}
+
+/// Maps `len` bytes of page-cache file `file` privately at `addr` exactly
+/// (Linux do_mmap() of a file with MAP_PRIVATE | MAP_FIXED_NOREPLACE, as
+/// the ELF loader maps text): pages come in on faults, read-only until a
+/// write copies them (mm::filemap).
+pub fn mmap_file(mm: &AddressSpace, addr: u64, len: u64, prot: u32, file: super::vma::FileMap) -> Result<u64, MmError> {
+    let prot = prot_from(prot)?;
+    if len == 0 || !addr.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+        return Err(MmError::Invalid);
+    }
+    if file.pgoff + len / PAGE_SIZE > super::filemap::pages(file.id) {
+        return Err(MmError::Invalid);
+    }
+    let end = user_range(addr, len)?;
+    let mut vmas = mm.vmas.write();
+    if vmas.intersects(addr, end) {
+        return Err(MmError::Exists);
+    }
+    vmas.insert(Vma { start: addr, end, prot, flags: VmFlags::empty(), file: Some(file) });
+    Ok(addr)
 }
 
 /// Unmaps `[addr, addr+len)` (Linux do_munmap()). Unmapping a range with no

@@ -5,7 +5,8 @@
 //! * the kernel's own mappings: page tables ([`paging`], [`kernel_map`]),
 //!   kernel stacks with guard pages ([`stack`]), the heap ([`heap`]), MMIO;
 //! * user address spaces ([`addr_space`]): areas ([`vma`]), page tables
-//!   ([`pgtable`]), faults ([`fault`]), range operations ([`range`]), the
+//!   ([`pgtable`]), faults ([`fault`]), the page cache of program text
+//!   ([`filemap`]), range operations ([`range`]), the
 //!   memory calls ([`mmap`]) and fork's copy ([`fork`]); the TLB flushes they
 //!   owe go through `tlb` (a `TlbFlush` token or a `Gather`).
 //!
@@ -15,6 +16,7 @@
 
 pub mod addr_space;
 pub mod fault;
+pub mod filemap;
 pub mod fork;
 pub mod frame;
 pub mod frame_io;

@@ -1,6 +1,7 @@
 //! Virtual memory areas (Linux: struct vm_area_struct and the mm's maple
 //! tree): the ranges of an address space's user half that may be mapped, with
-//! their protection and flags. Private anonymous memory only.
+//! their protection and flags. Private memory: anonymous, or a private
+//! mapping of a read-only page-cache file (`FileMap`, program text).
 //!
 //! Invariants: areas are page-aligned, non-empty, inside the user half and do
 //! not overlap. The set is protected by the address space's mmap lock (read to
@@ -42,6 +43,15 @@ bitflags! {
     }
 }
 
+/// The file a private file mapping maps (Linux vm_file and vm_pgoff).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMap {
+    /// The page-cache file.
+    pub id: super::filemap::FileId,
+    /// The file page mapped at the area's start.
+    pub pgoff: u64,
+}
+
 /// One area.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Vma {
@@ -53,12 +63,20 @@ pub struct Vma {
     pub prot: Prot,
     /// Flags.
     pub flags: VmFlags,
+    /// The file mapped privately, or `None` for anonymous memory.
+    pub file: Option<FileMap>,
 }
 
 impl Vma {
     /// Whether `addr` is inside.
     pub fn contains(&self, addr: u64) -> bool {
         self.start <= addr && addr < self.end
+    }
+
+    /// The file page mapping `addr` (inside the area) would show, for a file
+    /// mapping.
+    pub fn file_page(&self, addr: u64) -> Option<(super::filemap::FileId, u64)> {
+        self.file.map(|f| (f.id, f.pgoff + (addr - self.start) / PAGE_SIZE))
     }
 
     /// Whether the 2 MiB-aligned block around `addr` lies inside, so that a
@@ -131,7 +149,8 @@ impl VmaSet {
             && v.start != addr
         {
             self.areas.insert(v.start, Vma { end: addr, ..v });
-            self.areas.insert(addr, Vma { start: addr, ..v });
+            let file = v.file.map(|f| FileMap { pgoff: f.pgoff + (addr - v.start) / PAGE_SIZE, ..f });
+            self.areas.insert(addr, Vma { start: addr, file, ..v });
         }
     }
 
@@ -170,6 +189,7 @@ impl VmaSet {
                 && let Some(next) = self.areas.get(&cur.end).copied()
                 && next.prot == cur.prot
                 && next.flags == cur.flags
+                && next.file == cur.file.map(|f| FileMap { pgoff: f.pgoff + (cur.end - cur.start) / PAGE_SIZE, ..f })
             {
                 self.areas.remove(&next.start);
                 self.areas.insert(cur.start, Vma { end: next.end, ..cur });

@@ -1,9 +1,14 @@
 //! Mapping a program into a new address space, and tearing it down again.
 //!
-//! A program becomes areas ([`crate::mm::vma`]) like any other memory: each
-//! ELF segment an area of its pages with the segment's protection (text R-X,
-//! rodata R, data/bss RW), filled at load time by faulting its pages in and
-//! copying the file bytes through the direct map; the main thread's stack an
+//! A program becomes areas ([`crate::mm::vma`]) like any other memory: its
+//! text (the executable, read-only segment) a private mapping of a
+//! page-cache file holding the segment's pages ([`crate::mm::filemap`]),
+//! shared by every process running the program until one writes a page (a
+//! uprobe's breakpoint: the page is then COWed to an anonymous page for that
+//! process only); the other segments areas of their pages with the
+//! segment's protection (rodata R, data/bss RW), anonymous, filled at load
+//! time by faulting their pages in and copying the file bytes through the
+//! direct map; the main thread's stack an
 //! area of `USER_STACK_SIZE` below `USER_STACK_TOP`, demand-zero, with the
 //! page below left unmapped (a guard: an overflow faults and kills the
 //! process). [`unload`] unmaps every area (pages freed after the flush) and
@@ -68,6 +73,44 @@ fn map_region(mm: &AddressSpace, start: u64, end: u64, prot: Prot, init: &[u8], 
     Ok(filled)
 }
 
+/// The page-cache file of an executable, read-only segment: its pages as
+/// they are mapped (`[start, end)` of `page_range()`), keyed by their
+/// contents, so that every process running the program shares them.
+fn text_file(seg: &super::elf::Segment<'_>) -> Option<crate::mm::filemap::FileId> {
+    if !seg.exec || seg.write {
+        return None;
+    }
+    let (start, end) = seg.page_range();
+    let mut image = alloc::vec![0u8; (end - start) as usize];
+    let at = (seg.vaddr - start) as usize;
+    image[at..at + seg.data.len()].copy_from_slice(seg.data);
+    // FNV-1a of the address and the bytes: the same program's text is one
+    // file whichever process loads it.
+    let mut key: u64 = 0xcbf2_9ce4_8422_2325 ^ start;
+    for &b in &image {
+        key = (key ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    crate::mm::filemap::create(key, &image)
+}
+
+/// Creates the page-cache files of every built-in program's text at boot,
+/// so that the first spawn of a program allocates none (leak checks compare
+/// frame counts across spawns).
+pub fn prime_page_cache() {
+    for (name, bytes) in super::programs::PROGRAMS {
+        match super::elf::parse(bytes) {
+            Ok(p) => {
+                for seg in &p.segments {
+                    if seg.exec && !seg.write && text_file(seg).is_none() {
+                        log::error!("loader: no memory for {name}'s text in the page cache");
+                    }
+                }
+            }
+            Err(e) => log::error!("loader: built-in program {name}: bad ELF: {e}"),
+        }
+    }
+}
+
 /// Maps `program`'s segments and the main thread's stack into `mm` (a new,
 /// empty address space). On failure everything mapped so far is undone.
 pub fn load(mm: &AddressSpace, program: &Program<'_>) -> Result<UserImage, Errno> {
@@ -78,7 +121,14 @@ pub fn load(mm: &AddressSpace, program: &Program<'_>) -> Result<UserImage, Errno
         let mut prot = Prot::READ;
         prot.set(Prot::WRITE, seg.write);
         prot.set(Prot::EXEC, seg.exec);
-        match map_region(mm, start, end, prot, seg.data, seg.vaddr) {
+        let mapped = match text_file(seg) {
+            Some(id) => mmap::mmap_file(mm, start, end - start, prot.bits(), crate::mm::vma::FileMap { id, pgoff: 0 })
+                .map(|_| 0)
+                .map_err(Errno::from),
+            None if seg.exec && !seg.write => Err(Errno::ENOMEM),
+            None => map_region(mm, start, end, prot, seg.data, seg.vaddr),
+        };
+        match mapped {
             Ok(n) => image.pages += n,
             Err(e) => {
                 result = Err(e);

@@ -18,9 +18,11 @@
 //! while the process now maps the copy: the data never reaches the process
 //! (controls.md's DMA-loss oracle). A user write to the old page between
 //! the copy and the clear is lost the same way. Unregistering writes the
-//! original byte back by the same copy-and-replace (Linux before 2019;
-//! Linux since then zapped the anonymous page to fall back to the page
-//! cache, which is not modelled: no page cache here).
+//! original byte back by the same copy-and-replace, except in a file
+//! mapping when the copy equals the page-cache original: then (Linux since
+//! 2019) `__replace_page(vma, addr, old_page, NULL)` only **zaps** the old
+//! page, pinned or not, and the next fault maps the page-cache page: a DMA
+//! into the pinned page is lost the same way.
 
 use core::sync::atomic::Ordering;
 use x86_64::VirtAddr;
@@ -44,7 +46,7 @@ const RETRY_NS: u64 = 1_000_000_000;
 /// uprobe_write_opcode(), 2012-2025). The caller holds the mmap lock for
 /// reading (`vmas`) and the registration lock. `Some(previous byte)` when
 /// written, `None` when verify_opcode() found nothing to do.
-pub fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, opcode: u8) -> Result<Option<u8>, UprobeError> {
+pub fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, opcode: u8, is_register: bool) -> Result<Option<u8>, UprobeError> {
     let base = vaddr & !(PAGE_SIZE - 1);
     let deadline = Deadline::after_ns(RETRY_NS);
     loop {
@@ -69,6 +71,17 @@ pub fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, opcode:
         // copy_highpage(new_page, old_page); copy_to_page(new_page, vaddr, opcode).
         frame_io::copy_page_from(&new_page, old);
         frame_io::write_bytes(&new_page, (vaddr & (PAGE_SIZE - 1)) as usize, &[opcode]);
+        // Unregistering in a file mapping: if the copy is the page-cache
+        // page again, let go of it and only zap (no reference check).
+        let orig = if is_register {
+            None
+        } else {
+            vmas.find(vaddr).and_then(|v| v.file_page(vaddr)).and_then(|(id, i)| crate::mm::filemap::find_get_page(id, i))
+        };
+        let new_page = match orig {
+            Some(o) if frame_io::same_contents(new_page.page(), o) => None,
+            _ => Some(new_page),
+        };
         let replaced = __replace_page(mm, vaddr, old, new_page);
         window.close();
         if replaced {
@@ -84,11 +97,11 @@ pub fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, opcode:
     }
 }
 
-/// Replaces `old_page`'s mapping at `addr` of `mm` by `new_page` (Linux
-/// __replace_page()); `false` (Linux -EAGAIN) when the pte no longer maps
-/// `old_page`, with `new_page` freed. The caller holds a reference on
-/// `old_page`.
-fn __replace_page(mm: &AddressSpace, addr: u64, old_page: &'static Page, new_page: PageRef) -> bool {
+/// Replaces `old_page`'s mapping at `addr` of `mm` by `new_page`, or only
+/// unmaps it when `new_page` is `None` (Linux __replace_page()); `false`
+/// (Linux -EAGAIN) when the pte no longer maps `old_page`, with `new_page`
+/// freed. The caller holds a reference on `old_page`.
+fn __replace_page(mm: &AddressSpace, addr: u64, old_page: &'static Page, new_page: Option<PageRef>) -> bool {
     let _lock = old_page.lock();
     let Some(pmd) = pgtable::pmd(mm, addr, false).ok().flatten() else { return false };
     if pmd.get().is_huge() {
@@ -103,13 +116,15 @@ fn __replace_page(mm: &AddressSpace, addr: u64, old_page: &'static Page, new_pag
         return false;
     }
     // page_add_new_anon_rmap(new_page): a fresh exclusive anonymous page.
-    let new = new_page.page();
-    new.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
-    new.map_pte();
     // mk_pte(new_page, vma->vm_page_prot): a private area's default
     // protection is read-only (the next write fault reuses the exclusive
     // page); executable as before.
-    let e = pgtable::leaf(new.phys(), false, !v.flags().contains(PteFlags::NO_EXECUTE), false);
+    let e = new_page.as_ref().map(|n| {
+        let new = n.page();
+        new.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
+        new.map_pte();
+        pgtable::leaf(new.phys(), false, !v.flags().contains(PteFlags::NO_EXECUTE), false)
+    });
     // ptep_clear_flush_notify(): the swap gives us the old mapping's
     // reference; the flush makes every CPU drop the old translation.
     let (old, old_ref) = pgtable::ptep_get_and_clear(ptep);
@@ -117,9 +132,17 @@ fn __replace_page(mm: &AddressSpace, addr: u64, old_page: &'static Page, new_pag
     widen::at(Point::WriterPostClear, old_page.pfn());
     TlbFlush::page(mm.tlb(), VirtAddr::new(addr)).flush();
     // set_pte_at_notify(). Release: the copied contents and the new page's
-    // metadata before the entry.
-    ptep.store(e, Ordering::Release);
-    let _ = new_page.into_mapping();
+    // metadata before the entry. Without a new page the pte stays clear.
+    match (e, new_page) {
+        (Some(e), Some(n)) => {
+            ptep.store(e, Ordering::Release);
+            let _ = n.into_mapping();
+        }
+        _ => {
+            mm.add_rss(-1);
+            super::ZAPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     // page_remove_rmap(old_page); put_page(old_page) after the flush. No
     // check of old_page's references or pins: a DMA target is dropped here
     // while the device still writes it.

@@ -24,17 +24,18 @@
 //! What is modelled and how it differs from Linux (see also the README):
 //! * Linux probes a file (inode, offset) and installs the breakpoint in every
 //!   mm that maps it; here a probe is one (address space, address), as the
-//!   syscall names a pid. Areas are anonymous here (the testbed has no files
-//!   or page cache), so "the executable private mapping" is an anonymous
-//!   area with `PROT_EXEC`: the page is the anonymous page that a text page
-//!   becomes once COWed, which is the page bug C is about.
-//! * Without a page cache there is no original to fall back to, so neither
-//!   mode zaps on unregister: the original byte is written back the same way
-//!   the breakpoint was (legacy: copy and replace, as Linux did before the
-//!   2019 zap optimisation; fixed: in place). Linux's fixed unregister zaps
-//!   the anonymous page when its reference count is the expected one and its
-//!   contents equal the page cache's; that gate has nothing to compare with
-//!   here and is not modelled.
+//!   syscall names a pid. Program text is a private mapping of a page-cache
+//!   file (`mm::filemap`) shared by every process running the program; the
+//!   first breakpoint COWs the page to an anonymous page of that process.
+//!   Any other executable private area (anonymous `PROT_EXEC` memory) may be
+//!   probed too (Linux needs a file): its page is the anonymous page that a
+//!   text page becomes once COWed, which is the page bug C is about.
+//! * Unregister in a file mapping zaps the anonymous page when the page
+//!   cache's original equals it again: legacy always (Linux 2019-2025, no
+//!   reference check), fixed only when its reference count is the expected
+//!   one. Elsewhere, and when the contents differ, the original byte is
+//!   written back the way the breakpoint was (legacy: copy and replace;
+//!   fixed: in place).
 //! * A hit is handled as Linux handles a probe on a `nop` (emulated: the
 //!   thread continues after it); any other probed instruction cannot be
 //!   single-stepped out of line here, so the thread's process is killed with
@@ -137,6 +138,9 @@ pub struct Stats {
     pub replaced: u64,
     /// Bytes written in place (`uprobes=fixed`).
     pub in_place: u64,
+    /// Anonymous pages zapped on unregister (the page-cache original comes
+    /// back on the next fault).
+    pub zapped: u64,
     /// Hits handled.
     pub hits: u64,
 }
@@ -145,6 +149,7 @@ static INSTALLED: AtomicU64 = AtomicU64::new(0);
 static REMOVED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static REPLACED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static IN_PLACE: AtomicU64 = AtomicU64::new(0);
+pub(crate) static ZAPPED: AtomicU64 = AtomicU64::new(0);
 static HITS: AtomicU64 = AtomicU64::new(0);
 
 /// The counters now.
@@ -154,6 +159,7 @@ pub fn stats() -> Stats {
         removed: REMOVED.load(Ordering::Relaxed),
         replaced: REPLACED.load(Ordering::Relaxed),
         in_place: IN_PLACE.load(Ordering::Relaxed),
+        zapped: ZAPPED.load(Ordering::Relaxed),
         hits: HITS.load(Ordering::Relaxed),
     }
 }
@@ -178,7 +184,7 @@ fn valid_vma(vmas: &crate::mm::vma::VmaSet, vaddr: u64) -> Result<(), UprobeErro
 /// written, `None` if verify_opcode() found nothing to do.
 fn write(mm: &AddressSpace, vmas: &crate::mm::vma::VmaSet, vaddr: u64, opcode: u8, is_register: bool) -> Result<Option<u8>, UprobeError> {
     if crate::race::uprobes_legacy() {
-        legacy::uprobe_write_opcode(mm, vmas, vaddr, opcode)
+        legacy::uprobe_write_opcode(mm, vmas, vaddr, opcode, is_register)
     } else {
         write_opcode::uprobe_write_opcode(mm, vmas, vaddr, opcode, is_register)
     }

@@ -10,7 +10,12 @@
 //!    and that it is writable or anon-exclusive (else look it up again);
 //! 4. ptep_clear_flush(), write the byte **in place**, then set the pte back
 //!    (dirty). The page never changes: a pin on it (a DMA target) stays the
-//!    page the process maps, so the device's writes stay visible.
+//!    page the process maps, so the device's writes stay visible;
+//! 5. on unregister in a file mapping, instead of setting the pte back, zap
+//!    the anonymous page (the next fault maps the page-cache original) —
+//!    but only if its reference count is the expected one (its mappings and
+//!    our GUP reference: no pin, no other reference) and its contents now
+//!    equal the page cache's.
 //!
 //! While the pte is clear, a fault on it waits for the page-table lock and
 //! then finds the entry back; GUP-fast sees the empty entry and takes the
@@ -22,7 +27,7 @@ use x86_64::VirtAddr;
 use super::{UprobeError, byte_at, split_pmd, verify_opcode};
 use crate::gup::{self, Foll, Grabbed};
 use crate::mm::addr_space::AddressSpace;
-use crate::mm::page::{PageFlags, PageRef};
+use crate::mm::page::{Page, PageFlags, PageRef};
 use crate::mm::paging::{PteFlags, RawEntry};
 use crate::mm::vma::VmaSet;
 use crate::mm::{PAGE_SIZE, frame_io, pgtable};
@@ -65,7 +70,14 @@ pub fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, opcode:
         if !verify_opcode(cur, opcode) {
             return Ok(None);
         }
-        match __uprobe_write_opcode(mm, vaddr, &page, opcode) {
+        // The page-cache original, for unregister's zap (Linux
+        // find_get_page() on the vma's file).
+        let orig = if is_register {
+            None
+        } else {
+            vmas.find(vaddr).and_then(|v| v.file_page(vaddr)).and_then(|(id, i)| crate::mm::filemap::find_get_page(id, i))
+        };
+        match __uprobe_write_opcode(mm, vaddr, &page, opcode, orig) {
             Ok(()) => return Ok(Some(cur)),
             Err(Again::NotExclusive) => break_cow = true,
             Err(Again::Changed) => {}
@@ -80,9 +92,11 @@ pub fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, opcode:
 }
 
 /// One attempt: under the page-table lock, clear and flush the pte that
-/// maps `page`, write `opcode` at `vaddr` in the page, set the pte back
-/// (Linux __uprobe_write_opcode()). `page` is held by the caller's reference.
-fn __uprobe_write_opcode(mm: &AddressSpace, vaddr: u64, page: &PageRef, opcode: u8) -> Result<(), Again> {
+/// maps `page`, write `opcode` at `vaddr` in the page, set the pte back or,
+/// unregistering (`orig`: the page-cache original), zap the page when that
+/// is safe (Linux __uprobe_write_opcode()). `page` is held by the caller's
+/// reference.
+fn __uprobe_write_opcode(mm: &AddressSpace, vaddr: u64, page: &PageRef, opcode: u8, orig: Option<&'static Page>) -> Result<(), Again> {
     let p = page.page();
     let pmd = pgtable::pmd(mm, vaddr, false).ok().flatten().ok_or(Again::Changed)?;
     if pmd.get().is_huge() {
@@ -112,6 +126,25 @@ fn __uprobe_write_opcode(mm: &AddressSpace, vaddr: u64, page: &PageRef, opcode: 
     // copy_to_page(): in place.
     frame_io::write_bytes(page, (vaddr & (PAGE_SIZE - 1)) as usize, &[opcode]);
     super::IN_PLACE.fetch_add(1, Ordering::Relaxed);
+    if let Some(orig) = orig
+        && p.has(PageFlags::ANON)
+        && !p.is_large()
+        // Linux: folio_ref_count(folio) == folio_expected_ref_count(folio) + 1
+        // (its mappings, and our GUP reference): a pin or any other
+        // reference keeps the page mapped.
+        && p.refcount() == p.total_mapcount() + 1
+        && frame_io::same_contents(p, orig)
+    {
+        // Zap: the pte stays clear (flushed above); the mapping's reference
+        // goes now. The next fault maps the page-cache original.
+        p.unmap_pte();
+        drop(mapping);
+        mm.add_rss(-1);
+        drop(ptl);
+        window.close();
+        super::ZAPPED.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
     // remap: smp_wmb(); set_pte_at(pte_mkdirty(pte)). Release: the byte is
     // visible before the entry that lets the process see the page again.
     let e = RawEntry(old.0 | PteFlags::DIRTY.bits());

@@ -16,7 +16,32 @@ use kernel::process;
 use kernel::race;
 use kernel::uprobes::{self, UprobeError};
 
-use crate::mm::{RW, assert_no_leaks, in_mm, mmap, new_mm, read_phys, translate, write, write_phys};
+use crate::mm::{RW, assert_no_leaks, in_mm, mmap, new_mm, read, read_phys, translate, write, write_phys};
+
+
+/// A one-page page-cache file (created once, outside the leak checks: files
+/// live for ever) whose byte 0 is a nop, and an address space mapping it
+/// privately with `prot` (text: R-X; bug C's "MAP_PRIVATE RWX": RWX) at `a`,
+/// faulted in for reading (the page-cache page mapped).
+fn file_page(prot: u32) -> (Arc<AddressSpace>, u64, x86_64::PhysAddr) {
+    use kernel::mm::filemap;
+    use kernel::mm::mmap::mmap_file;
+    use kernel::mm::vma::FileMap;
+    let mut text = [0u8; 64];
+    text[0] = 0x90;
+    text[1] = 0xc3;
+    let id = filemap::create(0x7570_726f_6265_7331, &text).expect("page-cache file");
+    let cached = filemap::find_get_page(id, 0).expect("page 0").phys();
+    let mm = new_mm();
+    let a = 0x7000_0000;
+    mmap_file(&mm, a, PAGE_SIZE, prot, FileMap { id, pgoff: 0 }).expect("mmap_file");
+    in_mm(&mm, move || read(a));
+    assert_eq!(frame(&mm, a), cached, "a read fault must map the page-cache page");
+    (mm, a, cached)
+}
+
+/// PROT_READ | PROT_EXEC.
+const RX: u32 = 5;
 
 /// PROT_READ | PROT_WRITE | PROT_EXEC: a private mapping uprobes may probe
 /// whose pages a direct read may target (bug C's "MAP_PRIVATE RWX").
@@ -120,6 +145,55 @@ kernel::ktests! {
                 uprobes::uprobe_unregister(&child, a).expect("unregister");
                 assert_eq!(byte(&child, a), 0x90, "legacy={legacy}");
                 drop(child);
+            }));
+        }
+    }
+
+    fn in_a_file_mapping_the_first_breakpoint_cows_and_unregister_zaps_back_to_the_page_cache() {
+        for legacy in [false, true] {
+            // The file exists before the baseline (files live for ever).
+            drop(file_page(RX));
+            crate::mm::release_lazy_mms();
+            assert_no_leaks(|| with_mode(legacy, || {
+                let (mm, a, cached) = file_page(RX);
+                let s0 = uprobes::stats();
+                uprobes::uprobe_register(&mm, a).expect("register");
+                assert_ne!(frame(&mm, a), cached, "legacy={legacy}: the breakpoint must go into a private copy");
+                assert_eq!(byte(&mm, a), 0xcc, "legacy={legacy}");
+                assert_eq!(read_phys(cached) & 0xff, 0x90, "legacy={legacy}: the page cache was written");
+                uprobes::uprobe_unregister(&mm, a).expect("unregister");
+                assert!(translate(&mm, a).is_none(), "legacy={legacy}: unregister must zap the copy");
+                assert_eq!(uprobes::stats().zapped - s0.zapped, 1, "legacy={legacy}");
+                in_mm(&mm, move || read(a));
+                assert_eq!(frame(&mm, a), cached, "legacy={legacy}: the next fault maps the page cache again");
+            }));
+        }
+    }
+
+    fn unregister_zaps_a_pinned_page_under_legacy_and_leaves_it_mapped_under_fixed() {
+        // Bug C's worse variant (2019-2025): the anonymous copy is pinned
+        // for DMA when the probe goes; legacy zaps it anyway.
+        for legacy in [false, true] {
+            drop(file_page(RWX));
+            crate::mm::release_lazy_mms();
+            assert_no_leaks(|| with_mode(legacy, || {
+                let (mm, a, cached) = file_page(RWX);
+                uprobes::uprobe_register(&mm, a).expect("register");
+                let pins = gup::get_user_pages(&mm, a, 1, Foll::PIN | Foll::WRITE).expect("pin");
+                let pinned = pins[0].phys();
+                assert_ne!(pinned, cached);
+                uprobes::uprobe_unregister(&mm, a).expect("unregister");
+                write_phys(pinned + 8u64, 0xd0d0_d0d0);
+                let seen = in_mm(&mm, move || read(a + 8));
+                if legacy {
+                    assert!(frame(&mm, a) == cached, "legacy: the pinned copy must be zapped (the bug)");
+                    assert_ne!(seen, 0xd0d0_d0d0, "legacy: the device's write must be lost");
+                } else {
+                    assert_eq!(frame(&mm, a), pinned, "fixed: a pinned page must stay mapped");
+                    assert_eq!(seen, 0xd0d0_d0d0, "fixed: the device's write is not seen");
+                    assert_eq!(byte(&mm, a), 0x90, "fixed: the original byte is not back");
+                }
+                drop(pins);
             }));
         }
     }
