@@ -243,15 +243,10 @@ fn a_bad_widening_or_exploration_is_a_usage_error() {
     assert!(common::everything(&r).contains("explore"), "{}", common::everything(&r));
 }
 
-/// uprobe-vs-pin (controls.md; bug C): GUP-fast, having read the pte of a
-/// page the tracer is about to probe, waits (at most 1 ms, interrupts off)
-/// until the tracer has cleared that pte, so GUP-fast walks meet the
-/// tracer's windows (overlaps) within a short run.
-const UPROBE_WAIT: &[&str] = &["widen.gup.pre_ref=wait:writer.post_clear:1000"];
-
+/// uprobe-vs-pin (controls.md; bug C), with the default exploration
+/// (`explore=auto`) and no widening key, as every row.
 fn uprobe_row(config: &[&str], expected: &str) {
     let mut options = vec!["scenario=uprobe-vs-pin", "secs=4", "seed=7"];
-    options.extend_from_slice(UPROBE_WAIT);
     options.extend_from_slice(config);
     let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &options, 240);
     let all = common::everything(&r);
@@ -265,6 +260,7 @@ fn uprobe_row(config: &[&str], expected: &str) {
         .clone();
     let get = |k: &str| value(&line, k).unwrap_or_else(|| panic!("no numeric {k}= in: {line}"));
     assert_eq!(field(&line, "expected"), Some(expected), "the kernel expects another outcome: {line}");
+    assert_eq!(field(&line, "explore"), Some("auto"), "{line}");
     assert!(get("iterations") > 0 && get("breakpoint_writes") > 0, "the workers or the tracer did nothing: {line}\n{all}");
     assert_eq!(get("uaf"), 0, "{line}\n{all}");
     assert_eq!(get("invariant_errors"), 0, "{line}\n{all}");
