@@ -1,6 +1,8 @@
 //! Page faults on user addresses (Linux handle_mm_fault() and the anonymous
 //! paths below it): demand-zero pages at 4 KiB and 2 MiB, copy-on-write,
-//! reuse of exclusive pages, and unsharing for read-only pins.
+//! reuse of exclusive pages, and unsharing for read-only pins; in a private
+//! file mapping (program text) the page-cache page read-only, or a private
+//! copy of it on a write (`file_fault`).
 //!
 //! Every path allocates first, then takes the page-table lock and re-checks
 //! that the entry is still what it saw; a loser of a race frees what it

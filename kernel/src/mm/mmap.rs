@@ -1,6 +1,7 @@
 //! The memory system calls' kernel side: mmap, munmap, mprotect and madvise
 //! on private anonymous memory (Linux do_mmap(), do_munmap(),
-//! do_mprotect_pkey(), do_madvise()). Every argument is validated here and
+//! do_mprotect_pkey(), do_madvise()), and the ELF loader's private file
+//! mapping of program text ([`mmap_file`]). Every argument is validated here and
 //! refused with an [`MmError`] the syscall layer turns into an errno.
 
 use alloc::sync::Arc;
