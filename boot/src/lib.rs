@@ -189,9 +189,9 @@ pub fn run(opts: &RunOptions, echo: bool) -> Result<RunReport, SetupError> {
     }
     let prepared = image::prepare(&kernel, opts.firmware, &opts.boot_options, opts.qemu_log.as_deref())
         .map_err(setup)?;
-    // `end=reboot`: the kernel resets the machine itself (QEMU exits 0 under
+    // `end=reboot|poweroff`: the kernel ends the machine itself (QEMU exits 0 under
     // -no-reboot), so QEMU gets no isa-debug-exit and the end marker decides.
-    let machine_ends = opts.boot_options.iter().any(|o| o == "end=reboot");
+    let machine_ends = opts.boot_options.iter().any(|o| o == "end=reboot" || o == "end=poweroff");
     let spec = QemuSpec {
         machine: opts.machine,
         accel,

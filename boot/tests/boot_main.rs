@@ -59,10 +59,35 @@ fn end_reboot_resets_through_the_fadt() {
     }
 }
 
-/// `end=poweroff` is refused: entering S5 needs the DSDT's `\_S5` (AML).
+/// `end=poweroff`: the kernel loads the DSDT into the `acpi` crate's AML
+/// interpreter at boot, evaluates `\_S5`, and after its end marker writes
+/// SLP_TYP|SLP_EN to PM1a_CNT (QEMU: sleep type 0; the port is where the
+/// firmware put the PM block: 0x604 under SeaBIOS, 0xb004 under OVMF on pc).
+/// QEMU powers off: exit 0 (it has no isa-debug-exit then) right after.
 #[test]
-fn end_poweroff_is_a_usage_error() {
-    let r = common::boot(KernelChoice::Main, Firmware::Bios, 1, &["end=poweroff"], 120);
+fn end_poweroff_enters_s5() {
+    for machine in ["q35", "pc"] {
+        let opts = testbed::cli::RunOptions {
+            machine: testbed::qemu::Machine::parse(machine).unwrap(),
+            smp: 1,
+            timeout: Some(std::time::Duration::from_secs(120)),
+            boot_options: vec!["end=poweroff".into()],
+            ..Default::default()
+        };
+        let r = testbed::run(&opts, true).unwrap_or_else(|e| panic!("{}", e.message));
+        common::expect_exit(&r, 0);
+        let text = r.console_text();
+        assert!(text.contains("end=poweroff: S5 by SLP_TYP 0x0/0x0 to PM1a_CNT port 0x"), "{machine}:\n{text}");
+        assert!(text.contains("end=poweroff: entering S5"), "{text}");
+        assert!(!text.contains("did not power"), "{text}");
+        assert!(!text.contains("halting: power the machine off"), "the machine halted instead of powering off:\n{text}");
+    }
+}
+
+/// A bad `end=` value is a usage error naming the key.
+#[test]
+fn bad_end_value_is_a_usage_error() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 1, &["end=sleep"], 120);
     common::expect_exit(&r, 2);
     assert!(r.console_text().contains("'end'"), "{}", r.console_text());
 }

@@ -84,8 +84,8 @@ pub const KEYS: &[KeyInfo] = &[
     },
     KeyInfo {
         key: "end",
-        values: "halt|reboot",
-        help: "what the machine does after the run: halt with the results on screen, or reset through the FADT reset register (poweroff is not supported: S5 needs the DSDT's \\_S5 AML)",
+        values: "halt|reboot|poweroff",
+        help: "what the machine does after the run: halt with the results on screen, reset through the FADT reset register, or power off (ACPI S5: PM1 control registers from the FADT, sleep types from the DSDT's \\_S5)",
     },
     KeyInfo {
         key: "debug.wedge_cpu",
@@ -366,8 +366,8 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
             o.end = match value {
                 "halt" => crate::power::EndAction::Halt,
                 "reboot" => crate::power::EndAction::Reboot,
-                // S5 needs SLP_TYPa from the DSDT's \_S5 object (AML, not
-                // interpreted here): refused rather than accepted and ignored.
+                // Whether S5 can be entered is checked once ACPI is read.
+                "poweroff" => crate::power::EndAction::Poweroff,
                 _ => return Err(bad(key, value)),
             }
         }

@@ -15,6 +15,8 @@ pub enum EndAction {
     Halt,
     /// Reset the machine (through the FADT's reset register).
     Reboot,
+    /// Power the machine off (ACPI S5).
+    Poweroff,
 }
 
 static END: AtomicU8 = AtomicU8::new(0);
@@ -30,6 +32,7 @@ pub fn set_end_action(action: EndAction) {
 pub fn end_action() -> EndAction {
     match END.load(Ordering::Relaxed) {
         1 => EndAction::Reboot,
+        2 => EndAction::Poweroff,
         _ => EndAction::Halt,
     }
 }
@@ -95,7 +98,11 @@ pub fn exit(status: ExitStatus) -> ! {
             crate::console::Status::Pass,
             format_args!(
                 "PASS: the run ended; {}",
-                if end_action() == EndAction::Reboot { "rebooting" } else { "halted: power the machine off to restart" }
+                match end_action() {
+                    EndAction::Reboot => "rebooting",
+                    EndAction::Poweroff => "powering off",
+                    EndAction::Halt => "halted: power the machine off to restart",
+                }
             ),
         );
     } else {

@@ -200,4 +200,16 @@ impl Handler for DirectMap {
         // No scheduler yet: sleeping is stalling.
         self.stall(milliseconds.saturating_mul(1000));
     }
+
+    fn create_mutex(&self) -> acpi::Handle {
+        super::poweroff::create_mutex()
+    }
+
+    fn acquire(&self, mutex: acpi::Handle, timeout: u16) -> Result<(), acpi::aml::AmlError> {
+        super::poweroff::acquire(mutex, timeout)
+    }
+
+    fn release(&self, mutex: acpi::Handle) {
+        super::poweroff::release(mutex)
+    }
 }

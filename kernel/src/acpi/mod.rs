@@ -11,6 +11,7 @@
 
 mod handler;
 mod madt;
+pub mod poweroff;
 pub mod reset;
 mod tables;
 

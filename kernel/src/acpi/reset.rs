@@ -2,10 +2,7 @@
 //! `RESET_REG` and `RESET_VALUE`, offered when the fixed-feature flag
 //! RESET_REG_SUP is set). Only static table fields: no AML.
 //!
-//! Not supported: powering off (S5). Entering S5 means writing SLP_TYPa |
-//! SLP_EN to PM1a_CNT, and SLP_TYPa for S5 is only in the DSDT's `\_S5`
-//! object, which is AML this kernel does not interpret; `end=poweroff` is
-//! therefore refused with a usage error naming why.
+//! Powering off (S5) is in `poweroff`: its sleep types are AML.
 
 use acpi::address::AddressSpace;
 use acpi::sdt::fadt::Fadt;

@@ -45,7 +45,7 @@ pub fn open(rsdp: u64) -> Result<Tables, String> {
 
 /// Checks the table at `phys`: readable header, plausible length, all bytes
 /// readable, then signature and checksum. Returns its length.
-fn checked_header(phys: u64, signature: Signature) -> Result<u32, String> {
+pub(super) fn checked_header(phys: u64, signature: Signature) -> Result<u32, String> {
     if !readable(phys, size_of::<SdtHeader>() as u64) {
         return Err(format!("{signature} address {phys:#x} is outside physical memory"));
     }

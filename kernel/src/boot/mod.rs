@@ -128,6 +128,25 @@ extern "C" fn stage2() -> ! {
     crate::arch::usermode::init_this_cpu();
     crate::acpi::init(facts.rsdp);
     crate::acpi::log_platform(crate::acpi::platform());
+    if facts.options.end == power::EndAction::Poweroff {
+        match crate::acpi::poweroff::find_s5(facts.rsdp) {
+            Ok(s5) => {
+                log::info!(
+                    "end=poweroff: S5 by SLP_TYP {:#x}/{:#x} to PM1a_CNT port {:#x}{}",
+                    s5.slp_typ.0,
+                    s5.slp_typ.1,
+                    s5.pm1a,
+                    s5.pm1b.map_or(alloc::string::String::new(), |b| alloc::format!(" and PM1b_CNT port {b:#x}"))
+                );
+                S5.call_once(|| s5);
+            }
+            Err(why) => {
+                log::error!("boot options: end=poweroff is not possible on this machine: {why}");
+                crate::println!("boot options error: end=poweroff: {why}");
+                power::exit(ExitStatus::Usage)
+            }
+        }
+    }
     power::register_end_handler(end_machine);
     let platform = crate::acpi::platform();
     let hpet = platform.hpet.and_then(|h| crate::arch::hpet::init(h.base));
@@ -193,10 +212,27 @@ extern "C" fn stage2() -> ! {
     (MAIN.get().expect("main not set"))(facts)
 }
 
-/// `end=reboot`: the FADT's reset register. Returns why it did not reset.
+/// `end=poweroff`'s S5 registers and sleep types, found at boot.
+static S5: spin::Once<crate::acpi::poweroff::S5> = spin::Once::new();
+
+/// `end=reboot`: the FADT's reset register; `end=poweroff`: ACPI S5.
+/// Returns why the machine did not reset or power off.
 fn end_machine(action: power::EndAction) -> &'static str {
     match (action, crate::acpi::platform().reset) {
         (power::EndAction::Halt, _) => "nothing to do",
+        (power::EndAction::Poweroff, _) => {
+            let Some(&s5) = S5.get() else { return "S5 was not prepared at boot" };
+            crate::console::emergency_print(format_args!(
+                "end=poweroff: entering S5 (SLP_TYP {:#x} to PM1a_CNT port {:#x})\n",
+                s5.slp_typ.0, s5.pm1a
+            ));
+            crate::acpi::poweroff::enter_s5(s5);
+            let deadline = crate::time::Deadline::after_ns(100_000_000);
+            while !deadline.expired() {
+                core::hint::spin_loop();
+            }
+            "writing SLP_TYP|SLP_EN did not power the machine off within 100 ms"
+        }
         (power::EndAction::Reboot, Err(why)) => why,
         (power::EndAction::Reboot, Ok(reg)) => {
             crate::console::emergency_print(format_args!(

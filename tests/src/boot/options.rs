@@ -79,11 +79,12 @@ kernel::ktests! {
         }
     }
 
-    fn end_action_parses_and_poweroff_is_refused() {
+    fn end_action_parses() {
         use kernel::power::EndAction;
         assert_eq!(parse("").unwrap().end, EndAction::Halt);
         assert_eq!(parse("end=halt").unwrap().end, EndAction::Halt);
         assert_eq!(parse("end=reboot").unwrap().end, EndAction::Reboot);
-        assert!(matches!(parse("end=poweroff"), Err(OptionError::BadValue { key: "end", .. })));
+        assert_eq!(parse("end=poweroff").unwrap().end, EndAction::Poweroff);
+        assert!(matches!(parse("end=sleep"), Err(OptionError::BadValue { key: "end", .. })));
     }
 }
