@@ -23,6 +23,14 @@ fn panic_is_reported() {
     crash("panic", 1, "panicked");
 }
 
+/// SMAP is on under `-cpu max`: a kernel read of a mapped user page outside
+/// uaccess is a reported page fault, not a silent read.
+#[test]
+fn user_access_outside_uaccess_is_reported() {
+    let all = crash("useraccess", 1, "SMAP: kernel access to a user page outside uaccess");
+    assert!(all.contains("SMEP on, SMAP on"), "the boot log should say SMEP and SMAP are on:\n{all}");
+}
+
 #[test]
 fn page_fault_is_reported() {
     crash("pagefault", 1, "PAGE FAULT");

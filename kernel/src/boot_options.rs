@@ -34,7 +34,7 @@ pub const KEYS: &[KeyInfo] = &[
     KeyInfo { key: "log", values: "off|error|warn|info|debug|trace", help: "log level" },
     KeyInfo {
         key: "crash",
-        values: "none|panic|pagefault|gpf|ud|doublefault|stackoverflow|triplefault",
+        values: "none|panic|pagefault|gpf|ud|doublefault|stackoverflow|triplefault|useraccess",
         help: "main kernel: crash deliberately after boot, to check the crash reports",
     },
     KeyInfo { key: "apic", values: "auto|xapic", help: "local APIC mode (auto: x2APIC when the CPU offers it)" },
@@ -117,6 +117,8 @@ pub enum Crash {
     StackOverflow,
     /// An exception with no usable IDT: the CPU resets.
     TripleFault,
+    /// A kernel read of a mapped user page outside `mm::uaccess` (SMAP).
+    UserAccess,
 }
 
 /// The parsed options.
@@ -310,6 +312,7 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
                 "doublefault" => Some(Crash::DoubleFault),
                 "stackoverflow" => Some(Crash::StackOverflow),
                 "triplefault" => Some(Crash::TripleFault),
+                "useraccess" => Some(Crash::UserAccess),
                 _ => return Err(bad(key, value)),
             }
         }

@@ -132,7 +132,7 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
         )),
         (None, 14) => fatal::begin(format_args!(
             "{name} at address {cr2:#x} ({}) at RIP {}",
-            page_fault_cause(frame.error_code),
+            page_fault_cause(frame.error_code, cr2),
             Symbolized(frame.rip)
         )),
         (None, _) => fatal::begin(format_args!(
@@ -159,8 +159,18 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
     fatal::end()
 }
 
-/// Decodes a page-fault error code into words.
-fn page_fault_cause(code: u64) -> &'static str {
+/// Decodes a page-fault error code (and, for a kernel access to a present
+/// user-half page, the supervisor protection that refused it) into words.
+fn page_fault_cause(code: u64, addr: u64) -> &'static str {
+    let user_half = addr < 0x0000_8000_0000_0000;
+    if user_half && code & (pf::PRESENT | pf::USER | pf::RESERVED) == pf::PRESENT {
+        if code & pf::FETCH != 0 {
+            return "SMEP: kernel instruction fetch from a user page";
+        }
+        if super::uaccess::smap_on() {
+            return "SMAP: kernel access to a user page outside uaccess";
+        }
+    }
     if code & pf::RESERVED != 0 {
         return "reserved bit set in a paging entry";
     }

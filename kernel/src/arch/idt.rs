@@ -25,6 +25,7 @@ use x86_64::VirtAddr;
 use x86_64::instructions::tables::lidt;
 use x86_64::structures::DescriptorTablePointer;
 
+use super::entry_macros::arch_global_asm;
 use super::gdt;
 
 /// The registers saved on entry, in memory order (lowest address first).
@@ -66,6 +67,19 @@ impl TrapFrame {
     }
 }
 
+// The frame the entries build: the register area, then the vector and error
+// code the stubs push, then the CPU's frame, in this order with no gaps.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(TrapFrame, error_code) == offset_of!(TrapFrame, vector) + 8);
+    assert!(offset_of!(TrapFrame, rip) == offset_of!(TrapFrame, error_code) + 8);
+    assert!(offset_of!(TrapFrame, cs) == offset_of!(TrapFrame, rip) + 8);
+    assert!(offset_of!(TrapFrame, rflags) == offset_of!(TrapFrame, cs) + 8);
+    assert!(offset_of!(TrapFrame, rsp) == offset_of!(TrapFrame, rflags) + 8);
+    assert!(offset_of!(TrapFrame, ss) == offset_of!(TrapFrame, rsp) + 8);
+    assert!(size_of::<TrapFrame>() == offset_of!(TrapFrame, ss) + 8);
+};
+
 // The stubs. Vectors 8, 10-14, 17, 21, 29 and 30 get an error code from the CPU.
 // Each stub is at most 2 + 5 + 5 bytes, so a 16-byte stride holds any of them.
 global_asm!(
@@ -89,111 +103,83 @@ interrupt_stubs:
         .endif
         .set vector, vector + 1
     .endr
+    .text
+    "#,
+    options(att_syntax)
+);
 
+// The common entries. rsp points at the vector the stub pushed; below it goes
+// the register area (`tf_vector` bytes), so rsp then points at a TrapFrame.
+// The CPU aligned rsp to 16 before pushing its 5-word frame; with the error
+// code, the vector and the register area that is 22 words, so rsp is 16-byte
+// aligned at the call, as the C ABI wants.
+arch_global_asm!([
+    r#"
+    .section .text.interrupt_entry, "ax"
+    .global interrupt_common
 interrupt_common:
+    // The CPU leaves RFLAGS.AC as it was: close the SMAP window (a fault on a
+    // uaccess copy is handled with it closed; iretq restores it).
+    cmp byte ptr [rip + {smap}], 0
+    je 1f
+    clac
+1:
     // From ring 3 (the CS the CPU pushed, above the vector and error code):
     // switch to the kernel's GS base.
-    testb $3, 24(%rsp)
-    jz 1f
-    swapgs
-1:
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
-    cld
-    movq %rsp, %rdi
-    // The CPU aligned rsp to 16 before pushing its 5-word frame; with the error
-    // code, the vector and 15 registers that is 22 words, so rsp is 16-byte
-    // aligned here, as the C ABI wants before a call.
-    call {dispatch}
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
-    addq $16, %rsp
-    testb $3, 8(%rsp)
+    test byte ptr [rsp + {tf_cs} - {tf_vector}], 3
     jz 2f
     swapgs
 2:
+    sub rsp, {tf_vector}
+    SAVE_FRAME_REGS
+    cld
+    mov rdi, rsp
+    call {dispatch}
+    RESTORE_FRAME_REGS
+    add rsp, {tf_rip}
+    test byte ptr [rsp + {tf_cs} - {tf_rip}], 3
+    jz 3f
+    swapgs
+3:
     iretq
 
     // NMI, double fault, machine check: GS by the MSR, not by the frame's CS.
+    .global interrupt_paranoid
 interrupt_paranoid:
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+    cmp byte ptr [rip + {smap}], 0
+    je 4f
+    clac
+4:
+    sub rsp, {tf_vector}
+    SAVE_FRAME_REGS
     cld
     // IA32_GS_BASE: the kernel's is a kernel-half (negative) address, user
     // mode's is 0. rbx (callee-saved) remembers whether we swapped.
-    movl $0xc0000101, %ecx
+    mov ecx, 0xc0000101
     rdmsr
-    xorl %ebx, %ebx
-    testl %edx, %edx
-    js 3f
+    xor ebx, ebx
+    test edx, edx
+    js 5f
     swapgs
-    movl $1, %ebx
-3:
-    movq %rsp, %rdi
+    mov ebx, 1
+5:
+    mov rdi, rsp
     call {dispatch}
-    testl %ebx, %ebx
-    jz 4f
+    test ebx, ebx
+    jz 6f
     swapgs
-4:
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
-    addq $16, %rsp
+6:
+    RESTORE_FRAME_REGS
+    add rsp, {tf_rip}
     iretq
+    .text
     "#,
+],
     dispatch = sym interrupt_dispatch,
-    options(att_syntax)
+    smap = sym super::uaccess::UACCESS_SMAP_ON,
+    tf_vector = const core::mem::offset_of!(TrapFrame, vector),
+    tf_rip = const core::mem::offset_of!(TrapFrame, rip),
+    tf_cs = const core::mem::offset_of!(TrapFrame, cs),
 );
 
 unsafe extern "C" {

@@ -7,15 +7,20 @@
 //! ([`tsc`]) and the QEMU exit port ([`qemu`]).
 
 pub mod apic;
+pub mod context;
 pub mod cpu;
+pub mod crash;
+mod entry_macros;
 pub mod exceptions;
 pub mod gdt;
 pub mod hpet;
 pub mod idt;
+pub mod percpu;
 pub mod pmtimer;
 pub mod qemu;
 pub mod timer;
 pub mod trampoline;
 pub mod tsc;
+pub mod uaccess;
 pub mod usermode;
 pub mod vectors;

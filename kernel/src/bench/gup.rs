@@ -129,8 +129,9 @@ fn measure(mm: &alloc::sync::Arc<AddressSpace>, thp: bool) -> Result<Vec<String>
     for va in (buf..buf + len).step_by(PAGE_SIZE as usize) {
         fault::handle(VirtAddr::new(va), Access { kind: AccessKind::Write, user: false })
             .map_err(|e| err(format!("fault at {va:#x}: {}", e.as_str())))?;
-        // SAFETY: just mapped writable in the loaded address space (SMAP off).
-        unsafe { (va as *mut u64).write_volatile((va >> 12) | 1) };
+        // Just mapped writable in the loaded address space; through uaccess (SMAP).
+        crate::mm::uaccess::write_user(crate::mm::uaccess::UserPtr(va), &((va >> 12) | 1))
+            .map_err(|_| err(format!("write_user at {va:#x}: EFAULT")))?;
     }
     let chunks = len / HUGE_PAGE_SIZE;
     let huge = (0..chunks)

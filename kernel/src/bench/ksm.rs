@@ -69,8 +69,9 @@ fn measure(mm: &Arc<AddressSpace>, ksmd_cpu: usize) -> Result<String, BenchError
         fault::handle(VirtAddr::new(va), Access { kind: AccessKind::Write, user: false })
             .map_err(|e| err(format!("fault at {va:#x}: {}", e.as_str())))?;
         for off in (0..PAGE_SIZE).step_by(8) {
-            // SAFETY: just mapped writable in the loaded address space (SMAP off).
-            unsafe { ((va + off) as *mut u64).write_volatile(word(off)) };
+            // Just mapped writable in the loaded address space; through uaccess (SMAP).
+            crate::mm::uaccess::write_user(crate::mm::uaccess::UserPtr(va + off), &word(off))
+                .map_err(|_| err(format!("write_user at {:#x}: EFAULT", va + off)))?;
         }
     }
     let s0 = ksm::stats();
@@ -117,8 +118,10 @@ fn measure(mm: &Arc<AddressSpace>, ksmd_cpu: usize) -> Result<String, BenchError
     // The contents must survive merging.
     let mut bad = 0u64;
     for va in (buf..buf + len).step_by(8) {
-        // SAFETY: mapped (read-only now) in the loaded address space.
-        if unsafe { (va as *const u64).read_volatile() } != word(va - buf) {
+        // Mapped (read-only now) in the loaded address space; through uaccess.
+        let v = crate::mm::uaccess::read_user::<u64>(crate::mm::uaccess::UserPtr(va))
+            .map_err(|_| err(format!("read_user at {va:#x}: EFAULT")))?;
+        if v != word(va - buf) {
             bad += 1;
         }
     }

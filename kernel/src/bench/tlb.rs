@@ -60,9 +60,8 @@ pub fn run() -> Result<(), BenchError> {
                 let s = stop.clone();
                 sched::spawn_in(cpu, "tlb-spinner", Some(mm.clone()), move || {
                     while !s.load(Ordering::Relaxed) {
-                        // SAFETY: the page is mapped in this address space
-                        // for the whole benchmark; SMAP is off.
-                        unsafe { core::ptr::read_volatile(va.as_ptr::<u64>()) };
+                        // Mapped for the whole benchmark; through uaccess (SMAP).
+                        let _ = crate::mm::uaccess::read_user::<u64>(crate::mm::uaccess::UserPtr(va.as_u64()));
                     }
                 })
                 .map_err(|e| err(format!("spawn on cpu{cpu}: {e:?}")))

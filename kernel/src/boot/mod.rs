@@ -119,6 +119,12 @@ extern "C" fn stage2() -> ! {
         console::attach_framebuffer(buffer, info);
     }
     heap::init();
+    let protection = cpu::enable_smep_smap();
+    log::info!(
+        "cpu: SMEP {}, SMAP {}",
+        if protection.smep { "on" } else { "not offered" },
+        if protection.smap { "on" } else { "not offered" }
+    );
     gdt::install(gdt::TssStacks {
         double_fault: stack::alloc("cpu0 double-fault IST", IST_STACK_SIZE).top(),
         nmi: stack::alloc("cpu0 NMI IST", IST_STACK_SIZE).top(),

@@ -1,6 +1,7 @@
 //! Deliberate crashes (`crash=` boot option), to check on any machine that each
 //! kind of failure produces a useful report rather than a silent reset or hang.
 
+use crate::arch;
 use crate::boot_options::Crash;
 
 /// Performs the crash. Never returns (each path ends in the fatal handler or,
@@ -22,39 +23,47 @@ pub fn perform(kind: Crash) -> ! {
             let v = unsafe { core::ptr::read_volatile(p) };
             panic!("non-canonical read returned {v:#x}");
         }
-        Crash::InvalidOpcode => {
-            // SAFETY: ud2 raises #UD, which is the point.
-            unsafe { core::arch::asm!("ud2") };
-            panic!("ud2 returned");
-        }
+        Crash::InvalidOpcode => arch::crash::invalid_opcode(),
         Crash::DoubleFault => {
             // Point rsp at unmapped kernel memory (the MMIO region, which is
             // empty now) and push: the page fault cannot push its own frame
             // either, so the CPU raises a double fault, taken on its IST stack.
             // SAFETY: not safe: the fault is the point; nothing returns here.
-            unsafe {
-                core::arch::asm!(
-                    "mov rsp, {bad}",
-                    "push rax",
-                    bad = in(reg) crate::mm::layout::MMIO_START + 0x10_0000,
-                    options(noreturn)
-                )
-            }
+            unsafe { arch::crash::double_fault(crate::mm::layout::MMIO_START + 0x10_0000) }
         }
         Crash::StackOverflow => {
             recurse(0);
             unreachable!()
         }
-        Crash::TripleFault => {
-            let empty = x86_64::structures::DescriptorTablePointer { limit: 0, base: x86_64::VirtAddr::new(0) };
-            // SAFETY: not safe: with an empty IDT every exception escalates to a
-            // triple fault and the CPU resets, which is the point.
-            unsafe {
-                x86_64::instructions::tables::lidt(&empty);
-                core::arch::asm!("ud2", options(noreturn));
-            }
-        }
+        Crash::TripleFault => arch::crash::triple_fault(),
+        Crash::UserAccess => user_access(),
     }
+}
+
+/// Maps a user page in a fresh address space and, in a thread running in it,
+/// reads the page directly instead of through `mm::uaccess`: with SMAP the
+/// read faults (reported as a kernel read of a user page); without SMAP it
+/// succeeds, which the panic reports.
+fn user_access() -> ! {
+    use crate::mm::fault::{Access, AccessKind};
+    use crate::mm::mmap::{self, map};
+    let mm = alloc::sync::Arc::new(crate::mm::addr_space::AddressSpace::new().expect("no address space"));
+    let m = mm.clone();
+    let me = crate::smp::cpu_index();
+    let thread = crate::sched::spawn_in(me, "crash-useraccess", Some(mm), move || {
+        let va = mmap::mmap(&m, 0, crate::mm::PAGE_SIZE, 3, map::PRIVATE | map::ANONYMOUS).expect("mmap");
+        crate::mm::fault::handle(x86_64::VirtAddr::new(va), Access { kind: AccessKind::Write, user: false })
+            .expect("fault-in of the user page");
+        log::warn!("reading user page {va:#x} without uaccess (SMAP {})", arch::uaccess::smap_on());
+        // SAFETY: not safe: the page is mapped in the loaded address space,
+        // but the kernel may touch user memory only through uaccess; the
+        // fault SMAP raises is the point.
+        let v = unsafe { core::ptr::read_volatile(va as *const u64) };
+        panic!("kernel read of user page {va:#x} returned {v:#x} instead of faulting (SMAP off)");
+    })
+    .expect("spawn");
+    thread.join();
+    unreachable!("the user-access thread returned")
 }
 
 /// Recurses until the stack's guard page stops it.

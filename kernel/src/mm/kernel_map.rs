@@ -146,22 +146,8 @@ pub fn build(phys_end: u64, elf: &[u8]) -> ImageLayout {
 /// The old stack (the bootloader's) is not mapped any more afterwards, so this
 /// never returns.
 pub fn activate_and_continue(stack_top: VirtAddr, next: extern "C" fn() -> !) -> ! {
-    let root = kernel_root().as_u64();
     // SAFETY: the new tables map the kernel image at the same addresses as the
     // old ones (so the next instruction is still there), the direct map at the
     // same offset, and the new stack; GDT and IDT live in the kernel image.
-    // Clearing rbp ends backtraces at this frame.
-    unsafe {
-        core::arch::asm!(
-            "mov cr3, {root}",
-            "mov rsp, {stack}",
-            "xor ebp, ebp",
-            "call {next}",
-            "ud2",
-            root = in(reg) root,
-            stack = in(reg) stack_top.as_u64(),
-            next = in(reg) next,
-            options(noreturn)
-        )
-    }
+    unsafe { crate::arch::cpu::switch_root_and_stack(kernel_root(), stack_top, next) }
 }

@@ -4,19 +4,19 @@
 //! Every access checks its range up front (Linux: access_ok): not below
 //! `USER_MIN` (null pointers and small offsets from them), no wrap-around, and
 //! ending at or below `USER_MAX`, which also keeps it canonical and out of the
-//! kernel half. The copy itself is one `rep movsb` in assembly; a page fault on
-//! it first goes to `mm::fault::handle` (demand paging, later), and if that
-//! fails, the exception table below maps the faulting instruction to a fixup
-//! that makes the copy return the bytes left, so the caller gets EFAULT
-//! instead of a crash. Kernel faults at user addresses anywhere else stay
-//! crash reports.
+//! kernel half. The copy itself is one `rep movsb` in `arch::uaccess`, the only
+//! place the kernel opens the SMAP window (`stac`/`clac`); a page fault on it
+//! first goes to `mm::fault::handle` (demand paging), and if that fails, the
+//! exception table maps the faulting instruction to a fixup that makes the copy
+//! return the bytes left, so the caller gets EFAULT instead of a crash. Kernel
+//! accesses to user addresses anywhere else are crash reports (with SMAP, even
+//! when the page is mapped).
 //!
 //! The copies run with interrupts enabled (a fault may sleep) and must not be
 //! called with a spinlock held.
 
-use core::arch::global_asm;
-
 use crate::arch::idt::TrapFrame;
+use crate::arch::{cpu, uaccess};
 use crate::mm::layout::{USER_MAX, USER_MIN};
 use abi::Errno;
 
@@ -64,74 +64,21 @@ pub fn check_range(addr: UserPtr, len: usize) -> Result<(), Efault> {
     if addr.0 < USER_MIN || end > USER_MAX { Err(Efault) } else { Ok(()) }
 }
 
-global_asm!(
-    r#"
-    .section .text.uaccess, "ax"
-    // rdi = dst, rsi = src, rdx = len; returns the bytes not copied.
-    .global uaccess_copy
-uaccess_copy:
-    mov rcx, rdx
-uaccess_copy_insn:
-    rep movsb
-uaccess_copy_fixup:
-    // On a fault that cannot be resolved the handler resumes here: rep movsb
-    // left rcx at the bytes it did not copy.
-    mov rax, rcx
-    ret
-
-    .section .rodata.uaccess_extable, "a"
-    .balign 8
-    .global uaccess_extable
-uaccess_extable:
-    .quad uaccess_copy_insn, uaccess_copy_fixup
-    .global uaccess_extable_end
-uaccess_extable_end:
-    .text
-    "#
-);
-
-/// One exception-table entry: a faulting instruction and where to resume.
-#[repr(C)]
-struct ExEntry {
-    insn: u64,
-    fixup: u64,
-}
-
-unsafe extern "C" {
-    fn uaccess_copy(dst: *mut u8, src: *const u8, len: usize) -> usize;
-    static uaccess_extable: ExEntry;
-    static uaccess_extable_end: ExEntry;
-}
-
-fn extable() -> &'static [ExEntry] {
-    let start = core::ptr::addr_of!(uaccess_extable);
-    let end = core::ptr::addr_of!(uaccess_extable_end);
-    // SAFETY: the assembly above lays out the entries contiguously between the
-    // two symbols, in read-only data that lives forever.
-    unsafe { core::slice::from_raw_parts(start, end.offset_from(start) as usize) }
-}
-
-/// Where to resume after an unresolvable fault at `rip`, if `rip` is a
-/// uaccess instruction.
-pub fn fixup_for(rip: u64) -> Option<u64> {
-    extable().iter().find(|e| e.insn == rip).map(|e| e.fixup)
-}
-
 /// The page-fault path for a kernel-mode fault: if it hit a uaccess
 /// instruction at a user address, resolve it (demand paging) or redirect the
 /// copy to its fixup, and return true. Anything else returns false (a crash).
 pub fn handle_kernel_fault(frame: &mut TrapFrame, addr: u64) -> bool {
-    let Some(fixup) = fixup_for(frame.rip) else { return false };
+    let Some(fixup) = uaccess::fixup_for(frame.rip) else { return false };
     if addr >= USER_MAX {
         return false;
     }
     let access = super::fault::Access::from_error_code(frame.error_code);
     let interrupts_were_on = frame.rflags & 0x200 != 0;
     if interrupts_were_on {
-        x86_64::instructions::interrupts::enable();
+        cpu::enable_interrupts();
     }
     let resolved = super::fault::handle(x86_64::VirtAddr::new(addr), access);
-    x86_64::instructions::interrupts::disable();
+    cpu::disable_interrupts();
     if resolved.is_err() {
         frame.rip = fixup;
     }
@@ -144,7 +91,7 @@ fn copy(dst: *mut u8, src: *const u8, len: usize) -> Result<(), Efault> {
     }
     // SAFETY: the caller checked the user side; the kernel side is a live
     // buffer of `len` bytes; faults on the user side are fixed up.
-    let left = unsafe { uaccess_copy(dst, src, len) };
+    let left = unsafe { uaccess::copy(dst, src, len) };
     if left == 0 { Ok(()) } else { Err(Efault) }
 }
 

@@ -118,7 +118,7 @@ fn probe_once(mm: &crate::mm::addr_space::AddressSpace, addr: u64) -> Result<u64
             frame_io::read_word(page::page_of(e.addr()), (addr & (PAGE_SIZE - 1)) as usize)
         }
     };
-    x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(addr));
+    crate::arch::cpu::flush_tlb_page(x86_64::VirtAddr::new(addr));
     Ok(value)
 }
 

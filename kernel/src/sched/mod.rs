@@ -22,7 +22,6 @@
 //! scheduler holds a reference to the loaded address space, so it cannot be
 //! freed while any CPU has it loaded; [`leave_lazy_mm`] drops a lazy one.
 
-mod switch;
 pub mod task;
 pub mod wait;
 
@@ -187,7 +186,7 @@ pub fn schedule() {
     *rq.previous.lock() = Some(prev);
     // SAFETY: interrupts are off; `save` points into `prev`, which `previous`
     // keeps alive until the task we switch to releases it in finish_switch().
-    unsafe { switch::switch_to(save, next_rsp) };
+    unsafe { crate::arch::context::switch_to(save, next_rsp) };
     finish_switch();
     if were_enabled {
         x86_64::instructions::interrupts::enable();
@@ -221,12 +220,11 @@ fn switch_mm(me: usize, next: &Task) {
 }
 
 fn load_root(root: x86_64::PhysAddr) {
-    let frame = x86_64::structures::paging::PhysFrame::containing_address(root);
     // SAFETY: `root` is an address space's top-level table (or the kernel's),
     // whose kernel half is the kernel's own, so the code, stack and data in use
     // stay mapped across the write. Without PCID the write flushes the
     // non-global TLB entries, which is what a new user half needs.
-    unsafe { x86_64::registers::control::Cr3::write(frame, x86_64::registers::control::Cr3Flags::empty()) };
+    unsafe { crate::arch::cpu::load_page_table_root(root) };
 }
 
 /// Stops borrowing a lazily kept address space on this CPU: loads the kernel
@@ -283,8 +281,8 @@ fn finish_switch() {
     }
 }
 
-/// First code of a new task (called by the switch trampoline).
-extern "C" fn task_main() -> ! {
+/// First code of a new task (the entry `arch::context::initial_stack` gets).
+pub(super) extern "C" fn task_main() -> ! {
     finish_switch();
     let me = current_task();
     let entry = me.entry.lock().take().expect("task started twice");

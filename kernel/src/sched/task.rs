@@ -119,7 +119,7 @@ impl Task {
         let stack = pooled.unwrap_or_else(|| stack::alloc("kernel thread", THREAD_STACK_SIZE));
         // SAFETY: the stack is mapped and unused (fresh or returned to the pool
         // by a dead task that no CPU runs on any more).
-        let rsp = unsafe { super::switch::initial_stack(stack.top().as_u64()) };
+        let rsp = unsafe { crate::arch::context::initial_stack(stack.top().as_u64(), super::task_main) };
         Task {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name,

@@ -84,8 +84,10 @@ static mut BSP: PerCpu = PerCpu::new(0, 0);
 pub unsafe fn install(block: &'static mut PerCpu) {
     block.self_ptr = block as *const PerCpu;
     let addr = block as *const PerCpu as u64;
-    // The GS base is the kernel's per-CPU pointer; nothing else uses GS.
-    x86_64::registers::model_specific::GsBase::write(x86_64::VirtAddr::new(addr));
+    // SAFETY: the block is immortal (the caller's promise) and starts with its
+    // own address (set above); the GS base is the kernel's per-CPU pointer and
+    // nothing else uses GS in ring 0.
+    unsafe { crate::arch::percpu::set_gs_base(x86_64::VirtAddr::new(addr)) };
     // Release: a CPU that finds the pointer sees the initialised block.
     CPUS[block.index as usize].store(block, Ordering::Release);
 }
@@ -105,10 +107,9 @@ pub fn init_boot_cpu(apic_id: u32) {
 /// This CPU's block.
 pub fn current() -> &'static PerCpu {
     debug_assert!(READY.load(Ordering::Relaxed), "per-CPU data used before init_boot_cpu");
-    let ptr: *const PerCpu;
     // SAFETY: GS base points at this CPU's installed block, whose first word is
     // its own address (see `install`).
-    unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, preserves_flags, readonly)) };
+    let ptr = unsafe { crate::arch::percpu::gs_self_pointer() }.cast::<PerCpu>();
     // SAFETY: installed blocks live forever.
     unsafe { &*ptr }
 }

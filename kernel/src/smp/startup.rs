@@ -199,9 +199,7 @@ extern "C" fn ap_entry(start: &'static ApStart) -> ! {
     STARTED.store(block.apic_id + 1, Ordering::Release);
     // SAFETY: the kernel root maps everything the low root maps in the kernel
     // half (it was copied from it), including this stack and code.
-    unsafe {
-        core::arch::asm!("mov cr3, {}", in(reg) kernel_map::kernel_root().as_u64(), options(nostack));
-    }
+    unsafe { cpu::load_page_table_root(kernel_map::kernel_root()) };
     // Per-CPU data first: logging and every lock below read it.
     // SAFETY: this AP's block, installed once, on this CPU.
     unsafe { percpu::install(block) };
@@ -209,6 +207,10 @@ extern "C" fn ap_entry(start: &'static ApStart) -> ! {
     idt::install();
     crate::arch::usermode::init_this_cpu();
     cpu::enable_protection_features();
+    let protection = cpu::enable_smep_smap();
+    if protection.smap != crate::arch::uaccess::smap_on() {
+        log::warn!("cpu{}: SMAP {:?} differs from the boot CPU's", crate::smp::cpu_index(), protection.smap);
+    }
     apic::init_this_cpu();
     super::ap_online()
 }

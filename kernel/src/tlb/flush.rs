@@ -43,6 +43,7 @@ use core::sync::atomic::{Ordering, fence};
 use x86_64::VirtAddr;
 use x86_64::instructions::interrupts;
 
+use crate::arch::cpu;
 use super::{Counters, FlushMode, GLOBAL, MmTlbState, config, count};
 use crate::mm::layout::{KERNEL_HALF_START, USER_END};
 use crate::mm::paging;
@@ -100,43 +101,22 @@ impl LocalOp {
             LocalOp::Pages { start, end, stride } => {
                 let mut va = start;
                 while va < end {
-                    x86_64::instructions::tlb::flush(VirtAddr::new(va));
+                    cpu::flush_tlb_page(VirtAddr::new(va));
                     va += stride.size();
                 }
                 (end - start) >> stride.shift()
             }
             LocalOp::All if global => {
-                flush_global();
+                cpu::flush_tlb_global();
                 0
             }
             LocalOp::All => {
                 // A CR3 reload: drops every non-global translation (no PCID).
-                x86_64::instructions::tlb::flush_all();
+                cpu::flush_tlb_nonglobal();
                 0
             }
         }
     }
-}
-
-/// Drops every translation, global ones included, on this CPU (Linux:
-/// native_flush_tlb_global() without INVPCID: toggle CR4.PGE). NMI-safe: an
-/// NMI that toggles in between restores the value it read, which keeps PGE
-/// as the interrupted toggle will set it.
-fn flush_global() {
-    use x86_64::registers::control::{Cr4, Cr4Flags};
-    interrupts::without_interrupts(|| {
-        let cr4 = Cr4::read();
-        if cr4.contains(Cr4Flags::PAGE_GLOBAL) {
-            // SAFETY: clearing and restoring PGE only flushes the TLB
-            // (SDM 4.10.4.1); paging stays on and nothing else changes.
-            unsafe {
-                Cr4::write(cr4 - Cr4Flags::PAGE_GLOBAL);
-                Cr4::write(cr4);
-            }
-        } else {
-            x86_64::instructions::tlb::flush_all();
-        }
-    });
 }
 
 fn delivery() -> Delivery {

@@ -84,16 +84,16 @@ pub fn touch(addr: u64, kind: AccessKind) {
 /// Writes `v` at `addr` (faulting it in for writing first).
 pub fn write(addr: u64, v: u64) {
     touch(addr, AccessKind::Write);
-    // SAFETY: the fault handler mapped `addr` writable in the loaded address
-    // space; a volatile write, as user code would do it.
-    unsafe { (addr as *mut u64).write_volatile(v) };
+    // Through uaccess, as every kernel access to user memory (SMAP).
+    kernel::mm::uaccess::write_user(kernel::mm::uaccess::UserPtr(addr), &v)
+        .unwrap_or_else(|_| panic!("write_user at {addr:#x}: EFAULT"));
 }
 
 /// Reads the u64 at `addr` (faulting it in for reading first).
 pub fn read(addr: u64) -> u64 {
     touch(addr, AccessKind::Read);
-    // SAFETY: mapped readable by the fault handler.
-    unsafe { (addr as *const u64).read_volatile() }
+    kernel::mm::uaccess::read_user::<u64>(kernel::mm::uaccess::UserPtr(addr))
+        .unwrap_or_else(|_| panic!("read_user at {addr:#x}: EFAULT"))
 }
 
 /// Where `addr` leads in `mm`'s tables.

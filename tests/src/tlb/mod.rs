@@ -228,15 +228,15 @@ pub fn write_phys(pa: PhysAddr, v: u64) {
 
 /// Reads the user word at `va` (in a thread running in the address space).
 pub fn read_user(va: VirtAddr) -> u64 {
-    // SAFETY: the caller runs in an address space that maps `va` to a frame
-    // it owns; SMAP is off.
-    unsafe { core::ptr::read_volatile(va.as_ptr::<u64>()) }
+    // Through uaccess, as every kernel access to user memory (SMAP).
+    kernel::mm::uaccess::read_user::<u64>(kernel::mm::uaccess::UserPtr(va.as_u64()))
+        .unwrap_or_else(|_| panic!("read_user at {va:?}: EFAULT"))
 }
 
 /// Writes the user word at `va`.
 pub fn write_user(va: VirtAddr, v: u64) {
-    // SAFETY: as in `read_user`.
-    unsafe { core::ptr::write_volatile(va.as_mut_ptr::<u64>(), v) }
+    kernel::mm::uaccess::write_user(kernel::mm::uaccess::UserPtr(va.as_u64()), &v)
+        .unwrap_or_else(|_| panic!("write_user at {va:?}: EFAULT"))
 }
 
 /// Values [`write_user_run`] stores.
