@@ -115,15 +115,10 @@ pub fn slow_falls() -> u64 {
 }
 
 fn table(pa: x86_64::PhysAddr) -> &'static PageTable {
-    // SAFETY: `pa` is the root or came from a present non-leaf entry read
-    // during this walk and passed `pgtable::lockless_table_ok` (a frame of
-    // physical memory, so in the direct map). Under the protocol the table
-    // cannot be freed while interrupts are off here; under a negative control
-    // it can, but its frame stays mapped in the direct map and is poisoned
-    // and quarantined, not unmapped, so the read is a logic error the walk
-    // detects (POISON_ENTRY, or a frame that is no table), never a
-    // memory-safety one.
-    unsafe { PageTable::at(pa) }
+    // `pa` is the root or came from a present non-leaf entry read during
+    // this walk and passed `pgtable::lockless_table_ok` (see
+    // pgtable::table_lockless for why a freed one is no memory-safety issue).
+    pgtable::table_lockless(pa)
 }
 
 /// Reads an entry once, reporting a walk into a freed (poisoned) table.
@@ -143,23 +138,10 @@ fn read_once(e: &Entry) -> Option<RawEntry> {
 #[inline(always)]
 fn try_grab(page: &'static Page, n: usize, flags: Foll, out: &mut Vec<Grabbed>) -> bool {
     if flags.contains(Foll::PIN) {
-        if !PinnedPage::try_pin_many(page, n as i32) {
-            return false;
-        }
-        for i in 0..n {
-            // SAFETY: try_pin_many took `n` pins; each value adopts one.
-            out.push(Grabbed::Pin(unsafe { PinnedPage::adopt(page::page(page.pfn() + i as u64)) }));
-        }
+        PinnedPage::try_pin_run(page, n, |p| out.push(Grabbed::Pin(p)))
     } else {
-        if !page.try_get_many(n as i32) {
-            return false;
-        }
-        for i in 0..n {
-            // SAFETY: try_get_many took `n` references; each value adopts one.
-            out.push(Grabbed::Ref(unsafe { PageRef::adopt(page::page(page.pfn() + i as u64)) }));
-        }
+        PageRef::try_get_run(page, n, |r| out.push(Grabbed::Ref(r)))
     }
-    true
 }
 
 /// Whether a read-only pin must leave this page to the slow path, which

@@ -20,6 +20,8 @@
 //! (pte re-read only) and `gup.irqs=on` (the walk runs with interrupts on);
 //! `unshare=off` changes [`gup_must_unshare`], which both paths ask.
 
+#![deny(unsafe_code)]
+
 pub mod fast;
 pub mod slow;
 

@@ -521,6 +521,18 @@ impl PageRef {
         if page.try_get_many(1) { Some(PageRef { page }) } else { None }
     }
 
+    /// Takes `n` references on `page`'s folio at once, lockless
+    /// (add-unless-zero, GUP-fast on a huge pmd), and hands one value per
+    /// page (`page`, the next page, ...) to `each`. `false`, and nothing
+    /// handed out, if the folio was free.
+    pub fn try_get_run(page: &'static Page, n: usize, mut each: impl FnMut(PageRef)) -> bool {
+        if !page.try_get_many(n as i32) {
+            return false;
+        }
+        (0..n as u64).for_each(|i| each(PageRef { page: self::page(page.pfn() + i) }));
+        true
+    }
+
     /// Adopts one of `n` references taken at once with
     /// [`Page::try_get_many`] (GUP-fast on a huge pmd).
     ///
@@ -586,6 +598,18 @@ impl PinnedPage {
             f.pincount.fetch_add(n, Ordering::AcqRel);
         }
         f.dma_pins.fetch_add(n, Ordering::AcqRel);
+        true
+    }
+
+    /// Pins `n` pages of `page`'s folio at once, lockless (as
+    /// [`PinnedPage::try_pin_many`]), and hands one value per page (`page`,
+    /// the next page, ...) to `each`. `false`, and nothing handed out, if
+    /// the folio was free.
+    pub fn try_pin_run(page: &'static Page, n: usize, mut each: impl FnMut(PinnedPage)) -> bool {
+        if !Self::try_pin_many(page, n as i32) {
+            return false;
+        }
+        (0..n as u64).for_each(|i| each(PinnedPage { page: self::page(page.pfn() + i) }));
         true
     }
 

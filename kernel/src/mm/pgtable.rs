@@ -86,6 +86,23 @@ pub fn lockless_leaf_page(pfn: u64) -> Option<&'static Page> {
     p
 }
 
+/// The table in frame `pa` for a lockless walker (GUP-fast), which may
+/// reach a table that is being freed: no PAGETABLE check (the walker asks
+/// [`lockless_table_ok`] first, which reports a freed table instead of
+/// panicking). Panics for a frame outside physical memory, which
+/// [`lockless_table_ok`] has refused already.
+pub fn table_lockless(pa: PhysAddr) -> &'static PageTable {
+    assert!(page::exists(pa.as_u64() / super::PAGE_SIZE), "page table at {pa:#x} outside physical memory");
+    // SAFETY: `pa` is a frame of RAM (checked), which the direct map covers
+    // for the kernel's life, and a `PageTable` is 512 atomic entries, valid
+    // over any contents. Under the protocol the table cannot be freed while
+    // the walker runs with interrupts off; under a negative control it can,
+    // but its frame is poisoned and quarantined, not unmapped, so reading it is a
+    // logic error the walker detects (POISON_ENTRY, or a frame that is no
+    // table), never a memory-safety one.
+    unsafe { PageTable::at(pa) }
+}
+
 /// A zeroed frame marked as a page table.
 pub fn alloc_table() -> Result<PhysAddr, NoMemory> {
     let f = frame::alloc_zeroed(0).ok_or(NoMemory)?;
