@@ -105,3 +105,29 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) -> usize {
     // SAFETY: as the caller guarantees; faults on the user side are fixed up.
     unsafe { uaccess_copy(dst, src, len) }
 }
+
+/// Runs `f` with ring-0 access to user pages allowed: RFLAGS.AC set (`stac`)
+/// before, cleared (`clac`) after, when SMAP is on (Linux:
+/// user_access_begin()/user_access_end() around unsafe_put_user()). For a
+/// run of plain accesses that must not be one call each (a test writer that
+/// keeps storing through one TLB entry while a shootdown is on its way).
+/// The `stac`/`clac` are compiler barriers: `f`'s accesses stay between them.
+///
+/// `f` must not sleep or switch tasks (the context switch does not save
+/// RFLAGS, so AC would stay set in the next task), and a fault in it is not
+/// fixed up: only what is mapped may be touched.
+#[inline(always)]
+pub fn with_user_access<R>(f: impl FnOnce() -> R) -> R {
+    let smap = smap_on();
+    if smap {
+        // SAFETY: stac only sets RFLAGS.AC (SMAP is on, so it is no #UD).
+        // No `nomem`: a compiler barrier, so f's accesses are not hoisted.
+        unsafe { core::arch::asm!("stac", options(nostack)) };
+    }
+    let r = f();
+    if smap {
+        // SAFETY: clac only clears RFLAGS.AC; no `nomem`, as above.
+        unsafe { core::arch::asm!("clac", options(nostack)) };
+    }
+    r
+}

@@ -114,8 +114,7 @@ fn one(mm: &Arc<AddressSpace>) -> Result<Option<u64>, BenchError> {
     let t1 = tsc::rdtsc();
     let huge = level(mm) == Some(Level::Pd);
     let bad = (0..512)
-        // SAFETY: mapped (huge or not) in the loaded address space.
-        .filter(|&i| unsafe { ((r + i * PAGE_SIZE) as *const u64).read_volatile() } != word(i))
+        .filter(|&i| uaccess::read_user::<u64>(UserPtr(r + i * PAGE_SIZE)) != Ok(word(i)))
         .count();
     m::munmap(mm, r, HUGE_PAGE_SIZE).map_err(|e| err(format!("munmap: {e:?}")))?;
     if bad > 0 {

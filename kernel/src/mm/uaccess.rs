@@ -124,3 +124,12 @@ pub fn write_user<T: Pod>(dst: UserPtr, value: &T) -> Result<(), Efault> {
     let bytes = unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) };
     copy_to_user(dst, bytes)
 }
+
+/// Runs `f` inside a user-access window (see `arch::uaccess::with_user_access`):
+/// for a run of raw accesses to mapped user memory that must not be a call
+/// each. No range check and no fixup: `f` touches only what the caller
+/// knows is mapped, and must not sleep.
+#[inline(always)]
+pub fn with_user_access<R>(f: impl FnOnce() -> R) -> R {
+    uaccess::with_user_access(f)
+}

@@ -49,8 +49,7 @@ kernel::ktests! {
                 let before = pmd.get();
                 // The CPU walks the tables now; it sets ACCESSED in every
                 // entry it passes that lacks it.
-                // SAFETY: mapped writable by the fault above.
-                unsafe { (a as *mut u64).write_volatile(7) };
+                kernel::mm::uaccess::write_user(kernel::mm::uaccess::UserPtr(a), &7u64).expect("write_user");
                 (before, pmd.get())
             });
             assert!(before.flags().contains(PteFlags::ACCESSED), "a table entry without ACCESSED: {before:?}");

@@ -247,14 +247,16 @@ pub const WRITE_RUN: u64 = 32;
 /// instructions (under QEMU's TCG only between translation blocks), so a
 /// writer made of such runs keeps writing through its TLB entry for the
 /// whole time a shootdown takes to arrive: the window `tlb.nowait` must be
-/// caught in (as `tlbwriter` does in ring 3).
+/// caught in (as `tlbwriter` does in ring 3). The run is one SMAP window
+/// (`with_user_access`), opened and closed outside the stores.
 #[inline(always)]
 pub fn write_user_run(va: VirtAddr, v: u64) {
     let w = va.as_mut_ptr::<u64>();
     macro_rules! store8 {
         ($b:expr) => {{
             let b = $b;
-            // SAFETY: as in `read_user`.
+            // SAFETY: the caller runs in an address space that maps `va`
+            // to a frame it owns, inside the user-access window below.
             unsafe {
                 core::ptr::write_volatile(w, b);
                 core::ptr::write_volatile(w, b + 1);
@@ -267,8 +269,10 @@ pub fn write_user_run(va: VirtAddr, v: u64) {
             }
         }};
     }
-    store8!(v);
-    store8!(v + 8);
-    store8!(v + 16);
-    store8!(v + 24);
+    kernel::mm::uaccess::with_user_access(|| {
+        store8!(v);
+        store8!(v + 8);
+        store8!(v + 16);
+        store8!(v + 24);
+    });
 }
