@@ -173,6 +173,7 @@ extern "C" fn stage2() -> ! {
         pmd_recheck: race.gup_pmd_recheck,
         irqs_off: !race.gup_irqs_on,
         unshare: race.unshare,
+        fork_seqcount: race.fork_seqcount,
     });
     log::info!("tlb: {}", crate::tlb::config());
     crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic);

@@ -359,8 +359,10 @@ pub fn get_user_pages_fast_only(start: u64, nr: usize, flags: Foll) -> Result<Ve
 
 fn fast_into(mm: &AddressSpace, start: u64, end: u64, flags: Foll, out: &mut Vec<Grabbed>) -> usize {
     // Fork write-protects ptes under this sequence; a pin that overlaps it
-    // goes to the slow path, which waits for fork on the mmap lock.
-    let seq = if flags.contains(Foll::PIN) {
+    // goes to the slow path, which waits for fork on the mmap lock. **The
+    // one decision point of `fork.seqcount=off`** (bug E: no sequence, and a
+    // pin may land on a page fork is sharing with the child).
+    let seq = if flags.contains(Foll::PIN) && super::fork_seqcount() {
         match mm.write_protect_seq_begin() {
             Some(s) => Some(s),
             None => return 0,

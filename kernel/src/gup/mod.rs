@@ -104,12 +104,16 @@ pub struct Controls {
     /// `unshare=off`: a read-only pin of a shared anonymous page pins it as
     /// it is (bug J, before v5.19's FAULT_FLAG_UNSHARE).
     pub unshare: bool,
+    /// `fork.seqcount=off`: GUP-fast pins without looking at fork's
+    /// `write_protect_seq` (bug E, before 57efa1fe5957).
+    pub fork_seqcount: bool,
 }
 
 static RECHECK: AtomicBool = AtomicBool::new(true);
 static PMD_RECHECK: AtomicBool = AtomicBool::new(true);
 static IRQS_OFF: AtomicBool = AtomicBool::new(true);
 static UNSHARE: AtomicBool = AtomicBool::new(true);
+static FORK_SEQCOUNT: AtomicBool = AtomicBool::new(true);
 
 /// Applies the boot options' switches (before any GUP runs).
 pub fn set_controls(c: Controls) {
@@ -117,6 +121,7 @@ pub fn set_controls(c: Controls) {
     PMD_RECHECK.store(c.pmd_recheck, Ordering::Relaxed);
     IRQS_OFF.store(c.irqs_off, Ordering::Relaxed);
     UNSHARE.store(c.unshare, Ordering::Relaxed);
+    FORK_SEQCOUNT.store(c.fork_seqcount, Ordering::Relaxed);
 }
 
 /// The switches in force.
@@ -126,7 +131,15 @@ pub fn controls() -> Controls {
         pmd_recheck: PMD_RECHECK.load(Ordering::Relaxed),
         irqs_off: IRQS_OFF.load(Ordering::Relaxed),
         unshare: UNSHARE.load(Ordering::Relaxed),
+        fork_seqcount: FORK_SEQCOUNT.load(Ordering::Relaxed),
     }
+}
+
+/// Whether GUP-fast checks fork's `write_protect_seq` around a pin
+/// (`fork.seqcount=`).
+#[inline(always)]
+pub(crate) fn fork_seqcount() -> bool {
+    FORK_SEQCOUNT.load(Ordering::Relaxed)
 }
 
 /// Whether a pin must not take `page` as it is mapped now but have it

@@ -43,6 +43,18 @@ fn needs_cow_for_dma(p: &page::Page) -> bool {
     EARLY_COW.load(Ordering::Relaxed) && p.has(PageFlags::ANON_EXCLUSIVE) && p.maybe_dma_pinned()
 }
 
+/// Called with the page's frame number right after fork decided to share a
+/// page (its pin check done, the parent's pte not yet write-protected): the
+/// race instrumentation registers its `writer.post_check` point here at
+/// boot (`race` sits above `mm`), so a test can hold a GUP-fast pin until
+/// fork has looked at the page.
+static SHARE_HOOK: spin::Once<fn(u64)> = spin::Once::new();
+
+/// Registers [`SHARE_HOOK`] (once, at boot).
+pub fn set_share_hook(f: fn(u64)) {
+    SHARE_HOOK.call_once(|| f);
+}
+
 impl From<AddressSpaceError> for NoMemory {
     fn from(_: AddressSpaceError) -> Self {
         NoMemory
@@ -180,6 +192,9 @@ fn copy_pte(
         let _ = new.into_mapping();
         child.add_rss(1);
         return Ok(());
+    }
+    if let Some(hook) = SHARE_HOOK.get() {
+        hook(p.pfn());
     }
     p.clear(PageFlags::ANON_EXCLUSIVE);
     let r = PageRef::new_ref(p);

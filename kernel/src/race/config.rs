@@ -62,6 +62,9 @@ pub struct RaceConfig {
     pub fork_early_cow: bool,
     /// `ksm.gate=`: which ptes KSM clears and flushes (bug K).
     pub ksm_gate: super::KsmGate,
+    /// `fork.seqcount=` (on by default): GUP-fast pins check fork's
+    /// `write_protect_seq` (bug E when off).
+    pub fork_seqcount: bool,
     /// `khugepaged.*=`: khugepaged's tunables for the boot (Linux's
     /// /sys/kernel/mm/transparent_hugepage/khugepaged/*).
     pub khugepaged: crate::khugepaged::Tunables,
@@ -107,6 +110,7 @@ impl RaceConfig {
         unshare: true,
         fork_early_cow: true,
         ksm_gate: super::KsmGate::AnonExclusive,
+        fork_seqcount: true,
         khugepaged: crate::khugepaged::Tunables::DEFAULT,
         widen: [Widening::None; Point::COUNT],
         explore: None,
@@ -167,6 +171,9 @@ impl RaceConfig {
         }
         if !self.fork_early_cow {
             s.push("fork.early_cow:off");
+        }
+        if !self.fork_seqcount {
+            s.push("fork.seqcount:off");
         }
         match self.ksm_gate {
             super::KsmGate::AnonExclusive => {}
@@ -285,6 +292,11 @@ pub const KEYS: &[KeyInfo] = &[
         help: "negative control: off = a read-only pin of a COW-shared anonymous page pins it as it is instead of unsharing it first (bug J, before Linux 5.19)",
     },
     KeyInfo {
+        key: "fork.seqcount",
+        values: "on|off",
+        help: "negative control: off = GUP-fast pins without checking fork's write_protect_seq (bug E, before Linux 5.11); a pin may land on a page fork is sharing with the child",
+    },
+    KeyInfo {
         key: "fork.early_cow",
         values: "on|off",
         help: "negative control: off = fork shares a possibly pinned exclusive page with the child like any other (bug E, before Linux 5.9); the parent's next write copies it away from the pin",
@@ -352,6 +364,7 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         .map(|v| c.cow_reuse = v),
         "unshare" => on_off(key, value).map(|v| c.unshare = v),
         "fork.early_cow" => on_off(key, value).map(|v| c.fork_early_cow = v),
+        "fork.seqcount" => on_off(key, value).map(|v| c.fork_seqcount = v),
         "ksm.gate" => match value {
             "anon_exclusive" => Ok(super::KsmGate::AnonExclusive),
             "flush_pending" => Ok(super::KsmGate::FlushPending),

@@ -68,6 +68,7 @@ pub fn init(c: &RaceConfig) {
     KSM_GATE.store(c.ksm_gate as u8, Ordering::Relaxed);
     crate::mm::fault::set_cow_reuse(c.cow_reuse);
     crate::mm::fork::set_early_cow(c.fork_early_cow);
+    crate::mm::fork::set_share_hook(|pfn| widen::at(widen::Point::WriterPostCheck, pfn));
     widen::init(c);
 }
 

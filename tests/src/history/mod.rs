@@ -22,6 +22,15 @@
 //!   CPU's next write goes into the KSM page without a fault. With the
 //!   2017 gate (`flush_pending`) or today's (`anon_exclusive`) KSM clears
 //!   and flushes, and that write faults and copies.
+//! * E, fork vs GUP-fast, its seqcount half (`fork.seqcount=off`, with
+//!   `gup.recheck=off` in both runs so that the sequence is the only
+//!   defence): a GUP-fast pin (FOLL_WRITE) has read the writable pte and
+//!   waits (interrupts off, `widen.gup.pre_ref`) until fork has checked
+//!   the page for pins and decided to share it; then it pins. Without the
+//!   sequence check the pin lands on the page now shared with the child and
+//!   the parent's next write copies away from it; with it the pin sees the
+//!   sequence changed, drops, and the slow path (after fork) pins the
+//!   parent's own copy.
 //! * J, read-only pins not coherent with later writes (`unshare=off`): a
 //!   process pins a page it shares with its child (after fork) read-only,
 //!   then writes it. Unsharing first (v5.19, FAULT_FLAG_UNSHARE) pins an
@@ -40,7 +49,7 @@ use kernel::mm::mmap as m;
 fn with_unshare<R>(on: bool, f: impl FnOnce() -> R) -> R {
     let set = |unshare: bool| {
         let c = gup::controls();
-        gup::set_controls(gup::Controls { recheck: c.recheck, pmd_recheck: c.pmd_recheck, irqs_off: c.irqs_off, unshare });
+        gup::set_controls(gup::Controls { unshare, ..c });
     };
     set(on);
     let r = f();
@@ -109,6 +118,41 @@ fn ksm_merge_under_a_deferred_flush(gate: kernel::race::KsmGate) -> Option<(bool
         (merged, ksm_page_written)
     });
     kernel::race::set_ksm_gate(kernel::race::KsmGate::AnonExclusive);
+    Some(r)
+}
+
+/// Bug E's seqcount interleaving, forced: returns whether the pin holds the
+/// page shared with the child, and what the parent's mapping shows of the
+/// device's later write through the pin.
+fn gup_fast_pin_across_fork(seqcount: bool) -> Option<(bool, u64)> {
+    use kernel::race::widen::{self, Point, Widening};
+    let cpu = crate::util::other_cpu()?;
+    let c0 = gup::controls();
+    gup::set_controls(gup::Controls { recheck: false, fork_seqcount: seqcount, ..gup::controls() });
+    widen::set(Point::GupPreRef, Widening::Wait(Some(Point::WriterPostCheck), 100_000));
+    let r = assert_no_leaks(|| {
+        let parent = new_mm();
+        let a = mmap(&parent, PAGE_SIZE, RW);
+        in_mm(&parent, move || write(a, 0xaaaa));
+        let pinner = kernel::sched::spawn_in(cpu, "fast pinner", Some(parent.clone()), move || {
+            gup::get_user_pages_fast(a, 1, Foll::PIN | Foll::WRITE).expect("DMA pin")
+        })
+        .expect("spawn");
+        // Let the pinner read the pte and start waiting for fork.
+        crate::util::spin_ns(20_000_000);
+        let child = fork_mm(&parent).expect("fork");
+        let pins = pinner.join();
+        widen::set(Point::GupPreRef, Widening::None);
+        let shared = translate(&child, a).unwrap().phys == pins[0].phys();
+        in_mm(&parent, move || write(a, 0xbbbb));
+        crate::mm::write_phys(pins[0].phys() + 8u64, 0xd0d0);
+        let seen = in_mm(&parent, move || read(a + 8));
+        drop(pins);
+        drop(child);
+        (shared, seen)
+    });
+    widen::set(Point::GupPreRef, Widening::None);
+    gup::set_controls(c0);
     Some(r)
 }
 
@@ -240,6 +284,18 @@ kernel::ktests! {
             assert!(merged, "ksm.gate={gate:?}: the page must still merge");
             assert!(!written, "ksm.gate={gate:?}: a write reached the KSM page without a fault");
         }
+    }
+
+    fn e_without_the_seqcount_a_gup_fast_pin_lands_on_the_page_fork_shares() {
+        let Some((shared, seen)) = gup_fast_pin_across_fork(false) else { return };
+        assert!(shared, "fork.seqcount=off: the pin must hold the page fork shared with the child");
+        assert_ne!(seen, 0xd0d0, "fork.seqcount=off: the parent must miss the device's write (the bug)");
+    }
+
+    fn e_with_the_seqcount_the_pin_retries_after_fork_on_the_parents_page() {
+        let Some((shared, seen)) = gup_fast_pin_across_fork(true) else { return };
+        assert!(!shared, "fork.seqcount=on: the pin must not hold the shared page");
+        assert_eq!(seen, 0xd0d0, "fork.seqcount=on: the parent does not see the device's write");
     }
 
     fn j_without_unshare_a_read_only_pin_misses_the_processs_later_write() {
