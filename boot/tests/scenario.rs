@@ -21,8 +21,10 @@ use testbed::testkit as common;
 /// Run-length bound of a safe row, seconds.
 const SAFE_SECS: &str = "secs=6";
 /// Run-length bound of a caught row, seconds (it ends at the first
-/// corruption; controls.md's target is 10 s of run time).
-const CAUGHT_SECS: &str = "secs=10";
+/// corruption). controls.md's target is 10 s of run time; the matrix
+/// measures against it (README), the test allows twice that, for a loaded
+/// CI host.
+const CAUGHT_SECS: &str = "secs=20";
 /// The seed of these tests (the matrix and the README's figures use others).
 const SEED: &str = "seed=7";
 /// Recipe 1: GUP-fast takes its reference only after a writer checked; the

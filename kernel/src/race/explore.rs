@@ -13,7 +13,9 @@
 //! `widen` matches: a page, or the pte table of a 2 MiB range), the target
 //! drawn uniformly among the writer points the scenario has reached, the
 //! bound drawn from [`WAIT_BOUNDS_US`] (long bounds let a slow writer come
-//! round to the page; short ones keep the run going).
+//! round to the page; short ones keep the run going). A wait also ends when
+//! the other side reaches no point at all for [`STALL_NS`]: it is blocked,
+//! perhaps by the wait itself (a flush waiting for this interrupts-off CPU).
 //!
 //! At a writer's point the same draw, but a forced wait (for GUP-fast's
 //! `gup.pre_ref`) is taken only on a page or range GUP-fast worked on in
@@ -43,6 +45,11 @@ pub const WRITER_DELAY_US: u32 = 50;
 pub const WAIT_BOUNDS_US: [u32; 4] = [100, 1000, 10_000, 100_000];
 /// How recent GUP-fast's visit of a key must be for a writer to wait on it, ns.
 pub const HOT_NS: u64 = 50_000_000;
+/// A forced wait of the policy ends when the other side reached no point at
+/// all for this long, ns (it is blocked, perhaps by the wait itself: under
+/// `tlb=ipi` a writer's flush waits for a GUP-fast pausing with interrupts
+/// off).
+pub const STALL_NS: u64 = 5_000_000;
 /// Bound of the random time a side lets the other run on, us.
 pub const LINGER_US: u64 = 10;
 

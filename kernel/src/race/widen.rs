@@ -370,10 +370,26 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
             PAUSED_WRITER[c].store(p.is_writer(), Ordering::Relaxed);
             PAUSED_ALT[c].store(alt, Ordering::Relaxed);
             PAUSED_PFN[c].store(pfn, Ordering::Release);
+            // The policy's waits also end when the other side stalls (no
+            // arrival anywhere for a while): it is then blocked, perhaps by
+            // this very pause (a flush waiting for this interrupts-off CPU),
+            // and waiting on could only run out the bound.
+            let stall = tsc::ns_to_ticks(super::explore::STALL_NS);
+            let (mut other_seen, mut other_at) = (other.load(Ordering::Relaxed), now);
+            let mut stalled = false;
             spin_until(deadline, || {
                 let (tp, ta) = (target_pfn.load(Ordering::Relaxed), target_alt.load(Ordering::Relaxed));
                 met = target.load(Ordering::Acquire) != seen && (tp == pfn || tp == alt || ta == pfn || ta == alt);
-                met
+                if explored && !met {
+                    let o = other.load(Ordering::Relaxed);
+                    let t = tsc::rdtsc();
+                    if o != other_seen {
+                        (other_seen, other_at) = (o, t);
+                    } else if t - other_at > stall {
+                        stalled = true;
+                    }
+                }
+                met || stalled
             });
             PAUSED_PFN[c].store(u64::MAX, Ordering::Relaxed);
             if explored {
