@@ -1,4 +1,4 @@
-//! Boots the main kernel under BIOS and UEFI with 1, 2 and 4 CPUs: each must end
+//! Boots the main kernel (boot only: `job=none`) under BIOS and UEFI with 1, 2 and 4 CPUs: each must end
 //! with `TESTBED-END status=pass` and QEMU status 33 (`testbed run` exit 0).
 
 use testbed::testkit as common;
@@ -7,7 +7,7 @@ use testbed::cli::KernelChoice;
 use testbed::qemu::Firmware;
 
 fn boots_and_passes(firmware: Firmware, smp: u32) {
-    let r = common::boot(KernelChoice::Main, firmware, smp, &[], 120);
+    let r = common::boot(KernelChoice::Main, firmware, smp, &["job=none"], 120);
     common::expect_exit(&r, 0);
     assert!(r.output.console.lines.iter().any(|l| l.contains("TESTBED-END status=pass")));
 }

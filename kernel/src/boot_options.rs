@@ -54,6 +54,11 @@ pub const KEYS: &[KeyInfo] = &[
         help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency; tlb: flush_page shootdown cost; shootdown: user mprotect/madvise cost by remote CPUs; gup: GUP-fast and slow-path cost per page; ksm: ksmd merge rate on 64 MiB of equal pages; collapse: MADV_COLLAPSE of 512 small pages with 0 and 1 remote CPUs)",
     },
     KeyInfo {
+        key: "job",
+        values: "races|none|list",
+        help: "main kernel, when no scenario=, bench= or init= is given: races (default) runs every row of every race scenario's table with a short bound and prints the table and one verdict (the main job); none only boots; list prints every scenario's rows (RESULT row lines, for the host's matrix)",
+    },
+    KeyInfo {
         key: "rcu.stall_ms",
         values: "<1..=600000>",
         help: "an RCU grace period older than this is reported with the CPUs that hold it up (NMI dump); ten times this is fatal",
@@ -146,6 +151,8 @@ pub struct BootOptions {
     pub dma: crate::dma::DmaConfig,
     /// `init=`: the user program the main kernel runs after boot.
     pub init: Option<&'static str>,
+    /// `job=`: what the main kernel does when nothing else is asked for.
+    pub job: crate::scenario::job::Job,
     /// The race tests' keys (`sync=`, `gup.*`, `ksm.*`, `widen.*`,
     /// `scenario=` and its parameters): see `race::config`.
     pub race: crate::race::RaceConfig,
@@ -173,6 +180,7 @@ impl BootOptions {
         tlb: crate::tlb::TlbConfig::DEFAULT,
         dma: crate::dma::DmaConfig::DEFAULT,
         init: None,
+        job: crate::scenario::job::Job::Races,
         race: crate::race::RaceConfig::DEFAULT,
         end: crate::power::EndAction::Halt,
         wedge_cpu: None,
@@ -326,6 +334,14 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
         "smp.ap_timeout_ms" => o.ap_timeout_ms = number_in(key, value, 1, 60_000)?,
         "smp.call_timeout_ms" => o.call_timeout_ms = number_in(key, value, 1, 600_000)?,
         "rcu.stall_ms" => o.rcu_stall_ms = number_in(key, value, 1, 600_000)?,
+        "job" => {
+            o.job = match value {
+                "races" => crate::scenario::job::Job::Races,
+                "none" => crate::scenario::job::Job::None,
+                "list" => crate::scenario::job::Job::List,
+                _ => return Err(bad(key, value)),
+            }
+        }
         "bench" => {
             // Each listed name must be known; the error names the bad one.
             for name in value.split(',') {

@@ -128,6 +128,25 @@ pub fn print(args: fmt::Arguments) {
     });
 }
 
+/// Writes formatted output to every sink there is, serial *and* the
+/// framebuffer, whatever `console=` chose (for the main job's table: a
+/// person at the screen and the host tool on the serial line both see it).
+pub fn print_everywhere(args: fmt::Arguments) {
+    if EMERGENCY.load(Ordering::Relaxed) {
+        emergency_print(args);
+        return;
+    }
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut c = CONSOLE.lock();
+        let (s, f) = (c.to_serial, c.to_framebuffer);
+        c.to_serial = c.serial.present();
+        c.to_framebuffer = c.framebuffer.is_some();
+        let _ = c.write_fmt(args);
+        c.to_serial = s;
+        c.to_framebuffer = f;
+    });
+}
+
 /// Switches every writer to the emergency path (see [`emergency_print`]).
 pub fn enter_emergency() {
     EMERGENCY.store(true, Ordering::SeqCst);

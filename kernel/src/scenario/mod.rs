@@ -26,6 +26,7 @@
 
 pub mod expected;
 pub mod harness;
+pub mod job;
 pub mod ksm_vs_gupfast;
 pub mod syscall;
 pub mod uprobe_vs_pin;
@@ -150,6 +151,21 @@ pub fn verdict(expected: Expected, o: &Outcome) -> Result<(), &'static str> {
         Expected::Safe if o.writes == 0 => Err("the writer did nothing (no merge or collapse), so 'safe' proves nothing"),
         Expected::Caught if o.corruptions + o.uaf == 0 => Err("a broken configuration was not caught"),
         _ => Ok(()),
+    }
+}
+
+/// The main job: every row of every scenario's table (see [`job`]);
+/// `job=list` only lists the rows.
+pub fn run_job(boot: &RaceConfig, what: job::Job) -> bool {
+    let (mut ksm, mut uprobe) = (ksm_vs_gupfast::Ksm, uprobe_vs_pin::Tracer);
+    let mut writers: [&mut dyn harness::Writer; 2] = [&mut ksm, &mut uprobe];
+    match what {
+        job::Job::Races => job::run(boot, &mut writers),
+        job::Job::List => {
+            job::list(&writers);
+            true
+        }
+        job::Job::None => true,
     }
 }
 

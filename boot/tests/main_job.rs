@@ -1,0 +1,57 @@
+//! The main job: the main kernel with no options (as `cargo run` and
+//! `./run-qemu.sh` boot it) runs every row of every scenario's table in one
+//! boot and prints the table and one verdict; `job=list` lists the rows (the
+//! race matrix reads them); `job=none` only boots (boot_main.rs).
+
+use testbed::cli::KernelChoice;
+use testbed::qemu::Firmware;
+use testbed::testkit as common;
+
+#[test]
+fn the_default_boot_shows_every_row_held_and_broken() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &[], 420);
+    let all = common::everything(&r);
+    let rows = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["job=list"], 120);
+    common::expect_exit(&rows, 0);
+    let listed: Vec<&String> = rows.output.console.results.iter().filter(|l| l.starts_with("RESULT row ")).collect();
+    assert!(listed.len() >= 9, "the kernel listed too few rows: {listed:?}");
+    assert!(all.contains("MAIN JOB: the seed's protocol held and broken"), "no table:\n{all}");
+    for row in &listed {
+        let (scenario, config, expected) = (
+            common::result_field(row, "scenario").unwrap(),
+            common::result_field(row, "config").unwrap(),
+            common::result_field(row, "expected").unwrap(),
+        );
+        // The table has the row, seen as expected ...
+        let seen = if expected == "caught" { "caught" } else { "safe" };
+        assert!(
+            r.output.console.lines.iter().any(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.len() >= 4 && w[0] == scenario && w[1] == config && w[2] == expected && w[3] == seen && w.last() == Some(&"ok")
+            }),
+            "no table line '{scenario} {config} {expected} {seen} ... ok':\n{all}"
+        );
+        // ... and its RESULT line, run under the default exploration.
+        let line = r
+            .output
+            .console
+            .results
+            .iter()
+            .find(|l| l.starts_with(&format!("RESULT scenario name={scenario} config={config} ")))
+            .unwrap_or_else(|| panic!("no RESULT line for {scenario} {config}:\n{all}"));
+        assert_eq!(common::result_field(line, "explore"), Some("auto"), "{line}");
+        assert_eq!(common::result_field(line, "verdict"), Some("ok"), "{line}");
+    }
+    assert!(all.contains("VERDICT: ok"), "no passing verdict line:\n{all}");
+    let job = r.output.console.results.iter().find(|l| l.starts_with("RESULT job ")).unwrap_or_else(|| panic!("no RESULT job line:\n{all}"));
+    assert_eq!(common::result_value::<usize>(job, "rows"), Some(listed.len()), "{job}");
+    assert_eq!(common::result_field(job, "verdict"), Some("ok"), "{job}");
+    common::expect_exit(&r, 0);
+}
+
+#[test]
+fn a_bad_job_is_a_usage_error() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 1, &["job=sometimes"], 120);
+    common::expect_exit(&r, 2);
+    assert!(common::everything(&r).contains("job"), "{}", common::everything(&r));
+}
