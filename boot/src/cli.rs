@@ -18,7 +18,14 @@ testbed: build a boot image for the kernel and run it under QEMU
 USAGE:
     cargo run -- [run] [OPTIONS] [key=value ...]     (or ./run-qemu.sh ...)
     cargo run -- image --out DIR [--suite NAME | --kernel PATH] [key=value ...]
+    cargo run -- matrix [--smp 2,3,4] [--seeds N] [--secs S] [--scenario NAME]
+                        [--explore auto,off] [--config A,B] [--rows all|caught|safe]
+                        [--first-seed N] [--mem SIZE] [--out DIR]
     cargo run -- help
+
+With no options (and no scenario=, bench= or init=) the main kernel runs the main job:
+every row of every race scenario's table, one after the other, then a table and one
+verdict on serial and screen (job=none boots only).
 
 Words of the form key=value are kernel boot options (key: a-z 0-9 . _ -, value:
 no whitespace and no '#'). They are written one per line into a text file that is put into
@@ -55,6 +62,14 @@ OPTIONS (run):
 OPTIONS (image):
     --out DIR           write DIR/bios.img and DIR/uefi.img (dd them to a USB stick)
     --suite NAME, --kernel PATH   as above
+
+OPTIONS (matrix): the race matrix: every row of every scenario's table (the kernel lists
+them) for each CPU count, exploration mode and seed, one boot per run with a wall-clock
+bound; a progress bar, one table (caught n/N, median and p90 time to the first
+corruption, overlaps/s, iterations/s, corruption kinds), runs.csv, summary.json and
+time-to-catch.svg in --out (default target/testbed/matrix). Defaults: --smp 2,
+--seeds 3 (seeds 1000, 1001, ...), --secs 10, --explore auto, every scenario and row.
+Exit 0 when every run met its row's expectation, 1 otherwise, 2 for a usage error.
 
 EXIT STATUS (run):
     0 pass, 1 failure reported by the kernel (test failure, panic, CPU exception),
@@ -154,6 +169,7 @@ pub struct ImageOptions {
 pub enum Command {
     Run(RunOptions),
     Image(ImageOptions),
+    Matrix(crate::matrix::MatrixOptions),
     Help,
 }
 
@@ -262,6 +278,12 @@ where
         Some("image") => {
             args.remove(0);
             "image"
+        }
+        Some("matrix") => {
+            if args.iter().any(|a| a == "--help" || a == "-h") {
+                return Ok(Command::Help);
+            }
+            return crate::matrix::parse(&args[1..]).map(Command::Matrix);
         }
         Some("help") => {
             if args.len() > 1 {

@@ -5,6 +5,7 @@
 //! * [`image`]: disk images and the boot-options file;
 //! * [`qemu`]: QEMU flags, accelerator probing, running, exit-status mapping, gdb;
 //! * [`serial`]: the console stream and the kernel <-> host protocol;
+//! * [`matrix`]: the race matrix (`testbed matrix`);
 //! * [`suite`]: running a kernel test suite with crash recovery;
 //! * [`suites`]: the kernels known by name.
 //!
@@ -13,6 +14,7 @@
 
 pub mod cli;
 pub mod image;
+pub mod matrix;
 pub mod qemu;
 pub mod screen;
 pub mod serial;
@@ -432,6 +434,7 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
                 e.exit_code
             }
         },
+        cli::Command::Matrix(o) => matrix::main(&o),
         cli::Command::Run(o) => match run(&o, true) {
             Ok(r) => {
                 eprint!("{}", r.message());
