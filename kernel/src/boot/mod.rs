@@ -168,13 +168,7 @@ extern "C" fn stage2() -> ! {
     crate::race::init(&facts.options.race);
     let race = &facts.options.race;
     crate::khugepaged::set_tunables(race.khugepaged);
-    crate::gup::set_controls(crate::gup::Controls {
-        recheck: race.gup_recheck,
-        pmd_recheck: race.gup_pmd_recheck,
-        irqs_off: !race.gup_irqs_on,
-        unshare: race.unshare,
-        fork_seqcount: race.fork_seqcount,
-    });
+    crate::gup::set_controls(crate::gup::Controls::of(race));
     log::info!("tlb: {}", crate::tlb::config());
     crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic);
     let timer_mode = crate::sched::init_global();

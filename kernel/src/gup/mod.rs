@@ -115,6 +115,20 @@ static IRQS_OFF: AtomicBool = AtomicBool::new(true);
 static UNSHARE: AtomicBool = AtomicBool::new(true);
 static FORK_SEQCOUNT: AtomicBool = AtomicBool::new(true);
 
+impl Controls {
+    /// GUP's switches of a race configuration (one place for the boot and
+    /// the main job, so a new switch cannot be forgotten in one of them).
+    pub fn of(race: &crate::race::config::RaceConfig) -> Controls {
+        Controls {
+            recheck: race.gup_recheck,
+            pmd_recheck: race.gup_pmd_recheck,
+            irqs_off: !race.gup_irqs_on,
+            unshare: race.unshare,
+            fork_seqcount: race.fork_seqcount,
+        }
+    }
+}
+
 /// Applies the boot options' switches (before any GUP runs).
 pub fn set_controls(c: Controls) {
     RECHECK.store(c.recheck, Ordering::Relaxed);

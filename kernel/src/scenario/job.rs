@@ -60,12 +60,7 @@ struct Saved {
 fn install(race_cfg: &RaceConfig, tlb: TlbConfig) {
     crate::tlb::init(tlb);
     race::init(race_cfg);
-    crate::gup::set_controls(crate::gup::Controls {
-        recheck: race_cfg.gup_recheck,
-        pmd_recheck: race_cfg.gup_pmd_recheck,
-        irqs_off: !race_cfg.gup_irqs_on,
-        unshare: race_cfg.unshare,
-    });
+    crate::gup::set_controls(crate::gup::Controls::of(race_cfg));
 }
 
 /// The configuration of a row: the boot's run parameters (seed,
