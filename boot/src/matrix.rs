@@ -567,7 +567,7 @@ pub fn run(o: &MatrixOptions, progress: bool) -> Result<MatrixReport, String> {
                         if explore { "auto" } else { "off" }
                     ));
                     let r = run_one(row, cpus, seed, explore, o.secs, o.mem_mib);
-                    bar.println(format!(
+                    let line = format!(
                         "{} {} cpus={cpus} explore={} seed={seed}: {} (corruptions {}, uaf {}, overlaps {}, {} ms{})",
                         r.scenario,
                         r.config,
@@ -578,7 +578,14 @@ pub fn run(o: &MatrixOptions, progress: bool) -> Result<MatrixReport, String> {
                         r.overlaps,
                         r.elapsed_ms,
                         r.catch_ms.map_or(String::new(), |c| format!(", first corruption at {c} ms")),
-                    ));
+                    );
+                    // Without a terminal the bar is hidden and drops its
+                    // lines: print them plainly (a log of the runs).
+                    if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                        bar.println(line);
+                    } else {
+                        eprintln!("{line}");
+                    }
                     runs.push(r);
                     bar.inc(1);
                 }
