@@ -184,7 +184,17 @@ fn scenario_8(machine: &str) {
         machine: testbed::qemu::Machine::parse(machine).expect("machine"),
         smp: 8,
         timeout: Some(Duration::from_secs(300)),
-        boot_options: ["scenario=ksm-vs-gupfast", "secs=3", "seed=7", "widen.gup.pre_ref=wait:writer.post_check:300"]
+        // 8 vCPUs on 2 host cores: a CPU can go unscheduled for seconds, so
+        // the cross-CPU bound (which also bounds the DMA agent's start) is
+        // sized for that; with the default 2 s a 16-CPU run saw dio_read
+        // time out (ETIMEDOUT) in 1 of 4 runs.
+        boot_options: [
+            "scenario=ksm-vs-gupfast",
+            "secs=3",
+            "seed=7",
+            "widen.gup.pre_ref=wait:writer.post_check:300",
+            "smp.call_timeout_ms=10000",
+        ]
             .iter()
             .map(|s| s.to_string())
             .collect(),
