@@ -49,7 +49,7 @@ fn uefi_smp4() {
 #[test]
 fn end_reboot_resets_through_the_fadt() {
     for firmware in [Firmware::Bios, Firmware::Uefi] {
-        let r = common::boot(KernelChoice::Main, firmware, 1, &["end=reboot"], 120);
+        let r = common::boot(KernelChoice::Main, firmware, 1, &["end=reboot", "job=none"], 120);
         common::expect_exit(&r, 0);
         let text = r.console_text();
         assert!(text.contains("reset port 0xcf9 <- 0xf"), "the ACPI line does not show the reset register:\n{text}");
@@ -71,7 +71,7 @@ fn end_poweroff_enters_s5() {
             machine: testbed::qemu::Machine::parse(machine).unwrap(),
             smp: 1,
             timeout: Some(std::time::Duration::from_secs(120)),
-            boot_options: vec!["end=poweroff".into()],
+            boot_options: vec!["end=poweroff".into(), "job=none".into()],
             ..Default::default()
         };
         let r = testbed::run(&opts, true).unwrap_or_else(|e| panic!("{}", e.message));

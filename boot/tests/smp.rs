@@ -124,7 +124,7 @@ fn boot_main(machine: &str, smp: u32, maxcpus: Option<u32>, options: &[&str], ti
 /// and reported on the ACPI line, never started and never waited for.
 #[test]
 fn hotpluggable_madt_cpus_are_reported_never_started() {
-    let r = boot_main("q35", 2, Some(4), &[], 180);
+    let r = boot_main("q35", 2, Some(4), &["job=none"], 180);
     let log = r.console_text();
     assert!(log.contains("ACPI: 2 CPUs (apic ids 0,1) + 2 "), "the ACPI line does not count the 2 extra entries:\n{log}");
     assert!(log.contains("+ 2 disabled (not started)") || log.contains("+ 2 online-capable (apic ids 2,3; not started)"), "{log}");
@@ -138,13 +138,13 @@ fn hotpluggable_madt_cpus_are_reported_never_started() {
 /// reported; the invariant case needs KVM with a host that has it.
 #[test]
 fn no_hpet_pm_timer_calibrates_and_tsc_invariance_is_reported() {
-    let r = boot_main("q35,hpet=off", 1, None, &[], 180);
+    let r = boot_main("q35,hpet=off", 1, None, &["job=none"], 180);
     let log = r.console_text();
     assert!(log.contains("ACPI: no HPET table") && log.contains(", no HPET, PM timer at port"), "{log}");
     assert!(log.contains("kHz from acpi-pm-timer"), "the PM timer did not calibrate the TSC:\n{log}");
     assert!(log.contains("time: TSC NOT invariant"), "TCG's non-invariant TSC was not reported:\n{log}");
     // With the HPET (the default) the HPET calibrates.
-    let r = boot_main("q35", 1, None, &[], 180);
+    let r = boot_main("q35", 1, None, &["job=none"], 180);
     assert!(r.console_text().contains("kHz from hpet"), "{}", r.console_text());
 }
 
