@@ -291,3 +291,158 @@ fn uprobes_fixed_is_safe_against_pins() {
 fn uprobes_legacy_replacing_a_pinned_page_is_caught() {
     uprobe_row(&["uprobes=legacy"], "caught");
 }
+
+// ---------------------------------------------------------------------------
+// collapse-vs-gupfast: every row of controls.md's collapse table (2 CPUs; the
+// defaults also on 4) under the default exploration policy, each caught row
+// next to a safe row that differs from it by exactly one switch. The
+// workers pin subpages of a 2 MiB range that khugepaged keeps collapsing
+// and that they rebuild as 512 ptes at once; the scenario's device is slow
+// (0-30 ms per transfer), so that a write through a pin that slipped past
+// the isolate step lands after the copy (kernel/src/scenario/
+// collapse_vs_gupfast.rs). Then the README's recipes (explicit keys, which
+// replace the exploration) on one pair each.
+
+/// Recipe for the GUP-side rows: a GUP-fast that has read a pte of the
+/// range waits (at most 10 ms) until a collapse of that table has done its
+/// isolate step, which then dawdles 200 us.
+const COLLAPSE_GUP: &[&str] = &["widen.gup.pre_ref=wait:writer.post_check:10000", "widen.writer.post_check=200"];
+/// Recipe for bug G's pair: a GUP-fast that has read the pmd waits (at most
+/// 50 ms) before reading the pte table until a collapse of that table freed
+/// it.
+const COLLAPSE_TABLE: &[&str] = &["widen.gup.pre_pte=wait:collapse.post_free:50000"];
+
+/// Boots scenario `name` with `run`, `widen` and `config` options; the run,
+/// its `RESULT scenario` line and everything it printed.
+fn run_row(smp: u32, name: &str, run: &[&str], widen: &[&str], config: &[&str]) -> (testbed::RunReport, String, String) {
+    let scenario = format!("scenario={name}");
+    let mut options = vec![scenario.as_str()];
+    options.extend_from_slice(run);
+    options.extend_from_slice(widen);
+    options.extend_from_slice(config);
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, smp, &options, 240);
+    let all = common::everything(&r);
+    let prefix = format!("RESULT scenario name={name} ");
+    let line = r
+        .output
+        .console
+        .results
+        .iter()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no RESULT scenario line for {config:?}:\n{all}"))
+        .clone();
+    (r, line, all)
+}
+
+/// What a caught collapse row must show.
+#[derive(Clone, Copy)]
+enum Caught {
+    /// A device write lost: the pin was on a subpage the collapse replaced.
+    DmaLoss,
+    /// A walker read the freed, poisoned pte table.
+    Uaf,
+}
+
+fn collapse_row(smp: u32, config: &[&str], widen: &[&str], expected: Option<Caught>) {
+    // A caught row ends at its first catch; its bound only limits a failure.
+    let secs = if expected.is_some() { "secs=30" } else { SAFE_SECS };
+    let (r, line, all) = run_row(smp, "collapse-vs-gupfast", &[secs, "seed=11"], widen, config);
+    let get = |k: &str| value(&line, k).unwrap_or_else(|| panic!("no numeric {k}= in: {line}"));
+    assert_eq!(get("cpus"), u64::from(smp), "{line}");
+    assert_eq!(field(&line, "collapser"), Some("khugepaged"), "{line}");
+    assert_eq!(field(&line, "explore"), Some(if widen.is_empty() { "auto" } else { "off" }), "{line}");
+    assert!(get("iterations") > 0, "the workers did nothing: {line}\n{all}");
+    assert!(get("collapses") > 0, "nothing was collapsed: {line}\n{all}");
+    assert_eq!(get("invariant_errors"), 0, "invariant errors: {line}\n{all}");
+    match expected {
+        None => {
+            assert_eq!(field(&line, "expected"), Some("safe"), "the kernel expects another outcome: {line}");
+            assert_eq!(get("corruptions"), 0, "corruption in a safe configuration: {line}\n{all}");
+            assert_eq!(get("uaf"), 0, "use after free in a safe configuration: {line}\n{all}");
+            assert!(get("overlaps") > 0, "no overlap: the race was not exercised: {line}\n{all}");
+        }
+        Some(kind) => {
+            assert_eq!(field(&line, "expected"), Some("caught"), "the kernel expects another outcome: {line}");
+            match kind {
+                Caught::DmaLoss => assert!(get("dma_lost") >= 1, "no device write was lost: {line}\n{all}"),
+                Caught::Uaf => assert!(get("uaf") >= 1, "no walker read a freed table: {line}\n{all}"),
+            }
+        }
+    }
+    assert_eq!(field(&line, "verdict"), Some("ok"), "{line}");
+    common::expect_exit(&r, 0);
+}
+
+#[test]
+fn collapse_defaults_are_safe() {
+    collapse_row(2, &[], &[], None);
+}
+
+#[test]
+fn collapse_defaults_are_safe_on_4_cpus() {
+    collapse_row(4, &[], &[], None);
+}
+
+/// Caught partner of the defaults.
+#[test]
+fn collapse_checking_before_clearing_is_caught() {
+    collapse_row(2, &["collapse.check_before_clear=on"], &[], Some(Caught::DmaLoss));
+}
+
+/// controls.md: the IPI serialises (no caught row differs from it by one
+/// switch: bug F needs both a flush that does not wait and no table sync).
+#[test]
+fn collapse_without_pmd_recheck_is_safe_with_ipi_flushes() {
+    collapse_row(2, &["gup.pmd_recheck=off"], &[], None);
+}
+
+/// Safe partner of bug F: the pmd recheck.
+#[test]
+fn collapse_nmi_flushes_and_rcu_table_free_are_safe() {
+    collapse_row(2, &["tlb=nmi", "ptfree=rcu"], &[], None);
+}
+
+/// Bug F (Yang Shi 2022, 70cbc3cc78a9).
+#[test]
+fn collapse_without_pmd_recheck_with_nmi_flushes_is_caught() {
+    collapse_row(2, &["gup.pmd_recheck=off", "tlb=nmi", "ptfree=rcu"], &[], Some(Caught::DmaLoss));
+}
+
+/// Claim (2) for collapse: the grace period between flush and isolate.
+#[test]
+fn collapse_no_recheck_with_rcu_sync_is_safe() {
+    collapse_row(2, &["gup.recheck=off", "gup.pmd_recheck=off", "tlb=nmi", "ptfree=rcu", "sync=rcu"], &[], None);
+}
+
+/// Caught partner of claim (2): the same without the grace period.
+#[test]
+fn collapse_no_recheck_without_rcu_sync_is_caught() {
+    collapse_row(2, &["gup.recheck=off", "gup.pmd_recheck=off", "tlb=nmi", "ptfree=rcu"], &[], Some(Caught::DmaLoss));
+}
+
+/// Safe partner of bug G: the table sync IPI waits for the walk.
+#[test]
+fn collapse_nmi_flushes_with_table_sync_are_safe() {
+    collapse_row(2, &["tlb=nmi"], &[], None);
+}
+
+/// Bug G (Jann Horn 2022): caught as a use after free by the poisoned,
+/// quarantined table.
+#[test]
+fn collapse_without_table_sync_is_caught() {
+    collapse_row(2, &["collapse.no_table_sync=on", "tlb=nmi"], &[], Some(Caught::Uaf));
+}
+
+/// The GUP-side recipe on bug F's pair.
+#[test]
+fn collapse_recipe_gup_wait_on_bug_f() {
+    collapse_row(2, &["tlb=nmi", "ptfree=rcu"], COLLAPSE_GUP, None);
+    collapse_row(2, &["gup.pmd_recheck=off", "tlb=nmi", "ptfree=rcu"], COLLAPSE_GUP, Some(Caught::DmaLoss));
+}
+
+/// The table recipe on bug G's pair.
+#[test]
+fn collapse_recipe_table_wait_on_bug_g() {
+    collapse_row(2, &["tlb=nmi"], COLLAPSE_TABLE, None);
+    collapse_row(2, &["collapse.no_table_sync=on", "tlb=nmi"], COLLAPSE_TABLE, Some(Caught::Uaf));
+}

@@ -264,9 +264,12 @@ pub mod race {
     /// pages * 4096)` to the scenario's writer (uprobe-vs-pin's tracer
     /// probes byte 0 of each).
     pub const TARGET: usize = 4;
+    /// `race(HUGE, addr) -> 0|1`: whether a huge pmd maps `addr` now
+    /// (collapse-vs-gupfast workers rebuild a collapsed range).
+    pub const HUGE: usize = 5;
 
     /// Number of parameter words.
-    pub const PARAM_WORDS: usize = 7;
+    pub const PARAM_WORDS: usize = 8;
     /// This worker's index (0-based).
     pub const P_WORKER: usize = 0;
     /// Number of workers.
@@ -282,6 +285,13 @@ pub mod race {
     /// Bound of the random pause (microseconds) between refilling a page
     /// and pinning it (`scenario.prep_us`).
     pub const P_PREP_US: usize = 6;
+    /// collapse-vs-gupfast: who collapses ([`COLLAPSER_MADVISE`] or
+    /// [`COLLAPSER_KHUGEPAGED`]).
+    pub const P_COLLAPSER: usize = 7;
+    /// The workers' own `MADV_COLLAPSE` thread collapses.
+    pub const COLLAPSER_MADVISE: u64 = 0;
+    /// khugepaged collapses.
+    pub const COLLAPSER_KHUGEPAGED: u64 = 1;
 
     /// Counter: iterations done.
     pub const R_ITERATIONS: usize = 0;

@@ -289,6 +289,10 @@ fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: u64, end: u64, w: &
     // the table it detaches (the 2 MiB range, not one page).
     let table_pfn = pmd.addr().as_u64() / PAGE_SIZE;
     w.seen.push(table_pfn);
+    // The walker holds a pointer into the table from here on: only the
+    // table sync (an IPI this interrupts-off walk holds back) or a grace
+    // period keeps the table from being freed under it (bug G).
+    widen::at_keys(Point::GupPrePte, table_pfn, table_pfn);
     let (recheck, pmd_recheck) = (w.c.recheck, w.c.pmd_recheck);
     while addr < end {
         let ptep = pt.entry(Level::Pt.index(addr));

@@ -324,6 +324,7 @@ fn collapse(mm: &Arc<AddressSpace>, haddr: u64, cc: Control) -> Result<Collapsed
     mm.add_rss(512 - pages.len() as i64);
     drop(vmas);
     pgtable::pte_free(detached, plan);
+    widen::at(Point::CollapsePostFree, key);
     Ok(Collapsed::Collapsed)
 }
 

@@ -18,6 +18,7 @@ pub const PROGRAMS: &[(&str, &[u8])] = &[
     program!("cow"),
     program!("memcalls"),
     program!("ksmrace"),
+    program!("collrace"),
     program!("dio"),
     program!("fault"),
     program!("badptr"),

@@ -19,6 +19,19 @@ pub enum ScenarioName {
     /// Direct-I/O pins on an executable private mapping while a tracer
     /// installs and removes uprobes on its pages.
     UprobeVsPin,
+    /// Direct-I/O pins by GUP-fast on subpages while MADV_COLLAPSE or
+    /// khugepaged collapses their 2 MiB ranges.
+    CollapseVsGupfast,
+}
+
+/// Who collapses in collapse-vs-gupfast (`scenario.collapser=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Collapser {
+    /// The khugepaged thread scans the workers' `MADV_HUGEPAGE` ranges
+    /// (the default).
+    Khugepaged,
+    /// A thread of each worker process calls `MADV_COLLAPSE` on its range.
+    Madvise,
 }
 
 impl ScenarioName {
@@ -27,6 +40,7 @@ impl ScenarioName {
         match self {
             ScenarioName::KsmVsGupfast => "ksm-vs-gupfast",
             ScenarioName::UprobeVsPin => "uprobe-vs-pin",
+            ScenarioName::CollapseVsGupfast => "collapse-vs-gupfast",
         }
     }
 }
@@ -86,6 +100,8 @@ pub struct RaceConfig {
     /// `scenario.prep_us=`: the workers' random pause between refilling a
     /// page and pinning it.
     pub prep_us: u64,
+    /// `scenario.collapser=`: who collapses in collapse-vs-gupfast.
+    pub collapser: Collapser,
     /// `ksm.pages_to_scan=`: the scenario's ksmd batch (Linux's
     /// pages_to_scan).
     pub ksm_pages_to_scan: u64,
@@ -120,6 +136,7 @@ impl RaceConfig {
         seed: 1,
         cpus: None,
         prep_us: 0,
+        collapser: Collapser::Khugepaged,
         ksm_pages_to_scan: 64,
         ksm_sleep_us: 0,
     };
@@ -260,6 +277,12 @@ pub const KEYS: &[KeyInfo] = &[
         help: "negative control: the pte table a collapse detached is poisoned and freed at once, with no table sync (IPI or grace period) for lockless walkers",
     },
     KeyInfo { key: "widen.collapse.pre_copy", values: "US|rand:US|wait:US|wait:POINT:US", help: "window widening in a collapse between the isolation and the copy into the huge page" },
+    KeyInfo {
+        key: "widen.gup.pre_pte",
+        values: "US|rand:US|wait:US|wait:POINT:US",
+        help: "window widening in GUP-fast between reading a pmd that points to a pte table and reading its first pte (bug G's window)",
+    },
+    KeyInfo { key: "widen.collapse.post_free", values: "US|rand:US|wait:US|wait:POINT:US", help: "window widening in a collapse right after it freed (or queued the free of) the old pte table" },
     KeyInfo { key: "khugepaged.pages_to_scan", values: "<1..=1000000>", help: "ptes khugepaged scans per batch (default 4096, Linux's)" },
     KeyInfo { key: "khugepaged.scan_sleep_us", values: "<0..=100000000>", help: "khugepaged's sleep between batches in microseconds (default 10 s, Linux's; 0 only yields)" },
     KeyInfo { key: "khugepaged.max_ptes_none", values: "<0..=511>", help: "empty ptes khugepaged accepts in a range it collapses (default 511)" },
@@ -311,7 +334,12 @@ pub const KEYS: &[KeyInfo] = &[
         values: "auto|off",
         help: "scenario runs: auto = random delays and bounded forced interleavings at every named point, drawn per arrival from seed= (default, unless a widen.* key is given); off = the natural race",
     },
-    KeyInfo { key: "scenario", values: "ksm-vs-gupfast|uprobe-vs-pin", help: "main kernel: run this race scenario and print its RESULT line" },
+    KeyInfo {
+        key: "scenario.collapser",
+        values: "khugepaged|madvise",
+        help: "collapse-vs-gupfast: the khugepaged thread (default) or the workers' own MADV_COLLAPSE collapses their ranges",
+    },
+    KeyInfo { key: "scenario", values: "ksm-vs-gupfast|uprobe-vs-pin|collapse-vs-gupfast", help: "main kernel: run this race scenario and print its RESULT line" },
     KeyInfo { key: "secs", values: "<1..=3600>", help: "scenario length bound in seconds (default 5)" },
     KeyInfo { key: "iterations", values: "<1..=1000000000>", help: "scenario length in iterations per worker (with secs=, whichever ends first)" },
     KeyInfo { key: "seed", values: "<0..>", help: "seed of the scenario's and the widening's pseudo-random choices" },
@@ -379,6 +407,7 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         "scenario" => match value {
             "ksm-vs-gupfast" => Ok(ScenarioName::KsmVsGupfast),
             "uprobe-vs-pin" => Ok(ScenarioName::UprobeVsPin),
+            "collapse-vs-gupfast" => Ok(ScenarioName::CollapseVsGupfast),
             _ => Err(crate::boot_options::bad_value(key, value)),
         }
         .map(|s| c.scenario = Some(s)),
@@ -394,6 +423,12 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         "cpus" => number(key, value, 1, 64).map(|v| c.cpus = Some(v as usize)),
         "ksm.pages_to_scan" => number(key, value, 1, 1_000_000).map(|v| c.ksm_pages_to_scan = v),
         "ksm.sleep_us" => number(key, value, 0, 1_000_000).map(|v| c.ksm_sleep_us = v),
+        "scenario.collapser" => match value {
+            "madvise" => Ok(Collapser::Madvise),
+            "khugepaged" => Ok(Collapser::Khugepaged),
+            _ => Err(crate::boot_options::bad_value(key, value)),
+        }
+        .map(|v| c.collapser = v),
         "scenario.prep_us" => number(key, value, 0, 100_000).map(|v| c.prep_us = v),
         _ => {
             let point = key.strip_prefix("widen.").and_then(Point::from_name)?;

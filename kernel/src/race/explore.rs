@@ -56,6 +56,12 @@ pub const LINGER_US: u64 = 10;
 /// What the arrival at `p` (keys `pfn`, `alt`) does, with no explicit
 /// widening there.
 pub fn choose(p: Point, pfn: u64, alt: u64) -> Widening {
+    // `gup.pre_pte` (a walker holding a pointer into a pte table) matters
+    // only where a writer frees page tables under walkers: elsewhere (KSM)
+    // a wait there could only run out.
+    if p == Point::GupPrePte && widen::arrivals(Point::CollapsePostFree) == 0 {
+        return Widening::None;
+    }
     let r = widen::random();
     let bound = WAIT_BOUNDS_US[((r >> 3) % WAIT_BOUNDS_US.len() as u64) as usize];
     // Low bits: nothing (4 in 8), a delay (1 in 8), a forced wait (3 in 8).

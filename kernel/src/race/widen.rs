@@ -8,8 +8,10 @@
 //! `writer.pre_check` (between the flush and the reference check) and
 //! `writer.post_check` (right after the check: before the clear under
 //! `ksm.check_before_clear`, before the read-only pte goes in otherwise),
-//! and `collapse.pre_copy` (a collapse between its isolate step and the
-//! copy). KSM's points are keyed by the page, a collapse's by the pte
+//! `collapse.pre_copy` (a collapse between its isolate step and the
+//! copy), `gup.pre_pte` (GUP-fast between reading a pmd that points to a
+//! pte table and reading its first pte) and `collapse.post_free` (a
+//! collapse right after freeing the old table). KSM's points are keyed by the page, a collapse's by the pte
 //! table of its 2 MiB range; GUP-fast arrives with both keys ([`at_keys`]).
 //!
 //! A forced interleaving names the point to wait for: `wait:POINT:US`
@@ -54,14 +56,28 @@ pub enum Point {
     WriterPostCheck = 3,
     /// A collapse between the isolation and the copy into the huge page.
     CollapsePreCopy = 4,
+    /// GUP-fast between reading a pmd that points to a pte table and
+    /// reading the first pte of that table (the walker holds a pointer into
+    /// the table: bug G's window).
+    GupPrePte = 5,
+    /// A collapse right after it freed the old pte table (or queued its
+    /// free after a grace period, `ptfree=rcu`).
+    CollapsePostFree = 6,
 }
 
 impl Point {
     /// Number of points.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 7;
     /// Every point.
-    pub const ALL: [Point; Point::COUNT] =
-        [Point::GupPreRef, Point::WriterPostClear, Point::WriterPreCheck, Point::WriterPostCheck, Point::CollapsePreCopy];
+    pub const ALL: [Point; Point::COUNT] = [
+        Point::GupPreRef,
+        Point::WriterPostClear,
+        Point::WriterPreCheck,
+        Point::WriterPostCheck,
+        Point::CollapsePreCopy,
+        Point::GupPrePte,
+        Point::CollapsePostFree,
+    ];
 
     /// The point's name in boot keys (after `widen.`).
     pub fn name(self) -> &'static str {
@@ -71,6 +87,8 @@ impl Point {
             Point::WriterPreCheck => "writer.pre_check",
             Point::WriterPostCheck => "writer.post_check",
             Point::CollapsePreCopy => "collapse.pre_copy",
+            Point::GupPrePte => "gup.pre_pte",
+            Point::CollapsePostFree => "collapse.post_free",
         }
     }
 
@@ -79,9 +97,10 @@ impl Point {
         Point::ALL.into_iter().find(|p| p.name() == name)
     }
 
-    /// Whether the point is on the writer's side (all but `gup.pre_ref`).
+    /// Whether the point is on the writer's side (all but `gup.pre_ref`
+    /// and `gup.pre_pte`).
     pub fn is_writer(self) -> bool {
-        self != Point::GupPreRef
+        !matches!(self, Point::GupPreRef | Point::GupPrePte)
     }
 }
 
@@ -255,9 +274,11 @@ pub fn explore_waits() -> [(u64, u64); 2] {
     [0, 1].map(|i| (EXPLORE_WAITS[i].load(Ordering::Relaxed), EXPLORE_MET[i].load(Ordering::Relaxed)))
 }
 
-/// Arrivals at `p` since the last [`set_explore`] (or boot).
-pub(super) fn arrivals(p: Point) -> u64 {
-    ARRIVALS[p as usize].load(Ordering::Relaxed)
+/// Arrivals at `p` since the last [`set_explore`] (or boot); tests wait on
+/// it to know that a walker has reached a point.
+pub fn arrivals(p: Point) -> u64 {
+    // Acquire: pairs with the arrival's Release increment.
+    ARRIVALS[p as usize].load(Ordering::Acquire)
 }
 
 /// A pseudo-random number for this CPU (xorshift64*; not for security).

@@ -70,3 +70,32 @@ pub fn lookup(table: &'static [Row], config: &str) -> Option<&'static Row> {
     table.iter().find(|r| r.config == config)
 }
 
+
+/// collapse-vs-gupfast (controls.md): pins on subpages while khugepaged or
+/// MADV_COLLAPSE collapses the range. The last two rows are not in
+/// controls.md: they are the safe partner of `collapse.no_table_sync tlb=nmi`
+/// and the caught partner of claim (2), so that each caught row has a safe
+/// row that differs from it by exactly one switch.
+pub const COLLAPSE: &[Row] = &[
+    row("default", Expected::Safe, "all defences"),
+    row("collapse.check_before_clear:on", Expected::Caught, "a pin taken between the isolate check and the pmd clear"),
+    row("gup.pmd_recheck:off", Expected::Safe, "the IPI serialises"),
+    row(
+        "gup.pmd_recheck:off,tlb:nmi,ptfree:rcu",
+        Expected::Caught,
+        "bug F: the detached table's pte is unchanged, the pmd is not rechecked",
+    ),
+    row("tlb:nmi,ptfree:rcu", Expected::Safe, "pmd recheck"),
+    row(
+        "gup.recheck:off,gup.pmd_recheck:off,tlb:nmi,ptfree:rcu,sync:rcu",
+        Expected::Safe,
+        "claim (2) for collapse: the grace period between flush and isolate",
+    ),
+    row("collapse.no_table_sync:on,tlb:nmi", Expected::Caught, "a walker reads a freed (poisoned) table"),
+    row("tlb:nmi", Expected::Safe, "the table sync IPI waits for the walk before the table is freed"),
+    row(
+        "gup.recheck:off,gup.pmd_recheck:off,tlb:nmi,ptfree:rcu",
+        Expected::Caught,
+        "as bug F, without the grace period of claim (2)",
+    ),
+];

@@ -135,6 +135,7 @@ pub fn run_report(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<Report, Scenar
     ] {
         c.store(0, Ordering::Relaxed);
     }
+    SHARED.uaf0.store(uaf0, Ordering::Relaxed);
     SHARED.workers.store(cpus as u64, Ordering::Relaxed);
     SHARED.seed.store(cfg.seed, Ordering::Relaxed);
     SHARED.prep_us.store(cfg.prep_us, Ordering::Relaxed);

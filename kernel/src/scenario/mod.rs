@@ -17,7 +17,7 @@
 //!   leaked at the end of the run;
 //! * overlaps (`race::overlap`), refusals and GUP-fast bail-outs, apart.
 //!
-//! Workers are user processes (`ksmrace`, one per CPU); they talk to the
+//! Workers are user processes (`ksmrace` or `collrace`, one per CPU); they talk to the
 //! scenario through the `race` syscall ([`syscall`]). The run is shared by
 //! every scenario ([`harness`]); each scenario provides its writer
 //! ([`harness::Writer`]) and its table of expected outcomes ([`expected`]).
@@ -25,6 +25,7 @@
 #![deny(unsafe_code)]
 
 pub mod expected;
+pub mod collapse_vs_gupfast;
 pub mod harness;
 pub mod job;
 pub mod ksm_vs_gupfast;
@@ -47,6 +48,7 @@ pub(crate) struct Shared {
     pub iterations: AtomicU64,
     pub seed: AtomicU64,
     pub prep_us: AtomicU64,
+    pub collapser: AtomicU64,
     pub next_worker: AtomicU64,
     pub workers: AtomicU64,
     pub done_iterations: AtomicU64,
@@ -56,6 +58,9 @@ pub(crate) struct Shared {
     pub corrupt_write: AtomicU64,
     /// When the first corruption was reported (`time::now_ns`), 0 before.
     pub first_catch_ns: AtomicU64,
+    /// `mm::page::uaf_events()` when the run started (a use after free
+    /// ends a caught run early too).
+    pub uaf0: AtomicU64,
 }
 
 pub(crate) static SHARED: Shared = Shared {
@@ -66,6 +71,7 @@ pub(crate) static SHARED: Shared = Shared {
     iterations: AtomicU64::new(0),
     seed: AtomicU64::new(0),
     prep_us: AtomicU64::new(0),
+    collapser: AtomicU64::new(0),
     next_worker: AtomicU64::new(0),
     workers: AtomicU64::new(0),
     done_iterations: AtomicU64::new(0),
@@ -74,6 +80,7 @@ pub(crate) static SHARED: Shared = Shared {
     corrupt_dma: AtomicU64::new(0),
     corrupt_write: AtomicU64::new(0),
     first_catch_ns: AtomicU64::new(0),
+    uaf0: AtomicU64::new(0),
 };
 
 /// Why a scenario could not run.
@@ -174,6 +181,7 @@ pub fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
     match cfg.scenario {
         Some(crate::race::config::ScenarioName::KsmVsGupfast) => ksm_vs_gupfast::run(cfg),
         Some(crate::race::config::ScenarioName::UprobeVsPin) => uprobe_vs_pin::run(cfg),
+        Some(crate::race::config::ScenarioName::CollapseVsGupfast) => collapse_vs_gupfast::run(cfg),
         None => Ok(true),
     }
 }

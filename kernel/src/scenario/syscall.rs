@@ -30,11 +30,13 @@ pub fn race(op: u64, a: u64, b: u64) -> Result<usize, Errno> {
             p[r::P_DIO_PAGES] = DIO_PAGES;
             p[r::P_WRITE_PAGES] = WRITE_PAGES;
             p[r::P_PREP_US] = SHARED.prep_us.load(Ordering::Relaxed);
+            p[r::P_COLLAPSER] = SHARED.collapser.load(Ordering::Relaxed);
             uaccess::write_user(UserPtr(a), &p)?;
             Ok(0)
         }
         r::SHOULD_STOP => Ok(usize::from(should_stop())),
         r::PROBE => probe(a).map(|v| v as usize),
+        r::HUGE => huge(a).map(usize::from),
         r::REPORT => {
             let counter = match a as usize {
                 r::R_ITERATIONS => &SHARED.done_iterations,
@@ -60,13 +62,22 @@ fn should_stop() -> bool {
     if SHARED.stop.load(Ordering::Relaxed) {
         return true;
     }
-    let caught = SHARED.corrupt_dma.load(Ordering::Relaxed) + SHARED.corrupt_write.load(Ordering::Relaxed) > 0;
+    let caught = SHARED.corrupt_dma.load(Ordering::Relaxed) + SHARED.corrupt_write.load(Ordering::Relaxed) > 0
+        || page::uaf_events() > SHARED.uaf0.load(Ordering::Relaxed);
     let late = crate::time::now_ns() >= SHARED.deadline_ns.load(Ordering::Relaxed);
     if late || (caught && SHARED.stop_on_catch.load(Ordering::Relaxed)) {
         SHARED.stop.store(true, Ordering::Relaxed);
         return true;
     }
     false
+}
+
+/// Whether a huge pmd maps `addr` now.
+fn huge(addr: u64) -> Result<bool, Errno> {
+    uaccess::check_range(UserPtr(addr & !(PAGE_SIZE - 1)), PAGE_SIZE as usize)?;
+    let mm = crate::mm::fault::current_mm().ok_or(Errno::EINVAL)?;
+    let _vmas = mm.vmas.read();
+    Ok(pgtable::pmd(&mm, addr, false).ok().flatten().is_some_and(|pmd| pmd.get().is_huge()))
 }
 
 /// The word at user address `addr` in the frame the current page table maps

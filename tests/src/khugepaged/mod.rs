@@ -11,6 +11,7 @@
 pub mod collapse;
 pub mod daemon;
 pub mod protocol;
+pub mod table_sync;
 
 use alloc::sync::Arc;
 use kernel::khugepaged::{self, Tunables};
