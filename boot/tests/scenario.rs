@@ -383,10 +383,16 @@ fn collapse_defaults_are_safe_on_4_cpus() {
     collapse_row(4, &[], &[], None);
 }
 
-/// Caught partner of the defaults.
+/// Caught partner of the defaults, with the GUP-side recipe (its safe
+/// partner: the defaults under the same keys). Under `explore=auto` alone
+/// this row is caught only sometimes within 30 s on a loaded 2-core host
+/// (seed 11: 1.8 s alone, not caught in 30 s with other boots in parallel):
+/// a weakness of the default exploration for this row, reported in the
+/// README.
 #[test]
 fn collapse_checking_before_clearing_is_caught() {
-    collapse_row(2, &["collapse.check_before_clear=on"], &[], Some(Caught::DmaLoss));
+    collapse_row(2, &[], COLLAPSE_GUP, None);
+    collapse_row(2, &["collapse.check_before_clear=on"], COLLAPSE_GUP, Some(Caught::DmaLoss));
 }
 
 /// controls.md: the IPI serialises (no caught row differs from it by one
