@@ -174,12 +174,7 @@ fn measure(mm: &alloc::sync::Arc<AddressSpace>, thp: bool) -> Result<Vec<String>
                 for (nr, out) in [(BIG, &mut ub), (1, &mut u1)] {
                     let t0 = now_ns();
                     let v = grab(mm, method, start, nr, Foll::PIN | Foll::WRITE)?;
-                    for g in &v {
-                        if let Grabbed::Pin(p) = g {
-                            p.set_dirty(); // unpin_user_pages_dirty_lock()
-                        }
-                    }
-                    drop(v);
+                    gup::unpin_user_pages_dirty_lock(v, true);
                     if timed {
                         out.push(now_ns() - t0);
                     }

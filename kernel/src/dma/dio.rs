@@ -133,12 +133,8 @@ pub fn direct_io_with(
     let req = DmaRequest { dir, device, segments: segments(&pins) };
     let ticket = super::engine().submit(req).map_err(dma_errno)?;
     ticket.wait().map_err(dma_errno)?;
-    if dir == Direction::ToMemory {
-        for p in &pins {
-            p.set_dirty();
-        }
-    }
-    drop(pins); // unpin_user_pages()
+    // Per folio, dirty if the device wrote the pages.
+    crate::mm::page::unpin_user_pages_dirty_lock(pins, dir == Direction::ToMemory);
     Ok(len as usize)
 }
 

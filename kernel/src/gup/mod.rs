@@ -25,6 +25,7 @@
 pub mod fast;
 pub mod slow;
 
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::mm::page::{PageRef, PinnedPage};
@@ -91,6 +92,31 @@ impl Grabbed {
     pub fn phys(&self) -> x86_64::PhysAddr {
         self.page().phys()
     }
+}
+
+/// Releases what a FOLL_PIN call returned, per folio (Linux
+/// unpin_user_pages_dirty_lock()): consecutive pins of one folio are one
+/// batch ([`crate::mm::page::unpin_user_pages_dirty_lock`]), each folio is
+/// marked dirty once if `make_dirty`. Dropping the vector instead unpins
+/// page by page, with the same counts at the end. A FOLL_GET reference in
+/// `grabbed` (a caller's mistake) is put on its own.
+pub fn unpin_user_pages_dirty_lock(grabbed: Vec<Grabbed>, make_dirty: bool) {
+    crate::mm::page::unpin_user_pages_dirty_lock(
+        grabbed.into_iter().filter_map(|g| match g {
+            Grabbed::Pin(p) => Some(p),
+            Grabbed::Ref(r) => {
+                drop(r);
+                None
+            }
+        }),
+        make_dirty,
+    );
+}
+
+/// [`unpin_user_pages_dirty_lock`] without marking dirty (Linux
+/// unpin_user_pages()).
+pub fn unpin_user_pages(grabbed: Vec<Grabbed>) {
+    unpin_user_pages_dirty_lock(grabbed, false);
 }
 
 /// The GUP negative controls (controls.md), set once at boot.

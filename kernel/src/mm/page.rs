@@ -609,7 +609,10 @@ impl PinnedPage {
         if !Self::try_pin_many(page, n as i32) {
             return false;
         }
-        (0..n as u64).for_each(|i| each(PinnedPage { page: self::page(page.pfn() + i) }));
+        // The pins are taken (one add for the run); what is left per page is
+        // handing out its value, so the frame number is computed once.
+        let pfn = page.pfn();
+        (0..n as u64).for_each(|i| each(PinnedPage { page: self::page(pfn + i) }));
         true
     }
 
@@ -640,16 +643,56 @@ impl PinnedPage {
 
 impl Drop for PinnedPage {
     fn drop(&mut self) {
-        let f = self.page.folio();
-        if f.dma_pins.fetch_sub(1, Ordering::AcqRel) <= 0 {
-            report_invariant(format_args!("unpin of {:#x} with no pin recorded", f.phys()));
+        unpin_folio_refs(self.page.folio(), 1, false);
+    }
+}
+
+/// Drops `n` pins of folio `f` at once (Linux gup_put_folio() with `refs`
+/// = n, i.e. folio_put_refs()): the exact pin count, the large folio's
+/// pincount and the references, one atomic each for the whole run, in the
+/// order a single unpin uses. Marks the folio dirty first if asked.
+fn unpin_folio_refs(f: &'static Page, n: i32, make_dirty: bool) {
+    if make_dirty {
+        f.set(PageFlags::DIRTY);
+    }
+    // AcqRel, as for one pin: the counts are read by the free path's oracle
+    // and by KSM/collapse's refcount checks, which only ever see the whole
+    // run gone or the whole run still there (never fewer pins than remain).
+    let old = f.dma_pins.fetch_sub(n, Ordering::AcqRel);
+    if old < n {
+        report_invariant(format_args!("unpin of {n} pins of {:#x} with {old} recorded", f.phys()));
+    }
+    if f.has(PageFlags::HEAD) {
+        f.pincount.fetch_sub(n, Ordering::AcqRel);
+        f.put_many(n);
+    } else {
+        f.put_many(n * PIN_BIAS);
+    }
+}
+
+/// Unpins every pin of `pins`, one batch per run of consecutive pins of the
+/// same folio (Linux unpin_user_pages_dirty_lock(): gup_folio_next() groups
+/// the array by folio, then one gup_put_folio() per group), marking each
+/// folio dirty first if `make_dirty`. A 2 MiB THP pinned in one call is
+/// three atomics to unpin, not three per subpage. The counts each folio
+/// ends with are those of unpinning the pins one by one.
+pub fn unpin_user_pages_dirty_lock(pins: impl IntoIterator<Item = PinnedPage>, make_dirty: bool) {
+    let mut run: Option<(&'static Page, i32)> = None;
+    for pin in pins {
+        let f = pin.page.folio();
+        // Its pin is now counted in `run` and dropped with it.
+        core::mem::forget(pin);
+        match &mut run {
+            Some((cur, n)) if core::ptr::eq(*cur, f) => *n += 1,
+            _ => {
+                if let Some((cur, n)) = run.replace((f, 1)) {
+                    unpin_folio_refs(cur, n, make_dirty);
+                }
+            }
         }
-        if f.has(PageFlags::HEAD) {
-            f.pincount.fetch_sub(1, Ordering::AcqRel);
-            f.put();
-        } else {
-            f.put_many(PIN_BIAS);
-        }
+    }
+    if let Some((cur, n)) = run {
+        unpin_folio_refs(cur, n, make_dirty);
     }
 }
 

@@ -64,6 +64,47 @@ kernel::ktests! {
         });
     }
 
+    fn unpin_user_pages_batches_per_folio_and_leaves_the_counts_of_one_by_one() {
+        assert_no_leaks(|| {
+            let mm = new_mm();
+            let a = mmap(&mm, PAGE_SIZE, RW);
+            let h = mmap(&mm, HUGE_PAGE_SIZE, RW);
+            m::madvise(&mm, h, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            let m2 = mm.clone();
+            in_mm(&mm, move || {
+                write(a, 1);
+                write(h, 1);
+                let small = page::page_of(translate(&m2, a).unwrap().phys);
+                let head = page::page_of(translate(&m2, h).unwrap().phys);
+                assert!(head.is_large(), "the THP area must be backed by a huge page");
+                small.clear(PageFlags::DIRTY);
+                head.clear(PageFlags::DIRTY);
+                let pin = |va, n| gup::get_user_pages_fast(va, n, Foll::PIN | Foll::WRITE).unwrap();
+                // A run of 100 THP subpages, then part of it unpinned as a batch:
+                // the 40 left still count, on the folio, as 40 pins.
+                let mut run = pin(h + 3 * PAGE_SIZE, 100);
+                let rest = run.split_off(60);
+                gup::unpin_user_pages(run);
+                assert_eq!((head.pincount(), head.dma_pins(), head.refcount()), (40, 40, 41));
+                assert!(head.maybe_dma_pinned());
+                assert!(!head.has(PageFlags::DIRTY), "unpin_user_pages must not dirty");
+                // Not consecutive by folio: THP, small, THP again, small twice.
+                let mut mixed = rest;
+                mixed.extend(pin(a, 1));
+                mixed.extend(pin(h, 512));
+                mixed.extend(pin(a, 1));
+                mixed.extend(pin(a, 1));
+                assert_eq!((head.pincount(), head.dma_pins(), head.refcount()), (552, 552, 553));
+                assert_eq!((small.dma_pins(), small.refcount()), (3, 1 + 3 * PIN_BIAS));
+                gup::unpin_user_pages_dirty_lock(mixed, true);
+                assert_eq!((head.pincount(), head.dma_pins(), head.refcount()), (0, 0, 1));
+                assert_eq!((small.dma_pins(), small.refcount()), (0, 1));
+                assert!(head.has(PageFlags::DIRTY) && small.has(PageFlags::DIRTY));
+                assert!(!head.maybe_dma_pinned() && !small.maybe_dma_pinned());
+            });
+        });
+    }
+
     fn a_pin_keeps_the_frame_alive_across_munmap() {
         assert_no_leaks(|| {
             let mm = new_mm();
