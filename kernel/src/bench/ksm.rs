@@ -12,9 +12,10 @@
 //! 120 s). `t_first_merge_ms`: MADV_MERGEABLE to the first `pages_sharing >
 //! 0` (ksmd merges a page only once its checksum held across two visits, so
 //! about one full scan); `merge_rate_pages_per_s`: pages / (t_all -
-//! t_first). Differences from Linux: no `max_page_sharing` cap, so
-//! `pages_shared` ends at 1 (Linux: pages / 256); the indexes are hash maps,
-//! not rb-trees ordered by memcmp. The contents are checked after merging.
+//! t_first). `max_page_sharing` is the boot's (`ksm.max_page_sharing=`,
+//! default 256 as Linux), so `pages_shared` ends at pages / 256 = 64, as
+//! Linux's. Difference from Linux: the indexes are hash maps, not rb-trees
+//! ordered by memcmp. The contents are checked after merging.
 
 use alloc::format;
 use alloc::string::String;

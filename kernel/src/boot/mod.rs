@@ -168,6 +168,7 @@ extern "C" fn stage2() -> ! {
     crate::race::init(&facts.options.race);
     let race = &facts.options.race;
     crate::khugepaged::set_tunables(race.khugepaged);
+    crate::ksm::set_max_page_sharing(race.ksm_max_page_sharing);
     crate::gup::set_controls(crate::gup::Controls::of(race));
     log::info!("tlb: {}", crate::tlb::config());
     crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic);

@@ -42,7 +42,7 @@ use crate::mm::page::PageFlags;
 use crate::mm::vma::VmFlags;
 use crate::mm::PAGE_SIZE;
 
-pub use scan::{prune, start_ksmd, stop_ksmd, Tunables};
+pub use scan::{MAX_PAGE_SHARING_DEFAULT, max_page_sharing, prune, set_max_page_sharing, start_ksmd, stop_ksmd, Tunables};
 pub use stats::{Stats, stats};
 
 /// Why a merge attempt did not happen.

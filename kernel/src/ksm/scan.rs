@@ -83,6 +83,25 @@ pub(super) fn register(mm: &Arc<AddressSpace>) {
     NEW.lock().push(Arc::downgrade(mm));
 }
 
+/// Linux's default `max_page_sharing`.
+pub const MAX_PAGE_SHARING_DEFAULT: u64 = 256;
+/// Most ptes one KSM page may have (Linux /sys/kernel/mm/ksm/max_page_sharing).
+static MAX_PAGE_SHARING: AtomicU64 = AtomicU64::new(MAX_PAGE_SHARING_DEFAULT);
+
+/// Sets `max_page_sharing` (boot option `ksm.max_page_sharing=`; Linux
+/// refuses values below 2, so does this). A full KSM page takes no more
+/// mappings: the next equal page pairs up in the unstable index and becomes
+/// a new KSM page of the same contents (Linux's stable_node chain of dups),
+/// which keeps each KSM page's rmap walk bounded.
+pub fn set_max_page_sharing(n: u64) {
+    MAX_PAGE_SHARING.store(n.max(2), Ordering::Relaxed);
+}
+
+/// The `max_page_sharing` in force.
+pub fn max_page_sharing() -> u64 {
+    MAX_PAGE_SHARING.load(Ordering::Relaxed)
+}
+
 /// Sets ksmd's tunables (effective at its next batch).
 pub fn set_tunables(t: Tunables) {
     PAGES_TO_SCAN.store(t.pages_to_scan.max(1), Ordering::Relaxed);
@@ -166,11 +185,19 @@ fn follow(mm: &AddressSpace, addr: u64) -> Option<PageRef> {
     }
 }
 
-/// A KSM page equal to `p`, if the stable index has one, with a reference
-/// of ours (so a concurrent [`prune`] cannot free it under the merge).
+/// A KSM page equal to `p` that has room for one more mapping (fewer than
+/// `max_page_sharing`, Linux stable_node_dup()), if the stable index has
+/// one, with a reference of ours (so a concurrent [`prune`] cannot free it
+/// under the merge).
 fn stable_lookup(sum: u64, p: &Page) -> Option<PageRef> {
+    let max = max_page_sharing();
     let stable = STABLE.lock();
-    stable.get(&sum)?.iter().map(PageRef::page).find(|k| identical(k, p)).map(PageRef::new_ref)
+    stable
+        .get(&sum)?
+        .iter()
+        .map(PageRef::page)
+        .find(|k| (k.total_mapcount().max(0) as u64) < max && identical(k, p))
+        .map(PageRef::new_ref)
 }
 
 /// (pages_shared, pages_sharing) from the stable index.

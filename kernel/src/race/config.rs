@@ -108,6 +108,9 @@ pub struct RaceConfig {
     /// `ksm.sleep_us=`: the scenario's ksmd sleep between batches (Linux's
     /// sleep_millisecs, in microseconds; 0 only yields).
     pub ksm_sleep_us: u64,
+    /// `ksm.max_page_sharing=`: most ptes per KSM page, for every ksmd of
+    /// the boot (Linux's max_page_sharing, default 256).
+    pub ksm_max_page_sharing: u64,
 }
 
 impl RaceConfig {
@@ -139,6 +142,7 @@ impl RaceConfig {
         collapser: Collapser::Khugepaged,
         ksm_pages_to_scan: 64,
         ksm_sleep_us: 0,
+        ksm_max_page_sharing: crate::ksm::MAX_PAGE_SHARING_DEFAULT,
     };
 
     /// Whether a scenario run explores (`race::explore`): `explore=auto`
@@ -354,6 +358,11 @@ pub const KEYS: &[KeyInfo] = &[
         help: "the scenario's ksmd sleep between batches in microseconds (default 0: it only yields)",
     },
     KeyInfo {
+        key: "ksm.max_page_sharing",
+        values: "<2..=1000000>",
+        help: "most ptes one KSM page takes before an equal page starts a new one (Linux max_page_sharing, default 256)",
+    },
+    KeyInfo {
         key: "scenario.prep_us",
         values: "<0..=100000>",
         help: "ksm-vs-gupfast workers pause a random 0..N us between refilling a page and pinning it (default 0)",
@@ -423,6 +432,7 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         "cpus" => number(key, value, 1, 64).map(|v| c.cpus = Some(v as usize)),
         "ksm.pages_to_scan" => number(key, value, 1, 1_000_000).map(|v| c.ksm_pages_to_scan = v),
         "ksm.sleep_us" => number(key, value, 0, 1_000_000).map(|v| c.ksm_sleep_us = v),
+        "ksm.max_page_sharing" => number(key, value, 2, 1_000_000).map(|v| c.ksm_max_page_sharing = v),
         "scenario.collapser" => match value {
             "madvise" => Ok(Collapser::Madvise),
             "khugepaged" => Ok(Collapser::Khugepaged),

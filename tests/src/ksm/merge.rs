@@ -62,6 +62,40 @@ kernel::ktests! {
         });
     }
 
+    fn max_page_sharing_caps_the_mappings_of_one_ksm_page() {
+        // Linux max_page_sharing: with a cap of 4, ten equal pages make KSM
+        // pages of 4, 4 and 2 mappings (a full one takes no more; the next
+        // equal pages pair up into a new one), not one page mapped 10 times.
+        const N: u64 = 10;
+        ksm::set_max_page_sharing(4);
+        ksm_no_leaks(|| {
+            let mm = new_mm();
+            let a = mmap(&mm, N * PAGE_SIZE, RW);
+            in_mm(&mm, move || {
+                for i in 0..N {
+                    fill(a + i * PAGE_SIZE, 0x5a5a_0002);
+                }
+            });
+            m::madvise(&mm, a, N * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            merge_all();
+            let s = ksm::stats();
+            assert_eq!(sharing(), (3, N - 3), "{N} equal pages, cap 4: 3 KSM pages: {s:?}");
+            let mut ksm_pages: Vec<u64> = Vec::new();
+            for i in 0..N {
+                let (k, _) = mapped(&mm, a + i * PAGE_SIZE);
+                assert_maps_ksm(&mm, a + i * PAGE_SIZE, k);
+                assert!(k.mapcount() <= 4, "KSM page {:#x} mapped {} times, above the cap", k.phys(), k.mapcount());
+                if !ksm_pages.contains(&k.phys().as_u64()) {
+                    ksm_pages.push(k.phys().as_u64());
+                }
+                check_phys(k.phys(), 0x5a5a_0002);
+            }
+            assert_eq!(ksm_pages.len(), 3);
+        });
+        ksm::set_max_page_sharing(ksm::MAX_PAGE_SHARING_DEFAULT);
+        assert_eq!(ksm::max_page_sharing(), 256);
+    }
+
     fn equal_pages_in_two_address_spaces_merge() {
         ksm_no_leaks(|| {
             let one = new_mm();
