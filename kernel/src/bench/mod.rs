@@ -14,6 +14,8 @@
 //! and a line in [`run`]. [`Sampler`] and [`Stats`] give every benchmark the
 //! same warm-up, sample bound, time budget and percentiles.
 
+#![deny(unsafe_code)]
+
 pub mod collapse;
 pub mod gup;
 pub mod ksm;

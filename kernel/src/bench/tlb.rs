@@ -2,7 +2,8 @@
 //! K remote CPUs, K = 0 .. online-1 (Linux: flush_tlb_mm_range() for one
 //! page; the peer's `shootdown` bench measures it under mprotect()).
 //!
-//! A fresh address space with one mapped user page. A thread on the boot CPU
+//! A fresh address space with one user page (mmap with MAP_POPULATE at a
+//! fixed address; gone with the address space at the end). A thread on the boot CPU
 //! runs in it and times `flush_tlb_page` (TSC clock). On the K lowest other
 //! CPUs a kernel thread runs in the same address space, spinning on reads of
 //! the page (like the peer's spinner threads), with interrupts enabled. One
@@ -23,16 +24,15 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use x86_64::VirtAddr;
-use x86_64::structures::paging::PhysFrame;
 
 use super::{Bench, BenchError, Plan, sample};
+use crate::mm::PAGE_SIZE;
 use crate::mm::addr_space::AddressSpace;
-use crate::mm::frame;
-use crate::mm::paging::{self, Level, PageTable, PteFlags, RawEntry};
+use crate::mm::mmap::{self as m, map};
 use crate::sched;
 use crate::smp;
 use crate::time::now_ns;
-use crate::tlb::{self, FlushMode, Gather};
+use crate::tlb::{self, FlushMode};
 
 const VA: u64 = 0x4000_0000;
 
@@ -45,11 +45,9 @@ pub fn run() -> Result<(), BenchError> {
     let me = smp::cpu_index();
     let others: Vec<usize> = smp::online_cpus().iter().filter(|&c| c != me).collect();
     let mm = Arc::new(AddressSpace::new().map_err(|e| err(format!("no address space: {e:?}")))?);
-    let data = frame::alloc_zeroed(0).ok_or_else(|| err("out of frames".into()))?;
-    let va = VirtAddr::new(VA);
-    // SAFETY: a fresh address space of this benchmark; the frame is ours.
-    unsafe { paging::map(mm.root(), va, data.start_address(), Level::Pt, PteFlags::WRITABLE | PteFlags::USER) }
-        .map_err(|e| err(format!("map: {e:?}")))?;
+    let flags = map::PRIVATE | map::ANONYMOUS | map::FIXED_NOREPLACE | map::POPULATE;
+    let va = m::mmap(&mm, VA, PAGE_SIZE, 3, flags).map_err(|e| err(format!("mmap: {e:?}")))?;
+    let va = VirtAddr::new(va);
     let suffix = if tlb::config().mode == FlushMode::Nmi { " flush=nmi" } else { "" };
     let mut base_median = None;
     for k in 0..=others.len() {
@@ -100,7 +98,8 @@ pub fn run() -> Result<(), BenchError> {
         );
         leave_everywhere(&others);
     }
-    teardown(mm, data);
+    // Unloaded everywhere: the last reference tears the address space down.
+    drop(mm);
     Ok(())
 }
 
@@ -112,26 +111,4 @@ fn leave_everywhere(others: &[usize]) {
         }
     }
     sched::leave_lazy_mm();
-}
-
-/// Unmaps the page and frees the three tables `map` created, then the data.
-fn teardown(mm: Arc<AddressSpace>, data: PhysFrame) {
-    let mut g = Gather::new(mm.tlb());
-    // SAFETY: the root of a live address space, only changed by this code.
-    let pml4 = unsafe { PageTable::at(mm.root()) };
-    let e = pml4.entry(Level::Pml4.index(VA)).swap(RawEntry::EMPTY, Ordering::SeqCst);
-    let pdpt = e.addr();
-    // SAFETY: tables created by `map` for VA (present, not huge).
-    let pd = unsafe { PageTable::at(pdpt) }.entry(Level::Pdpt.index(VA)).load(Ordering::Relaxed).addr();
-    // SAFETY: as above.
-    let pt = unsafe { PageTable::at(pd) }.entry(Level::Pd.index(VA)).load(Ordering::Relaxed).addr();
-    for t in [pt, pd, pdpt] {
-        // SAFETY: detached by the swap above; order-0 tables of this space.
-        unsafe { g.free_table(PhysFrame::containing_address(t), VirtAddr::new(VA)) };
-    }
-    g.finish();
-    drop(mm);
-    // The flush above covered the page; no CPU has the space loaded any more.
-    // SAFETY: allocated above with order 0; unmapped and flushed.
-    unsafe { frame::free(data, 0) };
 }

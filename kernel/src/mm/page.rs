@@ -532,15 +532,6 @@ impl PageRef {
         (0..n as u64).for_each(|i| each(PageRef { page: self::page(page.pfn() + i) }));
         true
     }
-
-    /// Adopts one of `n` references taken at once with
-    /// [`Page::try_get_many`] (GUP-fast on a huge pmd).
-    ///
-    /// # Safety
-    /// The caller owns one reference on `page`'s folio that nothing else will put.
-    pub unsafe fn adopt(page: &'static Page) -> PageRef {
-        PageRef { page }
-    }
 }
 
 impl Drop for PageRef {
@@ -587,8 +578,9 @@ impl PinnedPage {
 
     /// Pins `n` pages of one large folio at once, lockless (GUP-fast on a
     /// huge pmd: one add-unless-zero for the whole run). On success the
-    /// caller adopts the `n` pins with [`PinnedPage::adopt`].
-    pub fn try_pin_many(page: &'static Page, n: i32) -> bool {
+    /// `n` pins are handed out as values by the caller
+    /// ([`PinnedPage::try_pin`], [`PinnedPage::try_pin_run`]).
+    fn try_pin_many(page: &'static Page, n: i32) -> bool {
         let f = page.folio();
         let large = f.has(PageFlags::HEAD);
         if !f.try_get_many(if large { n } else { n * PIN_BIAS }) {
@@ -614,14 +606,6 @@ impl PinnedPage {
         let pfn = page.pfn();
         (0..n as u64).for_each(|i| each(PinnedPage { page: self::page(pfn + i) }));
         true
-    }
-
-    /// Adopts one of the pins taken by [`PinnedPage::try_pin_many`].
-    ///
-    /// # Safety
-    /// The caller owns one pin on `page`'s folio that nothing else will unpin.
-    pub unsafe fn adopt(page: &'static Page) -> PinnedPage {
-        PinnedPage { page }
     }
 
     /// The pinned page.

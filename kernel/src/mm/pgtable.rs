@@ -116,7 +116,62 @@ pub fn alloc_table() -> Result<PhysAddr, NoMemory> {
 /// that lost an installation race and was never reachable).
 pub fn free_table(pa: PhysAddr) {
     // SAFETY: the caller's contract: a detached order-0 table nobody uses.
-    unsafe { crate::tlb::poison_and_free_table(x86_64::structures::paging::PhysFrame::containing_address(pa)) };
+    crate::tlb::poison_and_free_table(unsafe { DetachedTable::new(pa) });
+}
+
+/// A page-table frame that no entry of a live tree points to any more, owned
+/// by this value (Linux: the table handed to pte_free_tlb() or
+/// tlb_remove_table()). Only the page-table code that detached the frame
+/// makes one, so freeing it (`tlb::poison_and_free_table`, a gather's
+/// `free_table`, `tlb::remove_table_one`) is safe to call: the frame is a
+/// page table, and it is freed once. When it may be freed (after which
+/// flush, which synchronisation with lockless walkers) is the protocol's
+/// business, not memory safety's: a freed table stays in the direct map,
+/// poisoned, and walkers read it atomically.
+#[must_use = "a detached table is freed through tlb (a gather or remove_table_one)"]
+pub struct DetachedTable {
+    pa: PhysAddr,
+}
+
+impl DetachedTable {
+    /// Takes ownership of the detached table in frame `pa`.
+    ///
+    /// # Safety
+    /// `pa` must be an order-0 page-table frame (from [`alloc_table`] or
+    /// `paging::map`) that no entry points to any more, except entries of
+    /// tables detached with it (a detached subtree), and for which no other
+    /// `DetachedTable` exists: it will be poisoned and freed.
+    pub unsafe fn new(pa: PhysAddr) -> DetachedTable {
+        DetachedTable { pa }
+    }
+
+    /// The table's frame.
+    pub fn addr(&self) -> PhysAddr {
+        self.pa
+    }
+
+    /// Fills the table with `POISON_ENTRY`, unmarks it and returns its frame
+    /// to the allocator, or to the quarantine while a race scenario runs (so
+    /// a late lockless walker reads the poison, not a reused frame). The
+    /// freeing step of `tlb::poison_and_free_table`, which decides when.
+    pub(crate) fn poison_and_free(self) {
+        // Not `table()`: tables built by `paging::map` carry no PAGETABLE mark.
+        // SAFETY: `new`'s contract: a page-table frame (512 atomic entries in
+        // the direct map) owned by this value.
+        let t = unsafe { PageTable::at(self.pa) };
+        for i in 0..512 {
+            // Relaxed: a late walker reads either the old entry or the
+            // poison; the free below publishes nothing it could rely on.
+            t.entry(i).store(RawEntry(super::paging::POISON_ENTRY), Ordering::Relaxed);
+        }
+        note_table_freed(self.pa);
+        let pfn = self.pa.as_u64() / super::PAGE_SIZE;
+        if !super::quarantine::hold(pfn, 0, super::quarantine::Poison::Table) {
+            // SAFETY: `new`'s contract: an order-0 frame that nothing points
+            // to, owned by this value, which is consumed here.
+            unsafe { frame::free(x86_64::structures::paging::PhysFrame::containing_address(self.pa), 0) };
+        }
+    }
 }
 
 /// Accounting for a page-table frame going back to the allocator (called by
@@ -302,6 +357,12 @@ pub struct DetachedPteTable {
 }
 
 impl DetachedPteTable {
+    fn into_detached(self) -> DetachedTable {
+        // SAFETY: the pmd that pointed to the table was cleared by
+        // pmdp_collapse_flush, and this value was its only handle.
+        unsafe { DetachedTable::new(self.old.addr()) }
+    }
+
     /// The table, for the isolate step (its lock, its entries).
     pub fn table(&self) -> PteTable {
         PteTable { table: table(self.old.addr()), page: page::page_of(self.old.addr()) }
@@ -393,22 +454,17 @@ pub fn pte_free(t: DetachedPteTable, when: PteFree) {
             page::report_invariant(format_args!("pte table {pa:#x} freed with entry {i} still mapping a page"));
         }
     }
-    let frame = x86_64::structures::paging::PhysFrame::containing_address(pa);
+    let detached = t.into_detached();
     match when {
-        PteFree::Synced | PteFree::UnsyncedForNegativeControl => {
-            // SAFETY: the table is detached (its pmd was cleared and the
-            // range flushed) and owned by this value. With `Synced` no
-            // lockless walker can be inside any more; under the negative
-            // control one may be, which is the bug modelled: the frame stays
-            // in the direct map, so such a walker reads the poison entries
-            // (atomically), never unmapped memory.
-            unsafe { crate::tlb::poison_and_free_table(frame) }
-        }
-        PteFree::Rcu => crate::rcu::call_rcu(move || {
-            // SAFETY: as above, after a grace period: every interrupts-off
-            // walker that could have reached the table has finished.
-            unsafe { crate::tlb::poison_and_free_table(frame) }
-        }),
+        // The table is detached (its pmd was cleared and the range flushed).
+        // With `Synced` no lockless walker can be inside any more; under the
+        // negative control one may be, which is the bug modelled: the frame
+        // stays in the direct map, so such a walker reads the poison entries
+        // (atomically), never unmapped memory.
+        PteFree::Synced | PteFree::UnsyncedForNegativeControl => crate::tlb::poison_and_free_table(detached),
+        // After a grace period: every interrupts-off walker that could have
+        // reached the table has finished.
+        PteFree::Rcu => crate::rcu::call_rcu(move || crate::tlb::poison_and_free_table(detached)),
     }
 }
 
@@ -473,8 +529,8 @@ fn detach_below(pa: PhysAddr, level: Level, base: u64, batch: &mut Gather<'_>) {
             }
         }
     }
-    // SAFETY: the table hangs only below the detached top-level entry, which
-    // no walker can reach after the batch's flush and synchronisation.
-    unsafe { batch.free_table(x86_64::structures::paging::PhysFrame::containing_address(pa), VirtAddr::new(base)) };
+    // SAFETY: the table hangs only below the detached top-level entry (a
+    // detached subtree), visited once by this walk.
+    batch.free_table(unsafe { DetachedTable::new(pa) }, VirtAddr::new(base));
 }
 

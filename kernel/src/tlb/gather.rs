@@ -35,13 +35,11 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
 use x86_64::VirtAddr;
-use x86_64::structures::paging::{PhysFrame, Size4KiB};
 
 use super::flush::{Stride, TlbFlush, flush_tlb_mm_range};
 use super::{GLOBAL, MmTlbState, PtFree, config, count};
-use crate::mm::frame;
 use crate::mm::page::PageRef;
-use crate::mm::paging::{PageTable, RawEntry};
+use crate::mm::pgtable::DetachedTable;
 use crate::smp::{self, call};
 
 pub use crate::mm::paging::POISON_ENTRY;
@@ -52,7 +50,7 @@ pub struct Gather<'a> {
     mm: &'a MmTlbState,
     /// `[start, end)` and the smallest stride seen, if anything was added.
     range: Option<(u64, u64, Stride)>,
-    tables: Vec<PhysFrame<Size4KiB>>,
+    tables: Vec<DetachedTable>,
     /// References to drop after the flush (Linux: the gather's page batch).
     release: Vec<PageRef>,
     finished: bool,
@@ -114,13 +112,10 @@ impl<'a> Gather<'a> {
 
     /// Queues a detached page table for freeing after the flush (Linux:
     /// pte_free_tlb()/pmd_free_tlb()); `va` is an address it translated,
-    /// added to the flush so that paging-structure caches drop it.
-    ///
-    /// # Safety
-    /// `table` must be a page-table frame of this address space allocated with
-    /// order 0, already detached (no entry of the tree points to it any more),
-    /// and given to no other gather: after `finish` it is poisoned and freed.
-    pub unsafe fn free_table(&mut self, table: PhysFrame<Size4KiB>, va: VirtAddr) {
+    /// added to the flush so that paging-structure caches drop it. `table`
+    /// is a table of this address space (the token says it is detached and
+    /// owned); after `finish` it is poisoned and freed.
+    pub fn free_table(&mut self, table: DetachedTable, va: VirtAddr) {
         let page = va.align_down(Stride::Page4K.size());
         self.add_range(page, page + Stride::Page4K.size(), Stride::Page4K);
         self.tables.push(table);
@@ -154,15 +149,13 @@ impl<'a> Gather<'a> {
             match config().ptfree {
                 PtFree::Ipi => {
                     table_sync_one();
-                    // SAFETY: `free_table`'s contract; the tables are flushed
-                    // from every TLB and no interrupts-off walker that started
-                    // before the sync can still be inside them.
-                    tables.into_iter().for_each(|t| unsafe { poison_and_free_table(t) });
+                    // The tables are flushed from every TLB and no
+                    // interrupts-off walker that started before the sync can
+                    // still be inside them.
+                    tables.into_iter().for_each(poison_and_free_table);
                 }
-                PtFree::Rcu => crate::rcu::call_rcu(move || {
-                    // SAFETY: as above, after a grace period instead of the sync.
-                    tables.into_iter().for_each(|t| unsafe { poison_and_free_table(t) });
-                }),
+                // As above, after a grace period instead of the sync.
+                PtFree::Rcu => crate::rcu::call_rcu(move || tables.into_iter().for_each(poison_and_free_table)),
             }
         }
         // 3. The references, only after the flush returned (module docs).
@@ -205,49 +198,25 @@ pub fn table_sync_one() {
 /// then the poisoning free; `rcu`, the poisoning free after a grace period.
 /// The caller flushed the TLBs that could cache the table first (e.g. the
 /// [`TlbFlush::pmd_collapse`] of the pmd that pointed to it).
-///
-/// # Safety
-/// As [`Gather::free_table`]: an order-0 page-table frame no entry points to
-/// any more, flushed, and given to nothing else.
-pub unsafe fn remove_table_one(table: PhysFrame<Size4KiB>) {
+pub fn remove_table_one(table: DetachedTable) {
     count(None, |c| &c.tables_queued, 1);
     match config().ptfree {
         PtFree::Ipi => {
             table_sync_one();
-            // SAFETY: the caller's contract, and the sync above.
-            unsafe { poison_and_free_table(table) };
+            poison_and_free_table(table);
         }
-        PtFree::Rcu => crate::rcu::call_rcu(move || {
-            // SAFETY: the caller's contract, after a grace period.
-            unsafe { poison_and_free_table(table) };
-        }),
+        PtFree::Rcu => crate::rcu::call_rcu(move || poison_and_free_table(table)),
     }
 }
 
 /// Fills a page table with [`POISON_ENTRY`] and returns it to the frame
 /// allocator. For gathers, and for negative controls that free a table at
-/// once (`collapse.no_table_sync`).
-///
-/// # Safety
-/// `table` must be an order-0 page-table frame that no entry points to and
-/// that nothing will use any more (the caller decides whether lockless walkers
-/// were excluded).
-pub unsafe fn poison_and_free_table(table: PhysFrame<Size4KiB>) {
-    // SAFETY: the caller hands the frame over; it is a page table.
-    let t = unsafe { PageTable::at(table.start_address()) };
-    for i in 0..512 {
-        // Relaxed: a late walker reads either the old entry or the poison;
-        // the free below publishes nothing it could rely on.
-        t.entry(i).store(RawEntry(POISON_ENTRY), Ordering::Relaxed);
-    }
-    crate::mm::pgtable::note_table_freed(table.start_address());
-    // While a race scenario runs the poisoned table is held back from reuse,
-    // so a late lockless walker reads the poison, not a reused frame.
-    let pfn = table.start_address().as_u64() / crate::mm::PAGE_SIZE;
-    if !crate::mm::quarantine::hold(pfn, 0, crate::mm::quarantine::Poison::Table) {
-        // SAFETY: the caller's contract: order 0, unused.
-        unsafe { frame::free(table, 0) };
-    }
+/// once (`collapse.no_table_sync`). The caller decides whether lockless
+/// walkers were excluded; one still inside reads [`POISON_ENTRY`] (while a
+/// race scenario runs the poisoned table is held back from reuse, so it
+/// reads the poison, not a reused frame).
+pub fn poison_and_free_table(table: DetachedTable) {
+    table.poison_and_free();
     // Relaxed: statistics.
     GLOBAL.tables_freed.fetch_add(1, Ordering::Relaxed);
 }

@@ -55,6 +55,8 @@
 //! Counters ([`counts`], [`mm_counts`]): relaxed atomics, for tests and
 //! benchmarks; they order nothing.
 
+#![deny(unsafe_code)]
+
 pub mod flush;
 pub mod gather;
 

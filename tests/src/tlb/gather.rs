@@ -8,7 +8,7 @@ use kernel::mm::paging::{Level, PageTable, RawEntry};
 use kernel::sched;
 use kernel::time::now_ns;
 use kernel::tlb::{self, FlushMode, Gather, POISON_ENTRY, PtFree, TlbFlush};
-use x86_64::structures::paging::PhysFrame;
+use kernel::mm::pgtable::DetachedTable;
 
 use super::{TestMm, leaf_entry, page, wait_tables_freed};
 use crate::util;
@@ -68,8 +68,9 @@ kernel::ktests! {
         let mut g = Gather::new(mm.tlb());
         pml4e.swap(RawEntry::EMPTY, Ordering::SeqCst);
         for table in [pt, pd, pdpt] {
-            // SAFETY: detached by the swap above; order-0 tables of this space.
-            unsafe { g.free_table(PhysFrame::containing_address(table), x) };
+            // SAFETY: detached by the swap above (a detached subtree);
+            // order-0 tables of this space, each handed over once.
+            g.free_table(unsafe { DetachedTable::new(table) }, x);
         }
         g.finish();
         let returned = now_ns();
@@ -133,8 +134,9 @@ kernel::ktests! {
         let mut g = Gather::new(mm.tlb());
         pml4e.swap(RawEntry::EMPTY, Ordering::SeqCst);
         for table in [pt, pd, pdpt] {
-            // SAFETY: detached by the swap above; order-0 tables of this space.
-            unsafe { g.free_table(PhysFrame::containing_address(table), x) };
+            // SAFETY: detached by the swap above (a detached subtree);
+            // order-0 tables of this space, each handed over once.
+            g.free_table(unsafe { DetachedTable::new(table) }, x);
         }
         g.page(x);
         g.release(released);

@@ -18,6 +18,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::mm::addr_space::AddressSpace;
 use kernel::mm::paging::{self, Entry, Level, PageTable, PteFlags, RawEntry};
+use kernel::mm::pgtable::DetachedTable;
 use kernel::mm::{frame, phys_to_virt};
 use kernel::sched;
 use kernel::smp;
@@ -185,7 +186,7 @@ fn clear_subtree(g: &mut Gather<'_>, entry: &Entry, level: Level, va: u64) -> u6
         }
     }
     // SAFETY: detached above (its parent entry is empty), order 0, ours.
-    unsafe { g.free_table(PhysFrame::containing_address(e.addr()), VirtAddr::new(va)) };
+    g.free_table(unsafe { DetachedTable::new(e.addr()) }, VirtAddr::new(va));
     n
 }
 
