@@ -41,12 +41,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     // moving startup.rs's privileged code into arch).
     ("kernel/src/smp/mod.rs", "boot", "issue 10: AP start-up to take the trampoline page, not BootFacts"),
     ("kernel/src/smp/startup.rs", "boot", "issue 10: AP start-up to take the trampoline page, not BootFacts"),
-    // mm calls KSM on fork and madvise: to become hooks KSM registers at boot
-    // (fork.rs and mmap.rs are being changed by h-unsafe and h-bugs).
-    ("kernel/src/mm/fork.rs", "ksm", "issue 10: KSM's fork hook registered at boot"),
-    ("kernel/src/mm/fork.rs", "khugepaged", "issue 10: khugepaged's fork hook registered at boot"),
-    ("kernel/src/mm/mmap.rs", "ksm", "issue 10: KSM's madvise hook registered at boot"),
-    ("kernel/src/mm/mmap.rs", "khugepaged", "issue 10: khugepaged's madvise hooks registered at boot"),
     // The scheduler holds each task's Arc<AddressSpace> to load it on a
     // switch: to go through a trait sched defines and addr_space implements
     // (sched/mod.rs is being changed by h-arch).

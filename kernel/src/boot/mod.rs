@@ -169,6 +169,13 @@ extern "C" fn stage2() -> ! {
     let race = &facts.options.race;
     crate::khugepaged::set_tunables(race.khugepaged);
     crate::ksm::set_max_page_sharing(race.ksm_max_page_sharing);
+    // The writers above mm hook into fork and madvise (mm calls nothing above it).
+    crate::mm::hooks::register_ksm(crate::mm::hooks::KsmHooks { madvise: crate::ksm::madvise, fork: crate::ksm::fork });
+    crate::mm::hooks::register_khugepaged(crate::mm::hooks::KhugepagedHooks {
+        madvise_collapse: crate::khugepaged::madvise_collapse,
+        enter: crate::khugepaged::register,
+        fork: crate::khugepaged::fork,
+    });
     crate::gup::set_controls(crate::gup::Controls::of(race));
     log::info!("tlb: {}", crate::tlb::config());
     crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic);

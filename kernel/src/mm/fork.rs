@@ -98,8 +98,13 @@ pub fn fork_mm(parent: &AddressSpace) -> Result<Arc<AddressSpace>, NoMemory> {
     drop(cv);
     drop(pv);
     result?;
-    crate::ksm::fork(&child);
-    crate::khugepaged::fork(&child);
+    // Linux dup_mmap(): ksm_fork(), khugepaged_fork() (hooks registered at boot).
+    if let Some(ksm) = super::hooks::ksm() {
+        (ksm.fork)(&child);
+    }
+    if let Some(khugepaged) = super::hooks::khugepaged() {
+        (khugepaged.fork)(&child);
+    }
     Ok(child)
 }
 

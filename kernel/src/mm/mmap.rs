@@ -211,15 +211,20 @@ pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(),
 
 /// Gives advice on `[addr, addr+len)` (Linux do_madvise()). The range must be
 /// fully mapped (ENOMEM otherwise). MERGEABLE/UNMERGEABLE go to KSM,
-/// COLLAPSE to khugepaged's synchronous collapse; unknown advice is EINVAL.
+/// COLLAPSE to khugepaged's synchronous collapse (through their hooks,
+/// [`super::hooks`]; EINVAL when not registered); unknown advice is EINVAL.
 pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Result<(), MmError> {
     let end = user_range(addr, len)?;
     match advice {
         advice::DONTNEED | advice::HUGEPAGE | advice::NOHUGEPAGE => {}
         advice::MERGEABLE | advice::UNMERGEABLE => {
-            return crate::ksm::madvise(mm, addr, end, advice == advice::MERGEABLE);
+            let ksm = super::hooks::ksm().ok_or(MmError::Invalid)?;
+            return (ksm.madvise)(mm, addr, end, advice == advice::MERGEABLE);
         }
-        advice::COLLAPSE => return crate::khugepaged::madvise_collapse(mm, addr, end),
+        advice::COLLAPSE => {
+            let khugepaged = super::hooks::khugepaged().ok_or(MmError::Invalid)?;
+            return (khugepaged.madvise_collapse)(mm, addr, end);
+        }
         _ => return Err(MmError::Invalid),
     }
     let mut vmas = mm.vmas.write();
@@ -239,7 +244,9 @@ pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Resu
                 v.flags.remove(VmFlags::NOHUGEPAGE);
             });
             // Linux khugepaged_enter_vma(): khugepaged scans this mm now.
-            crate::khugepaged::register(mm);
+            if let Some(khugepaged) = super::hooks::khugepaged() {
+                (khugepaged.enter)(mm);
+            }
         }
         _ => vmas.modify_range(addr, end, |v| {
             v.flags.insert(VmFlags::NOHUGEPAGE);

@@ -21,6 +21,7 @@ pub mod fork;
 pub mod frame;
 pub mod frame_io;
 pub mod heap;
+pub mod hooks;
 pub mod kernel_map;
 pub mod layout;
 pub mod mmap;
