@@ -37,10 +37,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("kernel/src/arch/usermode.rs", "process", "issue 10: run_user returns why to a loop in process"),
     ("kernel/src/arch/usermode.rs", "rcu", "issue 10: run_user returns why to a loop in process"),
     ("kernel/src/arch/usermode.rs", "sched", "issue 10: run_user returns why to a loop in process"),
-    // AP start-up reads the boot memory map for its trampoline page (h-arch is
-    // moving startup.rs's privileged code into arch).
-    ("kernel/src/smp/mod.rs", "boot", "issue 10: AP start-up to take the trampoline page, not BootFacts"),
-    ("kernel/src/smp/startup.rs", "boot", "issue 10: AP start-up to take the trampoline page, not BootFacts"),
     // The scheduler holds each task's Arc<AddressSpace> to load it on a
     // switch: to go through a trait sched defines and addr_space implements
     // (sched/mod.rs is being changed by h-arch).

@@ -40,6 +40,10 @@ pub mod selectors {
     pub const TSS: SegmentSelector = SegmentSelector::new(5, Ring0);
 }
 
+/// Size of each IST stack (double fault, NMI, machine check) and of the
+/// ring-0 entry stack.
+pub const IST_STACK_SIZE: usize = 32 * 1024;
+
 /// The stacks a CPU's TSS points to (tops, i.e. the highest address + 1).
 #[derive(Clone, Copy, Debug)]
 pub struct TssStacks {

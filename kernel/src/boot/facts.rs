@@ -162,6 +162,14 @@ impl BootFacts {
         &self.ranges[..self.n_ranges]
     }
 
+    /// Whether every page of `[start, end)` (page-aligned) lies in one
+    /// usable range of the memory map.
+    pub fn is_usable(&self, start: u64, end: u64) -> bool {
+        (start..end).step_by(0x1000).all(|page| {
+            self.ranges().iter().any(|r| r.kind == MemoryKind::Usable && r.start <= page && page + 0x1000 <= r.end)
+        })
+    }
+
     /// Writes the usable ranges into `out`; returns how many.
     pub fn usable_ranges(&self, out: &mut [frame::UsableRange]) -> usize {
         let mut n = 0;

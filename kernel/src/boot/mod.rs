@@ -26,8 +26,7 @@ use crate::power::{self, ExitStatus};
 
 /// Size of the boot CPU's kernel stack.
 pub const BOOT_STACK_SIZE: usize = 256 * 1024;
-/// Size of each IST stack (double fault, NMI, machine check).
-pub const IST_STACK_SIZE: usize = 32 * 1024;
+pub use crate::arch::gdt::IST_STACK_SIZE;
 
 /// What the kernel asks of the bootloader: a direct map of physical memory at a
 /// dynamic offset, and every dynamic mapping (direct map, boot info, its stack,
@@ -180,7 +179,9 @@ extern "C" fn stage2() -> ! {
     log::info!("tlb: {}", crate::tlb::config());
     crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic);
     let timer_mode = crate::sched::init_global();
-    crate::smp::start_aps(facts, &apic_ids, facts.options.ap_timeout_ms, crate::sched::start_ap);
+    let low_pages = crate::smp::startup::LOW_PAGES;
+    let low_pages_usable = facts.is_usable(low_pages.start, low_pages.end);
+    crate::smp::start_aps(low_pages_usable, &apic_ids, facts.options.ap_timeout_ms, crate::sched::start_ap);
     crate::sched::init_boot_cpu();
     if let Err(e) = crate::dma::init(facts.options.dma) {
         log::error!("boot options: {e}");

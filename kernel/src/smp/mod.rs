@@ -24,7 +24,6 @@ use core::sync::atomic::Ordering;
 
 use crate::arch::idt::{self, TrapFrame};
 use crate::arch::{apic, vectors};
-use crate::boot::BootFacts;
 pub use cpuset::{AtomicCpuSet, CpuSet, MAX_CPUS};
 pub use percpu::{cpu_index, current};
 
@@ -68,12 +67,14 @@ pub fn init_boot_cpu(lapic_phys: u64, force_xapic: bool) -> apic::Mode {
 /// after the scheduler's global set-up: an AP enters the scheduler as soon as
 /// it is online: each AP, once online, calls `ap_main` (the scheduler's
 /// `start_ap`, passed in because `sched` sits above `smp`).
-pub fn start_aps(facts: &BootFacts, apic_ids: &[u32], ap_timeout_ms: u64, ap_main: fn() -> !) {
+/// `low_pages_usable`: whether the boot's memory map has
+/// [`startup::LOW_PAGES`] as usable RAM (else only the boot CPU runs).
+pub fn start_aps(low_pages_usable: bool, apic_ids: &[u32], ap_timeout_ms: u64, ap_main: fn() -> !) {
     AP_MAIN.call_once(|| ap_main);
     let mode = apic::mode().expect("start_aps before init_boot_cpu");
     let bsp_apic = apic::id();
     let others: Vec<u32> = apic_ids.iter().copied().filter(|&id| id != bsp_apic).collect();
-    let outcomes = startup::start_aps(facts, &others, ap_timeout_ms);
+    let outcomes = startup::start_aps(low_pages_usable, &others, ap_timeout_ms);
     let silent: Vec<u32> = outcomes
         .iter()
         .filter_map(|o| match o {

@@ -20,8 +20,8 @@ use x86_64::PhysAddr;
 
 use super::percpu::{self, PerCpu};
 use crate::arch::trampoline::{self, Params, STARTUP_VECTOR, TRAMPOLINE_PHYS};
+use crate::arch::gdt::IST_STACK_SIZE;
 use crate::arch::{apic, cpu, gdt, idt};
-use crate::boot::{BootFacts, IST_STACK_SIZE, MemoryKind};
 use crate::mm::paging::{PageTable, PteFlags, RawEntry};
 use crate::mm::{kernel_map, phys_to_virt, stack};
 use crate::time::Deadline;
@@ -56,11 +56,9 @@ pub enum ApOutcome {
     },
 }
 
-fn low_pages_usable(facts: &BootFacts) -> bool {
-    (TRAMPOLINE_PHYS..LOW_PD + 0x1000).step_by(0x1000).all(|page| {
-        facts.ranges().iter().any(|r| r.kind == MemoryKind::Usable && r.start <= page && page + 0x1000 <= r.end)
-    })
-}
+/// The low pages AP start-up takes (the trampoline and its page tables):
+/// the boot checks the memory map has them as usable RAM.
+pub const LOW_PAGES: core::ops::Range<u64> = TRAMPOLINE_PHYS..LOW_PD + 0x1000;
 
 /// Copies the trampoline and builds the low page tables.
 fn prepare_low_memory() {
@@ -106,14 +104,15 @@ fn spin_for(ns: u64) {
     }
 }
 
-/// Starts every AP in `apic_ids` (the boot CPU excluded by the caller).
-/// Returns one outcome per AP.
-pub fn start_aps(facts: &BootFacts, apic_ids: &[u32], timeout_ms: u64) -> alloc::vec::Vec<ApOutcome> {
+/// Starts every AP in `apic_ids` (the boot CPU excluded by the caller);
+/// `low_pages_usable`: whether the memory map has [`LOW_PAGES`] as usable
+/// RAM. Returns one outcome per AP.
+pub fn start_aps(low_pages_usable: bool, apic_ids: &[u32], timeout_ms: u64) -> alloc::vec::Vec<ApOutcome> {
     let mut outcomes = alloc::vec::Vec::new();
     if apic_ids.is_empty() {
         return outcomes;
     }
-    if !low_pages_usable(facts) {
+    if !low_pages_usable {
         log::warn!(
             "SMP: low pages {TRAMPOLINE_PHYS:#x}-{:#x} are not usable RAM; running on the boot CPU only",
             LOW_PD + 0xfff
