@@ -37,11 +37,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("kernel/src/arch/usermode.rs", "process", "issue 10: run_user returns why to a loop in process"),
     ("kernel/src/arch/usermode.rs", "rcu", "issue 10: run_user returns why to a loop in process"),
     ("kernel/src/arch/usermode.rs", "sched", "issue 10: run_user returns why to a loop in process"),
-    // The scheduler holds each task's Arc<AddressSpace> to load it on a
-    // switch: to go through a trait sched defines and addr_space implements
-    // (sched/mod.rs is being changed by h-arch).
-    ("kernel/src/sched/mod.rs", "mm::addr_space", "issue 10: sched reaches address spaces through a trait"),
-    ("kernel/src/sched/task.rs", "mm::addr_space", "issue 10: sched reaches address spaces through a trait"),
     // The race keys' parsers use boot_options' value helpers, which look up
     // every key's documented values, and parse khugepaged's tunables (race/
     // is being changed by h-cscen and h-collapse).

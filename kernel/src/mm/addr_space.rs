@@ -12,6 +12,7 @@
 //! lazily on it (see `sched`). TLB shootdowns target exactly this set; a CPU
 //! leaves it only when it loads another root.
 
+use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::PhysAddr;
 
@@ -136,6 +137,29 @@ impl AddressSpace {
     /// Records that `cpu` loaded another root.
     pub(crate) fn note_unloaded(&self, cpu: usize) {
         self.tlb.note_unloaded(cpu);
+    }
+}
+
+/// The scheduler's view (it loads the root and keeps the CPU set).
+impl crate::sched::MmContext for AddressSpace {
+    fn root(&self) -> PhysAddr {
+        AddressSpace::root(self)
+    }
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn note_loaded(&self, cpu: usize) {
+        AddressSpace::note_loaded(self, cpu)
+    }
+
+    fn note_unloaded(&self, cpu: usize) {
+        AddressSpace::note_unloaded(self, cpu)
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn core::any::Any + Send + Sync> {
+        self
     }
 }
 

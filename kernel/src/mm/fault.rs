@@ -165,7 +165,9 @@ fn thp_allowed(vma: &Vma, addr: u64) -> bool {
 
 /// The current task's address space.
 pub fn current_mm() -> Option<Arc<AddressSpace>> {
-    crate::sched::current_task().mm.clone()
+    // The only MmContext is AddressSpace; the downcast cannot fail.
+    let mm = crate::sched::current_task().mm.clone()?;
+    Some(mm.into_any().downcast::<AddressSpace>().unwrap_or_else(|_| panic!("a task's address space is no AddressSpace")))
 }
 
 /// Resolves a fault at `addr` in the current address space, taking the

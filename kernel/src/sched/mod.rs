@@ -32,11 +32,10 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::arch::idt::TrapFrame;
 use crate::arch::{apic, timer, vectors};
-use crate::mm::addr_space::AddressSpace;
 use crate::smp::{self, MAX_CPUS, percpu};
 use crate::sync::SpinLock;
 use crate::time::Deadline;
-pub use task::{State, Task};
+pub use task::{MmContext, State, Task};
 pub use wait::WaitQueue;
 
 /// Ticks a task may run before it should yield to a waiting one.
@@ -57,7 +56,7 @@ struct RunQueue {
     ticks: AtomicU64,
     switches: AtomicU64,
     /// The address space in CR3 (`None`: the kernel tables).
-    loaded_mm: SpinLock<Option<Arc<AddressSpace>>>,
+    loaded_mm: SpinLock<Option<Arc<dyn MmContext>>>,
     /// Whether a kernel thread runs on a borrowed (lazily kept) address space.
     lazy: AtomicBool,
     cr3_writes: AtomicU64,
@@ -267,7 +266,7 @@ pub fn cr3_writes(cpu: usize) -> u64 {
 /// borrowed by a kernel thread (lazy).
 pub fn loaded_mm(cpu: usize) -> (Option<u64>, bool) {
     x86_64::instructions::interrupts::without_interrupts(|| {
-        (RQ[cpu].loaded_mm.lock().as_ref().map(|m| m.id), RQ[cpu].lazy.load(Ordering::Relaxed))
+        (RQ[cpu].loaded_mm.lock().as_ref().map(|m| m.id()), RQ[cpu].lazy.load(Ordering::Relaxed))
     })
 }
 
@@ -338,15 +337,24 @@ pub fn spawn_on<T: Send + 'static>(
     name: &'static str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>, SpawnError> {
-    spawn_in(cpu, name, None, f)
+    spawn_task(cpu, name, None, f)
 }
 
 /// Starts a thread named `name` on `cpu` in address space `mm` (`None`: a
 /// kernel thread), running `f`.
-pub fn spawn_in<T: Send + 'static>(
+pub fn spawn_in<T: Send + 'static, M: MmContext>(
     cpu: usize,
     name: &'static str,
-    mm: Option<Arc<AddressSpace>>,
+    mm: Option<Arc<M>>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, SpawnError> {
+    spawn_task(cpu, name, mm.map(|m| m as Arc<dyn MmContext>), f)
+}
+
+fn spawn_task<T: Send + 'static>(
+    cpu: usize,
+    name: &'static str,
+    mm: Option<Arc<dyn MmContext>>,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>, SpawnError> {
     if !smp::online_cpus().contains(cpu) || !ready(cpu) {

@@ -17,12 +17,31 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use alloc::sync::Arc;
 
 use super::wait::WaitQueue;
-use crate::mm::addr_space::AddressSpace;
 use crate::mm::stack::{self, KernelStack};
 use crate::sync::SpinLock;
 
 /// Size of a kernel thread's stack.
 pub const THREAD_STACK_SIZE: usize = 64 * 1024;
+
+/// What the scheduler needs of an address space to run a task in it
+/// (Linux: the mm_struct fields switch_mm_irqs_off() touches). Defined here
+/// and implemented by `mm::addr_space::AddressSpace`, so the scheduler does
+/// not reach up into the address-space layer.
+pub trait MmContext: core::any::Any + Send + Sync {
+    /// The top-level page table (what CR3 holds).
+    fn root(&self) -> x86_64::PhysAddr;
+    /// Unique id (for reports).
+    fn id(&self) -> u64;
+    /// `cpu` is about to load [`MmContext::root`] (interrupts off, before
+    /// the CR3 write: a shootdown that reads the CPU set afterwards targets
+    /// this CPU).
+    fn note_loaded(&self, cpu: usize);
+    /// `cpu` loaded another root.
+    fn note_unloaded(&self, cpu: usize);
+    /// The same object as `Any`, for the layer that knows its type
+    /// (`mm::fault::current_mm`).
+    fn into_any(self: Arc<Self>) -> Arc<dyn core::any::Any + Send + Sync>;
+}
 
 /// Task states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +69,7 @@ pub struct Task {
     pub is_idle: bool,
     /// Its address space; `None` for a kernel thread, which runs on whatever
     /// root its CPU has loaded (lazy TLB).
-    pub mm: Option<Arc<AddressSpace>>,
+    pub mm: Option<Arc<dyn MmContext>>,
     state: AtomicU8,
     /// True from the moment it is switched to until its CPU has switched away
     /// from its stack (Linux: task_struct.on_cpu).
@@ -111,7 +130,7 @@ impl Task {
         name: &'static str,
         cpu: usize,
         is_idle: bool,
-        mm: Option<Arc<AddressSpace>>,
+        mm: Option<Arc<dyn MmContext>>,
         entry: Box<dyn FnOnce() + Send>,
     ) -> Task {
         // The pool's guard must be gone before a fresh stack is mapped.
