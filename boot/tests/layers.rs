@@ -25,14 +25,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     // arch calls nothing above it: exceptions and the return to user go
     // through handlers registered at boot and a loop in `process` (issue 10,
     // "Layers that only look down"; h-arch is rewriting these files).
-    ("kernel/src/arch/exceptions.rs", "debug::backtrace", "issue 10: exception handlers registered at boot"),
-    ("kernel/src/arch/exceptions.rs", "debug::symbols", "issue 10: exception handlers registered at boot"),
-    ("kernel/src/arch/exceptions.rs", "debug::fatal", "issue 10: exception handlers registered at boot"),
-    ("kernel/src/arch/exceptions.rs", "process", "issue 10: exception handlers registered at boot"),
-    ("kernel/src/arch/exceptions.rs", "mm::uaccess", "issue 10: exception handlers registered at boot"),
-    ("kernel/src/arch/exceptions.rs", "mm::stack", "issue 10: exception handlers registered at boot"),
-    ("kernel/src/arch/exceptions.rs", "smp::nmi", "issue 10: exception handlers registered at boot"),
-    ("kernel/src/arch/exceptions.rs", "smp", "issue 10: exception handlers registered at boot"),
     ("kernel/src/arch/usermode.rs", "syscall", "issue 10: run_user returns why to a loop in process"),
     ("kernel/src/arch/usermode.rs", "process", "issue 10: run_user returns why to a loop in process"),
     ("kernel/src/arch/usermode.rs", "rcu", "issue 10: run_user returns why to a loop in process"),

@@ -34,7 +34,7 @@
 //! | 12 | `process` | User processes and threads. |
 //! | 13 | `scenario`, `bench` | Race scenarios and benchmarks. |
 //! | 14 | `syscall` | The system-call table: it routes to every layer, the scenario's and benchmarks' calls included. |
-//! | 15 | `boot`, `boot::facts`, `boot_options`, `testing`, `debug`, `debug::fatal`, `debug::crash`, `debug::wedge` | The boot sequence and its options, the test harness, the panic handler. |
+//! | 15 | `boot`, `boot::facts`, `boot_options`, `testing`, `debug`, `debug::fatal`, `debug::crash`, `debug::wedge`, `debug::exceptions` | The boot sequence and its options, the test harness, the panic handler. |
 //!
 //! Unsafe code and privileged instructions: `asm!` and privileged register
 //! writes only in `arch`; the policy modules (`gup`, `ksm`, `uprobes`, `race`,

@@ -1,16 +1,19 @@
-//! CPU exceptions: reports for the ones the kernel cannot handle.
+//! CPU exceptions: their names, the page-fault error code in words, and the
+//! dispatch of vectors 0-31 to the handlers the layers above register at
+//! boot ([`register`]), so arch calls nothing above it.
 //!
-//! Every kernel-mode exception except NMI and breakpoint is fatal at this stage:
-//! the report names the exception, decodes the error code, prints every register,
-//! CR0/CR2/CR3/CR4 and a symbolised backtrace, and diagnoses the common cause of a
-//! double fault, a kernel stack overflow into a guard page. Exceptions from
-//! user mode go to `process::fault` (resolved or the process is killed,
-//! never the kernel); a kernel page fault on a uaccess copy goes to
-//! `mm::uaccess` (resolved, or the copy returns EFAULT).
+//! Exceptions from user mode (all but NMI, double fault and machine check) go
+//! to the `user` handler (`process::fault`: resolved, or the process is
+//! killed, never the kernel); a kernel page fault first to
+//! `kernel_page_fault` (`mm::uaccess`: a uaccess copy is resolved or returns
+//! EFAULT); NMIs to `nmi` (`smp::nmi`, with this CPU's NMI depth raised);
+//! breakpoints to `breakpoint`; every other kernel-mode exception, and a
+//! vector with no handler, to `fatal` (`debug::exceptions`: the report with
+//! registers and backtrace). Before registration (never, in practice: the
+//! boot registers them before it loads the IDT) an exception halts the CPU.
 
 use super::cpu;
 use super::idt::TrapFrame;
-use crate::debug::{backtrace, fatal, symbols::Symbolized};
 
 const NAMES: [&str; 32] = [
     "DIVIDE ERROR",
@@ -63,14 +66,48 @@ pub fn name(vector: u8) -> &'static str {
     NAMES.get(usize::from(vector)).copied().unwrap_or("UNKNOWN")
 }
 
+/// The handlers of the layers above (see the module docs).
+#[derive(Clone, Copy)]
+pub struct Handlers {
+    /// An exception taken in ring 3 (not NMI, #DF, #MC), interrupts off.
+    pub user: fn(&mut TrapFrame),
+    /// A kernel-mode page fault at `addr` (CR2): true if handled (the frame
+    /// may have been redirected), false for a crash.
+    pub kernel_page_fault: fn(frame: &mut TrapFrame, addr: u64) -> bool,
+    /// An NMI (on its IST stack; the NMI depth is raised around it).
+    pub nmi: fn(&mut TrapFrame),
+    /// A breakpoint (int3) in kernel mode: reported, then execution goes on.
+    pub breakpoint: fn(&TrapFrame),
+    /// A kernel exception nothing handles, or a vector (32-255) with no
+    /// handler: report and stop.
+    pub fatal: fn(&TrapFrame) -> !,
+}
+
+static HANDLERS: spin::Once<Handlers> = spin::Once::new();
+
+/// Registers the exception handlers; the first registration wins (the boot
+/// does it once, before it loads the IDT).
+pub fn register(handlers: Handlers) {
+    HANDLERS.call_once(|| handlers);
+}
+
+fn handlers() -> &'static Handlers {
+    match HANDLERS.get() {
+        Some(h) => h,
+        // Nothing can report yet (see the module docs).
+        None => cpu::halt_forever(),
+    }
+}
+
 /// Entry for vectors 0-31.
 pub fn handle(frame: &mut TrapFrame) {
+    let h = handlers();
     // NMI, double fault and machine check are never the user's doing.
     if frame.from_user() && !matches!(frame.vector, 2 | 8 | 18) {
-        crate::process::fault::user_exception(frame);
+        (h.user)(frame);
         return;
     }
-    if frame.vector == 14 && crate::mm::uaccess::handle_kernel_fault(frame, cpu::cr2()) {
+    if frame.vector == 14 && (h.kernel_page_fault)(frame, cpu::cr2()) {
         return;
     }
     match frame.vector {
@@ -81,87 +118,24 @@ pub fn handle(frame: &mut TrapFrame) {
             if let Some(cpu) = cpu {
                 cpu.in_nmi.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             }
-            let expected = crate::smp::nmi::handle(frame);
+            (h.nmi)(frame);
             if let Some(cpu) = cpu {
                 cpu.in_nmi.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
             }
-            if !expected {
-                // Nobody asked: a watchdog or a debugger's NMI must not kill
-                // the run. Report it and carry on.
-                fatal::out(format_args!(
-                    "unexpected NMI on cpu{} at {}\n",
-                    crate::smp::cpu_index(),
-                    Symbolized(frame.rip)
-                ));
-            }
         }
-        3 => {
-            log::warn!("breakpoint at {}", Symbolized(frame.rip));
-        }
-        _ => fatal_exception(frame),
+        3 => (h.breakpoint)(frame),
+        _ => (h.fatal)(frame),
     }
 }
 
 /// A vector with no registered handler.
 pub fn unexpected_vector(frame: &mut TrapFrame) {
-    if !fatal::begin(format_args!(
-        "unexpected interrupt vector {} at {}",
-        frame.vector,
-        Symbolized(frame.rip)
-    )) {
-        fatal::end();
-    }
-    report_registers(frame);
-    fatal::end()
-}
-
-fn fatal_exception(frame: &TrapFrame) -> ! {
-    let name = NAMES[frame.vector as usize];
-    let cr2 = cpu::cr2();
-    let overflow = match frame.vector {
-        // A page fault in a guard page is an overflow; the CPU could not push the
-        // fault's frame on the overflowed stack, so it usually arrives as a
-        // double fault with CR2 still naming the guard page.
-        8 | 14 => crate::mm::stack::guard_page_owner(cr2),
-        _ => None,
-    };
-    let started = match (overflow, frame.vector) {
-        (Some(stack), _) => fatal::begin(format_args!(
-            "{name}: kernel stack overflow: {cr2:#x} is the guard page of stack '{stack}' (RIP {:#x})",
-            frame.rip
-        )),
-        (None, 14) => fatal::begin(format_args!(
-            "{name} at address {cr2:#x} ({}) at RIP {}",
-            page_fault_cause(frame.error_code, cr2),
-            Symbolized(frame.rip)
-        )),
-        (None, _) => fatal::begin(format_args!(
-            "{name} (vector {}, error code {:#x}) at RIP {}",
-            frame.vector,
-            frame.error_code,
-            Symbolized(frame.rip)
-        )),
-    };
-    if !started {
-        fatal::end();
-    }
-    fatal::out(format_args!(
-        "  vector {} error code {:#x} on cpu{}{}\n",
-        frame.vector,
-        frame.error_code,
-        crate::smp::cpu_index(),
-        if frame.from_user() { " in user mode" } else { " in kernel mode" }
-    ));
-    if frame.vector == 14 || frame.vector == 8 {
-        fatal::out(format_args!("  CR2 (fault address) {cr2:#018x}\n"));
-    }
-    report_registers(frame);
-    fatal::end()
+    (handlers().fatal)(frame)
 }
 
 /// Decodes a page-fault error code (and, for a kernel access to a present
 /// user-half page, the supervisor protection that refused it) into words.
-fn page_fault_cause(code: u64, addr: u64) -> &'static str {
+pub fn page_fault_cause(code: u64, addr: u64) -> &'static str {
     let user_half = addr < 0x0000_8000_0000_0000;
     if user_half && code & (pf::PRESENT | pf::USER | pf::RESERVED) == pf::PRESENT {
         if code & pf::FETCH != 0 {
@@ -191,28 +165,5 @@ fn page_fault_cause(code: u64, addr: u64) -> &'static str {
         (true, true, _, true) => "user instruction fetch from a no-execute page",
         (true, _, true, true) => "user write to a read-only or kernel page",
         (true, _, false, true) => "user read of a kernel page",
-    }
-}
-
-/// Prints registers, control registers and the backtrace.
-pub fn report_registers(f: &TrapFrame) {
-    let o = fatal::out;
-    o(format_args!("  RIP {}\n", Symbolized(f.rip)));
-    o(format_args!("  CS  {:#06x} RFLAGS {:#018x} RSP {:#018x} SS {:#06x}\n", f.cs, f.rflags, f.rsp, f.ss));
-    o(format_args!("  RAX {:#018x} RBX {:#018x} RCX {:#018x} RDX {:#018x}\n", f.rax, f.rbx, f.rcx, f.rdx));
-    o(format_args!("  RSI {:#018x} RDI {:#018x} RBP {:#018x} R8  {:#018x}\n", f.rsi, f.rdi, f.rbp, f.r8));
-    o(format_args!("  R9  {:#018x} R10 {:#018x} R11 {:#018x} R12 {:#018x}\n", f.r9, f.r10, f.r11, f.r12));
-    o(format_args!("  R13 {:#018x} R14 {:#018x} R15 {:#018x}\n", f.r13, f.r14, f.r15));
-    o(format_args!(
-        "  CR0 {:#018x} CR2 {:#018x} CR3 {:#018x} CR4 {:#018x}\n",
-        cpu::cr0(),
-        cpu::cr2(),
-        cpu::cr3(),
-        cpu::cr4()
-    ));
-    if f.from_user() {
-        o(format_args!("  (user-mode context: no kernel backtrace)\n"));
-    } else {
-        backtrace::print(f.rip, f.rbp, &mut |a| o(a));
     }
 }

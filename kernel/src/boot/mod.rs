@@ -65,6 +65,8 @@ pub fn start(info: &'static mut BootInfo, main: KernelMain) -> ! {
     let serial = console::init_serial();
     logger::init(LevelFilter::Info);
     gdt::install_early();
+    // Before the IDT: exceptions reach the layers above arch through these.
+    crate::arch::exceptions::register(crate::debug::exceptions::handlers());
     idt::install();
     crate::time::init();
     if let Err(why) = serial {

@@ -7,6 +7,7 @@
 
 pub mod backtrace;
 pub mod crash;
+pub mod exceptions;
 pub mod fatal;
 pub mod symbols;
 pub mod wedge;
