@@ -22,13 +22,6 @@ use std::path::Path;
 /// rewriting: (file, module it reaches, why). An entry no longer needed fails
 /// the test, so the list only shrinks.
 const ALLOWED: &[(&str, &str, &str)] = &[
-    // arch calls nothing above it: exceptions and the return to user go
-    // through handlers registered at boot and a loop in `process` (issue 10,
-    // "Layers that only look down"; h-arch is rewriting these files).
-    ("kernel/src/arch/usermode.rs", "syscall", "issue 10: run_user returns why to a loop in process"),
-    ("kernel/src/arch/usermode.rs", "process", "issue 10: run_user returns why to a loop in process"),
-    ("kernel/src/arch/usermode.rs", "rcu", "issue 10: run_user returns why to a loop in process"),
-    ("kernel/src/arch/usermode.rs", "sched", "issue 10: run_user returns why to a loop in process"),
     // The race keys' parsers use boot_options' value helpers, which look up
     // every key's documented values, and parse khugepaged's tunables (race/
     // is being changed by h-cscen and h-collapse).

@@ -22,6 +22,11 @@
 //! ([`sanitize_flags`]), so user mode never runs with interrupts off or I/O
 //! privilege, whatever a frame held.
 //!
+//! **Calls up.** The syscall dispatcher and the return-to-user work
+//! (exit, RCU, preemption) belong to the layers above; they reach this
+//! module as [`UserHandlers`] the boot registers ([`register`]), so arch
+//! calls nothing above it.
+//!
 //! **sysret.** Intel CPUs raise #GP *in ring 0, on the user stack* when
 //! `sysret` loads a non-canonical RIP (CVE-2012-0217), so the fast path is
 //! taken only for a syscall frame whose RIP is below 2^47; anything else
@@ -185,6 +190,41 @@ unsafe extern "C" {
     fn usermode_exit_to_kernel(status: i32) -> !;
 }
 
+/// What the return-to-user work asks for (see [`UserHandlers::return_work`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReturnWork {
+    /// End the thread with this status ([`exit_to_kernel`]).
+    Exit(i32),
+    /// Something ran (a switch): ask again, with interrupts off.
+    Again,
+    /// Nothing left: return to ring 3.
+    Done,
+}
+
+/// The handlers of the layers above (registered by the boot).
+#[derive(Clone, Copy)]
+pub struct UserHandlers {
+    /// A syscall, with interrupts on: dispatch it and put the result in the
+    /// frame (the `syscall` module).
+    pub syscall: fn(&mut TrapFrame),
+    /// The work before every return to ring 3 (Linux:
+    /// exit_to_user_mode_loop; `process`): called with interrupts off, in a
+    /// loop until it answers [`ReturnWork::Done`].
+    pub return_work: fn() -> ReturnWork,
+}
+
+static HANDLERS: spin::Once<UserHandlers> = spin::Once::new();
+
+/// Registers the syscall and return-to-user handlers; the first registration
+/// wins (the boot does it once, before any user thread runs).
+pub fn register(handlers: UserHandlers) {
+    HANDLERS.call_once(|| handlers);
+}
+
+fn handlers() -> &'static UserHandlers {
+    HANDLERS.get().expect("a ring-3 entry before the user handlers were registered")
+}
+
 /// Enables `syscall` on this CPU: EFER.SCE, the selectors (STAR), the entry
 /// (LSTAR), the flags cleared on entry (FMASK) and user mode's GS base (0).
 /// Called on every CPU after its GDT and TSS are installed.
@@ -284,30 +324,26 @@ extern "C" fn syscall_from_user(frame: &mut TrapFrame) {
     // Syscalls run with interrupts on (the entry had them masked only until the
     // stack switch): they sleep, wait, and must answer IPIs.
     x86_64::instructions::interrupts::enable();
-    crate::syscall::dispatch(frame);
+    (handlers().syscall)(frame);
     prepare_return(frame);
 }
 
-/// The work before every return to ring 3 (Linux: exit_to_user_mode_loop):
-/// end the thread if it or its process is exiting, report an RCU quiescent
-/// state (user mode holds no kernel references), switch if the tick asked
-/// for it (a return to user is a preemption point). Returns with interrupts
-/// off and the frame's flags sanitised.
+/// The work before every return to ring 3 (Linux: exit_to_user_mode_loop),
+/// through the registered `return_work` (end the thread if it or its process
+/// is exiting, report an RCU quiescent state, switch if the tick asked for
+/// it). Returns with interrupts off and the frame's flags sanitised.
 pub fn prepare_return(frame: &mut TrapFrame) {
+    let return_work = handlers().return_work;
     loop {
         x86_64::instructions::interrupts::disable();
-        if let Some(status) = crate::process::exit_pending() {
+        match return_work() {
             // SAFETY: called only from the entry paths of a user thread
-            // (syscall_from_user, interrupt_dispatch with a ring-3 frame), which
-            // own nothing; interrupts are off.
-            unsafe { exit_to_kernel(status) }
+            // (syscall_from_user, interrupt_dispatch with a ring-3 frame),
+            // which own nothing; interrupts are off.
+            ReturnWork::Exit(status) => unsafe { exit_to_kernel(status) },
+            ReturnWork::Again => continue,
+            ReturnWork::Done => break,
         }
-        crate::rcu::quiescent_state();
-        if crate::sched::need_resched() {
-            crate::sched::schedule();
-            continue;
-        }
-        break;
     }
     frame.rflags = sanitize_flags(frame.rflags);
 }

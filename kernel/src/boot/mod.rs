@@ -133,6 +133,11 @@ extern "C" fn stage2() -> ! {
         privilege0: stack::alloc("cpu0 ring-0 entry", IST_STACK_SIZE).top(),
     });
     crate::arch::usermode::init_this_cpu();
+    // Syscalls and the return to user reach the layers above arch through these.
+    crate::arch::usermode::register(crate::arch::usermode::UserHandlers {
+        syscall: crate::syscall::dispatch,
+        return_work: crate::process::return_work,
+    });
     crate::acpi::init(facts.rsdp);
     crate::acpi::log_platform(crate::acpi::platform());
     if facts.options.end == power::EndAction::Poweroff {

@@ -7,7 +7,7 @@
 //!
 //! **Ending.** `exit` (or a fatal fault) marks the process exiting with its
 //! status. Every thread checks that on each return to user mode
-//! (`exit_pending`, called by `usermode::prepare_return`), and a thread in
+//! (`exit_pending`, asked by [`return_work`], which the entry code calls), and a thread in
 //! user mode enters the kernel at least every timer tick, so all of them
 //! end promptly; interruptible waits in syscalls (sleep, wait, join) notice
 //! it too and return EINTR. The last thread to end tears the address space's
@@ -214,6 +214,24 @@ pub fn exit_pending() -> Option<i32> {
         return Some(thread.exit_request_status.load(Ordering::Relaxed));
     }
     None
+}
+
+/// The work before every return to ring 3, called by the entry code
+/// (`arch::usermode::prepare_return`, registered at boot) with interrupts
+/// off until it answers `Done` (Linux: exit_to_user_mode_loop): end the
+/// thread if it or its process is exiting, report an RCU quiescent state
+/// (user mode holds no kernel references), switch if the tick asked for it
+/// (a return to user is a preemption point).
+pub fn return_work() -> usermode::ReturnWork {
+    if let Some(status) = exit_pending() {
+        return usermode::ReturnWork::Exit(status);
+    }
+    crate::rcu::quiescent_state();
+    if sched::need_resched() {
+        sched::schedule();
+        return usermode::ReturnWork::Again;
+    }
+    usermode::ReturnWork::Done
 }
 
 /// Starts a new thread of `process` on `cpu`, entering user mode with `frame`.
