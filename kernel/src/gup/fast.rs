@@ -31,7 +31,7 @@ use super::{Foll, GupError, Grabbed, check_range, controls};
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::{self, Page, PageRef, PinnedPage};
 use crate::mm::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
-use crate::mm::pgtable::{self, POISON_ENTRY};
+use crate::mm::pgtable;
 use crate::mm::PAGE_SIZE;
 use crate::race::overlap;
 use crate::race::widen::{self, Point};
@@ -127,7 +127,7 @@ fn read_once(e: &Entry) -> Option<RawEntry> {
     // Acquire: the table or page it points to was initialised before the
     // entry was published (Release in the fault paths).
     let v = e.load(Ordering::Acquire);
-    if v.0 == POISON_ENTRY {
+    if v.is_poison() {
         page::report_uaf(format_args!("GUP-fast read a freed page table (entry at {:p})", e));
         return None;
     }

@@ -102,7 +102,7 @@ fn clear_pte(ptep: &Entry, v: RawEntry, page: &Page, sleeps: bool) -> (RawEntry,
     let old = ptep.swap(cleared, Ordering::AcqRel);
     debug_assert_eq!(old.addr(), v.addr());
     widen::at(Point::WriterPostClear, page.pfn());
-    (RawEntry(v.0 | (old.0 & PteFlags::DIRTY.bits())), cleared)
+    (v.with_flags(old.flags() & PteFlags::DIRTY), cleared)
 }
 
 /// Step 3 of write_protect_page() under `sync=rcu`: waits for a grace period
@@ -200,7 +200,7 @@ pub fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> 
     if entry.flags().contains(PteFlags::DIRTY) {
         page.set(PageFlags::DIRTY);
     }
-    let ro = RawEntry(entry.0 & !(PteFlags::WRITABLE | PteFlags::DIRTY).bits());
+    let ro = entry.without_flags(PteFlags::WRITABLE | PteFlags::DIRTY);
     ptep.store(ro, Ordering::Release);
     drop(ptl);
     stats::note_write_protected();

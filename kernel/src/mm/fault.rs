@@ -262,7 +262,7 @@ fn huge_fault(mm: &AddressSpace, vma: &Vma, pmd: Pmd, addr: u64, access: Access)
         }
         let head = page::page_of(v.addr());
         if head.has(PageFlags::ANON_EXCLUSIVE) {
-            let w = RawEntry(v.0 | (PteFlags::WRITABLE | PteFlags::DIRTY).bits());
+            let w = v.with_flags(PteFlags::WRITABLE | PteFlags::DIRTY);
             // Raising permissions needs no flush: a stale read-only entry only
             // causes a spurious fault.
             let _ = pmd.entry.compare_exchange(v, w, Ordering::AcqRel);
@@ -403,7 +403,7 @@ fn wp_page(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, unshare: bool)
     let old = page::page_of(v.addr());
     if can_reuse(old) {
         if writable {
-            let w = RawEntry(v.0 | (PteFlags::WRITABLE | PteFlags::DIRTY).bits());
+            let w = v.with_flags(PteFlags::WRITABLE | PteFlags::DIRTY);
             let _ = pte.compare_exchange(v, w, Ordering::AcqRel);
         }
         return Ok(());

@@ -161,7 +161,7 @@ fn copy_huge(
         pmd.entry.fetch_clear(PteFlags::WRITABLE, Ordering::AcqRel);
         batch.huge(VirtAddr::new(base));
     }
-    let ro = RawEntry(v.0 & !PteFlags::WRITABLE.bits());
+    let ro = v.without_flags(PteFlags::WRITABLE);
     // Release: the child's table is not loaded anywhere yet; ordering only
     // matters against the CR3 write that will load it.
     cpmd.entry.store(ro, Ordering::Release);
@@ -210,7 +210,7 @@ fn copy_pte(
         src.fetch_clear(PteFlags::WRITABLE, Ordering::AcqRel);
         batch.page(VirtAddr::new(va));
     }
-    dst.store(RawEntry(v.0 & !PteFlags::WRITABLE.bits()), Ordering::Release);
+    dst.store(v.without_flags(PteFlags::WRITABLE), Ordering::Release);
     let _ = r.into_mapping();
     child.add_rss(1);
     Ok(())

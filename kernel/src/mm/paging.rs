@@ -97,18 +97,50 @@ impl Level {
     }
 }
 
-/// A snapshot of an entry's value.
+/// A snapshot of an entry's value. Its bits are private: entries are built
+/// with [`RawEntry::new`] and changed with named methods
+/// ([`RawEntry::with_flags`], [`RawEntry::without_flags`]), never from raw
+/// `u64`s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RawEntry(pub u64);
+pub struct RawEntry(u64);
 
 impl RawEntry {
     /// The empty entry.
     pub const EMPTY: RawEntry = RawEntry(0);
 
+    /// What a freed page table is filled with ([`POISON_ENTRY`]): not
+    /// present, and recognisable by a late lockless walker.
+    pub const POISON: RawEntry = RawEntry(POISON_ENTRY);
+
     /// An entry pointing at `addr` with `flags`.
     pub fn new(addr: PhysAddr, flags: PteFlags) -> Self {
         debug_assert_eq!(addr.as_u64() & !ADDR_MASK, 0, "unaligned physical address");
         RawEntry(addr.as_u64() | flags.bits())
+    }
+
+    /// The same entry with `flags` set too (Linux pte_mkwrite(),
+    /// pte_mkdirty(), pmd_mkhuge() ...).
+    #[inline]
+    pub fn with_flags(self, flags: PteFlags) -> Self {
+        RawEntry(self.0 | flags.bits())
+    }
+
+    /// The same entry with `flags` cleared (Linux pte_wrprotect(),
+    /// pte_mkclean() ...).
+    #[inline]
+    pub fn without_flags(self, flags: PteFlags) -> Self {
+        RawEntry(self.0 & !flags.bits())
+    }
+
+    /// Whether this is the poison of a freed table ([`RawEntry::POISON`]).
+    #[inline]
+    pub fn is_poison(self) -> bool {
+        self.0 == POISON_ENTRY
+    }
+
+    /// The raw value (for reports and tests).
+    pub fn bits(self) -> u64 {
+        self.0
     }
 
     /// The flags.

@@ -162,7 +162,7 @@ impl DetachedTable {
         for i in 0..512 {
             // Relaxed: a late walker reads either the old entry or the
             // poison; the free below publishes nothing it could rely on.
-            t.entry(i).store(RawEntry(super::paging::POISON_ENTRY), Ordering::Relaxed);
+            t.entry(i).store(RawEntry::POISON, Ordering::Relaxed);
         }
         note_table_freed(self.pa);
         let pfn = self.pa.as_u64() / super::PAGE_SIZE;

@@ -140,7 +140,7 @@ pub fn protect(mm: &AddressSpace, start: u64, end: u64, prot: Prot, batch: &mut 
             let _ptl = pmd.lock();
             let old = pmd.get();
             if let Some(new) = reprotect(old, prot)
-                && pmd.entry.compare_exchange(old, RawEntry(new.0 | PteFlags::HUGE.bits()), Ordering::AcqRel).is_ok()
+                && pmd.entry.compare_exchange(old, new.with_flags(PteFlags::HUGE), Ordering::AcqRel).is_ok()
             {
                 batch.huge(VirtAddr::new(base));
             }

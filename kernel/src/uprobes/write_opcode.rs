@@ -28,7 +28,7 @@ use super::{UprobeError, byte_at, split_pmd, verify_opcode};
 use crate::gup::{self, Foll, Grabbed};
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::{Page, PageFlags, PageRef};
-use crate::mm::paging::{PteFlags, RawEntry};
+use crate::mm::paging::PteFlags;
 use crate::mm::vma::VmaSet;
 use crate::mm::{PAGE_SIZE, frame_io, pgtable};
 use crate::race::overlap::WriterWindow;
@@ -147,7 +147,7 @@ fn __uprobe_write_opcode(mm: &AddressSpace, vaddr: u64, page: &PageRef, opcode: 
     }
     // remap: smp_wmb(); set_pte_at(pte_mkdirty(pte)). Release: the byte is
     // visible before the entry that lets the process see the page again.
-    let e = RawEntry(old.0 | PteFlags::DIRTY.bits());
+    let e = old.with_flags(PteFlags::DIRTY);
     ptep.store(e, Ordering::Release);
     // The entry holds the mapping's reference again (same page, same
     // mapcount).

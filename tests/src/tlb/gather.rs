@@ -101,7 +101,7 @@ kernel::ktests! {
             let tbl = unsafe { PageTable::at(table) };
             for i in 2..512 {
                 let v = tbl.entry(i).load(Ordering::Relaxed);
-                assert_eq!(v.0, POISON_ENTRY, "freed table {table:?} entry {i} not poisoned");
+                assert_eq!(v.bits(), POISON_ENTRY, "freed table {table:?} entry {i} not poisoned");
             }
         }
         drop(mm);
