@@ -65,9 +65,12 @@ fn smp_suite_x2apic_under_kvm() {
     // A software (nested) KVM runs this kernel ~100x slower than TCG, and
     // the whole suite took more than 900 s on a loaded 2-core host: run the
     // tests that drive the APIC (start-up, fixed IPIs, NMIs, a waiting call
-    // and its timeout), which is what the x2APIC mode changes.
-    cfg.timeout = Duration::from_secs(420);
-    cfg.per_test_timeout = Duration::from_secs(300);
+    // and its timeout), which is what the x2APIC mode changes. A hardware
+    // KVM runs these five in seconds; the nested one did not finish them in
+    // 420 s even on a quiet host (52 s to the kernel's first line), so a
+    // longer budget only costs CI minutes: 150 s, then SKIPPED below.
+    cfg.timeout = Duration::from_secs(150);
+    cfg.per_test_timeout = Duration::from_secs(120);
     cfg.extra_options = vec![
         "smp.call_timeout_ms=20000".into(),
         format!("ktest.filter={}", X2APIC_TESTS.join("|")),
