@@ -8,6 +8,7 @@
 
 #![no_std]
 
+pub mod race;
 pub mod sys;
 pub mod thread;
 
