@@ -21,6 +21,8 @@ USAGE:
     cargo run -- matrix [--smp 2,3,4] [--seeds N] [--secs S] [--scenario NAME]
                         [--explore auto,off] [--config A,B] [--rows all|caught|safe]
                         [--first-seed N] [--mem SIZE] [--out DIR]
+    cargo run -- compare [--smp N] [--accel tcg|kvm] [--mem SIZE] [--timeout SECS]
+                         [--out DIR] [--peer DIR] [--ours FILE] [--linux FILE]
     cargo run -- help
 
 With no options (and no scenario=, bench= or init=) the main kernel runs the main job:
@@ -70,6 +72,16 @@ corruption, overlaps/s, iterations/s, corruption kinds), runs.csv, summary.json 
 time-to-catch.svg in --out (default target/testbed/matrix). Defaults: --smp 2,
 --seeds 3 (seeds 1000, 1001, ...), --secs 10, --explore auto, every scenario and row.
 Exit 0 when every run met its row's expectation, 1 otherwise, 2 for a usage error.
+
+OPTIONS (compare): our benchmarks (bench=shootdown,gup,ksm,collapse) and the Linux peer's
+(../shared/peer/linux/run.sh shootdown gup_fast ksm_merge collapse; its setup.sh installs what is
+missing) on the same QEMU machine, one after the other; one table (rows keyed as the peer's
+compare.sh keys them; ours, Linux, ours/Linux), compare.csv, compare.json (with the conditions:
+host, accelerator, CPUs, load), compare.md and shootdown.svg, pin.svg, latency.svg in --out
+(default target/testbed/compare). Defaults: --smp 2, --accel tcg, --mem 256, --timeout 900 per
+run. --peer DIR: the peer's folder (or $PEER_DIR); --ours/--linux FILE: recorded RESULT lines
+instead of running that side. If the peer cannot run, the reason is printed and ours still
+reported (exit 1; 0 when both ran).
 
 EXIT STATUS (run):
     0 pass, 1 failure reported by the kernel (test failure, panic, CPU exception),
@@ -170,6 +182,7 @@ pub enum Command {
     Run(RunOptions),
     Image(ImageOptions),
     Matrix(crate::matrix::MatrixOptions),
+    Compare(crate::compare::CompareOptions),
     Help,
 }
 
@@ -284,6 +297,12 @@ where
                 return Ok(Command::Help);
             }
             return crate::matrix::parse(&args[1..]).map(Command::Matrix);
+        }
+        Some("compare") => {
+            if args.iter().any(|a| a == "--help" || a == "-h") {
+                return Ok(Command::Help);
+            }
+            return crate::compare::parse(&args[1..]).map(Command::Compare);
         }
         Some("help") => {
             if args.len() > 1 {

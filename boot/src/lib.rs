@@ -6,6 +6,7 @@
 //! * [`qemu`]: QEMU flags, accelerator probing, running, exit-status mapping, gdb;
 //! * [`serial`]: the console stream and the kernel <-> host protocol;
 //! * [`matrix`]: the race matrix (`testbed matrix`);
+//! * [`compare`]: ours and the Linux peer side by side (`testbed compare`);
 //! * [`suite`]: running a kernel test suite with crash recovery;
 //! * [`suites`]: the kernels known by name.
 //!
@@ -13,6 +14,7 @@
 //! (`src/main.rs`) and the integration tests (`boot/tests/`) use it.
 
 pub mod cli;
+pub mod compare;
 pub mod image;
 pub mod matrix;
 pub mod qemu;
@@ -435,6 +437,7 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             }
         },
         cli::Command::Matrix(o) => matrix::main(&o),
+        cli::Command::Compare(o) => compare::main(&o),
         cli::Command::Run(o) => match run(&o, true) {
             Ok(r) => {
                 eprint!("{}", r.message());
