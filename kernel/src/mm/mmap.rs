@@ -194,8 +194,17 @@ pub fn munmap(mm: &AddressSpace, addr: u64, len: u64) -> Result<(), MmError> {
 }
 
 /// Changes the protection of `[addr, addr+len)` (Linux do_mprotect_pkey()):
-/// the range must be fully mapped (ENOMEM otherwise, as Linux).
+/// the range must be fully mapped (ENOMEM otherwise, as Linux). A zero
+/// length at a page-aligned address succeeds and changes nothing, before
+/// the protection is even looked at (Linux's order: alignment, `!len`,
+/// then `arch_validate_prot`).
 pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(), MmError> {
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(MmError::Invalid);
+    }
+    if len == 0 {
+        return Ok(());
+    }
     let prot = prot_from(prot)?;
     let end = user_range(addr, len)?;
     let mut vmas = mm.vmas.write();
@@ -213,7 +222,25 @@ pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(),
 /// fully mapped (ENOMEM otherwise). MERGEABLE/UNMERGEABLE go to KSM,
 /// COLLAPSE to khugepaged's synchronous collapse (through their hooks,
 /// [`super::hooks`]; EINVAL when not registered); unknown advice is EINVAL.
+/// A zero length succeeds and does nothing once the advice is known and the
+/// address page-aligned (Linux do_madvise()'s order: advice, alignment,
+/// then `end == start` returns 0).
 pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Result<(), MmError> {
+    let known = matches!(
+        advice,
+        advice::DONTNEED | advice::HUGEPAGE | advice::NOHUGEPAGE | advice::MERGEABLE | advice::UNMERGEABLE | advice::COLLAPSE
+    );
+    let registered = match advice {
+        advice::MERGEABLE | advice::UNMERGEABLE => super::hooks::ksm().is_some(),
+        advice::COLLAPSE => super::hooks::khugepaged().is_some(),
+        _ => true,
+    };
+    if !known || !registered || !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(MmError::Invalid);
+    }
+    if len == 0 {
+        return Ok(());
+    }
     let end = user_range(addr, len)?;
     match advice {
         advice::DONTNEED | advice::HUGEPAGE | advice::NOHUGEPAGE => {}

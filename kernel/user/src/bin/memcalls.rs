@@ -50,8 +50,24 @@ fn run() -> Result<(), i32> {
     check(16, "collapse of less than a huge page", sys::madvise(a, 4096, 25).is_ok())?;
     check(17, "unknown advice", sys::madvise(a, 4096, 12345) == Err(Errno::EINVAL))?;
     check(18, "prot wider than 32 bits", sys::mprotect(a, 4096, 1 << 40) == Err(Errno::EINVAL))?;
+    // Zero lengths (Linux do_madvise()/do_mprotect_pkey()): nothing to do,
+    // 0, once the advice is known and the start page-aligned; mprotect
+    // returns before it looks at the protection.
+    check(21, "madvise zero length", sys::madvise(a, 0, MADV_DONTNEED).is_ok())?;
+    check(22, "madvise zero length, unknown advice", sys::madvise(a, 0, 12345) == Err(Errno::EINVAL))?;
+    check(23, "madvise zero length, unaligned", sys::madvise(a + 1, 0, MADV_DONTNEED) == Err(Errno::EINVAL))?;
+    check(24, "mprotect zero length", sys::mprotect(a, 0, PROT_READ).is_ok())?;
+    check(25, "mprotect zero length, bad prot", sys::mprotect(a, 0, 0x80).is_ok())?;
+    check(26, "mprotect zero length, unaligned", sys::mprotect(a + 1, 0, PROT_READ) == Err(Errno::EINVAL))?;
+    check(27, "zero-length mprotect left the page writable", {
+        // SAFETY: inside the mapping, still read-write (checks 24-25 changed nothing).
+        unsafe { p.write_volatile(8) };
+        read() == 8
+    })?;
     check(19, "munmap", sys::munmap(a, 8 * 4096).is_ok())?;
     check(20, "mprotect after munmap", sys::mprotect(a, 4096, rw) == Err(Errno::ENOMEM))?;
+    check(28, "madvise zero length, unmapped", sys::madvise(a, 0, MADV_DONTNEED).is_ok())?;
+    check(29, "mprotect zero length, unmapped", sys::mprotect(a, 0, rw).is_ok())?;
     Ok(())
 }
 
