@@ -232,6 +232,12 @@ pub mod rwsem {
                     .unwrap()
                 })
                 .collect();
+            // The readers need their CPU first: wait for them (bounded; a
+            // loaded host may not run that vCPU for a while).
+            let started = Deadline::after_ns(2_000_000_000);
+            while sem.readers() == 0 && !started.expired() {
+                sched::sleep_ns(1_000_000);
+            }
             sched::sleep_ns(20_000_000);
             assert!(sem.readers() > 0, "the readers are not overlapping");
             let t0 = now_ns();

@@ -32,7 +32,6 @@
 //! taken only for a syscall frame whose RIP is below 2^47; anything else
 //! returns with `iretq` (Linux: the same check in entry_SYSCALL_64).
 
-use core::arch::global_asm;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -40,6 +39,7 @@ use x86_64::VirtAddr;
 use x86_64::registers::model_specific::{Efer, EferFlags, KernelGsBase, LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
 
+use super::entry_macros::arch_global_asm;
 use super::gdt::selectors;
 use super::idt::TrapFrame;
 use crate::smp::percpu::{self, PerCpu};
@@ -52,7 +52,10 @@ const USER_FLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 |
 /// IF and the always-one bit 1.
 const FORCED_FLAGS: u64 = 0x200 | 0x2;
 
-global_asm!(
+// The register save and restore sequences are entry_macros' (the frame
+// offsets come from `offset_of!`, so the assembly cannot drift from
+// `TrapFrame`).
+arch_global_asm!([
     r#"
     .section .text.usermode, "ax"
 
@@ -62,6 +65,8 @@ usermode_syscall_entry:
     swapgs
     mov gs:[{scratch}], rsp
     mov rsp, gs:[{entry}]
+    // The hardware part of the frame, as an interrupt from ring 3 has it,
+    // then the vector (no error code) and the register area.
     push {user_ss}
     push qword ptr gs:[{scratch}]
     push r11
@@ -69,21 +74,8 @@ usermode_syscall_entry:
     push rcx
     push 0
     push {syscall_vector}
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+    sub rsp, {tf_vector}
+    SAVE_FRAME_REGS
     cld
     // Backtraces stop here instead of following the user's rbp.
     xor ebp, ebp
@@ -91,50 +83,22 @@ usermode_syscall_entry:
     // The entry stack is 16-byte aligned and the frame is 22 words.
     call {syscall_rust}
     // Interrupts are off and the return work is done: back to ring 3.
-    cmp qword ptr [rsp + 15*8], {syscall_vector}
+    cmp qword ptr [rsp + {tf_vector}], {syscall_vector}
     jne usermode_iret
-    mov rax, [rsp + 17*8]
+    mov rax, [rsp + {tf_rip}]
     shr rax, 47
     jnz usermode_iret
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
-    mov rcx, [rsp + 2*8]
-    mov r11, [rsp + 4*8]
-    mov rsp, [rsp + 5*8]
+    RESTORE_FRAME_REGS
+    mov rcx, [rsp + {tf_rip}]
+    mov r11, [rsp + {tf_rflags}]
+    mov rsp, [rsp + {tf_rsp}]
     swapgs
     sysretq
 
     // Return to ring 3 through the full frame at rsp.
 usermode_iret:
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
-    add rsp, 16
+    RESTORE_FRAME_REGS
+    add rsp, {tf_rip}
     swapgs
     iretq
 
@@ -142,21 +106,16 @@ usermode_iret:
     // Interrupts are off.
     .global usermode_run
 usermode_run:
-    push rbp
-    push rbx
-    push r12
-    push r13
-    push r14
-    push r15
+    SAVE_CALLEE_REGS
     sub rsp, 8
     mov [rsi], rsp
     mov gs:[{entry}], rsp
     mov rax, gs:[{tss}]
     mov [rax + 4], rsp
-    sub rsp, 22*8
+    sub rsp, {tf_size}
     mov rsi, rdi
     mov rdi, rsp
-    mov ecx, 22
+    mov ecx, {tf_words}
     rep movsq
     jmp usermode_iret
 
@@ -165,16 +124,12 @@ usermode_run:
 usermode_exit_to_kernel:
     mov rsp, gs:[{entry}]
     add rsp, 8
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop rbx
-    pop rbp
+    RESTORE_CALLEE_REGS
     mov eax, edi
     ret
     .text
     "#,
+],
     scratch = const offset_of!(PerCpu, user_rsp_scratch),
     entry = const offset_of!(PerCpu, user_entry_rsp),
     tss = const offset_of!(PerCpu, tss),
@@ -182,7 +137,23 @@ usermode_exit_to_kernel:
     user_cs = const selectors::USER_CODE.0 as u64,
     syscall_vector = const SYSCALL_VECTOR,
     syscall_rust = sym syscall_from_user,
+    tf_vector = const offset_of!(TrapFrame, vector),
+    tf_rip = const offset_of!(TrapFrame, rip),
+    tf_rflags = const offset_of!(TrapFrame, rflags),
+    tf_rsp = const offset_of!(TrapFrame, rsp),
+    tf_size = const size_of::<TrapFrame>(),
+    tf_words = const size_of::<TrapFrame>() / 8,
 );
+
+// The assembly above pushes the hardware part, the error code and the vector
+// in this order: the frame's tail must be laid out so.
+const _: () = {
+    assert!(offset_of!(TrapFrame, error_code) == offset_of!(TrapFrame, vector) + 8);
+    assert!(offset_of!(TrapFrame, rip) == offset_of!(TrapFrame, vector) + 16);
+    assert!(offset_of!(TrapFrame, ss) == offset_of!(TrapFrame, vector) + 48);
+    assert!(size_of::<TrapFrame>() == offset_of!(TrapFrame, ss) + 8);
+    assert!(size_of::<TrapFrame>() == 22 * 8);
+};
 
 unsafe extern "C" {
     fn usermode_syscall_entry();
