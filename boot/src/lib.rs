@@ -182,6 +182,28 @@ impl RunReport {
     }
 }
 
+/// The QEMU machine `opts` asks for, booting `prepared`: no gdb stub, no
+/// reboot, no screen watcher and no isa-debug-exit (callers set those).
+fn qemu_spec(opts: &RunOptions, accel: qemu::Accel, prepared: &image::Prepared) -> QemuSpec {
+    QemuSpec {
+        machine: opts.machine,
+        accel,
+        cpu: opts.cpu.clone(),
+        smp: opts.smp,
+        maxcpus: opts.maxcpus,
+        mem_mib: opts.mem_mib,
+        firmware: opts.firmware,
+        image: prepared.image.clone(),
+        ovmf_vars: prepared.ovmf_vars.clone(),
+        display: opts.display,
+        gdb: false,
+        no_reboot: true,
+        log: prepared.qemu_log.clone(),
+        usb_screen: None,
+        debug_exit: false,
+    }
+}
+
 /// `testbed run`: builds the image and boots it. Progress and the gdb line go to
 /// stderr; the console goes to stdout when `echo`.
 pub fn run(opts: &RunOptions, echo: bool) -> Result<RunReport, SetupError> {
@@ -196,23 +218,7 @@ pub fn run(opts: &RunOptions, echo: bool) -> Result<RunReport, SetupError> {
     // `end=reboot|poweroff`: the kernel ends the machine itself (QEMU exits 0 under
     // -no-reboot), so QEMU gets no isa-debug-exit and the end marker decides.
     let machine_ends = opts.boot_options.iter().any(|o| o == "end=reboot" || o == "end=poweroff");
-    let spec = QemuSpec {
-        machine: opts.machine,
-        accel,
-        cpu: opts.cpu.clone(),
-        smp: opts.smp,
-        maxcpus: opts.maxcpus,
-        mem_mib: opts.mem_mib,
-        firmware: opts.firmware,
-        image: prepared.image.clone(),
-        ovmf_vars: prepared.ovmf_vars.clone(),
-        display: opts.display,
-        gdb: opts.gdb,
-        no_reboot: true,
-        log: prepared.qemu_log.clone(),
-        usb_screen: None,
-        debug_exit: !machine_ends,
-    };
+    let spec = QemuSpec { gdb: opts.gdb, debug_exit: !machine_ends, ..qemu_spec(opts, accel, &prepared) };
     eprintln!(
         "testbed: booting {} ({}, {}, smp {}{}, {} MiB; boot options: {}; run dir {})",
         kernel.display(),
@@ -342,23 +348,7 @@ pub fn run_usb(opts: &RunOptions) -> Result<ScreenReport, SetupError> {
     let prepared = image::prepare(&kernel, opts.firmware, &opts.boot_options, opts.qemu_log.as_deref())
         .map_err(setup)?;
     let mut watcher = screen::Watcher::new(&prepared.dir);
-    let spec = QemuSpec {
-        machine: opts.machine,
-        accel,
-        cpu: opts.cpu.clone(),
-        smp: opts.smp,
-        maxcpus: opts.maxcpus,
-        mem_mib: opts.mem_mib,
-        firmware: opts.firmware,
-        image: prepared.image.clone(),
-        ovmf_vars: prepared.ovmf_vars.clone(),
-        display: opts.display,
-        gdb: false,
-        no_reboot: true,
-        log: prepared.qemu_log.clone(),
-        usb_screen: Some(watcher.socket.clone()),
-        debug_exit: false,
-    };
+    let spec = QemuSpec { usb_screen: Some(watcher.socket.clone()), ..qemu_spec(opts, accel, &prepared) };
     eprintln!(
         "testbed: booting {} from an emulated USB stick ({}, {}, smp {}, no serial port; judged from the screen every {}s; run dir {})",
         kernel.display(),
