@@ -193,3 +193,26 @@ fn bench_collapse_times_madv_collapse_with_and_without_a_remote_cpu() {
         }
     }
 }
+
+#[test]
+fn bench_console_prints_lines_with_and_without_the_shadow_buffer() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 1, &["bench=console"], 240);
+    common::expect_exit(&r, 0);
+    let results = &r.output.console.results;
+    for shadow in ["off", "on"] {
+        let line = results
+            .iter()
+            .find(|l| l.starts_with("RESULT console op=line ") && l.contains(&format!(" shadow={shadow} ")))
+            .unwrap_or_else(|| panic!("no RESULT console line for shadow={shadow}:\n{}", common::everything(&r)));
+        let get = |k: &str| value(line, k).unwrap_or_else(|| panic!("no numeric {k}= in: {line}"));
+        assert_eq!(get("n"), 400, "{line}");
+        assert!(get("median_ns") > 0 && get("p99_ns") >= get("median_ns"), "{line}");
+        // 400 lines in a region of about 40 scroll by jumps of about 10.
+        assert!(get("scrolls") >= 30, "too few scrolls for 400 lines: {line}");
+        if shadow == "on" {
+            assert!(get("flushes") > 0 && get("flushed_kib") > 0, "nothing copied to the screen: {line}");
+        } else {
+            assert_eq!(get("flushes"), 0, "{line}");
+        }
+    }
+}

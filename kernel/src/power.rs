@@ -76,6 +76,24 @@ impl ExitStatus {
     }
 }
 
+/// The shadow buffer's part of the scroll figure (nothing without one).
+struct ShadowFigure(crate::console::ScrollStats);
+
+impl core::fmt::Display for ShadowFigure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let s = self.0;
+        if s.flushes == 0 {
+            return Ok(());
+        }
+        write!(
+            f,
+            " (in the shadow buffer); {} KiB copied to the screen in {} us",
+            s.flushed_bytes / 1024,
+            arch::tsc::ticks_to_ns(s.flush_ticks) / 1000
+        )
+    }
+}
+
 /// Ends the run: prints the framebuffer's scrolling figure and the end
 /// marker, turns the screen's status band green (pass) or red (with the first
 /// failure's reason), asks QEMU to exit, and halts if it is still running (a
@@ -85,12 +103,13 @@ pub fn exit(status: ExitStatus) -> ! {
         && s.scrolls > 0
     {
         crate::println!(
-            "console: framebuffer scrolled {} times ({} lines, {} per jump) in {} us, {} us per scroll",
+            "console: framebuffer scrolled {} times ({} lines, {} per jump) in {} us, {} us per scroll{}",
             s.scrolls,
             s.lines,
             s.lines / s.scrolls,
             arch::tsc::ticks_to_ns(s.ticks) / 1000,
-            arch::tsc::ticks_to_ns(s.ticks / s.scrolls) / 1000
+            arch::tsc::ticks_to_ns(s.ticks / s.scrolls) / 1000,
+            ShadowFigure(s)
         );
     }
     if status == ExitStatus::Pass {

@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 
 pub mod collapse;
+pub mod console;
 pub mod gup;
 pub mod ksm;
 pub mod ipi;
@@ -48,11 +49,14 @@ pub enum Bench {
     Ksm,
     /// MADV_COLLAPSE of 512 small pages, by number of remote CPUs.
     Collapse,
+    /// Lines printed on the framebuffer console, with and without its shadow.
+    Console,
 }
 
 impl Bench {
     /// Every benchmark, in the order [`run`] runs them.
-    pub const ALL: [Bench; 7] = [Bench::Ipi, Bench::Rcu, Bench::Tlb, Bench::Shootdown, Bench::Gup, Bench::Ksm, Bench::Collapse];
+    pub const ALL: [Bench; 8] =
+        [Bench::Ipi, Bench::Rcu, Bench::Tlb, Bench::Shootdown, Bench::Gup, Bench::Ksm, Bench::Collapse, Bench::Console];
 
     /// The name used in `bench=` and in RESULT lines.
     pub const fn name(self) -> &'static str {
@@ -64,6 +68,7 @@ impl Bench {
             Bench::Gup => "gup",
             Bench::Ksm => "ksm",
             Bench::Collapse => "collapse",
+            Bench::Console => "console",
         }
     }
 
@@ -130,6 +135,7 @@ pub fn run(set: BenchSet) -> Result<(), BenchError> {
             Bench::Gup => gup::run()?,
             Bench::Ksm => ksm::run()?,
             Bench::Collapse => collapse::run()?,
+            Bench::Console => console::run()?,
         }
         log::info!("bench {}: done in {} ms", b.name(), (now_ns() - start) / 1_000_000);
     }

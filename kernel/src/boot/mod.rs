@@ -120,6 +120,13 @@ extern "C" fn stage2() -> ! {
         console::attach_framebuffer(buffer, info);
     }
     heap::init();
+    // The framebuffer console draws into RAM from here on and copies only
+    // what changed to the screen (scrolls never read the framebuffer).
+    match console::enable_shadow() {
+        Ok(bytes) => log::debug!("console: framebuffer shadow buffer of {} KiB", bytes / 1024),
+        Err("no framebuffer") => {}
+        Err(why) => log::warn!("console: {why}; drawing on the framebuffer directly"),
+    }
     let protection = cpu::enable_smep_smap();
     log::info!(
         "cpu: SMEP {}, SMAP {}",

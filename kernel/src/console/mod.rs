@@ -94,6 +94,82 @@ pub fn attach_framebuffer(buffer: &'static mut [u8], info: FrameBufferInfo) {
     });
 }
 
+/// Gives the framebuffer console a shadow buffer in RAM (needs the heap; see
+/// [`framebuffer`]'s docs): from now on a scroll never reads the screen.
+/// Returns the shadow's size in bytes, or why there is none.
+pub fn enable_shadow() -> Result<usize, &'static str> {
+    let len = x86_64::instructions::interrupts::without_interrupts(|| CONSOLE.lock().framebuffer.as_ref().map(|f| f.shadow_len()))
+        .ok_or("no framebuffer")?;
+    let shadow = alloc_shadow(len).ok_or("no memory for a shadow buffer")?;
+    set_shadow(Some(shadow));
+    Ok(len)
+}
+
+/// A zeroed buffer of `len` bytes, or `None` when the heap cannot give it.
+fn alloc_shadow(len: usize) -> Option<alloc::vec::Vec<u8>> {
+    let mut v = alloc::vec::Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, 0);
+    Some(v)
+}
+
+/// Installs (or, with `None`, removes) the framebuffer console's shadow;
+/// returns the previous one.
+fn set_shadow(shadow: Option<alloc::vec::Vec<u8>>) -> Option<alloc::vec::Vec<u8>> {
+    x86_64::instructions::interrupts::without_interrupts(|| CONSOLE.lock().framebuffer.as_mut()?.set_shadow(shadow))
+}
+
+/// Whether the framebuffer console draws through a shadow buffer.
+pub fn has_shadow() -> bool {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        CONSOLE.lock().framebuffer.as_ref().is_some_and(|f| f.has_shadow())
+    })
+}
+
+/// For `bench=console`: turns the shadow buffer on or off (allocating one
+/// when needed). `Err` when there is no framebuffer or no memory.
+pub fn use_shadow(on: bool) -> Result<(), &'static str> {
+    match (on, has_shadow()) {
+        (true, false) => enable_shadow().map(|_| ()),
+        (false, true) => {
+            drop(set_shadow(None));
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// With a shadow buffer: the first byte where the screen differs from it
+/// (`None`: identical, or no shadow). Reads the whole framebuffer.
+pub fn shadow_mismatch() -> Option<usize> {
+    x86_64::instructions::interrupts::without_interrupts(|| CONSOLE.lock().framebuffer.as_mut()?.shadow_mismatch())
+}
+
+/// The framebuffer's size: (width, height, bytes per pixel), if there is one.
+pub fn framebuffer_geometry() -> Option<(usize, usize, usize)> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        CONSOLE.lock().framebuffer.as_ref().map(|f| f.geometry())
+    })
+}
+
+/// Writes formatted output to the framebuffer only, whatever `console=`
+/// chose (for `bench=console`, which times the screen alone).
+pub fn print_framebuffer(args: fmt::Arguments) {
+    if EMERGENCY.load(Ordering::Relaxed) {
+        emergency_print(args);
+        return;
+    }
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut c = CONSOLE.lock();
+        let (s, f) = (c.to_serial, c.to_framebuffer);
+        c.to_serial = false;
+        c.to_framebuffer = true;
+        let _ = c.write_fmt(args);
+        c.to_serial = s;
+        c.to_framebuffer = f;
+    });
+}
+
 /// Selects the sinks. Returns a description of the result for the boot log.
 pub fn choose(choice: ConsoleChoice) -> &'static str {
     let mut c = CONSOLE.lock();
