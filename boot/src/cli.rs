@@ -54,6 +54,10 @@ OPTIONS (run):
                         the screen: the kernel's status band green = pass (0),
                         red = failure (1); the last screen is saved as a PNG
     --screenshot FILE   with --usb: where the PNG goes (default: the run dir)
+    --resolution WxH    UEFI: the screen mode, e.g. 1920x1080 or 1280x800 (QEMU's VGA
+                        offers it as its EDID's preferred mode and OVMF sets it;
+                        default: OVMF's 1280x800). BIOS: the bootloader always sets
+                        1280x720, so this is a usage error there
     --suite NAME        boot the kernel test suite NAME instead of the main kernel
     --kernel PATH       boot an arbitrary kernel ELF
     --serial-log FILE   also save the cleaned console to FILE
@@ -143,6 +147,8 @@ pub struct RunOptions {
     pub usb: bool,
     /// `--screenshot FILE` (with `--usb`).
     pub screenshot: Option<PathBuf>,
+    /// `--resolution WxH` (UEFI): the screen mode QEMU's VGA prefers.
+    pub resolution: Option<(u32, u32)>,
 }
 
 impl Default for RunOptions {
@@ -164,6 +170,7 @@ impl Default for RunOptions {
             boot_options: Vec::new(),
             usb: false,
             screenshot: None,
+            resolution: None,
         }
     }
 }
@@ -213,6 +220,20 @@ pub fn check_boot_option(word: &str) -> Result<(), UsageError> {
         return usage(format!("boot option '{word}': the value contains a control character"));
     }
     Ok(())
+}
+
+/// Parses `--resolution WxH` (320x200 up to 7680x4320; QEMU's VGA needs
+/// widths that are multiples of 8).
+pub fn parse_resolution(s: &str) -> Result<(u32, u32), UsageError> {
+    let bad = || UsageError(format!("--resolution: '{s}' is not WIDTHxHEIGHT (e.g. 1920x1080)"));
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if !(320..=7680).contains(&w) || !(200..=4320).contains(&h) || w % 8 != 0 {
+        return usage(format!(
+            "--resolution: {w}x{h} is out of range (width 320-7680 and a multiple of 8, height 200-4320)"
+        ));
+    }
+    Ok((w, h))
 }
 
 /// Parses `--mem`: a MiB number, or a number with suffix M or G (case-insensitive,
@@ -268,7 +289,7 @@ fn parse_timeout(s: &str) -> Result<Option<Duration>, UsageError> {
 
 /// The options that take a value.
 const VALUE_OPTIONS: &[&str] = &[
-    "--smp", "--machine", "--mem", "--accel", "--cpu", "--firmware", "--timeout", "--suite", "--kernel",
+    "--smp", "--machine", "--mem", "--resolution", "--accel", "--cpu", "--firmware", "--timeout", "--suite", "--kernel",
     "--serial-log", "--qemu-log", "--out", "--screenshot",
 ];
 /// The options without a value.
@@ -378,6 +399,7 @@ where
                 nonempty(&value)?;
                 run.screenshot = Some(PathBuf::from(value));
             }
+            "--resolution" => run.resolution = Some(parse_resolution(&value)?),
             "--smp" => (run.smp, run.maxcpus) = parse_smp_maxcpus(&value)?,
             "--machine" => run.machine = Machine::parse(&value).map_err(UsageError)?,
             "--mem" => run.mem_mib = parse_mem(&value)?,
@@ -448,6 +470,12 @@ where
     if run.screenshot.is_some() && !run.usb {
         return usage("--screenshot only applies with --usb");
     }
+    if run.resolution.is_some() && run.firmware == Firmware::Bios {
+        return usage(
+            "--resolution needs --firmware uefi: the BIOS bootloader (bootloader 0.11.17) always \
+             picks the largest VESA mode up to 1280x720",
+        );
+    }
     if run.usb && run.gdb {
         return usage("--usb and --gdb do not go together");
     }
@@ -510,6 +538,18 @@ mod tests {
         assert_eq!(r.kernel, KernelChoice::Path("/x/k".into()));
         assert_eq!((r.smp, r.mem_mib, r.accel), (64, 64, AccelChoice::Kvm));
         assert_eq!(run(&["--accel", "tcg"]).accel, AccelChoice::Tcg);
+    }
+
+    #[test]
+    fn resolution_option() {
+        let r = run(&["--firmware", "uefi", "--resolution", "1920x1080"]);
+        assert_eq!(r.resolution, Some((1920, 1080)));
+        assert_eq!(run(&["--resolution=1280x800", "--firmware=uefi"]).resolution, Some((1280, 800)));
+        assert_eq!(run(&[]).resolution, None);
+        assert!(err(&["--resolution", "1920x1080"]).contains("--firmware uefi"));
+        for bad in ["1920", "1920x", "x1080", "axb", "100x100", "1921x1080", "1920x99999"] {
+            assert!(err(&["--firmware", "uefi", "--resolution", bad]).contains("--resolution"), "{bad}");
+        }
     }
 
     #[test]

@@ -196,6 +196,7 @@ fn qemu_spec(opts: &RunOptions, accel: qemu::Accel, prepared: &image::Prepared) 
         image: prepared.image.clone(),
         ovmf_vars: prepared.ovmf_vars.clone(),
         display: opts.display,
+        resolution: opts.resolution,
         gdb: false,
         no_reboot: true,
         log: prepared.qemu_log.clone(),

@@ -209,6 +209,9 @@ pub struct QemuSpec {
     /// The writable OVMF VARS copy (UEFI only).
     pub ovmf_vars: Option<PathBuf>,
     pub display: bool,
+    /// `Some((w, h))`: a VGA whose EDID prefers this mode (OVMF sets it;
+    /// SeaBIOS's VESA list ignores it), with video memory for it.
+    pub resolution: Option<(u32, u32)>,
     pub gdb: bool,
     /// `-no-reboot` (always, except when reproducing a triple fault).
     pub no_reboot: bool,
@@ -241,6 +244,11 @@ impl QemuSpec {
             push(&["-display", "none"]);
         }
         push(&["-monitor", monitor.as_deref().unwrap_or("none")]);
+        if let Some((w, h)) = self.resolution {
+            // 32-bit pixels; QEMU rounds vgamem_mb up to a power of two.
+            let vgamem_mb = (u64::from(w) * u64::from(h) * 4).div_ceil(1 << 20).next_power_of_two().max(16);
+            push(&["-vga", "none", "-device", &format!("VGA,xres={w},yres={h},vgamem_mb={vgamem_mb}")]);
+        }
         if self.no_reboot {
             push(&["-no-reboot"]);
         }
@@ -825,6 +833,7 @@ mod tests {
             image: "/r/bios.img".into(),
             ovmf_vars: Some("/r/vars.fd".into()),
             display: false,
+            resolution: None,
             gdb: false,
             no_reboot: true,
             log: "/r/qemu.log".into(),
@@ -893,6 +902,10 @@ mod tests {
         assert!(l.contains("-serial none") && l.contains("-monitor unix:/r/monitor.sock,server,nowait"), "{l}");
         assert!(!l.contains("isa-debug-exit") && !l.contains("-drive format=raw"), "{l}");
         assert!(l.contains("-drive if=none,id=stick,format=raw,file=/r/bios.img -device qemu-xhci,id=xhci -device usb-storage,bus=xhci.0,drive=stick,bootindex=1"), "{l}");
+        u.resolution = Some((1920, 1080));
+        assert!(u.command_line().contains("-vga none -device VGA,xres=1920,yres=1080,vgamem_mb=16 "));
+        u.resolution = Some((3840, 2160));
+        assert!(u.command_line().contains("-device VGA,xres=3840,yres=2160,vgamem_mb=32 "));
     }
 
     #[test]

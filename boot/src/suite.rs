@@ -303,6 +303,7 @@ pub fn run_suite(cfg: &SuiteConfig) -> SuiteOutcome {
             image: prepared.image.clone(),
             ovmf_vars: prepared.ovmf_vars.clone(),
             display: false,
+            resolution: None,
             gdb: false,
             no_reboot: true,
             log: prepared.qemu_log.clone(),
