@@ -10,6 +10,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use core::pin::Pin;
+
 use acpi::PhysicalMapping;
 use acpi::sdt::madt::{Madt, MadtEntry};
 
@@ -48,19 +50,18 @@ fn min_entry_len(kind: u8) -> u8 {
     }
 }
 
-/// Checks every entry header of the table at `base` with `len` bytes.
-fn check_entries(base: *const u8, len: u32) -> Result<(), String> {
-    let mut offset = size_of::<Madt>() as u32;
-    while offset < len {
-        if len - offset < 2 {
-            return Err(format!("MADT has a truncated entry at offset {offset:#x}"));
-        }
-        // SAFETY: `offset + 2 <= len`, and the whole table is mapped (tables::find).
-        let (kind, entry_len) = unsafe { (*base.add(offset as usize), *base.add(offset as usize + 1)) };
-        if entry_len < min_entry_len(kind) || u32::from(entry_len) > len - offset {
+/// Checks every entry header of the table (`bytes`: exactly the header's length).
+fn check_entries(bytes: &[u8]) -> Result<(), String> {
+    let mut offset = size_of::<Madt>();
+    while offset < bytes.len() {
+        let [kind, entry_len] = match bytes.get(offset..offset + 2) {
+            Some(&[k, l]) => [k, l],
+            _ => return Err(format!("MADT has a truncated entry at offset {offset:#x}")),
+        };
+        if entry_len < min_entry_len(kind) || usize::from(entry_len) > bytes.len() - offset {
             return Err(format!("MADT entry of type {kind} at offset {offset:#x} has a bad length {entry_len}"));
         }
-        offset += u32::from(entry_len);
+        offset += usize::from(entry_len);
     }
     Ok(())
 }
@@ -84,12 +85,31 @@ fn inti_flags(flags: u16) -> Option<(Polarity, Trigger)> {
 
 /// Reads the MADT.
 pub fn parse(madt: &PhysicalMapping<DirectMap, Madt>) -> Result<MadtInfo, String> {
-    let table = madt.get();
-    let len = table.header.length;
-    if (len as usize) < size_of::<Madt>() {
+    let len = madt.get().header.length as usize;
+    if len < size_of::<Madt>() {
         return Err(format!("MADT is {len} bytes, shorter than its header"));
     }
-    check_entries(madt.virtual_start.as_ptr().cast::<u8>(), len)?;
+    // SAFETY: tables::find mapped the whole table (its header's length).
+    let bytes = unsafe { core::slice::from_raw_parts(madt.virtual_start.as_ptr().cast::<u8>(), len) };
+    parse_bytes(bytes)
+}
+
+/// Reads a MADT from its bytes (the table as the firmware wrote it: header,
+/// then entries up to the header's length, which must fit in `bytes`). The
+/// firmware's table goes through [`parse`]; this also takes synthetic tables
+/// (the x2APIC entries with ids above 255 that QEMU under TCG cannot make).
+pub fn parse_bytes(bytes: &[u8]) -> Result<MadtInfo, String> {
+    if bytes.len() < size_of::<Madt>() {
+        return Err(format!("MADT is {} bytes, shorter than its header", bytes.len()));
+    }
+    // SAFETY: `Madt` is a packed (alignment 1) plain-data struct and `bytes`
+    // holds at least its size; it is only read, for as long as `bytes` lives.
+    let table: Pin<&Madt> = unsafe { Pin::new_unchecked(&*bytes.as_ptr().cast::<Madt>()) };
+    let len = table.header.length;
+    if (len as usize) < size_of::<Madt>() || len as usize > bytes.len() {
+        return Err(format!("MADT length {len} does not fit its {} bytes", bytes.len()));
+    }
+    check_entries(&bytes[..len as usize])?;
     let mut info = MadtInfo {
         cpus: Vec::new(),
         local_apic_address: u64::from(table.local_apic_address),

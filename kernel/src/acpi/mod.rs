@@ -11,6 +11,7 @@
 
 mod handler;
 mod madt;
+pub use madt::{MadtInfo, parse_bytes as parse_madt};
 pub mod poweroff;
 pub mod reset;
 mod tables;

@@ -181,6 +181,12 @@ pub fn read_error_status() -> u32 {
     read(reg::ESR)
 }
 
+/// Whether an IPI can reach APIC id `id` in the chosen mode: any 32-bit id
+/// in x2APIC mode, ids up to 255 in xAPIC mode (its 8-bit destination field).
+pub fn can_address(id: u32) -> bool {
+    mode() == Some(Mode::X2Apic) || id <= 0xff
+}
+
 /// Where an IPI goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Destination {

@@ -73,7 +73,16 @@ pub fn start_aps(low_pages_usable: bool, apic_ids: &[u32], ap_timeout_ms: u64, a
     AP_MAIN.call_once(|| ap_main);
     let mode = apic::mode().expect("start_aps before init_boot_cpu");
     let bsp_apic = apic::id();
-    let others: Vec<u32> = apic_ids.iter().copied().filter(|&id| id != bsp_apic).collect();
+    // APIC ids above 255 exist only in x2APIC mode: the xAPIC's destination
+    // field has 8 bits, so such a CPU cannot even be sent INIT.
+    let (others, unaddressable): (Vec<u32>, Vec<u32>) =
+        apic_ids.iter().copied().filter(|&id| id != bsp_apic).partition(|&id| apic::can_address(id));
+    if !unaddressable.is_empty() {
+        log::warn!(
+            "SMP: APIC ids {unaddressable:?} are above 255, which the local APIC cannot address in {mode:?} mode \
+             (no x2APIC on this CPU, or apic=xapic); those CPUs are not started"
+        );
+    }
     let outcomes = startup::start_aps(low_pages_usable, &others, ap_timeout_ms);
     let silent: Vec<u32> = outcomes
         .iter()
@@ -91,12 +100,17 @@ pub fn start_aps(low_pages_usable: bool, apic_ids: &[u32], ap_timeout_ms: u64, a
         .max()
         .unwrap_or(0);
     log::info!(
-        "SMP: {} of {} CPUs online ({:?} mode; slowest AP start {} us){}",
+        "SMP: {} of {} CPUs online ({:?} mode; slowest AP start {} us){}{}",
         online_count(),
         apic_ids.len().max(1),
         mode,
         slowest,
-        if silent.is_empty() { alloc::string::String::new() } else { alloc::format!("; silent APIC ids {silent:?}") }
+        if silent.is_empty() { alloc::string::String::new() } else { alloc::format!("; silent APIC ids {silent:?}") },
+        if unaddressable.is_empty() {
+            alloc::string::String::new()
+        } else {
+            alloc::format!("; APIC ids {unaddressable:?} not addressable in {mode:?} mode")
+        }
     );
 }
 
