@@ -25,6 +25,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("khugepaged", env!("CARGO_BIN_FILE_KTESTS_khugepaged")),
     ("uprobes", env!("CARGO_BIN_FILE_KTESTS_uprobes")),
     ("history", env!("CARGO_BIN_FILE_KTESTS_history")),
+    ("ksft", env!("CARGO_BIN_FILE_KTESTS_ksft")),
 ];
 
 /// The kernel ELF of suite `name`.

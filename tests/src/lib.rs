@@ -14,6 +14,7 @@ pub mod boot;
 pub mod gup;
 pub mod history;
 pub mod khugepaged;
+pub mod ksft;
 pub mod ksm;
 pub mod mm;
 pub mod sched;

@@ -73,11 +73,28 @@ pub enum Sys {
     /// (`int3`) at `addr` of process `pid`'s executable private mapping, or
     /// count its hits (see [`uprobe`]).
     Uprobe = 22,
+    /// `gup_test(op, a, b, c) -> value`: long-term pins and read-only GUP
+    /// references a process holds across calls, and reads and writes
+    /// through them (Linux GUP_TEST's `PIN_LONGTERM_TEST_*`, and what
+    /// vmsplice gives cow.c; see [`gup_test`]).
+    GupTest = 23,
+    /// `page_info(pid, addr, buf) -> 0`: what maps `addr` in process `pid`
+    /// (0: the caller) and that page's state, `/proc/PID/pagemap` and
+    /// `/proc/kpageflags`-like (see [`page_info`]).
+    PageInfo = 24,
+    /// `ksm_ctl(op, key, value) -> value`: ksmd's switch, tunables and
+    /// statistics (`/sys/kernel/mm/ksm/`; see [`ksm_ctl`]).
+    KsmCtl = 25,
+    /// `khugepaged_ctl(op, key, value) -> value`: khugepaged's switch,
+    /// tunables and statistics
+    /// (`/sys/kernel/mm/transparent_hugepage/khugepaged/`; see
+    /// [`khugepaged_ctl`]).
+    KhugepagedCtl = 26,
 }
 
 impl Sys {
     /// Every syscall, in number order.
-    pub const ALL: [Sys; 23] = [
+    pub const ALL: [Sys; 27] = [
         Sys::Exit,
         Sys::ThreadExit,
         Sys::Write,
@@ -101,6 +118,10 @@ impl Sys {
         Sys::BenchResult,
         Sys::Race,
         Sys::Uprobe,
+        Sys::GupTest,
+        Sys::PageInfo,
+        Sys::KsmCtl,
+        Sys::KhugepagedCtl,
     ];
 
     /// The syscall with number `n`, if any (numbers may have gaps).
@@ -128,6 +149,9 @@ impl Errno {
     pub const EAGAIN: Errno = Errno(11);
     /// Out of memory.
     pub const ENOMEM: Errno = Errno(12);
+    /// Permission denied (a read-only `ksm_ctl`/`khugepaged_ctl` key
+    /// written, as opening a 0444 sysfs file for writing).
+    pub const EACCES: Errno = Errno(13);
     /// Bad address.
     pub const EFAULT: Errno = Errno(14);
     /// Busy.
@@ -151,6 +175,7 @@ impl Errno {
             10 => "ECHILD",
             11 => "EAGAIN",
             12 => "ENOMEM",
+            13 => "EACCES",
             14 => "EFAULT",
             17 => "EEXIST",
             16 => "EBUSY",
@@ -356,4 +381,187 @@ pub mod dio {
     pub const fn pattern_word(seq: u64, byte_offset: u64) -> u64 {
         TAG | ((seq & 0xffff_ffff) << 28) | ((byte_offset >> 3) & 0x0fff_ffff)
     }
+}
+
+/// Long-term pins and GUP references held across calls (`gup_test(op, a, b,
+/// c) -> value`), as Linux's debugfs `gup_test` file offers them to
+/// cow.c and gup_longterm.c (`PIN_LONGTERM_TEST_START`/`_READ`/`_STOP`),
+/// plus the read-only FOLL_GET reference a pipe holds after vmsplice and a
+/// device-side write through a writable pin.
+///
+/// A process may hold [`gup_test::MAX_HELD`] sets at once, each named by
+/// the handle `START` returns (Linux's file holds one set: a second START
+/// is EINVAL there, and here past the limit). Every set a process still
+/// holds is released when it ends, whichever way it ends; a fork child
+/// inherits none.
+///
+/// Errors, as Linux's: `EINVAL` unknown op or flag, `addr`/`size` not
+/// page-aligned, size 0, too many sets, an unknown handle, a `len` of 0 or
+/// beyond the set; `ENOMEM` more than [`gup_test::MAX_PAGES`] pages (Linux:
+/// the page array cannot be allocated) or no memory to fault a page in;
+/// `EFAULT` a page not mapped for the access (GUP's answer) or a bad
+/// buffer; `EAGAIN` a page whose entry kept changing for a second; `EPERM`
+/// `WRITE` through a set taken without [`gup_test::FLAG_WRITE`].
+pub mod gup_test {
+    /// `gup_test(START, addr, size, flags) -> handle`: pins the pages of
+    /// `[addr, addr+size)` with FOLL_PIN | FOLL_LONGTERM (plus FOLL_WRITE
+    /// with [`FLAG_WRITE`]), through GUP-fast with [`FLAG_FAST`] (Linux
+    /// pin_user_pages_fast()) or the slow path (pin_user_pages()); with
+    /// [`FLAG_GET`] takes plain FOLL_GET references instead (get_user_pages,
+    /// as vmsplice: no unshare of COW-shared pages). All or nothing.
+    pub const START: usize = 0;
+    /// `gup_test(READ, handle, buf, len) -> len`: copies the first `len`
+    /// bytes of the held pages, as their frames hold them now (what a
+    /// device or a pipe reads), to `buf` (Linux PIN_LONGTERM_TEST_READ).
+    pub const READ: usize = 1;
+    /// `gup_test(WRITE, handle, buf, len) -> len`: copies `len` bytes from
+    /// `buf` into the held frames, as a device's DMA write through the pins
+    /// would (the pages are marked dirty when unpinned).
+    pub const WRITE: usize = 2;
+    /// `gup_test(STOP, handle) -> 0`: releases the set (Linux
+    /// PIN_LONGTERM_TEST_STOP: unpin_user_pages()).
+    pub const STOP: usize = 3;
+
+    /// START flag: FOLL_WRITE (Linux PIN_LONGTERM_TEST_FLAG_USE_WRITE).
+    pub const FLAG_WRITE: u64 = 1;
+    /// START flag: GUP-fast first (Linux PIN_LONGTERM_TEST_FLAG_USE_FAST).
+    pub const FLAG_FAST: u64 = 2;
+    /// START flag: FOLL_GET references, not long-term pins (vmsplice).
+    pub const FLAG_GET: u64 = 4;
+    /// Every START flag.
+    pub const FLAGS: u64 = FLAG_WRITE | FLAG_FAST | FLAG_GET;
+
+    /// Most pages one set holds (64 MiB).
+    pub const MAX_PAGES: u64 = 16384;
+    /// Most sets one process holds at once.
+    pub const MAX_HELD: usize = 16;
+}
+
+/// `page_info(pid, addr, buf) -> 0`: writes `[u64; WORDS]` to `buf`
+/// describing what maps `addr` (any address in the page) in process `pid`
+/// (0: the caller), read under the page-table lock: Linux's
+/// `/proc/PID/pagemap` entry (present, pfn) and `/proc/kpageflags` /
+/// `kpagecount` for that pfn (anon, KSM, THP, mapcount), plus what Linux
+/// shows only to the kernel (anon-exclusive, reference count, pins). An
+/// address nothing maps reads as all zeroes, as a pagemap hole.
+///
+/// Errors: `EINVAL` `flags` not 0; `EFAULT` `addr` outside the user half,
+/// or a bad `buf`; `ESRCH` no such live process.
+pub mod page_info {
+    /// Words written.
+    pub const WORDS: usize = 8;
+    /// Word: the `F_*` flags.
+    pub const W_FLAGS: usize = 0;
+    /// Word: the frame number (0 when not present).
+    pub const W_PFN: usize = 1;
+    /// Word: the folio's reference count (page_count()).
+    pub const W_REFCOUNT: usize = 2;
+    /// Word: this page's mappings, ptes plus pmds of its folio
+    /// (page_mapcount(), Linux's kpagecount).
+    pub const W_MAPCOUNT: usize = 3;
+    /// Word: FOLL_PIN pins on the whole folio, exactly (one per page
+    /// pinned: a THP pinned whole shows 512 on each page; Linux only offers
+    /// folio_maybe_dma_pinned(): see [`F_MAYBE_PINNED`]).
+    pub const W_PINS: usize = 4;
+    /// Word: the folio's order (0 small, 9 for a 2 MiB THP).
+    pub const W_ORDER: usize = 5;
+
+    /// A page is mapped there (a PROT_NONE entry counts, as pte_present()).
+    pub const F_PRESENT: u64 = 1 << 0;
+    /// Mapped by a huge pmd (a PMD-mapped THP).
+    pub const F_HUGE_PMD: u64 = 1 << 1;
+    /// Part of a large folio, whichever way it is mapped (KPF_THP).
+    pub const F_THP: u64 = 1 << 2;
+    /// Anonymous (KPF_ANON).
+    pub const F_ANON: u64 = 1 << 3;
+    /// Anon-exclusive (PageAnonExclusive).
+    pub const F_ANON_EXCLUSIVE: u64 = 1 << 4;
+    /// A KSM page (KPF_KSM).
+    pub const F_KSM: u64 = 1 << 5;
+    /// The entry is writable now.
+    pub const F_WRITABLE: u64 = 1 << 6;
+    /// folio_maybe_dma_pinned().
+    pub const F_MAYBE_PINNED: u64 = 1 << 7;
+    /// The entry is dirty.
+    pub const F_DIRTY: u64 = 1 << 8;
+}
+
+/// ksmd's control (`ksm_ctl(op, key, value) -> value`), the files of
+/// Linux's `/sys/kernel/mm/ksm/`: `GET` reads a key, `SET` writes one and
+/// returns 0. Values are checked as Linux's store functions check them.
+///
+/// Errors: `EINVAL` unknown op, a value out of range; `ENOENT` unknown key
+/// (no such file); `EACCES` `SET` of a statistic (a 0444 file); `EBUSY`
+/// `MAX_PAGE_SHARING` changed while KSM pages exist (Linux's rule), `CPU`
+/// changed while ksmd runs, or ksmd did not stop within 10 s.
+pub mod ksm_ctl {
+    /// Read a key.
+    pub const GET: usize = 0;
+    /// Write a key.
+    pub const SET: usize = 1;
+
+    /// `run`: [`RUN_STOP`], [`RUN_MERGE`] or [`RUN_UNMERGE`] (like Linux's
+    /// default, 0 at boot unless a scenario or benchmark started ksmd).
+    pub const RUN: usize = 0;
+    /// `pages_to_scan` (0..=u32::MAX; Linux's default 100).
+    pub const PAGES_TO_SCAN: usize = 1;
+    /// `sleep_millisecs` (0..=u32::MAX; 0 only yields; default 20). Kept in
+    /// microseconds inside: reads round down.
+    pub const SLEEP_MILLISECS: usize = 2;
+    /// `max_page_sharing` (2..=i32::MAX; default 256).
+    pub const MAX_PAGE_SHARING: usize = 3;
+    /// `pages_shared` (read-only).
+    pub const PAGES_SHARED: usize = 4;
+    /// `pages_sharing` (read-only).
+    pub const PAGES_SHARING: usize = 5;
+    /// `full_scans` (read-only).
+    pub const FULL_SCANS: usize = 6;
+    /// `pages_scanned` (read-only).
+    pub const PAGES_SCANNED: usize = 7;
+    /// The testbed's: pages merged into a KSM page since boot (read-only).
+    pub const MERGES: usize = 8;
+    /// The testbed's: the CPU ksmd runs on when started (an online CPU;
+    /// default the last one).
+    pub const CPU: usize = 9;
+
+    /// `run` value: stop ksmd; merged pages stay merged.
+    pub const RUN_STOP: u64 = 0;
+    /// `run` value: ksmd scans and merges.
+    pub const RUN_MERGE: u64 = 1;
+    /// `run` value: stop ksmd and unmerge every KSM page of every
+    /// registered address space (Linux KSM_RUN_UNMERGE).
+    pub const RUN_UNMERGE: u64 = 2;
+}
+
+/// khugepaged's control (`khugepaged_ctl(op, key, value) -> value`), the
+/// files of Linux's `/sys/kernel/mm/transparent_hugepage/khugepaged/`, with
+/// the same ops and errors as [`ksm_ctl`] (`EBUSY`: `CPU` changed while
+/// khugepaged runs, or it did not stop within 10 s).
+pub mod khugepaged_ctl {
+    /// Read a key.
+    pub const GET: usize = 0;
+    /// Write a key.
+    pub const SET: usize = 1;
+
+    /// The testbed's: 1 khugepaged runs, 0 it does not (Linux runs it
+    /// whenever THP is enabled; here, like ksmd, it runs when started).
+    pub const RUN: usize = 0;
+    /// `pages_to_scan` (1..=u32::MAX; default 4096).
+    pub const PAGES_TO_SCAN: usize = 1;
+    /// `scan_sleep_millisecs` (0..=u32::MAX; default 10000). Kept in
+    /// microseconds inside: reads round down.
+    pub const SCAN_SLEEP_MILLISECS: usize = 2;
+    /// `max_ptes_none` (0..=511; default 511).
+    pub const MAX_PTES_NONE: usize = 3;
+    /// `max_ptes_shared` (0..=511; default 256).
+    pub const MAX_PTES_SHARED: usize = 4;
+    /// `pages_collapsed` (read-only; khugepaged's and MADV_COLLAPSE's).
+    pub const PAGES_COLLAPSED: usize = 5;
+    /// `full_scans` (read-only).
+    pub const FULL_SCANS: usize = 6;
+    /// The testbed's: ptes khugepaged examined (read-only).
+    pub const PAGES_SCANNED: usize = 7;
+    /// The testbed's: the CPU khugepaged runs on when started (an online
+    /// CPU; default the last one).
+    pub const CPU: usize = 8;
 }

@@ -12,7 +12,8 @@
 //!   either changed. What it cannot do falls to the slow path.
 //!
 //! A grabbed page is a [`Grabbed`]: a reference (FOLL_GET) or a pin
-//! (FOLL_PIN), released when dropped.
+//! (FOLL_PIN), released when dropped. [`held`] keeps them across system
+//! calls for a process (GUP_TEST's long-term pins, vmsplice's references).
 //!
 //! The negative-control switches of `../shared/reference/controls.md` that
 //! belong here ([`Controls`]) each change exactly one decision point in
@@ -23,6 +24,7 @@
 #![deny(unsafe_code)]
 
 pub mod fast;
+pub mod held;
 pub mod slow;
 
 use alloc::vec::Vec;

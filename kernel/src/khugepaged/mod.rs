@@ -34,7 +34,7 @@ pub mod stats;
 
 pub use collapse::{Collapsed, Control, collapse_huge_page};
 pub use madvise::madvise_collapse;
-pub use scan::{fork, register, set_tunables, start_khugepaged, stop_khugepaged, tunables};
+pub use scan::{fork, khugepaged_running, register, set_tunables, start_khugepaged, stop_khugepaged, tunables};
 pub use stats::{Stats, stats};
 
 /// Why a range was not collapsed (Linux's `enum scan_result`, the reasons

@@ -87,6 +87,11 @@ pub fn fork(child: &Arc<AddressSpace>) {
     }
 }
 
+/// Whether khugepaged runs.
+pub fn khugepaged_running() -> bool {
+    THREAD.lock().is_some()
+}
+
 /// Starts khugepaged on `cpu` with `t`. An error if it runs.
 pub fn start_khugepaged(cpu: usize, t: Tunables) -> Result<(), &'static str> {
     let mut h = THREAD.lock();

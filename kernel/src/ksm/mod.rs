@@ -39,10 +39,13 @@ use crate::mm::addr_space::AddressSpace;
 use crate::mm::fault::{self, Access, AccessKind};
 use crate::mm::mmap::MmError;
 use crate::mm::page::PageFlags;
-use crate::mm::vma::VmFlags;
+use crate::mm::vma::{VmFlags, VmaSet};
 use crate::mm::PAGE_SIZE;
 
-pub use scan::{MAX_PAGE_SHARING_DEFAULT, max_page_sharing, prune, set_max_page_sharing, start_ksmd, stop_ksmd, Tunables};
+pub use scan::{
+    MAX_PAGE_SHARING_DEFAULT, Tunables, ksmd_running, max_page_sharing, prune, set_max_page_sharing, set_tunables, start_ksmd,
+    stop_ksmd, tunables,
+};
 pub use stats::{Stats, stats};
 
 /// Why a merge attempt did not happen.
@@ -78,19 +81,45 @@ pub fn madvise(mm: &Arc<AddressSpace>, start: u64, end: u64, mergeable: bool) ->
         return Ok(());
     }
     // Unmerge first (Linux unmerge_ksm_pages()), then clear the mark.
+    unmerge_range(mm, &vmas, start, end)?;
+    vmas.modify_range(start, end, |v| v.flags.remove(VmFlags::MERGEABLE));
+    Ok(())
+}
+
+/// Gives every KSM page mapped in `[start, end)` of `mm` a private copy
+/// (Linux unmerge_ksm_pages() / break_ksm(): an unshare fault each); the
+/// caller holds the mmap lock (`vmas`).
+fn unmerge_range(mm: &AddressSpace, vmas: &VmaSet, start: u64, end: u64) -> Result<(), MmError> {
     let mut addr = start;
     while addr < end {
         if maps_ksm_page(mm, addr) {
-            fault::handle_locked(mm, &vmas, addr, Access { kind: AccessKind::Unshare, user: false }).map_err(
-                |e| match e {
-                    fault::FaultError::OutOfMemory => MmError::NoMemory,
-                    _ => MmError::Invalid,
-                },
-            )?;
+            fault::handle_locked(mm, vmas, addr, Access { kind: AccessKind::Unshare, user: false }).map_err(|e| match e {
+                fault::FaultError::OutOfMemory => MmError::NoMemory,
+                _ => MmError::Invalid,
+            })?;
         }
         addr += PAGE_SIZE;
     }
-    vmas.modify_range(start, end, |v| v.flags.remove(VmFlags::MERGEABLE));
+    Ok(())
+}
+
+/// Linux's `run=2` (KSM_RUN_UNMERGE, unmerge_and_remove_all_rmap_items()):
+/// stops ksmd, then gives every merged page of every registered address
+/// space's mergeable areas a private copy (the areas stay
+/// `MADV_MERGEABLE`, as in Linux) and drops the stable index's unmapped
+/// KSM pages. An error if ksmd does not stop or memory runs out.
+pub fn unmerge_all() -> Result<(), alloc::string::String> {
+    stop_ksmd()?;
+    for mm in scan::registered() {
+        let vmas = mm.vmas.write();
+        let areas: alloc::vec::Vec<(u64, u64)> =
+            vmas.iter().filter(|v| v.flags.contains(VmFlags::MERGEABLE)).map(|v| (v.start, v.end)).collect();
+        for (start, end) in areas {
+            unmerge_range(&mm, &vmas, start, end).map_err(|e| alloc::format!("unmerge of {start:#x}..{end:#x}: {e:?}"))?;
+        }
+    }
+    scan::reset_scan();
+    prune();
     Ok(())
 }
 

@@ -102,10 +102,46 @@ pub fn max_page_sharing() -> u64 {
     MAX_PAGE_SHARING.load(Ordering::Relaxed)
 }
 
-/// Sets ksmd's tunables (effective at its next batch).
+/// Sets ksmd's tunables (effective at its next batch). `pages_to_scan` 0
+/// is accepted as Linux accepts it: ksmd then wakes up and scans nothing.
 pub fn set_tunables(t: Tunables) {
-    PAGES_TO_SCAN.store(t.pages_to_scan.max(1), Ordering::Relaxed);
+    PAGES_TO_SCAN.store(t.pages_to_scan, Ordering::Relaxed);
     SLEEP_US.store(t.sleep_us, Ordering::Relaxed);
+}
+
+/// The tunables in force.
+pub fn tunables() -> Tunables {
+    Tunables { pages_to_scan: PAGES_TO_SCAN.load(Ordering::Relaxed), sleep_us: SLEEP_US.load(Ordering::Relaxed) }
+}
+
+/// Whether ksmd runs (Linux `run` reads 1).
+pub fn ksmd_running() -> bool {
+    KSMD.lock().is_some()
+}
+
+/// Starts the scan over from the first address space with nothing
+/// remembered: no checksums, an empty unstable index (Linux: after
+/// KSM_RUN_UNMERGE every rmap_item is gone and ksm_scan restarts).
+pub(super) fn reset_scan() {
+    let mut s = lock_scanner();
+    s.slot = 0;
+    s.addr = 0;
+    s.unstable.clear();
+    for slot in s.slots.iter_mut() {
+        slot.checksums.clear();
+    }
+}
+
+/// Every live address space registered with KSM (scanned, or waiting for
+/// the scanner to pick it up).
+pub(super) fn registered() -> Vec<Arc<AddressSpace>> {
+    let mut out: Vec<Arc<AddressSpace>> = lock_scanner().slots.iter().filter_map(|s| s.mm.upgrade()).collect();
+    for mm in NEW.lock().iter().filter_map(Weak::upgrade) {
+        if !out.iter().any(|x| Arc::ptr_eq(x, &mm)) {
+            out.push(mm);
+        }
+    }
+    out
 }
 
 /// Starts ksmd on `cpu` with `t` (Linux: echo 1 > run). An error if it runs.

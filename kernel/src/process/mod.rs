@@ -10,7 +10,8 @@
 //! (`exit_pending`, asked by [`return_work`], which the entry code calls), and a thread in
 //! user mode enters the kernel at least every timer tick, so all of them
 //! end promptly; interruptible waits in syscalls (sleep, wait, join) notice
-//! it too and return EINTR. The last thread to end tears the address space's
+//! it too and return EINTR. The last thread to end releases the pins the
+//! process held across calls (`gup::held`), tears the address space's
 //! user half down (`loader::unload`), records the status and wakes the
 //! waiters. A zombie stays in the table until `wait` reaps it; children of an
 //! ended process become orphans, reaped as soon as they end.
@@ -86,6 +87,9 @@ pub struct Process {
     pub name: &'static str,
     /// Its address space.
     pub mm: Arc<AddressSpace>,
+    /// Pins and GUP references it holds across system calls (`gup_test`);
+    /// released when it ends.
+    pub held: crate::gup::held::HeldTable,
     parent: SpinLock<Parent>,
     image: SpinLock<Option<UserImage>>,
     threads: SpinLock<Vec<Arc<Thread>>>,
@@ -128,6 +132,7 @@ impl Process {
             pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
             name,
             mm,
+            held: crate::gup::held::HeldTable::new(abi::gup_test::MAX_HELD),
             parent: SpinLock::new("process parent", parent),
             image: SpinLock::new("process image", image),
             threads: SpinLock::new("process threads", Vec::new()),
@@ -287,6 +292,9 @@ fn thread_finished(thread: &Arc<Thread>, status: i32) {
 /// The last thread of `process` ended: free its memory, hand its children
 /// over, record the status and wake its waiter.
 fn process_finished(process: &Arc<Process>, status: i32) {
+    // Pins and references held across calls go with the process (Linux:
+    // the gup_test file's release when its last descriptor closes).
+    process.held.release_all();
     let image = process.image.lock().take();
     loader::unload(&process.mm, image);
     crate::uprobes::forget_mm(process.mm.id);

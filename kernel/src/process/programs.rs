@@ -30,6 +30,11 @@ pub const PROGRAMS: &[(&str, &[u8])] = &[
     program!("tlbwriter"),
     program!("uprobes"),
     program!("uprobepin"),
+    program!("mmctl"),
+    program!("pinexit"),
+    program!("ksft_cow"),
+    program!("ksft_gup_longterm"),
+    program!("ksft_ksm"),
 ];
 
 /// The ELF of program `name`.

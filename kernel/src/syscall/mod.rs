@@ -3,16 +3,20 @@
 //! negated errno back in `rax`.
 //!
 //! Handlers live in one file per group ([`process`], [`misc`], [`mm`],
-//! [`uprobe`]). Every handler
+//! [`dio`], [`uprobe`], and for selftest ports [`gup_test`],
+//! [`page_info`], [`daemons`]). Every handler
 //! validates its arguments (flags, ranges, CPU numbers; pointers through
 //! `mm::uaccess`) and returns an errno for bad ones; unknown numbers get
 //! ENOSYS.
 
 #![deny(unsafe_code)]
 
+pub mod daemons;
 pub mod dio;
+pub mod gup_test;
 pub mod misc;
 pub mod mm;
+pub mod page_info;
 pub mod process;
 pub mod uprobe;
 
@@ -76,5 +80,9 @@ fn call(sys: Sys, a: Args, frame: &TrapFrame) -> SysResult {
         Sys::BenchResult => misc::bench_result(a0, a1),
         Sys::Race => crate::scenario::syscall::race(a0, a1, a2),
         Sys::Uprobe => uprobe::uprobe(a0, a1, a2),
+        Sys::GupTest => gup_test::gup_test(a0, a1, a2, a3),
+        Sys::PageInfo => page_info::page_info(a0, a1, a2, a3),
+        Sys::KsmCtl => daemons::ksm_ctl(a0, a1, a2),
+        Sys::KhugepagedCtl => daemons::khugepaged_ctl(a0, a1, a2),
     }
 }

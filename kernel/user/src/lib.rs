@@ -9,6 +9,7 @@
 #![no_std]
 
 pub mod race;
+pub mod ksft;
 pub mod sys;
 pub mod thread;
 

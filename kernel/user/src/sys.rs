@@ -209,3 +209,55 @@ pub fn dio_read(buf: usize, len: usize, arg: u64, flags: u64) -> Result<usize, E
 pub fn dio_write(buf: usize, len: usize, dev_off: u64, flags: u64) -> Result<usize, Errno> {
     call(Sys::DioWrite, buf, len, dev_off as usize, flags as usize)
 }
+
+/// `gup_test(op, a, b, c)` (see `abi::gup_test`): `START(addr, size,
+/// flags) -> handle`, `READ`/`WRITE(handle, buf, len) -> len`,
+/// `STOP(handle) -> 0`. The buffers are addresses: the kernel copies
+/// to/from them (EFAULT for bad ones).
+pub fn gup_test(op: usize, a: usize, b: usize, c: usize) -> Result<usize, Errno> {
+    call(Sys::GupTest, op, a, b, c)
+}
+
+/// Pins `[addr, addr+size)` long-term (or takes FOLL_GET references with
+/// `abi::gup_test::FLAG_GET`); the handle.
+pub fn pin_start(addr: usize, size: usize, flags: u64) -> Result<usize, Errno> {
+    gup_test(abi::gup_test::START, addr, size, flags as usize)
+}
+
+/// Copies the first `buf.len()` bytes of held set `handle`'s frames into `buf`.
+pub fn pin_read(handle: usize, buf: &mut [u8]) -> Result<usize, Errno> {
+    gup_test(abi::gup_test::READ, handle, buf.as_mut_ptr() as usize, buf.len())
+}
+
+/// Writes `buf` into held set `handle`'s frames (a writable pin).
+pub fn pin_write(handle: usize, buf: &[u8]) -> Result<usize, Errno> {
+    gup_test(abi::gup_test::WRITE, handle, buf.as_ptr() as usize, buf.len())
+}
+
+/// Releases held set `handle`.
+pub fn pin_stop(handle: usize) -> Result<usize, Errno> {
+    gup_test(abi::gup_test::STOP, handle, 0, 0)
+}
+
+/// `page_info(pid, addr, buf, flags)` (see `abi::page_info`; pid 0: this
+/// process).
+pub fn page_info_raw(pid: usize, addr: usize, buf: usize, flags: usize) -> Result<usize, Errno> {
+    call(Sys::PageInfo, pid, addr, buf, flags)
+}
+
+/// What maps `addr` in process `pid` (0: this one): the `abi::page_info` words.
+pub fn page_info(pid: usize, addr: usize) -> Result<[u64; abi::page_info::WORDS], Errno> {
+    let mut w = [0u64; abi::page_info::WORDS];
+    page_info_raw(pid, addr, w.as_mut_ptr() as usize, 0)?;
+    Ok(w)
+}
+
+/// `ksm_ctl(op, key, value)` (see `abi::ksm_ctl`).
+pub fn ksm_ctl(op: usize, key: usize, value: u64) -> Result<usize, Errno> {
+    call(Sys::KsmCtl, op, key, value as usize, 0)
+}
+
+/// `khugepaged_ctl(op, key, value)` (see `abi::khugepaged_ctl`).
+pub fn khugepaged_ctl(op: usize, key: usize, value: u64) -> Result<usize, Errno> {
+    call(Sys::KhugepagedCtl, op, key, value as usize, 0)
+}
