@@ -2,7 +2,9 @@
 //! ksm_functional_tests.c cases ported as user programs, the
 //! selftest-support syscalls, pins released at exit) on BIOS with 2 CPUs.
 //! Besides every test passing, each ported program's summary must count
-//! exactly the cases the README lists, so a case cannot silently vanish.
+//! exactly the cases the README lists, so a case cannot silently vanish,
+//! and under each of bugs D, E and J's switches exactly the cow.c cases
+//! about that bug must fail.
 
 use testbed::qemu::Firmware;
 use testbed::testkit;
@@ -15,6 +17,8 @@ fn ksft_suite_bios_smp2() {
     assert_eq!(Some(out.passed()), out.total, "not every test ran and passed:\n{report}");
     for summary in [
         "cow: 57 passed, 0 failed, 1 skipped",
+        "cow: 53 passed, 4 failed, 1 skipped",
+        "cow: 41 passed, 16 failed, 1 skipped",
         "gup_longterm: 12 passed, 0 failed, 0 skipped",
         "ksm: 4 passed, 0 failed, 0 skipped",
         "mmctl: ok",
@@ -22,6 +26,23 @@ fn ksft_suite_bios_smp2() {
     ] {
         assert!(out.log.contains(summary), "no `{summary}` line:\n{report}");
     }
+    // Under each of Linux's old rules, exactly the cases about that rule
+    // fail (the kernel test asserts the counts: 4, 4, 16).
+    let section = |marker: &str| {
+        let start = out.log.find(marker).unwrap_or_else(|| panic!("no `{marker}` line:\n{report}"));
+        let rest = &out.log[start + marker.len()..];
+        rest[..rest.find("ksft: ksft_cow ").unwrap_or(rest.len())].to_string()
+    };
+    let fails = |text: &str| text.lines().filter(|l| l.contains("cow: FAIL ")).map(|l| l.split("cow: FAIL ").nth(1).unwrap_or("").to_string()).collect::<Vec<_>>();
+    let d = fails(&section("ksft: ksft_cow under cow.reuse=mapcount (bug D)"));
+    assert_eq!(d.len(), 4, "bug D: {d:#?}");
+    assert!(d.iter().all(|f| f.contains("vmsplice()") && f.contains("with base page")), "bug D: {d:#?}");
+    let e = fails(&section("ksft: ksft_cow under fork.early_cow=off (bug E)"));
+    assert_eq!(e.len(), 4, "bug E: {e:#?}");
+    assert!(e.iter().all(|f| f.starts_with("fork() with an iouring fixed buffer")), "bug E: {e:#?}");
+    let j = fails(&section("ksft: ksft_cow under unshare=off (bug J)"));
+    assert_eq!(j.len(), 16, "bug J: {j:#?}");
+    assert!(j.iter().all(|f| f.starts_with("R/O GUP") && f.contains("shared page")), "bug J: {j:#?}");
     // The one skip is the one cow.c skips on Linux too (SCAN_PAGE_RO).
     assert!(
         out.log.contains("cow: SKIP Basic COW after fork() when collapsing after fork() (fully shared)"),

@@ -10,6 +10,8 @@
 //! that no oracle (use after free, broken count invariant) fired; the
 //! daemons a program drives are stopped and their tunables reset after it.
 
+use kernel::gup;
+use kernel::mm::fault::{self, CowReuse};
 use kernel::mm::{page, pgtable};
 use kernel::process::{self, ExitInfo};
 use kernel::{khugepaged, ksm};
@@ -66,6 +68,37 @@ kernel::ktests! {
 
     fn ksm_functional_tests_cases_pass() {
         run_clean("ksft_ksm");
+    }
+
+    fn cow_c_catches_linux_bugs_d_e_and_j_under_their_switches() {
+        // The same program, with one of Linux's old rules brought back at a
+        // time (see "Linux's history, reproduced"): the cases that test that
+        // rule must fail (the host test names them), and with the rule
+        // restored (`cow_c_cases_pass`) they pass. Each line below prints a
+        // marker the host test splits the log on.
+        reset_daemons();
+        log::info!("ksft: ksft_cow under cow.reuse=mapcount (bug D)");
+        fault::set_cow_reuse(CowReuse::Mapcount);
+        let d = run("ksft_cow");
+        fault::set_cow_reuse(CowReuse::AnonExclusive);
+        log::info!("ksft: ksft_cow under fork.early_cow=off (bug E)");
+        kernel::mm::fork::set_early_cow(false);
+        let e = run("ksft_cow");
+        kernel::mm::fork::set_early_cow(true);
+        log::info!("ksft: ksft_cow under unshare=off (bug J)");
+        let c = gup::controls();
+        gup::set_controls(gup::Controls { unshare: false, ..c });
+        let j = run("ksft_cow");
+        gup::set_controls(gup::Controls { unshare: true, ..gup::controls() });
+        log::info!("ksft: ksft_cow switches restored");
+        // D: the four vmsplice() cases on a base page (a page of a large
+        // folio is never reused under the old rules here, so the THP
+        // variants copy and pass). E: fork() with a R/W-pinned buffer, on
+        // all four layouts. J: the R/O pins on shared and previously
+        // shared pages, slow path and GUP-fast, on all four layouts.
+        for (bug, info, failures) in [("D", d, 4), ("E", e, 4), ("J", j, 16)] {
+            assert_eq!(info, ExitInfo { status: failures, killed: None }, "bug {bug}: the status is the number of cow.c cases that failed");
+        }
     }
 
     fn pins_still_held_when_a_process_ends_are_released() {
