@@ -188,17 +188,25 @@ pub(crate) fn fork_seqcount() -> bool {
 /// unshared first (Linux gup_must_unshare()), for both paths: a pin without
 /// WRITE, through a read-only entry (`writable` false), of an anonymous page
 /// that is not exclusive — it may be COW-shared, and a later write by the
-/// process would copy it away from the pin. **The one decision point of
-/// `unshare=off`** (bug J: the pin then takes the shared page, and is not
-/// coherent with the process's later writes).
+/// process would copy it away from the pin — or, for a long-term pin, of a
+/// page-cache page (every mapping here is private, Linux's
+/// is_cow_mapping(): a later write would COW it away from the pin too).
+/// **The one decision point of `unshare=off`** (bug J: the pin then takes
+/// the shared page, and is not coherent with the process's later writes).
 #[inline(always)]
 pub fn gup_must_unshare(flags: Foll, writable: bool, page: &crate::mm::page::Page) -> bool {
     use crate::mm::page::PageFlags;
+    let shared = if page.has(PageFlags::ANON) {
+        !page.has(PageFlags::ANON_EXCLUSIVE)
+    } else {
+        // Linux: R/O short-term pins of the page cache need not see later
+        // writes through the page tables; long-term ones in COW mappings do.
+        flags.contains(Foll::LONGTERM)
+    };
     flags.contains(Foll::PIN)
         && !flags.contains(Foll::WRITE)
         && !writable
-        && page.has(PageFlags::ANON)
-        && !page.has(PageFlags::ANON_EXCLUSIVE)
+        && shared
         // Relaxed: a switch set once at boot (or by a test between runs).
         && UNSHARE.load(Ordering::Relaxed)
 }

@@ -7,8 +7,9 @@
 //! anonymous memory is), on a base page and on a THP; and, as gup_longterm
 //! does for the file systems whose answer it knows, in a private file
 //! mapping left unwritten (the program's own text, page-cache pages): R/O
-//! pins must work, R/W pins must fail (the mapping is read-only and no
-//! FOLL_FORCE is given). Beyond "should have worked", each pin is checked
+//! pins must work, unsharing the page into an anonymous copy first (Linux's
+//! gup_must_unshare() for R/O long-term pins in COW mappings), R/W pins
+//! must fail (the mapping is read-only and no FOLL_FORCE is given). Beyond "should have worked", each pin is checked
 //! through `page_info` (one exact pin per pinned page of each folio
 //! while held, none after STOP). Exits with the number of failed cases.
 #![no_std]
@@ -102,7 +103,7 @@ core::arch::global_asm!(
     ".balign 4096",
     ".globl ksft_gup_longterm_text_page",
     "ksft_gup_longterm_text_page:",
-    ".fill 4096, 1, 0x90",
+    ".fill 8192, 1, 0x90",
     ".popsection",
 );
 
@@ -110,18 +111,22 @@ unsafe extern "C" {
     fn ksft_gup_longterm_text_page();
 }
 
-/// A whole page of this program's text (4096 `nop`s, page-aligned): a
-/// private file mapping of the page cache, never written.
-fn text_page() -> usize {
-    ksft_gup_longterm_text_page as *const () as usize
+/// Page `i` (0 or 1) of two whole pages of this program's text (`nop`s,
+/// page-aligned): a private file mapping of the page cache, never written.
+/// Each R/O case takes its own (the first one's pin leaves an anonymous
+/// copy behind).
+fn text_page(i: usize) -> usize {
+    ksft_gup_longterm_text_page as *const () as usize + i * PAGE
 }
 
 /// gup_longterm.c do_test() on a private file mapping nobody wrote: R/O
-/// pins must work (the page-cache page is pinned as it is), R/W pins must
-/// fail with EFAULT here, the mapping being read-only (gup_longterm maps
-/// its files read-write; its R/W case on MAP_PRIVATE COWs first).
+/// pins must work, on an anonymous copy (the unshare a R/O long-term pin
+/// of a COW mapping's page-cache page takes, as in Linux, so that the pin
+/// would see the process's later writes); R/W pins must fail with EFAULT
+/// here, the mapping being read-only (gup_longterm maps its files
+/// read-write; its R/W case on MAP_PRIVATE COWs first).
 fn do_test_text(t: Type) -> Outcome {
-    let mem = text_page();
+    let mem = text_page(if t.fast() { 1 } else { 0 });
     ksft::touch_read(mem);
     if ksft::info(mem)[pi::W_FLAGS] & pi::F_ANON != 0 {
         return Err("the text page is not a page-cache page");
@@ -137,8 +142,9 @@ fn do_test_text(t: Type) -> Outcome {
         };
     }
     pin_and_check(mem, PAGE, t)?;
-    if ksft::info(mem)[pi::W_FLAGS] & pi::F_ANON != 0 {
-        return Err("the R/O pin COWed the page-cache page");
+    let w = ksft::info(mem)[pi::W_FLAGS];
+    if w & (pi::F_ANON | pi::F_ANON_EXCLUSIVE) != pi::F_ANON | pi::F_ANON_EXCLUSIVE {
+        return Err("the R/O long-term pin did not unshare the page-cache page");
     }
     Ok("Should have worked")
 }
