@@ -13,17 +13,30 @@
 //! `widen` matches: a page, or the pte table of a 2 MiB range), the target
 //! drawn uniformly among the writer points the scenario has reached, the
 //! bound drawn from [`WAIT_BOUNDS_US`] (long bounds let a slow writer come
-//! round to the page; short ones keep the run going). A wait also ends when
-//! the other side reaches no point at all for [`STALL_NS`]: it is blocked,
-//! perhaps by the wait itself (a flush waiting for this interrupts-off CPU).
+//! round to the page: a collapse comes round to a range every few tens of
+//! ms; short ones keep the run going). GUP-fast's wait also ends as soon as
+//! it holds the writer back (an IPI waits in its CPU's queue while it has
+//! interrupts off, or a grace period someone waits for waits for its CPU).
 //!
 //! At a writer's point the same draw, but a forced wait (for GUP-fast's
 //! `gup.pre_ref`) is taken only on a page or range GUP-fast worked on in
 //! the last [`HOT_NS`]: a writer mostly handles pages nobody pins, where a
-//! wait could only run out. The forced waits do not feed on each other: a
-//! side that finds the other already paused on the same key lets it go on
-//! first (a short random delay, at most [`LINGER_US`]) instead of pausing
-//! too, and a writer that met GUP-fast lets it run on the same way.
+//! wait could only run out. A writer cannot tell when it holds GUP-fast's
+//! side back (a worker waiting for the mmap lock it holds): its wait ends
+//! when that side reached no point at all for [`STALL_NS`].
+//!
+//! The forced waits do not feed on each other: a side that finds the other
+//! already paused on the same key lets it go on first instead of racing it
+//! or pausing too: GUP-fast for a short random delay (at most
+//! [`LINGER_US`], it may hold interrupts off), a writer until the walker it
+//! released left its pause (at most [`RELEASE_US`]: its vCPU may not run at
+//! once on a loaded host) and then a random delay up to
+//! [`WRITER_LINGER_US`], time for the walker to take its reference and
+//! re-read its entries. A writer that met GUP-fast in its own wait lets it
+//! run on the same way. Once a writer let GUP-fast go first on a key, it
+//! takes no forced wait on that key for [`RESPITE_NS`] (the rest of that
+//! merge or collapse): waiting for GUP-fast again later in the same write
+//! would let the device finish first and undo the interleaving.
 //!
 //! So a bug of depth one or two (one ordering to force: "the reference is
 //! taken after the check", "the pin lands between check and clear") is hit
@@ -37,6 +50,13 @@
 
 use super::widen::{self, Point, Widening};
 
+/// How long a writer that released a paused walker waits at most for it to
+/// leave its pause, us.
+pub const RELEASE_US: u64 = 2_000;
+/// How long after letting GUP-fast go first on a key a writer takes no
+/// forced wait on that key, ns (the rest of that write: a collapse's flush
+/// and 2 MiB copy take milliseconds under TCG).
+pub const RESPITE_NS: u64 = 20_000_000;
 /// Bound of GUP-fast's random delay, us.
 pub const GUP_DELAY_US: u32 = 20;
 /// Bound of a writer's random delay, us.
@@ -45,13 +65,19 @@ pub const WRITER_DELAY_US: u32 = 50;
 pub const WAIT_BOUNDS_US: [u32; 4] = [100, 1000, 10_000, 100_000];
 /// How recent GUP-fast's visit of a key must be for a writer to wait on it, ns.
 pub const HOT_NS: u64 = 50_000_000;
-/// A forced wait of the policy ends when the other side reached no point at
-/// all for this long, ns (it is blocked, perhaps by the wait itself: under
-/// `tlb=ipi` a writer's flush waits for a GUP-fast pausing with interrupts
-/// off).
+/// A writer's forced wait ends when GUP-fast's side reached no point at all
+/// for this long, ns (it is blocked, perhaps by the writer itself: a worker
+/// waiting for the mmap lock the writer holds).
 pub const STALL_NS: u64 = 5_000_000;
-/// Bound of the random time a side lets the other run on, us.
+/// Bound of the random time GUP-fast lets a writer run on, us (it may hold
+/// interrupts off meanwhile).
 pub const LINGER_US: u64 = 10;
+/// Bound of the random time a writer lets GUP-fast run on, us: long enough
+/// for a walker released from its pause to take its reference and re-read
+/// its entries under TCG, where that takes microseconds to tens of them
+/// (with only [`LINGER_US`], a collapse that released a walker at its
+/// isolate check usually cleared the pmd before the walker's re-read).
+pub const WRITER_LINGER_US: u64 = 200;
 
 /// What the arrival at `p` (keys `pfn`, `alt`) does, with no explicit
 /// widening there.
@@ -70,7 +96,14 @@ pub fn choose(p: Point, pfn: u64, alt: u64) -> Widening {
         4 if p.is_writer() => Widening::Random(WRITER_DELAY_US),
         4 => Widening::Random(GUP_DELAY_US),
         _ if p.is_writer() => {
-            if widen::gup_recently_on(pfn, alt, HOT_NS) {
+            if widen::let_go_recently(pfn, alt, RESPITE_NS) {
+                // This writer let GUP-fast go first on this key a moment
+                // ago: the interleaving was forced; waiting for GUP-fast
+                // again at a later point of the same write could only undo
+                // it (its device write would land before the copy or the
+                // merge instead of after).
+                Widening::None
+            } else if widen::gup_recently_on(pfn, alt, HOT_NS) {
                 Widening::Wait(Some(Point::GupPreRef), bound)
             } else {
                 Widening::None
@@ -98,6 +131,6 @@ fn writer_target(r: u64) -> Option<Point> {
 }
 
 /// How long a side lets the other run on, us.
-pub fn linger_us(_p: Point) -> u64 {
-    widen::random() % (LINGER_US + 1)
+pub fn linger_us(p: Point) -> u64 {
+    widen::random() % (if p.is_writer() { WRITER_LINGER_US } else { LINGER_US } + 1)
 }

@@ -185,6 +185,10 @@ static RECENT_PFN: [AtomicU64; RECENT] = [const { AtomicU64::new(u64::MAX) }; RE
 static RECENT_ALT: [AtomicU64; RECENT] = [const { AtomicU64::new(u64::MAX) }; RECENT];
 static RECENT_TSC: [AtomicU64; RECENT] = [const { AtomicU64::new(0) }; RECENT];
 static RECENT_NEXT: AtomicU64 = AtomicU64::new(0);
+/// Per CPU, the key on which this CPU, as a writer, last let GUP-fast go
+/// first (a forced interleaving that happened), and when.
+static LET_GO_KEY: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
+static LET_GO_TSC: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Forced waits the exploration policy started, and those that met the
 /// other side (since the last [`set_explore`]).
 /// Index 0: GUP-fast's, 1: the writers'.
@@ -260,6 +264,22 @@ pub(super) fn gup_recently_on(pfn: u64, alt: u64, ns: u64) -> bool {
         let (p, a) = (RECENT_PFN[i].load(Ordering::Relaxed), RECENT_ALT[i].load(Ordering::Relaxed));
         RECENT_TSC[i].load(Ordering::Relaxed) >= since && (p == pfn || p == alt || a == pfn || a == alt)
     })
+}
+
+/// Records that this CPU, as a writer on `key`, let GUP-fast go first.
+fn note_let_go(key: u64) {
+    let c = percpu::cpu_index();
+    // Relaxed: per-CPU hints.
+    LET_GO_KEY[c].store(key, Ordering::Relaxed);
+    LET_GO_TSC[c].store(tsc::rdtsc(), Ordering::Relaxed);
+}
+
+/// Whether this CPU, as a writer, let GUP-fast go first on one of these
+/// keys within the last `ns` nanoseconds.
+pub(super) fn let_go_recently(pfn: u64, alt: u64, ns: u64) -> bool {
+    let c = percpu::cpu_index();
+    let k = LET_GO_KEY[c].load(Ordering::Relaxed);
+    (k == pfn || k == alt) && LET_GO_TSC[c].load(Ordering::Relaxed) >= tsc::rdtsc().saturating_sub(tsc::ns_to_ticks(ns))
 }
 
 /// Whether the exploration policy is on.
@@ -339,6 +359,10 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
         (&GUP_ARRIVALS, &GUP_PFN, &GUP_ALT, &GUP_CPU, &WRITER_ARRIVALS, &WRITER_PFN, &WRITER_ALT, &WRITER_CPU)
     };
     let cpu = percpu::cpu_index() as u64;
+    let exploring_here = KIND[p as usize].load(Ordering::Relaxed) == 0 && EXPLORE.load(Ordering::Relaxed);
+    // Whether the other side already waits for us on this page or range
+    // (its forced interleaving), looked at before this arrival releases it.
+    let others_wait = exploring_here && other_side_paused(p.is_writer(), pfn, alt);
     mine_cpu.store(cpu, Ordering::Relaxed);
     // Relaxed: arrivals are a hint for the other side's pause; nothing is
     // published through them. The page goes first, then the count.
@@ -353,6 +377,22 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
         RECENT_PFN[i].store(pfn, Ordering::Relaxed);
         RECENT_ALT[i].store(alt, Ordering::Relaxed);
         RECENT_TSC[i].store(tsc::rdtsc(), Ordering::Relaxed);
+    }
+    if others_wait {
+        // Let the other side go on first rather than race it, whatever this
+        // arrival would have drawn (pausing too could only let both bounds
+        // run out). A writer waits until the walker it released has left
+        // its pause (its vCPU runs: under TCG on a loaded host it may not
+        // for a while), at most [`super::explore::RELEASE_US`], then lingers
+        // a random time, long enough for the walker to take its reference.
+        if p.is_writer() {
+            note_let_go(pfn);
+            let bound = tsc::rdtsc() + tsc::ns_to_ticks(super::explore::RELEASE_US * 1000);
+            spin_until(bound, || !other_side_paused(true, pfn, alt));
+        }
+        let d = super::explore::linger_us(p);
+        spin_until(tsc::rdtsc() + tsc::ns_to_ticks(d * 1000), || false);
+        return;
     }
     let (w, explored) = match KIND[p as usize].load(Ordering::Relaxed) {
         0 if EXPLORE.load(Ordering::Relaxed) => (super::explore::choose(p, pfn, alt), true),
@@ -371,15 +411,6 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
             if other_cpu.load(Ordering::Relaxed) == cpu {
                 return;
             }
-            if explored && other_side_paused(p.is_writer(), pfn, alt) {
-                // The other side already waits for us on this page: waiting
-                // for it too would only let both bounds run out. Let it go
-                // on first instead (a short random delay), so its forced
-                // interleaving happens.
-                let d = super::explore::linger_us(p);
-                spin_until(now + tsc::ns_to_ticks(d * 1000), || false);
-                return;
-            }
             let (target, target_pfn, target_alt) = match target {
                 None => (other, other_pfn, other_alt),
                 Some(t) => (&ARRIVALS[t as usize], &ARRIVAL_PFN[t as usize], &ARRIVAL_ALT[t as usize]),
@@ -391,10 +422,17 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
             PAUSED_WRITER[c].store(p.is_writer(), Ordering::Relaxed);
             PAUSED_ALT[c].store(alt, Ordering::Relaxed);
             PAUSED_PFN[c].store(pfn, Ordering::Release);
-            // The policy's waits also end when the other side stalls (no
-            // arrival anywhere for a while): it is then blocked, perhaps by
-            // this very pause (a flush waiting for this interrupts-off CPU),
-            // and waiting on could only run out the bound.
+            // The policy's waits also end when waiting on could only run
+            // out the bound, because this pause blocks the other side:
+            // * GUP-fast knows exactly when it does: an IPI (a flush, a
+            //   table sync) waits in its CPU's queue while it holds
+            //   interrupts off, or a task waits for a grace period this CPU
+            //   has not reported for. Otherwise it waits on: a writer may
+            //   come round to its range only every few tens of ms (a
+            //   collapse takes milliseconds under TCG);
+            // * a writer cannot tell (a worker may wait for the mmap lock it
+            //   holds): its wait ends when the other side reached no point
+            //   at all for `STALL_NS`.
             let stall = tsc::ns_to_ticks(super::explore::STALL_NS);
             let (mut other_seen, mut other_at) = (other.load(Ordering::Relaxed), now);
             let mut stalled = false;
@@ -402,12 +440,16 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
                 let (tp, ta) = (target_pfn.load(Ordering::Relaxed), target_alt.load(Ordering::Relaxed));
                 met = target.load(Ordering::Acquire) != seen && (tp == pfn || tp == alt || ta == pfn || ta == alt);
                 if explored && !met {
-                    let o = other.load(Ordering::Relaxed);
-                    let t = tsc::rdtsc();
-                    if o != other_seen {
-                        (other_seen, other_at) = (o, t);
-                    } else if t - other_at > stall {
-                        stalled = true;
+                    if !p.is_writer() {
+                        stalled = crate::smp::call::ipi_queued_for(c) || crate::rcu::waiter_held_by(c);
+                    } else {
+                        let o = other.load(Ordering::Relaxed);
+                        let t = tsc::rdtsc();
+                        if o != other_seen {
+                            (other_seen, other_at) = (o, t);
+                        } else if t - other_at > stall {
+                            stalled = true;
+                        }
                     }
                 }
                 met || stalled
@@ -422,6 +464,7 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
             if met && explored && p.is_writer() {
                 // The policy's forced interleavings let the other side go
                 // on a little before this one does (see `explore`).
+                note_let_go(pfn);
                 let d = super::explore::linger_us(p);
                 spin_until(tsc::rdtsc() + tsc::ns_to_ticks(d * 1000), || false);
             }

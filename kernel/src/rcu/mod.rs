@@ -134,6 +134,13 @@ pub fn quiescent_state() {
     }
 }
 
+/// Whether a task waits in [`synchronize_rcu`] for a grace period that `cpu`
+/// has not yet reported for: `cpu`, if it runs with interrupts off, holds
+/// that waiter back. A hint (the race module's forced waits end on it).
+pub fn waiter_held_by(cpu: usize) -> bool {
+    NEEDS_QS.contains(cpu, Ordering::Acquire) && !WAITERS.load(Ordering::Acquire).is_empty()
+}
+
 /// Grace periods completed since boot.
 pub fn completed() -> u64 {
     COMPLETED.load(Ordering::Relaxed)

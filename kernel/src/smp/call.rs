@@ -181,6 +181,14 @@ pub fn leaked_requests() -> u64 {
     LEAKED.load(Ordering::Relaxed)
 }
 
+/// Whether an IPI-delivered call waits in `cpu`'s queue (queued, not yet
+/// taken by its handler): that CPU holds a caller back, for instance by
+/// running with interrupts disabled. A hint (Relaxed): the race module's
+/// forced waits end when they hold a flush back.
+pub fn ipi_queued_for(cpu: usize) -> bool {
+    QUEUES.get(cpu).is_some_and(|q| !q[Delivery::Ipi.queue()].head.load(Ordering::Relaxed).is_null())
+}
+
 /// A call that some targets may still be running. Dropping it before every
 /// target answered parks the request (it is never freed under a late runner).
 #[must_use = "a call must be waited for (or its completion checked)"]
