@@ -35,8 +35,11 @@ static EPOCHS: [Epoch; MAX_EPOCHS] =
 static PUBLISHED: AtomicUsize = AtomicUsize::new(0);
 
 /// Calibrates the TSC early and starts the clock. Called once on the boot CPU.
-pub fn init() {
-    tsc::calibrate();
+/// `pit`: whether the platform has a legacy PIT (false on hardware-reduced
+/// ACPI platforms: the clock then reads 0 until [`recalibrate`], unless CPUID
+/// reports the frequency).
+pub fn init(pit: bool) {
+    tsc::calibrate(pit);
     EPOCHS[0].base_tsc.store(tsc::rdtsc(), Ordering::Relaxed);
     EPOCHS[0].khz.store(tsc::khz(), Ordering::Relaxed);
     PUBLISHED.store(1, Ordering::Release);
@@ -82,9 +85,10 @@ const WINDOW_NS: u64 = 10_000_000;
 
 /// Refines the TSC frequency with the best timer the platform has: kept as is
 /// when CPUID reports it, else measured against the HPET, else the ACPI PM
-/// timer, else (last resort) the PIT again. The caller probes the HPET and the
-/// PM timer (drivers above this layer) and passes what it found.
-pub fn recalibrate(hpet: Option<&dyn ReferenceClock>, pm_timer: Option<&dyn ReferenceClock>) {
+/// timer, else (last resort) the PIT again where the platform has one (`pit`).
+/// The caller probes the HPET and the PM timer (drivers above this layer) and
+/// passes what it found.
+pub fn recalibrate(hpet: Option<&dyn ReferenceClock>, pm_timer: Option<&dyn ReferenceClock>, pit: bool) {
     if tsc::invariant() {
         log::info!("time: TSC invariant (CPUID 0x80000007 EDX[8])");
     } else {
@@ -111,19 +115,35 @@ pub fn recalibrate(hpet: Option<&dyn ReferenceClock>, pm_timer: Option<&dyn Refe
             log::warn!("time: TSC calibration against the ACPI PM timer failed (stalled or too noisy)");
         }
     }
-    let (khz, source) = result.unwrap_or_else(|| {
-        log::warn!("time: no HPET or PM timer to calibrate the TSC; using the PIT (least precise)");
-        // A late PIT edge only lengthens a run, so the shortest run is best.
-        let best = (0..3).map(|_| tsc::pit_calibrate_khz(10)).min().unwrap_or(early);
-        (best, Source::Pit)
-    });
+    let (khz, source) = match result {
+        Some(r) => r,
+        None if pit => {
+            log::warn!("time: no HPET or PM timer to calibrate the TSC; using the PIT (least precise)");
+            // A late PIT edge only lengthens a run, so the shortest run is best.
+            let best = (0..3).map(|_| tsc::pit_calibrate_khz(10)).min().unwrap_or(early);
+            (best, Source::Pit)
+        }
+        None => {
+            // Hardware-reduced ACPI without an HPET: nothing left to measure with.
+            const GUESS_KHZ: u64 = 2_000_000;
+            log::error!(
+                "time: no HPET, no PM timer and no PIT (hardware-reduced ACPI) to calibrate the TSC; \
+                 assuming {GUESS_KHZ} kHz: every time figure on this machine is off by an unknown factor"
+            );
+            (GUESS_KHZ, Source::Uncalibrated)
+        }
+    };
     if khz == 0 {
         log::warn!("time: TSC calibration gave 0 kHz; keeping {early} kHz");
         return;
     }
     rebase(khz, source);
-    let ppm = (khz as i128 - early as i128) * 1_000_000 / early.max(1) as i128;
-    log::info!("time: TSC {khz} kHz from {source} (early PIT estimate {early} kHz, {ppm:+} ppm)");
+    if early == 0 {
+        log::info!("time: TSC {khz} kHz from {source} (no early estimate: no PIT on this platform)");
+    } else {
+        let ppm = (khz as i128 - early as i128) * 1_000_000 / early as i128;
+        log::info!("time: TSC {khz} kHz from {source} (early PIT estimate {early} kHz, {ppm:+} ppm)");
+    }
 }
 
 /// The result of [`verify_tsc`].
@@ -173,8 +193,14 @@ pub struct Deadline(u64);
 
 impl Deadline {
     /// A deadline `ns` from now.
+    /// Before the TSC is calibrated it assumes
+    /// [`tsc::UNCALIBRATED_ASSUMED_KHZ`]: the wait is then longer, never shorter.
     pub fn after_ns(ns: u64) -> Self {
-        Deadline(tsc::rdtsc().saturating_add(tsc::ns_to_ticks(ns)))
+        let ticks = match tsc::khz() {
+            0 => (ns as u128 * tsc::UNCALIBRATED_ASSUMED_KHZ as u128 / 1_000_000).min(u64::MAX as u128) as u64,
+            _ => tsc::ns_to_ticks(ns),
+        };
+        Deadline(tsc::rdtsc().saturating_add(ticks))
     }
 
     /// Whether the deadline has passed.

@@ -9,6 +9,7 @@
 //! from CPUID, local APIC at its architectural default); a bad HPET or FADT only
 //! loses that timer.
 
+pub mod early;
 mod handler;
 mod madt;
 pub use madt::{MadtInfo, parse_bytes as parse_madt};
@@ -144,8 +145,12 @@ pub struct Platform {
     pub overrides: Vec<InterruptOverride>,
     /// Local APIC NMI wiring.
     pub lapic_nmis: Vec<LapicNmi>,
-    /// Dual 8259 PICs present (they must be masked when the IOAPIC is used).
+    /// Dual 8259 PICs present (the MADT's PCAT_COMPAT flag; they must be
+    /// masked when the IOAPIC is used).
     pub legacy_pics: bool,
+    /// The FADT says hardware-reduced ACPI: no legacy PIT and no 8259 PICs
+    /// (nor a PM timer or other fixed hardware).
+    pub hardware_reduced: bool,
     /// The HPET, if the firmware describes one.
     pub hpet: Option<HpetInfo>,
     /// The ACPI PM timer, if the firmware describes one.
@@ -169,6 +174,7 @@ impl Platform {
             overrides: Vec::new(),
             lapic_nmis: Vec::new(),
             legacy_pics: true,
+            hardware_reduced: false,
             hpet: None,
             pm_timer: None,
             reset: Err("no ACPI tables"),
@@ -179,6 +185,18 @@ impl Platform {
     /// The enabled CPUs.
     pub fn enabled_cpus(&self) -> impl Iterator<Item = &Cpu> {
         self.cpus.iter().filter(|c| c.enabled)
+    }
+
+    /// Whether the 8259 PICs may be programmed: the MADT says they exist
+    /// (PCAT_COMPAT) and the platform is not hardware-reduced.
+    pub fn has_8259_pics(&self) -> bool {
+        self.legacy_pics && !self.hardware_reduced
+    }
+
+    /// Whether the legacy PIT may be used: not a hardware-reduced platform
+    /// (as Linux, which installs no PIT there).
+    pub fn has_pit(&self) -> bool {
+        !self.hardware_reduced
     }
 
     /// The boot CPU's entry.
@@ -264,7 +282,7 @@ fn discover(rsdp: Option<u64>) -> Platform {
         platform.local_apic_address = DEFAULT_LOCAL_APIC_ADDRESS;
     }
     platform.hpet = hpet(&tables);
-    platform.pm_timer = pm_timer(&tables);
+    (platform.pm_timer, platform.hardware_reduced) = pm_timer(&tables);
     platform.reset = reset::find(&tables);
     platform
 }
@@ -289,19 +307,25 @@ fn hpet(tables: &tables::Tables) -> Option<HpetInfo> {
     Some(HpetInfo { base, number: table.hpet_number })
 }
 
-fn pm_timer(tables: &tables::Tables) -> Option<PmTimerInfo> {
+/// The PM timer and whether the FADT says hardware-reduced ACPI.
+fn pm_timer(tables: &tables::Tables) -> (Option<PmTimerInfo>, bool) {
     // 116 bytes: the ACPI 1.0 FADT, which has the PM timer fields.
     let fadt = match tables::find::<Fadt>(tables, 116) {
         Ok(Some(t)) => t,
         Ok(None) => {
             log::warn!("ACPI: no FADT; no PM timer");
-            return None;
+            return (None, false);
         }
         Err(why) => {
             log::warn!("ACPI: {why}; no PM timer");
-            return None;
+            return (None, false);
         }
     };
+    let hardware_reduced = { fadt.flags }.system_is_hw_reduced_acpi();
+    (pm_timer_block(&fadt), hardware_reduced)
+}
+
+fn pm_timer_block(fadt: &acpi::PhysicalMapping<handler::DirectMap, Fadt>) -> Option<PmTimerInfo> {
     let bits32 = { fadt.flags }.pm_timer_is_32_bit();
     // The 64-bit X_PM_TMR_BLK ends at byte 220; shorter revision-2+ tables
     // (some old firmware) only have the 32-bit field.
@@ -364,6 +388,11 @@ impl fmt::Display for Summary<'_> {
         match p.reset {
             Ok(r) => write!(f, ", reset {} {:#x} <- {:#x}", if r.io { "port" } else { "at" }, r.address, r.value)?,
             Err(_) => f.write_str(", no reset register")?,
+        }
+        if p.hardware_reduced {
+            f.write_str(", hardware-reduced ACPI (no PIT, no 8259 PICs: neither touched)")?;
+        } else if !p.legacy_pics {
+            f.write_str(", no 8259 PICs (MADT without PCAT_COMPAT: not touched)")?;
         }
         if !p.from_madt {
             f.write_str(" [single-CPU fallback]")?;

@@ -1,5 +1,6 @@
 //! The local APIC, in x2APIC mode (MSRs) when the CPU offers it and xAPIC mode
-//! (MMIO) otherwise, behind one interface; the legacy 8259 PICs are masked.
+//! (MMIO) otherwise, behind one interface; the legacy 8259 PICs are masked
+//! where the machine has them.
 //!
 //! What the rest of the kernel uses: [`send_ipi`] (fixed vectors, NMI, INIT,
 //! start-up), [`eoi`], [`id`], and the per-CPU set-up [`init_this_cpu`].
@@ -73,9 +74,14 @@ pub fn x2apic_supported() -> bool {
 }
 
 /// Chooses the mode for all CPUs (x2APIC if offered and not refused by
-/// `force_xapic`) and maps the xAPIC registers if needed. Boot CPU, once.
-pub fn init_global(lapic_phys: u64, force_xapic: bool) -> Mode {
-    mask_legacy_pics();
+/// `force_xapic`) and maps the xAPIC registers if needed; masks the 8259
+/// PICs when the machine has them (`legacy_pics`: the MADT's PCAT_COMPAT on a
+/// platform that is not hardware-reduced; elsewhere their ports may be
+/// something else, so they are not touched). Boot CPU, once.
+pub fn init_global(lapic_phys: u64, force_xapic: bool, legacy_pics: bool) -> Mode {
+    if legacy_pics {
+        mask_legacy_pics();
+    }
     let mode = if x2apic_supported() && !force_xapic { Mode::X2Apic } else { Mode::XApic };
     if mode == Mode::XApic {
         XAPIC_REGS.call_once(|| {

@@ -69,14 +69,21 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Determines the TSC frequency early (CPUID, else the PIT). Must run with
-/// interrupts disabled on the boot CPU before anything converts TSC values.
-pub fn calibrate() {
+/// Determines the TSC frequency early: CPUID, else the PIT when `pit` (the
+/// platform has one), else it stays uncalibrated (0) until the HPET or the
+/// PM timer measures it. Must run with interrupts disabled on the boot CPU
+/// before anything converts TSC values.
+pub fn calibrate(pit: bool) {
     match cpuid_khz() {
         Some(khz) => set_khz(khz, Source::Cpuid),
-        None => set_khz(pit_calibrate_khz(20), Source::Pit),
+        None if pit => set_khz(pit_calibrate_khz(20), Source::Pit),
+        None => set_khz(0, Source::Uncalibrated),
     }
 }
+
+/// The frequency bounded waits assume before the TSC is calibrated: higher
+/// than any CPU's, so a wait lasts at least as long as asked.
+pub const UNCALIBRATED_ASSUMED_KHZ: u64 = 10_000_000;
 
 /// Records a new frequency. Only `time` calls this after boot (it re-bases).
 pub fn set_khz(khz: u64, source: Source) {

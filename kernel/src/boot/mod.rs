@@ -68,11 +68,16 @@ pub fn start(info: &'static mut BootInfo, main: KernelMain) -> ! {
     // Before the IDT: exceptions reach the layers above arch through these.
     crate::arch::exceptions::register(crate::debug::exceptions::handlers());
     idt::install();
-    crate::time::init();
     if let Err(why) = serial {
         log::warn!("no serial console: {why}");
     }
     let facts = facts::collect(info);
+    // The clock starts once the FADT was looked at: a hardware-reduced ACPI
+    // platform has no PIT, so the early calibration must not program one.
+    mm::set_phys_offset(facts.phys_offset);
+    let mem_end = facts.ranges().iter().map(|r| r.end).max().unwrap_or(0);
+    let hardware_reduced = crate::acpi::early::hardware_reduced(facts.rsdp, mem_end);
+    crate::time::init(!matches!(hardware_reduced, Ok(true)));
     if let Some((buffer, fb_info)) = facts::early_framebuffer(info) {
         // The bootloader's mapping, valid until the switch: lets a machine
         // without serial show early errors (bad boot options) on screen.
@@ -80,10 +85,15 @@ pub fn start(info: &'static mut BootInfo, main: KernelMain) -> ! {
         console::choose(console::ConsoleChoice::Auto);
     }
     log::info!(
-        "testbed kernel {} booting; TSC {} kHz ({})",
+        "testbed kernel {} booting; TSC {} kHz ({}){}",
         env!("CARGO_PKG_VERSION"),
         crate::arch::tsc::khz(),
-        crate::arch::tsc::source()
+        crate::arch::tsc::source(),
+        match hardware_reduced {
+            Ok(true) => " - hardware-reduced ACPI: no PIT, the clock waits for the HPET",
+            Ok(false) => "",
+            Err(_) => " - FADT not read early; assuming a PIT",
+        }
     );
     let options = match boot_options::parse_bytes(facts.boot_options_raw) {
         Ok(options) => options,
@@ -97,7 +107,6 @@ pub fn start(info: &'static mut BootInfo, main: KernelMain) -> ! {
     power::set_end_action(options.end);
     cpu::enable_protection_features();
 
-    mm::set_phys_offset(facts.phys_offset);
     symbols::init(facts.kernel_elf());
     let mut usable = [frame::UsableRange { start: 0, end: 0 }; facts::MAX_RANGES];
     let n = facts.usable_ranges(&mut usable);
@@ -173,6 +182,7 @@ extern "C" fn stage2() -> ! {
     crate::time::recalibrate(
         hpet.map(|h| h as &dyn crate::arch::tsc::ReferenceClock),
         pm_timer.map(|p| p as &dyn crate::arch::tsc::ReferenceClock),
+        platform.has_pit(),
     );
     let apic_ids: alloc::vec::Vec<u32> = platform.enabled_cpus().map(|c| c.apic_id).collect();
     crate::smp::call::set_call_timeout_ms(facts.options.call_timeout_ms);
@@ -191,7 +201,7 @@ extern "C" fn stage2() -> ! {
     });
     crate::gup::set_controls(crate::gup::Controls::of(race));
     log::info!("tlb: {}", crate::tlb::config());
-    crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic);
+    crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic, platform.has_8259_pics());
     let timer_mode = crate::sched::init_global();
     let low_pages = crate::smp::startup::LOW_PAGES;
     let low_pages_usable = facts.is_usable(low_pages.start, low_pages.end);

@@ -41,9 +41,9 @@ pub fn online_count() -> usize {
 }
 
 /// Sets up the local APIC on the boot CPU and registers the IPI handlers.
-/// Returns the APIC mode.
-pub fn init_boot_cpu(lapic_phys: u64, force_xapic: bool) -> apic::Mode {
-    let mode = apic::init_global(lapic_phys, force_xapic);
+/// `legacy_pics`: whether the machine has 8259 PICs to mask. Returns the APIC mode.
+pub fn init_boot_cpu(lapic_phys: u64, force_xapic: bool, legacy_pics: bool) -> apic::Mode {
+    let mode = apic::init_global(lapic_phys, force_xapic, legacy_pics);
     apic::init_this_cpu();
     let me = percpu::current();
     let bsp_apic = apic::id();
