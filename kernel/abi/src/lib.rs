@@ -255,6 +255,10 @@ pub mod mman {
     pub const MADV_WILLNEED: usize = 3;
     /// Drop these pages (anonymous memory reads back as zeroes).
     pub const MADV_DONTNEED: usize = 4;
+    /// Do not copy these pages into a fork child.
+    pub const MADV_DONTFORK: usize = 10;
+    /// Undo MADV_DONTFORK.
+    pub const MADV_DOFORK: usize = 11;
     /// KSM may merge these pages.
     pub const MADV_MERGEABLE: usize = 12;
     /// Undo MADV_MERGEABLE.

@@ -84,7 +84,10 @@ pub fn fork_mm(parent: &AddressSpace) -> Result<Arc<AddressSpace>, NoMemory> {
     // same fence (ksm/merge.rs).
     fence(Ordering::SeqCst);
     let mut result = Ok(());
-    for vma in pv.iter() {
+    // Linux dup_mmap(): an area marked MADV_DONTFORK is not copied (its
+    // huge pmds were split at its ends when it was marked, so no pmd is
+    // shared with a copied area).
+    for vma in pv.iter().filter(|v| !v.flags.contains(super::vma::VmFlags::DONTCOPY)) {
         cv.insert(*vma);
         result = copy_vma(parent, &child, vma, &mut batch);
         if result.is_err() {

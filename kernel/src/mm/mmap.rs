@@ -63,6 +63,10 @@ pub mod map {
 pub mod advice {
     /// Drop the pages; the next access faults in zeroes.
     pub const DONTNEED: u32 = 4;
+    /// Do not copy the area into a fork child.
+    pub const DONTFORK: u32 = 10;
+    /// Undo DONTFORK.
+    pub const DOFORK: u32 = 11;
     /// KSM may merge the pages.
     pub const MERGEABLE: u32 = 12;
     /// Undo MERGEABLE: merged pages get private copies again.
@@ -218,6 +222,20 @@ pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(),
     r.map_err(MmError::from)
 }
 
+/// Splits the huge pmd that maps `addr` if `addr` lies inside it (not on
+/// its 2 MiB boundary).
+fn split_huge_at(mm: &AddressSpace, addr: u64, batch: &mut Gather<'_>) -> Result<(), MmError> {
+    if addr.is_multiple_of(HUGE_PAGE_SIZE) {
+        return Ok(());
+    }
+    if let Some(pmd) = super::pgtable::pmd(mm, addr, false)?
+        && pmd.get().is_huge()
+    {
+        super::pgtable::split_huge_pmd(pmd, addr, batch)?;
+    }
+    Ok(())
+}
+
 /// Gives advice on `[addr, addr+len)` (Linux do_madvise()). The range must be
 /// fully mapped (ENOMEM otherwise). MERGEABLE/UNMERGEABLE go to KSM,
 /// COLLAPSE to khugepaged's synchronous collapse (through their hooks,
@@ -228,7 +246,14 @@ pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(),
 pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Result<(), MmError> {
     let known = matches!(
         advice,
-        advice::DONTNEED | advice::HUGEPAGE | advice::NOHUGEPAGE | advice::MERGEABLE | advice::UNMERGEABLE | advice::COLLAPSE
+        advice::DONTNEED
+            | advice::DONTFORK
+            | advice::DOFORK
+            | advice::HUGEPAGE
+            | advice::NOHUGEPAGE
+            | advice::MERGEABLE
+            | advice::UNMERGEABLE
+            | advice::COLLAPSE
     );
     let registered = match advice {
         advice::MERGEABLE | advice::UNMERGEABLE => super::hooks::ksm().is_some(),
@@ -243,7 +268,7 @@ pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Resu
     }
     let end = user_range(addr, len)?;
     match advice {
-        advice::DONTNEED | advice::HUGEPAGE | advice::NOHUGEPAGE => {}
+        advice::DONTNEED | advice::DONTFORK | advice::DOFORK | advice::HUGEPAGE | advice::NOHUGEPAGE => {}
         advice::MERGEABLE | advice::UNMERGEABLE => {
             let ksm = super::hooks::ksm().ok_or(MmError::Invalid)?;
             return (ksm.madvise)(mm, addr, end, advice == advice::MERGEABLE);
@@ -264,6 +289,16 @@ pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Resu
             let r = range::zap(mm, addr, end, &mut batch);
             batch.finish();
             r?;
+        }
+        advice::DONTFORK | advice::DOFORK => {
+            // Linux splits a huge pmd an area boundary falls into
+            // (vma_adjust_trans_huge()); fork copies by area, and must not
+            // copy a pmd half of which belongs to an area it skips.
+            let mut batch = Gather::new(mm.tlb());
+            let r = split_huge_at(mm, addr, &mut batch).and_then(|()| split_huge_at(mm, end, &mut batch));
+            batch.finish();
+            r?;
+            vmas.modify_range(addr, end, |v| v.flags.set(VmFlags::DONTCOPY, advice == advice::DONTFORK));
         }
         advice::HUGEPAGE => {
             vmas.modify_range(addr, end, |v| {

@@ -40,6 +40,8 @@ bitflags! {
         /// A stack: a fault just below does not grow it (no growsdown here),
         /// the flag is for reports.
         const STACK = 1 << 3;
+        /// Not copied into a fork child (VM_DONTCOPY, madvise(MADV_DONTFORK)).
+        const DONTCOPY = 1 << 4;
     }
 }
 

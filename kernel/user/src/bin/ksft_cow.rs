@@ -5,9 +5,10 @@
 //! parent, read-only long-term pins on shared, previously shared and
 //! exclusive pages (slow path and GUP-fast), read-write long-term pins
 //! (the io_uring fixed-buffer cases) across mprotect() and fork(), each on
-//! a base page, a PMD-mapped THP, a PTE-mapped THP and a single PTE of a
-//! THP; and the anonymous-THP collapse cases (MADV_COLLAPSE before and
-//! after fork). Parent and child meet through `ksft::Handshake` where cow.c
+//! a base page, a PMD-mapped THP, a PTE-mapped THP, a single PTE of a THP
+//! and a partially shared THP; and the anonymous-THP collapse cases
+//! (MADV_COLLAPSE before fork, and after it with the THP fully, lower-half
+//! or upper-half shared). Parent and child meet through `ksft::Handshake` where cow.c
 //! uses pipes. Exits with the number of failed cases.
 #![no_std]
 #![no_main]
@@ -16,7 +17,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use abi::Errno;
 use abi::gup_test::{FLAG_FAST, FLAG_GET, FLAG_WRITE};
-use abi::mman::{MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, PROT_READ, PROT_WRITE};
+use abi::mman::{MADV_COLLAPSE, MADV_DOFORK, MADV_DONTFORK, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, PROT_READ, PROT_WRITE};
 use abi::page_info as pi;
 use userspace::ksft::{self, HPAGE, Handshake, Ksft, Outcome, PAGE};
 use userspace::sys;
@@ -368,6 +369,7 @@ enum Layout {
     Thp,
     PteMappedThp,
     SinglePteOfThp,
+    PartiallySharedThp,
 }
 
 impl Layout {
@@ -377,6 +379,7 @@ impl Layout {
             Layout::Thp => "with THP (2048 kB)",
             Layout::PteMappedThp => "with PTE-mapped THP (2048 kB)",
             Layout::SinglePteOfThp => "with single PTE of THP (2048 kB)",
+            Layout::PartiallySharedThp => "with partially shared THP (2048 kB)",
         }
     }
 }
@@ -431,16 +434,40 @@ fn thp_setup(mem: usize, layout: Layout) -> Result<usize, &'static str> {
             }
             Ok(PAGE)
         }
+        Layout::PartiallySharedThp => {
+            // Share the first page of the THP with a child that exits: some
+            // parts of the THP were never shared.
+            sys::madvise(mem + PAGE, HPAGE - PAGE, MADV_DONTFORK).map_err(|_| "MADV_DONTFORK failed")?;
+            match sys::fork() {
+                Ok(0) => sys::exit(0),
+                Ok(pid) => {
+                    if sys::wait(pid) != Ok(0) {
+                        return Err("the child failed");
+                    }
+                }
+                Err(_) => return Err("fork() failed"),
+            }
+            // Allow sharing all pages again.
+            sys::madvise(mem + PAGE, HPAGE - PAGE, MADV_DOFORK).map_err(|_| "MADV_DOFORK failed")?;
+            if ksft::info(mem)[pi::W_FLAGS] & (pi::F_THP | pi::F_ANON_EXCLUSIVE) != pi::F_THP {
+                return Err("the first page of the THP was not shared");
+            }
+            Ok(HPAGE)
+        }
     }
 }
 
-/// cow.c's `enum anon_thp_collapse_test` (the two cases without MADV_DONTFORK).
+/// cow.c's `enum anon_thp_collapse_test`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Collapse {
     /// MADV_COLLAPSE before fork.
     Unshared,
     /// MADV_COLLAPSE after fork, of the fully COW-shared PTE-mapped THP.
     FullyShared,
+    /// After fork, with only the lower half shared (MADV_DONTFORK on the upper).
+    LowerShared,
+    /// After fork, with only the upper half shared.
+    UpperShared,
 }
 
 /// cow.c do_test_anon_thp_collapse(): after the collapse the child must
@@ -448,17 +475,35 @@ enum Collapse {
 fn anon_thp_collapse(mem: usize, size: usize, test: Collapse) -> Outcome {
     // PTE-map the THP, so that there is something to collapse.
     mprotect_round_trip(mem + PAGE, PAGE)?;
-    if test == Collapse::Unshared {
-        sys::madvise(mem, size, MADV_COLLAPSE).map_err(|_| "MADV_COLLAPSE failed")?;
+    match test {
+        Collapse::Unshared => {
+            sys::madvise(mem, size, MADV_COLLAPSE).map_err(|_| "MADV_COLLAPSE failed")?;
+        }
+        Collapse::FullyShared => {}
+        // Do not COW-share the upper (lower) part of the THP.
+        Collapse::LowerShared => {
+            sys::madvise(mem + size / 2, size / 2, MADV_DONTFORK).map_err(|_| "MADV_DONTFORK failed")?;
+        }
+        Collapse::UpperShared => {
+            sys::madvise(mem, size / 2, MADV_DONTFORK).map_err(|_| "MADV_DONTFORK failed")?;
+        }
     }
     let hs = handshake();
     let pid = match sys::fork() {
-        Ok(0) => sys::exit(child_memcmp(mem, size, hs)),
+        Ok(0) => sys::exit(match test {
+            Collapse::Unshared | Collapse::FullyShared => child_memcmp(mem, size, hs),
+            Collapse::LowerShared => child_memcmp(mem, size / 2, hs),
+            Collapse::UpperShared => child_memcmp(mem + size / 2, size / 2, hs),
+        }),
         Ok(pid) => pid,
         Err(_) => return Err("fork() failed"),
     };
     let prep = hs.wait(CHILD, 1).map_err(|_| "the child never got ready").and_then(|()| {
-        if test == Collapse::FullyShared {
+        if matches!(test, Collapse::LowerShared | Collapse::UpperShared) {
+            // Revert MADV_DONTFORK so that the areas merge and can collapse.
+            sys::madvise(mem, size, MADV_DOFORK).map_err(|_| "MADV_DOFORK failed")?;
+        }
+        if test != Collapse::Unshared {
             // Collapse before anyone modified the COW-shared page. Every
             // pte is read-only after fork: Linux refuses that as
             // SCAN_PAGE_RO (EINVAL; until its 2025 change that collapses
@@ -494,16 +539,26 @@ fn test_anon_thp_collapse_fully_shared(mem: usize, size: usize) -> Outcome {
     anon_thp_collapse(mem, size, Collapse::FullyShared)
 }
 
+fn test_anon_thp_collapse_lower_shared(mem: usize, size: usize) -> Outcome {
+    anon_thp_collapse(mem, size, Collapse::LowerShared)
+}
+
+fn test_anon_thp_collapse_upper_shared(mem: usize, size: usize) -> Outcome {
+    anon_thp_collapse(mem, size, Collapse::UpperShared)
+}
+
 /// cow.c's `anon_thp_test_cases[]` (those that apply).
 const ANON_THP_CASES: &[(&str, fn(usize, usize) -> Outcome)] = &[
     ("Basic COW after fork() when collapsing before fork()", test_anon_thp_collapse_unshared),
     ("Basic COW after fork() when collapsing after fork() (fully shared)", test_anon_thp_collapse_fully_shared),
+    ("Basic COW after fork() when collapsing after fork() (lower shared)", test_anon_thp_collapse_lower_shared),
+    ("Basic COW after fork() when collapsing after fork() (upper shared)", test_anon_thp_collapse_upper_shared),
 ];
 
 fn main() -> i32 {
     let mut k = Ksft::new("cow");
     for &(desc, f) in ANON_CASES {
-        for layout in [Layout::Base, Layout::Thp, Layout::PteMappedThp, Layout::SinglePteOfThp] {
+        for layout in [Layout::Base, Layout::Thp, Layout::PteMappedThp, Layout::SinglePteOfThp, Layout::PartiallySharedThp] {
             k.record(desc, layout.name(), run_with(layout, f));
         }
     }

@@ -134,12 +134,18 @@ fn page_info_checks() -> Result<(), i32> {
     eq(58, "its counts", (w[pi::W_REFCOUNT], w[pi::W_MAPCOUNT], w[pi::W_PINS], w[pi::W_ORDER]), (1, 1, 0, 0))?;
     check(59, "its pfn", w[pi::W_PFN] != 0)?;
     // Shared with a child that waits: neither exclusive nor writable,
-    // mapped twice; the parent reads the child's view by pid.
+    // mapped twice; the parent reads the child's view by pid. The second
+    // page is MADV_DONTFORK: the child has nothing there.
+    set_word(a + PAGE, 2);
+    eq(73, "MADV_DONTFORK", sys::madvise(a + PAGE, PAGE, MADV_DONTFORK), Ok(0))?;
     let hs = ksft::Handshake::new(1);
     let pid = match sys::fork() {
         Ok(0) => {
+            // First, before the handshake maps anything (its buffer could
+            // land in the hole): nothing was copied at the DONTFORK page.
+            let absent = sys::page_info(0, a + PAGE) == Ok([0; pi::WORDS]);
             let ok = hs.post(0, 1).is_ok() && hs.wait(1, 1).is_ok();
-            sys::exit(if ok { 0 } else { 1 })
+            sys::exit(if !ok { 1 } else if !absent { 74 } else { 0 })
         }
         Ok(pid) => pid,
         Err(_) => return Err(60),
@@ -148,11 +154,13 @@ fn page_info_checks() -> Result<(), i32> {
     let mine = sys::page_info(0, a).map_err(|_| 62)?;
     let childs = sys::page_info(pid, a).map_err(|_| 63)?;
     let _ = hs.post(1, 1);
-    eq(64, "the child", sys::wait(pid), Ok(0))?;
+    eq(64, "the child (74: the MADV_DONTFORK page was copied into it)", sys::wait(pid), Ok(0))?;
     let shared = pi::F_PRESENT | pi::F_ANON | pi::F_ANON_EXCLUSIVE | pi::F_WRITABLE;
     eq(65, "shared after fork: neither exclusive nor writable", mine[pi::W_FLAGS] & shared, pi::F_PRESENT | pi::F_ANON)?;
     eq(66, "mapped twice", mine[pi::W_MAPCOUNT], 2)?;
     eq(67, "the child maps the same frame", childs[pi::W_PFN], w[pi::W_PFN])?;
+    eq(75, "the parent keeps it, exclusive", ksft::info(a + PAGE)[pi::W_FLAGS] & pi::F_ANON_EXCLUSIVE, pi::F_ANON_EXCLUSIVE)?;
+    eq(76, "MADV_DOFORK", sys::madvise(a + PAGE, PAGE, MADV_DOFORK), Ok(0))?;
     // A THP.
     let (m, t) = ksft::map_thp_area().map_err(|_| 68)?;
     sys::madvise(t, HPAGE, MADV_HUGEPAGE).map_err(|_| 69)?;
