@@ -216,3 +216,41 @@ fn bench_console_prints_lines_with_and_without_the_shadow_buffer() {
         }
     }
 }
+
+#[test]
+fn bench_breakdown_prints_the_steps_of_each_configuration() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["bench=shootdown,ksm", "bench.breakdown=on"], 300);
+    common::expect_exit(&r, 0);
+    let results = &r.output.console.results;
+    let steps = |prefix: &str| {
+        results
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?}:\n{}", common::everything(&r)))
+            .clone()
+    };
+    // K = 0: the syscall and its parts, a local flush only.
+    let l = steps("RESULT shootdown_steps op=mprotect_ro remote_cpus=0 ");
+    for k in ["sys_mprotect_ns", "mprotect_vma_ns", "mprotect_walk_ns", "mprotect_gather_ns", "flush_local_ns"] {
+        assert!(value(&l, k).is_some_and(|v| v > 0), "no {k} in: {l}");
+    }
+    assert!(!l.contains(" call_icr_ns="), "a remote call with no remote CPU: {l}");
+    // K = 1: every step of the remote flush.
+    let l = steps("RESULT shootdown_steps op=mprotect_ro remote_cpus=1 ");
+    for k in ["call_alloc", "call_queue", "call_icr", "call_delivery", "call_handler", "call_ack", "call_wait", "shootdown"] {
+        assert!(value(&l, &format!("{k}_n")).is_some_and(|n| n > 0), "no {k}_n in: {l}");
+        assert!(value(&l, &format!("{k}_ns")).is_some(), "no {k}_ns in: {l}");
+    }
+    assert!(value(&l, "sys_mprotect_ns") > value(&l, "mprotect_vma_ns"), "{l}");
+    // KSM: one write-protect flush and one replace flush per merged page
+    // (16384 pages: 64 KSM pages; every other page replaced).
+    let l = steps("RESULT ksm_steps mib=64 ");
+    for k in ["ksm_checksum", "ksm_compare", "ksm_ptl", "ksm_flush_wp", "ksm_flush_replace", "ksm_merge_one", "ksm_scan_page"] {
+        assert!(value(&l, &format!("{k}_n")).is_some_and(|n| n > 0), "no {k}_n in: {l}");
+    }
+    assert!(value(&l, "ksm_flush_replace_n").is_some_and(|n| n >= 16320), "{l}");
+    // Off by default: no steps lines.
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["bench=ksm"], 240);
+    common::expect_exit(&r, 0);
+    assert!(!r.output.console.results.iter().any(|l| l.contains("_steps ")), "{}", common::everything(&r));
+}

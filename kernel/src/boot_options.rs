@@ -63,6 +63,16 @@ pub const KEYS: &[KeyInfo] = &[
         values: "<1..=600000>",
         help: "an RCU grace period older than this is reported with the CPUs that hold it up (NMI dump); ten times this is fatal",
     },
+    KeyInfo {
+        key: "smp.ipi_shorthand",
+        values: "on|off",
+        help: "a cross-CPU call to every other CPU is one all-but-self IPI (on, default) or one IPI per CPU (off)",
+    },
+    KeyInfo {
+        key: "bench.breakdown",
+        values: "on|off",
+        help: "TSC stamps on the remote flush, mprotect and KSM merge paths; bench=shootdown and bench=ksm then print a <bench>_steps RESULT line per configuration with each step's median (default off)",
+    },
     KeyInfo { key: "tlb", values: "ipi|nmi", help: "remote TLB flush delivery: fixed-vector IPI (held back by interrupts-off sections) or NMI (not)" },
     KeyInfo {
         key: "tlb.nowait",
@@ -145,6 +155,10 @@ pub struct BootOptions {
     pub rcu_stall_ms: u64,
     /// `bench=`: benchmarks the main kernel runs after boot.
     pub bench: BenchSet,
+    /// `bench.breakdown=`: TSC stamps on the hot paths ([`crate::stamps`]).
+    pub bench_breakdown: bool,
+    /// `smp.ipi_shorthand=`: all-but-self IPIs for calls to every other CPU.
+    pub ipi_shorthand: bool,
     /// `tlb=`, `tlb.nowait=`, `tlb.ceiling=`, `ptfree=`.
     pub tlb: crate::tlb::TlbConfig,
     /// `dma.delay=`, `dma.delay_us=`, `dma.cpu=`.
@@ -177,6 +191,8 @@ impl BootOptions {
         call_timeout_ms: 2000,
         rcu_stall_ms: 5000,
         bench: BenchSet::EMPTY,
+        bench_breakdown: false,
+        ipi_shorthand: true,
         tlb: crate::tlb::TlbConfig::DEFAULT,
         dma: crate::dma::DmaConfig::DEFAULT,
         init: None,
@@ -357,6 +373,8 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
             }
         }
         "tlb.nowait" => o.tlb.nowait = on_off(key, value)?,
+        "bench.breakdown" => o.bench_breakdown = on_off(key, value)?,
+        "smp.ipi_shorthand" => o.ipi_shorthand = on_off(key, value)?,
         "tlb.ceiling" => o.tlb.ceiling = number_in(key, value, 1, crate::tlb::MAX_CEILING)?,
         "ptfree" => {
             o.tlb.ptfree = match value {

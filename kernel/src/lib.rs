@@ -20,7 +20,7 @@
 //! | Layer | Modules | What it is; what it may use besides the layers below |
 //! |------:|---------|-------------------------------------------------------|
 //! | 0 | `arch`, `arch::context`, `arch::cpu`, `arch::crash`, `arch::entry_macros`, `arch::exceptions`, `arch::gdt`, `arch::idt`, `arch::percpu`, `arch::qemu`, `arch::trampoline`, `arch::tsc`, `arch::uaccess`, `arch::usermode`, `arch::vectors`, `smp::percpu`, `smp::cpuset` | The CPU: instructions, registers, descriptor tables, interrupt and user entry, the per-CPU area. Calls nothing above: higher layers register handlers. |
-//! | 1 | `time`, `console`, `power` | The clock (TSC; the reference timers are passed in), the console, the exit. |
+//! | 1 | `time`, `console`, `power`, `stamps` | The clock (TSC; the reference timers are passed in), the console, the exit, the TSC breakdowns of hot paths (`bench.breakdown`). |
 //! | 2 | `sync`, `sync::spinlock`, `sync::rwlock`, `sync::ticket` | Spin locks (their stall detection reads the clock), and the yield hook the scheduler registers for waits below it. |
 //! | 3 | `mm`, `mm::frame`, `mm::heap`, `mm::layout`, `mm::paging`, `mm::kernel_map`, `mm::mmio`, `mm::stack`, `mm::page`, `mm::frame_io`, `mm::quarantine`, `mm::filemap`, `debug::symbols`, `debug::backtrace` | Memory: physical frames and their `Page`s, the page-table format, the kernel's own mappings; backtraces (they read kernel memory). |
 //! | 4 | `arch::apic`, `arch::hpet`, `arch::pmtimer`, `arch::timer`, `acpi`, `smp`, `smp::call`, `smp::nmi`, `smp::startup` | Devices (their registers are mapped by `mm::mmio`, as Linux drivers use ioremap) and the other CPUs: bring-up, cross-CPU calls, NMIs. |
@@ -66,6 +66,7 @@ pub mod rcu;
 pub mod scenario;
 pub mod sched;
 pub mod smp;
+pub mod stamps;
 pub mod sync;
 pub mod syscall;
 pub mod testing;

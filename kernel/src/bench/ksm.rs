@@ -8,7 +8,9 @@
 //! the buffer `MADV_NOHUGEPAGE`, every word set to the same per-offset
 //! pattern (so every page is equal, non-zero), then `MADV_MERGEABLE` and
 //! ksmd started on another CPU; `pages_shared`/`pages_sharing` polled every
-//! 1 ms from the benchmark's CPU until their sum covers the buffer (at most
+//! 1 ms from the benchmark's CPU, by a kernel thread outside the address
+//! space (the peer's process sleeps between polls, so its CPU is lazy in the
+//! mm and Linux's flushes skip it; so do ours), until their sum covers the buffer (at most
 //! 120 s). `t_first_merge_ms`: MADV_MERGEABLE to the first `pages_sharing >
 //! 0` (ksmd merges a page only once its checksum held across two visits, so
 //! about one full scan); `merge_rate_pages_per_s`: pages / (t_all -
@@ -50,20 +52,30 @@ pub fn run() -> Result<(), BenchError> {
     };
     let mm = Arc::new(AddressSpace::new().map_err(|e| err(format!("no address space: {e:?}")))?);
     let m2 = mm.clone();
-    let line = sched::spawn_in(me, "ksm-bench", Some(mm.clone()), move || measure(&m2, other))
+    let buf = sched::spawn_in(me, "ksm-bench", Some(mm.clone()), move || fill(&m2))
+        .map_err(|e| err(format!("spawn: {e:?}")))?
+        .join()?;
+    // Polled from this kernel thread, outside the address space (as the
+    // peer's process sleeps between polls: its CPU is idle, lazy in the mm).
+    let measured = measure(&mm, buf, other);
+    ksm::stop_ksmd().map_err(err)?;
+    let m2 = mm.clone();
+    let checked = sched::spawn_in(me, "ksm-check", Some(mm.clone()), move || check(&m2, buf))
         .map_err(|e| err(format!("spawn: {e:?}")))?
         .join();
-    ksm::stop_ksmd().map_err(err)?;
     drop(mm);
     sched::leave_lazy_mm();
     ksm::prune();
-    crate::println!("{}", line?);
+    let line = measured?;
+    checked?;
+    crate::println!("{line}");
     Ok(())
 }
 
-fn measure(mm: &Arc<AddressSpace>, ksmd_cpu: usize) -> Result<String, BenchError> {
+/// Maps the buffer and fills every page with the same pattern (in the
+/// address space); returns its address.
+fn fill(mm: &Arc<AddressSpace>) -> Result<u64, BenchError> {
     let len = MIB << 20;
-    let pages = len / PAGE_SIZE;
     let buf = m::mmap(mm, 0, len, 3, map::PRIVATE | map::ANONYMOUS).map_err(|e| err(format!("mmap: {e:?}")))?;
     m::madvise(mm, buf, len, advice::NOHUGEPAGE).map_err(|e| err(format!("madvise: {e:?}")))?;
     for va in (buf..buf + len).step_by(PAGE_SIZE as usize) {
@@ -75,8 +87,16 @@ fn measure(mm: &Arc<AddressSpace>, ksmd_cpu: usize) -> Result<String, BenchError
                 .map_err(|_| err(format!("write_user at {:#x}: EFAULT", va + off)))?;
         }
     }
+    Ok(buf)
+}
+
+/// MADV_MERGEABLE, ksmd started, the counters polled every 1 ms; the line.
+fn measure(mm: &Arc<AddressSpace>, buf: u64, ksmd_cpu: usize) -> Result<String, BenchError> {
+    let len = MIB << 20;
+    let pages = len / PAGE_SIZE;
     let s0 = ksm::stats();
     m::madvise(mm, buf, len, advice::MERGEABLE).map_err(|e| err(format!("MADV_MERGEABLE: {e:?}")))?;
+    crate::stamps::reset();
     let t0 = now_ns();
     ksm::start_ksmd(ksmd_cpu, Tunables { pages_to_scan: 100_000, sleep_us: 0 }).map_err(|e| err(e.into()))?;
     let (mut t_first, mut t_all) = (0, 0);
@@ -97,6 +117,8 @@ fn measure(mm: &Arc<AddressSpace>, ksmd_cpu: usize) -> Result<String, BenchError
         sched::sleep_ns(1_000_000);
     }
     ksm::stop_ksmd().map_err(err)?;
+    // `bench.breakdown=on`: the steps of this merge run, before the checks below.
+    let steps = crate::stamps::summary();
     let scans = s.full_scans - s0.full_scans;
     let ms = |t: u64| format!("{}.{}", (t - t0) / 1_000_000, (t - t0) / 100_000 % 10);
     let line = if t_all == 0 {
@@ -116,7 +138,15 @@ fn measure(mm: &Arc<AddressSpace>, ksmd_cpu: usize) -> Result<String, BenchError
             pages * 1_000_000_000 / (t_all - t0),
         )
     };
-    // The contents must survive merging.
+    if crate::stamps::enabled() {
+        return Ok(format!("{line}\nRESULT ksm_steps mib={MIB}{steps}"));
+    }
+    Ok(line)
+}
+
+/// The contents must survive merging (in the address space); unmaps.
+fn check(mm: &Arc<AddressSpace>, buf: u64) -> Result<(), BenchError> {
+    let len = MIB << 20;
     let mut bad = 0u64;
     for va in (buf..buf + len).step_by(8) {
         // Mapped (read-only now) in the loaded address space; through uaccess.
@@ -130,5 +160,5 @@ fn measure(mm: &Arc<AddressSpace>, ksmd_cpu: usize) -> Result<String, BenchError
     if bad > 0 {
         return Err(err(format!("{bad} words differ after merging")));
     }
-    Ok(line)
+    Ok(())
 }

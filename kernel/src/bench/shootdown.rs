@@ -27,6 +27,7 @@ fn err(message: alloc::string::String) -> BenchError {
 /// Runs the program and checks that it reported every configuration.
 pub fn run() -> Result<(), BenchError> {
     let before = super::user::reported();
+    crate::stamps::reset();
     let cpu = smp::cpu_index();
     let pid = process::spawn("shootdown", cpu).map_err(|e| err(format!("cannot start the program: {e}")))?;
     let info = process::wait_info(pid).map_err(|e| err(format!("wait for the program: {e}")))?;

@@ -67,5 +67,17 @@ pub fn report(line: &str) -> Result<(), BadLine> {
     let suffix = if tlb::config().mode == FlushMode::Nmi { " flush=nmi" } else { "" };
     crate::println!("RESULT {line}{suffix}");
     REPORTED.fetch_add(1, Ordering::Relaxed);
+    if crate::stamps::enabled() {
+        // `bench.breakdown=on`: the steps since the last line, under the
+        // line's identifying words (`<bench>_steps op=.. remote_cpus=..`).
+        let mut words = line.split(' ');
+        let bench = words.next().unwrap_or("");
+        let ids: alloc::string::String = words
+            .filter(|w| w.split_once('=').is_some_and(|(k, _)| matches!(k, "op" | "remote_cpus" | "backing" | "mib")))
+            .flat_map(|w| [" ", w])
+            .collect();
+        crate::println!("RESULT {bench}_steps{ids}{}{suffix}", crate::stamps::summary());
+        crate::stamps::reset();
+    }
     Ok(())
 }

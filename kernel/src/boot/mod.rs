@@ -186,6 +186,8 @@ extern "C" fn stage2() -> ! {
     );
     let apic_ids: alloc::vec::Vec<u32> = platform.enabled_cpus().map(|c| c.apic_id).collect();
     crate::smp::call::set_call_timeout_ms(facts.options.call_timeout_ms);
+    crate::stamps::set_enabled(facts.options.bench_breakdown);
+    crate::smp::call::set_ipi_shorthand(facts.options.ipi_shorthand);
     crate::rcu::set_stall_ms(facts.options.rcu_stall_ms);
     crate::tlb::init(facts.options.tlb);
     crate::race::init(&facts.options.race);

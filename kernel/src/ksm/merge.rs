@@ -24,6 +24,7 @@
 //! reference check (a pin would have changed the pte: a write pin breaks COW,
 //! a read pin unshares).
 
+use crate::stamps::{self, Step};
 use core::sync::atomic::{Ordering, fence};
 use x86_64::VirtAddr;
 
@@ -53,7 +54,10 @@ fn pte_table(mm: &AddressSpace, addr: u64) -> Result<PteTable, Refusal> {
 /// the comparison fail, which the merge then refuses: the merge compares
 /// after write_protect_page() flushed every writable translation.
 pub fn identical(a: &Page, b: &Page) -> bool {
-    frame_io::same_contents(a, b)
+    let t = stamps::start();
+    let same = frame_io::same_contents(a, b);
+    stamps::end(Step::KsmCompare, t);
+    same
 }
 
 /// The reference and pin checks of step 4. `page` is held by one reference of
@@ -137,7 +141,9 @@ fn check_refs(page: &Page, anon_exclusive: bool) -> Result<(), Refusal> {
 pub fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> Result<RawEntry, Refusal> {
     let pt = pte_table(mm, addr)?;
     let ptep = pt.entry(addr);
+    let t = stamps::start();
     let mut ptl = Some(pt.lock());
+    stamps::end(Step::KsmPtl, t);
     let v = ptep.load(Ordering::Acquire);
     if !v.is_present() || v.addr() != page.phys() {
         return Err(Refusal::Changed);
@@ -176,7 +182,9 @@ pub fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> 
         // Step 1.
         let (entry, cleared) = clear_pte(ptep, v, page, sleeps);
         // Step 2.
+        let t = stamps::start();
         flush(mm, addr, switches.no_flush);
+        stamps::end(Step::KsmFlushWp, t);
         // Step 3 (`sync=rcu`).
         if sleeps {
             wait_grace_period(&pt, &mut ptl, ptep, cleared, addr);
@@ -213,7 +221,9 @@ pub fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> 
 pub fn replace_page(mm: &AddressSpace, addr: u64, page: &'static Page, kpage: &'static Page, orig: RawEntry) -> Result<(), Refusal> {
     let pt = pte_table(mm, addr)?;
     let ptep = pt.entry(addr);
+    let t = stamps::start();
     let ptl = pt.lock();
+    stamps::end(Step::KsmPtl, t);
     if ptep.load(Ordering::Acquire) != orig {
         return Err(Refusal::Changed);
     }
@@ -225,7 +235,9 @@ pub fn replace_page(mm: &AddressSpace, addr: u64, page: &'static Page, kpage: &'
     // page's translation once its reference is gone.
     let (old, old_ref) = pgtable::ptep_get_and_clear(ptep);
     debug_assert_eq!(old.addr(), page.phys());
+    let t = stamps::start();
     flush(mm, addr, race::ksm_switches().no_flush);
+    stamps::end(Step::KsmFlushReplace, t);
     ptep.store(e, Ordering::Release);
     let _ = new.into_mapping();
     page.unmap_pte();
@@ -240,6 +252,13 @@ pub fn replace_page(mm: &AddressSpace, addr: u64, page: &'static Page, kpage: &'
 /// into `kpage`, or, with `kpage` `None`, makes it a KSM page itself (Linux
 /// try_to_merge_one_page()). The caller holds the mmap lock for reading.
 pub fn try_to_merge_one_page(mm: &AddressSpace, addr: u64, page: &PageRef, kpage: Option<&'static Page>) -> Result<(), Refusal> {
+    let t = stamps::start();
+    let r = merge_one(mm, addr, page, kpage);
+    stamps::end(Step::KsmMergeOne, t);
+    r
+}
+
+fn merge_one(mm: &AddressSpace, addr: u64, page: &PageRef, kpage: Option<&'static Page>) -> Result<(), Refusal> {
     let p = page.page();
     if kpage.is_some_and(|k| core::ptr::eq(k, p)) {
         return Ok(());

@@ -17,6 +17,7 @@
 //! [`scan_pages`] with ksmd stopped); the stable index has its own short
 //! lock because statistics read it.
 
+use crate::stamps::{self, Step};
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -183,7 +184,10 @@ pub fn stop_ksmd() -> Result<(), alloc::string::String> {
 /// The caller holds a reference on `p`; concurrent writes only change the
 /// hash, which the merge re-checks.
 fn checksum(p: &Page) -> u64 {
-    frame_io::checksum(p)
+    let t = stamps::start();
+    let sum = frame_io::checksum(p);
+    stamps::end(Step::KsmChecksum, t);
+    sum
 }
 
 /// What a pte lookup found.
@@ -226,14 +230,21 @@ fn follow(mm: &AddressSpace, addr: u64) -> Option<PageRef> {
 /// one, with a reference of ours (so a concurrent [`prune`] cannot free it
 /// under the merge).
 fn stable_lookup(sum: u64, p: &Page) -> Option<PageRef> {
+    let t = stamps::start();
     let max = max_page_sharing();
     let stable = STABLE.lock();
-    stable
+    let found = stable
         .get(&sum)?
         .iter()
+        // Newest first: the KSM pages before it are full (each new one is
+        // made when the others had no room), so the one with room is found
+        // without walking past every full one.
+        .rev()
         .map(PageRef::page)
         .find(|k| (k.total_mapcount().max(0) as u64) < max && identical(k, p))
-        .map(PageRef::new_ref)
+        .map(PageRef::new_ref);
+    stamps::end(Step::KsmStableLookup, t);
+    found
 }
 
 /// (pages_shared, pages_sharing) from the stable index.
@@ -351,6 +362,12 @@ fn scan_mm(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, budget: u64) 
 
 /// One page (Linux cmp_and_merge_page()).
 fn scan_page(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: u64) {
+    let t = stamps::start();
+    scan_page_inner(s, mm, vmas, addr);
+    stamps::end(Step::KsmScanPage, t);
+}
+
+fn scan_page_inner(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: u64) {
     stats::note_scanned();
     let slot = s.slot;
     let Some(page) = follow(mm, addr) else {

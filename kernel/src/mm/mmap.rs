@@ -4,6 +4,7 @@
 //! mapping of program text ([`mmap_file`]). Every argument is validated here and
 //! refused with an [`MmError`] the syscall layer turns into an errno.
 
+use crate::stamps::{self, Step};
 use alloc::sync::Arc;
 
 use super::addr_space::AddressSpace;
@@ -203,6 +204,7 @@ pub fn munmap(mm: &AddressSpace, addr: u64, len: u64) -> Result<(), MmError> {
 /// the protection is even looked at (Linux's order: alignment, `!len`,
 /// then `arch_validate_prot`).
 pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(), MmError> {
+    let t = stamps::start();
     if !addr.is_multiple_of(PAGE_SIZE) {
         return Err(MmError::Invalid);
     }
@@ -216,9 +218,14 @@ pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(),
         return Err(MmError::NoMemory);
     }
     vmas.modify_range(addr, end, |v| v.prot = prot);
+    stamps::end(Step::MprotectVma, t);
+    let t = stamps::start();
     let mut batch = Gather::new(mm.tlb());
     let r = range::protect(mm, addr, end, prot, &mut batch);
+    stamps::end(Step::MprotectWalk, t);
+    let t = stamps::start();
     batch.finish();
+    stamps::end(Step::MprotectGather, t);
     r.map_err(MmError::from)
 }
 

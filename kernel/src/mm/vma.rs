@@ -171,11 +171,9 @@ impl VmaSet {
     pub fn modify_range(&mut self, start: u64, end: u64, mut f: impl FnMut(&mut Vma)) {
         self.split_at(start);
         self.split_at(end);
-        let keys: alloc::vec::Vec<u64> = self.overlapping(start, end).map(|v| v.start).collect();
-        for k in &keys {
-            if let Some(v) = self.areas.get_mut(k) {
-                f(v);
-            }
+        // In place, no key vector (see merge_around).
+        for v in self.areas.range_mut(start..end).map(|(_, v)| v) {
+            f(v);
         }
         self.merge_around(start, end);
     }
@@ -184,8 +182,8 @@ impl VmaSet {
     /// `[start, end]`.
     fn merge_around(&mut self, start: u64, end: u64) {
         let from = self.areas.range(..start).next_back().map(|(&k, _)| k).unwrap_or(start);
-        let keys: alloc::vec::Vec<u64> = self.areas.range(from..=end).map(|(&k, _)| k).collect();
-        for k in keys {
+        let mut k = from;
+        loop {
             // Absorb following neighbours while they match.
             while let Some(cur) = self.areas.get(&k).copied()
                 && let Some(next) = self.areas.get(&cur.end).copied()
@@ -195,6 +193,16 @@ impl VmaSet {
             {
                 self.areas.remove(&next.start);
                 self.areas.insert(cur.start, Vma { end: next.end, ..cur });
+            }
+            // The next area at or below `end` (no key vector: an allocation
+            // per call was a large part of mprotect's VMA work under TCG).
+            let after = self.areas.get(&k).map_or(k + 1, |c| c.end.max(k + 1));
+            if after > end {
+                break;
+            }
+            match self.areas.range(after..=end).next() {
+                Some((&n, _)) => k = n,
+                None => break,
             }
         }
     }

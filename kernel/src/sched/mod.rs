@@ -59,6 +59,9 @@ struct RunQueue {
     loaded_mm: SpinLock<Option<Arc<dyn MmContext>>>,
     /// Whether a kernel thread runs on a borrowed (lazily kept) address space.
     lazy: AtomicBool,
+    /// A TLB flush skipped this CPU while it was lazy ([`flush_may_skip`]):
+    /// it reloads CR3 before it runs a task of the address space again.
+    flush_owed: AtomicBool,
     cr3_writes: AtomicU64,
 }
 
@@ -73,6 +76,7 @@ static RQ: [RunQueue; MAX_CPUS] = [const {
         switches: AtomicU64::new(0),
         loaded_mm: SpinLock::new("loaded address space", None),
         lazy: AtomicBool::new(false),
+        flush_owed: AtomicBool::new(false),
         cr3_writes: AtomicU64::new(0),
     }
 }; MAX_CPUS];
@@ -200,9 +204,18 @@ fn switch_mm(me: usize, next: &Task) {
         rq.lazy.store(rq.loaded_mm.lock().is_some(), Ordering::Relaxed);
         return;
     };
-    rq.lazy.store(false, Ordering::Relaxed);
+    // SeqCst: the store before the read of `flush_owed` below, the
+    // switcher's half of the Dekker pair with flush_may_skip() (Linux:
+    // is_lazy = false, smp_mb(), then the tlb_gen check).
+    let was_lazy = rq.lazy.swap(false, Ordering::SeqCst);
     let mut loaded = rq.loaded_mm.lock();
     if loaded.as_ref().is_some_and(|l| Arc::ptr_eq(l, mm)) {
+        if was_lazy && rq.flush_owed.swap(false, Ordering::SeqCst) {
+            // A flush skipped this CPU while it was lazy: the CR3 write
+            // drops every non-global translation (no PCID).
+            load_root(mm.root());
+            rq.cr3_writes.fetch_add(1, Ordering::Relaxed);
+        }
         return;
     }
     // Join the CPU set before the CR3 write (Linux switch_mm_irqs_off()
@@ -212,6 +225,7 @@ fn switch_mm(me: usize, next: &Task) {
     // after the CR3 write see the cleared entry.
     mm.note_loaded(me);
     load_root(mm.root());
+    rq.flush_owed.store(false, Ordering::Relaxed);
     rq.cr3_writes.fetch_add(1, Ordering::Relaxed);
     if let Some(old) = loaded.replace(mm.clone()) {
         old.note_unloaded(me);
@@ -226,6 +240,25 @@ fn load_root(root: x86_64::PhysAddr) {
     unsafe { crate::arch::cpu::load_page_table_root(root) };
 }
 
+/// For a TLB flush of an address space that frees no page tables (Linux
+/// 6.1 flush_tlb_multi() with tlb_is_not_lazy()): whether `cpu` only
+/// borrows it lazily (a kernel thread runs on its tables), so the flush may
+/// leave it out. A lazy CPU uses no user translation until it switches to a
+/// task of the address space, and then it reloads CR3 because this marks it
+/// (`flush_owed`). Dekker pair with switch_mm(): mark, then re-read `lazy`
+/// (SeqCst both); the switcher clears `lazy`, then reads the mark (SeqCst):
+/// either this sees the CPU no longer lazy (and the flush includes it) or
+/// the switcher sees the mark (and flushes). Returns `false` for a CPU that
+/// is not lazy.
+pub fn flush_may_skip(cpu: usize) -> bool {
+    let rq = &RQ[cpu];
+    if !rq.lazy.load(Ordering::SeqCst) {
+        return false;
+    }
+    rq.flush_owed.store(true, Ordering::SeqCst);
+    rq.lazy.load(Ordering::SeqCst)
+}
+
 /// Stops borrowing a lazily kept address space on this CPU: loads the kernel
 /// tables and leaves the address space's CPU set (Linux: leave_mm()). A no-op
 /// unless a kernel thread runs lazily.
@@ -237,6 +270,7 @@ pub fn leave_lazy_mm() {
             return;
         }
         load_root(crate::mm::kernel_map::kernel_root());
+        rq.flush_owed.store(false, Ordering::Relaxed);
         rq.cr3_writes.fetch_add(1, Ordering::Relaxed);
         if let Some(old) = rq.loaded_mm.lock().take() {
             old.note_unloaded(me);

@@ -26,6 +26,17 @@
 //! the order they were queued. Nodes are only ever pushed once and taken by a
 //! swap, so the list has no ABA problem. Neither handler takes a lock.
 //!
+//! Request storage (Linux: the per-CPU call_function_data of
+//! smp_call_function_many_cond(), no allocation per call). Each CPU has one
+//! static request slot; a call whose closure needs no drop and fits
+//! [`INLINE_BYTES`] (a TLB flush's range, an empty function) takes it when it
+//! is free and stores the closure inline, with one list node per possible
+//! target. The slot is free again when the call's [`PendingCall`] is dropped
+//! with every target answered; dropped earlier (a timeout, `tlb.nowait`) it
+//! is *abandoned* and reused only once its pending set is empty. Any other
+//! call (the slot in use, e.g. by an interrupted call on the same CPU; a
+//! larger closure) allocates its request as before.
+//!
 //! Lifetime. A target holds no reference to a request: it may touch the
 //! request (and its node) only while its bit in `pending` is set, and its last
 //! access is the atomic that clears the bit. The sender's `Arc` keeps the
@@ -47,12 +58,13 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::fmt;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use super::cpuset::{AtomicCpuSet, CpuSet, MAX_CPUS};
 use super::{nmi, percpu};
 use crate::arch::idt::TrapFrame;
 use crate::arch::{apic, vectors};
+use crate::stamps::{self, Step};
 use crate::time::Deadline;
 
 /// How a call reaches its targets.
@@ -77,22 +89,148 @@ impl Delivery {
 /// One entry of a target's list; owned by the request it belongs to.
 struct Node {
     next: AtomicPtr<Node>,
-    request: *const Request,
+    /// The request (set once for an allocated one; by each call for a
+    /// per-CPU slot's, before the push).
+    request: AtomicPtr<Request>,
 }
 
-// SAFETY: `request` is only dereferenced by the target the node was queued on,
-// while it still owes the request an acknowledgement, so while the sender keeps
-// the request (and this node in it) alive; everything else in a node is atomic.
-unsafe impl Send for Node {}
-// SAFETY: as for Send.
-unsafe impl Sync for Node {}
+fn node_set_request(node: &Node, request: &Request) {
+    // Relaxed: published by the Release push that follows.
+    node.request.store(request as *const Request as *mut Request, Ordering::Relaxed);
+}
+
 
 struct Request {
-    func: Box<dyn Fn() + Send + Sync>,
+    func: Func,
     /// Targets that have not yet run `func`.
     pending: AtomicCpuSet,
-    /// One node per remote target, in increasing CPU order.
-    nodes: Box<[Node]>,
+    /// One node per remote target, in increasing CPU order (an allocated
+    /// request), or one per CPU, indexed by CPU (a per-CPU slot).
+    nodes: Nodes,
+}
+
+/// What a request runs.
+enum Func {
+    /// A boxed closure (an allocated request).
+    Boxed(Box<dyn Fn() + Send + Sync>),
+    /// A closure stored in a per-CPU slot (see [`Slot`]); `call` runs it.
+    Inline { call: AtomicPtr<()>, data: InlineData },
+}
+
+enum Nodes {
+    Boxed(Box<[Node]>),
+    PerCpu([Node; MAX_CPUS]),
+}
+
+impl Request {
+    fn node(&self, index: usize, cpu: usize) -> &Node {
+        match &self.nodes {
+            Nodes::Boxed(n) => &n[index],
+            Nodes::PerCpu(n) => &n[cpu],
+        }
+    }
+
+    fn run_func(&self) {
+        match &self.func {
+            Func::Boxed(f) => f(),
+            Func::Inline { call, data } => {
+                // Relaxed: written before the Release push that published
+                // this request to us (the Acquire swap of take_all).
+                let f = call.load(Ordering::Relaxed);
+                // SAFETY: `f` is `call_inline::<F>` for the F whose value the
+                // sender wrote into `data` before publishing (see Slot::fill),
+                // and the slot is not refilled while our bit is pending.
+                let f: fn(&InlineData) = unsafe { core::mem::transmute::<*mut (), fn(&InlineData)>(f) };
+                f(data);
+            }
+        }
+    }
+}
+
+/// Room for a closure in a per-CPU slot (Linux's per-CPU call_function_data:
+/// no allocation per call). A closure that needs no drop and fits here is
+/// stored inline; any other goes into an allocated request.
+#[repr(C, align(8))]
+struct InlineData(core::cell::UnsafeCell<[core::mem::MaybeUninit<u8>; INLINE_BYTES]>);
+const INLINE_BYTES: usize = 48;
+
+// SAFETY: the bytes are written only by the slot's owner while no target can
+// read them (the slot is free: its pending set is empty and it is owned),
+// and read by targets only while their bit is pending (no writer then).
+unsafe impl Sync for InlineData {}
+
+fn call_inline<F: Fn()>(data: &InlineData) {
+    // SAFETY: the slot's owner wrote an F here (fits, align <= 8, checked in
+    // Slot::fill) and keeps it until every target has acknowledged.
+    let f = unsafe { &*(data.0.get() as *const F) };
+    f();
+}
+
+/// A CPU's own request slot: free, owned by a call in progress, or left by
+/// a call whose waiter gave up (reusable once its targets answered).
+struct Slot {
+    state: AtomicU8,
+    request: Request,
+}
+
+const SLOT_FREE: u8 = 0;
+const SLOT_OWNED: u8 = 1;
+const SLOT_ABANDONED: u8 = 2;
+
+static SLOTS: [Slot; MAX_CPUS] = [const {
+    Slot {
+        state: AtomicU8::new(SLOT_FREE),
+        request: Request {
+            func: Func::Inline {
+                call: AtomicPtr::new(ptr::null_mut()),
+                data: InlineData(core::cell::UnsafeCell::new([core::mem::MaybeUninit::uninit(); INLINE_BYTES])),
+            },
+            pending: AtomicCpuSet::new(),
+            nodes: Nodes::PerCpu([const { Node { next: AtomicPtr::new(ptr::null_mut()), request: AtomicPtr::new(ptr::null_mut()) } }; MAX_CPUS]),
+        },
+    }
+}; MAX_CPUS];
+
+impl Slot {
+    /// Takes this CPU's slot for `func` if it is free (or abandoned and
+    /// answered), `func` fits inline and needs no drop.
+    fn take<F: Fn() + Send + Sync + 'static>(&'static self, _func: &F) -> bool {
+        if core::mem::size_of::<F>() > INLINE_BYTES || core::mem::align_of::<F>() > 8 || core::mem::needs_drop::<F>() {
+            return false;
+        }
+        // Acquire (both): the targets' last accesses (their Release
+        // acknowledgements, seen empty below) come before our refill.
+        if self.state.compare_exchange(SLOT_FREE, SLOT_OWNED, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            return true;
+        }
+        self.request.pending.load(Ordering::Acquire).is_empty()
+            && self.state.compare_exchange(SLOT_ABANDONED, SLOT_OWNED, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
+    /// Writes `func` into the owned slot (no target reads it now).
+    fn fill<F: Fn() + Send + Sync + 'static>(&'static self, func: F) {
+        let Func::Inline { call, data } = &self.request.func else { unreachable!("slots are inline") };
+        // SAFETY: the slot is owned and no target is pending on it, so nothing
+        // reads the bytes; F fits and its alignment is at most 8 (Slot::take);
+        // F needs no drop, so overwriting an earlier F leaks nothing.
+        unsafe { (data.0.get() as *mut F).write(func) };
+        call.store(call_inline::<F> as fn(&InlineData) as *mut (), Ordering::Relaxed);
+    }
+}
+
+/// How a [`PendingCall`] holds its request.
+enum Held {
+    Arc(Arc<Request>),
+    Slot(&'static Slot),
+}
+
+impl Held {
+    fn request(&self) -> &Request {
+        match self {
+            Held::Arc(r) => r,
+            Held::Slot(s) => &s.request,
+        }
+    }
 }
 
 /// A lock-free LIFO list of nodes (Linux: struct llist_head).
@@ -161,6 +299,8 @@ pub const PARK_SLOTS: usize = 64;
 static PARKED: [AtomicPtr<Request>; PARK_SLOTS] = [const { AtomicPtr::new(ptr::null_mut()) }; PARK_SLOTS];
 /// One CPU at a time frees parked requests (others skip, never wait).
 static RECLAIMING: AtomicBool = AtomicBool::new(false);
+/// Requests in PARKED (so that a call skips the scan when there are none).
+static PARKED_COUNT: AtomicUsize = AtomicUsize::new(0);
 static LEAKED: AtomicU64 = AtomicU64::new(0);
 
 /// Default bound on a wait, in nanoseconds (boot option `smp.call_timeout_ms`).
@@ -193,7 +333,7 @@ pub fn ipi_queued_for(cpu: usize) -> bool {
 /// target answered parks the request (it is never freed under a late runner).
 #[must_use = "a call must be waited for (or its completion checked)"]
 pub struct PendingCall {
-    request: Arc<Request>,
+    request: Held,
     targets: CpuSet,
     delivery: Delivery,
 }
@@ -232,23 +372,91 @@ pub fn call_with(targets: CpuSet, delivery: Delivery, func: impl Fn() + Send + S
     let targets = targets.and(&super::online_cpus());
     let me = percpu::cpu_index();
     let remote = targets.len() - usize::from(targets.contains(me));
-    let request = Arc::new_cyclic(|this| Request {
-        func: Box::new(func),
-        pending: AtomicCpuSet::new(),
-        // The address the request will have: nodes point back at it.
-        nodes: (0..remote).map(|_| Node { next: AtomicPtr::new(ptr::null_mut()), request: this.as_ptr() }).collect(),
-    });
+    let t_alloc = stamps::start();
+    let slot = &SLOTS[me];
+    let held = if slot.take(&func) {
+        slot.fill(func);
+        Held::Slot(slot)
+    } else {
+        Held::Arc(Arc::new_cyclic(|this| Request {
+            func: Func::Boxed(Box::new(func)),
+            pending: AtomicCpuSet::new(),
+            // The address the request will have: nodes point back at it.
+            nodes: Nodes::Boxed(
+                (0..remote)
+                    .map(|_| Node { next: AtomicPtr::new(ptr::null_mut()), request: AtomicPtr::new(this.as_ptr() as *mut Request) })
+                    .collect(),
+            ),
+        }))
+    };
+    let request = held.request();
     // Relaxed: targets learn of the request through the push (Release).
     request.pending.store(targets, Ordering::Relaxed);
-    for (cpu, node) in targets.iter().filter(|&c| c != me).zip(request.nodes.iter()) {
-        if QUEUES[cpu][delivery.queue()].push(node) {
-            kick(cpu, delivery);
+    stamps::end(Step::CallAlloc, t_alloc);
+    let (mut queue_ticks, mut icr_ticks) = (0, 0);
+    let mut to_kick = CpuSet::default();
+    for (i, cpu) in targets.iter().filter(|&c| c != me).enumerate() {
+        let node = request.node(i, cpu);
+        if let Nodes::PerCpu(_) = request.nodes {
+            // A per-CPU slot's nodes are static: point this one at the slot
+            // (before the Release push publishes it).
+            node_set_request(node, request);
+        }
+        let t = stamps::start();
+        let empty = QUEUES[cpu][delivery.queue()].push(node);
+        let t2 = stamps::start();
+        queue_ticks += t2 - t;
+        if empty {
+            to_kick.insert(cpu);
         }
     }
-    if targets.contains(me) {
-        x86_64::instructions::interrupts::without_interrupts(|| run(&request, me));
+    if !to_kick.is_empty() {
+        let t = stamps::start();
+        kick_all(me, to_kick, delivery);
+        icr_ticks += stamps::start() - t;
     }
-    PendingCall { request, targets, delivery }
+    if stamps::enabled() && remote > 0 {
+        stamps::record(Step::CallQueue, queue_ticks);
+        stamps::record(Step::CallIcr, icr_ticks);
+    }
+    if targets.contains(me) {
+        x86_64::instructions::interrupts::without_interrupts(|| run(request, me));
+    }
+    PendingCall { request: held, targets, delivery }
+}
+
+/// Whether one all-but-self IPI replaces the per-CPU ones when every other
+/// online CPU is to be kicked (boot option `smp.ipi_shorthand`, default on).
+static SHORTHAND: AtomicBool = AtomicBool::new(true);
+
+/// Sets whether calls may use the all-but-self shorthand.
+pub fn set_ipi_shorthand(on: bool) {
+    SHORTHAND.store(on, Ordering::Relaxed);
+}
+
+/// Kicks every CPU of `cpus` (not `me`): one ICR write with the all-but-self
+/// shorthand when they are every other online CPU, at least two, and the
+/// delivery is the fixed vector (Linux: native_send_call_func_ipi() with
+/// apic_use_ipi_shorthand); one ICR write per CPU otherwise. NMIs always go
+/// one by one: a CPU still starting up must never get an NMI before its IDT.
+/// A CPU that is not online (never started, or in wait-for-SIPI) ignores a
+/// fixed IPI, and an online one with an empty list runs nothing.
+fn kick_all(me: usize, cpus: CpuSet, delivery: Delivery) {
+    let mut others = super::online_cpus();
+    others.remove(me);
+    if delivery == Delivery::Ipi && cpus.len() >= 2 && cpus == others && SHORTHAND.load(Ordering::Relaxed) {
+        for cpu in cpus.iter() {
+            stamps::kick_stamp(cpu);
+        }
+        if let Err(e) = apic::send_ipi(apic::Destination::AllButSelf, apic::Delivery::Fixed(vectors::CALL_FUNCTION)) {
+            // The requests stay queued: the wait times out and names the CPUs.
+            log::error!("call to all but cpu{me} failed: {e:?}");
+        }
+        return;
+    }
+    for cpu in cpus.iter() {
+        kick(cpu, delivery);
+    }
 }
 
 fn kick(cpu: usize, delivery: Delivery) {
@@ -262,6 +470,7 @@ fn kick(cpu: usize, delivery: Delivery) {
             apic::Delivery::Nmi
         }
     };
+    stamps::kick_stamp(cpu);
     if let Err(e) = apic::send_ipi(apic::Destination::Apic(block.apic_id), how) {
         // The request stays queued: the wait times out and names the CPU.
         log::error!("call {delivery:?} to cpu{cpu} failed: {e:?}");
@@ -278,7 +487,7 @@ impl PendingCall {
     pub fn pending(&self) -> CpuSet {
         // Acquire: once a target is seen done, its function's effects are too,
         // and so is its last access to the request.
-        self.request.pending.load(Ordering::Acquire)
+        self.request.request().pending.load(Ordering::Acquire)
     }
 
     /// Waits until every target ran the function, at most `timeout_ns`. On
@@ -290,10 +499,12 @@ impl PendingCall {
             log::warn!("cpu{} waits for a cross-CPU call with interrupts disabled", percpu::cpu_index());
         }
         let start = crate::time::now_ns();
+        let t_wait = stamps::start();
         let deadline = Deadline::after_ns(timeout_ns);
         loop {
             let missing = self.pending();
             if missing.is_empty() {
+                stamps::end(Step::CallWait, t_wait);
                 return Ok(());
             }
             if deadline.expired() {
@@ -311,8 +522,12 @@ impl PendingCall {
 
 impl Drop for PendingCall {
     fn drop(&mut self) {
-        if !self.pending().is_empty() {
-            park(self.request.clone());
+        let done = self.pending().is_empty();
+        match &self.request {
+            Held::Arc(r) if !done => park(r.clone()),
+            Held::Arc(_) => {}
+            // Release: our use of the slot before its next owner's (Acquire).
+            Held::Slot(s) => s.state.store(if done { SLOT_FREE } else { SLOT_ABANDONED }, Ordering::Release),
         }
     }
 }
@@ -323,6 +538,9 @@ fn park(request: Arc<Request>) {
     for slot in &PARKED {
         // Release: the reclaimer's Acquire load sees the request.
         if slot.compare_exchange(ptr::null_mut(), raw, Ordering::Release, Ordering::Relaxed).is_ok() {
+            // Release: after the slot's store; a reclaimer that sees the
+            // count (Acquire) sees the slot.
+            PARKED_COUNT.fetch_add(1, Ordering::Release);
             return;
         }
     }
@@ -332,6 +550,10 @@ fn park(request: Arc<Request>) {
 
 /// Frees parked requests whose targets have all answered. Normal context.
 fn reclaim_parked() {
+    // Acquire: pairs with park's increment (a slot filled before it is seen).
+    if PARKED_COUNT.load(Ordering::Acquire) == 0 {
+        return;
+    }
     // Acquire/Release: one reclaimer at a time, each seeing the last one's
     // slot updates. A CPU that finds another reclaiming skips (no waiting).
     if RECLAIMING.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
@@ -347,6 +569,7 @@ fn reclaim_parked() {
         let done = unsafe { (*raw).pending.load(Ordering::Acquire) }.is_empty();
         if done {
             slot.store(ptr::null_mut(), Ordering::Relaxed);
+            PARKED_COUNT.fetch_sub(1, Ordering::Relaxed);
             // SAFETY: as above; every target's last access to the request
             // happened before its cleared bit, seen with Acquire.
             drop(unsafe { Arc::from_raw(raw) });
@@ -356,22 +579,30 @@ fn reclaim_parked() {
 }
 
 fn run(request: &Request, me: usize) {
-    (request.func)();
+    let t = stamps::start();
+    request.run_func();
+    let t_ack = stamps::start();
     // Release: the function's effects are visible before the acknowledgement.
     // This is the target's last access to the request.
     request.pending.remove(me, Ordering::Release);
+    if t != 0 {
+        stamps::record(Step::CallHandler, t_ack - t);
+        stamps::end(Step::CallAck, t_ack);
+    }
     percpu::current().calls_run.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Runs every request on `queue`, oldest first; returns whether there was one.
 fn run_queue(queue: &Queue, me: usize) -> bool {
+    stamps::take_kick(me);
     let mut node = queue.take_all();
     let any = !node.is_null();
     while !node.is_null() {
         // SAFETY: the node is alive until `run` acknowledges its request (see
         // take_all); both fields are read before that, and the next node
         // belongs to a request this CPU has not acknowledged yet.
-        let (next, request) = unsafe { ((*node).next.load(Ordering::Relaxed), (*node).request) };
+        // Relaxed: the push (Release) / take_all (Acquire) pair ordered it.
+        let (next, request) = unsafe { ((*node).next.load(Ordering::Relaxed), (*node).request.load(Ordering::Relaxed)) };
         // SAFETY: as above: the request is alive while this CPU is pending.
         run(unsafe { &*request }, me);
         node = next;

@@ -5,6 +5,7 @@
 
 use super::SysResult;
 use crate::mm::mmap;
+use crate::stamps::{self, Step};
 use abi::Errno;
 
 
@@ -26,10 +27,16 @@ pub fn munmap(addr: u64, len: u64) -> SysResult {
 
 /// `mprotect(addr, len, prot)`.
 pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
-    mmap::mprotect(&*super::current_mm()?, addr, len, u32_arg(prot)?).map(|_| 0).map_err(Errno::from)
+    let t = stamps::start();
+    let r = mmap::mprotect(&*super::current_mm()?, addr, len, u32_arg(prot)?).map(|_| 0).map_err(Errno::from);
+    stamps::end(Step::SysMprotect, t);
+    r
 }
 
 /// `madvise(addr, len, advice)`.
 pub fn madvise(addr: u64, len: u64, advice: u64) -> SysResult {
-    mmap::madvise(&super::current_mm()?, addr, len, u32_arg(advice)?).map(|_| 0).map_err(Errno::from)
+    let t = stamps::start();
+    let r = mmap::madvise(&super::current_mm()?, addr, len, u32_arg(advice)?).map(|_| 0).map_err(Errno::from);
+    stamps::end(Step::SysMadvise, t);
+    r
 }

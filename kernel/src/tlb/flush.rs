@@ -7,12 +7,15 @@
 //!    synchronizes with switch_mm()"): the caller's page-table change is
 //!    globally visible before the CPU set is read, so a CPU that is not in
 //!    the set when it is read loads the new entries after its CR3 write.
-//! 2. Targets: the address space's CPU set (mm_cpumask) minus this CPU. Lazy
-//!    CPUs (a kernel thread running on the borrowed tables) are included:
-//!    it is the simplest correct choice — without tlb_gen tracking a lazy
-//!    CPU has no way to learn at its next switch that it missed a flush, and
-//!    its paging-structure caches may still walk tables a gather frees. (Linux
-//!    skips lazy CPUs only when no tables were freed, using tlb_gen.)
+//! 2. Targets: the address space's CPU set (mm_cpumask) minus this CPU,
+//!    minus its lazy CPUs (a kernel thread running on the borrowed tables)
+//!    unless page tables are being freed (Linux 6.1 flush_tlb_multi(): lazy
+//!    CPUs only when `freed_tables`). A lazy CPU uses no user translation
+//!    until it runs a task of the address space again, and then it reloads
+//!    CR3: `sched::flush_may_skip` marks it (a Dekker pair with the
+//!    scheduler's switch, in place of Linux's tlb_gen). With tables freed
+//!    (a gather's tables, a pmd collapse) lazy CPUs are flushed too: their
+//!    paging-structure caches may still point into the freed tables.
 //! 3. The request is sent first, then this CPU flushes its own TLB (if the
 //!    address space is loaded here), then the initiator waits for every
 //!    target's acknowledgement. A target acknowledges *after* its handler ran
@@ -49,6 +52,7 @@ use crate::mm::layout::{KERNEL_HALF_START, USER_END};
 use crate::mm::paging;
 use crate::smp::call::{self, Delivery, PendingCall};
 use crate::smp::{self, CpuSet};
+use crate::stamps::{self, Step};
 
 /// The step between invalidations: the page size of the leaves that changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -128,7 +132,8 @@ fn delivery() -> Delivery {
 
 /// The whole shootdown (module docs, steps 1-4). `mm`: an address space
 /// (`None`: kernel mappings, on every online CPU).
-fn shootdown(mm: Option<&MmTlbState>, op: LocalOp) {
+fn shootdown(mm: Option<&MmTlbState>, op: LocalOp, freed_tables: bool) {
+    let t_all = stamps::start();
     // Step 1: the caller's entry change before the read of the CPU set.
     fence(Ordering::SeqCst);
     let me = smp::cpu_index();
@@ -141,6 +146,16 @@ fn shootdown(mm: Option<&MmTlbState>, op: LocalOp) {
         None => (smp::online_cpus(), true),
     };
     targets.remove(me);
+    if mm.is_some() && !freed_tables {
+        // Lazy CPUs are left out when no table is freed (module docs, step 2).
+        let candidates = targets;
+        for cpu in candidates.iter() {
+            if crate::sched::flush_may_skip(cpu) {
+                targets.remove(cpu);
+                count(mm, |c| &c.lazy_skipped, 1);
+            }
+        }
+    }
     let pending = (!targets.is_empty()).then(|| {
         count(mm, |c| &c.remote_requests, 1);
         count(mm, |c| &c.remote_targets, targets.len() as u64);
@@ -152,7 +167,9 @@ fn shootdown(mm: Option<&MmTlbState>, op: LocalOp) {
         })
     });
     if here {
+        let t = stamps::start();
         let pages = interrupts::without_interrupts(|| op.run(mm.is_none()));
+        stamps::end(Step::FlushLocal, t);
         count(mm, |c| &c.local_invlpg_pages, pages);
         if op == LocalOp::All {
             count(mm, |c| &c.local_full_flushes, 1);
@@ -161,6 +178,7 @@ fn shootdown(mm: Option<&MmTlbState>, op: LocalOp) {
     if let Some(pending) = pending {
         finish_remote(pending, targets, mm.is_none());
     }
+    stamps::end(Step::Shootdown, t_all);
 }
 
 /// Waits for the targets' acknowledgements — unless `tlb.nowait` is on for an
@@ -180,13 +198,20 @@ fn finish_remote(pending: PendingCall, targets: CpuSet, kernel: bool) {
 /// Flushes `[start, end)` of `mm` on every CPU that may cache it (Linux:
 /// flush_tlb_mm_range()). `stride`: the size of the leaves that changed.
 pub fn flush_tlb_mm_range(mm: &MmTlbState, start: VirtAddr, end: VirtAddr, stride: Stride) {
+    flush_range(mm, start, end, stride, false);
+}
+
+/// [`flush_tlb_mm_range`]; `freed_tables`: page tables of the range are
+/// about to be freed, so lazy CPUs are flushed too (their paging-structure
+/// caches may point into the tables).
+pub(crate) fn flush_range(mm: &MmTlbState, start: VirtAddr, end: VirtAddr, stride: Stride, freed_tables: bool) {
     assert!(end.as_u64() <= USER_END && start <= end, "flush of {start:?}..{end:?}: not a user range");
-    shootdown(Some(mm), LocalOp::for_range(start.as_u64(), end.as_u64(), stride));
+    shootdown(Some(mm), LocalOp::for_range(start.as_u64(), end.as_u64(), stride), freed_tables);
 }
 
 /// Flushes all of `mm`'s translations everywhere (Linux: flush_tlb_mm()).
 pub fn flush_tlb_mm(mm: &MmTlbState) {
-    shootdown(Some(mm), LocalOp::All);
+    shootdown(Some(mm), LocalOp::All, true);
 }
 
 /// Flushes one 4 KiB page of `mm` (Linux: flush_tlb_page(), the flush of
@@ -201,7 +226,7 @@ pub fn flush_tlb_page(mm: &MmTlbState, va: VirtAddr) {
 /// module docs of `tlb`).
 pub fn flush_tlb_kernel_range(start: VirtAddr, end: VirtAddr) {
     assert!(start.as_u64() >= KERNEL_HALF_START && start <= end, "kernel flush of {start:?}..{end:?}: not kernel");
-    shootdown(None, LocalOp::for_range(start.as_u64(), end.as_u64(), Stride::Page4K));
+    shootdown(None, LocalOp::for_range(start.as_u64(), end.as_u64(), Stride::Page4K), true);
 }
 
 /// A TLB flush owed after a change to `mm`'s page tables (removing or
@@ -215,6 +240,8 @@ pub struct TlbFlush<'a> {
     start: u64,
     end: u64,
     stride: Stride,
+    /// A page table is detached with the flush (lazy CPUs are flushed too).
+    freed_tables: bool,
 }
 
 impl core::fmt::Debug for TlbFlush<'_> {
@@ -227,7 +254,7 @@ impl<'a> TlbFlush<'a> {
     /// The flush of `[start, end)` with `stride`.
     pub fn range(mm: &'a MmTlbState, start: VirtAddr, end: VirtAddr, stride: Stride) -> Self {
         assert!(end.as_u64() <= USER_END && start <= end, "flush of {start:?}..{end:?}: not a user range");
-        TlbFlush { mm, start: start.as_u64(), end: end.as_u64(), stride }
+        TlbFlush { mm, start: start.as_u64(), end: end.as_u64(), stride, freed_tables: false }
     }
 
     /// The flush of the 4 KiB page holding `va`.
@@ -249,7 +276,7 @@ impl<'a> TlbFlush<'a> {
     /// caches' entries for the detached pte table.
     pub fn pmd_collapse(mm: &'a MmTlbState, haddr: VirtAddr) -> Self {
         assert!(haddr.is_aligned(Stride::Huge2M.size()), "pmd collapse flush at unaligned {haddr:?}");
-        Self::range(mm, haddr, haddr + Stride::Huge2M.size(), Stride::Page4K)
+        TlbFlush { freed_tables: true, ..Self::range(mm, haddr, haddr + Stride::Huge2M.size(), Stride::Page4K) }
     }
 
     /// One flush covering both (same address space): the union of the ranges
@@ -261,6 +288,7 @@ impl<'a> TlbFlush<'a> {
             start: self.start.min(other.start),
             end: self.end.max(other.end),
             stride: self.stride.min(other.stride),
+            freed_tables: self.freed_tables || other.freed_tables,
         }
     }
 
@@ -276,14 +304,14 @@ impl<'a> TlbFlush<'a> {
 
     /// Flushes now, on every CPU that may cache the range.
     pub fn flush(self) {
-        flush_tlb_mm_range(self.mm, VirtAddr::new(self.start), VirtAddr::new(self.end), self.stride);
+        flush_range(self.mm, VirtAddr::new(self.start), VirtAddr::new(self.end), self.stride, self.freed_tables);
     }
 
     /// Drops the flush without doing it. Only for negative controls that
     /// skip a flush on purpose (e.g. `ksm.no_flush`): stale translations stay.
     pub fn skip_for_negative_control(self) {}
 
-    pub(crate) fn into_parts(self) -> (&'a MmTlbState, u64, u64, Stride) {
-        (self.mm, self.start, self.end, self.stride)
+    pub(crate) fn into_parts(self) -> (&'a MmTlbState, u64, u64, Stride, bool) {
+        (self.mm, self.start, self.end, self.stride, self.freed_tables)
     }
 }

@@ -36,7 +36,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
 use x86_64::VirtAddr;
 
-use super::flush::{Stride, TlbFlush, flush_tlb_mm_range};
+use super::flush::{Stride, TlbFlush, flush_range};
 use super::{GLOBAL, MmTlbState, PtFree, config, count};
 use crate::mm::page::PageRef;
 use crate::mm::pgtable::DetachedTable;
@@ -53,6 +53,8 @@ pub struct Gather<'a> {
     tables: Vec<DetachedTable>,
     /// References to drop after the flush (Linux: the gather's page batch).
     release: Vec<PageRef>,
+    /// A flush added with a detached table (`TlbFlush::pmd_collapse`).
+    freed_tables: bool,
     finished: bool,
 }
 
@@ -68,7 +70,7 @@ impl<'a> Gather<'a> {
         // order; this kernel's callers may use lockless exchanges.)
         mm.pending.fetch_add(1, Ordering::Relaxed);
         fence(Ordering::Release);
-        Gather { mm, range: None, tables: Vec::new(), release: Vec::new(), finished: false }
+        Gather { mm, range: None, tables: Vec::new(), release: Vec::new(), freed_tables: false, finished: false }
     }
 
     /// The address space.
@@ -105,8 +107,9 @@ impl<'a> Gather<'a> {
 
     /// Defers a flush owed by page-table code into this batch.
     pub fn add(&mut self, flush: TlbFlush<'a>) {
-        let (mm, start, end, stride) = flush.into_parts();
+        let (mm, start, end, stride, freed_tables) = flush.into_parts();
         assert!(core::ptr::eq(mm, self.mm), "a flush of another address space added to a gather");
+        self.freed_tables |= freed_tables;
         self.add_range(VirtAddr::new(start), VirtAddr::new(end), stride);
     }
 
@@ -141,7 +144,9 @@ impl<'a> Gather<'a> {
         self.finished = true;
         // 1. The flush.
         if let Some((start, end, stride)) = self.range {
-            flush_tlb_mm_range(self.mm, VirtAddr::new(start), VirtAddr::new(end), stride);
+            // Lazy CPUs too when tables are freed (flush.rs, step 2).
+            let freed = self.freed_tables || !self.tables.is_empty();
+            flush_range(self.mm, VirtAddr::new(start), VirtAddr::new(end), stride, freed);
         }
         // 2. The tables.
         let tables = core::mem::take(&mut self.tables);

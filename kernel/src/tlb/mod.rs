@@ -173,6 +173,8 @@ pub struct TlbCounts {
     pub remote_targets: u64,
     /// Remote flush handlers run (global counter only; counted by targets).
     pub remote_handled: u64,
+    /// Lazy CPUs left out of flushes that freed no page table.
+    pub lazy_skipped: u64,
     /// Page tables queued for freeing by gathers (global counter only).
     pub tables_queued: u64,
     /// Page tables poisoned and freed (global counter only).
@@ -188,6 +190,7 @@ pub(crate) struct Counters {
     remote_requests: AtomicU64,
     remote_targets: AtomicU64,
     remote_handled: AtomicU64,
+    lazy_skipped: AtomicU64,
     tables_queued: AtomicU64,
     tables_freed: AtomicU64,
 }
@@ -201,6 +204,7 @@ impl Counters {
             remote_requests: AtomicU64::new(0),
             remote_targets: AtomicU64::new(0),
             remote_handled: AtomicU64::new(0),
+            lazy_skipped: AtomicU64::new(0),
             tables_queued: AtomicU64::new(0),
             tables_freed: AtomicU64::new(0),
         }
@@ -215,6 +219,7 @@ impl Counters {
             remote_requests: r(&self.remote_requests),
             remote_targets: r(&self.remote_targets),
             remote_handled: r(&self.remote_handled),
+            lazy_skipped: r(&self.lazy_skipped),
             tables_queued: r(&self.tables_queued),
             tables_freed: r(&self.tables_freed),
         }
