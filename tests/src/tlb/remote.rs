@@ -14,6 +14,10 @@
 //! The second test pins down each mode's property against an interrupts-off
 //! section on a target: `tlb=ipi` waits for it, `tlb=nmi` (and the
 //! `tlb.nowait` control) does not.
+//!
+//! The third: a CPU that only borrows the address space lazily is left out
+//! of a flush that frees no table, and reloads CR3 when it runs a task of the
+//! address space again; a flush that frees tables still reaches it.
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +25,7 @@ use kernel::mm::paging::{Level, RawEntry};
 use kernel::sched;
 use kernel::time::{Deadline, now_ns};
 use kernel::tlb::{self, FlushMode};
+use x86_64::VirtAddr;
 
 use super::{TestMm, WRITE_RUN, page, pte, read_phys, user_flags, write_user_run};
 use crate::util;
@@ -146,6 +151,48 @@ kernel::ktests! {
             (returned - sent) / 1000,
             enabled.saturating_sub(sent) / 1000
         );
+        drop(mm);
+        t.teardown();
+    }
+
+    fn a_lazy_cpu_is_skipped_and_reloads_cr3_when_it_returns() {
+        let Some(other) = util::other_cpu() else { return };
+        let mut t = TestMm::new();
+        let a = t.data(0, 1);
+        t.map(page(0), a, Level::Pt);
+        let mm = t.mm.clone();
+        let id = mm.id;
+        // A task of the address space runs on `other` and ends: the CPU keeps
+        // the tables loaded lazily (its idle thread borrows them).
+        let go_lazy = || {
+            sched::spawn_in(other, "visit", Some(mm.clone()), || {}).unwrap().join();
+            let d = Deadline::after_ns(2_000_000_000);
+            while sched::loaded_mm(other) != (Some(id), true) {
+                assert!(!d.expired(), "cpu{other} did not go lazy in the address space: {:?}", sched::loaded_mm(other));
+                core::hint::spin_loop();
+            }
+            assert!(mm.cpus().contains(other));
+        };
+        go_lazy();
+        let before = tlb::mm_counts(mm.tlb());
+        tlb::flush_tlb_page(mm.tlb(), page(0));
+        let after = tlb::mm_counts(mm.tlb());
+        assert_eq!(sched::loaded_mm(other), (Some(id), true), "cpu{other} left its lazy state during the test");
+        assert_eq!(after.remote_requests, before.remote_requests, "a flush that frees no table reached the lazy cpu{other}");
+        assert_eq!(after.lazy_skipped - before.lazy_skipped, 1, "cpu{other} was not counted as skipped");
+        // Back in the address space: the owed flush is a CR3 write, although
+        // the tables are still the loaded ones there.
+        let writes = sched::cr3_writes(other);
+        go_lazy();
+        assert_eq!(sched::cr3_writes(other), writes + 1, "cpu{other} returned to the address space without reloading CR3 once");
+        // No flush owed now: returning again writes no CR3.
+        go_lazy();
+        assert_eq!(sched::cr3_writes(other), writes + 1, "cpu{other} reloaded CR3 with no flush owed");
+        // A flush that frees a table (a pmd collapse) reaches lazy CPUs too.
+        let before = tlb::mm_counts(mm.tlb());
+        tlb::TlbFlush::pmd_collapse(mm.tlb(), VirtAddr::new(page(0).as_u64() & !0x1f_ffff)).flush();
+        let after = tlb::mm_counts(mm.tlb());
+        assert_eq!(after.remote_requests - before.remote_requests, 1, "a table-freeing flush skipped the lazy cpu{other}");
         drop(mm);
         t.teardown();
     }
