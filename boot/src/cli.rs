@@ -39,7 +39,7 @@ OPTIONS (run):
     --smp N[,maxcpus=M] number of CPUs, 1..=64 (default 4, as the Linux peer);
                         maxcpus: M-N more CPUs the firmware lists as hot-pluggable
                         (disabled or online-capable MADT entries, never started)
-    --machine M         q35 | pc, optionally ,hpet=off (default q35)
+    --machine M         q35 | pc, optionally ,hpet=off; pc also ,i8042=off (default q35)
     --mem SIZE          memory in MiB, or with suffix M or G (default 256, min 64)
     --accel A           tcg | kvm | auto (default tcg; auto takes KVM only when
                         /dev/kvm is usable and the CPU shows vmx/svm)

@@ -57,11 +57,14 @@ pub struct Machine {
     pub kind: MachineType,
     /// `hpet=off`: no HPET (and no ACPI HPET table): the PM timer calibrates.
     pub hpet: bool,
+    /// `i8042=off` (pc only): no 8042 keyboard controller (`end=reboot`
+    /// without a reset register then ends by triple fault).
+    pub i8042: bool,
 }
 
 impl Default for Machine {
     fn default() -> Self {
-        Machine { kind: MachineType::Q35, hpet: true }
+        Machine { kind: MachineType::Q35, hpet: true, i8042: true }
     }
 }
 
@@ -74,13 +77,14 @@ impl Machine {
             Some("pc") => MachineType::Pc,
             _ => return Err(format!("--machine: '{s}' does not start with q35 or pc")),
         };
-        let mut m = Machine { kind, hpet: true };
+        let mut m = Machine { kind, hpet: true, i8042: true };
         for p in parts {
-            m.hpet = match p {
-                "hpet=on" => true,
-                "hpet=off" => false,
-                _ => return Err(format!("--machine: '{p}' is not hpet=on or hpet=off")),
-            };
+            match p {
+                "hpet=on" => m.hpet = true,
+                "hpet=off" => m.hpet = false,
+                "i8042=off" if kind == MachineType::Pc => m.i8042 = false,
+                _ => return Err(format!("--machine: '{p}' is not hpet=on, hpet=off or (pc) i8042=off")),
+            }
         }
         Ok(m)
     }
@@ -94,6 +98,9 @@ impl fmt::Display for Machine {
         })?;
         if !self.hpet {
             f.write_str(",hpet=off")?;
+        }
+        if !self.i8042 {
+            f.write_str(",i8042=off")?;
         }
         Ok(())
     }
@@ -896,6 +903,8 @@ mod tests {
         assert_eq!(Machine::parse("q35").unwrap(), Machine::default());
         assert_eq!(Machine::parse("pc").unwrap().to_string(), "pc");
         assert!(Machine::parse("virt").is_err() && Machine::parse("q35,hpet=maybe").is_err());
+        assert_eq!(Machine::parse("pc,i8042=off,hpet=off").unwrap().to_string(), "pc,hpet=off,i8042=off");
+        assert!(Machine::parse("q35,i8042=off").is_err(), "q35's 8042 is built in");
         let mut u = spec(Firmware::Uefi, Accel::Tcg);
         u.usb_screen = Some("/r/monitor.sock".into());
         let l = u.command_line();

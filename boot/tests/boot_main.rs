@@ -59,6 +59,31 @@ fn end_reboot_resets_through_the_fadt() {
     }
 }
 
+/// `end=reboot` where the FADT has no reset register (QEMU's pc: an ACPI 1.0
+/// FADT): as Linux, the 8042 keyboard controller's reset line; with no 8042
+/// (`pc,i8042=off`) that does nothing and a triple fault resets the machine.
+/// Either way QEMU resets (exit 0 under -no-reboot) after the end marker.
+#[test]
+fn end_reboot_without_a_reset_register_uses_the_8042_then_a_triple_fault() {
+    for (machine, triple) in [("pc", false), ("pc,i8042=off", true)] {
+        let opts = testbed::cli::RunOptions {
+            machine: testbed::qemu::Machine::parse(machine).unwrap(),
+            smp: 1,
+            timeout: Some(std::time::Duration::from_secs(120)),
+            boot_options: vec!["end=reboot".into(), "job=none".into()],
+            ..Default::default()
+        };
+        let r = testbed::run(&opts, true).unwrap_or_else(|e| panic!("{}", e.message));
+        common::expect_exit(&r, 0);
+        let text = r.console_text();
+        assert!(text.contains("no reset register (reboot by the 8042)"), "{machine}: the ACPI line:\n{text}");
+        assert!(text.contains("end=reboot: no reset register (the FADT predates ACPI 2.0"), "{machine}:\n{text}");
+        assert!(text.contains("end=reboot: pulsing the reset line of the 8042"), "{machine}:\n{text}");
+        assert_eq!(text.contains("end=reboot: resetting by triple fault"), triple, "{machine}:\n{text}");
+        assert!(!text.contains("halting: power the machine off"), "{machine}: halted instead of resetting:\n{text}");
+    }
+}
+
 /// `end=poweroff`: the kernel loads the DSDT into the `acpi` crate's AML
 /// interpreter at boot, evaluates `\_S5`, and after its end marker writes
 /// SLP_TYP|SLP_EN to PM1a_CNT (QEMU: sleep type 0; the port is where the

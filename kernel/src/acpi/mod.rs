@@ -157,6 +157,9 @@ pub struct Platform {
     pub pm_timer: Option<PmTimerInfo>,
     /// The FADT's reset register, or why there is none.
     pub reset: Result<reset::ResetRegister, &'static str>,
+    /// An 8042 keyboard controller (its reset line is `end=reboot`'s
+    /// fallback): IAPC_BOOT_ARCH's 8042 flag, or a PC with an ACPI 1.0 FADT.
+    pub has_8042: bool,
     /// Whether CPUs and interrupt controllers come from the MADT (else the
     /// single-CPU fallback).
     pub from_madt: bool,
@@ -178,6 +181,7 @@ impl Platform {
             hpet: None,
             pm_timer: None,
             reset: Err("no ACPI tables"),
+            has_8042: true,
             from_madt: false,
         }
     }
@@ -284,6 +288,7 @@ fn discover(rsdp: Option<u64>) -> Platform {
     platform.hpet = hpet(&tables);
     (platform.pm_timer, platform.hardware_reduced) = pm_timer(&tables);
     platform.reset = reset::find(&tables);
+    platform.has_8042 = reset::has_8042(&tables);
     platform
 }
 
@@ -387,6 +392,7 @@ impl fmt::Display for Summary<'_> {
         }
         match p.reset {
             Ok(r) => write!(f, ", reset {} {:#x} <- {:#x}", if r.io { "port" } else { "at" }, r.address, r.value)?,
+            Err(_) if p.has_8042 => f.write_str(", no reset register (reboot by the 8042)")?,
             Err(_) => f.write_str(", no reset register")?,
         }
         if p.hardware_reduced {

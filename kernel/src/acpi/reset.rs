@@ -24,8 +24,8 @@ pub struct ResetRegister {
 
 /// Reads the reset register from the FADT; `Err` says why there is none.
 pub(super) fn find(tables: &tables::Tables) -> Result<ResetRegister, &'static str> {
-    // 129 bytes: RESET_REG and RESET_VALUE end there (ACPI 2.0).
-    let fadt = match tables::find::<Fadt>(tables, 129) {
+    // 116 bytes: an ACPI 1.0 FADT; RESET_REG and RESET_VALUE end at 129 (2.0).
+    let fadt = match tables::find::<Fadt>(tables, 116) {
         Ok(Some(f)) => f,
         Ok(None) => return Err("no FADT"),
         Err(_) => return Err("the FADT is unusable"),
@@ -44,6 +44,20 @@ pub(super) fn find(tables: &tables::Tables) -> Result<ResetRegister, &'static st
         }
         AddressSpace::SystemMemory if reg.address != 0 => Ok(ResetRegister { io: false, address: reg.address, value }),
         _ => Err("the FADT's reset register is in an address space this kernel does not write (PCI config or other)"),
+    }
+}
+
+/// Whether the machine has an 8042 keyboard controller (whose reset line is
+/// the fallback when there is no reset register): the FADT's IAPC_BOOT_ARCH
+/// 8042 flag (ACPI 2.0+), else yes on a PC with an ACPI 1.0 FADT; never on a
+/// hardware-reduced platform.
+pub(super) fn has_8042(tables: &tables::Tables) -> bool {
+    match tables::find::<Fadt>(tables, 116) {
+        Ok(Some(f)) if { f.flags }.system_is_hw_reduced_acpi() => false,
+        Ok(Some(f)) if f.header.revision >= 2 && f.header.length >= 111 => {
+            { f.iapc_boot_arch }.motherboard_implements_8042()
+        }
+        _ => true,
     }
 }
 

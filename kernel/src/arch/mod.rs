@@ -18,6 +18,7 @@ pub mod idt;
 pub mod percpu;
 pub mod pmtimer;
 pub mod qemu;
+pub mod reset;
 pub mod timer;
 pub mod trampoline;
 pub mod tsc;

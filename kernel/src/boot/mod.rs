@@ -269,21 +269,42 @@ fn end_machine(action: power::EndAction) -> &'static str {
             }
             "writing SLP_TYP|SLP_EN did not power the machine off within 100 ms"
         }
-        (power::EndAction::Reboot, Err(why)) => why,
-        (power::EndAction::Reboot, Ok(reg)) => {
-            crate::console::emergency_print(format_args!(
-                "end=reboot: writing {:#x} to the FADT reset register ({} {:#x})\n",
-                reg.value,
-                if reg.io { "I/O port" } else { "memory" },
-                reg.address
-            ));
-            crate::acpi::reset::reset(reg);
-            let deadline = crate::time::Deadline::after_ns(100_000_000);
-            while !deadline.expired() {
-                core::hint::spin_loop();
+        (power::EndAction::Reboot, reset) => {
+            // As Linux's reboot: ACPI's reset register, then the 8042, then a
+            // triple fault (which resets every PC).
+            match reset {
+                Ok(reg) => {
+                    crate::console::emergency_print(format_args!(
+                        "end=reboot: writing {:#x} to the FADT reset register ({} {:#x})\n",
+                        reg.value,
+                        if reg.io { "I/O port" } else { "memory" },
+                        reg.address
+                    ));
+                    crate::acpi::reset::reset(reg);
+                    wait_100ms();
+                    crate::console::emergency_print(format_args!(
+                        "end=reboot: the FADT reset register did not reset the machine within 100 ms\n"
+                    ));
+                }
+                Err(why) => crate::console::emergency_print(format_args!("end=reboot: no reset register ({why})\n")),
             }
-            "the FADT reset register did not reset the machine within 100 ms"
+            if crate::acpi::platform().has_8042 {
+                crate::console::emergency_print(format_args!(
+                    "end=reboot: pulsing the reset line of the 8042 keyboard controller (port 0x64 <- 0xfe)\n"
+                ));
+                crate::arch::reset::reset_via_8042();
+                wait_100ms();
+            }
+            crate::console::emergency_print(format_args!("end=reboot: resetting by triple fault\n"));
+            crate::arch::crash::triple_fault()
         }
+    }
+}
+
+fn wait_100ms() {
+    let deadline = crate::time::Deadline::after_ns(100_000_000);
+    while !deadline.expired() {
+        core::hint::spin_loop();
     }
 }
 
