@@ -23,7 +23,7 @@
 //! | 1 | `time`, `console`, `power`, `stamps` | The clock (TSC; the reference timers are passed in), the console, the exit, the TSC breakdowns of hot paths (`bench.breakdown`). |
 //! | 2 | `sync`, `sync::spinlock`, `sync::rwlock`, `sync::ticket` | Spin locks (their stall detection reads the clock), and the yield hook the scheduler registers for waits below it. |
 //! | 3 | `mm`, `mm::frame`, `mm::heap`, `mm::layout`, `mm::paging`, `mm::kernel_map`, `mm::mmio`, `mm::stack`, `mm::page`, `mm::frame_io`, `mm::quarantine`, `mm::filemap`, `debug::symbols`, `debug::backtrace` | Memory: physical frames and their `Page`s, the page-table format, the kernel's own mappings; backtraces (they read kernel memory). |
-//! | 4 | `arch::apic`, `arch::hpet`, `arch::pmtimer`, `arch::timer`, `acpi`, `smp`, `smp::call`, `smp::nmi`, `smp::startup` | Devices (their registers are mapped by `mm::mmio`, as Linux drivers use ioremap) and the other CPUs: bring-up, cross-CPU calls, NMIs. |
+//! | 4 | `arch::apic`, `arch::hpet`, `arch::pmtimer`, `arch::reset`, `arch::timer`, `acpi`, `smp`, `smp::call`, `smp::nmi`, `smp::startup` | Devices (their registers are mapped by `mm::mmio`, as Linux drivers use ioremap) and the other CPUs: bring-up, cross-CPU calls, NMIs. |
 //! | 5 | `rcu` | Grace periods (waits yield through `sync`'s hook). |
 //! | 6 | `sched`, `sync::rwsem`, `smp::work` | Tasks, run queues, wait queues and the locks that sleep on them. |
 //! | 7 | `mm::addr_space`, `mm::vma`, `mm::pgtable`, `tlb` | Address spaces: the mm object with its mmap lock (a sleeping lock, so above `sched`), its page tables, and TLB flushes (they reach the CPUs in the address space's set). |
