@@ -117,7 +117,14 @@ fn copy_vma(parent: &AddressSpace, child: &AddressSpace, vma: &Vma, batch: &mut 
         let block = addr & !(HUGE_PAGE_SIZE - 1);
         let next = (block + HUGE_PAGE_SIZE).min(vma.end);
         if let Some(pmd) = pgtable::pmd(parent, addr, false)? {
-            if pmd.get().is_huge() && !copy_huge(parent, child, pmd, block, batch)? {
+            // A huge pmd is shared whole only with an area that covers all
+            // of it. One an area boundary falls into (a partial madvise
+            // splits the area, not the pmd) is split first, so that each
+            // area copies its own ptes: sharing the pmd once per area mapped
+            // the folio twice into the child's one pmd (a reference and a
+            // pmd mapcount leaked). Linux never meets it: splitting an area
+            // splits such a pmd (vma_adjust_trans_huge()).
+            if pmd.get().is_huge() && (!vma.huge_fits(addr) || !copy_huge(parent, child, pmd, block, batch)?) {
                 pgtable::split_huge_pmd(pmd, addr, batch)?;
             }
             if let Some(src) = pgtable::pte_table(pmd, false)? {

@@ -168,6 +168,23 @@ fn page_info_checks() -> Result<(), i32> {
     let w = sys::page_info(0, t + 5 * PAGE).map_err(|_| 70)?;
     check(71, "a PMD-mapped THP", w[pi::W_FLAGS] & (pi::F_HUGE_PMD | pi::F_THP) == pi::F_HUGE_PMD | pi::F_THP)?;
     eq(72, "its order", w[pi::W_ORDER], 9)?;
+    // An area boundary inside the huge pmd (MADV_NOHUGEPAGE on the upper
+    // half splits the area, not the pmd), then fork: fork splits that pmd
+    // and each area copies its ptes; once the child has exited, the
+    // parent's 512 ptes hold the folio's only mappings and references (fork
+    // sharing the pmd once per area left a mapping and a reference behind).
+    eq(77, "MADV_NOHUGEPAGE on half a THP", sys::madvise(t + HPAGE / 2, HPAGE / 2, MADV_NOHUGEPAGE), Ok(0))?;
+    match sys::fork() {
+        Ok(0) => sys::exit(0),
+        Ok(pid) => eq(78, "the child", sys::wait(pid), Ok(0))?,
+        Err(_) => return Err(79),
+    }
+    for off in [0, HPAGE / 2] {
+        let w = sys::page_info(0, t + off).map_err(|_| 80)?;
+        eq(81, "mapped once after the child exited", w[pi::W_MAPCOUNT], 1)?;
+        eq(82, "PTE-mapped by fork's split", w[pi::W_FLAGS] & (pi::F_HUGE_PMD | pi::F_THP), pi::F_THP)?;
+        eq(83, "references: the parent's 512 ptes only", w[pi::W_REFCOUNT], 512)?;
+    }
     ksft::unmap(m, 2 * HPAGE);
     ksft::unmap(a, 2 * PAGE);
     Ok(())
