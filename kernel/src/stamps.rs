@@ -49,6 +49,8 @@ pub enum Step {
     SysMprotect,
     /// mprotect: mmap lock, VMA checks, split/merge.
     MprotectVma,
+    /// mprotect: taking the mmap lock for writing (part of the VMA step).
+    MprotectLock,
     /// mprotect: the page-table walk and pte changes.
     MprotectWalk,
     /// mprotect: the gather's finish (the flush).
@@ -75,7 +77,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in [`Step`] order.
-    pub const ALL: [Step; 22] = [
+    pub const ALL: [Step; 23] = [
         Step::CallAlloc,
         Step::CallQueue,
         Step::CallIcr,
@@ -87,6 +89,7 @@ impl Step {
         Step::Shootdown,
         Step::SysMprotect,
         Step::MprotectVma,
+        Step::MprotectLock,
         Step::MprotectWalk,
         Step::MprotectGather,
         Step::SysMadvise,
@@ -114,6 +117,7 @@ impl Step {
             Step::Shootdown => "shootdown",
             Step::SysMprotect => "sys_mprotect",
             Step::MprotectVma => "mprotect_vma",
+            Step::MprotectLock => "mprotect_lock",
             Step::MprotectWalk => "mprotect_walk",
             Step::MprotectGather => "mprotect_gather",
             Step::SysMadvise => "sys_madvise",

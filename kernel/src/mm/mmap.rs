@@ -213,7 +213,9 @@ pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(),
     }
     let prot = prot_from(prot)?;
     let end = user_range(addr, len)?;
+    let t_lock = stamps::start();
     let mut vmas = mm.vmas.write();
+    stamps::end(Step::MprotectLock, t_lock);
     if !vmas.covers(addr, end) {
         return Err(MmError::NoMemory);
     }
