@@ -31,7 +31,7 @@ use crate::arch::tsc;
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::fault::{self, Access, AccessKind};
 use crate::mm::mmap::{self as m, advice, map};
-use crate::mm::paging::{self, Level};
+use crate::mm::paging::{self, PageSize};
 use crate::mm::uaccess::{self, UserPtr};
 use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use crate::time::Deadline;
@@ -105,14 +105,14 @@ fn one(mm: &Arc<AddressSpace>) -> Result<Option<u64>, BenchError> {
         uaccess::write_user(UserPtr(va), &word(i)).map_err(|_| err(format!("write at {va:#x} faulted")))?;
     }
     m::madvise(mm, r, HUGE_PAGE_SIZE, advice::HUGEPAGE).map_err(|e| err(format!("MADV_HUGEPAGE: {e:?}")))?;
-    let level = |mm: &AddressSpace| paging::translate(mm.root(), VirtAddr::new(r)).map(|t| t.level);
-    if level(mm) != Some(Level::Pt) {
+    let size = |mm: &AddressSpace| paging::translate(mm.root(), VirtAddr::new(r)).map(|t| t.size);
+    if size(mm) != Some(PageSize::Size4K) {
         return Err(err("the range was huge before MADV_COLLAPSE".into()));
     }
     let t0 = tsc::rdtsc();
     let rc = m::madvise(mm, r, HUGE_PAGE_SIZE, advice::COLLAPSE);
     let t1 = tsc::rdtsc();
-    let huge = level(mm) == Some(Level::Pd);
+    let huge = size(mm) == Some(PageSize::Size2M);
     let bad = (0..512)
         .filter(|&i| uaccess::read_user::<u64>(UserPtr(r + i * PAGE_SIZE)) != Ok(word(i)))
         .count();

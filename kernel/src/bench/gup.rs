@@ -47,7 +47,7 @@ use crate::gup::{self, Foll, Grabbed};
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::fault::{self, Access, AccessKind};
 use crate::mm::mmap::{self as m, advice, map};
-use crate::mm::paging::{self, Level};
+use crate::mm::paging::{self, PageSize};
 use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use crate::time::now_ns;
 use crate::{sched, smp};
@@ -135,7 +135,7 @@ fn measure(mm: &alloc::sync::Arc<AddressSpace>, thp: bool) -> Result<Vec<String>
     }
     let chunks = len / HUGE_PAGE_SIZE;
     let huge = (0..chunks)
-        .filter(|i| paging::translate(mm.root(), VirtAddr::new(buf + i * HUGE_PAGE_SIZE)).is_some_and(|t| t.level == Level::Pd))
+        .filter(|i| paging::translate(mm.root(), VirtAddr::new(buf + i * HUGE_PAGE_SIZE)).is_some_and(|t| t.size == PageSize::Size2M))
         .count() as u64;
     let frac = huge * 100 / chunks;
     let backing = if thp { "thp" } else { "4k" };

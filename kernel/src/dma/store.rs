@@ -6,7 +6,7 @@
 
 use alloc::vec::Vec;
 
-use crate::mm::frame::HUGE_ORDER;
+use crate::mm::PageSize;
 use crate::mm::frame_io::OwnedFrames;
 use crate::mm::HUGE_PAGE_SIZE;
 use abi::dio::DEVICE_SIZE;
@@ -20,7 +20,7 @@ impl Store {
     /// Allocates and zeroes the store; `None` without memory (what was
     /// allocated is freed again).
     pub fn new() -> Option<Store> {
-        let chunks = (0..DEVICE_SIZE / HUGE_PAGE_SIZE).map(|_| OwnedFrames::alloc_zeroed(HUGE_ORDER)).collect::<Option<Vec<_>>>()?;
+        let chunks = (0..DEVICE_SIZE / HUGE_PAGE_SIZE).map(|_| OwnedFrames::alloc_zeroed(PageSize::Size2M.order())).collect::<Option<Vec<_>>>()?;
         Some(Store { chunks })
     }
 

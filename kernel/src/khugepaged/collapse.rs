@@ -40,12 +40,11 @@ use core::sync::atomic::{Ordering, fence};
 use super::{Refusal, scan, stats};
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::fault::{ThpMode, thp_mode};
-use crate::mm::frame::HUGE_ORDER;
 use crate::mm::page::{self, Page, PageFlags, PageLock, PageRef};
 use crate::mm::paging::{PteFlags, RawEntry};
 use crate::mm::pgtable::{self, DetachedPteTable, PteFree, PteTable};
 use crate::mm::vma::{Prot, VmFlags, Vma, VmaSet};
-use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE, frame_io};
+use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE, PageSize, frame_io};
 use crate::race::overlap::WriterWindow;
 use crate::race::widen::{self, Point};
 use crate::race::{self, SyncMode};
@@ -228,7 +227,7 @@ pub fn collapse_huge_page(mm: &Arc<AddressSpace>, haddr: u64, cc: Control) -> Re
 fn collapse(mm: &Arc<AddressSpace>, haddr: u64, cc: Control) -> Result<Collapsed, Refusal> {
     assert_eq!(haddr % HUGE_PAGE_SIZE, 0, "collapse of unaligned {haddr:#x}");
     // Step 1, no lock held (Linux alloc_charge_folio()).
-    let folio = page::alloc_folio(HUGE_ORDER, false).ok_or(Refusal::NoMemory)?;
+    let folio = page::alloc_folio(PageSize::Size2M.order(), false).ok_or(Refusal::NoMemory)?;
     // Step 2 (Linux mmap_write_lock(), hugepage_vma_revalidate(),
     // check_pmd_still_valid()).
     let vmas = mm.vmas.write();
@@ -304,7 +303,7 @@ fn collapse(mm: &Arc<AddressSpace>, haddr: u64, cc: Control) -> Result<Collapsed
         page::page(head.pfn() + i).set(PageFlags::ANON_EXCLUSIVE);
     }
     head.map_pmd();
-    let e = pgtable::leaf(head.phys(), vma.prot.contains(Prot::WRITE), vma.prot.contains(Prot::EXEC), true);
+    let e = pgtable::leaf(head.phys(), vma.prot.contains(Prot::WRITE), vma.prot.contains(Prot::EXEC), PageSize::Size2M);
     {
         let _ptl = pmd.lock();
         assert_eq!(pmd.get(), RawEntry::EMPTY, "the pmd of a collapse at {haddr:#x} changed while it was clear");

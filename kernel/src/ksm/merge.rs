@@ -31,7 +31,7 @@ use x86_64::VirtAddr;
 use super::{Refusal, stats};
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::{Page, PageFlags, PageRef};
-use crate::mm::paging::{Entry, PteFlags, RawEntry};
+use crate::mm::paging::{Entry, PageSize, PteFlags, RawEntry};
 use crate::mm::pgtable::{self, PteTable};
 use crate::mm::frame_io;
 use crate::race::overlap::WriterWindow;
@@ -230,7 +230,7 @@ pub fn replace_page(mm: &AddressSpace, addr: u64, page: &'static Page, kpage: &'
     // The KSM page gains a mapping (and the reference it holds).
     let new = PageRef::new_ref(kpage);
     kpage.map_pte();
-    let e = pgtable::leaf(kpage.phys(), false, !orig.flags().contains(PteFlags::NO_EXECUTE), false);
+    let e = pgtable::leaf(kpage.phys(), false, !orig.flags().contains(PteFlags::NO_EXECUTE), PageSize::Size4K);
     // ptep_clear_flush(), then set_pte_at(): no CPU may keep using the old
     // page's translation once its reference is gone.
     let (old, old_ref) = pgtable::ptep_get_and_clear(ptep);

@@ -20,7 +20,7 @@ use super::addr_space::AddressSpace;
 use crate::tlb::Gather;
 use super::frame_io;
 use super::page::{self, PageFlags, PageRef};
-use super::paging::{PteFlags, RawEntry};
+use super::paging::{PageSize, PteFlags, RawEntry};
 use super::pgtable::{self, Pmd, PteTable};
 use super::vma::{Prot, VmFlags, Vma, VmaSet};
 
@@ -218,7 +218,7 @@ pub fn handle_locked(mm: &AddressSpace, vmas: &VmaSet, addr: u64, access: Access
 /// Maps a fresh zeroed 2 MiB folio (Linux do_huge_pmd_anonymous_page()).
 /// `false` when no huge folio could be had (fall back to 4 KiB pages).
 fn huge_anonymous(mm: &AddressSpace, vma: &Vma, pmd: Pmd) -> Result<bool, FaultError> {
-    let Some(folio) = page::alloc_folio(super::frame::HUGE_ORDER, true) else { return Ok(false) };
+    let Some(folio) = page::alloc_folio(PageSize::Size2M.order(), true) else { return Ok(false) };
     let _ptl = pmd.lock();
     if pmd.get() != RawEntry::EMPTY {
         return Ok(true); // raced: someone mapped it; the access retries
@@ -229,7 +229,7 @@ fn huge_anonymous(mm: &AddressSpace, vma: &Vma, pmd: Pmd) -> Result<bool, FaultE
         page::page(head.pfn() + i).set(PageFlags::ANON_EXCLUSIVE);
     }
     head.map_pmd();
-    let e = pgtable::leaf(head.phys(), vma.prot.contains(Prot::WRITE), vma.prot.contains(Prot::EXEC), true);
+    let e = pgtable::leaf(head.phys(), vma.prot.contains(Prot::WRITE), vma.prot.contains(Prot::EXEC), PageSize::Size2M);
     // Release: the zeroed folio and its metadata before the mapping.
     pmd.entry.store(e, Ordering::Release);
     let _ = folio.into_mapping();
@@ -327,7 +327,7 @@ fn anonymous(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64) -> Result<()
     let p = folio.page();
     p.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
     p.map_pte();
-    let e = pgtable::leaf(p.phys(), vma.prot.contains(Prot::WRITE), vma.prot.contains(Prot::EXEC), false);
+    let e = pgtable::leaf(p.phys(), vma.prot.contains(Prot::WRITE), vma.prot.contains(Prot::EXEC), PageSize::Size4K);
     // Release: the zeroed contents and metadata before the mapping.
     pte.store(e, Ordering::Release);
     let _ = folio.into_mapping();
@@ -371,7 +371,7 @@ fn file_fault(
             p.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
             p.map_pte();
             let writable = access.kind == AccessKind::Write && vma.prot.contains(Prot::WRITE);
-            let e = pgtable::leaf(p.phys(), writable, exec, false);
+            let e = pgtable::leaf(p.phys(), writable, exec, PageSize::Size4K);
             let _ = new.into_mapping();
             e
         }
@@ -379,7 +379,7 @@ fn file_fault(
             // The mapping's reference on the page-cache page.
             let r = PageRef::new_ref(cached);
             cached.map_pte();
-            let e = pgtable::leaf(cached.phys(), false, exec, false);
+            let e = pgtable::leaf(cached.phys(), false, exec, PageSize::Size4K);
             let _ = r.into_mapping();
             e
         }
@@ -419,7 +419,7 @@ fn wp_page(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, unshare: bool)
     let p = new.page();
     p.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
     p.map_pte();
-    let e = pgtable::leaf(p.phys(), writable, vma.prot.contains(Prot::EXEC), false);
+    let e = pgtable::leaf(p.phys(), writable, vma.prot.contains(Prot::EXEC), PageSize::Size4K);
     // Clear, flush, then install and release (ptep_clear_flush + set_pte_at).
     let mut batch = Gather::new(mm.tlb());
     let cleared = pte.swap(RawEntry::EMPTY, Ordering::AcqRel);

@@ -26,8 +26,6 @@ use crate::sync::SpinLock;
 
 /// The largest block order.
 pub const MAX_ORDER: usize = 10;
-/// Order of a 2 MiB block.
-pub const HUGE_ORDER: usize = 9;
 /// Memory below this is never given to the allocator.
 pub const LOW_MEMORY_END: u64 = 0x10_0000;
 

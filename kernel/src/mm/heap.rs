@@ -13,7 +13,7 @@ use linked_list_allocator::Heap;
 use x86_64::VirtAddr;
 
 use super::layout::{HEAP_MAX, HEAP_START};
-use super::paging::{Level, PteFlags};
+use super::paging::{PageSize, PteFlags};
 use super::{PAGE_SIZE, frame, kernel_map};
 
 /// Bytes mapped at boot.
@@ -57,7 +57,7 @@ fn map_more(bytes: u64) -> bool {
         if kernel_map::map_kernel(
             VirtAddr::new(va),
             f.start_address(),
-            Level::Pt,
+            PageSize::Size4K,
             PteFlags::WRITABLE | PteFlags::NO_EXECUTE | PteFlags::GLOBAL,
         )
         .is_err()

@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::layout::{HEAP_START, KERNEL_IMAGE_START, MMIO_START, STACKS_START};
-use super::paging::{self, Level, MapError, PageTable, PteFlags, RawEntry};
+use super::paging::{self, Level, MapError, PageSize, PageTable, PteFlags, RawEntry};
 use super::{HUGE_PAGE_SIZE, PAGE_SIZE, frame, phys_offset};
 use crate::sync::SpinLock;
 
@@ -27,14 +27,14 @@ pub fn kernel_root() -> PhysAddr {
     PhysAddr::new(KERNEL_ROOT.load(Ordering::Acquire))
 }
 
-/// Maps one kernel page (4 KiB at `Level::Pt`, 2 MiB at `Level::Pd`) in the
+/// Maps one kernel page of `size` in the
 /// kernel tables. Only for the kernel regions of `layout`.
-pub fn map_kernel(va: VirtAddr, pa: PhysAddr, level: Level, flags: PteFlags) -> Result<(), MapError> {
+pub fn map_kernel(va: VirtAddr, pa: PhysAddr, size: PageSize, flags: PteFlags) -> Result<(), MapError> {
     assert!(va.as_u64() >= super::layout::KERNEL_HALF_START, "map_kernel of a user address {va:?}");
     let _guard = MAP_LOCK.lock();
     // SAFETY: kernel tables under MAP_LOCK; callers map fresh frames at
     // addresses of their own regions.
-    unsafe { paging::map(kernel_root(), va, pa, level, flags) }
+    unsafe { paging::map(kernel_root(), va, pa, size, flags) }
 }
 
 /// A LOAD segment of the kernel's ELF program headers.
@@ -104,7 +104,7 @@ pub fn build(phys_end: u64, elf: &[u8]) -> ImageLayout {
     while pa < end {
         let flags = PteFlags::WRITABLE | PteFlags::NO_EXECUTE | PteFlags::GLOBAL;
         // SAFETY: building unused tables; the direct-map range is ours.
-        unsafe { paging::map(root, VirtAddr::new(offset + pa), PhysAddr::new(pa), Level::Pd, flags) }
+        unsafe { paging::map(root, VirtAddr::new(offset + pa), PhysAddr::new(pa), PageSize::Size2M, flags) }
             .expect("direct map overlaps another mapping");
         pa += HUGE_PAGE_SIZE;
     }
@@ -125,7 +125,7 @@ pub fn build(phys_end: u64, elf: &[u8]) -> ImageLayout {
             let t = paging::translate(old_root, VirtAddr::new(va)).expect("kernel segment page not mapped by the bootloader");
             let frame_pa = PhysAddr::new(t.phys.as_u64() & !(PAGE_SIZE - 1));
             // SAFETY: building unused tables; image pages map their own frames.
-            match unsafe { paging::map(root, VirtAddr::new(va), frame_pa, Level::Pt, flags) } {
+            match unsafe { paging::map(root, VirtAddr::new(va), frame_pa, PageSize::Size4K, flags) } {
                 Ok(()) => match (seg.executable, seg.writable) {
                     (true, _) => layout.text_pages += 1,
                     (false, false) => layout.rodata_pages += 1,

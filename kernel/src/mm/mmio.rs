@@ -17,7 +17,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::kernel_map;
 use super::layout::MMIO_START;
-use super::paging::{Level, MapError, PteFlags};
+use super::paging::{MapError, PageSize, PteFlags};
 use super::PAGE_SIZE;
 
 /// Virtual space reserved for MMIO (one top-level entry: 512 GiB).
@@ -101,7 +101,7 @@ pub unsafe fn map(phys: PhysAddr, len: u64) -> Result<MmioRegion, MmioError> {
             let pa = PhysAddr::new(phys_page + i * PAGE_SIZE);
             // Pages mapped before a failure stay mapped but unused: the bump
             // pointer moves past them below, so nothing else lands there.
-            if let Err(e) = kernel_map::map_kernel(va, pa, Level::Pt, flags) {
+            if let Err(e) = kernel_map::map_kernel(va, pa, PageSize::Size4K, flags) {
                 state.next_virt = virt_page + (i + 1) * PAGE_SIZE;
                 return Err(MmioError::Map(e));
             }

@@ -67,7 +67,9 @@ pub fn direct_map_to_phys(virt: VirtAddr) -> Option<PhysAddr> {
     }
 }
 
-/// Size of a small page.
-pub const PAGE_SIZE: u64 = 4096;
-/// Size of a huge (pmd-level) page.
-pub const HUGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
+pub use paging::PageSize;
+
+/// Size of a small page, in bytes ([`PageSize::Size4K`]).
+pub const PAGE_SIZE: u64 = PageSize::Size4K.bytes();
+/// Size of a huge (pmd-level) page, in bytes ([`PageSize::Size2M`]).
+pub const HUGE_PAGE_SIZE: u64 = PageSize::Size2M.bytes();

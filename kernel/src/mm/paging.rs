@@ -95,6 +95,70 @@ impl Level {
     pub const fn entry_size(self) -> u64 {
         1 << self.shift()
     }
+
+    /// The size of the page a leaf entry at this level maps (`None` at the
+    /// top level, which has no leaves).
+    pub const fn leaf_size(self) -> Option<PageSize> {
+        match self {
+            Level::Pml4 => None,
+            Level::Pdpt => Some(PageSize::Size1G),
+            Level::Pd => Some(PageSize::Size2M),
+            Level::Pt => Some(PageSize::Size4K),
+        }
+    }
+}
+
+/// The size of a page a leaf entry maps: the one way the kernel says
+/// "4 KiB or 2 MiB" (the x86_64 crate's `Size4KiB`/`Size2MiB`/`Size1GiB` as
+/// a value, since which one a walker meets is known only at run time). The
+/// byte sizes (`mm::PAGE_SIZE`, `mm::HUGE_PAGE_SIZE`), the frame order of a
+/// huge folio, the leaf level of a mapping, the stride of a TLB flush and
+/// the size a translation found are all this type. Ordered by size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PageSize {
+    /// 4 KiB, mapped by a pte (Linux PAGE_SIZE).
+    Size4K,
+    /// 2 MiB, mapped by a huge pmd (Linux HPAGE_PMD_SIZE, a THP).
+    Size2M,
+    /// 1 GiB, mapped by a huge pud: never in user address spaces; only
+    /// [`translate`] may meet one (in tables it did not build).
+    Size1G,
+}
+
+impl PageSize {
+    /// log2 of the size in bytes.
+    pub const fn shift(self) -> u32 {
+        self.level().shift()
+    }
+
+    /// The size in bytes.
+    pub const fn bytes(self) -> u64 {
+        1 << self.shift()
+    }
+
+    /// The buddy order of a folio of this size (0 for 4 KiB, 9 for 2 MiB).
+    pub const fn order(self) -> usize {
+        (self.shift() - PageSize::Size4K.shift()) as usize
+    }
+
+    /// The level of the leaf entry that maps a page of this size.
+    pub const fn level(self) -> Level {
+        match self {
+            PageSize::Size4K => Level::Pt,
+            PageSize::Size2M => Level::Pd,
+            PageSize::Size1G => Level::Pdpt,
+        }
+    }
+
+    /// `addr` rounded down to a page of this size.
+    pub const fn align_down(self, addr: u64) -> u64 {
+        addr & !(self.bytes() - 1)
+    }
+
+    /// Whether `addr` is the start of a page of this size.
+    pub const fn is_aligned(self, addr: u64) -> bool {
+        addr & (self.bytes() - 1) == 0
+    }
 }
 
 /// A snapshot of an entry's value. Its bits are private: entries are built
@@ -230,8 +294,8 @@ pub struct Translation {
     pub phys: PhysAddr,
     /// The leaf entry.
     pub leaf: RawEntry,
-    /// The level of the leaf.
-    pub level: Level,
+    /// The size of the page the leaf maps.
+    pub size: PageSize,
 }
 
 /// Walks the tables rooted at `root` for `va` (no locks: atomic reads only).
@@ -253,9 +317,10 @@ pub fn translate(root: PhysAddr, va: VirtAddr) -> Option<Translation> {
         }
         let leaf = level == Level::Pt || ((level == Level::Pd || level == Level::Pdpt) && entry.is_huge());
         if leaf {
-            let offset = va & (level.entry_size() - 1);
-            let base = entry.addr().as_u64() & !(level.entry_size() - 1);
-            return Some(Translation { phys: PhysAddr::new(base + offset), leaf: entry, level });
+            let size = level.leaf_size()?;
+            let offset = va & (size.bytes() - 1);
+            let base = size.align_down(entry.addr().as_u64());
+            return Some(Translation { phys: PhysAddr::new(base + offset), leaf: entry, size });
         }
         table_phys = entry.addr();
         level = level.next()?;
@@ -286,7 +351,7 @@ pub enum MapError {
     HugePageInTheWay,
 }
 
-/// Maps `va` to `pa` at `leaf_level` (Pt: 4 KiB, Pd: 2 MiB) in the tables at
+/// Maps a page of `size` at `va` to `pa` in the tables at
 /// `root`, allocating intermediate tables. Intermediate entries get PRESENT |
 /// WRITABLE (| USER if `flags` has it): permissions are decided at the leaf.
 ///
@@ -300,9 +365,10 @@ pub unsafe fn map(
     root: PhysAddr,
     va: VirtAddr,
     pa: PhysAddr,
-    leaf_level: Level,
+    size: PageSize,
     flags: PteFlags,
 ) -> Result<(), MapError> {
+    let leaf_level = size.level();
     let v = va.as_u64();
     let mut table_phys = root;
     let mut level = Level::Pml4;

@@ -19,7 +19,7 @@ use x86_64::{PhysAddr, VirtAddr};
 use super::addr_space::AddressSpace;
 use crate::tlb::Gather;
 use super::page::{self, Page, PageRef};
-use super::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
+use super::paging::{Entry, Level, PageSize, PageTable, PteFlags, RawEntry};
 use super::frame;
 use crate::sync::ThreadLockGuard;
 
@@ -266,9 +266,9 @@ pub fn pte_table(pmd: Pmd, alloc: bool) -> Result<Option<PteTable>, NoMemory> {
     Ok(next_table(pmd.entry, alloc)?.map(|pa| PteTable { table: table(pa), page: page::page_of(pa) }))
 }
 
-/// The leaf entry for a user page: present, user, accessed, no-execute unless
-/// `exec`, writable (and dirty) if `write`.
-pub fn leaf(pa: PhysAddr, write: bool, exec: bool, huge: bool) -> RawEntry {
+/// The leaf entry for a user page of `size` (a pte or a huge pmd): present,
+/// user, accessed, no-execute unless `exec`, writable (and dirty) if `write`.
+pub fn leaf(pa: PhysAddr, write: bool, exec: bool, size: PageSize) -> RawEntry {
     let mut f = PteFlags::PRESENT | PteFlags::USER | PteFlags::ACCESSED;
     if write {
         f |= PteFlags::WRITABLE | PteFlags::DIRTY;
@@ -276,8 +276,10 @@ pub fn leaf(pa: PhysAddr, write: bool, exec: bool, huge: bool) -> RawEntry {
     if !exec {
         f |= PteFlags::NO_EXECUTE;
     }
-    if huge {
-        f |= PteFlags::HUGE;
+    match size {
+        PageSize::Size4K => {}
+        PageSize::Size2M => f |= PteFlags::HUGE,
+        PageSize::Size1G => panic!("a 1 GiB user page"),
     }
     RawEntry::new(pa, f)
 }

@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::layout::{STACK_SLOT_SIZE, STACK_SLOTS, STACKS_START};
-use super::paging::{self, Level, PteFlags};
+use super::paging::{self, PageSize, PteFlags};
 use super::{PAGE_SIZE, frame, kernel_map};
 use crate::sync::ThreadLock;
 
@@ -75,7 +75,7 @@ pub fn alloc(name: &'static str, size: usize) -> KernelStack {
         kernel_map::map_kernel(
             VirtAddr::new(va),
             f.start_address(),
-            Level::Pt,
+            PageSize::Size4K,
             PteFlags::WRITABLE | PteFlags::NO_EXECUTE | PteFlags::GLOBAL,
         )
         .expect("stack slot already mapped");

@@ -49,48 +49,24 @@ use x86_64::instructions::interrupts;
 use crate::arch::cpu;
 use super::{Counters, FlushMode, GLOBAL, MmTlbState, config, count};
 use crate::mm::layout::{KERNEL_HALF_START, USER_END};
-use crate::mm::paging;
+use crate::mm::paging::{self, PageSize};
 use crate::smp::call::{self, Delivery, PendingCall};
 use crate::smp::{self, CpuSet};
 use crate::stamps::{self, Step};
 
-/// The step between invalidations: the page size of the leaves that changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Stride {
-    /// 4 KiB leaves (ptes).
-    Page4K,
-    /// 2 MiB leaves (huge pmds): one INVLPG per 2 MiB page.
-    Huge2M,
-}
-
-impl Stride {
-    /// log2 of the stride in bytes.
-    pub const fn shift(self) -> u32 {
-        match self {
-            Stride::Page4K => 12,
-            Stride::Huge2M => 21,
-        }
-    }
-
-    /// The stride in bytes.
-    pub const fn size(self) -> u64 {
-        1 << self.shift()
-    }
-}
-
 /// What one CPU does: INVLPG a stride-aligned range, or flush everything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LocalOp {
-    Pages { start: u64, end: u64, stride: Stride },
+    Pages { start: u64, end: u64, stride: PageSize },
     All,
 }
 
 impl LocalOp {
     /// The operation for `[start, end)` under the ceiling (Linux:
     /// get_flush_tlb_info() turning long ranges into TLB_FLUSH_ALL).
-    pub(crate) fn for_range(start: u64, end: u64, stride: Stride) -> LocalOp {
-        let start = start & !(stride.size() - 1);
-        let end = end.next_multiple_of(stride.size());
+    pub(crate) fn for_range(start: u64, end: u64, stride: PageSize) -> LocalOp {
+        let start = start & !(stride.bytes() - 1);
+        let end = end.next_multiple_of(stride.bytes());
         if end <= start {
             return LocalOp::Pages { start, end: start, stride };
         }
@@ -106,7 +82,7 @@ impl LocalOp {
                 let mut va = start;
                 while va < end {
                     cpu::flush_tlb_page(VirtAddr::new(va));
-                    va += stride.size();
+                    va += stride.bytes();
                 }
                 (end - start) >> stride.shift()
             }
@@ -197,14 +173,14 @@ fn finish_remote(pending: PendingCall, targets: CpuSet, kernel: bool) {
 
 /// Flushes `[start, end)` of `mm` on every CPU that may cache it (Linux:
 /// flush_tlb_mm_range()). `stride`: the size of the leaves that changed.
-pub fn flush_tlb_mm_range(mm: &MmTlbState, start: VirtAddr, end: VirtAddr, stride: Stride) {
+pub fn flush_tlb_mm_range(mm: &MmTlbState, start: VirtAddr, end: VirtAddr, stride: PageSize) {
     flush_range(mm, start, end, stride, false);
 }
 
 /// [`flush_tlb_mm_range`]; `freed_tables`: page tables of the range are
 /// about to be freed, so lazy CPUs are flushed too (their paging-structure
 /// caches may point into the tables).
-pub(crate) fn flush_range(mm: &MmTlbState, start: VirtAddr, end: VirtAddr, stride: Stride, freed_tables: bool) {
+pub(crate) fn flush_range(mm: &MmTlbState, start: VirtAddr, end: VirtAddr, stride: PageSize, freed_tables: bool) {
     assert!(end.as_u64() <= USER_END && start <= end, "flush of {start:?}..{end:?}: not a user range");
     shootdown(Some(mm), LocalOp::for_range(start.as_u64(), end.as_u64(), stride), freed_tables);
 }
@@ -217,8 +193,8 @@ pub fn flush_tlb_mm(mm: &MmTlbState) {
 /// Flushes one 4 KiB page of `mm` (Linux: flush_tlb_page(), the flush of
 /// ptep_clear_flush()).
 pub fn flush_tlb_page(mm: &MmTlbState, va: VirtAddr) {
-    let start = va.align_down(Stride::Page4K.size());
-    flush_tlb_mm_range(mm, start, start + Stride::Page4K.size(), Stride::Page4K);
+    let start = va.align_down(PageSize::Size4K.bytes());
+    flush_tlb_mm_range(mm, start, start + PageSize::Size4K.bytes(), PageSize::Size4K);
 }
 
 /// Flushes `[start, end)` of the kernel half on every online CPU (Linux:
@@ -226,7 +202,7 @@ pub fn flush_tlb_page(mm: &MmTlbState, va: VirtAddr) {
 /// module docs of `tlb`).
 pub fn flush_tlb_kernel_range(start: VirtAddr, end: VirtAddr) {
     assert!(start.as_u64() >= KERNEL_HALF_START && start <= end, "kernel flush of {start:?}..{end:?}: not kernel");
-    shootdown(None, LocalOp::for_range(start.as_u64(), end.as_u64(), Stride::Page4K), true);
+    shootdown(None, LocalOp::for_range(start.as_u64(), end.as_u64(), PageSize::Size4K), true);
 }
 
 /// A TLB flush owed after a change to `mm`'s page tables (removing or
@@ -239,7 +215,7 @@ pub struct TlbFlush<'a> {
     mm: &'a MmTlbState,
     start: u64,
     end: u64,
-    stride: Stride,
+    stride: PageSize,
     /// A page table is detached with the flush (lazy CPUs are flushed too).
     freed_tables: bool,
 }
@@ -252,21 +228,21 @@ impl core::fmt::Debug for TlbFlush<'_> {
 
 impl<'a> TlbFlush<'a> {
     /// The flush of `[start, end)` with `stride`.
-    pub fn range(mm: &'a MmTlbState, start: VirtAddr, end: VirtAddr, stride: Stride) -> Self {
+    pub fn range(mm: &'a MmTlbState, start: VirtAddr, end: VirtAddr, stride: PageSize) -> Self {
         assert!(end.as_u64() <= USER_END && start <= end, "flush of {start:?}..{end:?}: not a user range");
         TlbFlush { mm, start: start.as_u64(), end: end.as_u64(), stride, freed_tables: false }
     }
 
     /// The flush of the 4 KiB page holding `va`.
     pub fn page(mm: &'a MmTlbState, va: VirtAddr) -> Self {
-        let start = va.align_down(Stride::Page4K.size());
-        Self::range(mm, start, start + Stride::Page4K.size(), Stride::Page4K)
+        let start = va.align_down(PageSize::Size4K.bytes());
+        Self::range(mm, start, start + PageSize::Size4K.bytes(), PageSize::Size4K)
     }
 
     /// The flush of the 2 MiB leaf at `haddr`.
     pub fn huge(mm: &'a MmTlbState, haddr: VirtAddr) -> Self {
-        let start = haddr.align_down(Stride::Huge2M.size());
-        Self::range(mm, start, start + Stride::Huge2M.size(), Stride::Huge2M)
+        let start = haddr.align_down(PageSize::Size2M.bytes());
+        Self::range(mm, start, start + PageSize::Size2M.bytes(), PageSize::Size2M)
     }
 
     /// The flush after a pmd that pointed to a pte table was cleared (Linux:
@@ -275,8 +251,8 @@ impl<'a> TlbFlush<'a> {
     /// any sane ceiling, a whole flush. It also drops the paging-structure
     /// caches' entries for the detached pte table.
     pub fn pmd_collapse(mm: &'a MmTlbState, haddr: VirtAddr) -> Self {
-        assert!(haddr.is_aligned(Stride::Huge2M.size()), "pmd collapse flush at unaligned {haddr:?}");
-        TlbFlush { freed_tables: true, ..Self::range(mm, haddr, haddr + Stride::Huge2M.size(), Stride::Page4K) }
+        assert!(haddr.is_aligned(PageSize::Size2M.bytes()), "pmd collapse flush at unaligned {haddr:?}");
+        TlbFlush { freed_tables: true, ..Self::range(mm, haddr, haddr + PageSize::Size2M.bytes(), PageSize::Size4K) }
     }
 
     /// One flush covering both (same address space): the union of the ranges
@@ -298,7 +274,7 @@ impl<'a> TlbFlush<'a> {
     }
 
     /// The range `[start, end)` and stride.
-    pub fn bounds(&self) -> (VirtAddr, VirtAddr, Stride) {
+    pub fn bounds(&self) -> (VirtAddr, VirtAddr, PageSize) {
         (VirtAddr::new(self.start), VirtAddr::new(self.end), self.stride)
     }
 
@@ -311,7 +287,7 @@ impl<'a> TlbFlush<'a> {
     /// skip a flush on purpose (e.g. `ksm.no_flush`): stale translations stay.
     pub fn skip_for_negative_control(self) {}
 
-    pub(crate) fn into_parts(self) -> (&'a MmTlbState, u64, u64, Stride, bool) {
+    pub(crate) fn into_parts(self) -> (&'a MmTlbState, u64, u64, PageSize, bool) {
         (self.mm, self.start, self.end, self.stride, self.freed_tables)
     }
 }

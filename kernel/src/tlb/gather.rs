@@ -36,7 +36,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
 use x86_64::VirtAddr;
 
-use super::flush::{Stride, TlbFlush, flush_range};
+use super::flush::{TlbFlush, flush_range};
+use crate::mm::PageSize;
 use super::{GLOBAL, MmTlbState, PtFree, config, count};
 use crate::mm::page::PageRef;
 use crate::mm::pgtable::DetachedTable;
@@ -49,7 +50,7 @@ pub use crate::mm::paging::POISON_ENTRY;
 pub struct Gather<'a> {
     mm: &'a MmTlbState,
     /// `[start, end)` and the smallest stride seen, if anything was added.
-    range: Option<(u64, u64, Stride)>,
+    range: Option<(u64, u64, PageSize)>,
     tables: Vec<DetachedTable>,
     /// References to drop after the flush (Linux: the gather's page batch).
     release: Vec<PageRef>,
@@ -80,14 +81,14 @@ impl<'a> Gather<'a> {
 
     /// Records that the 4 KiB entry of `va` changed.
     pub fn page(&mut self, va: VirtAddr) {
-        let base = va.align_down(Stride::Page4K.size());
-        self.add_range(base, base + Stride::Page4K.size(), Stride::Page4K);
+        let base = va.align_down(PageSize::Size4K.bytes());
+        self.add_range(base, base + PageSize::Size4K.bytes(), PageSize::Size4K);
     }
 
     /// Records that the 2 MiB entry of `va` changed.
     pub fn huge(&mut self, va: VirtAddr) {
-        let base = va.align_down(Stride::Huge2M.size());
-        self.add_range(base, base + Stride::Huge2M.size(), Stride::Huge2M);
+        let base = va.align_down(PageSize::Size2M.bytes());
+        self.add_range(base, base + PageSize::Size2M.bytes(), PageSize::Size2M);
     }
 
     /// Drops `page` only after the flush (Linux tlb_remove_page()): the
@@ -97,7 +98,7 @@ impl<'a> Gather<'a> {
     }
 
     /// Adds `[start, end)` (leaves of size `stride` changed) to the flush.
-    pub fn add_range(&mut self, start: VirtAddr, end: VirtAddr, stride: Stride) {
+    pub fn add_range(&mut self, start: VirtAddr, end: VirtAddr, stride: PageSize) {
         let (s, e) = (start.as_u64(), end.as_u64());
         self.range = Some(match self.range {
             None => (s, e, stride),
@@ -119,8 +120,8 @@ impl<'a> Gather<'a> {
     /// is a table of this address space (the token says it is detached and
     /// owned); after `finish` it is poisoned and freed.
     pub fn free_table(&mut self, table: DetachedTable, va: VirtAddr) {
-        let page = va.align_down(Stride::Page4K.size());
-        self.add_range(page, page + Stride::Page4K.size(), Stride::Page4K);
+        let page = va.align_down(PageSize::Size4K.bytes());
+        self.add_range(page, page + PageSize::Size4K.bytes(), PageSize::Size4K);
         self.tables.push(table);
         count(Some(self.mm), |c| &c.tables_queued, 1);
     }

@@ -68,7 +68,7 @@ use x86_64::PhysAddr;
 use crate::smp::{AtomicCpuSet, CpuSet};
 
 pub use flush::{
-    Stride, TlbFlush, flush_tlb_kernel_range, flush_tlb_mm, flush_tlb_mm_range, flush_tlb_page,
+    TlbFlush, flush_tlb_kernel_range, flush_tlb_mm, flush_tlb_mm_range, flush_tlb_page,
 };
 pub use gather::{Gather, POISON_ENTRY, flush_pending, poison_and_free_table, remove_table_one, table_sync_one};
 

@@ -33,7 +33,7 @@ use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::{self, Page, PageFlags, PageRef};
 use crate::mm::paging::PteFlags;
 use crate::mm::vma::VmaSet;
-use crate::mm::{PAGE_SIZE, frame_io, pgtable};
+use crate::mm::{PAGE_SIZE, PageSize, frame_io, pgtable};
 use crate::race::overlap::WriterWindow;
 use crate::race::widen::{self, Point};
 use crate::time::Deadline;
@@ -123,7 +123,7 @@ fn __replace_page(mm: &AddressSpace, addr: u64, old_page: &'static Page, new_pag
         let new = n.page();
         new.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
         new.map_pte();
-        pgtable::leaf(new.phys(), false, !v.flags().contains(PteFlags::NO_EXECUTE), false)
+        pgtable::leaf(new.phys(), false, !v.flags().contains(PteFlags::NO_EXECUTE), PageSize::Size4K)
     });
     // ptep_clear_flush_notify(): the swap gives us the old mapping's
     // reference; the flush makes every CPU drop the old translation.

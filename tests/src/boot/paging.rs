@@ -3,7 +3,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::arch::cpu;
-use kernel::mm::paging::{self, Level, PteFlags};
+use kernel::mm::paging::{self, PageSize, PteFlags};
 use kernel::mm::{kernel_map, layout, stack};
 use x86_64::VirtAddr;
 
@@ -49,7 +49,7 @@ kernel::ktests! {
         let t = paging::translate(paging::active_root(), kernel::mm::phys_to_virt(x86_64::PhysAddr::new(0x20_0000)))
             .expect("direct map missing");
         assert_eq!(t.phys.as_u64(), 0x20_0000);
-        assert_eq!(t.level, Level::Pd);
+        assert_eq!(t.size, PageSize::Size2M);
         assert!(t.leaf.flags().contains(PteFlags::NO_EXECUTE | PteFlags::WRITABLE));
     }
 

@@ -10,7 +10,7 @@ use kernel::mm::addr_space::AddressSpace;
 use kernel::mm::fork::fork_mm;
 use kernel::mm::mmap::{self as m, advice};
 use kernel::mm::page::{self, PageFlags};
-use kernel::mm::paging::Level;
+use kernel::mm::PageSize;
 use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 
 use crate::mm::{RW, assert_no_leaks, in_mm, mmap, new_mm, read, read_phys, translate, write};
@@ -24,7 +24,7 @@ fn thp(mm: &alloc::sync::Arc<AddressSpace>, v: u64) -> u64 {
     let h = mmap(mm, HUGE_PAGE_SIZE, RW);
     m::madvise(mm, h, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
     in_mm(mm, move || write(h + SUB, v));
-    assert_eq!(translate(mm, h).unwrap().level, Level::Pd, "not a huge mapping");
+    assert_eq!(translate(mm, h).unwrap().size, PageSize::Size2M, "not a huge mapping");
     h
 }
 

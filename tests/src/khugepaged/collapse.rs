@@ -5,11 +5,11 @@ use kernel::khugepaged::{self, Collapsed, Control};
 use kernel::mm::fork::fork_mm;
 use kernel::mm::mmap::{self as m, MmError, advice};
 use kernel::mm::page::{self, PinnedPage};
-use kernel::mm::paging::Level;
+use kernel::mm::PageSize;
 use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE, pgtable};
 use kernel::race::{self, CollapseSwitches};
 
-use super::{check_contents, collapse_no_leaks, level, populated, word};
+use super::{check_contents, collapse_no_leaks, mapped_size, populated, word};
 use crate::mm::{RW, in_mm, mmap, new_mm, read, translate, write};
 
 fn collapse(mm: &alloc::sync::Arc<kernel::mm::addr_space::AddressSpace>, a: u64) -> Result<(), MmError> {
@@ -20,7 +20,7 @@ kernel::ktests! {
     fn a_full_range_collapses_into_one_huge_page_with_its_contents() {
         collapse_no_leaks(|| {
             let (mm, a) = populated(0..512);
-            assert_eq!(level(&mm, a), Some(Level::Pt));
+            assert_eq!(mapped_size(&mm, a), Some(PageSize::Size4K));
             let s0 = khugepaged::stats();
             let tables = pgtable::live_tables();
             collapse(&mm, a).expect("MADV_COLLAPSE of 512 small pages");
@@ -29,7 +29,7 @@ kernel::ktests! {
             assert_eq!(s.madvise_collapsed - s0.madvise_collapsed, 1, "{s:?}");
             assert_eq!(pgtable::live_tables(), tables - 1, "the old pte table was not freed");
             let t = translate(&mm, a).unwrap();
-            assert_eq!(t.level, Level::Pd, "not mapped huge after MADV_COLLAPSE");
+            assert_eq!(t.size, PageSize::Size2M, "not mapped huge after MADV_COLLAPSE");
             let head = page::page_of(t.phys);
             assert!(head.is_large() && head.entire_mapcount() == 1 && head.refcount() == 1, "{head:?}");
             check_contents(&mm, a, |_| true);
@@ -45,7 +45,7 @@ kernel::ktests! {
             let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
             let s0 = khugepaged::stats();
             assert_eq!(collapse(&mm, a), Err(MmError::Invalid));
-            assert_eq!(level(&mm, a), None, "an empty range got a mapping");
+            assert_eq!(mapped_size(&mm, a), None, "an empty range got a mapping");
             assert_eq!(khugepaged::stats().pages_collapsed, s0.pages_collapsed);
         });
     }
@@ -54,7 +54,7 @@ kernel::ktests! {
         collapse_no_leaks(|| {
             let (mm, a) = populated(3..4);
             collapse(&mm, a).expect("MADV_COLLAPSE of one page");
-            assert_eq!(level(&mm, a), Some(Level::Pd));
+            assert_eq!(mapped_size(&mm, a), Some(PageSize::Size2M));
             check_contents(&mm, a, |i| i == 3);
         });
     }
@@ -83,13 +83,13 @@ kernel::ktests! {
             let s = khugepaged::stats();
             assert_eq!(s.refused_pinned - s0.refused_pinned, 1, "{s:?}");
             let after = translate(&mm, va).unwrap();
-            assert_eq!((after.phys, after.leaf, after.level), (before.phys, before.leaf, before.level), "the pinned page's mapping changed");
+            assert_eq!((after.phys, after.leaf, after.size), (before.phys, before.leaf, before.size), "the pinned page's mapping changed");
             // A device write into the pinned frame is seen through the mapping.
             crate::mm::write_phys(pin.phys(), 0xd1a_0017);
             assert_eq!(in_mm(&mm, move || read(va)), 0xd1a_0017, "the pin is not coherent with the mapping");
             drop(pin);
             collapse(&mm, a).expect("MADV_COLLAPSE after the unpin");
-            assert_eq!(level(&mm, a), Some(Level::Pd));
+            assert_eq!(mapped_size(&mm, a), Some(PageSize::Size2M));
             in_mm(&mm, move || {
                 for i in 0..512 {
                     let want = if i == 17 { 0xd1a_0017 } else { word(i) };
@@ -112,9 +112,9 @@ kernel::ktests! {
                 }
             });
             let old = translate(&mm, a).unwrap();
-            assert_eq!(old.level, Level::Pd, "no huge page to start from");
+            assert_eq!(old.size, PageSize::Size2M, "no huge page to start from");
             m::madvise(&mm, a + 7 * PAGE_SIZE, PAGE_SIZE, advice::DONTNEED).unwrap();
-            assert_eq!(level(&mm, a), Some(Level::Pt), "the partial MADV_DONTNEED did not split the huge pmd");
+            assert_eq!(mapped_size(&mm, a), Some(PageSize::Size4K), "the partial MADV_DONTNEED did not split the huge pmd");
             let folio = page::page_of(old.phys);
             assert!(folio.is_large() && folio.refcount() == 511, "{folio:?}");
             // A pin on one subpage of the large folio refuses the whole range.
@@ -123,7 +123,7 @@ kernel::ktests! {
             drop(pin);
             collapse(&mm, a).expect("MADV_COLLAPSE of a pte-mapped THP");
             let t = translate(&mm, a).unwrap();
-            assert_eq!(t.level, Level::Pd);
+            assert_eq!(t.size, PageSize::Size2M);
             assert_ne!(t.phys, old.phys, "the collapse reused the old folio");
             check_contents(&mm, a, |i| i != 7);
         });
@@ -134,7 +134,7 @@ kernel::ktests! {
             let (mm, a) = populated(0..512);
             let r = page::PageRef::new_ref(page::page_of(translate(&mm, a + 100 * PAGE_SIZE).unwrap().phys));
             assert_eq!(collapse(&mm, a), Err(MmError::Again));
-            assert_eq!(level(&mm, a), Some(Level::Pt));
+            assert_eq!(mapped_size(&mm, a), Some(PageSize::Size4K));
             drop(r);
             collapse(&mm, a).unwrap();
             check_contents(&mm, a, |_| true);
@@ -161,7 +161,7 @@ kernel::ktests! {
             assert_eq!(collapse(&mm, a), Err(MmError::NoMemory), "a range with a hole is not fully mapped");
             assert_eq!(m::madvise(&mm, a, 10 * PAGE_SIZE, advice::COLLAPSE), Ok(()), "no whole 2 MiB block: nothing to do");
             assert_eq!(khugepaged::collapse_huge_page(&mm, a, Control::Madvise), Err(khugepaged::Refusal::Changed));
-            assert_eq!(level(&mm, a), Some(Level::Pt));
+            assert_eq!(mapped_size(&mm, a), Some(PageSize::Size4K));
             in_mm(&mm, move || {
                 for i in (0..512).filter(|&i| i != 10) {
                     assert_eq!(read(a + i * PAGE_SIZE), word(i));
@@ -180,7 +180,7 @@ kernel::ktests! {
             assert_eq!(m::madvise(&mm, a + HUGE_PAGE_SIZE * 8, HUGE_PAGE_SIZE, advice::COLLAPSE), Err(MmError::NoMemory), "unmapped");
             m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::NOHUGEPAGE).unwrap();
             assert_eq!(collapse(&mm, a), Err(MmError::Invalid), "MADV_NOHUGEPAGE area");
-            assert_eq!(level(&mm, a), Some(Level::Pt));
+            assert_eq!(mapped_size(&mm, a), Some(PageSize::Size4K));
             m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             collapse(&mm, a).unwrap();
         });
@@ -203,8 +203,8 @@ kernel::ktests! {
             assert_eq!(collapse(&parent, b), Err(MmError::Invalid), "only read-only ptes: nothing to collapse (SCAN_PAGE_RO)");
             in_mm(&parent, move || write(b, 0x9a2e));
             collapse(&parent, b).expect("collapse of a range of shared pages");
-            assert_eq!(level(&parent, b), Some(Level::Pd));
-            assert_eq!(level(&child, b), Some(Level::Pt), "the child's mapping was collapsed");
+            assert_eq!(mapped_size(&parent, b), Some(PageSize::Size2M));
+            assert_eq!(mapped_size(&child, b), Some(PageSize::Size4K), "the child's mapping was collapsed");
             in_mm(&parent, move || write(b + 2 * PAGE_SIZE, 0x9a2f));
             in_mm(&child, move || write(b + 3 * PAGE_SIZE, 0xc41e));
             in_mm(&parent, move || {

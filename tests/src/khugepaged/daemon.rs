@@ -4,10 +4,10 @@
 use kernel::khugepaged::{self, Tunables};
 use kernel::mm::fork::fork_mm;
 use kernel::mm::mmap::{self as m, advice};
-use kernel::mm::paging::Level;
+use kernel::mm::PageSize;
 use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 
-use super::{check_contents, collapse_no_leaks, level, populated};
+use super::{check_contents, collapse_no_leaks, mapped_size, populated};
 use crate::mm::{in_mm, write};
 
 /// Scans until khugepaged's full-scan count moved by 2 (bounded).
@@ -35,14 +35,14 @@ kernel::ktests! {
             scan_all();
             let s = khugepaged::stats();
             assert!(s.refused_none_ptes > s0.refused_none_ptes, "{s:?}");
-            assert_eq!(level(&mm, a), Some(Level::Pt), "collapsed beyond max_ptes_none");
+            assert_eq!(mapped_size(&mm, a), Some(PageSize::Size4K), "collapsed beyond max_ptes_none");
             in_mm(&mm, move || {
                 for i in 500..505 {
                     write(a + i * PAGE_SIZE, super::word(i));
                 }
             });
             scan_all();
-            assert_eq!(level(&mm, a), Some(Level::Pd), "not collapsed within max_ptes_none: {:?}", khugepaged::stats());
+            assert_eq!(mapped_size(&mm, a), Some(PageSize::Size2M), "not collapsed within max_ptes_none: {:?}", khugepaged::stats());
             check_contents(&mm, a, |i| i < 505);
         });
     }
@@ -58,10 +58,10 @@ kernel::ktests! {
             let s0 = khugepaged::stats();
             scan_all();
             assert!(khugepaged::stats().refused_shared > s0.refused_shared);
-            assert_eq!(level(&mm, a), Some(Level::Pt));
+            assert_eq!(mapped_size(&mm, a), Some(PageSize::Size4K));
             khugepaged::set_tunables(Tunables { max_ptes_shared: 511, ..Tunables::DEFAULT });
             scan_all();
-            assert_eq!(level(&mm, a), Some(Level::Pd), "{:?}", khugepaged::stats());
+            assert_eq!(mapped_size(&mm, a), Some(PageSize::Size2M), "{:?}", khugepaged::stats());
             check_contents(&mm, a, |_| true);
             check_contents(&child, a, |_| true);
             drop(child);
@@ -79,7 +79,7 @@ kernel::ktests! {
             khugepaged::start_khugepaged(other, Tunables { scan_sleep_us: 1000, ..Tunables::DEFAULT }).unwrap();
             assert!(khugepaged::start_khugepaged(other, Tunables::DEFAULT).is_err(), "started twice");
             let deadline = kernel::time::now_ns() + 10_000_000_000;
-            while level(&mm, a) != Some(Level::Pd) {
+            while mapped_size(&mm, a) != Some(PageSize::Size2M) {
                 assert!(kernel::time::now_ns() < deadline, "khugepaged did not collapse within 10 s: {:?}", khugepaged::stats());
                 kernel::sched::sleep_ns(1_000_000);
             }
@@ -87,7 +87,7 @@ kernel::ktests! {
             let s = khugepaged::stats();
             assert!(s.pages_collapsed > s0.pages_collapsed && s.full_scans > s0.full_scans && s.pages_scanned > s0.pages_scanned, "{s:?}");
             assert_eq!(s.madvise_collapsed, s0.madvise_collapsed);
-            assert_eq!(level(&plain, b), Some(Level::Pt), "an area without MADV_HUGEPAGE was collapsed");
+            assert_eq!(mapped_size(&plain, b), Some(PageSize::Size4K), "an area without MADV_HUGEPAGE was collapsed");
             check_contents(&mm, a, |_| true);
         });
     }

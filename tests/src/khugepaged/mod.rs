@@ -16,7 +16,7 @@ pub mod table_sync;
 use alloc::sync::Arc;
 use kernel::khugepaged::{self, Tunables};
 use kernel::mm::addr_space::AddressSpace;
-use kernel::mm::paging::Level;
+use kernel::mm::PageSize;
 use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use kernel::race::{self, CollapseSwitches};
 
@@ -41,9 +41,9 @@ pub fn populated(pages: impl Iterator<Item = u64> + Send + 'static) -> (Arc<Addr
     (mm, a)
 }
 
-/// The level of the leaf mapping `addr` (`None`: not mapped).
-pub fn level(mm: &AddressSpace, addr: u64) -> Option<Level> {
-    translate(mm, addr).map(|t| t.level)
+/// The size of the page mapping `addr` (`None`: not mapped).
+pub fn mapped_size(mm: &AddressSpace, addr: u64) -> Option<PageSize> {
+    translate(mm, addr).map(|t| t.size)
 }
 
 /// Asserts page `i` of the area at `a` reads [`word`]`(i)` for `i` in

@@ -10,12 +10,12 @@ use alloc::vec::Vec;
 use kernel::gup::{self, Foll, Grabbed};
 use kernel::mm::mmap::{self as m, advice};
 use kernel::mm::page::{self, PageFlags};
-use kernel::mm::paging::Level;
+use kernel::mm::PageSize;
 use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use kernel::race::widen::{self, Point, Widening};
 use kernel::race::{self, CollapseSwitches};
 
-use super::{collapse_no_leaks, level, populated};
+use super::{collapse_no_leaks, mapped_size, populated};
 use crate::mm::{in_mm, read, translate, write_phys};
 
 /// What the pinner got, and whether a device write through its pin is
@@ -48,7 +48,7 @@ fn pin_right_after_the_check(check_before_clear: bool) -> Outcome {
     widen::set(Point::WriterPostCheck, Widening::None);
     race::set_collapse_switches(CollapseSwitches::default());
     r.expect("MADV_COLLAPSE");
-    assert_eq!(level(&mm, a), Some(Level::Pd));
+    assert_eq!(mapped_size(&mm, a), Some(PageSize::Size2M));
     let out = match pins.first() {
         None => Outcome { pinned: false, lost: false },
         Some(g) => {

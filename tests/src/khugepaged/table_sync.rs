@@ -24,13 +24,13 @@
 use kernel::gup::{self, Foll};
 use kernel::mm::mmap::{self as m, advice};
 use kernel::mm::page;
-use kernel::mm::paging::Level;
+use kernel::mm::PageSize;
 use kernel::mm::HUGE_PAGE_SIZE;
 use kernel::race::widen::{self, Point, Widening};
 use kernel::race::{self, CollapseSwitches};
 use kernel::tlb::{self, FlushMode};
 
-use super::{level, populated};
+use super::{mapped_size, populated};
 use crate::mm::{accounts, release_lazy_mms};
 
 /// What the walker got, and the use-after-free reports during the run.
@@ -67,7 +67,7 @@ fn walk_across_a_collapse(no_table_sync: bool) -> Outcome {
     widen::set(Point::GupPrePte, Widening::None);
     race::set_collapse_switches(CollapseSwitches::default());
     r.expect("MADV_COLLAPSE");
-    assert_eq!(level(&mm, a), Some(Level::Pd), "the range was not collapsed");
+    assert_eq!(mapped_size(&mm, a), Some(PageSize::Size2M), "the range was not collapsed");
     drop(mm);
     release_lazy_mms();
     page::set_quarantine(false);

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use kernel::ksm;
 use kernel::mm::fork::fork_mm;
 use kernel::mm::mmap::{self as m, advice};
-use kernel::mm::paging::{Level, PteFlags};
+use kernel::mm::paging::{PageSize, PteFlags};
 use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 
 use super::{assert_maps_ksm, assert_private, check, check_phys, fill, ksm_no_leaks, mapped, merge_all, sharing};
@@ -227,7 +227,7 @@ kernel::ktests! {
                 write(a + PAGE_SIZE, 0);
             });
             let t = translate(&mm, h).unwrap();
-            assert_eq!(t.level, Level::Pd, "no huge page to test with");
+            assert_eq!(t.size, PageSize::Size2M, "no huge page to test with");
             m::madvise(&mm, h, HUGE_PAGE_SIZE, advice::MERGEABLE).unwrap();
             m::madvise(&mm, a, 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
             let s0 = ksm::stats();
@@ -236,7 +236,7 @@ kernel::ktests! {
             assert_eq!(sharing(), (1, 1), "the small pages did not merge (or the huge page did): {s:?}");
             assert_eq!(s.merges - s0.merges, 1);
             let t2 = translate(&mm, h).unwrap();
-            assert_eq!((t2.level, t2.phys, t2.leaf), (Level::Pd, t.phys, t.leaf), "KSM changed the huge mapping");
+            assert_eq!((t2.size, t2.phys, t2.leaf), (PageSize::Size2M, t.phys, t.leaf), "KSM changed the huge mapping");
             let head = kernel::mm::page::page_of(t.phys);
             assert!(!head.has(kernel::mm::page::PageFlags::KSM));
             assert_eq!(head.refcount(), 1);

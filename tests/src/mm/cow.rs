@@ -7,7 +7,7 @@ use kernel::mm::fault::{self, Access, AccessKind};
 use kernel::mm::fork::fork_mm;
 use kernel::mm::mmap::{self as m, advice};
 use kernel::mm::page::{self, PageFlags, PinnedPage};
-use kernel::mm::paging::Level;
+use kernel::mm::PageSize;
 use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use x86_64::VirtAddr;
 
@@ -108,10 +108,10 @@ kernel::ktests! {
                 }
             });
             let child = fork_mm(&parent).expect("fork");
-            assert_eq!(translate(&child, a).unwrap().level, Level::Pd, "the huge pmd was not shared");
+            assert_eq!(translate(&child, a).unwrap().size, PageSize::Size2M, "the huge pmd was not shared");
             in_mm(&child, move || write(a + 3 * PAGE_SIZE, 999));
             let t = translate(&child, a + 3 * PAGE_SIZE).unwrap();
-            assert_eq!(t.level, Level::Pt);
+            assert_eq!(t.size, PageSize::Size4K);
             in_mm(&child, move || {
                 assert_eq!(read(a + 3 * PAGE_SIZE), 999);
                 assert_eq!(read(a + 4 * PAGE_SIZE), 5);

@@ -5,7 +5,7 @@
 use kernel::mm::fault::{self, Access, AccessKind, FaultError};
 use kernel::mm::mmap::{self as m, advice};
 use kernel::mm::page::{self, PageFlags};
-use kernel::mm::paging::{Level, PteFlags};
+use kernel::mm::paging::{PageSize, PteFlags};
 use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use x86_64::VirtAddr;
 
@@ -25,7 +25,7 @@ kernel::ktests! {
                 let _ = m2;
             });
             let t = translate(&mm, a).expect("mapped");
-            assert_eq!(t.level, Level::Pt);
+            assert_eq!(t.size, PageSize::Size4K);
             assert!(t.leaf.flags().contains(PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE));
             let p = page::page_of(t.phys);
             assert!(p.has(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE));
@@ -65,14 +65,14 @@ kernel::ktests! {
             m::madvise(&mm, a, 2 * HUGE_PAGE_SIZE, advice::HUGEPAGE).expect("madvise");
             in_mm(&mm, move || write(a + 5 * PAGE_SIZE, 7));
             let t = translate(&mm, a).expect("mapped");
-            assert_eq!(t.level, Level::Pd, "not a huge mapping");
+            assert_eq!(t.size, PageSize::Size2M, "not a huge mapping");
             assert_eq!(mm.rss(), 512);
             let head = page::page_of(t.phys);
             assert_eq!((head.order(), head.entire_mapcount(), head.refcount()), (9, 1, 1));
             // Without the advice: 4 KiB pages.
             let b = mmap(&mm, 2 * HUGE_PAGE_SIZE, RW);
             in_mm(&mm, move || write(b, 1));
-            assert_eq!(translate(&mm, b).expect("mapped").level, Level::Pt);
+            assert_eq!(translate(&mm, b).expect("mapped").size, PageSize::Size4K);
         });
     }
 
@@ -94,7 +94,7 @@ kernel::ktests! {
                     assert!(t.is_none(), "page {i} still mapped");
                 } else {
                     let t = t.expect("lost a page");
-                    assert_eq!(t.level, Level::Pt);
+                    assert_eq!(t.size, PageSize::Size4K);
                     assert_eq!(t.phys, head + i * PAGE_SIZE, "split moved page {i}");
                     assert_eq!(super::read_phys(t.phys), i);
                 }
@@ -116,7 +116,7 @@ kernel::ktests! {
             in_mm(&mm, move || write(a, 1));
             m::mprotect(&mm, a + PAGE_SIZE, PAGE_SIZE, 1).expect("mprotect");
             let t = translate(&mm, a + PAGE_SIZE).unwrap();
-            assert_eq!(t.level, Level::Pt);
+            assert_eq!(t.size, PageSize::Size4K);
             assert!(!t.leaf.flags().contains(PteFlags::WRITABLE));
             assert!(translate(&mm, a).unwrap().leaf.flags().contains(PteFlags::WRITABLE));
             m::madvise(&mm, a + 2 * PAGE_SIZE, PAGE_SIZE, advice::DONTNEED).expect("dontneed");
@@ -134,7 +134,7 @@ kernel::ktests! {
             in_mm(&mm, move || write(a, 1));
             m::mprotect(&mm, a, HUGE_PAGE_SIZE, 1).unwrap();
             let t = translate(&mm, a).unwrap();
-            assert_eq!(t.level, Level::Pd);
+            assert_eq!(t.size, PageSize::Size2M);
             assert!(!t.leaf.flags().contains(PteFlags::WRITABLE));
             // Writable again, and exclusive: the write reuses the huge page.
             m::mprotect(&mm, a, HUGE_PAGE_SIZE, RW).unwrap();

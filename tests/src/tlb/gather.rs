@@ -4,7 +4,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::mm::page::{self, PageRef};
-use kernel::mm::paging::{Level, PageTable, RawEntry};
+use kernel::mm::paging::{Level, PageSize, PageTable, RawEntry};
 use kernel::sched;
 use kernel::time::now_ns;
 use kernel::tlb::{self, FlushMode, Gather, POISON_ENTRY, PtFree, TlbFlush};
@@ -43,7 +43,7 @@ kernel::ktests! {
         let mut t = TestMm::new();
         let a = t.data(0, 1);
         let x = page(0);
-        t.map(x, a, Level::Pt);
+        t.map(x, a, PageSize::Size4K);
         let mm = t.mm.clone();
         // Detach the whole subtree below the root entry of x: pdpt, pd, pt.
         let pml4e = leaf_entry(&mm, x, Level::Pml4);
@@ -118,7 +118,7 @@ kernel::ktests! {
         let mut t = TestMm::new();
         let a = t.data(0, 1);
         let x = page(0);
-        t.map(x, a, Level::Pt);
+        t.map(x, a, PageSize::Size4K);
         let mm = t.mm.clone();
         let pml4e = leaf_entry(&mm, x, Level::Pml4);
         let pdpt = pml4e.load(Ordering::Relaxed).addr();

@@ -4,11 +4,11 @@
 
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
-use kernel::mm::paging::{self, Level, RawEntry};
+use kernel::mm::paging::{self, Level, PageSize, RawEntry};
 use kernel::mm::{page, pgtable};
 use kernel::sched;
 use kernel::smp;
-use kernel::tlb::{self, Stride, TlbFlush};
+use kernel::tlb::{self, TlbFlush};
 use x86_64::VirtAddr;
 
 use super::{TestMm, leaf_entry, page, pte, read_user, user_flags};
@@ -22,7 +22,7 @@ fn remap_and_flush(n: u64, flush: fn(&kernel::mm::addr_space::AddressSpace, u64)
     let mut new = Vec::new();
     for i in 0..n {
         let a = t.data(0, 1000 + i);
-        t.map(page(i), a, Level::Pt);
+        t.map(page(i), a, PageSize::Size4K);
         new.push(t.data(0, 2000 + i));
     }
     let mm = t.mm.clone();
@@ -73,7 +73,7 @@ kernel::ktests! {
             kernel::testing::skip("tlb.ceiling above 512: too many frames for this test");
             return;
         }
-        let d = remap_and_flush(c, |mm, n| tlb::flush_tlb_mm_range(mm.tlb(), page(0), page(n), Stride::Page4K));
+        let d = remap_and_flush(c, |mm, n| tlb::flush_tlb_mm_range(mm.tlb(), page(0), page(n), PageSize::Size4K));
         assert_eq!((d.local_invlpg_pages, d.local_full_flushes), (c, 0), "ceiling {c}: {d:?}");
     }
 
@@ -83,7 +83,7 @@ kernel::ktests! {
             kernel::testing::skip("tlb.ceiling above 512: too many frames for this test");
             return;
         }
-        let d = remap_and_flush(c + 1, |mm, n| tlb::flush_tlb_mm_range(mm.tlb(), page(0), page(n), Stride::Page4K));
+        let d = remap_and_flush(c + 1, |mm, n| tlb::flush_tlb_mm_range(mm.tlb(), page(0), page(n), PageSize::Size4K));
         assert_eq!((d.local_invlpg_pages, d.local_full_flushes), (0, 1), "ceiling {c}: {d:?}");
     }
 
@@ -92,7 +92,7 @@ kernel::ktests! {
         let a = t.data(9, 0xa);
         let b = t.data(9, 0xb);
         let x = VirtAddr::new(super::USER_BASE);
-        t.map(x, a, Level::Pd);
+        t.map(x, a, PageSize::Size2M);
         // A marker in the middle of each huge page too.
         super::write_phys(a + 0x10_0000u64, 0xa1);
         super::write_phys(b + 0x10_0000u64, 0xb1);
@@ -122,7 +122,7 @@ kernel::ktests! {
         let mut t = TestMm::new();
         for i in 0..3 {
             let a = t.data(0, 1000 + i);
-            t.map(page(i), a, Level::Pt);
+            t.map(page(i), a, PageSize::Size4K);
         }
         let mm = t.mm.clone();
         let (old, table, bounds, d) = sched::spawn_in(smp::cpu_index(), "collapse", Some(mm.clone()), move || {
@@ -154,7 +154,7 @@ kernel::ktests! {
         .join();
         assert!(old.is_present() && !old.is_huge(), "old pmd {old:?} is not a table entry");
         assert_eq!(old.addr(), table);
-        assert_eq!(bounds, (page(0), page(0) + (2u64 << 20), Stride::Page4K));
+        assert_eq!(bounds, (page(0), page(0) + (2u64 << 20), PageSize::Size4K));
         assert_eq!(d, (0, 1), "512 strides are beyond the ceiling: a whole flush");
         t.teardown();
     }

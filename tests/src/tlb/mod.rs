@@ -17,7 +17,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::mm::addr_space::AddressSpace;
-use kernel::mm::paging::{self, Entry, Level, PageTable, PteFlags, RawEntry};
+use kernel::mm::paging::{self, Entry, Level, PageSize, PageTable, PteFlags, RawEntry};
 use kernel::mm::pgtable::DetachedTable;
 use kernel::mm::{frame, phys_to_virt};
 use kernel::sched;
@@ -65,11 +65,11 @@ impl TestMm {
         f.start_address()
     }
 
-    /// Maps `va` to `pa` with a leaf at `level` (user, writable).
-    pub fn map(&self, va: VirtAddr, pa: PhysAddr, level: Level) {
+    /// Maps a page of `size` at `va` to `pa` (user, writable).
+    pub fn map(&self, va: VirtAddr, pa: PhysAddr, size: PageSize) {
         // SAFETY: the address space is this test's own and `va` is in its
         // (otherwise empty) user half; `pa` is a frame the test owns.
-        unsafe { paging::map(self.mm.root(), va, pa, level, user_flags()) }.expect("map failed");
+        unsafe { paging::map(self.mm.root(), va, pa, size, user_flags()) }.expect("map failed");
     }
 
     /// Takes every CPU out of the address space, clears the user half,

@@ -21,7 +21,7 @@
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use kernel::mm::paging::{Level, RawEntry};
+use kernel::mm::paging::{PageSize, RawEntry};
 use kernel::sched;
 use kernel::time::{Deadline, now_ns};
 use kernel::tlb::{self, FlushMode};
@@ -44,7 +44,7 @@ kernel::ktests! {
         let mut t = TestMm::new();
         let frames = [t.data(0, 0), t.data(0, 0)];
         let x = page(0);
-        t.map(x, frames[0], Level::Pt);
+        t.map(x, frames[0], PageSize::Size4K);
         let mm = t.mm.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
@@ -113,7 +113,7 @@ kernel::ktests! {
         let waits = cfg.mode == FlushMode::Ipi && !cfg.nowait;
         let mut t = TestMm::new();
         let a = t.data(0, 1);
-        t.map(page(0), a, Level::Pt);
+        t.map(page(0), a, PageSize::Size4K);
         let mm = t.mm.clone();
         let inside = Arc::new(AtomicBool::new(false));
         let enabled_at = Arc::new(AtomicU64::new(0));
@@ -159,7 +159,7 @@ kernel::ktests! {
         let Some(other) = util::other_cpu() else { return };
         let mut t = TestMm::new();
         let a = t.data(0, 1);
-        t.map(page(0), a, Level::Pt);
+        t.map(page(0), a, PageSize::Size4K);
         let mm = t.mm.clone();
         let id = mm.id;
         // A task of the address space runs on `other` and ends: the CPU keeps
