@@ -287,6 +287,161 @@ impl PageTable {
     }
 }
 
+/// Where a walker finds the tables it steps into, and how it fills an
+/// empty entry on its way down: the policy of one kind of page-table tree,
+/// for [`Cursor::descend`] and [`follow`].
+pub trait Tables {
+    /// Why filling an entry failed.
+    type Error;
+
+    /// The table in frame `pa`, which the walk reached through a present
+    /// non-leaf entry of a tree of this kind.
+    fn table(&self, pa: PhysAddr) -> &'static PageTable;
+
+    /// A new zeroed table for an empty entry and the flags of the entry that
+    /// will point to it, or `None` when this walk does not fill entries.
+    fn alloc(&self) -> Result<Option<(PhysAddr, PteFlags)>, Self::Error>;
+
+    /// Frees a table [`alloc`](Tables::alloc) gave that lost the race to
+    /// fill the entry (never reachable).
+    fn free_unused(&self, pa: PhysAddr);
+}
+
+/// One step of a walk: the table below `entry`, or what the entry holds when
+/// there is none to step into (`Err`: empty and not filled, or a huge
+/// leaf). An empty entry is filled when `tables` allocates: with a
+/// compare-exchange from empty, so concurrent walkers agree on one table
+/// and the loser's frame goes back.
+pub fn follow<T: Tables>(entry: &Entry, tables: &T) -> Result<Result<PhysAddr, RawEntry>, T::Error> {
+    // Acquire: pairs with the Release of the exchange that installed the
+    // table, so its zeroed contents are visible.
+    let cur = entry.load(Ordering::Acquire);
+    if cur.is_present() {
+        return Ok(if cur.is_huge() { Err(cur) } else { Ok(cur.addr()) });
+    }
+    let Some((new, flags)) = tables.alloc()? else { return Ok(Err(cur)) };
+    // AcqRel: Release publishes the zeroed table before a walker (the
+    // hardware one included) can reach it; Acquire for a competitor's table.
+    match entry.compare_exchange(RawEntry::EMPTY, RawEntry::new(new, flags), Ordering::AcqRel) {
+        Ok(_) => Ok(Ok(new)),
+        Err(other) => {
+            // Another walker filled it first (a table, or a huge leaf).
+            tables.free_unused(new);
+            Ok(if other.is_present() && !other.is_huge() { Ok(other.addr()) } else { Err(other) })
+        }
+    }
+}
+
+/// A position in a page-table tree: the table of [`level`](Cursor::level)
+/// that holds the entry of one virtual address. The one way software
+/// walkers step down a tree ([`translate`], [`map`], `pgtable`'s walk to a
+/// pmd, which the faults, fork, the range code, KSM's lookup and
+/// khugepaged use, the benchmarks through `translate`); what they read with
+/// which ordering, whether they fill empty entries and how a table frame is
+/// reached is the [`Tables`] they pass. GUP-fast does not walk with a
+/// cursor: it reads each level's entry exactly once, locklessly, and hands
+/// the value down its Linux-shaped recursion (`gup::fast`), over the same
+/// [`Level`], [`Entry`], [`RawEntry`] and [`PageTable`] types.
+#[derive(Clone, Copy)]
+pub struct Cursor {
+    va: u64,
+    level: Level,
+    table_pa: PhysAddr,
+    table: &'static PageTable,
+}
+
+impl Cursor {
+    /// At the root of the tree whose top-level table is the frame `root`.
+    pub fn new<T: Tables>(tables: &T, root: PhysAddr, va: VirtAddr) -> Cursor {
+        Cursor { va: va.as_u64(), level: Level::Pml4, table_pa: root, table: tables.table(root) }
+    }
+
+    /// The level of the current table.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// The frame of the current table (its `Page` holds the table's lock).
+    pub fn table_addr(&self) -> PhysAddr {
+        self.table_pa
+    }
+
+    /// The entry of the address in the current table.
+    pub fn entry(&self) -> &'static Entry {
+        self.table.entry(self.level.index(self.va))
+    }
+
+    /// Steps down to the table of `target` through [`follow`]. `Ok(None)`:
+    /// arrived. `Ok(Some(entry))`: stopped above `target` at an entry with
+    /// no table below (empty and not filled, or a huge leaf), which the
+    /// cursor stays at.
+    pub fn descend<T: Tables>(&mut self, target: Level, tables: &T) -> Result<Option<RawEntry>, T::Error> {
+        while self.level != target {
+            let Some(next) = self.level.next() else { panic!("a walk below the pte level") };
+            match follow(self.entry(), tables)? {
+                Ok(pa) => {
+                    self.level = next;
+                    self.table_pa = pa;
+                    self.table = tables.table(pa);
+                }
+                Err(stopped) => return Ok(Some(stopped)),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Tables that exist already, reached through the direct map, never
+/// filled: [`translate`]'s walk (reports, set-up, tests).
+struct Existing;
+
+impl Tables for Existing {
+    type Error = core::convert::Infallible;
+
+    fn table(&self, pa: PhysAddr) -> &'static PageTable {
+        // SAFETY: `translate`'s callers pass the root of a tree of page
+        // tables, and a walk only follows present non-leaf entries of it.
+        unsafe { PageTable::at(pa) }
+    }
+
+    fn alloc(&self) -> Result<Option<(PhysAddr, PteFlags)>, Self::Error> {
+        Ok(None)
+    }
+
+    fn free_unused(&self, _: PhysAddr) {}
+}
+
+/// The kernel's own tables (and the tlb suite's hand-built ones), filled
+/// by [`map`] with frames from the allocator. Intermediate entries get
+/// PRESENT | WRITABLE (| USER when the leaf has it).
+struct Kernel {
+    user: bool,
+}
+
+impl Tables for Kernel {
+    type Error = MapError;
+
+    fn table(&self, pa: PhysAddr) -> &'static PageTable {
+        // SAFETY: `map`'s contract: `root` is a page-table root owned by the
+        // caller's context; the walk only follows present non-leaf entries.
+        unsafe { PageTable::at(pa) }
+    }
+
+    fn alloc(&self) -> Result<Option<(PhysAddr, PteFlags)>, MapError> {
+        let new = frame::alloc_zeroed(0).ok_or(MapError::OutOfFrames)?;
+        let mut f = PteFlags::PRESENT | PteFlags::WRITABLE;
+        if self.user {
+            f |= PteFlags::USER;
+        }
+        Ok(Some((new.start_address(), f)))
+    }
+
+    fn free_unused(&self, pa: PhysAddr) {
+        // SAFETY: a zeroed order-0 frame from `alloc` that no entry points to.
+        unsafe { frame::free(x86_64::structures::paging::PhysFrame::containing_address(pa), 0) };
+    }
+}
+
 /// Where a virtual address leads in the tables rooted at `root`.
 #[derive(Clone, Copy, Debug)]
 pub struct Translation {
@@ -303,28 +458,18 @@ pub fn translate(root: PhysAddr, va: VirtAddr) -> Option<Translation> {
     if super::phys_offset() == 0 {
         return None;
     }
-    let va = va.as_u64();
-    let mut table_phys = root;
-    let mut level = Level::Pml4;
-    loop {
-        // SAFETY: `root` is a page-table root and each step follows a present
-        // non-leaf entry to the next table.
-        let table = unsafe { PageTable::at(table_phys) };
-        // Relaxed: a translation for reports and setup, not a lockless protocol.
-        let entry = table.entry(level.index(va)).load(Ordering::Relaxed);
-        if !entry.is_present() {
-            return None;
-        }
-        let leaf = level == Level::Pt || ((level == Level::Pd || level == Level::Pdpt) && entry.is_huge());
-        if leaf {
-            let size = level.leaf_size()?;
-            let offset = va & (size.bytes() - 1);
-            let base = size.align_down(entry.addr().as_u64());
-            return Some(Translation { phys: PhysAddr::new(base + offset), leaf: entry, size });
-        }
-        table_phys = entry.addr();
-        level = level.next()?;
+    let mut c = Cursor::new(&Existing, root, va);
+    let leaf = match c.descend(Level::Pt, &Existing) {
+        Ok(None) => c.entry().load(Ordering::Acquire),
+        Ok(Some(stopped)) => stopped,
+    };
+    if !leaf.is_present() {
+        return None;
     }
+    let size = c.level().leaf_size()?;
+    let offset = va.as_u64() & (size.bytes() - 1);
+    let base = size.align_down(leaf.addr().as_u64());
+    Some(Translation { phys: PhysAddr::new(base + offset), leaf, size })
 }
 
 /// The root of the active tables (CR3 without its flag bits).
@@ -368,42 +513,23 @@ pub unsafe fn map(
     size: PageSize,
     flags: PteFlags,
 ) -> Result<(), MapError> {
-    let leaf_level = size.level();
-    let v = va.as_u64();
-    let mut table_phys = root;
-    let mut level = Level::Pml4;
-    while level != leaf_level {
-        // SAFETY: `root` is a table (caller) and we only follow table entries.
-        let table = unsafe { PageTable::at(table_phys) };
-        let entry = table.entry(level.index(v));
-        let current = entry.load(Ordering::Relaxed);
-        if current.is_present() {
-            if current.is_huge() {
-                return Err(MapError::HugePageInTheWay);
-            }
-            table_phys = current.addr();
-        } else {
-            let new = frame::alloc_zeroed(0).ok_or(MapError::OutOfFrames)?;
-            let mut f = PteFlags::PRESENT | PteFlags::WRITABLE;
-            if flags.contains(PteFlags::USER) {
-                f |= PteFlags::USER;
-            }
-            // Release: the zeroed table is visible before a walker can reach it.
-            entry.store(RawEntry::new(new.start_address(), f), Ordering::Release);
-            table_phys = new.start_address();
-        }
-        level = level.next().expect("leaf level below Pt");
+    let tables = Kernel { user: flags.contains(PteFlags::USER) };
+    let mut c = Cursor::new(&tables, root, va);
+    if let Some(stopped) = c.descend(size.level(), &tables)? {
+        // `Kernel` fills every empty entry, so the walk stopped at a leaf.
+        debug_assert!(stopped.is_huge());
+        return Err(MapError::HugePageInTheWay);
     }
-    // SAFETY: as above.
-    let table = unsafe { PageTable::at(table_phys) };
-    let entry = table.entry(level.index(v));
+    let entry = c.entry();
     if entry.load(Ordering::Relaxed).is_present() {
         return Err(MapError::AlreadyMapped);
     }
     let mut f = flags | PteFlags::PRESENT;
-    if level != Level::Pt {
+    if size != PageSize::Size4K {
         f |= PteFlags::HUGE;
     }
+    // Release: whatever the caller wrote to the frame is visible before a
+    // walker reaches it through this entry.
     entry.store(RawEntry::new(pa, f), Ordering::Release);
     Ok(())
 }

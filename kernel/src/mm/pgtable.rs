@@ -19,7 +19,7 @@ use x86_64::{PhysAddr, VirtAddr};
 use super::addr_space::AddressSpace;
 use crate::tlb::Gather;
 use super::page::{self, Page, PageRef};
-use super::paging::{Entry, Level, PageSize, PageTable, PteFlags, RawEntry};
+use super::paging::{self, Cursor, Entry, Level, PageSize, PageTable, PteFlags, RawEntry, Tables};
 use super::frame;
 use crate::sync::ThreadLockGuard;
 
@@ -183,27 +183,32 @@ pub fn note_table_freed(pa: PhysAddr) {
     }
 }
 
+/// User page tables for a [`Cursor`] walk: frames marked PAGETABLE, filled
+/// (when `alloc`) with [`alloc_table`] and [`TABLE_FLAGS`].
+struct UserTables {
+    alloc: bool,
+}
+
+impl Tables for UserTables {
+    type Error = NoMemory;
+
+    fn table(&self, pa: PhysAddr) -> &'static PageTable {
+        table(pa)
+    }
+
+    fn alloc(&self) -> Result<Option<(PhysAddr, PteFlags)>, NoMemory> {
+        if self.alloc { Ok(Some((alloc_table()?, TABLE_FLAGS))) } else { Ok(None) }
+    }
+
+    fn free_unused(&self, pa: PhysAddr) {
+        free_table(pa);
+    }
+}
+
 /// The next table below `entry`, allocating it if `alloc`. `None` when the
 /// entry is empty (and not allocating) or a huge leaf.
 fn next_table(entry: &Entry, alloc: bool) -> Result<Option<PhysAddr>, NoMemory> {
-    // Acquire: pairs with the Release of the compare-exchange that installed
-    // the table, so its zeroed contents are visible.
-    let cur = entry.load(Ordering::Acquire);
-    if cur.is_present() {
-        return Ok(if cur.is_huge() { None } else { Some(cur.addr()) });
-    }
-    if !alloc {
-        return Ok(None);
-    }
-    let new = alloc_table()?;
-    match entry.compare_exchange(RawEntry::EMPTY, RawEntry::new(new, TABLE_FLAGS), Ordering::AcqRel) {
-        Ok(_) => Ok(Some(new)),
-        Err(other) => {
-            // Another CPU installed one first (or a huge leaf): use theirs.
-            free_table(new);
-            Ok(if other.is_present() && !other.is_huge() { Some(other.addr()) } else { None })
-        }
-    }
+    Ok(paging::follow(entry, &UserTables { alloc })?.ok())
 }
 
 /// The pmd entry of `va` and the pmd table's page (for its lock).
@@ -229,14 +234,14 @@ impl Pmd {
 
 /// Walks to the pmd of `va`, allocating the upper tables if `alloc`.
 pub fn pmd(mm: &AddressSpace, va: u64, alloc: bool) -> Result<Option<Pmd>, NoMemory> {
-    let mut pa = mm.root();
-    for level in [Level::Pml4, Level::Pdpt] {
-        match next_table(table(pa).entry(level.index(va)), alloc)? {
-            Some(next) => pa = next,
-            None => return Ok(None),
-        }
+    // A non-canonical address has no entry anywhere.
+    let Ok(va) = VirtAddr::try_new(va) else { return Ok(None) };
+    let tables = UserTables { alloc };
+    let mut c = Cursor::new(&tables, mm.root(), va);
+    if c.descend(Level::Pd, &tables)?.is_some() {
+        return Ok(None);
     }
-    Ok(Some(Pmd { entry: table(pa).entry(Level::Pd.index(va)), table: page::page_of(pa) }))
+    Ok(Some(Pmd { entry: c.entry(), table: page::page_of(c.table_addr()) }))
 }
 
 /// A pte table, located through its pmd.
