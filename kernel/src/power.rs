@@ -24,12 +24,12 @@ static END: AtomicU8 = AtomicU8::new(0);
 static END_HANDLER: spin::Once<fn(EndAction) -> &'static str> = spin::Once::new();
 
 /// Sets the end action (`end=`, from the boot options).
-pub fn set_end_action(action: EndAction) {
+pub(crate) fn set_end_action(action: EndAction) {
     END.store(action as u8, Ordering::Relaxed);
 }
 
 /// The end action in force.
-pub fn end_action() -> EndAction {
+pub(crate) fn end_action() -> EndAction {
     match END.load(Ordering::Relaxed) {
         1 => EndAction::Reboot,
         2 => EndAction::Poweroff,
@@ -39,7 +39,7 @@ pub fn end_action() -> EndAction {
 
 /// Registers how a non-halt end action is done (the boot registers the ACPI
 /// reset, which sits above this layer).
-pub fn register_end_handler(handler: fn(EndAction) -> &'static str) {
+pub(crate) fn register_end_handler(handler: fn(EndAction) -> &'static str) {
     END_HANDLER.call_once(|| handler);
 }
 

@@ -38,7 +38,7 @@ static PUBLISHED: AtomicUsize = AtomicUsize::new(0);
 /// `pit`: whether the platform has a legacy PIT (false on hardware-reduced
 /// ACPI platforms: the clock then reads 0 until [`recalibrate`], unless CPUID
 /// reports the frequency).
-pub fn init(pit: bool) {
+pub(crate) fn init(pit: bool) {
     tsc::calibrate(pit);
     EPOCHS[0].base_tsc.store(tsc::rdtsc(), Ordering::Relaxed);
     EPOCHS[0].khz.store(tsc::khz(), Ordering::Relaxed);
@@ -88,7 +88,7 @@ const WINDOW_NS: u64 = 10_000_000;
 /// timer, else (last resort) the PIT again where the platform has one (`pit`).
 /// The caller probes the HPET and the PM timer (drivers above this layer) and
 /// passes what it found.
-pub fn recalibrate(hpet: Option<&dyn ReferenceClock>, pm_timer: Option<&dyn ReferenceClock>, pit: bool) {
+pub(crate) fn recalibrate(hpet: Option<&dyn ReferenceClock>, pm_timer: Option<&dyn ReferenceClock>, pit: bool) {
     if tsc::invariant() {
         log::info!("time: TSC invariant (CPUID 0x80000007 EDX[8])");
     } else {

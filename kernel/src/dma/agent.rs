@@ -36,7 +36,7 @@ struct Queued {
 }
 
 /// The agent (one per kernel).
-pub struct SoftAgent {
+pub(crate) struct SoftAgent {
     queue: SpinLock<VecDeque<Queued>>,
     waiters: WaitQueue,
     /// The agent's CPU once its thread runs.
@@ -59,12 +59,12 @@ static CANCELLED: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// The agent.
-pub fn agent() -> &'static SoftAgent {
+pub(crate) fn agent() -> &'static SoftAgent {
     &AGENT
 }
 
 /// Whether the agent's thread has been started.
-pub fn started() -> bool {
+pub(crate) fn started() -> bool {
     AGENT.started.lock().is_some()
 }
 

@@ -22,26 +22,26 @@ const CANCELLED: u8 = 3;
 
 /// The state of one request.
 #[derive(Debug)]
-pub struct Completion {
+pub(crate) struct Completion {
     state: AtomicU8,
 }
 
 impl Completion {
     /// A queued request.
-    pub fn new() -> Completion {
+    pub(crate) fn new() -> Completion {
         Completion { state: AtomicU8::new(QUEUED) }
     }
 
     /// The engine claims the request before touching memory; false if the
     /// waiter cancelled it (then the engine must skip it).
-    pub fn claim(&self) -> bool {
+    pub(crate) fn claim(&self) -> bool {
         // Acquire: pairs with nothing the waiter publishes today, but a
         // claim must not be reordered before the queue pop that found it.
         self.state.compare_exchange(QUEUED, RUNNING, Ordering::Acquire, Ordering::Relaxed).is_ok()
     }
 
     /// The engine signals the end of the transfer.
-    pub fn complete(&self) {
+    pub(crate) fn complete(&self) {
         // Release: every byte the transfer wrote (through the direct map) is
         // visible to a waiter that sees DONE with Acquire.
         let old = self.state.swap(DONE, Ordering::Release);
@@ -49,7 +49,7 @@ impl Completion {
     }
 
     /// Whether the transfer finished.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.state.load(Ordering::Acquire) == DONE
     }
 }
@@ -76,7 +76,7 @@ pub struct DmaTicket {
 impl DmaTicket {
     /// A ticket for `completion`, served by an engine on `cpu`; waits give up
     /// (cancelling) when the engine has not started after `start_bound_ns`.
-    pub fn new(completion: Arc<Completion>, cpu: usize, start_bound_ns: u64) -> DmaTicket {
+    pub(crate) fn new(completion: Arc<Completion>, cpu: usize, start_bound_ns: u64) -> DmaTicket {
         DmaTicket { completion, cpu, start_bound_ns, finished: false }
     }
 

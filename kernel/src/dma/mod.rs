@@ -37,17 +37,17 @@
 
 #![deny(unsafe_code)]
 
-pub mod agent;
-pub mod completion;
-pub mod dio;
-pub mod store;
+pub(crate) mod agent;
+pub(crate) mod completion;
+pub(crate) mod dio;
+pub(crate) mod store;
 
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use x86_64::PhysAddr;
 
-pub use completion::{Completion, DmaTicket};
+pub(crate) use completion::DmaTicket;
 pub use dio::{DioOp, direct_io, direct_io_with, direct_read, direct_write};
 
 /// Which way the data goes.
@@ -97,14 +97,10 @@ pub struct DmaRequest {
 
 impl DmaRequest {
     /// Total bytes.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.segments.iter().map(|s| s.len).sum()
     }
 
-    /// Whether the request moves nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Why an engine refused or failed a request.
@@ -161,12 +157,12 @@ pub struct DmaConfig {
 
 impl DmaConfig {
     /// Fixed 20 us, last CPU.
-    pub const DEFAULT: DmaConfig = DmaConfig { delay: DelayMode::Fixed, delay_us: 20, cpu: None };
+    pub(crate) const DEFAULT: DmaConfig = DmaConfig { delay: DelayMode::Fixed, delay_us: 20, cpu: None };
 }
 
 /// Most microseconds `dma.delay_us` accepts (100 ms; every DMA wait is
 /// bounded by the delay plus `smp.call_timeout_ms`).
-pub const MAX_DELAY_US: u64 = 100_000;
+pub(crate) const MAX_DELAY_US: u64 = 100_000;
 
 static DELAY_MODE: AtomicU8 = AtomicU8::new(0);
 static DELAY_US: AtomicU64 = AtomicU64::new(DmaConfig::DEFAULT.delay_us);
@@ -176,7 +172,7 @@ static AGENT_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// Applies the boot options (stage 2, after every CPU is online). A
 /// `dma.cpu` naming a CPU that is not online is a usage error, with a
 /// message naming it.
-pub fn init(c: DmaConfig) -> Result<(), alloc::string::String> {
+pub(crate) fn init(c: DmaConfig) -> Result<(), alloc::string::String> {
     let online = crate::smp::online_cpus();
     let cpu = match c.cpu {
         Some(cpu) if !online.contains(cpu) => {
@@ -201,13 +197,13 @@ pub fn init(c: DmaConfig) -> Result<(), alloc::string::String> {
 /// Changes the delay (tests and scenarios; read at each submission, so it
 /// applies to requests submitted afterwards). `us` is capped at
 /// [`MAX_DELAY_US`].
-pub fn set_delay(mode: DelayMode, us: u64) {
+pub(crate) fn set_delay(mode: DelayMode, us: u64) {
     DELAY_MODE.store(mode as u8, Ordering::Relaxed);
     DELAY_US.store(us.min(MAX_DELAY_US), Ordering::Relaxed);
 }
 
 /// The configuration in force (`cpu`: where the agent runs or will run).
-pub fn config() -> DmaConfig {
+pub(crate) fn config() -> DmaConfig {
     let delay = if DELAY_MODE.load(Ordering::Relaxed) == DelayMode::Random as u8 {
         DelayMode::Random
     } else {

@@ -12,14 +12,14 @@ use crate::mm::HUGE_PAGE_SIZE;
 use abi::dio::DEVICE_SIZE;
 
 /// The store: chunks of 2 MiB, in offset order.
-pub struct Store {
+pub(crate) struct Store {
     chunks: Vec<OwnedFrames>,
 }
 
 impl Store {
     /// Allocates and zeroes the store; `None` without memory (what was
     /// allocated is freed again).
-    pub fn new() -> Option<Store> {
+    pub(crate) fn new() -> Option<Store> {
         let chunks = (0..DEVICE_SIZE / HUGE_PAGE_SIZE).map(|_| OwnedFrames::alloc_zeroed(PageSize::Size2M.order())).collect::<Option<Vec<_>>>()?;
         Some(Store { chunks })
     }
@@ -32,13 +32,13 @@ impl Store {
     }
 
     /// Reads the word at `offset`.
-    pub fn read(&self, offset: u64) -> u64 {
+    pub(crate) fn read(&self, offset: u64) -> u64 {
         let (chunk, off) = self.locate(offset);
         chunk.read_word(off)
     }
 
     /// Writes the word at `offset`.
-    pub fn write(&self, offset: u64, v: u64) {
+    pub(crate) fn write(&self, offset: u64, v: u64) {
         let (chunk, off) = self.locate(offset);
         chunk.write_word(off, v)
     }

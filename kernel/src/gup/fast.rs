@@ -67,7 +67,7 @@ pub struct IrqsOff {
 
 impl IrqsOff {
     /// Disables interrupts until the guard is dropped.
-    pub fn new() -> IrqsOff {
+    pub(crate) fn new() -> IrqsOff {
         let restore = crate::arch::cpu::interrupts_enabled();
         crate::arch::cpu::disable_interrupts();
         IrqsOff { restore, _cpu_bound: PhantomData }
@@ -75,7 +75,7 @@ impl IrqsOff {
 
     /// The guard GUP-fast's entry point uses: [`IrqsOff::new`], unless the
     /// negative control `gup.irqs=on` is set.
-    pub fn for_gup_fast() -> IrqsOff {
+    pub(crate) fn for_gup_fast() -> IrqsOff {
         if controls().irqs_off {
             IrqsOff::new()
         } else {
@@ -105,7 +105,7 @@ static BAILOUTS: AtomicU64 = AtomicU64::new(0);
 static SLOW_FALLS: AtomicU64 = AtomicU64::new(0);
 
 /// Bail-outs after a changed entry so far.
-pub fn bailouts() -> u64 {
+pub(crate) fn bailouts() -> u64 {
     BAILOUTS.load(Ordering::Relaxed)
 }
 

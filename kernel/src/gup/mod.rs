@@ -25,7 +25,7 @@
 
 pub mod fast;
 pub mod held;
-pub mod slow;
+pub(crate) mod slow;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -146,7 +146,7 @@ static FORK_SEQCOUNT: AtomicBool = AtomicBool::new(true);
 impl Controls {
     /// GUP's switches of a race configuration (one place for the boot and
     /// the main job, so a new switch cannot be forgotten in one of them).
-    pub fn of(race: &crate::race::config::RaceConfig) -> Controls {
+    pub(crate) fn of(race: &crate::race::config::RaceConfig) -> Controls {
         Controls {
             recheck: race.gup_recheck,
             pmd_recheck: race.gup_pmd_recheck,
@@ -194,7 +194,7 @@ pub(crate) fn fork_seqcount() -> bool {
 /// **The one decision point of `unshare=off`** (bug J: the pin then takes
 /// the shared page, and is not coherent with the process's later writes).
 #[inline(always)]
-pub fn gup_must_unshare(flags: Foll, writable: bool, page: &crate::mm::page::Page) -> bool {
+pub(crate) fn gup_must_unshare(flags: Foll, writable: bool, page: &crate::mm::page::Page) -> bool {
     use crate::mm::page::PageFlags;
     let shared = if page.has(PageFlags::ANON) {
         !page.has(PageFlags::ANON_EXCLUSIVE)
@@ -214,7 +214,7 @@ pub fn gup_must_unshare(flags: Foll, writable: bool, page: &crate::mm::page::Pag
 /// Checks a range and the flags the way every entry point does: exactly one
 /// of GET and PIN, `nr > 0`, page-aligned start, no wrap, user half only.
 /// Returns the end address.
-pub fn check_range(start: u64, nr: usize, flags: Foll) -> Result<u64, GupError> {
+pub(crate) fn check_range(start: u64, nr: usize, flags: Foll) -> Result<u64, GupError> {
     if flags.contains(Foll::GET) == flags.contains(Foll::PIN) || nr == 0 {
         return Err(GupError::Invalid);
     }

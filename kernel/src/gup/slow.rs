@@ -29,7 +29,7 @@ pub fn get_user_pages(mm: &AddressSpace, start: u64, nr: usize, flags: Foll) -> 
 /// One page at `addr` of `mm`, whose mmap lock the caller holds (`vmas`),
 /// on the slow path (Linux get_user_pages_remote() for one page: another
 /// process's memory, as uprobes and ptrace reach it).
-pub fn get_user_pages_remote(mm: &AddressSpace, vmas: &VmaSet, addr: u64, flags: Foll) -> Result<Grabbed, GupError> {
+pub(crate) fn get_user_pages_remote(mm: &AddressSpace, vmas: &VmaSet, addr: u64, flags: Foll) -> Result<Grabbed, GupError> {
     check_range(addr, 1, flags)?;
     let mut out = Vec::with_capacity(1);
     one(mm, vmas, addr, flags, &mut out)?;

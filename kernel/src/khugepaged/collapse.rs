@@ -54,10 +54,10 @@ use crate::tlb::{self, PtFree};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
     /// khugepaged: `max_ptes_none` and `max_ptes_shared` apply, and the
-    /// area must want huge pages under the `thp=` policy.
+    /// area must want huge pages under the THP policy (`mm::fault::thp_mode`).
     Khugepaged,
     /// MADV_COLLAPSE: the limits do not apply; only `MADV_NOHUGEPAGE`
-    /// areas and `thp=never` refuse.
+    /// areas (and a `never` THP policy) refuse.
     Madvise,
 }
 

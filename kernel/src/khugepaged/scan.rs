@@ -4,7 +4,7 @@
 //! Address spaces are registered when an area of theirs gets
 //! `MADV_HUGEPAGE` (Linux khugepaged_enter_vma()). The thread walks every
 //! registered address space's areas that may hold huge pages (under the
-//! `thp=` policy) 2 MiB block by block, `pages_to_scan` ptes per batch,
+//! THP policy, `mm::fault::thp_mode`) 2 MiB block by block, `pages_to_scan` ptes per batch,
 //! sleeping `scan_sleep_us` between batches. For each block mapped by a pte
 //! table it counts, with the mmap lock held for reading, the empty ptes
 //! (more than `max_ptes_none`: refused) and the present ones, then drops

@@ -53,7 +53,7 @@ fn pte_table(mm: &AddressSpace, addr: u64) -> Result<PteTable, Refusal> {
 /// Both are live (the caller holds references). Racing writers can only make
 /// the comparison fail, which the merge then refuses: the merge compares
 /// after write_protect_page() flushed every writable translation.
-pub fn identical(a: &Page, b: &Page) -> bool {
+pub(crate) fn identical(a: &Page, b: &Page) -> bool {
     let t = stamps::start();
     let same = frame_io::same_contents(a, b);
     stamps::end(Step::KsmCompare, t);
@@ -138,7 +138,7 @@ fn check_refs(page: &Page, anon_exclusive: bool) -> Result<(), Refusal> {
 /// Makes `page`, mapped at `addr` in `mm`, read-only (Linux
 /// write_protect_page()). Returns the read-only pte now installed. The
 /// caller holds the mmap lock for reading, the page lock, and one reference.
-pub fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> Result<RawEntry, Refusal> {
+pub(crate) fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> Result<RawEntry, Refusal> {
     let pt = pte_table(mm, addr)?;
     let ptep = pt.entry(addr);
     let t = stamps::start();
@@ -218,7 +218,7 @@ pub fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> 
 /// Replaces `page`'s read-only mapping at `addr` by one of `kpage` (Linux
 /// replace_page()), if the pte is still `orig`. Puts the mapping's
 /// reference on `page` after the flush.
-pub fn replace_page(mm: &AddressSpace, addr: u64, page: &'static Page, kpage: &'static Page, orig: RawEntry) -> Result<(), Refusal> {
+pub(crate) fn replace_page(mm: &AddressSpace, addr: u64, page: &'static Page, kpage: &'static Page, orig: RawEntry) -> Result<(), Refusal> {
     let pt = pte_table(mm, addr)?;
     let ptep = pt.entry(addr);
     let t = stamps::start();

@@ -31,7 +31,7 @@
 
 pub mod merge;
 pub mod scan;
-pub mod stats;
+pub(crate) mod stats;
 
 use alloc::sync::Arc;
 
@@ -69,7 +69,7 @@ pub enum Refusal {
 /// `madvise(MADV_MERGEABLE)` / `madvise(MADV_UNMERGEABLE)` on `[start,
 /// end)`, a range the caller checked is fully mapped; the caller holds no
 /// mmap lock.
-pub fn madvise(mm: &Arc<AddressSpace>, start: u64, end: u64, mergeable: bool) -> Result<(), MmError> {
+pub(crate) fn madvise(mm: &Arc<AddressSpace>, start: u64, end: u64, mergeable: bool) -> Result<(), MmError> {
     let mut vmas = mm.vmas.write();
     if !vmas.covers(start, end) {
         return Err(MmError::NoMemory);
@@ -125,7 +125,7 @@ pub fn unmerge_all() -> Result<(), alloc::string::String> {
 
 /// fork's hook (Linux ksm_fork()): a child that inherited mergeable areas
 /// is scanned too. Called by fork_mm once the child's areas are in place.
-pub fn fork(child: &Arc<AddressSpace>) {
+pub(crate) fn fork(child: &Arc<AddressSpace>) {
     if child.vmas.read().iter().any(|v| v.flags.contains(VmFlags::MERGEABLE)) {
         scan::register(child);
     }

@@ -28,8 +28,6 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct AddressSpace {
     /// Unique id (for reports).
     pub id: u64,
-    /// Times a CPU loaded this root (statistics for tests and benchmarks).
-    loads: AtomicU64,
     /// The mmap lock (Linux mmap_lock) and the areas it protects.
     pub vmas: RwSemaphore<VmaSet>,
     /// Odd while fork write-protects this address space's ptes (Linux
@@ -65,7 +63,6 @@ impl AddressSpace {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Ok(AddressSpace {
             id,
-            loads: AtomicU64::new(0),
             vmas: RwSemaphore::new("mmap lock", VmaSet::new()),
             write_protect_seq: AtomicU64::new(0),
             rss: AtomicU64::new(0),
@@ -89,11 +86,6 @@ impl AddressSpace {
         &self.tlb
     }
 
-    /// How many times a CPU has loaded this root.
-    pub fn loads(&self) -> u64 {
-        self.loads.load(Ordering::Relaxed)
-    }
-
     /// Pages mapped in the user half.
     pub fn rss(&self) -> u64 {
         self.rss.load(Ordering::Relaxed)
@@ -106,7 +98,7 @@ impl AddressSpace {
 
     /// Reads the fork sequence before a lockless pin (Linux
     /// raw_read_seqcount()); `None` while a fork is write-protecting.
-    pub fn write_protect_seq_begin(&self) -> Option<u64> {
+    pub(crate) fn write_protect_seq_begin(&self) -> Option<u64> {
         // Acquire: the page-table reads that follow are not hoisted above it.
         let s = self.write_protect_seq.load(Ordering::Acquire);
         (s & 1 == 0).then_some(s)
@@ -114,7 +106,7 @@ impl AddressSpace {
 
     /// Whether a fork started since `seq` (Linux read_seqcount_retry()); the
     /// caller issued a full fence after taking its pins.
-    pub fn write_protect_seq_changed(&self, seq: u64) -> bool {
+    pub(crate) fn write_protect_seq_changed(&self, seq: u64) -> bool {
         self.write_protect_seq.load(Ordering::Acquire) != seq
     }
 
@@ -130,7 +122,6 @@ impl AddressSpace {
     /// Records that `cpu` is loading this root (called by the scheduler just
     /// before the CR3 write, with interrupts off).
     pub(crate) fn note_loaded(&self, cpu: usize) {
-        self.loads.fetch_add(1, Ordering::Relaxed);
         self.tlb.note_loaded(cpu);
     }
 

@@ -50,7 +50,7 @@ pub struct Access {
 impl Access {
     /// Decodes a page-fault error code (Intel SDM vol. 3, 4.7: bit 1 write,
     /// bit 2 user mode, bit 4 instruction fetch).
-    pub fn from_error_code(code: u64) -> Access {
+    pub(crate) fn from_error_code(code: u64) -> Access {
         let kind = if code & (1 << 4) != 0 {
             AccessKind::Exec
         } else if code & (1 << 1) != 0 {
@@ -91,8 +91,10 @@ impl From<pgtable::NoMemory> for FaultError {
 }
 
 /// Transparent huge pages policy (Linux /sys/kernel/mm/transparent_hugepage/enabled).
+/// Fixed at `Madvise`: no boot option sets it; the faults and khugepaged read
+/// it at their decision points, where Linux reads the sysfs setting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ThpMode {
+pub(crate) enum ThpMode {
     /// Huge pages wherever a 2 MiB block fits (not in NOHUGEPAGE areas).
     Always,
     /// Only in areas marked HUGEPAGE (the default).
@@ -103,13 +105,8 @@ pub enum ThpMode {
 
 static THP: AtomicU8 = AtomicU8::new(1);
 
-/// Sets the THP policy (boot option `thp=`).
-pub fn set_thp_mode(m: ThpMode) {
-    THP.store(m as u8, Ordering::Relaxed);
-}
-
 /// The THP policy.
-pub fn thp_mode() -> ThpMode {
+pub(crate) fn thp_mode() -> ThpMode {
     match THP.load(Ordering::Relaxed) {
         0 => ThpMode::Always,
         1 => ThpMode::Madvise,
@@ -142,7 +139,7 @@ pub fn set_cow_reuse(r: CowReuse) {
 }
 
 /// The COW reuse rule in force.
-pub fn cow_reuse() -> CowReuse {
+pub(crate) fn cow_reuse() -> CowReuse {
     match COW_REUSE.load(Ordering::Relaxed) {
         0 => CowReuse::AnonExclusive,
         1 => CowReuse::Refcount,
@@ -164,7 +161,7 @@ fn thp_allowed(vma: &Vma, addr: u64) -> bool {
 }
 
 /// The current task's address space.
-pub fn current_mm() -> Option<Arc<AddressSpace>> {
+pub(crate) fn current_mm() -> Option<Arc<AddressSpace>> {
     // The only MmContext is AddressSpace; the downcast cannot fail.
     let mm = crate::sched::current_task().mm.clone()?;
     Some(mm.into_any().downcast::<AddressSpace>().unwrap_or_else(|_| panic!("a task's address space is no AddressSpace")))
@@ -180,7 +177,7 @@ pub fn handle(addr: VirtAddr, access: Access) -> Result<(), FaultError> {
 }
 
 /// Whether `vma` allows `kind`.
-pub fn vma_allows(vma: &Vma, kind: AccessKind) -> bool {
+pub(crate) fn vma_allows(vma: &Vma, kind: AccessKind) -> bool {
     match kind {
         AccessKind::Read | AccessKind::Unshare => vma.prot.contains(Prot::READ),
         AccessKind::Write => vma.prot.contains(Prot::WRITE),
@@ -189,7 +186,7 @@ pub fn vma_allows(vma: &Vma, kind: AccessKind) -> bool {
 }
 
 /// Resolves a fault with the mmap lock held (for GUP's slow path too).
-pub fn handle_locked(mm: &AddressSpace, vmas: &VmaSet, addr: u64, access: Access) -> Result<(), FaultError> {
+pub(crate) fn handle_locked(mm: &AddressSpace, vmas: &VmaSet, addr: u64, access: Access) -> Result<(), FaultError> {
     let vma = *vmas.find(addr).ok_or(FaultError::NotMapped)?;
     if !vma_allows(&vma, access.kind) {
         return Err(FaultError::Protection);

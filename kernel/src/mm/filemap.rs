@@ -22,7 +22,7 @@ use super::PAGE_SIZE;
 use crate::sync::SpinLock;
 
 /// A file: its index in [`FILES`].
-pub type FileId = u32;
+pub(crate) type FileId = u32;
 
 struct File {
     /// Who asked for it (`key` of [`create`]): the same contents are cached
@@ -66,6 +66,6 @@ pub fn find_get_page(id: FileId, index: u64) -> Option<&'static Page> {
 }
 
 /// Pages of file `id`.
-pub fn pages(id: FileId) -> u64 {
+pub(crate) fn pages(id: FileId) -> u64 {
     FILES.lock().get(id as usize).map_or(0, |f| f.pages.len() as u64)
 }

@@ -51,7 +51,7 @@ fn needs_cow_for_dma(p: &page::Page) -> bool {
 static SHARE_HOOK: spin::Once<fn(u64)> = spin::Once::new();
 
 /// Registers [`SHARE_HOOK`] (once, at boot).
-pub fn set_share_hook(f: fn(u64)) {
+pub(crate) fn set_share_hook(f: fn(u64)) {
     SHARE_HOOK.call_once(|| f);
 }
 

@@ -25,7 +25,7 @@ use super::{PAGE_SIZE, phys_to_virt};
 use crate::sync::SpinLock;
 
 /// The largest block order.
-pub const MAX_ORDER: usize = 10;
+pub(crate) const MAX_ORDER: usize = 10;
 /// Memory below this is never given to the allocator.
 pub const LOW_MEMORY_END: u64 = 0x10_0000;
 
@@ -136,7 +136,7 @@ static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 /// Builds the allocator from the usable ranges of the memory map. The per-frame
 /// state array is carved out of the first usable range large enough for it.
-pub fn init(usable: &[UsableRange]) {
+pub(crate) fn init(usable: &[UsableRange]) {
     let max_end = usable.iter().map(|r| r.end).max().unwrap_or(0);
     let frames = (max_end / PAGE_SIZE) as usize;
     // The buddy's state bytes, then the page metadata array (struct page).

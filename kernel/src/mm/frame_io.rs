@@ -263,13 +263,8 @@ impl OwnedFrames {
         PAGE_SIZE << self.order
     }
 
-    /// Whether the allocation is empty (never: at least one frame).
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
     /// Physical address of the first frame.
-    pub fn phys(&self) -> PhysAddr {
+    pub(crate) fn phys(&self) -> PhysAddr {
         self.frame.start_address()
     }
 

@@ -71,7 +71,7 @@ fn map_more(bytes: u64) -> bool {
 }
 
 /// Maps the initial heap. Called once, after the kernel tables are active.
-pub fn init() {
+pub(crate) fn init() {
     assert!(map_more(INITIAL_SIZE), "cannot map the initial kernel heap");
     // SAFETY: the range was just mapped, is used by nothing else, and stays
     // mapped for the kernel's life.

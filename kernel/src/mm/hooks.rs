@@ -16,7 +16,7 @@ use super::mmap::MmError;
 
 /// KSM's hooks (Linux ksm_madvise() and ksm_fork()).
 #[derive(Clone, Copy)]
-pub struct KsmHooks {
+pub(crate) struct KsmHooks {
     /// `MADV_MERGEABLE` (`true`) / `MADV_UNMERGEABLE` (`false`) on `[start,
     /// end)`, a checked user range; called with no mmap lock held.
     pub madvise: fn(mm: &Arc<AddressSpace>, start: u64, end: u64, mergeable: bool) -> Result<(), MmError>,
@@ -27,7 +27,7 @@ pub struct KsmHooks {
 /// khugepaged's hooks (Linux madvise_collapse(), khugepaged_enter_vma() and
 /// khugepaged_fork()).
 #[derive(Clone, Copy)]
-pub struct KhugepagedHooks {
+pub(crate) struct KhugepagedHooks {
     /// `MADV_COLLAPSE` on `[start, end)`, a checked user range; called with
     /// no mmap lock held.
     pub madvise_collapse: fn(mm: &Arc<AddressSpace>, start: u64, end: u64) -> Result<(), MmError>,
@@ -41,12 +41,12 @@ static KSM: spin::Once<KsmHooks> = spin::Once::new();
 static KHUGEPAGED: spin::Once<KhugepagedHooks> = spin::Once::new();
 
 /// Registers KSM's hooks; the first registration wins (once, at boot).
-pub fn register_ksm(hooks: KsmHooks) {
+pub(crate) fn register_ksm(hooks: KsmHooks) {
     KSM.call_once(|| hooks);
 }
 
 /// Registers khugepaged's hooks; the first registration wins (once, at boot).
-pub fn register_khugepaged(hooks: KhugepagedHooks) {
+pub(crate) fn register_khugepaged(hooks: KhugepagedHooks) {
     KHUGEPAGED.call_once(|| hooks);
 }
 

@@ -29,7 +29,7 @@ pub fn kernel_root() -> PhysAddr {
 
 /// Maps one kernel page of `size` in the
 /// kernel tables. Only for the kernel regions of `layout`.
-pub fn map_kernel(va: VirtAddr, pa: PhysAddr, size: PageSize, flags: PteFlags) -> Result<(), MapError> {
+pub(crate) fn map_kernel(va: VirtAddr, pa: PhysAddr, size: PageSize, flags: PteFlags) -> Result<(), MapError> {
     assert!(va.as_u64() >= super::layout::KERNEL_HALF_START, "map_kernel of a user address {va:?}");
     let _guard = MAP_LOCK.lock();
     // SAFETY: kernel tables under MAP_LOCK; callers map fresh frames at
@@ -69,7 +69,7 @@ fn segments(elf: &[u8]) -> impl Iterator<Item = Segment> + '_ {
 
 /// What the kernel image mapping consisted of, for the boot log.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ImageLayout {
+pub(crate) struct ImageLayout {
     /// Pages mapped read-execute.
     pub text_pages: u64,
     /// Pages mapped read-only, no-execute.
@@ -82,7 +82,7 @@ pub struct ImageLayout {
 /// (at least 4 GiB are mapped, for MMIO). `elf` is the kernel's file image; the
 /// physical frames of its loaded segments are found through the active
 /// (bootloader's) tables.
-pub fn build(phys_end: u64, elf: &[u8]) -> ImageLayout {
+pub(crate) fn build(phys_end: u64, elf: &[u8]) -> ImageLayout {
     let root = frame::alloc_zeroed(0).expect("no frame for the kernel page-table root").start_address();
     KERNEL_ROOT.store(root.as_u64(), Ordering::Release);
     // SAFETY: `root` was just allocated and zeroed for use as a table.
@@ -145,7 +145,7 @@ pub fn build(phys_end: u64, elf: &[u8]) -> ImageLayout {
 /// Loads the kernel tables into CR3, switches to `stack_top` and calls `next`.
 /// The old stack (the bootloader's) is not mapped any more afterwards, so this
 /// never returns.
-pub fn activate_and_continue(stack_top: VirtAddr, next: extern "C" fn() -> !) -> ! {
+pub(crate) fn activate_and_continue(stack_top: VirtAddr, next: extern "C" fn() -> !) -> ! {
     // SAFETY: the new tables map the kernel image at the same addresses as the
     // old ones (so the next instruction is still there), the direct map at the
     // same offset, and the new stack; GDT and IDT live in the kernel image.

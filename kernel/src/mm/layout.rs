@@ -23,37 +23,35 @@
 //! the kernel half of the top-level table once.
 
 /// First address of the kernel half.
-pub const KERNEL_HALF_START: u64 = 0xffff_8000_0000_0000;
+pub(crate) const KERNEL_HALF_START: u64 = 0xffff_8000_0000_0000;
 /// End (exclusive) of the user half.
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
 /// Where the bootloader may place dynamic mappings (the direct map among them).
-pub const BOOTLOADER_DYNAMIC_START: u64 = 0xffff_8000_0000_0000;
+pub(crate) const BOOTLOADER_DYNAMIC_START: u64 = 0xffff_8000_0000_0000;
 /// End of the bootloader's dynamic range.
-pub const BOOTLOADER_DYNAMIC_END: u64 = 0xffff_bfff_ffff_f000;
+pub(crate) const BOOTLOADER_DYNAMIC_END: u64 = 0xffff_bfff_ffff_f000;
 /// The largest physical address range the direct map can cover (64 TiB).
-pub const DIRECT_MAP_MAX: u64 = 64 << 40;
+pub(crate) const DIRECT_MAP_MAX: u64 = 64 << 40;
 /// Start of the kernel stack region.
-pub const STACKS_START: u64 = 0xffff_c000_0000_0000;
+pub(crate) const STACKS_START: u64 = 0xffff_c000_0000_0000;
 /// Virtual space per kernel stack (the stack is at the top, the rest unmapped).
-pub const STACK_SLOT_SIZE: u64 = 1 << 20;
+pub(crate) const STACK_SLOT_SIZE: u64 = 1 << 20;
 /// Number of stack slots.
-pub const STACK_SLOTS: usize = 4096;
+pub(crate) const STACK_SLOTS: usize = 4096;
 /// Start of the kernel heap.
 pub const HEAP_START: u64 = 0xffff_d000_0000_0000;
 /// The most the heap may grow to.
-pub const HEAP_MAX: u64 = 1 << 30;
+pub(crate) const HEAP_MAX: u64 = 1 << 30;
 /// Start of the MMIO region.
 pub const MMIO_START: u64 = 0xffff_e000_0000_0000;
 /// Lowest address a user mapping may have (below it: the null guard).
-pub const USER_MIN: u64 = 0x1_0000;
-/// Where user programs are linked (kernel/user/build.rs).
-pub const USER_IMAGE_BASE: u64 = 0x40_0000;
+pub(crate) const USER_MIN: u64 = 0x1_0000;
 /// End (exclusive) of what user mappings may use: the last user page stays
 /// unmapped (Linux keeps it as a guard for the same `sysret` reason).
-pub const USER_MAX: u64 = USER_END - 0x1000;
+pub(crate) const USER_MAX: u64 = USER_END - 0x1000;
 /// Top of the main thread's user stack.
-pub const USER_STACK_TOP: u64 = 0x0000_7fff_ff00_0000;
+pub(crate) const USER_STACK_TOP: u64 = 0x0000_7fff_ff00_0000;
 /// Size of the main thread's user stack (mapped at spawn).
-pub const USER_STACK_SIZE: u64 = 64 * 1024;
+pub(crate) const USER_STACK_SIZE: u64 = 64 * 1024;
 /// Where the kernel image is linked (kernel/build.rs).
-pub const KERNEL_IMAGE_START: u64 = 0xffff_ffff_8000_0000;
+pub(crate) const KERNEL_IMAGE_START: u64 = 0xffff_ffff_8000_0000;

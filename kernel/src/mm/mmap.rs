@@ -57,7 +57,7 @@ pub mod map {
     /// Exactly at the address, failing with EEXIST if something is there.
     pub const FIXED_NOREPLACE: u32 = 0x10_0000;
     /// Every flag accepted.
-    pub const ALL: u32 = PRIVATE | FIXED | ANONYMOUS | POPULATE | FIXED_NOREPLACE;
+    pub(crate) const ALL: u32 = PRIVATE | FIXED | ANONYMOUS | POPULATE | FIXED_NOREPLACE;
 }
 
 /// madvise advice (Linux values).

@@ -132,7 +132,7 @@ impl MmioRegion {
     }
 
     /// Reads the 32-bit register at `offset` (panics if outside or misaligned).
-    pub fn read32(&self, offset: u64) -> u32 {
+    pub(crate) fn read32(&self, offset: u64) -> u32 {
         let addr = self.register(offset, 4);
         // SAFETY: `register` checked that the aligned 4 bytes lie in the region,
         // which `map` mapped (uncached) for the kernel's lifetime.
@@ -140,7 +140,7 @@ impl MmioRegion {
     }
 
     /// Writes the 32-bit register at `offset` (panics if outside or misaligned).
-    pub fn write32(&self, offset: u64, value: u32) {
+    pub(crate) fn write32(&self, offset: u64, value: u32) {
         let addr = self.register(offset, 4);
         // SAFETY: as in `read32`; the mapping is writable.
         unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
@@ -154,7 +154,7 @@ impl MmioRegion {
     }
 
     /// Writes the 64-bit register at `offset` (panics if outside or misaligned).
-    pub fn write64(&self, offset: u64, value: u64) {
+    pub(crate) fn write64(&self, offset: u64, value: u64) {
         let addr = self.register(offset, 8);
         // SAFETY: as in `read64`; the mapping is writable.
         unsafe { core::ptr::write_volatile(addr as *mut u64, value) }

@@ -21,7 +21,7 @@ pub mod fork;
 pub mod frame;
 pub mod frame_io;
 pub mod heap;
-pub mod hooks;
+pub(crate) mod hooks;
 pub mod kernel_map;
 pub mod layout;
 pub mod mmap;
@@ -29,8 +29,8 @@ pub mod mmio;
 pub mod page;
 pub mod paging;
 pub mod pgtable;
-pub mod quarantine;
-pub mod range;
+pub(crate) mod quarantine;
+pub(crate) mod range;
 pub mod stack;
 pub mod vma;
 pub mod uaccess;
@@ -42,29 +42,18 @@ use x86_64::{PhysAddr, VirtAddr};
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);
 
 /// Records the direct-map offset. Called once at boot, before any `phys_to_virt`.
-pub fn set_phys_offset(offset: u64) {
+pub(crate) fn set_phys_offset(offset: u64) {
     PHYS_OFFSET.store(offset, Ordering::Relaxed);
 }
 
 /// The direct-map offset (0 before boot set it).
-pub fn phys_offset() -> u64 {
+pub(crate) fn phys_offset() -> u64 {
     PHYS_OFFSET.load(Ordering::Relaxed)
 }
 
 /// The direct-map address of a physical address.
 pub fn phys_to_virt(phys: PhysAddr) -> VirtAddr {
     VirtAddr::new(phys_offset() + phys.as_u64())
-}
-
-/// The physical address of a direct-map address, if it is one.
-pub fn direct_map_to_phys(virt: VirtAddr) -> Option<PhysAddr> {
-    let offset = phys_offset();
-    let v = virt.as_u64();
-    if offset != 0 && v >= offset && v - offset < layout::DIRECT_MAP_MAX {
-        Some(PhysAddr::new(v - offset))
-    } else {
-        None
-    }
 }
 
 pub use paging::PageSize;

@@ -94,8 +94,6 @@ pub struct Page {
     order: AtomicU32,
     /// Tail: frame number of the head.
     head: AtomicU64,
-    /// Owner-defined word (KSM: stable-tree node; page tables: unused).
-    private: AtomicU64,
     /// Page tables only: the split page-table lock (Linux ptdesc->ptl).
     ptl: ThreadLock<()>,
 }
@@ -111,7 +109,6 @@ impl Page {
             dma_pins: AtomicI32::new(0),
             order: AtomicU32::new(0),
             head: AtomicU64::new(0),
-            private: AtomicU64::new(0),
             ptl: ThreadLock::new("page table", ()),
         }
     }
@@ -121,7 +118,7 @@ impl Page {
 static PAGES: spin::Once<&'static [Page]> = spin::Once::new();
 
 /// Bytes of metadata for `frames` frames (for the boot-time carve-out).
-pub const fn array_bytes(frames: usize) -> usize {
+pub(crate) const fn array_bytes(frames: usize) -> usize {
     frames * core::mem::size_of::<Page>()
 }
 
@@ -158,7 +155,7 @@ pub fn page_of(pa: PhysAddr) -> &'static Page {
 }
 
 /// Whether `pfn` has metadata (is inside physical memory).
-pub fn exists(pfn: u64) -> bool {
+pub(crate) fn exists(pfn: u64) -> bool {
     PAGES.get().is_some_and(|p| (pfn as usize) < p.len())
 }
 
@@ -186,13 +183,13 @@ pub fn live_folios() -> usize {
 
 /// Records a use-after-free (also used by lockless walkers that read a
 /// poisoned table).
-pub fn report_uaf(what: fmt::Arguments<'_>) {
+pub(crate) fn report_uaf(what: fmt::Arguments<'_>) {
     UAF.fetch_add(1, Ordering::Relaxed);
     log::error!("uaf: {what}");
 }
 
 /// Records a broken invariant.
-pub fn report_invariant(what: fmt::Arguments<'_>) {
+pub(crate) fn report_invariant(what: fmt::Arguments<'_>) {
     INVARIANT_ERRORS.fetch_add(1, Ordering::Relaxed);
     log::error!("invariant: {what}");
 }
@@ -211,7 +208,7 @@ impl Page {
 
     /// This page's flags: its own per-page flags, and the folio-wide ones
     /// ([`PageFlags::FOLIO`]) of its folio's head.
-    pub fn flags(&self) -> PageFlags {
+    pub(crate) fn flags(&self) -> PageFlags {
         let own = self.flags.load(Ordering::Acquire);
         let bits = if own & PageFlags::TAIL.bits() != 0 {
             (own & !PageFlags::FOLIO.bits()) | (self.folio().flags.load(Ordering::Acquire) & PageFlags::FOLIO.bits())
@@ -229,7 +226,7 @@ impl Page {
     /// Sets flags (atomic or; Release so that what the setter wrote before is
     /// visible to whoever sees the flag with Acquire). Folio-wide flags go to
     /// the folio's head, whichever page they are set through.
-    pub fn set(&self, f: PageFlags) {
+    pub(crate) fn set(&self, f: PageFlags) {
         let (folio, own) = (f & PageFlags::FOLIO, f - PageFlags::FOLIO);
         if !folio.is_empty() {
             self.folio().flags.fetch_or(folio.bits(), Ordering::Release);
@@ -288,7 +285,7 @@ impl Page {
 
     /// All mappings of this page: its ptes plus the pmds of its folio
     /// (Linux page_mapcount()).
-    pub fn total_mapcount(&self) -> i32 {
+    pub(crate) fn total_mapcount(&self) -> i32 {
         self.mapcount() + if self.is_large() { self.entire_mapcount() } else { 0 }
     }
 
@@ -316,16 +313,6 @@ impl Page {
         }
     }
 
-    /// The owner-defined word.
-    pub fn private(&self) -> u64 {
-        self.private.load(Ordering::Acquire)
-    }
-
-    /// Sets the owner-defined word.
-    pub fn set_private(&self, v: u64) {
-        self.private.store(v, Ordering::Release);
-    }
-
     /// Adds `n` to the folio's refcount unless it is zero (Linux
     /// folio_ref_try_add_rcu / page_ref_add_unless): the only way a lockless
     /// walker may take a reference, since the folio may be on its way to the
@@ -350,12 +337,12 @@ impl Page {
 
     /// Takes one reference on a folio the caller knows is live (it holds a
     /// reference, a mapping under the page-table lock, or the page lock).
-    pub fn get(&self) {
+    pub(crate) fn get(&self) {
         self.get_many(1)
     }
 
     /// Takes `n` references on a live folio.
-    pub fn get_many(&self, n: i32) {
+    pub(crate) fn get_many(&self, n: i32) {
         // Relaxed: the caller's own reference keeps the folio alive; ordering
         // of the new reference against the final put is given by that put's
         // Release/Acquire pair.
@@ -385,12 +372,12 @@ impl Page {
     }
 
     /// Adds one pte mapping of this page.
-    pub fn map_pte(&self) {
+    pub(crate) fn map_pte(&self) {
         self.mapcount.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Removes one pte mapping of this page.
-    pub fn unmap_pte(&self) {
+    pub(crate) fn unmap_pte(&self) {
         let old = self.mapcount.fetch_sub(1, Ordering::AcqRel);
         if old <= 0 {
             report_invariant(format_args!("pte mapcount of {:#x} went below zero", self.phys()));
@@ -398,12 +385,12 @@ impl Page {
     }
 
     /// Adds one pmd mapping of this large folio.
-    pub fn map_pmd(&self) {
+    pub(crate) fn map_pmd(&self) {
         self.folio().entire_mapcount.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Removes one pmd mapping of this large folio.
-    pub fn unmap_pmd(&self) {
+    pub(crate) fn unmap_pmd(&self) {
         let f = self.folio();
         if f.entire_mapcount.fetch_sub(1, Ordering::AcqRel) <= 0 {
             report_invariant(format_args!("entire mapcount of {:#x} went below zero", f.phys()));
@@ -411,7 +398,7 @@ impl Page {
     }
 
     /// The split page-table lock of this page-table page.
-    pub fn ptl(&self) -> ThreadLockGuard<'_, ()> {
+    pub(crate) fn ptl(&self) -> ThreadLockGuard<'_, ()> {
         debug_assert!(self.has(PageFlags::PAGETABLE), "ptl of a frame that is no page table");
         self.ptl.lock()
     }
@@ -462,7 +449,7 @@ pub struct PageLock {
 
 impl PageLock {
     /// The locked folio.
-    pub fn folio(&self) -> &'static Page {
+    pub(crate) fn folio(&self) -> &'static Page {
         self.folio
     }
 }
@@ -500,7 +487,7 @@ impl PageRef {
 
     /// Gives the reference up to a page-table entry (it is held by the
     /// mapping from now on, and comes back with [`PageRef::from_mapping`]).
-    pub fn into_mapping(self) -> &'static Page {
+    pub(crate) fn into_mapping(self) -> &'static Page {
         let p = self.page;
         core::mem::forget(self);
         p
@@ -511,21 +498,15 @@ impl PageRef {
     /// # Safety
     /// The caller must own one reference on `page`'s folio that nothing else
     /// will put (the one a just-removed mapping held).
-    pub unsafe fn from_mapping(page: &'static Page) -> PageRef {
+    pub(crate) unsafe fn from_mapping(page: &'static Page) -> PageRef {
         PageRef { page }
-    }
-
-    /// Takes a reference on a folio that may be on its way to the allocator
-    /// (lockless walker): add-unless-zero. `None` if it was free.
-    pub fn try_get(page: &'static Page) -> Option<PageRef> {
-        if page.try_get_many(1) { Some(PageRef { page }) } else { None }
     }
 
     /// Takes `n` references on `page`'s folio at once, lockless
     /// (add-unless-zero, GUP-fast on a huge pmd), and hands one value per
     /// page (`page`, the next page, ...) to `each`. `false`, and nothing
     /// handed out, if the folio was free.
-    pub fn try_get_run(page: &'static Page, n: usize, mut each: impl FnMut(PageRef)) -> bool {
+    pub(crate) fn try_get_run(page: &'static Page, n: usize, mut each: impl FnMut(PageRef)) -> bool {
         if !page.try_get_many(n as i32) {
             return false;
         }
@@ -597,7 +578,7 @@ impl PinnedPage {
     /// [`PinnedPage::try_pin_many`]), and hands one value per page (`page`,
     /// the next page, ...) to `each`. `false`, and nothing handed out, if
     /// the folio was free.
-    pub fn try_pin_run(page: &'static Page, n: usize, mut each: impl FnMut(PinnedPage)) -> bool {
+    pub(crate) fn try_pin_run(page: &'static Page, n: usize, mut each: impl FnMut(PinnedPage)) -> bool {
         if !Self::try_pin_many(page, n as i32) {
             return false;
         }
@@ -618,11 +599,6 @@ impl PinnedPage {
         self.page.phys()
     }
 
-    /// Marks the page dirty (unpin_user_pages_dirty_lock's part for a pin
-    /// that was written through).
-    pub fn set_dirty(&self) {
-        self.page.folio().set(PageFlags::DIRTY);
-    }
 }
 
 impl Drop for PinnedPage {
@@ -660,7 +636,7 @@ fn unpin_folio_refs(f: &'static Page, n: i32, make_dirty: bool) {
 /// folio dirty first if `make_dirty`. A 2 MiB THP pinned in one call is
 /// three atomics to unpin, not three per subpage. The counts each folio
 /// ends with are those of unpinning the pins one by one.
-pub fn unpin_user_pages_dirty_lock(pins: impl IntoIterator<Item = PinnedPage>, make_dirty: bool) {
+pub(crate) fn unpin_user_pages_dirty_lock(pins: impl IntoIterator<Item = PinnedPage>, make_dirty: bool) {
     let mut run: Option<(&'static Page, i32)> = None;
     for pin in pins {
         let f = pin.page.folio();
@@ -702,7 +678,6 @@ pub fn alloc_folio(order: usize, zeroed: bool) -> Option<PageRef> {
     head.entire_mapcount.store(0, Ordering::Relaxed);
     head.pincount.store(0, Ordering::Relaxed);
     head.dma_pins.store(0, Ordering::Relaxed);
-    head.private.store(0, Ordering::Relaxed);
     head.order.store(order as u32, Ordering::Relaxed);
     head.flags.store(if order > 0 { PageFlags::HEAD.bits() } else { 0 }, Ordering::Relaxed);
     // Release: the metadata above is initialised before any CPU can see the
@@ -757,17 +732,17 @@ pub fn set_quarantine(on: bool) {
 /// The metadata of frame `pfn` if it has any (a frame number a lockless
 /// walker read from a table that may have been freed and reused can be
 /// anything; [`page`] would panic on it).
-pub fn try_page(pfn: u64) -> Option<&'static Page> {
+pub(crate) fn try_page(pfn: u64) -> Option<&'static Page> {
     PAGES.get()?.get(pfn as usize)
 }
 
 /// Marks a raw frame as a page table (and initialises its lock state).
-pub fn set_pagetable(pa: PhysAddr) {
+pub(crate) fn set_pagetable(pa: PhysAddr) {
     let p = page_of(pa);
     p.flags.store(PageFlags::PAGETABLE.bits(), Ordering::Release);
 }
 
 /// Clears the page-table mark of a frame about to be freed.
-pub fn clear_pagetable(pa: PhysAddr) {
+pub(crate) fn clear_pagetable(pa: PhysAddr) {
     page_of(pa).flags.store(0, Ordering::Release);
 }

@@ -92,13 +92,13 @@ impl Level {
     }
 
     /// Bytes covered by one entry.
-    pub const fn entry_size(self) -> u64 {
+    pub(crate) const fn entry_size(self) -> u64 {
         1 << self.shift()
     }
 
     /// The size of the page a leaf entry at this level maps (`None` at the
     /// top level, which has no leaves).
-    pub const fn leaf_size(self) -> Option<PageSize> {
+    pub(crate) const fn leaf_size(self) -> Option<PageSize> {
         match self {
             Level::Pml4 => None,
             Level::Pdpt => Some(PageSize::Size1G),
@@ -127,22 +127,22 @@ pub enum PageSize {
 
 impl PageSize {
     /// log2 of the size in bytes.
-    pub const fn shift(self) -> u32 {
+    pub(crate) const fn shift(self) -> u32 {
         self.level().shift()
     }
 
     /// The size in bytes.
-    pub const fn bytes(self) -> u64 {
+    pub(crate) const fn bytes(self) -> u64 {
         1 << self.shift()
     }
 
     /// The buddy order of a folio of this size (0 for 4 KiB, 9 for 2 MiB).
-    pub const fn order(self) -> usize {
+    pub(crate) const fn order(self) -> usize {
         (self.shift() - PageSize::Size4K.shift()) as usize
     }
 
     /// The level of the leaf entry that maps a page of this size.
-    pub const fn level(self) -> Level {
+    pub(crate) const fn level(self) -> Level {
         match self {
             PageSize::Size4K => Level::Pt,
             PageSize::Size2M => Level::Pd,
@@ -151,14 +151,10 @@ impl PageSize {
     }
 
     /// `addr` rounded down to a page of this size.
-    pub const fn align_down(self, addr: u64) -> u64 {
+    pub(crate) const fn align_down(self, addr: u64) -> u64 {
         addr & !(self.bytes() - 1)
     }
 
-    /// Whether `addr` is the start of a page of this size.
-    pub const fn is_aligned(self, addr: u64) -> bool {
-        addr & (self.bytes() - 1) == 0
-    }
 }
 
 /// A snapshot of an entry's value. Its bits are private: entries are built
@@ -174,7 +170,7 @@ impl RawEntry {
 
     /// What a freed page table is filled with ([`POISON_ENTRY`]): not
     /// present, and recognisable by a late lockless walker.
-    pub const POISON: RawEntry = RawEntry(POISON_ENTRY);
+    pub(crate) const POISON: RawEntry = RawEntry(POISON_ENTRY);
 
     /// An entry pointing at `addr` with `flags`.
     pub fn new(addr: PhysAddr, flags: PteFlags) -> Self {
@@ -185,20 +181,20 @@ impl RawEntry {
     /// The same entry with `flags` set too (Linux pte_mkwrite(),
     /// pte_mkdirty(), pmd_mkhuge() ...).
     #[inline]
-    pub fn with_flags(self, flags: PteFlags) -> Self {
+    pub(crate) fn with_flags(self, flags: PteFlags) -> Self {
         RawEntry(self.0 | flags.bits())
     }
 
     /// The same entry with `flags` cleared (Linux pte_wrprotect(),
     /// pte_mkclean() ...).
     #[inline]
-    pub fn without_flags(self, flags: PteFlags) -> Self {
+    pub(crate) fn without_flags(self, flags: PteFlags) -> Self {
         RawEntry(self.0 & !flags.bits())
     }
 
     /// Whether this is the poison of a freed table ([`RawEntry::POISON`]).
     #[inline]
-    pub fn is_poison(self) -> bool {
+    pub(crate) fn is_poison(self) -> bool {
         self.0 == POISON_ENTRY
     }
 
@@ -252,7 +248,7 @@ impl Entry {
     }
 
     /// Replaces the entry if it still holds `current`.
-    pub fn compare_exchange(&self, current: RawEntry, new: RawEntry, order: Ordering) -> Result<RawEntry, RawEntry> {
+    pub(crate) fn compare_exchange(&self, current: RawEntry, new: RawEntry, order: Ordering) -> Result<RawEntry, RawEntry> {
         self.0.compare_exchange(current.0, new.0, order, Ordering::Relaxed).map(RawEntry).map_err(RawEntry)
     }
 
@@ -290,7 +286,7 @@ impl PageTable {
 /// Where a walker finds the tables it steps into, and how it fills an
 /// empty entry on its way down: the policy of one kind of page-table tree,
 /// for [`Cursor::descend`] and [`follow`].
-pub trait Tables {
+pub(crate) trait Tables {
     /// Why filling an entry failed.
     type Error;
 
@@ -312,7 +308,7 @@ pub trait Tables {
 /// leaf). An empty entry is filled when `tables` allocates: with a
 /// compare-exchange from empty, so concurrent walkers agree on one table
 /// and the loser's frame goes back.
-pub fn follow<T: Tables>(entry: &Entry, tables: &T) -> Result<Result<PhysAddr, RawEntry>, T::Error> {
+pub(crate) fn follow<T: Tables>(entry: &Entry, tables: &T) -> Result<Result<PhysAddr, RawEntry>, T::Error> {
     // Acquire: pairs with the Release of the exchange that installed the
     // table, so its zeroed contents are visible.
     let cur = entry.load(Ordering::Acquire);
@@ -343,7 +339,7 @@ pub fn follow<T: Tables>(entry: &Entry, tables: &T) -> Result<Result<PhysAddr, R
 /// the value down its Linux-shaped recursion (`gup::fast`), over the same
 /// [`Level`], [`Entry`], [`RawEntry`] and [`PageTable`] types.
 #[derive(Clone, Copy)]
-pub struct Cursor {
+pub(crate) struct Cursor {
     va: u64,
     level: Level,
     table_pa: PhysAddr,
@@ -352,22 +348,22 @@ pub struct Cursor {
 
 impl Cursor {
     /// At the root of the tree whose top-level table is the frame `root`.
-    pub fn new<T: Tables>(tables: &T, root: PhysAddr, va: VirtAddr) -> Cursor {
+    pub(crate) fn new<T: Tables>(tables: &T, root: PhysAddr, va: VirtAddr) -> Cursor {
         Cursor { va: va.as_u64(), level: Level::Pml4, table_pa: root, table: tables.table(root) }
     }
 
     /// The level of the current table.
-    pub fn level(&self) -> Level {
+    pub(crate) fn level(&self) -> Level {
         self.level
     }
 
     /// The frame of the current table (its `Page` holds the table's lock).
-    pub fn table_addr(&self) -> PhysAddr {
+    pub(crate) fn table_addr(&self) -> PhysAddr {
         self.table_pa
     }
 
     /// The entry of the address in the current table.
-    pub fn entry(&self) -> &'static Entry {
+    pub(crate) fn entry(&self) -> &'static Entry {
         self.table.entry(self.level.index(self.va))
     }
 
@@ -375,7 +371,7 @@ impl Cursor {
     /// arrived. `Ok(Some(entry))`: stopped above `target` at an entry with
     /// no table below (empty and not filled, or a huge leaf), which the
     /// cursor stays at.
-    pub fn descend<T: Tables>(&mut self, target: Level, tables: &T) -> Result<Option<RawEntry>, T::Error> {
+    pub(crate) fn descend<T: Tables>(&mut self, target: Level, tables: &T) -> Result<Option<RawEntry>, T::Error> {
         while self.level != target {
             let Some(next) = self.level.next() else { panic!("a walk below the pte level") };
             match follow(self.entry(), tables)? {
@@ -479,7 +475,7 @@ pub fn active_root() -> PhysAddr {
 
 /// Whether `va` is a mapped kernel address in the active tables (for crash
 /// reports, which must not fault while reading a suspect pointer).
-pub fn is_kernel_readable(va: u64) -> bool {
+pub(crate) fn is_kernel_readable(va: u64) -> bool {
     va >= super::layout::KERNEL_HALF_START
         && VirtAddr::try_new(va).is_ok()
         && translate(active_root(), VirtAddr::new(va)).is_some()

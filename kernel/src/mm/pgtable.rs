@@ -30,7 +30,7 @@ use crate::sync::ThreadLockGuard;
 /// that read the pmd before and re-reads it after (its re-check) would see a
 /// change and bail out for nothing. DIRTY is ignored by the CPU in a
 /// non-leaf entry and set as in _PAGE_TABLE.
-pub const TABLE_FLAGS: PteFlags = PteFlags::PRESENT
+pub(crate) const TABLE_FLAGS: PteFlags = PteFlags::PRESENT
     .union(PteFlags::WRITABLE)
     .union(PteFlags::USER)
     .union(PteFlags::ACCESSED)
@@ -51,7 +51,7 @@ pub fn live_tables() -> usize {
 pub struct NoMemory;
 
 /// The table in frame `pa`.
-pub fn table(pa: PhysAddr) -> &'static PageTable {
+pub(crate) fn table(pa: PhysAddr) -> &'static PageTable {
     debug_assert!(page::page_of(pa).has(page::PageFlags::PAGETABLE) || pa == super::kernel_map::kernel_root());
     // SAFETY: user tables are frames marked PAGETABLE that stay allocated while
     // any walker that may reach them runs (see the module docs and `free_table`).
@@ -64,7 +64,7 @@ pub fn table(pa: PhysAddr) -> &'static PageTable {
 /// that read the entry pointing to it (Acquire) and finds no mark followed a
 /// stale or garbage entry: the table was freed (and maybe reused) under it,
 /// which is reported as a use after free. Never panics, whatever `pa` is.
-pub fn lockless_table_ok(pa: PhysAddr) -> bool {
+pub(crate) fn lockless_table_ok(pa: PhysAddr) -> bool {
     match page::try_page(pa.as_u64() / super::PAGE_SIZE) {
         Some(p) if p.has(page::PageFlags::PAGETABLE) => true,
         _ => {
@@ -78,7 +78,7 @@ pub fn lockless_table_ok(pa: PhysAddr) -> bool {
 /// subpage's frame number), or `None`, reported as a use after free, when
 /// the frame number is outside physical memory: garbage read from a freed
 /// and reused table. Never panics.
-pub fn lockless_leaf_page(pfn: u64) -> Option<&'static Page> {
+pub(crate) fn lockless_leaf_page(pfn: u64) -> Option<&'static Page> {
     let p = page::try_page(pfn);
     if p.is_none() {
         page::report_uaf(format_args!("a lockless walk read a leaf entry to frame {pfn:#x}, outside memory"));
@@ -91,7 +91,7 @@ pub fn lockless_leaf_page(pfn: u64) -> Option<&'static Page> {
 /// [`lockless_table_ok`] first, which reports a freed table instead of
 /// panicking). Panics for a frame outside physical memory, which
 /// [`lockless_table_ok`] has refused already.
-pub fn table_lockless(pa: PhysAddr) -> &'static PageTable {
+pub(crate) fn table_lockless(pa: PhysAddr) -> &'static PageTable {
     assert!(page::exists(pa.as_u64() / super::PAGE_SIZE), "page table at {pa:#x} outside physical memory");
     // SAFETY: `pa` is a frame of RAM (checked), which the direct map covers
     // for the kernel's life, and a `PageTable` is 512 atomic entries, valid
@@ -145,11 +145,6 @@ impl DetachedTable {
         DetachedTable { pa }
     }
 
-    /// The table's frame.
-    pub fn addr(&self) -> PhysAddr {
-        self.pa
-    }
-
     /// Fills the table with `POISON_ENTRY`, unmarks it and returns its frame
     /// to the allocator, or to the quarantine while a race scenario runs (so
     /// a late lockless walker reads the poison, not a reused frame). The
@@ -176,7 +171,7 @@ impl DetachedTable {
 
 /// Accounting for a page-table frame going back to the allocator (called by
 /// the one freeing function, `tlb::poison_and_free_table`).
-pub fn note_table_freed(pa: PhysAddr) {
+pub(crate) fn note_table_freed(pa: PhysAddr) {
     if page::page_of(pa).has(page::PageFlags::PAGETABLE) {
         page::clear_pagetable(pa);
         LIVE_TABLES.fetch_sub(1, Ordering::Relaxed);
@@ -222,7 +217,7 @@ pub struct Pmd {
 
 impl Pmd {
     /// Takes the pmd table's lock (Linux pmd_lock()).
-    pub fn lock(&self) -> ThreadLockGuard<'static, ()> {
+    pub(crate) fn lock(&self) -> ThreadLockGuard<'static, ()> {
         self.table.ptl()
     }
 
@@ -273,7 +268,7 @@ pub fn pte_table(pmd: Pmd, alloc: bool) -> Result<Option<PteTable>, NoMemory> {
 
 /// The leaf entry for a user page of `size` (a pte or a huge pmd): present,
 /// user, accessed, no-execute unless `exec`, writable (and dirty) if `write`.
-pub fn leaf(pa: PhysAddr, write: bool, exec: bool, size: PageSize) -> RawEntry {
+pub(crate) fn leaf(pa: PhysAddr, write: bool, exec: bool, size: PageSize) -> RawEntry {
     let mut f = PteFlags::PRESENT | PteFlags::USER | PteFlags::ACCESSED;
     if write {
         f |= PteFlags::WRITABLE | PteFlags::DIRTY;
@@ -291,7 +286,7 @@ pub fn leaf(pa: PhysAddr, write: bool, exec: bool, size: PageSize) -> RawEntry {
 
 /// The marker a writer leaves in a pte it cleared while it sleeps (see
 /// [`PteFlags::MARKER`]); it keeps the page's address for reports.
-pub fn marker(pa: PhysAddr) -> RawEntry {
+pub(crate) fn marker(pa: PhysAddr) -> RawEntry {
     RawEntry::new(pa, PteFlags::MARKER)
 }
 
@@ -305,7 +300,7 @@ pub fn is_marker(e: RawEntry) -> bool {
 /// held (the caller lowers the page's mapcount and drops the reference
 /// after the flush). The caller holds the table's lock; the atomic swap
 /// gives the old value, and so its reference, to exactly one clearer.
-pub fn ptep_get_and_clear(pte: &Entry) -> (RawEntry, Option<PageRef>) {
+pub(crate) fn ptep_get_and_clear(pte: &Entry) -> (RawEntry, Option<PageRef>) {
     let old = pte.swap(RawEntry::EMPTY, Ordering::AcqRel);
     // SAFETY: an entry that maps a page holds one reference on it (page.rs
     // counting rules); the swap removed the entry, so that reference is ours.
@@ -322,7 +317,7 @@ pub fn maps_page(e: RawEntry) -> bool {
 /// folio with the same permissions (Linux __split_huge_pmd()). The folio
 /// stays one large folio, now mapped by ptes. No-op if the pmd is no longer
 /// huge. The flush of the old 2 MiB entry goes into `batch`.
-pub fn split_huge_pmd(pmd: Pmd, va: u64, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
+pub(crate) fn split_huge_pmd(pmd: Pmd, va: u64, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
     if !pmd.get().is_huge() {
         return Ok(());
     }
@@ -371,7 +366,7 @@ impl DetachedPteTable {
     }
 
     /// The table, for the isolate step (its lock, its entries).
-    pub fn table(&self) -> PteTable {
+    pub(crate) fn table(&self) -> PteTable {
         PteTable { table: table(self.old.addr()), page: page::page_of(self.old.addr()) }
     }
 
@@ -385,7 +380,7 @@ impl DetachedPteTable {
     /// __collapse_huge_page_copy_succeeded(): ptep_clear() and
     /// folio_remove_rmap_pte()). The caller has flushed the range, so the
     /// references may be dropped at once.
-    pub fn take_mappings(&self) -> alloc::vec::Vec<PageRef> {
+    pub(crate) fn take_mappings(&self) -> alloc::vec::Vec<PageRef> {
         let pt = self.table();
         let _ptl = pt.lock();
         let mut refs = alloc::vec::Vec::new();
@@ -438,7 +433,7 @@ pub fn pmd_populate(pmd: Pmd, t: DetachedPteTable) {
 
 /// When a detached pte table may be freed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PteFree {
+pub(crate) enum PteFree {
     /// Now: the caller flushed the range and ran the table sync (Linux
     /// tlb_remove_table_sync_one()), so no lockless walker is inside.
     Synced,
@@ -453,7 +448,7 @@ pub enum PteFree {
 /// Poisons and frees a detached pte table, now or after a grace period
 /// (Linux pte_free() / tlb_remove_table_one()). Its entries must all be
 /// empty (the collapse moved their pages out).
-pub fn pte_free(t: DetachedPteTable, when: PteFree) {
+pub(crate) fn pte_free(t: DetachedPteTable, when: PteFree) {
     let pa = t.old.addr();
     let tbl = table(pa);
     for i in 0..512 {
@@ -477,7 +472,7 @@ pub fn pte_free(t: DetachedPteTable, when: PteFree) {
 
 /// Frees every table and drops every mapping of the user half of a root no
 /// CPU has loaded (Linux exit_mmap()/free_pgtables() at teardown).
-pub fn teardown(root: PhysAddr) {
+pub(crate) fn teardown(root: PhysAddr) {
     let pml4 = table(root);
     for i in 0..256 {
         let e = pml4.entry(i).swap(RawEntry::EMPTY, Ordering::AcqRel);
@@ -514,7 +509,7 @@ fn teardown_table(pa: PhysAddr, level: Level) {
 /// Detaches every page table of the user half (its leaves already zapped)
 /// and hands them to `batch`, which frees them after its flush and the
 /// `ptfree` synchronisation (Linux free_pgtables() at exit).
-pub fn free_user_tables(mm: &AddressSpace, batch: &mut Gather<'_>) {
+pub(crate) fn free_user_tables(mm: &AddressSpace, batch: &mut Gather<'_>) {
     let pml4 = table(mm.root());
     for i in 0..256u64 {
         let e = pml4.entry(i as usize).swap(RawEntry::EMPTY, Ordering::AcqRel);

@@ -23,11 +23,11 @@ use super::{PAGE_SIZE, frame, frame_io};
 use crate::sync::SpinLock;
 
 /// Frames held (4 KiB each; a 2 MiB folio counts 512): 8 MiB.
-pub const QUARANTINE_FRAMES: usize = 2048;
+pub(crate) const QUARANTINE_FRAMES: usize = 2048;
 
 /// How a held frame was poisoned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Poison {
+pub(crate) enum Poison {
     /// A folio: every byte [`POISON_BYTE`].
     Folio,
     /// A page table: every entry [`super::paging::POISON_ENTRY`].
@@ -82,7 +82,7 @@ static RING: SpinLock<Ring> =
 
 /// Turns the quarantine on or off. Off releases every held frame (checking
 /// its poison first).
-pub fn set(on: bool) {
+pub(crate) fn set(on: bool) {
     ON.store(on, Ordering::Relaxed);
     if !on {
         loop {
@@ -97,7 +97,7 @@ pub fn set(on: bool) {
 }
 
 /// Whether freed frames are held now.
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     ON.load(Ordering::Relaxed)
 }
 

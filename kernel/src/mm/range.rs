@@ -55,7 +55,7 @@ fn walk(
 
 /// Unmaps every page in `[start, end)`: entries cleared now, references put
 /// after the batch's flush (Linux zap_pte_range + tlb_remove_page).
-pub fn zap(mm: &AddressSpace, start: u64, end: u64, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
+pub(crate) fn zap(mm: &AddressSpace, start: u64, end: u64, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
     walk(
         mm,
         start,
@@ -118,7 +118,7 @@ fn reprotect(old: RawEntry, prot: Prot) -> Option<RawEntry> {
 /// Applies `prot` to every mapped page of `[start, end)` (Linux
 /// change_protection()). A PROT_NONE change splits huge pmds (kept simple:
 /// a PROT_NONE pmd is never built).
-pub fn protect(mm: &AddressSpace, start: u64, end: u64, prot: Prot, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
+pub(crate) fn protect(mm: &AddressSpace, start: u64, end: u64, prot: Prot, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
     // PROT_NONE on a huge pmd: split first, so that only ptes carry PROTNONE.
     if prot.is_empty() {
         let mut addr = start & !(HUGE_PAGE_SIZE - 1);

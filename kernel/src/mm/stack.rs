@@ -28,14 +28,13 @@ static SLOTS_LOCK: ThreadLock<()> = ThreadLock::new("kernel stack slots", ());
 /// boot stack); thread stacks that are freed will need a cross-CPU flush first.
 #[derive(Debug)]
 pub struct KernelStack {
-    slot: usize,
     bottom: u64,
     top: u64,
 }
 
 impl KernelStack {
     /// The initial stack pointer (one past the highest byte).
-    pub fn top(&self) -> VirtAddr {
+    pub(crate) fn top(&self) -> VirtAddr {
         VirtAddr::new(self.top)
     }
 
@@ -44,10 +43,6 @@ impl KernelStack {
         VirtAddr::new(self.bottom)
     }
 
-    /// The slot index (for diagnostics).
-    pub fn slot(&self) -> usize {
-        self.slot
-    }
 }
 
 /// Allocates and maps a stack of `size` bytes (rounded up to pages; at most the
@@ -81,7 +76,7 @@ pub fn alloc(name: &'static str, size: usize) -> KernelStack {
         .expect("stack slot already mapped");
         va += PAGE_SIZE;
     }
-    KernelStack { slot, bottom, top }
+    KernelStack { bottom, top }
 }
 
 /// If `addr` lies in the unmapped space below a live stack, that stack's name.

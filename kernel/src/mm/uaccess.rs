@@ -26,7 +26,7 @@ pub struct UserPtr(pub u64);
 
 impl UserPtr {
     /// The address `bytes` further on (wrapping: the range check catches it).
-    pub fn offset(self, bytes: u64) -> UserPtr {
+    pub(crate) fn offset(self, bytes: u64) -> UserPtr {
         UserPtr(self.0.wrapping_add(bytes))
     }
 }
@@ -67,7 +67,7 @@ pub fn check_range(addr: UserPtr, len: usize) -> Result<(), Efault> {
 /// The page-fault path for a kernel-mode fault: if it hit a uaccess
 /// instruction at a user address, resolve it (demand paging) or redirect the
 /// copy to its fixup, and return true. Anything else returns false (a crash).
-pub fn handle_kernel_fault(frame: &mut TrapFrame, addr: u64) -> bool {
+pub(crate) fn handle_kernel_fault(frame: &mut TrapFrame, addr: u64) -> bool {
     let Some(fixup) = uaccess::fixup_for(frame.rip) else { return false };
     if addr >= USER_MAX {
         return false;

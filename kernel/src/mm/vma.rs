@@ -71,19 +71,19 @@ pub struct Vma {
 
 impl Vma {
     /// Whether `addr` is inside.
-    pub fn contains(&self, addr: u64) -> bool {
+    pub(crate) fn contains(&self, addr: u64) -> bool {
         self.start <= addr && addr < self.end
     }
 
     /// The file page mapping `addr` (inside the area) would show, for a file
     /// mapping.
-    pub fn file_page(&self, addr: u64) -> Option<(super::filemap::FileId, u64)> {
+    pub(crate) fn file_page(&self, addr: u64) -> Option<(super::filemap::FileId, u64)> {
         self.file.map(|f| (f.id, f.pgoff + (addr - self.start) / PAGE_SIZE))
     }
 
     /// Whether the 2 MiB-aligned block around `addr` lies inside, so that a
     /// huge pmd may map it.
-    pub fn huge_fits(&self, addr: u64) -> bool {
+    pub(crate) fn huge_fits(&self, addr: u64) -> bool {
         let base = addr & !(super::HUGE_PAGE_SIZE - 1);
         base >= self.start && base + super::HUGE_PAGE_SIZE <= self.end
     }
@@ -99,35 +99,35 @@ pub struct VmaSet {
 /// as Linux's mmap_min_addr keeps address 0 unmappable).
 pub const MMAP_MIN: u64 = 0x40_0000;
 /// Where mmap starts looking for free space without a hint.
-pub const MMAP_BASE: u64 = 0x10_0000_0000;
+pub(crate) const MMAP_BASE: u64 = 0x10_0000_0000;
 /// The user half's last usable address + 1 (one page below the canonical
 /// hole, as Linux's TASK_SIZE keeps the last page unmapped).
 pub const USER_TOP: u64 = layout::USER_END - PAGE_SIZE;
 
 impl VmaSet {
     /// An empty set.
-    pub fn new() -> VmaSet {
+    pub(crate) fn new() -> VmaSet {
         VmaSet { areas: BTreeMap::new() }
     }
 
     /// The area containing `addr`.
-    pub fn find(&self, addr: u64) -> Option<&Vma> {
+    pub(crate) fn find(&self, addr: u64) -> Option<&Vma> {
         self.areas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| v.contains(addr))
     }
 
     /// Areas intersecting `[start, end)`, in order.
-    pub fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Vma> {
+    pub(crate) fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Vma> {
         let first = self.areas.range(..=start).next_back().map(|(&k, _)| k).unwrap_or(start);
         self.areas.range(first..end).map(|(_, v)| v).filter(move |v| v.end > start && v.start < end)
     }
 
     /// Whether any area intersects `[start, end)`.
-    pub fn intersects(&self, start: u64, end: u64) -> bool {
+    pub(crate) fn intersects(&self, start: u64, end: u64) -> bool {
         self.overlapping(start, end).next().is_some()
     }
 
     /// Whether `[start, end)` is entirely covered by areas (no holes).
-    pub fn covers(&self, start: u64, end: u64) -> bool {
+    pub(crate) fn covers(&self, start: u64, end: u64) -> bool {
         let mut at = start;
         for v in self.overlapping(start, end) {
             if v.start > at {
@@ -139,14 +139,14 @@ impl VmaSet {
     }
 
     /// Adds an area. The caller checked that nothing overlaps.
-    pub fn insert(&mut self, vma: Vma) {
+    pub(crate) fn insert(&mut self, vma: Vma) {
         debug_assert!(!self.intersects(vma.start, vma.end), "overlapping vma {vma:?}");
         self.areas.insert(vma.start, vma);
     }
 
     /// Splits the area containing `addr` so that an area starts at `addr`
     /// (Linux split_vma()).
-    pub fn split_at(&mut self, addr: u64) {
+    pub(crate) fn split_at(&mut self, addr: u64) {
         if let Some(v) = self.find(addr).copied()
             && v.start != addr
         {
@@ -157,7 +157,7 @@ impl VmaSet {
     }
 
     /// Removes `[start, end)` from every area (splitting the ones it cuts).
-    pub fn remove_range(&mut self, start: u64, end: u64) {
+    pub(crate) fn remove_range(&mut self, start: u64, end: u64) {
         self.split_at(start);
         self.split_at(end);
         let keys: alloc::vec::Vec<u64> = self.overlapping(start, end).map(|v| v.start).collect();
@@ -168,7 +168,7 @@ impl VmaSet {
 
     /// Applies `f` to every area inside `[start, end)` (splitting at the
     /// ends first), then merges neighbours that became equal (vma_merge()).
-    pub fn modify_range(&mut self, start: u64, end: u64, mut f: impl FnMut(&mut Vma)) {
+    pub(crate) fn modify_range(&mut self, start: u64, end: u64, mut f: impl FnMut(&mut Vma)) {
         self.split_at(start);
         self.split_at(end);
         // In place, no key vector (see merge_around).
@@ -209,7 +209,7 @@ impl VmaSet {
 
     /// A free range of `len` bytes at or above `MMAP_BASE` (first fit),
     /// aligned to `align`.
-    pub fn find_free(&self, len: u64, align: u64) -> Option<u64> {
+    pub(crate) fn find_free(&self, len: u64, align: u64) -> Option<u64> {
         let mut at = self.find(MMAP_BASE).map_or(MMAP_BASE, |v| v.end).next_multiple_of(align);
         for v in self.areas.range(MMAP_BASE..).map(|(_, v)| v) {
             if v.end <= at {
@@ -224,7 +224,7 @@ impl VmaSet {
     }
 
     /// All areas, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &Vma> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Vma> {
         self.areas.values()
     }
 

@@ -34,7 +34,7 @@ pub struct Segment<'a> {
 
 impl Segment<'_> {
     /// The page-aligned range the segment covers: `[start, end)`.
-    pub fn page_range(&self) -> (u64, u64) {
+    pub(crate) fn page_range(&self) -> (u64, u64) {
         let start = self.vaddr & !(PAGE_SIZE - 1);
         let end = (self.vaddr + self.mem_size).next_multiple_of(PAGE_SIZE);
         (start, end)

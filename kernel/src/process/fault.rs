@@ -20,7 +20,7 @@ use crate::uprobes::Swbp;
 
 /// Handles exception `frame.vector` taken in ring 3 (called from the
 /// exception dispatcher with interrupts off).
-pub fn user_exception(frame: &mut TrapFrame) {
+pub(crate) fn user_exception(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
     let cr2 = crate::arch::cpu::cr2();
     let reason: &str = if vector == 14 {

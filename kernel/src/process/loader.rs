@@ -34,13 +34,6 @@ pub struct UserImage {
     pages: u64,
 }
 
-impl UserImage {
-    /// Pages filled at load time (for reports and tests).
-    pub fn frames(&self) -> usize {
-        self.pages as usize
-    }
-}
-
 
 /// Maps `[start, end)` of `mm` as an area with `prot`, with `init` copied in
 /// at `init_at` (the rest zero).
@@ -96,7 +89,7 @@ fn text_file(seg: &super::elf::Segment<'_>) -> Option<crate::mm::filemap::FileId
 /// Creates the page-cache files of every built-in program's text at boot,
 /// so that the first spawn of a program allocates none (leak checks compare
 /// frame counts across spawns).
-pub fn prime_page_cache() {
+pub(crate) fn prime_page_cache() {
     for (name, bytes) in super::programs::PROGRAMS {
         match super::elf::parse(bytes) {
             Ok(p) => {
@@ -113,7 +106,7 @@ pub fn prime_page_cache() {
 
 /// Maps `program`'s segments and the main thread's stack into `mm` (a new,
 /// empty address space). On failure everything mapped so far is undone.
-pub fn load(mm: &AddressSpace, program: &Program<'_>) -> Result<UserImage, Errno> {
+pub(crate) fn load(mm: &AddressSpace, program: &Program<'_>) -> Result<UserImage, Errno> {
     let mut image = UserImage::default();
     let mut result = Ok(());
     for seg in &program.segments {

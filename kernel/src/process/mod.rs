@@ -23,7 +23,7 @@
 #![deny(unsafe_code)]
 
 pub mod elf;
-pub mod fault;
+pub(crate) mod fault;
 pub mod loader;
 pub mod programs;
 
@@ -42,13 +42,13 @@ use abi::Errno;
 use loader::UserImage;
 
 /// A process id.
-pub type Pid = u64;
+pub(crate) type Pid = u64;
 /// A thread id (unique across processes).
-pub type Tid = u64;
+pub(crate) type Tid = u64;
 
 /// Who waits for a process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Parent {
+pub(crate) enum Parent {
     /// Kernel code (tests, `init=`): `process::wait` from a kernel thread.
     Kernel,
     /// Another process.
@@ -106,7 +106,7 @@ pub struct Process {
 }
 
 /// A user thread.
-pub struct Thread {
+pub(crate) struct Thread {
     /// Thread id.
     pub tid: Tid,
     /// Its process.
@@ -163,7 +163,7 @@ impl Process {
     }
 
     /// Whether `exit` (or a kill) was requested.
-    pub fn is_exiting(&self) -> bool {
+    pub(crate) fn is_exiting(&self) -> bool {
         self.exiting.load(Ordering::Acquire)
     }
 
@@ -173,7 +173,7 @@ impl Process {
     }
 
     /// The thread `tid` of this process.
-    pub fn thread(&self, tid: Tid) -> Option<Arc<Thread>> {
+    pub(crate) fn thread(&self, tid: Tid) -> Option<Arc<Thread>> {
         self.threads.lock().iter().find(|t| t.tid == tid).cloned()
     }
 
@@ -184,12 +184,12 @@ impl Process {
 
 impl Thread {
     /// Whether the thread has ended.
-    pub fn has_exited(&self) -> bool {
+    pub(crate) fn has_exited(&self) -> bool {
         self.exited.load(Ordering::Acquire)
     }
 
     /// Asks the thread to end with `status` at its next return to user.
-    pub fn request_exit(&self, status: i32) {
+    pub(crate) fn request_exit(&self, status: i32) {
         self.exit_request_status.store(status, Ordering::Relaxed);
         // Release: pairs with the Acquire in exit_pending.
         self.exit_requested.store(true, Ordering::Release);
@@ -197,7 +197,7 @@ impl Thread {
 }
 
 /// The user thread the current task runs, if any.
-pub fn current_thread() -> Option<Arc<Thread>> {
+pub(crate) fn current_thread() -> Option<Arc<Thread>> {
     user_thread(&sched::current_task())
 }
 
@@ -209,7 +209,7 @@ fn user_thread(task: &sched::Task) -> Option<Arc<Thread>> {
 
 /// The status the current thread must end with, if it must end now (its own
 /// `thread_exit`, or its process exiting). Called before every return to user.
-pub fn exit_pending() -> Option<i32> {
+pub(crate) fn exit_pending() -> Option<i32> {
     let task = sched::current_task();
     let thread = user_thread(&task)?;
     if thread.process.exiting.load(Ordering::Acquire) {
@@ -227,7 +227,7 @@ pub fn exit_pending() -> Option<i32> {
 /// thread if it or its process is exiting, report an RCU quiescent state
 /// (user mode holds no kernel references), switch if the tick asked for it
 /// (a return to user is a preemption point).
-pub fn return_work() -> usermode::ReturnWork {
+pub(crate) fn return_work() -> usermode::ReturnWork {
     if let Some(status) = exit_pending() {
         return usermode::ReturnWork::Exit(status);
     }
@@ -377,7 +377,7 @@ fn spawn_with_parent(name: &str, cpu: usize, parent: Parent) -> Result<Pid, Errn
 }
 
 /// Starts a thread of the current process at `rip` with `rsp` and `rdi = arg`.
-pub fn spawn_thread(rip: u64, rsp: u64, arg: u64, cpu: usize) -> Result<Tid, Errno> {
+pub(crate) fn spawn_thread(rip: u64, rsp: u64, arg: u64, cpu: usize) -> Result<Tid, Errno> {
     let me = current_thread().ok_or(Errno::EPERM)?;
     if me.process.is_exiting() {
         return Err(Errno::EINTR);
@@ -388,7 +388,7 @@ pub fn spawn_thread(rip: u64, rsp: u64, arg: u64, cpu: usize) -> Result<Tid, Err
 /// The fork plumbing: a child process with a copy of the caller's address
 /// space (`mm::fork::fork_mm`) and one thread on `cpu` resuming from a copy
 /// of `frame` with rax = 0. Returns the child's pid.
-pub fn fork(frame: &TrapFrame, cpu: usize) -> Result<Pid, Errno> {
+pub(crate) fn fork(frame: &TrapFrame, cpu: usize) -> Result<Pid, Errno> {
     let me = current_thread().ok_or(Errno::EPERM)?;
     if !crate::smp::online_cpus().contains(cpu) {
         return Err(Errno::EINVAL);
@@ -432,7 +432,7 @@ pub fn wait(pid: Pid) -> Result<i32, Errno> {
 }
 
 /// Waits for thread `tid` of the current process; returns its status.
-pub fn join_thread(tid: Tid) -> Result<i32, Errno> {
+pub(crate) fn join_thread(tid: Tid) -> Result<i32, Errno> {
     let me = current_thread().ok_or(Errno::EPERM)?;
     if tid == me.tid {
         return Err(Errno::EINVAL);
@@ -447,7 +447,7 @@ pub fn join_thread(tid: Tid) -> Result<i32, Errno> {
 /// process is told to exit (EINTR). Polling (halting between ticks) instead
 /// of a wait queue: an `exit` from another thread must end this wait too,
 /// and it needs no list of every wait a process is in.
-pub fn wait_interruptible(process: &Process, cond: impl Fn() -> bool) -> Result<(), Errno> {
+pub(crate) fn wait_interruptible(process: &Process, cond: impl Fn() -> bool) -> Result<(), Errno> {
     loop {
         if cond() {
             return Ok(());
@@ -462,7 +462,7 @@ pub fn wait_interruptible(process: &Process, cond: impl Fn() -> bool) -> Result<
 /// Records why the current thread's process is killed and makes it exit
 /// with `abi::status::KILLED_BY_FAULT` (every thread ends at its next return
 /// to user).
-pub fn kill_current(report: KillReport) {
+pub(crate) fn kill_current(report: KillReport) {
     if let Some(t) = current_thread() {
         t.process.killed.lock().get_or_insert(report);
         t.process.request_exit(abi::status::KILLED_BY_FAULT);

@@ -13,7 +13,7 @@ macro_rules! program {
 }
 
 /// Every built-in program.
-pub const PROGRAMS: &[(&str, &[u8])] = &[
+pub(crate) const PROGRAMS: &[(&str, &[u8])] = &[
     program!("hello"),
     program!("cow"),
     program!("memcalls"),

@@ -64,7 +64,7 @@ type Callback = Box<dyn FnOnce() + Send>;
 static CALLBACKS: SpinLock<VecDeque<(u64, Callback)>> = SpinLock::new("rcu callbacks", VecDeque::new());
 
 /// Sets the stall limit (boot option `rcu.stall_ms`).
-pub fn set_stall_ms(ms: u64) {
+pub(crate) fn set_stall_ms(ms: u64) {
     STALL_NS.store(ms * 1_000_000, Ordering::Relaxed);
 }
 
@@ -105,7 +105,7 @@ fn nudge(cpus: CpuSet) {
 
 /// Reports that this CPU is in a quiescent state (it is not inside a read-side
 /// critical section). Cheap when nothing is owed.
-pub fn quiescent_state() {
+pub(crate) fn quiescent_state() {
     let me = percpu::cpu_index();
     if !NEEDS_QS.contains(me, Ordering::Acquire) {
         return;
@@ -225,6 +225,6 @@ pub fn run_callbacks() {
 }
 
 /// Callbacks not yet run.
-pub fn pending_callbacks() -> usize {
+pub(crate) fn pending_callbacks() -> usize {
     CALLBACKS.lock().len()
 }

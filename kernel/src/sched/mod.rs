@@ -22,8 +22,8 @@
 //! scheduler holds a reference to the loaded address space, so it cannot be
 //! freed while any CPU has it loaded; [`leave_lazy_mm`] drops a lazy one.
 
-pub mod task;
-pub mod wait;
+pub(crate) mod task;
+pub(crate) mod wait;
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -35,7 +35,7 @@ use crate::arch::{apic, timer, vectors};
 use crate::smp::{self, MAX_CPUS, percpu};
 use crate::sync::SpinLock;
 use crate::time::Deadline;
-pub use task::{MmContext, State, Task};
+pub(crate) use task::{MmContext, State, Task};
 pub use wait::WaitQueue;
 
 /// Ticks a task may run before it should yield to a waiting one.
@@ -86,7 +86,7 @@ static READY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CP
 /// Registers the tick and reschedule handlers and calibrates the timer.
 /// Called once on the boot CPU, before the APs start (they enter the
 /// scheduler as soon as they are online). Returns the timer mode.
-pub fn init_global() -> &'static str {
+pub(crate) fn init_global() -> &'static str {
     crate::arch::idt::register_handler(vectors::TIMER, tick);
     crate::arch::idt::register_handler(vectors::RESCHEDULE, reschedule_ipi);
     crate::sync::set_yield_hook(yield_now);
@@ -95,7 +95,7 @@ pub fn init_global() -> &'static str {
 
 /// Makes the boot context of the boot CPU the task "main", gives the boot CPU
 /// an idle task and starts its tick. Called once, before the kernel's main.
-pub fn init_boot_cpu() {
+pub(crate) fn init_boot_cpu() {
     let me = percpu::cpu_index();
     *RQ[me].current.lock() = Some(Arc::new(Task::for_running_context("main", me, false)));
     let idle = Arc::new(Task::new("idle", me, true, None, Box::new(|| idle_loop())));
@@ -105,7 +105,7 @@ pub fn init_boot_cpu() {
 }
 
 /// Makes this AP's boot context its idle task and runs the idle loop.
-pub fn start_ap() -> ! {
+pub(crate) fn start_ap() -> ! {
     let me = percpu::cpu_index();
     let idle = Arc::new(Task::for_running_context("idle", me, true));
     *RQ[me].current.lock() = Some(idle.clone());
@@ -116,12 +116,12 @@ pub fn start_ap() -> ! {
 }
 
 /// Whether `cpu` has a scheduler.
-pub fn ready(cpu: usize) -> bool {
+pub(crate) fn ready(cpu: usize) -> bool {
     cpu < MAX_CPUS && READY[cpu].load(Ordering::Acquire)
 }
 
 /// The task running on this CPU.
-pub fn current_task() -> Arc<Task> {
+pub(crate) fn current_task() -> Arc<Task> {
     let me = percpu::cpu_index();
     x86_64::instructions::interrupts::without_interrupts(|| {
         RQ[me].current.lock().clone().expect("no current task: scheduler not started on this CPU")
@@ -152,7 +152,7 @@ fn idle_loop() -> ! {
 /// Switches to the next runnable task of this CPU (or its idle task). The
 /// current task is requeued if it is still Running; a Blocked or Dead one is
 /// not. Returns when the current task runs again.
-pub fn schedule() {
+pub(crate) fn schedule() {
     let me = percpu::cpu_index();
     let rq = &RQ[me];
     let were_enabled = crate::arch::cpu::interrupts_enabled();
@@ -331,7 +331,7 @@ pub(super) extern "C" fn task_main() -> ! {
 }
 
 /// Makes a Blocked task runnable on its CPU.
-pub fn wake(task: &Arc<Task>) {
+pub(crate) fn wake(task: &Arc<Task>) {
     if !task.transition(State::Blocked, State::Runnable) {
         return;
     }
@@ -416,7 +416,7 @@ impl<T> JoinHandle<T> {
     }
 
     /// The thread's task.
-    pub fn task(&self) -> &Arc<Task> {
+    pub(crate) fn task(&self) -> &Arc<Task> {
         &self.task
     }
 
@@ -482,7 +482,7 @@ pub fn cond_resched() {
 
 /// Whether the tick or a wake-up asked this CPU to reschedule (checked on
 /// every return to user mode).
-pub fn need_resched() -> bool {
+pub(crate) fn need_resched() -> bool {
     RQ[percpu::cpu_index()].need_resched.load(Ordering::Relaxed)
 }
 

@@ -21,7 +21,7 @@ use crate::mm::stack::{self, KernelStack};
 use crate::sync::SpinLock;
 
 /// Size of a kernel thread's stack.
-pub const THREAD_STACK_SIZE: usize = 64 * 1024;
+pub(crate) const THREAD_STACK_SIZE: usize = 64 * 1024;
 
 /// What the scheduler needs of an address space to run a task in it
 /// (Linux: the mm_struct fields switch_mm_irqs_off() touches). Defined here
@@ -46,7 +46,7 @@ pub trait MmContext: core::any::Any + Send + Sync {
 /// Task states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum State {
+pub(crate) enum State {
     /// In its CPU's run queue (or about to be).
     Runnable = 0,
     /// On its CPU now.
@@ -58,9 +58,7 @@ pub enum State {
 }
 
 /// A kernel thread.
-pub struct Task {
-    /// Unique id.
-    pub id: u64,
+pub(crate) struct Task {
     /// Name, for reports.
     pub name: &'static str,
     /// The CPU it runs on.
@@ -100,14 +98,12 @@ unsafe impl Sync for Task {}
 // SAFETY: as above; the stack is plain memory owned by the task.
 unsafe impl Send for Task {}
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static STACK_POOL: SpinLock<Vec<KernelStack>> = SpinLock::new("thread stack pool", Vec::new());
 
 impl Task {
     /// A task for a context that is already running (a CPU's boot context).
     pub(super) fn for_running_context(name: &'static str, cpu: usize, is_idle: bool) -> Task {
         Task {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name,
             cpu,
             is_idle,
@@ -140,7 +136,6 @@ impl Task {
         // by a dead task that no CPU runs on any more).
         let rsp = unsafe { crate::arch::context::initial_stack(stack.top().as_u64(), super::task_main) };
         Task {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name,
             cpu,
             is_idle,
@@ -158,16 +153,6 @@ impl Task {
         }
     }
 
-    /// The current state.
-    pub fn state(&self) -> State {
-        match self.state.load(Ordering::Acquire) {
-            0 => State::Runnable,
-            1 => State::Running,
-            2 => State::Blocked,
-            _ => State::Dead,
-        }
-    }
-
     pub(super) fn set_state(&self, s: State) {
         self.state.store(s as u8, Ordering::Release);
     }
@@ -178,7 +163,7 @@ impl Task {
     }
 
     /// Whether the task has finished.
-    pub fn has_exited(&self) -> bool {
+    pub(crate) fn has_exited(&self) -> bool {
         self.exited.load(Ordering::Acquire)
     }
 }

@@ -48,7 +48,7 @@ pub use spinlock::{SpinLock, SpinLockGuard, ThreadLock, ThreadLockGuard};
 static SPIN_LIMIT_NS: AtomicU64 = AtomicU64::new(5_000_000_000);
 
 /// Registers the scheduler's yield (once, at boot): see [`yield_now`].
-pub fn set_yield_hook(hook: fn()) {
+pub(crate) fn set_yield_hook(hook: fn()) {
     YIELD_HOOK.call_once(|| hook);
 }
 
@@ -56,7 +56,7 @@ pub fn set_yield_hook(hook: fn()) {
 /// ([`set_yield_hook`]), else a spin-loop hint. For waits below the
 /// scheduler's layer (the page lock, RCU grace periods), which must not call
 /// up into `sched`.
-pub fn yield_now() {
+pub(crate) fn yield_now() {
     match YIELD_HOOK.get() {
         Some(hook) => hook(),
         None => core::hint::spin_loop(),

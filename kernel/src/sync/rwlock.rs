@@ -76,11 +76,6 @@ impl<T> RwSpinLock<T> {
         }
     }
 
-    /// The lock's name.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// Panics (debug builds) if this CPU is inside already, in either role.
     #[track_caller]
     fn check_recursion(&self) {
@@ -143,12 +138,6 @@ impl<T> RwSpinLock<T> {
             || ReadersIn(&self.readers),
         );
         RwSpinLockWriteGuard { lock: self, irqs_were_enabled, _cpu_bound: PhantomData }
-    }
-
-    /// Whether a writer holds or waits for the lock (a snapshot).
-    pub fn writer_waiting_or_inside(&self) -> bool {
-        // Relaxed: a snapshot for tests and reports.
-        self.state.load(Ordering::Relaxed) & WRITER != 0
     }
 
     /// Readers inside (a snapshot).

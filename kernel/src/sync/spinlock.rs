@@ -56,11 +56,6 @@ impl<T> SpinLock<T> {
         SpinLock { name, raw: RawTicket::new(), data: UnsafeCell::new(value) }
     }
 
-    /// The lock's name.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// Disables interrupts on this CPU and spins, in ticket order, until the
     /// lock is this CPU's.
     #[track_caller]
@@ -101,10 +96,6 @@ impl<T> SpinLock<T> {
         self.raw.waiters()
     }
 
-    /// The CPU recorded as holding the lock (a snapshot).
-    pub fn holder(&self) -> Option<u32> {
-        self.raw.holder()
-    }
 }
 
 impl<T> Deref for SpinLockGuard<'_, T> {
@@ -161,11 +152,6 @@ impl<T> ThreadLock<T> {
         ThreadLock { name, raw: RawTicket::new(), data: UnsafeCell::new(value) }
     }
 
-    /// The lock's name.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// Spins, in ticket order, until the lock is this CPU's. Must not be
     /// called in interrupt context (checked in debug builds).
     #[track_caller]
@@ -189,10 +175,6 @@ impl<T> ThreadLock<T> {
         self.raw.is_locked()
     }
 
-    /// The CPU recorded as holding the lock (a snapshot).
-    pub fn holder(&self) -> Option<u32> {
-        self.raw.holder()
-    }
 }
 
 impl<T> Deref for ThreadLockGuard<'_, T> {

@@ -185,11 +185,6 @@ pub(crate) fn flush_range(mm: &MmTlbState, start: VirtAddr, end: VirtAddr, strid
     shootdown(Some(mm), LocalOp::for_range(start.as_u64(), end.as_u64(), stride), freed_tables);
 }
 
-/// Flushes all of `mm`'s translations everywhere (Linux: flush_tlb_mm()).
-pub fn flush_tlb_mm(mm: &MmTlbState) {
-    shootdown(Some(mm), LocalOp::All, true);
-}
-
 /// Flushes one 4 KiB page of `mm` (Linux: flush_tlb_page(), the flush of
 /// ptep_clear_flush()).
 pub fn flush_tlb_page(mm: &MmTlbState, va: VirtAddr) {
@@ -228,7 +223,7 @@ impl core::fmt::Debug for TlbFlush<'_> {
 
 impl<'a> TlbFlush<'a> {
     /// The flush of `[start, end)` with `stride`.
-    pub fn range(mm: &'a MmTlbState, start: VirtAddr, end: VirtAddr, stride: PageSize) -> Self {
+    pub(crate) fn range(mm: &'a MmTlbState, start: VirtAddr, end: VirtAddr, stride: PageSize) -> Self {
         assert!(end.as_u64() <= USER_END && start <= end, "flush of {start:?}..{end:?}: not a user range");
         TlbFlush { mm, start: start.as_u64(), end: end.as_u64(), stride, freed_tables: false }
     }
@@ -268,11 +263,6 @@ impl<'a> TlbFlush<'a> {
         }
     }
 
-    /// The address space.
-    pub fn mm(&self) -> &'a MmTlbState {
-        self.mm
-    }
-
     /// The range `[start, end)` and stride.
     pub fn bounds(&self) -> (VirtAddr, VirtAddr, PageSize) {
         (VirtAddr::new(self.start), VirtAddr::new(self.end), self.stride)
@@ -285,7 +275,7 @@ impl<'a> TlbFlush<'a> {
 
     /// Drops the flush without doing it. Only for negative controls that
     /// skip a flush on purpose (e.g. `ksm.no_flush`): stale translations stay.
-    pub fn skip_for_negative_control(self) {}
+    pub(crate) fn skip_for_negative_control(self) {}
 
     pub(crate) fn into_parts(self) -> (&'a MmTlbState, u64, u64, PageSize, bool) {
         (self.mm, self.start, self.end, self.stride, self.freed_tables)

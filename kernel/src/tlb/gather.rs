@@ -74,11 +74,6 @@ impl<'a> Gather<'a> {
         Gather { mm, range: None, tables: Vec::new(), release: Vec::new(), freed_tables: false, finished: false }
     }
 
-    /// The address space.
-    pub fn mm(&self) -> &'a MmTlbState {
-        self.mm
-    }
-
     /// Records that the 4 KiB entry of `va` changed.
     pub fn page(&mut self, va: VirtAddr) {
         let base = va.align_down(PageSize::Size4K.bytes());
@@ -86,7 +81,7 @@ impl<'a> Gather<'a> {
     }
 
     /// Records that the 2 MiB entry of `va` changed.
-    pub fn huge(&mut self, va: VirtAddr) {
+    pub(crate) fn huge(&mut self, va: VirtAddr) {
         let base = va.align_down(PageSize::Size2M.bytes());
         self.add_range(base, base + PageSize::Size2M.bytes(), PageSize::Size2M);
     }
@@ -98,7 +93,7 @@ impl<'a> Gather<'a> {
     }
 
     /// Adds `[start, end)` (leaves of size `stride` changed) to the flush.
-    pub fn add_range(&mut self, start: VirtAddr, end: VirtAddr, stride: PageSize) {
+    pub(crate) fn add_range(&mut self, start: VirtAddr, end: VirtAddr, stride: PageSize) {
         let (s, e) = (start.as_u64(), end.as_u64());
         self.range = Some(match self.range {
             None => (s, e, stride),
@@ -124,11 +119,6 @@ impl<'a> Gather<'a> {
         self.add_range(page, page + PageSize::Size4K.bytes(), PageSize::Size4K);
         self.tables.push(table);
         count(Some(self.mm), |c| &c.tables_queued, 1);
-    }
-
-    /// Tables queued so far.
-    pub fn tables(&self) -> usize {
-        self.tables.len()
     }
 
     /// Flushes, frees the queued tables per `ptfree`, drops the released

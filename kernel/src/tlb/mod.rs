@@ -57,8 +57,8 @@
 
 #![deny(unsafe_code)]
 
-pub mod flush;
-pub mod gather;
+pub(crate) mod flush;
+pub(crate) mod gather;
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -68,7 +68,7 @@ use x86_64::PhysAddr;
 use crate::smp::{AtomicCpuSet, CpuSet};
 
 pub use flush::{
-    TlbFlush, flush_tlb_kernel_range, flush_tlb_mm, flush_tlb_mm_range, flush_tlb_page,
+    TlbFlush, flush_tlb_kernel_range, flush_tlb_mm_range, flush_tlb_page,
 };
 pub use gather::{Gather, POISON_ENTRY, flush_pending, poison_and_free_table, remove_table_one, table_sync_one};
 
@@ -91,10 +91,10 @@ pub enum PtFree {
 }
 
 /// The default `tlb.ceiling` (Linux: tlb_single_page_flush_ceiling).
-pub const DEFAULT_CEILING: u64 = 33;
+pub(crate) const DEFAULT_CEILING: u64 = 33;
 /// The largest accepted `tlb.ceiling`: 1 GiB of 4 KiB pages. More would mean
 /// seconds of INVLPG for a range a CR3 reload flushes in microseconds.
-pub const MAX_CEILING: u64 = 512 * 512;
+pub(crate) const MAX_CEILING: u64 = 512 * 512;
 
 /// The TLB configuration in force.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +111,7 @@ pub struct TlbConfig {
 
 impl TlbConfig {
     /// The defaults: `tlb=ipi tlb.nowait=off tlb.ceiling=33 ptfree=ipi`.
-    pub const DEFAULT: TlbConfig =
+    pub(crate) const DEFAULT: TlbConfig =
         TlbConfig { mode: FlushMode::Ipi, nowait: false, ceiling: DEFAULT_CEILING, ptfree: PtFree::Ipi };
 }
 
@@ -138,7 +138,7 @@ static CEILING: AtomicU64 = AtomicU64::new(DEFAULT_CEILING);
 static PTFREE: AtomicU8 = AtomicU8::new(0);
 
 /// Installs the configuration (boot, once, before the APs start).
-pub fn init(config: TlbConfig) {
+pub(crate) fn init(config: TlbConfig) {
     assert!((1..=MAX_CEILING).contains(&config.ceiling), "tlb.ceiling {} out of range", config.ceiling);
     MODE_NMI.store(config.mode == FlushMode::Nmi, Ordering::Relaxed);
     NOWAIT.store(config.nowait, Ordering::Relaxed);
@@ -266,22 +266,22 @@ pub struct MmTlbState {
 
 impl MmTlbState {
     /// The state of a new address space `id` whose top-level table is `root`.
-    pub fn new(id: u64, root: PhysAddr) -> Self {
+    pub(crate) fn new(id: u64, root: PhysAddr) -> Self {
         MmTlbState { id, root, cpus: AtomicCpuSet::new(), pending: AtomicU64::new(0), counters: Counters::new() }
     }
 
     /// The address space's id.
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// The physical address of the top-level table (what CR3 holds).
-    pub fn root(&self) -> PhysAddr {
+    pub(crate) fn root(&self) -> PhysAddr {
         self.root
     }
 
     /// The CPUs that have this address space loaded.
-    pub fn cpus(&self) -> CpuSet {
+    pub(crate) fn cpus(&self) -> CpuSet {
         // Acquire: pairs with the insertion in `note_loaded`.
         self.cpus.load(Ordering::Acquire)
     }

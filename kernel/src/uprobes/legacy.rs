@@ -46,7 +46,7 @@ const RETRY_NS: u64 = 1_000_000_000;
 /// uprobe_write_opcode(), 2012-2025). The caller holds the mmap lock for
 /// reading (`vmas`) and the registration lock. `Some(previous byte)` when
 /// written, `None` when verify_opcode() found nothing to do.
-pub fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, opcode: u8, is_register: bool) -> Result<Option<u8>, UprobeError> {
+pub(crate) fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, opcode: u8, is_register: bool) -> Result<Option<u8>, UprobeError> {
     let base = vaddr & !(PAGE_SIZE - 1);
     let deadline = Deadline::after_ns(RETRY_NS);
     loop {

@@ -49,8 +49,8 @@
 
 #![deny(unsafe_code)]
 
-pub mod legacy;
-pub mod write_opcode;
+pub(crate) mod legacy;
+pub(crate) mod write_opcode;
 
 use alloc::collections::BTreeMap;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -63,11 +63,11 @@ use crate::mm::{PAGE_SIZE, layout};
 use crate::sync::SpinLock;
 use crate::sync::rwsem::RwSemaphore;
 
-pub use abi::uprobe::SWBP_INSN as UPROBE_SWBP_INSN;
+pub(crate) use abi::uprobe::SWBP_INSN as UPROBE_SWBP_INSN;
 
 /// Bytes of the breakpoint instruction (Linux UPROBE_SWBP_INSN_SIZE): probe
 /// addresses must be multiples of it (always true on x86).
-pub const UPROBE_SWBP_INSN_SIZE: u64 = 1;
+pub(crate) const UPROBE_SWBP_INSN_SIZE: u64 = 1;
 /// The one instruction a hit emulates (a one-byte `nop`).
 const NOP: u8 = 0x90;
 
@@ -247,13 +247,13 @@ pub fn registered() -> usize {
 }
 
 /// Forgets the probes of address space `mm_id` (its process ended).
-pub fn forget_mm(mm_id: u64) {
+pub(crate) fn forget_mm(mm_id: u64) {
     REGISTRY.lock().retain(|&(id, _), _| id != mm_id);
 }
 
 /// What the trap handler does after a breakpoint trap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Swbp {
+pub(crate) enum Swbp {
     /// A probe on a `nop`: emulated, the thread continues after it.
     Continue,
     /// No probe there any more and the byte is no longer an `int3` (the
@@ -268,7 +268,7 @@ pub enum Swbp {
 /// A breakpoint trap at `bp_vaddr` (the `int3`'s address: the trap's rip
 /// minus 1) in the current process, whose address space is `mm` (Linux
 /// handle_swbp()). Runs in the trapping thread with interrupts enabled.
-pub fn handle_swbp(mm: &AddressSpace, bp_vaddr: u64) -> Swbp {
+pub(crate) fn handle_swbp(mm: &AddressSpace, bp_vaddr: u64) -> Swbp {
     let orig = {
         let mut reg = REGISTRY.lock();
         reg.get_mut(&(mm.id, bp_vaddr)).map(|p| {

@@ -53,7 +53,7 @@ enum Again {
 /// The caller holds the mmap lock for reading (`vmas`) and the registration
 /// lock. `Some(previous byte)` when written, `None` when verify_opcode()
 /// found nothing to do.
-pub fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, opcode: u8, is_register: bool) -> Result<Option<u8>, UprobeError> {
+pub(crate) fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, opcode: u8, is_register: bool) -> Result<Option<u8>, UprobeError> {
     let base = vaddr & !(PAGE_SIZE - 1);
     let deadline = Deadline::after_ns(RETRY_NS);
     let mut break_cow = is_register;

@@ -4,7 +4,7 @@
 //! is refused and the pin stays coherent with the mapping).
 //!
 //! Ranges of 512 small pages are made by writing every page of a fresh
-//! 2 MiB area before it gets `MADV_HUGEPAGE` (under the default `thp=madvise`
+//! 2 MiB area before it gets `MADV_HUGEPAGE` (under the THP policy `madvise`
 //! the faults map small pages). Every test runs under [`collapse_no_leaks`]:
 //! no folio or page table leaked, no oracle fired, defaults restored.
 
