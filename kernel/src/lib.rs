@@ -37,9 +37,10 @@
 //! | 15 | `boot`, `boot::facts`, `boot_options`, `testing`, `debug`, `debug::fatal`, `debug::crash`, `debug::wedge`, `debug::exceptions` | The boot sequence and its options, the test harness, the panic handler. |
 //!
 //! Unsafe code and privileged instructions: `asm!` and privileged register
-//! writes only in `arch`; the policy modules (`gup`, `ksm`, `uprobes`, `race`,
-//! `scenario`, `syscall`, `bench`, `rcu`, `tlb`, `dma`, `process`) deny
-//! `unsafe` outright.
+//! writes only in `arch`; the policy modules (`gup`, `ksm`, `khugepaged`,
+//! `uprobes`, `race`, `scenario`, `syscall`, `bench`, `rcu`, `tlb`, `dma`,
+//! `process`) deny `unsafe` outright. Items are `pub(crate)` unless a test
+//! kernel or the main binary uses them, so the compiler reports dead code.
 
 #![no_std]
 #![warn(missing_docs)]
