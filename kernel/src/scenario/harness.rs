@@ -55,6 +55,11 @@ pub trait Writer {
     fn settle(&mut self) {}
     /// The writer's counters now.
     fn tally(&self) -> Tally;
+    /// The main job's bounds of a safe and of a caught row of this
+    /// scenario, seconds (`secs=` overrides both).
+    fn job_secs(&self) -> (u64, u64) {
+        (super::job::SAFE_SECS, super::job::CAUGHT_SECS)
+    }
     /// Extra `key=value` words for the RESULT line (after the common ones).
     fn extra(&self) -> String {
         String::new()

@@ -165,7 +165,8 @@ pub fn verdict(expected: Expected, o: &Outcome) -> Result<(), &'static str> {
 /// `job=list` only lists the rows.
 pub fn run_job(boot: &RaceConfig, what: job::Job) -> bool {
     let (mut ksm, mut uprobe) = (ksm_vs_gupfast::Ksm, uprobe_vs_pin::Tracer);
-    let mut writers: [&mut dyn harness::Writer; 2] = [&mut ksm, &mut uprobe];
+    let mut collapse = collapse_vs_gupfast::Collapse::new(crate::race::config::Collapser::Khugepaged);
+    let mut writers: [&mut dyn harness::Writer; 3] = [&mut ksm, &mut collapse, &mut uprobe];
     match what {
         job::Job::Races => job::run(boot, &mut writers),
         job::Job::List => {
