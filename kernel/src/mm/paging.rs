@@ -308,6 +308,7 @@ pub(crate) trait Tables {
 /// leaf). An empty entry is filled when `tables` allocates: with a
 /// compare-exchange from empty, so concurrent walkers agree on one table
 /// and the loser's frame goes back.
+#[inline(always)]
 pub(crate) fn follow<T: Tables>(entry: &Entry, tables: &T) -> Result<Result<PhysAddr, RawEntry>, T::Error> {
     // Acquire: pairs with the Release of the exchange that installed the
     // table, so its zeroed contents are visible.
@@ -348,21 +349,25 @@ pub(crate) struct Cursor {
 
 impl Cursor {
     /// At the root of the tree whose top-level table is the frame `root`.
+    #[inline(always)]
     pub(crate) fn new<T: Tables>(tables: &T, root: PhysAddr, va: VirtAddr) -> Cursor {
         Cursor { va: va.as_u64(), level: Level::Pml4, table_pa: root, table: tables.table(root) }
     }
 
     /// The level of the current table.
+    #[inline(always)]
     pub(crate) fn level(&self) -> Level {
         self.level
     }
 
     /// The frame of the current table (its `Page` holds the table's lock).
+    #[inline(always)]
     pub(crate) fn table_addr(&self) -> PhysAddr {
         self.table_pa
     }
 
     /// The entry of the address in the current table.
+    #[inline(always)]
     pub(crate) fn entry(&self) -> &'static Entry {
         self.table.entry(self.level.index(self.va))
     }
@@ -371,6 +376,7 @@ impl Cursor {
     /// arrived. `Ok(Some(entry))`: stopped above `target` at an entry with
     /// no table below (empty and not filled, or a huge leaf), which the
     /// cursor stays at.
+    #[inline(always)]
     pub(crate) fn descend<T: Tables>(&mut self, target: Level, tables: &T) -> Result<Option<RawEntry>, T::Error> {
         while self.level != target {
             let Some(next) = self.level.next() else { panic!("a walk below the pte level") };

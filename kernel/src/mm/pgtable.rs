@@ -187,10 +187,12 @@ struct UserTables {
 impl Tables for UserTables {
     type Error = NoMemory;
 
+    #[inline(always)]
     fn table(&self, pa: PhysAddr) -> &'static PageTable {
         table(pa)
     }
 
+    #[inline(always)]
     fn alloc(&self) -> Result<Option<(PhysAddr, PteFlags)>, NoMemory> {
         if self.alloc { Ok(Some((alloc_table()?, TABLE_FLAGS))) } else { Ok(None) }
     }
