@@ -19,8 +19,8 @@ USAGE:
     cargo run -- [run] [OPTIONS] [key=value ...]     (or ./run-qemu.sh ...)
     cargo run -- image --out DIR [--suite NAME | --kernel PATH] [key=value ...]
     cargo run -- matrix [--smp 2,3,4] [--seeds N] [--secs S] [--scenario NAME]
-                        [--explore auto,off] [--config A,B] [--rows all|caught|safe]
-                        [--first-seed N] [--mem SIZE] [--out DIR]
+                        [--explore auto,off] [--config A;B]... [--rows all|caught|safe]
+                        [--first-seed N] [--mem SIZE] [--out DIR] [--kernel PATH]
     cargo run -- compare [--smp N] [--accel tcg|kvm] [--mem SIZE] [--timeout SECS]
                          [--out DIR] [--peer DIR] [--ours FILE] [--linux FILE]
     cargo run -- help
@@ -74,7 +74,10 @@ them) for each CPU count, exploration mode and seed, one boot per run with a wal
 bound; a progress bar, one table (caught n/N, median and p90 time to the first
 corruption, overlaps/s, iterations/s, corruption kinds), runs.csv, summary.json and
 time-to-catch.svg in --out (default target/testbed/matrix). Defaults: --smp 2,
---seeds 3 (seeds 1000, 1001, ...), --secs 10, --explore auto, every scenario and row.
+--seeds 3 (seeds 1000, 1001, ...), --secs 10, --explore auto, every scenario and row;
+--config takes configurations as in the RESULT line (gup.recheck:off,tlb:nmi), several
+separated by ';' or given by repeating the option; --kernel PATH boots a saved kernel
+ELF instead of this build's (a before/after pair).
 Exit 0 when every run met its row's expectation, 1 otherwise, 2 for a usage error.
 
 OPTIONS (compare): our benchmarks (bench=shootdown,gup,ksm,collapse) and the Linux peer's

@@ -30,7 +30,8 @@ pub struct MatrixOptions {
     pub secs: u64,
     /// Only this scenario (`--scenario NAME`).
     pub scenario: Option<String>,
-    /// Only these configurations (`--config A,B`, as in the RESULT line).
+    /// Only these configurations (`--config A;B`, each as in the RESULT
+    /// line, e.g. `gup.recheck:off,tlb:nmi`; the option may repeat).
     pub configs: Vec<String>,
     /// Only rows expecting this (`--rows caught|safe|all`).
     pub rows: RowFilter,
@@ -40,6 +41,9 @@ pub struct MatrixOptions {
     pub out: Option<PathBuf>,
     /// Memory per run, MiB (`--mem`).
     pub mem_mib: u32,
+    /// The kernel ELF to boot (`--kernel PATH`; default the main kernel of
+    /// this build): a saved kernel measures a before/after pair.
+    pub kernel: Option<PathBuf>,
 }
 
 /// Which rows of the tables run.
@@ -63,6 +67,7 @@ impl Default for MatrixOptions {
             explore: vec![true],
             out: None,
             mem_mib: 256,
+            kernel: None,
         }
     }
 }
@@ -117,7 +122,7 @@ pub fn parse(args: &[String]) -> Result<MatrixOptions, UsageError> {
             }
             "--mem" => o.mem_mib = crate::cli::parse_mem(&value()?)?,
             "--scenario" => o.scenario = Some(value()?),
-            "--config" => o.configs = value()?.split(',').map(str::to_string).collect(),
+            "--config" => o.configs.extend(value()?.split(';').filter(|c| !c.is_empty()).map(str::to_string)),
             "--rows" => {
                 let v = value()?;
                 o.rows = match v.as_str() {
@@ -139,6 +144,13 @@ pub fn parse(args: &[String]) -> Result<MatrixOptions, UsageError> {
                     .collect::<Result<_, _>>()?;
             }
             "--out" => o.out = Some(PathBuf::from(value()?)),
+            "--kernel" => {
+                let p = PathBuf::from(value()?);
+                if !p.is_file() {
+                    return usage(format!("matrix: --kernel: {} is not a file", p.display()));
+                }
+                o.kernel = Some(p);
+            }
             _ => return usage(format!("matrix: unknown option '{name}' (see `testbed help`)")),
         }
     }
@@ -431,13 +443,22 @@ fn field_u64(line: &str, key: &str) -> u64 {
     crate::testkit::result_value(line, key).unwrap_or(0)
 }
 
-/// One boot of the main kernel with `options`; `Err(reason)` when QEMU
+/// The kernel a matrix boots, and its memory.
+#[derive(Debug, Clone, Default)]
+pub struct Kernel {
+    /// The ELF (`None`: the main kernel of this build).
+    pub path: Option<PathBuf>,
+    /// Memory per run, MiB.
+    pub mem_mib: u32,
+}
+
+/// One boot of the kernel with `options`; `Err(reason)` when QEMU
 /// could not even start.
-fn boot(smp: u32, mem_mib: u32, options: Vec<String>, timeout_s: u64) -> Result<crate::RunReport, String> {
+fn boot(smp: u32, k: &Kernel, options: Vec<String>, timeout_s: u64) -> Result<crate::RunReport, String> {
     let opts = RunOptions {
         smp,
-        mem_mib,
-        kernel: KernelChoice::Main,
+        mem_mib: k.mem_mib,
+        kernel: k.path.clone().map_or(KernelChoice::Main, KernelChoice::Path),
         timeout: Some(Duration::from_secs(timeout_s)),
         boot_options: options,
         ..Default::default()
@@ -446,8 +467,8 @@ fn boot(smp: u32, mem_mib: u32, options: Vec<String>, timeout_s: u64) -> Result<
 }
 
 /// The rows of every scenario's table, from the kernel (`job=list`).
-pub fn list_rows(mem_mib: u32) -> Result<Vec<Row>, String> {
-    let r = boot(2, mem_mib, vec!["job=list".to_string()], 120)?;
+pub fn list_rows(k: &Kernel) -> Result<Vec<Row>, String> {
+    let r = boot(2, k, vec!["job=list".to_string()], 120)?;
     let rows = parse_rows(&r.output.console.results);
     if r.exit_code() != 0 || rows.is_empty() {
         return Err(format!("the kernel did not list its scenarios' rows:\n{}", r.message()));
@@ -456,7 +477,7 @@ pub fn list_rows(mem_mib: u32) -> Result<Vec<Row>, String> {
 }
 
 /// Runs one row; every way a run can end gives a [`Run`].
-pub fn run_one(row: &Row, cpus: u32, seed: u64, explore: bool, secs: u64, mem_mib: u32) -> Run {
+pub fn run_one(row: &Row, cpus: u32, seed: u64, explore: bool, secs: u64, k: &Kernel) -> Run {
     let mut options = vec![
         format!("scenario={}", row.scenario),
         format!("secs={secs}"),
@@ -483,7 +504,7 @@ pub fn run_one(row: &Row, cpus: u32, seed: u64, explore: bool, secs: u64, mem_mi
         catch_ms: None,
     };
     // The wall-clock bound: the run's own bound, the teardown and a slow boot.
-    let report = match boot(cpus, mem_mib, options, secs + 120) {
+    let report = match boot(cpus, k, options, secs + 120) {
         Ok(r) => r,
         Err(e) => {
             run.verdict = format!("not run: {e}");
@@ -527,7 +548,8 @@ pub struct MatrixReport {
 
 /// Runs the matrix; `progress`: draw a progress bar (on stderr).
 pub fn run(o: &MatrixOptions, progress: bool) -> Result<MatrixReport, String> {
-    let all = list_rows(o.mem_mib)?;
+    let k = Kernel { path: o.kernel.clone(), mem_mib: o.mem_mib };
+    let all = list_rows(&k)?;
     if let Some(s) = &o.scenario
         && !all.iter().any(|r| &r.scenario == s)
     {
@@ -566,7 +588,7 @@ pub fn run(o: &MatrixOptions, progress: bool) -> Result<MatrixReport, String> {
                         row.config,
                         if explore { "auto" } else { "off" }
                     ));
-                    let r = run_one(row, cpus, seed, explore, o.secs, o.mem_mib);
+                    let r = run_one(row, cpus, seed, explore, o.secs, &k);
                     let line = format!(
                         "{} {} cpus={cpus} explore={} seed={seed}: {} (corruptions {}, uaf {}, overlaps {}, {} ms{})",
                         r.scenario,
@@ -644,7 +666,19 @@ mod tests {
         assert_eq!(o.secs, 3);
         assert_eq!(o.explore, vec![true, false]);
         assert_eq!(o.scenario.as_deref(), Some("ksm-vs-gupfast"));
-        for bad in [&["--smp", "1"][..], &["--seeds", "0"], &["--explore", "maybe"], &["--rows", "some"], &["--bogus"], &["--secs"]] {
+        let o = parse(&["--config", "gup.recheck:off,tlb:nmi;ksm.no_flush:on", "--config=default", "--kernel", concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")].map(String::from));
+        let o = o.unwrap();
+        assert_eq!(o.configs, vec!["gup.recheck:off,tlb:nmi", "ksm.no_flush:on", "default"]);
+        assert!(o.kernel.is_some());
+        for bad in [
+            &["--smp", "1"][..],
+            &["--seeds", "0"],
+            &["--explore", "maybe"],
+            &["--rows", "some"],
+            &["--bogus"],
+            &["--secs"],
+            &["--kernel", "/no/such/kernel"],
+        ] {
             assert!(parse(&bad.iter().map(|s| s.to_string()).collect::<Vec<_>>()).is_err(), "{bad:?}");
         }
     }
