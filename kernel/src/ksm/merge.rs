@@ -99,6 +99,7 @@ fn flush(mm: &AddressSpace, addr: u64, no_flush: bool) {
 /// write-protect (`v` with the dirty bit the hardware may have set since)
 /// and the value left in the pte.
 fn clear_pte(ptep: &Entry, v: RawEntry, page: &Page, sleeps: bool) -> (RawEntry, RawEntry) {
+    widen::at(Point::WriterPreClear, page.pfn());
     let cleared = if sleeps { pgtable::marker(page.phys()) } else { RawEntry::EMPTY };
     // AcqRel exchange: the clear is ordered before the reference loads of
     // step 4 by the fence there (x86: the locked exchange is a full barrier);

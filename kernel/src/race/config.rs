@@ -296,6 +296,11 @@ pub const KEYS: &[KeyInfo] = &[
         values: "US|rand:US|wait:US|wait:POINT:US",
         help: "window widening in GUP-fast between reading the pte and taking the reference: a fixed or random delay, or a pause until a writer reaches any of its points (or POINT) on the same page, at most US microseconds",
     },
+    KeyInfo {
+        key: "widen.writer.pre_clear",
+        values: "US|rand:US|wait:US|wait:POINT:US",
+        help: "window widening in the writer right before it clears the entry (after the check under ksm.check_before_clear)",
+    },
     KeyInfo { key: "widen.writer.post_clear", values: "US|rand:US|wait:US|wait:POINT:US", help: "window widening in the writer between the clear and the flush" },
     KeyInfo { key: "widen.writer.pre_check", values: "US|rand:US|wait:US|wait:POINT:US", help: "window widening in the writer between the flush and the reference check" },
     KeyInfo {

@@ -4,7 +4,9 @@
 //!
 //! The points: `gup.pre_ref` (GUP-fast, after reading the pte, before taking
 //! the reference: interrupts are off there under the correct protocol),
-//! `writer.post_clear` (between the clear and the flush),
+//! `writer.pre_clear` (right before the writer clears the entry: a walker
+//! that reads the entry while the writer waits here read it before the
+//! clear), `writer.post_clear` (between the clear and the flush),
 //! `writer.pre_check` (between the flush and the reference check) and
 //! `writer.post_check` (right after the check: before the clear under
 //! `ksm.check_before_clear`, before the read-only pte goes in otherwise),
@@ -63,11 +65,14 @@ pub enum Point {
     /// A collapse right after it freed the old pte table (or queued its
     /// free after a grace period, `ptfree=rcu`).
     CollapsePostFree = 6,
+    /// The writer right before it clears the entry (KSM: after the check
+    /// under `ksm.check_before_clear`, before everything otherwise).
+    WriterPreClear = 7,
 }
 
 impl Point {
     /// Number of points.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     /// Every point.
     pub const ALL: [Point; Point::COUNT] = [
         Point::GupPreRef,
@@ -77,6 +82,7 @@ impl Point {
         Point::CollapsePreCopy,
         Point::GupPrePte,
         Point::CollapsePostFree,
+        Point::WriterPreClear,
     ];
 
     /// The point's name in boot keys (after `widen.`).
@@ -89,6 +95,7 @@ impl Point {
             Point::CollapsePreCopy => "collapse.pre_copy",
             Point::GupPrePte => "gup.pre_pte",
             Point::CollapsePostFree => "collapse.post_free",
+            Point::WriterPreClear => "writer.pre_clear",
         }
     }
 
@@ -177,6 +184,8 @@ static WRITER_CPU: AtomicU64 = AtomicU64::new(u64::MAX);
 static PAUSED_PFN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
 static PAUSED_ALT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
 static PAUSED_WRITER: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// The point each CPU is paused at (valid while its `PAUSED_PFN` is set).
+static PAUSED_POINT: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 /// GUP-fast's recent keys while exploring: a small ring of `(pfn, alt,
 /// tsc)` so that a writer can tell a page or range GUP-fast works on now
 /// from one it never touches ([`gup_recently_on`]).
@@ -329,12 +338,20 @@ fn spin_until(deadline: u64, mut done: impl FnMut() -> bool) {
 /// Whether a CPU of the other side (GUP-fast if `writer`, else a writer) is
 /// paused in a forced wait on one of these keys.
 fn other_side_paused(writer: bool, pfn: u64, alt: u64) -> bool {
-    (0..MAX_CPUS).any(|c| {
+    paused_at(writer, pfn, alt).is_some()
+}
+
+/// The point where a CPU of the other side (GUP-fast if `writer`, else a
+/// writer) is paused in a forced wait on one of these keys, if one is.
+fn paused_at(writer: bool, pfn: u64, alt: u64) -> Option<Point> {
+    (0..MAX_CPUS).find_map(|c| {
         let k = PAUSED_PFN[c].load(Ordering::Acquire);
-        k != u64::MAX && PAUSED_WRITER[c].load(Ordering::Relaxed) != writer && {
+        let here = k != u64::MAX && PAUSED_WRITER[c].load(Ordering::Relaxed) != writer && {
             let a = PAUSED_ALT[c].load(Ordering::Relaxed);
             k == pfn || k == alt || a == pfn || a == alt
-        }
+        };
+        let at = PAUSED_POINT[c].load(Ordering::Relaxed) as usize;
+        if here { Point::ALL.get(at).copied() } else { None }
     })
 }
 
@@ -361,8 +378,9 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
     let cpu = percpu::cpu_index() as u64;
     let exploring_here = KIND[p as usize].load(Ordering::Relaxed) == 0 && EXPLORE.load(Ordering::Relaxed);
     // Whether the other side already waits for us on this page or range
-    // (its forced interleaving), looked at before this arrival releases it.
-    let others_wait = exploring_here && other_side_paused(p.is_writer(), pfn, alt);
+    // (its forced interleaving), and where, looked at before this arrival
+    // releases it.
+    let others_wait = if exploring_here { paused_at(p.is_writer(), pfn, alt) } else { None };
     mine_cpu.store(cpu, Ordering::Relaxed);
     // Relaxed: arrivals are a hint for the other side's pause; nothing is
     // published through them. The page goes first, then the count.
@@ -378,7 +396,14 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
         RECENT_ALT[i].store(alt, Ordering::Relaxed);
         RECENT_TSC[i].store(tsc::rdtsc(), Ordering::Relaxed);
     }
-    if others_wait {
+    // GUP-fast that meets a paused writer goes after it half the time: it
+    // waits for another of the writer's points on the key (`explore::meet`),
+    // e.g. after the check of a writer paused before its clear.
+    let after = match others_wait {
+        Some(there) if !p.is_writer() => super::explore::meet(there),
+        _ => None,
+    };
+    if others_wait.is_some() && after.is_none() {
         // Let the other side go on first rather than race it, whatever this
         // arrival would have drawn (pausing too could only let both bounds
         // run out). A writer waits until the walker it released has left
@@ -395,6 +420,7 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
         return;
     }
     let (w, explored) = match KIND[p as usize].load(Ordering::Relaxed) {
+        0 if after.is_some() => (after.map_or(Widening::None, |(t, us)| Widening::Wait(Some(t), us)), true),
         0 if EXPLORE.load(Ordering::Relaxed) => (super::explore::choose(p, pfn, alt), true),
         0 => return,
         _ => (configured(p), false),
@@ -420,6 +446,7 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
             let mut met = false;
             let c = cpu as usize;
             PAUSED_WRITER[c].store(p.is_writer(), Ordering::Relaxed);
+            PAUSED_POINT[c].store(p as u8, Ordering::Relaxed);
             PAUSED_ALT[c].store(alt, Ordering::Relaxed);
             PAUSED_PFN[c].store(pfn, Ordering::Release);
             // The policy's waits also end when waiting on could only run

@@ -60,6 +60,11 @@ pub trait Writer {
     fn job_secs(&self) -> (u64, u64) {
         (super::job::SAFE_SECS, super::job::CAUGHT_SECS)
     }
+    /// Pages each worker writes and probes per iteration (lost user
+    /// writes); [`super::syscall::WRITE_PAGES`] unless the writer sizes it.
+    fn write_pages(&self) -> u64 {
+        super::syscall::WRITE_PAGES
+    }
     /// Extra `key=value` words for the RESULT line (after the common ones).
     fn extra(&self) -> String {
         String::new()
@@ -144,6 +149,7 @@ pub fn run_report(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<Report, Scenar
     SHARED.workers.store(cpus as u64, Ordering::Relaxed);
     SHARED.seed.store(cfg.seed, Ordering::Relaxed);
     SHARED.prep_us.store(cfg.prep_us, Ordering::Relaxed);
+    SHARED.write_pages.store(w.write_pages(), Ordering::Relaxed);
     SHARED.iterations.store(cfg.iterations.unwrap_or(u64::MAX), Ordering::Relaxed);
     SHARED.stop.store(false, Ordering::Relaxed);
     SHARED.stop_on_catch.store(expected == Expected::Caught, Ordering::Relaxed);

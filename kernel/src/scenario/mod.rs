@@ -48,6 +48,9 @@ pub(crate) struct Shared {
     pub iterations: AtomicU64,
     pub seed: AtomicU64,
     pub prep_us: AtomicU64,
+    /// Pages each worker writes and probes per iteration (the writer's
+    /// [`harness::Writer::write_pages`]).
+    pub write_pages: AtomicU64,
     pub collapser: AtomicU64,
     pub next_worker: AtomicU64,
     pub workers: AtomicU64,
@@ -71,6 +74,7 @@ pub(crate) static SHARED: Shared = Shared {
     iterations: AtomicU64::new(0),
     seed: AtomicU64::new(0),
     prep_us: AtomicU64::new(0),
+    write_pages: AtomicU64::new(syscall::WRITE_PAGES),
     collapser: AtomicU64::new(0),
     next_worker: AtomicU64::new(0),
     workers: AtomicU64::new(0),

@@ -12,7 +12,8 @@ use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE, frame_io, page, pgtable};
 
 /// Pages each worker pins by direct read per iteration.
 pub const DIO_PAGES: u64 = 2;
-/// Pages each worker writes and probes per iteration.
+/// Pages each worker writes and probes per iteration (unless the scenario's
+/// writer sizes it: `harness::Writer::write_pages`).
 pub const WRITE_PAGES: u64 = 2;
 
 /// `race(op, a, b)`.
@@ -28,7 +29,7 @@ pub fn race(op: u64, a: u64, b: u64) -> Result<usize, Errno> {
             p[r::P_SEED] = SHARED.seed.load(Ordering::Relaxed);
             p[r::P_ITERATIONS] = SHARED.iterations.load(Ordering::Relaxed);
             p[r::P_DIO_PAGES] = DIO_PAGES;
-            p[r::P_WRITE_PAGES] = WRITE_PAGES;
+            p[r::P_WRITE_PAGES] = SHARED.write_pages.load(Ordering::Relaxed);
             p[r::P_PREP_US] = SHARED.prep_us.load(Ordering::Relaxed);
             p[r::P_COLLAPSER] = SHARED.collapser.load(Ordering::Relaxed);
             uaccess::write_user(UserPtr(a), &p)?;
