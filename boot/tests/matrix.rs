@@ -18,12 +18,12 @@ const EXPLORED: &str = "gup.recheck:off,tlb:nmi";
 /// Caught either way: both exploration modes.
 const BOTH: &str = "ksm.no_flush:on";
 
-fn small(configs: &[&str], seeds: u32, explore: Vec<bool>, out: &std::path::Path) -> matrix::MatrixReport {
+fn small(configs: &[&str], seeds: u32, secs: u64, explore: Vec<bool>, out: &std::path::Path) -> matrix::MatrixReport {
     let o = MatrixOptions {
         smp: vec![2],
         seeds,
         first_seed: 2000,
-        secs: 20,
+        secs,
         scenario: Some("ksm-vs-gupfast".to_string()),
         configs: configs.iter().map(|c| c.to_string()).collect(),
         rows: RowFilter::Caught,
@@ -50,13 +50,15 @@ fn assert_caught_every_run(m: &matrix::MatrixReport, runs: usize) -> String {
 fn a_small_matrix_catches_its_rows_and_writes_its_files() {
     let out = testbed::default_testbed_dir().join("matrix-test");
     let _ = std::fs::remove_dir_all(&out);
-    // The exploration's catch: explore=auto only, two seeds.
-    let m = small(&[EXPLORED], 2, vec![true], &out.join("explored"));
+    // The exploration's catch: explore=auto only, two seeds. A run ends at
+    // its first corruption (1-3 s on a quiet host); the bound is for a
+    // loaded one (2-10 s there at a load of 17, one seed 12.9 s).
+    let m = small(&[EXPLORED], 2, 30, vec![true], &out.join("explored"));
     let table = assert_caught_every_run(&m, 2);
     assert!(m.cells.iter().all(|c| c.config == EXPLORED && c.explore), "{table}");
     assert!(m.cells.iter().all(|c| c.kinds == ["dma"]), "a GUP-side row loses DMA writes:\n{table}");
     // The machinery with both exploration modes side by side.
-    let m = small(&[BOTH], 1, vec![true, false], &out.join("both"));
+    let m = small(&[BOTH], 1, 20, vec![true, false], &out.join("both"));
     let table = assert_caught_every_run(&m, 2);
     for explore in [true, false] {
         assert!(
