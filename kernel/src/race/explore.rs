@@ -27,7 +27,7 @@
 //!
 //! The forced waits do not feed on each other: a side that finds the other
 //! already paused on the same key lets it go on first instead of racing it
-//! or pausing too (or, GUP-fast half the time, goes after it: [`meet`]):
+//! or pausing too:
 //! GUP-fast for a short random delay (at most
 //! [`LINGER_US`], it may hold interrupts off), a writer until the walker it
 //! released left its pause (at most [`RELEASE_US`]: its vCPU may not run at
@@ -112,24 +112,6 @@ pub fn choose(p: Point, pfn: u64, alt: u64) -> Widening {
         }
         _ => Widening::Wait(writer_target(r >> 8), bound),
     }
-}
-
-/// What GUP-fast does when it arrives on a key where a writer pauses (at
-/// `there`, waiting for GUP-fast): `None` lets the writer go on first (the
-/// walker takes its reference before the writer's next step);
-/// `Some((point, bound))`, half the time, goes after it: waits for another
-/// of the writer's points on the key, drawn among those reached. A writer
-/// paused at `writer.pre_clear` met by a walker that read the entry before
-/// the clear so gets the walker's reference either before its clear or
-/// after a later step (after its check: the ordering every defence must
-/// make harmless).
-pub fn meet(there: Point) -> Option<(Point, u32)> {
-    let r = widen::random();
-    if r & 1 == 0 {
-        return None;
-    }
-    let bound = WAIT_BOUNDS_US[((r >> 1) % WAIT_BOUNDS_US.len() as u64) as usize];
-    reached_writer_point(r >> 3, Some(there)).map(|t| (t, bound))
 }
 
 /// A writer point this scenario reaches (chosen by `r`), or `None` (any
