@@ -458,6 +458,7 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
             //   holds): its wait ends when the other side reached no point
             //   at all for `STALL_NS`.
             let stall = tsc::ns_to_ticks(super::explore::STALL_NS);
+            let ipi_ack_free = crate::tlb::config().nowait || crate::arch::cpu::interrupts_enabled();
             let (mut other_seen, mut other_at) = (other.load(Ordering::Relaxed), now);
             let mut stalled = false;
             spin_until(deadline, || {
@@ -465,7 +466,16 @@ pub fn at_keys(p: Point, pfn: u64, alt: u64) {
                 met = target.load(Ordering::Acquire) != seen && (tp == pfn || tp == alt || ta == pfn || ta == alt);
                 if explored && !met {
                     if !p.is_writer() {
-                        stalled = crate::smp::call::ipi_queued_for(c) || crate::rcu::waiter_held_by(c);
+                        // A queued IPI holds the writer back only when the
+                        // writer waits for its acknowledgement and this CPU
+                        // cannot take it: not under `tlb.nowait` (the
+                        // shootdown returns at once) nor with interrupts on
+                        // (`gup.irqs=on`: it is taken during this spin).
+                        // Ending the wait there handed the walker its
+                        // reference just before the writer's check, and the
+                        // 2-CPU rows with those switches went uncaught for
+                        // 20 s on a quiet host.
+                        stalled = (!ipi_ack_free && crate::smp::call::ipi_queued_for(c)) || crate::rcu::waiter_held_by(c);
                     } else {
                         let o = other.load(Ordering::Relaxed);
                         let t = tsc::rdtsc();
