@@ -13,7 +13,7 @@
 use alloc::vec::Vec;
 
 use super::{DeviceSide, Direction, DmaError, DmaRequest, Segment};
-use crate::gup::{self, Foll, GupError, Grabbed};
+use crate::gup::{self, Foll, Grabbed};
 use crate::mm::PAGE_SIZE;
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::PinnedPage;
@@ -38,15 +38,6 @@ pub enum DioOp {
         /// Byte offset on the device (block-aligned).
         dev_off: u64,
     },
-}
-
-fn gup_errno(e: GupError) -> Errno {
-    match e {
-        GupError::Fault => Errno::EFAULT,
-        GupError::Invalid => Errno::EINVAL,
-        GupError::NoMemory => Errno::ENOMEM,
-        GupError::Busy => Errno::EAGAIN,
-    }
 }
 
 fn dma_errno(e: DmaError) -> Errno {
@@ -121,7 +112,7 @@ pub fn direct_io_with(
     };
     // The device writes memory on a read: the pin must break COW (FOLL_WRITE).
     let flags = if dir == Direction::ToMemory { Foll::PIN | Foll::WRITE } else { Foll::PIN };
-    let grabbed = gup::get_user_pages_fast(buf, (len / PAGE_SIZE) as usize, flags).map_err(gup_errno)?;
+    let grabbed = gup::get_user_pages_fast(buf, (len / PAGE_SIZE) as usize, flags).map_err(Errno::from)?;
     let pins: Vec<PinnedPage> = grabbed
         .into_iter()
         .map(|g| match g {

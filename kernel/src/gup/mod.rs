@@ -71,6 +71,19 @@ pub enum GupError {
     Busy,
 }
 
+impl From<GupError> for abi::Errno {
+    /// The errno Linux answers for each refusal (the syscalls that pin:
+    /// direct I/O, gup_test).
+    fn from(e: GupError) -> abi::Errno {
+        match e {
+            GupError::Fault => abi::Errno::EFAULT,
+            GupError::Invalid => abi::Errno::EINVAL,
+            GupError::NoMemory => abi::Errno::ENOMEM,
+            GupError::Busy => abi::Errno::EAGAIN,
+        }
+    }
+}
+
 /// A page GUP took: a reference or a pin, released when dropped
 /// (put_page / unpin_user_page).
 #[derive(Debug)]

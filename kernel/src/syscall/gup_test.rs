@@ -8,22 +8,12 @@ use alloc::sync::Arc;
 use alloc::vec;
 
 use super::SysResult;
-use crate::gup::GupError;
 use crate::gup::held::{Hold, HeldSet};
 use crate::mm::PAGE_SIZE;
 use crate::mm::uaccess::{self, UserPtr};
 use crate::process::{Process, current_thread};
 use abi::Errno;
 use abi::gup_test as g;
-
-fn gup_errno(e: GupError) -> Errno {
-    match e {
-        GupError::Fault => Errno::EFAULT,
-        GupError::Invalid => Errno::EINVAL,
-        GupError::NoMemory => Errno::ENOMEM,
-        GupError::Busy => Errno::EAGAIN,
-    }
-}
 
 fn me() -> Result<Arc<Process>, Errno> {
     current_thread().map(|t| t.process.clone()).ok_or(Errno::EPERM)
@@ -65,7 +55,7 @@ fn start(addr: u64, size: u64, flags: u64) -> SysResult {
     } else {
         Hold::LongtermPin { write: flags & g::FLAG_WRITE != 0, fast }
     };
-    let set = HeldSet::take(&process.mm, addr, nr as usize, hold).map_err(gup_errno)?;
+    let set = HeldSet::take(&process.mm, addr, nr as usize, hold).map_err(Errno::from)?;
     process.held.insert(set).map(|h| h as usize).map_err(|_| Errno::EINVAL)
 }
 
