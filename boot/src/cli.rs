@@ -21,6 +21,7 @@ USAGE:
     cargo run -- matrix [--smp 2,3,4] [--seeds N] [--secs S] [--scenario NAME]
                         [--explore auto,off] [--config A;B]... [--rows all|caught|safe]
                         [--first-seed N] [--mem SIZE] [--out DIR] [--kernel PATH]
+                        [--boot-per-row]
     cargo run -- compare [--smp N] [--accel tcg|kvm] [--mem SIZE] [--timeout SECS]
                          [--out DIR] [--peer DIR] [--ours FILE] [--linux FILE]
     cargo run -- help
@@ -70,8 +71,9 @@ OPTIONS (image):
     --suite NAME, --kernel PATH   as above
 
 OPTIONS (matrix): the race matrix: every row of every scenario's table (the kernel lists
-them) for each CPU count, exploration mode and seed, one boot per run with a wall-clock
-bound; a progress bar, one table (caught n/N, median and p90 time to the first
+them) for each CPU count, exploration mode and seed: one boot per (CPU count,
+exploration, seed) runs the selected rows one after the other (job.rows=, as the main
+job), --boot-per-row boots once per run; every boot has a wall-clock bound; a progress bar, one table (caught n/N, median and p90 time to the first
 corruption, overlaps/s, iterations/s, corruption kinds), runs.csv, summary.json and
 time-to-catch.svg in --out (default target/testbed/matrix). Defaults: --smp 2,
 --seeds 3 (seeds 1000, 1001, ...), --secs 10, --explore auto, every scenario and row;

@@ -1,7 +1,12 @@
 //! The race matrix (`testbed matrix`): every row of every scenario's table
 //! (the kernel lists them: `job=list`), for the CPU counts, seeds and
-//! exploration modes asked, one QEMU boot per run, each with a wall-clock
-//! bound (a hung or crashed run is a row with its reason, never a hung
+//! exploration modes asked. One QEMU boot per (CPU count, exploration,
+//! seed) runs all the selected rows one after the other, as the main job
+//! does (`job.rows=`: the kernel sets the switches between rows), each row
+//! bounded by `secs=`; `--boot-per-row` boots once per run instead (each
+//! run on a fresh kernel, for a reproduction whose row must not follow
+//! another). Every boot has a wall-clock bound (a hung or crashed boot
+//! gives each row it did not finish a run with the reason, never a hung
 //! matrix). Shows progress while it runs (indicatif), prints one table
 //! (comfy-table), and writes the runs as CSV, the summary as JSON, and an
 //! SVG plot of the time to the first corruption per control, exploration on
@@ -44,6 +49,9 @@ pub struct MatrixOptions {
     /// The kernel ELF to boot (`--kernel PATH`; default the main kernel of
     /// this build): a saved kernel measures a before/after pair.
     pub kernel: Option<PathBuf>,
+    /// One boot per run (`--boot-per-row`) instead of one per (CPU count,
+    /// exploration, seed).
+    pub boot_per_row: bool,
 }
 
 /// Which rows of the tables run.
@@ -68,6 +76,7 @@ impl Default for MatrixOptions {
             out: None,
             mem_mib: 256,
             kernel: None,
+            boot_per_row: false,
         }
     }
 }
@@ -81,6 +90,10 @@ pub fn parse(args: &[String]) -> Result<MatrixOptions, UsageError> {
     let mut o = MatrixOptions::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if a == "--boot-per-row" {
+            o.boot_per_row = true;
+            continue;
+        }
         let (name, inline) = match a.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (a.clone(), None),
@@ -160,6 +173,8 @@ pub fn parse(args: &[String]) -> Result<MatrixOptions, UsageError> {
 /// One row of a scenario's table, as the kernel lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Row {
+    /// Its place in the kernel's list (`job.rows=` takes it).
+    pub index: usize,
     pub scenario: String,
     pub config: String,
     pub expected: String,
@@ -181,9 +196,15 @@ pub fn parse_rows(results: &[String]) -> Vec<Row> {
     results
         .iter()
         .filter(|l| l.starts_with("RESULT row "))
-        .filter_map(|l| {
+        .enumerate()
+        .filter_map(|(i, l)| {
             let f = |k: &str| crate::testkit::result_field(l, k).map(str::to_string);
-            Some(Row { scenario: f("scenario")?, config: f("config")?, expected: f("expected")? })
+            Some(Row {
+                index: crate::testkit::result_value(l, "index").unwrap_or(i),
+                scenario: f("scenario")?,
+                config: f("config")?,
+                expected: f("expected")?,
+            })
         })
         .collect()
 }
@@ -476,16 +497,9 @@ pub fn list_rows(k: &Kernel) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
-/// Runs one row; every way a run can end gives a [`Run`].
-pub fn run_one(row: &Row, cpus: u32, seed: u64, explore: bool, secs: u64, k: &Kernel) -> Run {
-    let mut options = vec![
-        format!("scenario={}", row.scenario),
-        format!("secs={secs}"),
-        format!("seed={seed}"),
-        format!("explore={}", if explore { "auto" } else { "off" }),
-    ];
-    options.extend(row.switches());
-    let mut run = Run {
+/// A run of `row` with no figures yet.
+fn blank(row: &Row, cpus: u32, seed: u64, explore: bool) -> Run {
+    Run {
         scenario: row.scenario.clone(),
         config: row.config.clone(),
         expected: row.expected.clone(),
@@ -502,25 +516,11 @@ pub fn run_one(row: &Row, cpus: u32, seed: u64, explore: bool, secs: u64, k: &Ke
         invariant_errors: 0,
         elapsed_ms: 0,
         catch_ms: None,
-    };
-    // The wall-clock bound: the run's own bound, the teardown and a slow boot.
-    let report = match boot(cpus, k, options, secs + 120) {
-        Ok(r) => r,
-        Err(e) => {
-            run.verdict = format!("not run: {e}");
-            return run;
-        }
-    };
-    let prefix = format!("RESULT scenario name={} ", row.scenario);
-    let Some(line) = report.output.console.results.iter().find(|l| l.starts_with(&prefix)) else {
-        run.verdict = match report.verdict {
-            Verdict::Timeout => "timeout".to_string(),
-            Verdict::Failed { fatal: true } => "crash".to_string(),
-            Verdict::Usage => "usage error".to_string(),
-            _ => format!("no RESULT line (exit {})", report.exit_code()),
-        };
-        return run;
-    };
+    }
+}
+
+/// The figures of a `RESULT scenario` line.
+fn fill(run: &mut Run, line: &str) {
     run.verdict = crate::testkit::result_field(line, "verdict").unwrap_or("?").to_string();
     if run.config != crate::testkit::result_field(line, "config").unwrap_or("") {
         run.verdict = format!("kernel ran config {}", crate::testkit::result_field(line, "config").unwrap_or("?"));
@@ -534,6 +534,111 @@ pub fn run_one(row: &Row, cpus: u32, seed: u64, explore: bool, secs: u64, k: &Ke
     run.invariant_errors = field_u64(line, "invariant_errors");
     run.elapsed_ms = field_u64(line, "elapsed_ms");
     run.catch_ms = crate::testkit::result_value(line, "catch_ms");
+}
+
+/// Why a boot ended without a row's RESULT line.
+fn reason(report: &crate::RunReport) -> String {
+    match report.verdict {
+        Verdict::Timeout => format!("timeout ({} s bound)", report.timeout.map_or(0, |t| t.as_secs())),
+        Verdict::Failed { fatal: true } => "crash".to_string(),
+        Verdict::Usage => "usage error".to_string(),
+        _ => format!("no RESULT line (exit {})", report.exit_code()),
+    }
+}
+
+/// The wall-clock bound of a boot running `rows` rows of at most `secs`
+/// each: the rows, each row's setup and teardown, and a slow boot.
+pub fn boot_bound(rows: usize, secs: u64) -> u64 {
+    120 + rows as u64 * (secs + 15)
+}
+
+/// Runs `rows` in one boot (`job.rows=`: the main job's machinery, the
+/// switches set between rows); one [`Run`] per row whatever happens: a row
+/// the boot did not finish gets the reason (timeout, crash) and the rows
+/// after it "not run" with that reason.
+pub fn run_rows(rows: &[&Row], cpus: u32, seed: u64, explore: bool, secs: u64, k: &Kernel) -> Vec<Run> {
+    let indices: Vec<String> = rows.iter().map(|r| r.index.to_string()).collect();
+    let options = vec![
+        format!("job.rows={}", indices.join(",")),
+        format!("secs={secs}"),
+        format!("seed={seed}"),
+        format!("explore={}", if explore { "auto" } else { "off" }),
+    ];
+    let mut runs: Vec<Run> = rows.iter().map(|r| blank(r, cpus, seed, explore)).collect();
+    let report = match boot(cpus, k, options, boot_bound(rows.len(), secs)) {
+        Ok(r) => r,
+        Err(e) => {
+            for run in &mut runs {
+                run.verdict = format!("not run: {e}");
+            }
+            return runs;
+        }
+    };
+    let lines: Vec<&str> =
+        report.output.console.results.iter().map(String::as_str).filter(|l| l.starts_with("RESULT scenario name=")).collect();
+    assign(rows, &mut runs, &lines, &reason(&report), report.exit_code());
+    runs
+}
+
+/// Gives each run of `rows` (one boot's, in order) its `RESULT scenario`
+/// line from `lines`, or a reason: `why` (how the boot ended) for the first
+/// row after the last one reported, "not run" for the rows after that, and
+/// "the job could not run the row" for a row skipped by a job that went on.
+fn assign(rows: &[&Row], runs: &mut [Run], lines: &[&str], why: &str, exit: i32) {
+    // Each row takes the next line of its scenario and configuration (a row
+    // the job could not set up has none; the rows after it go on).
+    let mut next = 0;
+    let mut last_done = None;
+    for (i, (row, run)) in rows.iter().zip(runs.iter_mut()).enumerate() {
+        let mine = |l: &&str| {
+            crate::testkit::result_field(l, "name") == Some(row.scenario.as_str())
+                && crate::testkit::result_field(l, "config") == Some(row.config.as_str())
+        };
+        if let Some(p) = lines[next..].iter().position(mine) {
+            fill(run, lines[next + p]);
+            next += p + 1;
+            last_done = Some(i);
+        }
+    }
+    let first_missing = last_done.map_or(0, |i| i + 1);
+    for (i, run) in runs.iter_mut().enumerate() {
+        if !run.verdict.is_empty() {
+            continue;
+        }
+        run.verdict = if i < first_missing {
+            // The job went on after this row: it could not run it.
+            format!("no RESULT line (the job could not run the row; exit {exit})")
+        } else if i == first_missing {
+            why.to_string()
+        } else {
+            format!("not run: {why} in row {}", rows[first_missing].config)
+        };
+    }
+}
+
+/// Runs one row in a boot of its own (`scenario=`); every way a run can end
+/// gives a [`Run`].
+pub fn run_one(row: &Row, cpus: u32, seed: u64, explore: bool, secs: u64, k: &Kernel) -> Run {
+    let mut options = vec![
+        format!("scenario={}", row.scenario),
+        format!("secs={secs}"),
+        format!("seed={seed}"),
+        format!("explore={}", if explore { "auto" } else { "off" }),
+    ];
+    options.extend(row.switches());
+    let mut run = blank(row, cpus, seed, explore);
+    let report = match boot(cpus, k, options, boot_bound(1, secs)) {
+        Ok(r) => r,
+        Err(e) => {
+            run.verdict = format!("not run: {e}");
+            return run;
+        }
+    };
+    let prefix = format!("RESULT scenario name={} ", row.scenario);
+    match report.output.console.results.iter().find(|l| l.starts_with(&prefix)) {
+        Some(line) => fill(&mut run, line),
+        None => run.verdict = reason(&report),
+    }
     run
 }
 
@@ -577,39 +682,60 @@ pub fn run(o: &MatrixOptions, progress: bool) -> Result<MatrixReport, String> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut runs = Vec::new();
-    for row in &rows {
+    let show = |r: &Run| {
+        let line = format!(
+            "{} {} cpus={} explore={} seed={}: {} (corruptions {}, uaf {}, overlaps {}, {} ms{})",
+            r.scenario,
+            r.config,
+            r.cpus,
+            if r.explore { "auto" } else { "off" },
+            r.seed,
+            r.verdict,
+            r.corruptions,
+            r.uaf,
+            r.overlaps,
+            r.elapsed_ms,
+            r.catch_ms.map_or(String::new(), |c| format!(", first corruption at {c} ms")),
+        );
+        // Without a terminal the bar is hidden and drops its lines: print
+        // them plainly (a log of the runs).
+        if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            bar.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+        bar.inc(1);
+    };
+    let explore_word = |e: bool| if e { "auto" } else { "off" };
+    if o.boot_per_row {
+        for row in &rows {
+            for &cpus in &o.smp {
+                for &explore in &o.explore {
+                    for i in 0..u64::from(o.seeds) {
+                        let seed = o.first_seed + i;
+                        bar.set_message(format!(
+                            "{} {} cpus={cpus} explore={} seed={seed}",
+                            row.scenario,
+                            row.config,
+                            explore_word(explore)
+                        ));
+                        let r = run_one(row, cpus, seed, explore, o.secs, &k);
+                        show(&r);
+                        runs.push(r);
+                    }
+                }
+            }
+        }
+    } else {
         for &cpus in &o.smp {
             for &explore in &o.explore {
                 for i in 0..u64::from(o.seeds) {
                     let seed = o.first_seed + i;
-                    bar.set_message(format!(
-                        "{} {} cpus={cpus} explore={} seed={seed}",
-                        row.scenario,
-                        row.config,
-                        if explore { "auto" } else { "off" }
-                    ));
-                    let r = run_one(row, cpus, seed, explore, o.secs, &k);
-                    let line = format!(
-                        "{} {} cpus={cpus} explore={} seed={seed}: {} (corruptions {}, uaf {}, overlaps {}, {} ms{})",
-                        r.scenario,
-                        r.config,
-                        if explore { "auto" } else { "off" },
-                        r.verdict,
-                        r.corruptions,
-                        r.uaf,
-                        r.overlaps,
-                        r.elapsed_ms,
-                        r.catch_ms.map_or(String::new(), |c| format!(", first corruption at {c} ms")),
-                    );
-                    // Without a terminal the bar is hidden and drops its
-                    // lines: print them plainly (a log of the runs).
-                    if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                        bar.println(line);
-                    } else {
-                        eprintln!("{line}");
+                    bar.set_message(format!("{} rows, cpus={cpus} explore={} seed={seed}", rows.len(), explore_word(explore)));
+                    for r in run_rows(&rows, cpus, seed, explore, o.secs, &k) {
+                        show(&r);
+                        runs.push(r);
                     }
-                    runs.push(r);
-                    bar.inc(1);
                 }
             }
         }
@@ -666,10 +792,11 @@ mod tests {
         assert_eq!(o.secs, 3);
         assert_eq!(o.explore, vec![true, false]);
         assert_eq!(o.scenario.as_deref(), Some("ksm-vs-gupfast"));
-        let o = parse(&["--config", "gup.recheck:off,tlb:nmi;ksm.no_flush:on", "--config=default", "--kernel", concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")].map(String::from));
+        assert!(!o.boot_per_row);
+        let o = parse(&["--boot-per-row", "--config", "gup.recheck:off,tlb:nmi;ksm.no_flush:on", "--config=default", "--kernel", concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")].map(String::from));
         let o = o.unwrap();
         assert_eq!(o.configs, vec!["gup.recheck:off,tlb:nmi", "ksm.no_flush:on", "default"]);
-        assert!(o.kernel.is_some());
+        assert!(o.kernel.is_some() && o.boot_per_row);
         for bad in [
             &["--smp", "1"][..],
             &["--seeds", "0"],
@@ -686,13 +813,35 @@ mod tests {
     #[test]
     fn rows_and_switches() {
         let rows = parse_rows(&[
-            "RESULT row scenario=ksm-vs-gupfast config=default expected=safe".to_string(),
-            "RESULT row scenario=ksm-vs-gupfast config=gup.recheck:off,tlb:nmi expected=caught".to_string(),
+            "RESULT row index=0 scenario=ksm-vs-gupfast config=default expected=safe".to_string(),
+            "RESULT row index=1 scenario=ksm-vs-gupfast config=gup.recheck:off,tlb:nmi expected=caught".to_string(),
             "RESULT scenario name=x".to_string(),
         ]);
         assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].index, rows[1].index), (0, 1));
         assert!(rows[0].switches().is_empty());
         assert_eq!(rows[1].switches(), vec!["gup.recheck=off", "tlb=nmi"]);
+    }
+
+    #[test]
+    fn one_boot_gives_every_row_a_run_or_a_reason() {
+        let row = |i: usize, c: &str| Row { index: i, scenario: "s".into(), config: c.into(), expected: "caught".into() };
+        let rows = [row(0, "a"), row(3, "b"), row(4, "c"), row(7, "d"), row(9, "e")];
+        let rows: Vec<&Row> = rows.iter().collect();
+        let mut runs: Vec<Run> = rows.iter().map(|r| blank(r, 2, 5, true)).collect();
+        let lines = [
+            "RESULT scenario name=s config=a verdict=ok corruptions=1 catch_ms=12 elapsed_ms=40",
+            "RESULT scenario name=other config=b verdict=ok",
+            "RESULT scenario name=s config=c verdict=FAIL corruptions=0 elapsed_ms=10000",
+        ];
+        assign(&rows, &mut runs, &lines, "timeout (520 s bound)", 3);
+        assert_eq!((runs[0].verdict.as_str(), runs[0].catch_ms, runs[0].corruptions), ("ok", Some(12), 1));
+        assert!(runs[1].verdict.contains("could not run the row"), "{}", runs[1].verdict);
+        assert_eq!((runs[2].verdict.as_str(), runs[2].elapsed_ms), ("FAIL", 10000));
+        assert_eq!(runs[3].verdict, "timeout (520 s bound)");
+        assert_eq!(runs[4].verdict, "not run: timeout (520 s bound) in row d");
+        let cells = summarise(&runs);
+        assert_eq!(cells.iter().map(|c| c.failures.len()).sum::<usize>(), 3);
     }
 
     fn run(config: &str, seed: u64, explore: bool, corruptions: u64, catch: Option<u64>) -> Run {

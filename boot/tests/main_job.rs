@@ -89,3 +89,16 @@ fn a_bad_job_is_a_usage_error() {
     common::expect_exit(&r, 2);
     assert!(common::everything(&r).contains("job"), "{}", common::everything(&r));
 }
+
+#[test]
+fn job_rows_beyond_the_tables_are_a_usage_error() {
+    // job.rows= is checked against the tables once they are known: row 127
+    // (the option's largest index) is far beyond them.
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["job.rows=0,127"], 120);
+    common::expect_exit(&r, 2);
+    let all = common::everything(&r);
+    assert!(all.contains("job.rows: row 127 does not exist"), "{all}");
+    assert!(!all.contains("RESULT scenario"), "a row ran before the option was checked:\n{all}");
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["job.rows=0,x"], 120);
+    common::expect_exit(&r, 2);
+}

@@ -1,13 +1,15 @@
 //! The race matrix (`testbed matrix`), small: the machinery end to end
-//! (rows listed by the kernel, one bounded boot per run, both exploration
-//! modes, table, CSV, JSON and SVG), and the exploration's catch power:
+//! (rows listed by the kernel, one bounded boot per seed running two rows
+//! one after the other, `--boot-per-row` with both exploration modes,
+//! table, CSV, JSON and SVG), and the exploration's catch power:
 //! `gup.recheck:off,tlb:nmi` (a DMA loss: the reference taken after KSM's
 //! check) under `explore=auto` on 2 CPUs with two seeds the scenario tests do
 //! not use must be caught in every run. That row is rarely caught by the
 //! natural race (`explore=off`, README "The race matrix"), so this fails if
 //! the exploration stops catching it. `ksm.no_flush` (a lost user write,
-//! caught within a second either way) runs with both exploration modes for
-//! the side-by-side plot. Every row's catch is asserted by
+//! caught within a second either way) runs after it in the same boots, and
+//! again with both exploration modes, one boot per run, for the
+//! side-by-side plot. Every row's catch is asserted by
 //! `boot/tests/scenario.rs`; a matrix of every row takes many minutes here
 //! and is a host run (README "The race matrix").
 
@@ -18,7 +20,7 @@ const EXPLORED: &str = "gup.recheck:off,tlb:nmi";
 /// Caught either way: both exploration modes.
 const BOTH: &str = "ksm.no_flush:on";
 
-fn small(configs: &[&str], seeds: u32, secs: u64, explore: Vec<bool>, out: &std::path::Path) -> matrix::MatrixReport {
+fn small(configs: &[&str], seeds: u32, secs: u64, explore: Vec<bool>, boot_per_row: bool, out: &std::path::Path) -> matrix::MatrixReport {
     let o = MatrixOptions {
         smp: vec![2],
         seeds,
@@ -29,6 +31,7 @@ fn small(configs: &[&str], seeds: u32, secs: u64, explore: Vec<bool>, out: &std:
         rows: RowFilter::Caught,
         explore,
         out: Some(out.to_path_buf()),
+        boot_per_row,
         ..Default::default()
     };
     matrix::run(&o, false).unwrap_or_else(|e| panic!("the matrix did not run: {e}"))
@@ -50,15 +53,20 @@ fn assert_caught_every_run(m: &matrix::MatrixReport, runs: usize) -> String {
 fn a_small_matrix_catches_its_rows_and_writes_its_files() {
     let out = testbed::default_testbed_dir().join("matrix-test");
     let _ = std::fs::remove_dir_all(&out);
-    // The exploration's catch: explore=auto only, two seeds. A run ends at
-    // its first corruption (1-3 s on a quiet host); the bound is for a
-    // loaded one (2-10 s there at a load of 17, one seed 12.9 s).
-    let m = small(&[EXPLORED], 2, 30, vec![true], &out.join("explored"));
-    let table = assert_caught_every_run(&m, 2);
-    assert!(m.cells.iter().all(|c| c.config == EXPLORED && c.explore), "{table}");
-    assert!(m.cells.iter().all(|c| c.kinds == ["dma"]), "a GUP-side row loses DMA writes:\n{table}");
-    // The machinery with both exploration modes side by side.
-    let m = small(&[BOTH], 1, 20, vec![true, false], &out.join("both"));
+    // The exploration's catch: explore=auto only, two seeds, each a boot
+    // running both rows. A run ends at its first corruption (1-3 s on a
+    // quiet host); the bound is for a loaded one (2-10 s there at a load of
+    // 17, one seed 12.9 s).
+    let m = small(&[EXPLORED, BOTH], 2, 30, vec![true], false, &out.join("explored"));
+    let table = assert_caught_every_run(&m, 4);
+    assert!(m.cells.iter().all(|c| c.explore), "{table}");
+    assert!(
+        m.cells.iter().filter(|c| c.config == EXPLORED).all(|c| c.kinds == ["dma"]),
+        "a GUP-side row loses DMA writes:\n{table}"
+    );
+    assert!(m.cells.iter().any(|c| c.config == BOTH && c.kinds.iter().any(|k| k == "write")), "ksm.no_flush loses user writes:\n{table}");
+    // The machinery with both exploration modes side by side, one boot per run.
+    let m = small(&[BOTH], 1, 20, vec![true, false], true, &out.join("both"));
     let table = assert_caught_every_run(&m, 2);
     for explore in [true, false] {
         assert!(

@@ -59,6 +59,11 @@ pub const KEYS: &[KeyInfo] = &[
         help: "main kernel, when no scenario=, bench= or init= is given: races (default) runs every row of every race scenario's table with a short bound and prints the table and one verdict (the main job); none only boots; list prints every scenario's rows (RESULT row lines, for the host's matrix)",
     },
     KeyInfo {
+        key: "job.rows",
+        values: "<index>[,<index>...] (as job=list numbers them)",
+        help: "main job: run only these rows (indices into every scenario's rows in job=list order; the host's race matrix runs a (CPUs, seed) this way in one boot); secs= bounds each row",
+    },
+    KeyInfo {
         key: "rcu.stall_ms",
         values: "<1..=600000>",
         help: "an RCU grace period older than this is reported with the CPUs that hold it up (NMI dump); ten times this is fatal",
@@ -167,6 +172,9 @@ pub struct BootOptions {
     pub init: Option<&'static str>,
     /// `job=`: what the main kernel does when nothing else is asked for.
     pub job: crate::scenario::job::Job,
+    /// `job.rows=`: the main job's rows to run (bit `i`: row `i` of
+    /// `job=list`); `None`: every row.
+    pub job_rows: Option<u128>,
     /// The race tests' keys (`sync=`, `gup.*`, `ksm.*`, `widen.*`,
     /// `scenario=` and its parameters): see `race::config`.
     pub race: crate::race::RaceConfig,
@@ -197,6 +205,7 @@ impl BootOptions {
         dma: crate::dma::DmaConfig::DEFAULT,
         init: None,
         job: crate::scenario::job::Job::Races,
+        job_rows: None,
         race: crate::race::RaceConfig::DEFAULT,
         end: crate::power::EndAction::Halt,
         wedge_cpu: None,
@@ -357,6 +366,16 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
                 "list" => crate::scenario::job::Job::List,
                 _ => return Err(bad(key, value)),
             }
+        }
+        "job.rows" => {
+            // Whether each index names a row is checked by the job, which
+            // knows the tables.
+            let mut mask = 0u128;
+            for i in value.split(',') {
+                let i = if i.is_empty() { value } else { i };
+                mask |= 1u128 << number_in(key, i, 0, u128::BITS as u64 - 1)?;
+            }
+            o.job_rows = Some(mask);
         }
         "bench" => {
             // Each listed name must be known; the error names the bad one.

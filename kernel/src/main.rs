@@ -59,8 +59,19 @@ fn main(facts: &'static BootFacts) -> ! {
         // boot only; `job=list`: the rows only).
         if job == kernel::scenario::job::Job::Races && kernel::smp::online_count() < 2 {
             log::warn!("main job: the races need at least 2 CPUs and 1 is online: booted only (--smp 2 or more runs them)");
-        } else if !kernel::scenario::run_job(&facts.options.race, job) {
-            power::exit(ExitStatus::Fail);
+        } else {
+            match kernel::scenario::run_job(&facts.options.race, job, facts.options.job_rows) {
+                Ok(true) => {}
+                Ok(false) => power::exit(ExitStatus::Fail),
+                Err(e @ kernel::scenario::ScenarioError::Option(_)) => {
+                    log::error!("{e}");
+                    power::exit(ExitStatus::Usage);
+                }
+                Err(e) => {
+                    log::error!("{e}");
+                    power::exit(ExitStatus::Fail);
+                }
+            }
         }
     }
     if !facts.options.bench.is_empty()

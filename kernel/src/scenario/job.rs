@@ -36,12 +36,20 @@ pub enum Job {
     List,
 }
 
-/// Prints `RESULT row scenario=NAME config=CONFIG expected=...` for every
-/// row of every scenario in `writers`.
+/// Prints `RESULT row index=I scenario=NAME config=CONFIG expected=...` for
+/// every row of every scenario in `writers` (`index`: what `job.rows=`
+/// takes).
 pub fn list(writers: &[&mut dyn Writer]) {
+    let mut index = 0;
     for w in writers {
         for row in w.table() {
-            crate::println!("RESULT row scenario={} config={} expected={}", w.name(), row.config, row.expected.as_str());
+            crate::println!(
+                "RESULT row index={index} scenario={} config={} expected={}",
+                w.name(),
+                row.config,
+                row.expected.as_str()
+            );
+            index += 1;
         }
     }
 }
@@ -112,13 +120,25 @@ struct Line {
     report: Result<Report, String>,
 }
 
-/// Runs every row of every scenario in `writers`; prints the table and the
-/// verdict; `true` when every row met its expectation.
-pub fn run(boot: &RaceConfig, writers: &mut [&mut dyn Writer]) -> bool {
+/// Runs every row of every scenario in `writers` (only those of `only`,
+/// `job.rows=`, when given: bit `i` is row `i` in [`list`]'s order); prints
+/// the table and the verdict; `Ok(true)` when every row met its
+/// expectation, `Err` when `only` names a row the tables do not have.
+pub fn run(boot: &RaceConfig, writers: &mut [&mut dyn Writer], only: Option<u128>) -> Result<bool, ScenarioError> {
     let boot_tlb = crate::tlb::config();
     let saved = Saved { race: *boot, tlb: boot_tlb };
     let online = crate::smp::online_count();
-    let rows: usize = writers.iter().map(|w| w.table().len()).sum();
+    let total: usize = writers.iter().map(|w| w.table().len()).sum();
+    let all = if total >= 128 { u128::MAX } else { (1u128 << total) - 1 };
+    let only = only.unwrap_or(all);
+    if only & !all != 0 {
+        return Err(ScenarioError::Option(format!(
+            "job.rows: row {} does not exist: the tables have {total} rows (0..={}, job=list numbers them)",
+            (only & !all).trailing_zeros(),
+            total.saturating_sub(1)
+        )));
+    }
+    let rows = only.count_ones();
     let mut bounds = String::new();
     for w in writers.iter() {
         let (safe, caught) = w.job_secs();
@@ -136,8 +156,13 @@ pub fn run(boot: &RaceConfig, writers: &mut [&mut dyn Writer]) -> bool {
         if boot.exploring() { "auto" } else { "off" },
     );
     let mut lines = Vec::new();
+    let mut index = 0;
     for w in writers.iter_mut() {
         for row in w.table() {
+            index += 1;
+            if only & (1u128 << (index - 1)) == 0 {
+                continue;
+            }
             let report = row_config(row, boot, boot_tlb).and_then(|(mut c, t)| {
                 let (safe_secs, caught_secs) = w.job_secs();
                 let secs = if row.expected == Expected::Caught { caught_secs } else { safe_secs };
@@ -149,7 +174,7 @@ pub fn run(boot: &RaceConfig, writers: &mut [&mut dyn Writer]) -> bool {
         }
     }
     install(&saved.race, saved.tlb);
-    print_table(&lines, online, boot)
+    Ok(print_table(&lines, online, boot))
 }
 
 /// What a run showed: `caught` (a corruption or uaf), `safe` (none, with

@@ -99,6 +99,9 @@ pub enum ScenarioError {
     },
     /// Something the run needs failed (named).
     Setup(alloc::string::String),
+    /// A boot option that only the scenarios' tables can check (`job.rows=`
+    /// naming a row that does not exist): a usage error.
+    Option(alloc::string::String),
 }
 
 impl fmt::Display for ScenarioError {
@@ -108,6 +111,7 @@ impl fmt::Display for ScenarioError {
                 write!(f, "cpus={asked}: a race needs at least 2 CPUs and at most the {online} online")
             }
             ScenarioError::Setup(s) => write!(f, "scenario setup: {s}"),
+            ScenarioError::Option(s) => write!(f, "{s}"),
         }
     }
 }
@@ -165,19 +169,19 @@ pub fn verdict(expected: Expected, o: &Outcome) -> Result<(), &'static str> {
     }
 }
 
-/// The main job: every row of every scenario's table (see [`job`]);
-/// `job=list` only lists the rows.
-pub fn run_job(boot: &RaceConfig, what: job::Job) -> bool {
+/// The main job: every row of every scenario's table, or those of `rows`
+/// (`job.rows=`; see [`job`]); `job=list` only lists the rows.
+pub fn run_job(boot: &RaceConfig, what: job::Job, rows: Option<u128>) -> Result<bool, ScenarioError> {
     let (mut ksm, mut uprobe) = (ksm_vs_gupfast::Ksm, uprobe_vs_pin::Tracer);
     let mut collapse = collapse_vs_gupfast::Collapse::new(crate::race::config::Collapser::Khugepaged);
     let mut writers: [&mut dyn harness::Writer; 3] = [&mut ksm, &mut collapse, &mut uprobe];
     match what {
-        job::Job::Races => job::run(boot, &mut writers),
+        job::Job::Races => job::run(boot, &mut writers, rows),
         job::Job::List => {
             job::list(&writers);
-            true
+            Ok(true)
         }
-        job::Job::None => true,
+        job::Job::None => Ok(true),
     }
 }
 
