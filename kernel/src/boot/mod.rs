@@ -191,9 +191,8 @@ extern "C" fn stage2() -> ! {
     crate::rcu::set_stall_ms(facts.options.rcu_stall_ms);
     crate::tlb::init(facts.options.tlb);
     crate::race::init(&facts.options.race);
-    let race = &facts.options.race;
-    crate::khugepaged::set_tunables(race.khugepaged);
-    crate::ksm::set_max_page_sharing(race.ksm_max_page_sharing);
+    crate::khugepaged::set_tunables(facts.options.khugepaged);
+    crate::ksm::set_max_page_sharing(facts.options.ksm_max_page_sharing);
     // The writers above mm hook into fork and madvise (mm calls nothing above it).
     crate::mm::hooks::register_ksm(crate::mm::hooks::KsmHooks { madvise: crate::ksm::madvise, fork: crate::ksm::fork });
     crate::mm::hooks::register_khugepaged(crate::mm::hooks::KhugepagedHooks {
@@ -201,7 +200,7 @@ extern "C" fn stage2() -> ! {
         enter: crate::khugepaged::register,
         fork: crate::khugepaged::fork,
     });
-    crate::gup::set_controls(crate::gup::Controls::of(race));
+    crate::gup::set_controls(crate::gup::Controls::of(&facts.options.race));
     log::info!("tlb: {}", crate::tlb::config());
     crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic, platform.has_8259_pics());
     let timer_mode = crate::sched::init_global();

@@ -28,11 +28,13 @@
 #![deny(unsafe_code)]
 
 pub mod collapse;
+mod keys;
 pub mod madvise;
 pub mod scan;
 pub mod stats;
 
 pub use collapse::{Collapsed, Control, collapse_huge_page};
+pub use keys::{KEYS, apply_key};
 pub use madvise::madvise_collapse;
 pub use scan::{fork, khugepaged_running, register, set_tunables, start_khugepaged, stop_khugepaged, tunables};
 pub use stats::{Stats, stats};

@@ -29,6 +29,7 @@
 
 #![deny(unsafe_code)]
 
+mod keys;
 pub mod merge;
 pub mod scan;
 pub(crate) mod stats;
@@ -42,6 +43,7 @@ use crate::mm::page::PageFlags;
 use crate::mm::vma::{VmFlags, VmaSet};
 use crate::mm::PAGE_SIZE;
 
+pub use keys::{KEYS, apply_key};
 pub use scan::{
     MAX_PAGE_SHARING_DEFAULT, Tunables, ksmd_running, max_page_sharing, prune, set_max_page_sharing, set_tunables, start_ksmd,
     stop_ksmd, tunables,

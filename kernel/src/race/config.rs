@@ -9,7 +9,7 @@ use core::fmt;
 
 use super::SyncMode;
 use super::widen::{Point, Widening};
-use crate::boot_options::{KeyInfo, OptionError, number_in as number, on_off};
+use crate::boot_options::value::{BadValue, KeyInfo, bad_value, number_in as number, on_off};
 
 /// A scenario the kernel can run (`scenario=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,9 +79,6 @@ pub struct RaceConfig {
     /// `fork.seqcount=` (on by default): GUP-fast pins check fork's
     /// `write_protect_seq` (bug E when off).
     pub fork_seqcount: bool,
-    /// `khugepaged.*=`: khugepaged's tunables for the boot (Linux's
-    /// /sys/kernel/mm/transparent_hugepage/khugepaged/*).
-    pub khugepaged: crate::khugepaged::Tunables,
     /// `widen.<point>=`: one entry per [`Point`].
     pub widen: [Widening; Point::COUNT],
     /// `explore=`: `Some(true)` auto, `Some(false)` off, `None` not given
@@ -108,9 +105,6 @@ pub struct RaceConfig {
     /// `ksm.sleep_us=`: the scenario's ksmd sleep between batches (Linux's
     /// sleep_millisecs, in microseconds; 0 only yields).
     pub ksm_sleep_us: u64,
-    /// `ksm.max_page_sharing=`: most ptes per KSM page, for every ksmd of
-    /// the boot (Linux's max_page_sharing, default 256).
-    pub ksm_max_page_sharing: u64,
 }
 
 impl RaceConfig {
@@ -130,7 +124,6 @@ impl RaceConfig {
         fork_early_cow: true,
         ksm_gate: super::KsmGate::AnonExclusive,
         fork_seqcount: true,
-        khugepaged: crate::khugepaged::Tunables::DEFAULT,
         widen: [Widening::None; Point::COUNT],
         explore: None,
         scenario: None,
@@ -142,7 +135,6 @@ impl RaceConfig {
         collapser: Collapser::Khugepaged,
         ksm_pages_to_scan: 64,
         ksm_sleep_us: 0,
-        ksm_max_page_sharing: crate::ksm::MAX_PAGE_SHARING_DEFAULT,
     };
 
     /// Whether a scenario run explores (`race::explore`): `explore=auto`
@@ -287,10 +279,6 @@ pub const KEYS: &[KeyInfo] = &[
         help: "window widening in GUP-fast between reading a pmd that points to a pte table and reading its first pte (bug G's window)",
     },
     KeyInfo { key: "widen.collapse.post_free", values: "US|rand:US|wait:US|wait:POINT:US", help: "window widening in a collapse right after it freed (or queued the free of) the old pte table" },
-    KeyInfo { key: "khugepaged.pages_to_scan", values: "<1..=1000000>", help: "ptes khugepaged scans per batch (default 4096, Linux's)" },
-    KeyInfo { key: "khugepaged.scan_sleep_us", values: "<0..=100000000>", help: "khugepaged's sleep between batches in microseconds (default 10 s, Linux's; 0 only yields)" },
-    KeyInfo { key: "khugepaged.max_ptes_none", values: "<0..=511>", help: "empty ptes khugepaged accepts in a range it collapses (default 511)" },
-    KeyInfo { key: "khugepaged.max_ptes_shared", values: "<0..=511>", help: "ptes of pages mapped more than once khugepaged accepts in a range (default 256)" },
     KeyInfo {
         key: "widen.gup.pre_ref",
         values: "US|rand:US|wait:US|wait:POINT:US",
@@ -363,11 +351,6 @@ pub const KEYS: &[KeyInfo] = &[
         help: "the scenario's ksmd sleep between batches in microseconds (default 0: it only yields)",
     },
     KeyInfo {
-        key: "ksm.max_page_sharing",
-        values: "<2..=1000000>",
-        help: "most ptes one KSM page takes before an equal page starts a new one (Linux max_page_sharing, default 256)",
-    },
-    KeyInfo {
         key: "scenario.prep_us",
         values: "<0..=100000>",
         help: "ksm-vs-gupfast workers pause a random 0..N us between refilling a page and pinning it (default 0)",
@@ -376,12 +359,12 @@ pub const KEYS: &[KeyInfo] = &[
 ];
 
 /// Applies `key=value` if it is one of the race keys; `None` if it is not.
-pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Option<Result<(), OptionError>> {
+pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Option<Result<(), BadValue>> {
     let r = match key {
         "sync" => match value {
             "none" => Ok(SyncMode::None),
             "rcu" => Ok(SyncMode::Rcu),
-            _ => Err(crate::boot_options::bad_value(key, value)),
+            _ => Err(bad_value(key, value)),
         }
         .map(|m| c.sync = m),
         "gup.recheck" => on_off(key, value).map(|v| c.gup_recheck = v),
@@ -394,14 +377,14 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         "uprobes" => match value {
             "fixed" => Ok(false),
             "legacy" => Ok(true),
-            _ => Err(crate::boot_options::bad_value(key, value)),
+            _ => Err(bad_value(key, value)),
         }
         .map(|v| c.uprobes_legacy = v),
         "cow.reuse" => match value {
             "anon_exclusive" => Ok(crate::mm::fault::CowReuse::AnonExclusive),
             "refcount" => Ok(crate::mm::fault::CowReuse::Refcount),
             "mapcount" => Ok(crate::mm::fault::CowReuse::Mapcount),
-            _ => Err(crate::boot_options::bad_value(key, value)),
+            _ => Err(bad_value(key, value)),
         }
         .map(|v| c.cow_reuse = v),
         "unshare" => on_off(key, value).map(|v| c.unshare = v),
@@ -411,24 +394,20 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
             "anon_exclusive" => Ok(super::KsmGate::AnonExclusive),
             "flush_pending" => Ok(super::KsmGate::FlushPending),
             "write_dirty" => Ok(super::KsmGate::WriteDirty),
-            _ => Err(crate::boot_options::bad_value(key, value)),
+            _ => Err(bad_value(key, value)),
         }
         .map(|v| c.ksm_gate = v),
-        "khugepaged.pages_to_scan" => number(key, value, 1, 1_000_000).map(|v| c.khugepaged.pages_to_scan = v),
-        "khugepaged.scan_sleep_us" => number(key, value, 0, 100_000_000).map(|v| c.khugepaged.scan_sleep_us = v),
-        "khugepaged.max_ptes_none" => number(key, value, 0, 511).map(|v| c.khugepaged.max_ptes_none = v as u32),
-        "khugepaged.max_ptes_shared" => number(key, value, 0, 511).map(|v| c.khugepaged.max_ptes_shared = v as u32),
         "scenario" => match value {
             "ksm-vs-gupfast" => Ok(ScenarioName::KsmVsGupfast),
             "uprobe-vs-pin" => Ok(ScenarioName::UprobeVsPin),
             "collapse-vs-gupfast" => Ok(ScenarioName::CollapseVsGupfast),
-            _ => Err(crate::boot_options::bad_value(key, value)),
+            _ => Err(bad_value(key, value)),
         }
         .map(|s| c.scenario = Some(s)),
         "explore" => match value {
             "auto" => Ok(true),
             "off" => Ok(false),
-            _ => Err(crate::boot_options::bad_value(key, value)),
+            _ => Err(bad_value(key, value)),
         }
         .map(|v| c.explore = Some(v)),
         "secs" => number(key, value, 1, 3600).map(|v| c.secs = Some(v)),
@@ -437,11 +416,10 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         "cpus" => number(key, value, 1, 64).map(|v| c.cpus = Some(v as usize)),
         "ksm.pages_to_scan" => number(key, value, 1, 1_000_000).map(|v| c.ksm_pages_to_scan = v),
         "ksm.sleep_us" => number(key, value, 0, 1_000_000).map(|v| c.ksm_sleep_us = v),
-        "ksm.max_page_sharing" => number(key, value, 2, 1_000_000).map(|v| c.ksm_max_page_sharing = v),
         "scenario.collapser" => match value {
             "madvise" => Ok(Collapser::Madvise),
             "khugepaged" => Ok(Collapser::Khugepaged),
-            _ => Err(crate::boot_options::bad_value(key, value)),
+            _ => Err(bad_value(key, value)),
         }
         .map(|v| c.collapser = v),
         "scenario.prep_us" => number(key, value, 0, 100_000).map(|v| c.prep_us = v),
@@ -449,7 +427,7 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
             let point = key.strip_prefix("widen.").and_then(Point::from_name)?;
             Widening::parse(value)
                 .map(|w| c.widen[point as usize] = w)
-                .ok_or_else(|| crate::boot_options::bad_value(key, value))
+                .ok_or_else(|| bad_value(key, value))
         }
     };
     Some(r)

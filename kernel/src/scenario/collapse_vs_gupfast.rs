@@ -49,12 +49,15 @@ pub struct Collapse {
     collapser: Collapser,
     /// The DMA delay to restore after the run, if the scenario changed it.
     dma_delay: Option<(crate::dma::DelayMode, u64)>,
+    /// khugepaged's tunables to restore after the run (the boot's, from
+    /// `khugepaged.*=`), if the scenario started khugepaged.
+    tunables: Option<khugepaged::Tunables>,
 }
 
 impl Collapse {
     /// The scenario with `collapser` collapsing.
     pub fn new(collapser: Collapser) -> Collapse {
-        Collapse { collapser, dma_delay: None }
+        Collapse { collapser, dma_delay: None, tunables: None }
     }
 }
 
@@ -95,7 +98,7 @@ impl Writer for Collapse {
         (0..cpus).map(|cpu| ("collrace", cpu)).collect()
     }
 
-    fn start(&mut self, cfg: &RaceConfig, cpus: usize) -> Result<(), ScenarioError> {
+    fn start(&mut self, _cfg: &RaceConfig, cpus: usize) -> Result<(), ScenarioError> {
         let code = match self.collapser {
             Collapser::Madvise => abi::race::COLLAPSER_MADVISE,
             Collapser::Khugepaged => abi::race::COLLAPSER_KHUGEPAGED,
@@ -110,7 +113,9 @@ impl Writer for Collapse {
             self.dma_delay = Some((d.delay, d.delay_us));
         }
         if self.collapser == Collapser::Khugepaged {
-            let mut t = cfg.khugepaged;
+            let boot = khugepaged::tunables();
+            self.tunables = Some(boot);
+            let mut t = boot;
             if t.scan_sleep_us == khugepaged::Tunables::DEFAULT.scan_sleep_us {
                 t.scan_sleep_us = 0;
             }
@@ -125,6 +130,9 @@ impl Writer for Collapse {
         }
         if self.collapser == Collapser::Khugepaged {
             khugepaged::stop_khugepaged().map_err(ScenarioError::Setup)?;
+        }
+        if let Some(t) = self.tunables.take() {
+            khugepaged::set_tunables(t);
         }
         Ok(())
     }

@@ -82,7 +82,6 @@ pub fn row_config(row: &Row, boot: &RaceConfig, boot_tlb: TlbConfig) -> Result<(
     // Every protocol switch at its default (new switches too); the run's
     // parameters from the boot.
     let mut c = RaceConfig {
-        khugepaged: boot.khugepaged,
         widen: boot.widen,
         explore: boot.explore,
         secs: boot.secs,

@@ -18,14 +18,15 @@ use log::LevelFilter;
 use crate::bench::{Bench, BenchSet};
 use crate::console::ConsoleChoice;
 
-/// One documented key (for error messages and the README's table).
-pub struct KeyInfo {
-    /// The key.
-    pub key: &'static str,
-    /// Accepted values.
-    pub values: &'static str,
-    /// What it does.
-    pub help: &'static str,
+pub mod value;
+
+pub use value::KeyInfo;
+use value::{BadValue, number_in, on_off};
+
+/// Every key table: this module's, then those of the subsystems that own
+/// their keys (error messages list them in this order).
+fn all_keys() -> impl Iterator<Item = &'static KeyInfo> {
+    KEYS.iter().chain(crate::race::config::KEYS).chain(crate::khugepaged::KEYS).chain(crate::ksm::KEYS)
 }
 
 /// Every key the kernel accepts.
@@ -178,6 +179,12 @@ pub struct BootOptions {
     /// The race tests' keys (`sync=`, `gup.*`, `ksm.*`, `widen.*`,
     /// `scenario=` and its parameters): see `race::config`.
     pub race: crate::race::RaceConfig,
+    /// `khugepaged.*=`: khugepaged's tunables for the boot (Linux's
+    /// /sys/kernel/mm/transparent_hugepage/khugepaged/*).
+    pub khugepaged: crate::khugepaged::Tunables,
+    /// `ksm.max_page_sharing=`: most ptes per KSM page, for every ksmd of
+    /// the boot (Linux's max_page_sharing, default 256).
+    pub ksm_max_page_sharing: u64,
     /// `end=`: what the machine does after the run.
     pub end: crate::power::EndAction,
     /// `debug.wedge_cpu=`: the CPU to wedge after boot.
@@ -207,6 +214,8 @@ impl BootOptions {
         job: crate::scenario::job::Job::Races,
         job_rows: None,
         race: crate::race::RaceConfig::DEFAULT,
+        khugepaged: crate::khugepaged::Tunables::DEFAULT,
+        ksm_max_page_sharing: crate::ksm::MAX_PAGE_SHARING_DEFAULT,
         end: crate::power::EndAction::Halt,
         wedge_cpu: None,
         ktest_filter: None,
@@ -242,7 +251,7 @@ impl fmt::Display for OptionError {
             OptionError::NotKeyValue(w) => write!(f, "'{w}' is not a key=value word"),
             OptionError::UnknownKey(k) => {
                 write!(f, "unknown key '{k}'; known keys:")?;
-                for k in KEYS.iter().chain(crate::race::config::KEYS) {
+                for k in all_keys() {
                     write!(f, " {}", k.key)?;
                 }
                 Ok(())
@@ -257,26 +266,18 @@ impl fmt::Display for OptionError {
 }
 
 fn expected(key: &str) -> &'static str {
-    KEYS.iter().chain(crate::race::config::KEYS).find(|k| k.key == key).map_or("?", |k| k.values)
+    all_keys().find(|k| k.key == key).map_or("?", |k| k.values)
 }
 
 fn bad(key: &'static str, value: &'static str) -> OptionError {
     OptionError::BadValue { key, value, expected: expected(key) }
 }
 
-/// `on` or `off`, else the key's error.
-pub(crate) fn on_off(key: &'static str, value: &'static str) -> Result<bool, OptionError> {
-    match value {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(bad(key, value)),
+/// A subsystem parser's bad value, with what the key accepts.
+impl From<BadValue> for OptionError {
+    fn from(e: BadValue) -> OptionError {
+        bad(e.key, e.value)
     }
-}
-
-/// The error for a bad value of a documented key (for key parsers that live
-/// with their subsystem).
-pub fn bad_value(key: &'static str, value: &'static str) -> OptionError {
-    bad(key, value)
 }
 
 /// Parses the raw boot-options file.
@@ -437,15 +438,16 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
             o.ktest_filter = Some(value);
         }
         "ktest.skip" => o.ktest_skip = value.parse().map_err(|_| bad(key, value))?,
-        _ => match crate::race::config::apply(&mut o.race, key, value) {
-            Some(r) => r?,
-            None => return Err(OptionError::UnknownKey(key)),
-        },
+        _ => {
+            let owned = crate::race::config::apply(&mut o.race, key, value)
+                .or_else(|| crate::khugepaged::apply_key(&mut o.khugepaged, key, value))
+                .or_else(|| crate::ksm::apply_key(&mut o.ksm_max_page_sharing, key, value));
+            match owned {
+                Some(r) => r?,
+                None => return Err(OptionError::UnknownKey(key)),
+            }
+        }
     }
     Ok(())
 }
 
-/// `value` as a number in `min..=max`, else the key's error.
-pub(crate) fn number_in(key: &'static str, value: &'static str, min: u64, max: u64) -> Result<u64, OptionError> {
-    value.parse().ok().filter(|n| (min..=max).contains(n)).ok_or_else(|| bad(key, value))
-}
