@@ -100,12 +100,15 @@ impl Report {
 
 /// Runs the scenario `w`; `Ok(true)` when the verdict is ok (or none).
 pub fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, ScenarioError> {
-    run_report(cfg, w).map(|r| r.verdict.is_ok())
+    run_report(cfg, w, None).map(|r| r.verdict.is_ok())
 }
 
 /// Runs the scenario `w` and returns its figures (also printed: the summary
-/// and the RESULT line).
-pub fn run_report(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<Report, ScenarioError> {
+/// and the RESULT line). A caught row ends at its first corruption or use
+/// after free; a safe row runs its whole bound, or, with `enough_overlaps`,
+/// until that many overlaps were counted (the evidence its verdict rests
+/// on; the verdict is the same either way).
+pub fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: Option<u64>) -> Result<Report, ScenarioError> {
     let name = w.name();
     let online = crate::smp::online_count();
     let cpus = cfg.cpus.unwrap_or(online);
@@ -153,6 +156,8 @@ pub fn run_report(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<Report, Scenar
     SHARED.iterations.store(cfg.iterations.unwrap_or(u64::MAX), Ordering::Relaxed);
     SHARED.stop.store(false, Ordering::Relaxed);
     SHARED.stop_on_catch.store(expected == Expected::Caught, Ordering::Relaxed);
+    let enough = if expected == Expected::Safe { enough_overlaps.unwrap_or(0) } else { 0 };
+    SHARED.enough_overlaps.store(enough, Ordering::Relaxed);
     let start = crate::time::now_ns();
     SHARED.deadline_ns.store(start + secs * 1_000_000_000, Ordering::Relaxed);
     page::set_quarantine(true);

@@ -45,6 +45,9 @@ pub(crate) struct Shared {
     pub stop: AtomicBool,
     pub stop_on_catch: AtomicBool,
     pub deadline_ns: AtomicU64,
+    /// A safe run ends once this many overlaps were counted (0: it runs its
+    /// whole bound): the main job's evidence rule.
+    pub enough_overlaps: AtomicU64,
     pub iterations: AtomicU64,
     pub seed: AtomicU64,
     pub prep_us: AtomicU64,
@@ -71,6 +74,7 @@ pub(crate) static SHARED: Shared = Shared {
     stop: AtomicBool::new(false),
     stop_on_catch: AtomicBool::new(false),
     deadline_ns: AtomicU64::new(0),
+    enough_overlaps: AtomicU64::new(0),
     iterations: AtomicU64::new(0),
     seed: AtomicU64::new(0),
     prep_us: AtomicU64::new(0),

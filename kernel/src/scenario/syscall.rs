@@ -63,10 +63,18 @@ fn should_stop() -> bool {
     if SHARED.stop.load(Ordering::Relaxed) {
         return true;
     }
-    let caught = SHARED.corrupt_dma.load(Ordering::Relaxed) + SHARED.corrupt_write.load(Ordering::Relaxed) > 0
-        || page::uaf_events() > SHARED.uaf0.load(Ordering::Relaxed);
+    let uaf = page::uaf_events() > SHARED.uaf0.load(Ordering::Relaxed);
+    if uaf {
+        // A use after free is a catch too; its time is when a worker first
+        // notices it here (within one of its iterations). Relaxed: a
+        // timestamp for the report; the first one wins.
+        let _ = SHARED.first_catch_ns.compare_exchange(0, crate::time::now_ns(), Ordering::Relaxed, Ordering::Relaxed);
+    }
+    let caught = uaf || SHARED.corrupt_dma.load(Ordering::Relaxed) + SHARED.corrupt_write.load(Ordering::Relaxed) > 0;
     let late = crate::time::now_ns() >= SHARED.deadline_ns.load(Ordering::Relaxed);
-    if late || (caught && SHARED.stop_on_catch.load(Ordering::Relaxed)) {
+    let enough = SHARED.enough_overlaps.load(Ordering::Relaxed);
+    let evidence = enough > 0 && crate::race::overlap::count() >= enough;
+    if late || evidence || (caught && SHARED.stop_on_catch.load(Ordering::Relaxed)) {
         SHARED.stop.store(true, Ordering::Relaxed);
         return true;
     }
