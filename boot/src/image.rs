@@ -219,6 +219,50 @@ pub fn write_images(kernel: &Path, boot_options: &[String], out: &Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object::read::elf::{ElfFile64, ProgramHeader};
+    use object::{Object, ObjectSection, ObjectSymbol};
+
+    #[test]
+    fn the_loaded_kernel_keeps_its_segments_and_symbols_but_not_its_dwarf() {
+        let elf = fs::read(crate::suites::MAIN_KERNEL).expect("read the main kernel ELF");
+        let out = std::env::temp_dir().join(format!("testbed-strip-{}.elf", std::process::id()));
+        strip_debug(Path::new(crate::suites::MAIN_KERNEL), &out).expect("strip");
+        let stripped = fs::read(&out).expect("read the stripped ELF");
+        let _ = fs::remove_file(&out);
+        let (a, b) = (ElfFile64::<object::Endianness>::parse(&*elf).unwrap(), ElfFile64::<object::Endianness>::parse(&*stripped).unwrap());
+        assert!(a.sections().any(|s| s.name().is_ok_and(|n| n.starts_with(".debug"))), "the debug build has DWARF");
+        assert!(!b.sections().any(|s| s.name().is_ok_and(|n| n.starts_with(".debug"))), "DWARF left in");
+        assert!(stripped.len() * 2 < elf.len(), "{} of {} bytes", stripped.len(), elf.len());
+        // What the bootloader loads is byte for byte the same (but for the
+        // ELF header's section-table fields, in the first segment) ...
+        let e = a.endian();
+        let loads = |f: &ElfFile64<object::Endianness>, data: &[u8]| -> Vec<(u64, u64, u32, Vec<u8>)> {
+            f.elf_program_headers()
+                .iter()
+                .filter(|p| p.p_type(e) == object::elf::PT_LOAD)
+                .map(|p| {
+                    let bytes = p.data(e, data).unwrap();
+                    let skip = if p.p_offset(e) == 0 { 64 } else { 0 };
+                    (p.p_vaddr(e), p.p_memsz(e), p.p_flags(e), bytes[skip.min(bytes.len())..].to_vec())
+                })
+                .collect()
+        };
+        let (la, lb) = (loads(&a, &elf), loads(&b, &stripped));
+        assert_eq!(la.len(), lb.len(), "segment count");
+        for (x, y) in la.iter().zip(&lb) {
+            assert_eq!((x.0, x.1, x.2, x.3.len()), (y.0, y.1, y.2, y.3.len()), "segment header at {:#x}", x.0);
+            assert!(x.3 == y.3, "segment at {:#x} differs", x.0);
+        }
+        assert_eq!(a.entry(), b.entry());
+        // ... and the symbols the crash reports name are all there.
+        let names = |f: &ElfFile64<object::Endianness>| -> Vec<(String, u64)> {
+            f.symbols().map(|s| (s.name().unwrap_or("").to_string(), s.address())).collect()
+        };
+        let (sa, sb) = (names(&a), names(&b));
+        assert!(sa.len() > 1000, "{} symbols", sa.len());
+        assert!(sa == sb, "symbols differ: {} before, {} after", sa.len(), sb.len());
+    }
+
 
     #[test]
     fn options_text() {
