@@ -104,6 +104,15 @@ static BAILOUTS: AtomicU64 = AtomicU64::new(0);
 /// Pages GUP-fast left to the slow path.
 static SLOW_FALLS: AtomicU64 = AtomicU64::new(0);
 
+/// Grabs GUP-fast retried because the page had been split off the folio it
+/// took the reference on (Linux try_get_folio()'s `goto retry`).
+static HEAD_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// Grabs retried on the page's new folio after a split, so far.
+pub fn head_retries() -> u64 {
+    HEAD_RETRIES.load(Ordering::Relaxed)
+}
+
 /// Bail-outs after a changed entry so far.
 pub(crate) fn bailouts() -> u64 {
     BAILOUTS.load(Ordering::Relaxed)
@@ -134,14 +143,56 @@ fn read_once(e: &Entry) -> Option<RawEntry> {
     Some(v)
 }
 
-/// Takes `n` references or pins on `page`'s folio, lockless.
+/// GUP-fast's reference on the folio it found for `page` (Linux
+/// try_get_folio()): add-unless-zero on `folio`, the folio `page` belonged
+/// to when the walker looked ([`Page::folio`], page_folio()), then **the
+/// head re-check**: `page` may have been split off `folio` in between (a
+/// split freezes, rewrites and unfreezes the folio while this walk has only
+/// read the entry), and the references must be on `page`'s folio as it is
+/// now, so on a mismatch they go back and the grab is retried on the new
+/// folio. Returns the folio the references are on, `None` if it was free
+/// or frozen.
+///
+/// **The one decision point of `gup.head_recheck=off`** (bug H, Jann
+/// Horn's 2021 fix "mm/gup: fix try_grab_compound_head() race with
+/// split_huge_page()"): without the re-check the references stay on the
+/// old head, now an unrelated small folio, while the caller returns
+/// `page`, which is then released on its own folio.
 #[inline(always)]
-fn try_grab(page: &'static Page, n: usize, flags: Foll, out: &mut Vec<Grabbed>) -> bool {
-    if flags.contains(Foll::PIN) {
-        PinnedPage::try_pin_run(page, n, |p| out.push(Grabbed::Pin(p)))
-    } else {
-        PageRef::try_get_run(page, n, |r| out.push(Grabbed::Ref(r)))
+fn try_get_folio(page: &'static Page, mut folio: &'static Page, n: usize, head_recheck: bool) -> Option<&'static Page> {
+    loop {
+        if !page::folio_ref_try_add(folio, n as i32) {
+            return None;
+        }
+        if !head_recheck {
+            return Some(folio);
+        }
+        // The Acquire of the add above orders this read after it: a split
+        // unfreezes the old head last, so a reference that got onto it
+        // after the split sees the page as its own folio here.
+        let now = page.folio();
+        if core::ptr::eq(now, folio) {
+            return Some(folio);
+        }
+        HEAD_RETRIES.fetch_add(1, Ordering::Relaxed);
+        page::folio_put_refs(folio, n as i32);
+        folio = now;
     }
+}
+
+/// Takes `n` references or pins on `folio`, the folio the walker found for
+/// `page` (Linux try_grab_folio_fast(): try_get_folio(), then the pin
+/// accounting), and hands out one value per page from `page` on.
+#[inline(always)]
+fn try_grab_folio_fast(page: &'static Page, folio: &'static Page, n: usize, w: &mut Walk<'_>) -> bool {
+    let Some(folio) = try_get_folio(page, folio, n, w.c.head_recheck) else { return false };
+    if w.flags.contains(Foll::PIN) {
+        page::folio_add_pins(folio, n as i32);
+        PinnedPage::adopt_run(page, n, |p| w.out.push(Grabbed::Pin(p)));
+    } else {
+        PageRef::adopt_run(page, n, |r| w.out.push(Grabbed::Ref(r)));
+    }
+    true
 }
 
 /// Whether a read-only pin must leave this page to the slow path, which
@@ -269,12 +320,14 @@ fn gup_fast_pmd_leaf(pmd: RawEntry, pmdp: &Entry, addr: u64, end: u64, w: &mut W
         return false;
     }
     let n = ((end - addr) / PAGE_SIZE) as usize;
-    w.seen.push(sub.folio().pfn());
-    widen::at(Point::GupPreRef, sub.folio().pfn());
+    // page_folio(): the folio is looked up before the reference is taken.
+    let folio = sub.folio();
+    w.seen.push(folio.pfn());
+    widen::at(Point::GupPreRef, folio.pfn());
     let recheck = w.c.recheck;
     // `gup.recheck=off` skips the re-read (`gup.pmd_recheck` concerns the
     // pmd above a pte table, not a leaf).
-    grab_then_recheck(sub, n, pmd, w, || !recheck || pmdp.load(Ordering::Acquire) == pmd)
+    grab_then_recheck(sub, folio, n, pmd, w, || !recheck || pmdp.load(Ordering::Acquire) == pmd)
 }
 
 /// The ptes of one table (Linux gup_fast_pte_range()): per page, the
@@ -302,6 +355,9 @@ fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: u64, end: u64, w: &
         }
         let Some(p) = pgtable::lockless_leaf_page(pte.addr().as_u64() / PAGE_SIZE) else { return false };
         w.seen.push(p.pfn());
+        // page_folio(): the folio is looked up before the reference is
+        // taken (bug H's window is between the two).
+        let folio = p.folio();
         widen::at_keys(Point::GupPreRef, p.pfn(), table_pfn);
         // The re-read (Linux: pmd and pte unchanged); `gup.recheck=off`
         // skips both, `gup.pmd_recheck=off` the pmd only.
@@ -309,7 +365,7 @@ fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: u64, end: u64, w: &
             !recheck
                 || (!(pmd_recheck && pmdp.load(Ordering::Acquire) != pmd) && ptep.load(Ordering::Acquire) == pte)
         };
-        if !grab_then_recheck(p, 1, pte, w, unchanged) {
+        if !grab_then_recheck(p, folio, 1, pte, w, unchanged) {
             return false;
         }
         addr += PAGE_SIZE;
@@ -317,21 +373,23 @@ fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: u64, end: u64, w: &
     true
 }
 
-/// Takes `n` references or pins on `page`'s folio, then checks that the
-/// entries it was found through did not change, then the unshare rule
-/// (Linux: try_grab_folio_fast(), the pte/pmd re-read, gup_must_unshare()).
+/// Takes `n` references or pins on `folio` (the folio found for `page`),
+/// then checks that the entries it was found through did not change, then
+/// the unshare rule (Linux: try_grab_folio_fast(), the pte/pmd re-read,
+/// gup_must_unshare()).
 /// Backs out the grab and returns false if any step fails. `entry` is the
 /// leaf as read; `unchanged` re-reads what the caller's switches ask for.
 #[inline(always)]
 fn grab_then_recheck(
     page: &'static Page,
+    folio: &'static Page,
     n: usize,
     entry: RawEntry,
     w: &mut Walk<'_>,
     unchanged: impl FnOnce() -> bool,
 ) -> bool {
     let at = w.out.len();
-    if !try_grab(page, n, w.flags, w.out) {
+    if !try_grab_folio_fast(page, folio, n, w) {
         return false;
     }
     // Full fence: our reference is visible before we re-read the entries

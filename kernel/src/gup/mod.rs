@@ -18,7 +18,9 @@
 //! The negative-control switches of `../shared/reference/controls.md` that
 //! belong here ([`Controls`]) each change exactly one decision point in
 //! [`fast`]: `gup.recheck=off` (no pte/pmd re-read), `gup.pmd_recheck=off`
-//! (pte re-read only) and `gup.irqs=on` (the walk runs with interrupts on);
+//! (pte re-read only), `gup.head_recheck=off` (no re-check that the page is
+//! still in the folio the reference was taken on, bug H) and `gup.irqs=on`
+//! (the walk runs with interrupts on);
 //! `unshare=off` changes [`gup_must_unshare`], which both paths ask.
 
 #![deny(unsafe_code)]
@@ -142,6 +144,10 @@ pub struct Controls {
     pub pmd_recheck: bool,
     /// `gup.irqs=on`: walk with interrupts enabled.
     pub irqs_off: bool,
+    /// `gup.head_recheck=off`: no re-check that the page is still in the
+    /// folio GUP-fast took its reference on (bug H, before Jann Horn's 2021
+    /// fix).
+    pub head_recheck: bool,
     /// `unshare=off`: a read-only pin of a shared anonymous page pins it as
     /// it is (bug J, before v5.19's FAULT_FLAG_UNSHARE).
     pub unshare: bool,
@@ -153,6 +159,7 @@ pub struct Controls {
 static RECHECK: AtomicBool = AtomicBool::new(true);
 static PMD_RECHECK: AtomicBool = AtomicBool::new(true);
 static IRQS_OFF: AtomicBool = AtomicBool::new(true);
+static HEAD_RECHECK: AtomicBool = AtomicBool::new(true);
 static UNSHARE: AtomicBool = AtomicBool::new(true);
 static FORK_SEQCOUNT: AtomicBool = AtomicBool::new(true);
 
@@ -164,6 +171,7 @@ impl Controls {
             recheck: race.gup_recheck,
             pmd_recheck: race.gup_pmd_recheck,
             irqs_off: !race.gup_irqs_on,
+            head_recheck: race.gup_head_recheck,
             unshare: race.unshare,
             fork_seqcount: race.fork_seqcount,
         }
@@ -175,6 +183,7 @@ pub fn set_controls(c: Controls) {
     RECHECK.store(c.recheck, Ordering::Relaxed);
     PMD_RECHECK.store(c.pmd_recheck, Ordering::Relaxed);
     IRQS_OFF.store(c.irqs_off, Ordering::Relaxed);
+    HEAD_RECHECK.store(c.head_recheck, Ordering::Relaxed);
     UNSHARE.store(c.unshare, Ordering::Relaxed);
     FORK_SEQCOUNT.store(c.fork_seqcount, Ordering::Relaxed);
 }
@@ -185,6 +194,7 @@ pub fn controls() -> Controls {
         recheck: RECHECK.load(Ordering::Relaxed),
         pmd_recheck: PMD_RECHECK.load(Ordering::Relaxed),
         irqs_off: IRQS_OFF.load(Ordering::Relaxed),
+        head_recheck: HEAD_RECHECK.load(Ordering::Relaxed),
         unshare: UNSHARE.load(Ordering::Relaxed),
         fork_seqcount: FORK_SEQCOUNT.load(Ordering::Relaxed),
     }

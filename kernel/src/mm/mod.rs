@@ -7,7 +7,8 @@
 //! * user address spaces ([`addr_space`]): areas ([`vma`]), page tables
 //!   ([`pgtable`]), faults ([`fault`]), the page cache of program text
 //!   ([`filemap`]), range operations ([`range`]), the
-//!   memory calls ([`mmap`]) and fork's copy ([`fork`]); the TLB flushes they
+//!   memory calls ([`mmap`]), fork's copy ([`fork`]) and the split of a
+//!   transparent huge page into small folios ([`huge_memory`]); the TLB flushes they
 //!   owe go through `tlb` (a `TlbFlush` token or a `Gather`).
 //!
 //! Physical memory is reached through the direct map: all of it mapped at
@@ -21,6 +22,7 @@ pub mod fork;
 pub mod frame;
 pub mod frame_io;
 pub mod heap;
+pub mod huge_memory;
 pub(crate) mod hooks;
 pub mod kernel_map;
 pub mod layout;

@@ -502,16 +502,16 @@ impl PageRef {
         PageRef { page }
     }
 
-    /// Takes `n` references on `page`'s folio at once, lockless
-    /// (add-unless-zero, GUP-fast on a huge pmd), and hands one value per
-    /// page (`page`, the next page, ...) to `each`. `false`, and nothing
-    /// handed out, if the folio was free.
-    pub(crate) fn try_get_run(page: &'static Page, n: usize, mut each: impl FnMut(PageRef)) -> bool {
-        if !page.try_get_many(n as i32) {
-            return false;
-        }
-        (0..n as u64).for_each(|i| each(PageRef { page: self::page(page.pfn() + i) }));
-        true
+    /// Wraps `n` references a lockless walker took with
+    /// [`folio_ref_try_add`] on the folio of `page` as one value per page
+    /// (`page`, the next page, ...) handed to `each`. Each value puts its
+    /// reference on its page's folio *as it is when dropped*: if the
+    /// references were taken on another folio (GUP-fast under
+    /// `gup.head_recheck=off`, after a split moved `page` to a new folio:
+    /// bug H) the counts go wrong, which is that bug.
+    pub(crate) fn adopt_run(page: &'static Page, n: usize, mut each: impl FnMut(PageRef)) {
+        let pfn = page.pfn();
+        (0..n as u64).for_each(|i| each(PageRef { page: self::page(pfn + i) }));
     }
 }
 
@@ -574,19 +574,25 @@ impl PinnedPage {
         true
     }
 
-    /// Pins `n` pages of `page`'s folio at once, lockless (as
-    /// [`PinnedPage::try_pin_many`]), and hands one value per page (`page`,
-    /// the next page, ...) to `each`. `false`, and nothing handed out, if
-    /// the folio was free.
-    pub(crate) fn try_pin_run(page: &'static Page, n: usize, mut each: impl FnMut(PinnedPage)) -> bool {
-        if !Self::try_pin_many(page, n as i32) {
-            return false;
-        }
-        // The pins are taken (one add for the run); what is left per page is
-        // handing out its value, so the frame number is computed once.
+    /// Wraps `n` pins a lockless walker took on the folio of `page`
+    /// ([`folio_ref_try_add`], then [`folio_add_pins`]) as one value per
+    /// page handed to `each` (as [`PageRef::adopt_run`], bug H included).
+    pub(crate) fn adopt_run(page: &'static Page, n: usize, mut each: impl FnMut(PinnedPage)) {
+        // The frame number is computed once for the run.
         let pfn = page.pfn();
         (0..n as u64).for_each(|i| each(PinnedPage { page: self::page(pfn + i) }));
-        true
+    }
+
+    /// Gives up the value without unpinning: the pin stays counted on
+    /// whatever folio it was taken on, and the caller releases it with
+    /// [`unpin_folio`] on that folio (Linux: GUP hands out raw `struct
+    /// page *`, and unpin_folio() releases a pin by folio). For the test
+    /// that shows bug H, whose pin was counted on a folio that is no longer
+    /// its page's.
+    pub fn into_page(self) -> &'static Page {
+        let p = self.page;
+        core::mem::forget(self);
+        p
     }
 
     /// The pinned page.
@@ -628,6 +634,66 @@ fn unpin_folio_refs(f: &'static Page, n: i32, make_dirty: bool) {
     } else {
         f.put_many(n * PIN_BIAS);
     }
+}
+
+/// Drops one pin of folio `folio` (Linux unpin_folio()): the counts a
+/// [`PinnedPage`] given up with [`PinnedPage::into_page`] still holds there.
+pub fn unpin_folio(folio: &'static Page) {
+    unpin_folio_refs(folio, 1, false);
+}
+
+/// Adds `n` to the refcount of `folio` unless it is zero (Linux
+/// folio_ref_try_add(), the lockless half of try_get_folio()). `folio` is
+/// the folio the walker found for its page a moment ago, taken as it is:
+/// the count of that very `struct page` changes, whatever it heads now.
+/// While a split has the count frozen at zero, or once the folio was freed,
+/// this fails.
+#[inline(always)]
+pub(crate) fn folio_ref_try_add(folio: &'static Page, n: i32) -> bool {
+    // Acquire on success: what the owner did to the folio before we see it
+    // referenced (its contents, its flags, a split's rewritten metadata) is
+    // visible to us. The re-checks after this need a full fence, which
+    // GUP-fast issues.
+    let mut cur = folio.refcount.load(Ordering::Relaxed);
+    loop {
+        if cur <= 0 {
+            return false;
+        }
+        match folio.refcount.compare_exchange_weak(cur, cur + n, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// Gives back `n` references [`folio_ref_try_add`] took on `folio` (Linux
+/// folio_put_refs()); frees it if they were the last (a folio split and
+/// freed meanwhile).
+pub(crate) fn folio_put_refs(folio: &'static Page, n: i32) {
+    // Release/Acquire as in `put_many`, on this very page's count.
+    let old = folio.refcount.fetch_sub(n, Ordering::Release);
+    if old == n {
+        fence(Ordering::Acquire);
+        free_folio(folio);
+    } else if old < n {
+        report_uaf(format_args!("reference put on free frame {:#x} (refcount was {old}, put {n})", folio.phys()));
+    }
+}
+
+/// Turns `n` references a walker holds on `folio` into `n` pins (Linux
+/// try_grab_folio_fast() with FOLL_PIN after try_get_folio()): a large
+/// folio counts them in its pincount, a small one adds the rest of the
+/// bias to its refcount. The exact pin count goes along.
+#[inline(always)]
+pub(crate) fn folio_add_pins(folio: &'static Page, n: i32) {
+    if folio.flags.load(Ordering::Acquire) & PageFlags::HEAD.bits() != 0 {
+        folio.pincount.fetch_add(n, Ordering::AcqRel);
+    } else {
+        // Relaxed: we hold `n` references, so the folio is live; the
+        // walker's full fence orders this before its re-reads.
+        folio.refcount.fetch_add(n * (PIN_BIAS - 1), Ordering::Relaxed);
+    }
+    folio.dma_pins.fetch_add(n, Ordering::AcqRel);
 }
 
 /// Unpins every pin of `pins`, one batch per run of consecutive pins of the
@@ -685,6 +751,63 @@ pub fn alloc_folio(order: usize, zeroed: bool) -> Option<PageRef> {
     head.refcount.store(1, Ordering::Release);
     LIVE_FOLIOS.fetch_add(1, Ordering::Relaxed);
     Some(PageRef { page: head })
+}
+
+impl Page {
+    /// Sets the refcount of this folio from exactly `count` to zero (Linux
+    /// folio_ref_freeze()): true if it was `count`. While it is zero a
+    /// lockless walker's add-unless-zero fails, and nobody else may hold a
+    /// reference: the caller accounted for every one in `count`.
+    pub(crate) fn folio_ref_freeze(&self, count: i32) -> bool {
+        // Acquire: the holders' accesses through the references that were
+        // given up before the freeze happen before what the splitter does
+        // next. A walker's add-unless-zero either came first (the count is
+        // not `count`, the freeze fails) or fails on the zero.
+        self.refcount.compare_exchange(count, 0, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
+    /// Sets a frozen refcount back to `count` (Linux folio_ref_unfreeze()).
+    pub(crate) fn folio_ref_unfreeze(&self, count: i32) {
+        // Release: the metadata written while frozen (a split's new small
+        // folios) is visible to whoever takes a reference after this.
+        self.refcount.store(count, Ordering::Release);
+    }
+}
+
+/// Rewrites the metadata of the frozen large folio `folio` (refcount 0, no
+/// mappings, no pins) into 2^order small folios (Linux __split_huge_page()
+/// and __split_huge_page_tail()): each page becomes its own head with the
+/// folio-wide flags (anon, dirty, swap cache; not the lock, which stays
+/// with the old head) and its own per-page ones (anon-exclusive), and is
+/// unfrozen with `refs(i)` references. The tails first, the old head last:
+/// a walker that takes a reference on the old head after its unfreeze and
+/// then asks a tail for its folio sees the tail as its own folio.
+pub(crate) fn split_frozen_folio(folio: &'static Page, mut refs: impl FnMut(usize) -> i32) {
+    let head_bits = folio.flags.load(Ordering::Acquire);
+    assert!(head_bits & PageFlags::HEAD.bits() != 0, "split of frame {:#x}, which heads no large folio", folio.phys());
+    assert_eq!(folio.refcount.load(Ordering::Acquire), 0, "split of a folio that is not frozen");
+    let order = folio.order.load(Ordering::Relaxed);
+    let inherited = head_bits & (PageFlags::FOLIO.bits() & !PageFlags::LOCKED.bits());
+    let pfn = folio.pfn();
+    for i in 1..(1usize << order) {
+        let t = page(pfn + i as u64);
+        t.order.store(0, Ordering::Relaxed);
+        t.entire_mapcount.store(0, Ordering::Relaxed);
+        t.pincount.store(0, Ordering::Relaxed);
+        t.dma_pins.store(0, Ordering::Relaxed);
+        let own = t.flags.load(Ordering::Relaxed) & !(PageFlags::TAIL.bits() | PageFlags::FOLIO.bits());
+        // Release: the fields above before the page stops being a tail.
+        t.flags.store(own | inherited, Ordering::Release);
+        // Release: the flags before the count a walker's add-unless-zero
+        // reads (Linux: smp_wmb() before page_ref_unfreeze()).
+        t.folio_ref_unfreeze(refs(i));
+    }
+    folio.entire_mapcount.store(0, Ordering::Relaxed);
+    folio.pincount.store(0, Ordering::Relaxed);
+    folio.order.store(0, Ordering::Relaxed);
+    folio.flags.fetch_and(!PageFlags::HEAD.bits(), Ordering::Release);
+    LIVE_FOLIOS.fetch_add((1usize << order) - 1, Ordering::Relaxed);
+    folio.folio_ref_unfreeze(refs(0));
 }
 
 /// The last reference is gone: check, poison and free the folio.

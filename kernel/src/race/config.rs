@@ -56,6 +56,8 @@ pub struct RaceConfig {
     pub gup_pmd_recheck: bool,
     /// `gup.irqs=on`: the lockless walk with interrupts enabled.
     pub gup_irqs_on: bool,
+    /// `gup.head_recheck=` (on by default; bug H when off).
+    pub gup_head_recheck: bool,
     /// `ksm.check_before_clear=`.
     pub ksm_check_before_clear: bool,
     /// `ksm.no_flush=`.
@@ -114,6 +116,7 @@ impl RaceConfig {
         gup_recheck: true,
         gup_pmd_recheck: true,
         gup_irqs_on: false,
+        gup_head_recheck: true,
         ksm_check_before_clear: false,
         ksm_no_flush: false,
         collapse_check_before_clear: false,
@@ -158,6 +161,9 @@ impl RaceConfig {
         }
         if self.gup_irqs_on {
             s.push("gup.irqs:on");
+        }
+        if !self.gup_head_recheck {
+            s.push("gup.head_recheck:off");
         }
         if self.ksm_check_before_clear {
             s.push("ksm.check_before_clear:on");
@@ -256,6 +262,11 @@ pub const KEYS: &[KeyInfo] = &[
     KeyInfo { key: "gup.recheck", values: "on|off", help: "negative control: off = GUP-fast does not re-read the pte/pmd after taking its reference" },
     KeyInfo { key: "gup.pmd_recheck", values: "on|off", help: "negative control: off = GUP-fast re-reads the pte but not the pmd" },
     KeyInfo { key: "gup.irqs", values: "off|on", help: "negative control: on = GUP-fast's lockless walk runs with interrupts enabled" },
+    KeyInfo {
+        key: "gup.head_recheck",
+        values: "on|off",
+        help: "negative control: off = GUP-fast does not re-check that its page is still in the folio it took the reference on (bug H: a split in between leaves the reference on the old head)",
+    },
     KeyInfo {
         key: "ksm.check_before_clear",
         values: "on|off",
@@ -370,6 +381,7 @@ pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Opti
         "gup.recheck" => on_off(key, value).map(|v| c.gup_recheck = v),
         "gup.pmd_recheck" => on_off(key, value).map(|v| c.gup_pmd_recheck = v),
         "gup.irqs" => on_off(key, value).map(|v| c.gup_irqs_on = v),
+        "gup.head_recheck" => on_off(key, value).map(|v| c.gup_head_recheck = v),
         "ksm.check_before_clear" => on_off(key, value).map(|v| c.ksm_check_before_clear = v),
         "ksm.no_flush" => on_off(key, value).map(|v| c.ksm_no_flush = v),
         "collapse.check_before_clear" => on_off(key, value).map(|v| c.collapse_check_before_clear = v),

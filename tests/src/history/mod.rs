@@ -38,6 +38,19 @@
 //!   without it the pin holds the shared page and the write copies away
 //!   from it. Both GUP paths (the slow path, and GUP-fast, which leaves such
 //!   a page to the slow path).
+//! * H, a GUP-fast reference taken on a folio that is being split
+//!   (`gup.head_recheck=off`, with `gup.irqs=on` in both runs so that the
+//!   split's flush does not wait for the walk, as with a broadcast TLB
+//!   invalidation or RCU-freed tables): a GUP-fast pin (FOLL_WRITE) has
+//!   read the pte of a tail page of a pte-mapped THP and looked its folio
+//!   up, and waits (`widen.gup.pre_ref`) while the THP is split into small
+//!   folios (split_huge_pages_pid, Linux's debugfs split_huge_pages); then
+//!   it takes its reference. The split put the same pte back, so the pte
+//!   re-check passes. Without the head re-check the pin is counted on the
+//!   old head, now an unrelated small folio, and the pinned page shows no
+//!   pin (folio_maybe_dma_pinned() false: KSM, a collapse or fork would
+//!   treat it as unpinned); with it the walker sees the page in a new
+//!   folio, gives the reference back and pins the page's own folio.
 
 use kernel::gup::{self, Foll};
 use kernel::mm::PAGE_SIZE;
@@ -208,6 +221,92 @@ fn ro_pin_on_shared_page_then_write(unshare: bool, fast: bool) -> (u64, bool) {
     })
 }
 
+/// What bug H's forced interleaving left.
+struct SplitRace {
+    /// The pin is counted on the pinned page's own folio.
+    on_the_page: bool,
+    /// The pin is counted on the old head instead (no longer the page's
+    /// folio).
+    on_the_old_head: bool,
+    /// GUP-fast re-grabs after finding its page in a new folio.
+    head_retries: u64,
+    /// THPs split.
+    splits: u64,
+}
+
+/// Bug H's interleaving, forced (see the module docs).
+fn gup_fast_pin_across_a_split(head_recheck: bool) -> Option<SplitRace> {
+    use kernel::gup::Grabbed;
+    use kernel::mm::huge_memory;
+    use kernel::mm::mmap::advice;
+    use kernel::mm::page;
+    use kernel::mm::{HUGE_PAGE_SIZE, PageSize};
+    use kernel::race::widen::{self, Point, Widening};
+    let cpu = crate::util::other_cpu()?;
+    let c0 = gup::controls();
+    gup::set_controls(gup::Controls { irqs_off: false, head_recheck, ..gup::controls() });
+    widen::set(Point::GupPreRef, Widening::Wait(Some(Point::WriterPostCheck), 100_000));
+    // A writer arrival on this CPU: the walker's pause is skipped when the
+    // writer side last ran on the walker's own CPU.
+    widen::at(Point::WriterPreClear, u64::MAX);
+    let r = assert_no_leaks(|| {
+        let mm = new_mm();
+        let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
+        m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).expect("MADV_HUGEPAGE");
+        let t = a + 5 * PAGE_SIZE;
+        in_mm(&mm, move || write(t, 0x4848));
+        assert_eq!(translate(&mm, t).unwrap().size, PageSize::Size2M, "no THP to split");
+        // Mapped by ptes (a partial mprotect splits the pmd, not the folio):
+        // GUP-fast reads a pte, which the split puts back unchanged.
+        m::mprotect(&mm, a, PAGE_SIZE, 1).expect("mprotect");
+        m::mprotect(&mm, a, PAGE_SIZE, RW).expect("mprotect");
+        let p = page::page_of(translate(&mm, t).unwrap().phys);
+        let head = p.folio();
+        assert!(p.is_large() && !core::ptr::eq(p, head), "the page is no tail of a THP");
+        let (splits0, retries0) = (huge_memory::splits(), gup::fast::head_retries());
+        let seen = widen::arrivals(Point::GupPreRef);
+        let pinner = kernel::sched::spawn_in(cpu, "fast pinner", Some(mm.clone()), move || {
+            gup::get_user_pages_fast(t, 1, Foll::PIN | Foll::WRITE).expect("DMA pin")
+        })
+        .expect("spawn");
+        let deadline = kernel::time::now_ns() + 5_000_000_000;
+        while widen::arrivals(Point::GupPreRef) == seen {
+            assert!(kernel::time::now_ns() < deadline, "the pinner on cpu{cpu} never reached gup.pre_ref");
+            core::hint::spin_loop();
+        }
+        // The walker has read the pte and looked the folio up: split it.
+        let n = huge_memory::split_huge_pages_pid(&mm, a, a + HUGE_PAGE_SIZE);
+        assert_eq!((n.split, n.failed), (1, 0), "the THP was not split");
+        assert!(!p.is_large() && !head.is_large(), "the split left a large folio");
+        // The split is done: let the walker take its reference.
+        widen::at(Point::WriterPostCheck, p.pfn());
+        let mut pins = pinner.join();
+        widen::set(Point::GupPreRef, Widening::None);
+        assert_eq!(pins.len(), 1);
+        assert_eq!(pins[0].page().pfn(), p.pfn(), "GUP returned another page");
+        let on_the_page = p.dma_pins() == 1 && p.maybe_dma_pinned();
+        let on_the_old_head = head.dma_pins() == 1;
+        let splits = huge_memory::splits() - splits0;
+        let head_retries = gup::fast::head_retries() - retries0;
+        // Give the pin back where it was counted, so that the accounts
+        // balance in both runs (unpinning the page would drop a pin it never
+        // had: the caught run's counts are checked above instead).
+        match pins.pop() {
+            Some(Grabbed::Pin(pin)) if on_the_old_head => {
+                let _ = pin.into_page();
+                page::unpin_folio(head);
+            }
+            other => drop(other),
+        }
+        in_mm(&mm, move || assert_eq!(read(t), 0x4848, "the split lost the page's contents"));
+        drop(mm);
+        SplitRace { on_the_page, on_the_old_head, head_retries, splits }
+    });
+    widen::set(Point::GupPreRef, Widening::None);
+    gup::set_controls(c0);
+    Some(r)
+}
+
 use crate::mm::{RW, assert_no_leaks, in_mm, mmap, new_mm, read, read_phys, translate, write};
 
 /// Runs `f` with `cow.reuse=rule`, restoring the default.
@@ -312,6 +411,22 @@ kernel::ktests! {
             assert!(!shared, "unshare=on (fast={fast}): the pin must hold an unshared copy");
             assert_eq!(seen, 0xbbbb, "unshare=on (fast={fast}): the pin does not see the process's write");
         }
+    }
+
+    fn h_without_the_head_recheck_a_gup_fast_pin_lands_on_the_old_head_of_a_split_thp() {
+        let Some(r) = gup_fast_pin_across_a_split(false) else { return };
+        assert_eq!(r.splits, 1, "gup.head_recheck=off: the THP must be split under the walker");
+        assert!(r.on_the_old_head, "gup.head_recheck=off: the pin must be counted on the old head (the bug)");
+        assert!(!r.on_the_page, "gup.head_recheck=off: the pinned page must show no pin (the bug)");
+        assert_eq!(r.head_retries, 0, "gup.head_recheck=off: nothing re-checks the head");
+    }
+
+    fn h_with_the_head_recheck_the_pin_retries_on_the_pages_own_folio() {
+        let Some(r) = gup_fast_pin_across_a_split(true) else { return };
+        assert_eq!(r.splits, 1, "gup.head_recheck=on: the THP must be split under the walker");
+        assert!(r.head_retries >= 1, "gup.head_recheck=on: the walker must have met the split (a re-grab)");
+        assert!(r.on_the_page, "gup.head_recheck=on: the pin is not on the pinned page's folio");
+        assert!(!r.on_the_old_head, "gup.head_recheck=on: the old head holds the pin");
     }
 
     fn d_todays_anon_exclusive_rule_copies_and_the_child_keeps_its_data() {

@@ -1,6 +1,6 @@
 //! Faults and page tables: demand-zero at 4 KiB and 2 MiB, THP split by a
-//! partial munmap, mprotect and MADV_DONTNEED, protection faults, and
-//! teardown.
+//! partial munmap, mprotect and MADV_DONTNEED, the split of a THP's folio
+//! into small folios, protection faults, and teardown.
 
 use kernel::mm::fault::{self, Access, AccessKind, FaultError};
 use kernel::mm::mmap::{self as m, advice};
@@ -190,5 +190,55 @@ kernel::ktests! {
         }
         super::release_lazy_mms();
         assert_eq!(super::accounts(), before);
+    }
+    fn split_huge_page_makes_512_small_folios_and_refuses_a_pinned_thp() {
+        use kernel::gup::{self, Foll};
+        use kernel::mm::huge_memory::{self, SplitCount};
+        assert_no_leaks(|| {
+            let mm = new_mm();
+            let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
+            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            in_mm(&mm, move || {
+                for i in [0u64, 7, 300, 511] {
+                    write(a + i * PAGE_SIZE, 0x5000 + i);
+                }
+            });
+            let t = translate(&mm, a).unwrap();
+            assert_eq!(t.size, PageSize::Size2M, "no THP");
+            let head = page::page_of(t.phys);
+            // A pin refuses the split (can_split_folio(): EAGAIN in Linux).
+            let pins = gup::get_user_pages(&mm, a + 7 * PAGE_SIZE, 1, Foll::PIN | Foll::WRITE).expect("pin");
+            let failed0 = huge_memory::split_failures();
+            let n = huge_memory::split_huge_pages_pid(&mm, a, a + HUGE_PAGE_SIZE);
+            assert_eq!(n, SplitCount { split: 0, failed: 1 }, "a pinned THP was split");
+            assert_eq!(huge_memory::split_failures(), failed0 + 1);
+            assert!(head.is_large() && head.pincount() == 1, "a refused split changed the folio");
+            assert_eq!(translate(&mm, a + 7 * PAGE_SIZE).unwrap().size, PageSize::Size4K, "the pmd is split first");
+            drop(pins);
+            // Half of it unmapped: those pages are freed by the split.
+            m::munmap(&mm, a + 256 * PAGE_SIZE, 128 * PAGE_SIZE).expect("munmap");
+            let (folios0, splits0) = (page::live_folios(), huge_memory::splits());
+            let n = huge_memory::split_huge_pages_pid(&mm, a, a + HUGE_PAGE_SIZE);
+            assert_eq!(n, SplitCount { split: 1, failed: 0 });
+            assert_eq!(huge_memory::splits(), splits0 + 1);
+            // One large folio became the 384 still mapped small ones.
+            assert_eq!(page::live_folios(), folios0 + 383, "the unmapped pages were not freed");
+            for i in [0u64, 7, 255, 384, 511] {
+                let p = page::page_of(translate(&mm, a + i * PAGE_SIZE).unwrap().phys);
+                assert!(!p.is_large() && p.has(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE), "page {i}: {p:?}");
+                assert_eq!((p.refcount(), p.mapcount(), p.order()), (1, 1, 0), "page {i}: {p:?}");
+            }
+            assert!(translate(&mm, a + 300 * PAGE_SIZE).is_none());
+            in_mm(&mm, move || {
+                for i in [0u64, 7, 511] {
+                    assert_eq!(read(a + i * PAGE_SIZE), 0x5000 + i, "page {i} lost its contents");
+                }
+                assert_eq!(read(a + 8 * PAGE_SIZE), 0);
+                // Each page is written on its own now.
+                write(a + 8 * PAGE_SIZE, 9);
+            });
+            // Nothing large is left to split.
+            assert_eq!(huge_memory::split_huge_pages_pid(&mm, a, a + HUGE_PAGE_SIZE), SplitCount::default());
+        });
     }
 }
