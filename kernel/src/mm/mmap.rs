@@ -193,8 +193,14 @@ pub fn munmap(mm: &AddressSpace, addr: u64, len: u64) -> Result<(), MmError> {
     }
     let mut batch = Gather::new(mm.tlb());
     range::zap(mm, addr, end, &mut batch)?;
-    batch.finish();
     vmas.remove_range(addr, end);
+    // Linux unmap_region(): the tables only this range used go too, through
+    // the same gather (freed after its flush and the `ptfree` sync). The gap
+    // the range leaves runs from the previous area's end to the next one's
+    // start.
+    let (floor, ceiling) = vmas.gap_around(addr, end);
+    super::pgtable::free_pgtables(mm, addr, end, floor, ceiling, &mut batch);
+    batch.finish();
     Ok(())
 }
 

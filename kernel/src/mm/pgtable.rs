@@ -1,12 +1,13 @@
 //! User page tables: walking, allocating and freeing the tables below an
-//! address space's root, building user entries, and splitting a huge pmd.
+//! address space's root, building user entries, splitting a huge pmd, and
+//! freeing the tables of an unmapped range ([`free_pgtables`]).
 //!
 //! Locking (Linux's split page-table locks): an entry of a pte table is
 //! changed only under that table's lock, a pmd only under the lock of the
-//! pmd table that holds it ([`super::page::Page::ptl`]). Upper levels are only
-//! ever filled in (compare-exchange from empty), never cleared while the
-//! address space lives, so a walker holding the mmap lock may follow them
-//! without locks. Lockless walkers (GUP-fast, the hardware) read each entry
+//! pmd table that holds it ([`super::page::Page::ptl`]). Upper levels are
+//! filled in (compare-exchange from empty) under the mmap lock for reading
+//! and cleared only under it for writing (munmap's [`free_pgtables`], exit),
+//! so a walker holding the mmap lock may follow them without locks. Lockless walkers (GUP-fast, the hardware) read each entry
 //! once with an atomic load.
 //!
 //! Invariant: a present leaf entry (or a PROTNONE one) holds one reference
@@ -506,6 +507,62 @@ fn teardown_table(pa: PhysAddr, level: Level) {
         }
     }
     free_table(pa);
+}
+
+/// Detaches the page tables that only translated `[start, end)`, an
+/// unmapped range (its leaves already zapped), and hands them to `batch`,
+/// which frees them after its flush and the `ptfree` synchronisation (Linux
+/// free_pgtables() / free_pgd_range() after unmap_vmas() in munmap). A
+/// table is detached when everything it covers lies in `[floor, ceiling)`,
+/// the gap between the areas around the range (Linux's floor and ceiling:
+/// the previous area's end, the next one's start), so no area still needs
+/// it. The caller holds the mmap lock for writing: no fault fills a table
+/// meanwhile, and every walker that takes no mmap lock is lockless (GUP-fast,
+/// the hardware), which the gather's flush and `ptfree` keep safe.
+pub(crate) fn free_pgtables(mm: &AddressSpace, start: u64, end: u64, floor: u64, ceiling: u64, batch: &mut Gather<'_>) {
+    debug_assert!(floor <= start && end <= ceiling, "the unmapped range is not inside its gap");
+    free_range(mm.root(), Level::Pml4, 0, start, end, floor, ceiling, batch);
+}
+
+/// [`free_pgtables`] below the table `pa` of `level`, which covers from `base`.
+#[allow(clippy::too_many_arguments)]
+fn free_range(pa: PhysAddr, level: Level, base: u64, start: u64, end: u64, floor: u64, ceiling: u64, batch: &mut Gather<'_>) {
+    let Some(next) = level.next() else { return };
+    let t = table(pa);
+    let size = level.entry_size();
+    // The user half only: the kernel half's entries of the root are shared.
+    let last = if level == Level::Pml4 { 256 } else { 512 };
+    let first = ((start.max(base) - base) / size) as usize;
+    for i in first..last {
+        let cb = base + i as u64 * size;
+        if cb >= end {
+            break;
+        }
+        let e = t.entry(i).load(Ordering::Acquire);
+        if !e.is_present() || e.is_huge() {
+            continue;
+        }
+        free_range(e.addr(), next, cb, start, end, floor, ceiling, batch);
+        if cb < floor || cb + size > ceiling || !table_is_empty(e.addr()) {
+            continue;
+        }
+        let old = {
+            // A pmd changes under its pmd table's lock (module docs); the
+            // upper levels only under the mmap lock we hold for writing.
+            let _ptl = (level == Level::Pd).then(|| page::page_of(pa).ptl());
+            t.entry(i).swap(RawEntry::EMPTY, Ordering::AcqRel)
+        };
+        debug_assert_eq!(old, e, "a table entry changed under the mmap write lock");
+        // SAFETY: the entry that pointed to the table was cleared above and
+        // nothing else points to it (its own entries are all empty).
+        batch.free_table(unsafe { DetachedTable::new(old.addr()) }, VirtAddr::new(cb));
+    }
+}
+
+/// Whether every entry of the table `pa` is empty.
+fn table_is_empty(pa: PhysAddr) -> bool {
+    let t = table(pa);
+    (0..512).all(|i| t.entry(i).load(Ordering::Acquire) == RawEntry::EMPTY)
 }
 
 /// Detaches every page table of the user half (its leaves already zapped)

@@ -138,6 +138,16 @@ impl VmaSet {
         at >= end
     }
 
+    /// The gap `[start, end)` lies in: from the end of the last area below
+    /// `start` (0 if none) to the start of the first area at or above `end`
+    /// ([`layout::USER_END`] if none); Linux's floor and ceiling of
+    /// free_pgtables(). The caller removed the areas inside first.
+    pub(crate) fn gap_around(&self, start: u64, end: u64) -> (u64, u64) {
+        let floor = self.areas.range(..start).next_back().map_or(0, |(_, v)| v.end.min(start));
+        let ceiling = self.areas.range(end..).next().map_or(layout::USER_END, |(&k, _)| k);
+        (floor, ceiling)
+    }
+
     /// Adds an area. The caller checked that nothing overlaps.
     pub(crate) fn insert(&mut self, vma: Vma) {
         debug_assert!(!self.intersects(vma.start, vma.end), "overlapping vma {vma:?}");

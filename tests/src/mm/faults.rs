@@ -1,6 +1,7 @@
 //! Faults and page tables: demand-zero at 4 KiB and 2 MiB, THP split by a
 //! partial munmap, mprotect and MADV_DONTNEED, the split of a THP's folio
-//! into small folios, protection faults, and teardown.
+//! into small folios, protection faults, munmap freeing the page tables of
+//! the range, and teardown.
 
 use kernel::mm::fault::{self, Access, AccessKind, FaultError};
 use kernel::mm::mmap::{self as m, advice};
@@ -239,6 +240,68 @@ kernel::ktests! {
             });
             // Nothing large is left to split.
             assert_eq!(huge_memory::split_huge_pages_pid(&mm, a, a + HUGE_PAGE_SIZE), SplitCount::default());
+        });
+    }
+    fn munmap_frees_the_page_tables_only_the_range_used() {
+        use kernel::mm::mmap::map;
+        use kernel::mm::pgtable;
+        assert_no_leaks(|| {
+            let mm = new_mm();
+            let keep = mmap(&mm, PAGE_SIZE, RW);
+            let m2 = mm.clone();
+            in_mm(&mm, move || write(keep, 1));
+            let base = pgtable::live_tables();
+            // Each round maps and touches 4 MiB at a fresh 1 GiB-aligned
+            // address (a pmd table and two pte tables of its own), then
+            // unmaps it: the tables go with it.
+            for round in 0..40u64 {
+                let a = 0x40_0000_0000 + round * (1 << 30);
+                let got = m::mmap(&mm, a, 2 * HUGE_PAGE_SIZE, RW, map::PRIVATE | map::ANONYMOUS | map::FIXED).unwrap();
+                assert_eq!(got, a);
+                in_mm(&mm, move || {
+                    write(a, round);
+                    write(a + HUGE_PAGE_SIZE + 8 * PAGE_SIZE, round);
+                });
+                assert!(pgtable::live_tables() >= base + 3, "round {round}: no tables were built");
+                m::munmap(&mm, a, 2 * HUGE_PAGE_SIZE).unwrap();
+                assert_eq!(pgtable::live_tables(), base, "round {round}: munmap left page tables behind");
+            }
+            // A partial munmap keeps the tables the rest of the area needs.
+            let a = 0x50_0000_0000;
+            m::mmap(&mm, a, 2 * HUGE_PAGE_SIZE, RW, map::PRIVATE | map::ANONYMOUS | map::FIXED).unwrap();
+            in_mm(&mm, move || {
+                write(a, 5);
+                write(a + HUGE_PAGE_SIZE, 6);
+            });
+            let built = pgtable::live_tables();
+            m::munmap(&mm, a + PAGE_SIZE, PAGE_SIZE).unwrap();
+            assert_eq!(pgtable::live_tables(), built, "a table still in use was freed");
+            // The second half's pte table is used by nothing else once the
+            // second half goes; the first half keeps its own and the pmd table.
+            m::munmap(&mm, a + HUGE_PAGE_SIZE, HUGE_PAGE_SIZE).unwrap();
+            assert_eq!(pgtable::live_tables(), built - 1, "the emptied pte table was kept");
+            in_mm(&mm, move || assert_eq!(read(a), 5));
+            in_mm(&mm, move || assert_eq!(read(keep), 1));
+            let _ = m2;
+        });
+    }
+
+    fn a_thp_faults_in_again_where_a_split_one_was_unmapped() {
+        use kernel::mm::mmap::map;
+        assert_no_leaks(|| {
+            let mm = new_mm();
+            let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
+            for round in 0..3u64 {
+                m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+                in_mm(&mm, move || write(a, round));
+                assert_eq!(translate(&mm, a).unwrap().size, PageSize::Size2M, "round {round}: no THP");
+                // Mapped by ptes now: a pte table hangs under the pmd.
+                m::mprotect(&mm, a, PAGE_SIZE, 1).unwrap();
+                assert_eq!(translate(&mm, a).unwrap().size, PageSize::Size4K);
+                m::munmap(&mm, a, HUGE_PAGE_SIZE).unwrap();
+                let got = m::mmap(&mm, a, HUGE_PAGE_SIZE, RW, map::PRIVATE | map::ANONYMOUS | map::FIXED_NOREPLACE).unwrap();
+                assert_eq!(got, a);
+            }
         });
     }
 }
