@@ -18,9 +18,15 @@
 //! where the `thp=` policy gives one).
 //!
 //! Who collapses (`P_COLLAPSER`):
-//! * `COLLAPSER_MADVISE`: a second thread of this process, on the next CPU,
-//!   calls `MADV_COLLAPSE` on the range whenever it is not huge, yielding
-//!   the CPU between attempts (so the worker sharing that CPU keeps going);
+//! * `COLLAPSER_MADVISE`: a second thread of this process, on the CPU after
+//!   the worker's, calls `MADV_COLLAPSE` on the range while the worker's
+//!   pins and probes run on it ([`PINNING`]) and it is not huge, again and
+//!   again without yielding (an `EAGAIN` for a pinned subpage is retried at
+//!   once; the tick shares the CPU with the worker there); otherwise it
+//!   yields. It waits while the worker rebuilds the range: a collapse right
+//!   after the rebuild's `MADV_DONTNEED` (MADV_COLLAPSE ignores
+//!   `max_ptes_none`) would come before the pins, whose walks would then
+//!   only meet a huge pmd, and nothing would race;
 //! * `COLLAPSER_KHUGEPAGED`: the range is `MADV_HUGEPAGE` and the khugepaged
 //!   thread collapses it.
 //!
@@ -52,16 +58,22 @@ const FILL: u64 = 0xc011_a95e_c011_a95e;
 static BASE: AtomicUsize = AtomicUsize::new(0);
 /// The worker is done: the collapser ends.
 static DONE: AtomicBool = AtomicBool::new(false);
+/// The range is rebuilt and the worker's pins and probes of this iteration
+/// run on it: the madvise collapser collapses it meanwhile.
+static PINNING: AtomicBool = AtomicBool::new(false);
 
 fn is_huge(base: usize) -> bool {
     sys::race(r::HUGE as u64, base as u64, 0) == Ok(1)
 }
 
-/// The madvise collapser: MADV_COLLAPSE whenever the range is not huge.
+/// The madvise collapser: MADV_COLLAPSE whenever the worker's pins run on
+/// the range and it is not huge.
 fn collapser(_: usize) -> i32 {
     let base = BASE.load(Ordering::Acquire);
     while !DONE.load(Ordering::Acquire) {
-        if !is_huge(base) {
+        // Relaxed: only a hint of when to collapse; the kernel decides
+        // under its own locks.
+        if PINNING.load(Ordering::Relaxed) && !is_huge(base) {
             // EAGAIN (a pinned or locked page, a changed range) is the race
             // working; anything else is a failure of the scenario.
             match sys::madvise(base, HUGE, MADV_COLLAPSE) {
@@ -71,8 +83,9 @@ fn collapser(_: usize) -> i32 {
                     return 10;
                 }
             }
+        } else {
+            sys::yield_now();
         }
-        sys::yield_now();
     }
     0
 }
@@ -96,7 +109,10 @@ fn main() -> i32 {
     let helper = if khugepaged {
         None
     } else {
-        let cpu = ((worker + 1) % workers) as usize;
+        // The CPU after this worker's own (worker numbers are handed out
+        // in start order, not by CPU): never the worker's CPU, where its
+        // interrupts-off walks would keep the collapser off the CPU.
+        let cpu = (sys::getcpu() + 1) % workers as usize;
         match thread::spawn(cpu, collapser, 0) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -134,6 +150,8 @@ fn run(p: &Params, base: usize) -> Result<(), Failed> {
             }
             poke(page(hole), FILL);
         }
+        // Relaxed: a hint for the collapser (see PINNING).
+        PINNING.store(true, Ordering::Relaxed);
         // Direct reads into random subpages.
         for j in 0..dio {
             let sub = (rng.next() as usize) % PIN_SUBPAGES;
@@ -146,6 +164,7 @@ fn run(p: &Params, base: usize) -> Result<(), Failed> {
             let at = page(sub) + 8 * ((i as usize + k) % WORDS);
             oracle.user_write(i, at, (worker << 48) | (i << 8) | k as u64 | 1)?;
         }
+        PINNING.store(false, Ordering::Relaxed);
         i += 1;
         oracle.iteration_done();
     }
