@@ -462,3 +462,34 @@ fn collapse_recipe_table_wait_on_bug_g() {
     collapse_row(2, &["tlb=nmi"], COLLAPSE_TABLE, None);
     collapse_row(2, &["collapse.no_table_sync=on", "tlb=nmi"], COLLAPSE_TABLE, Some(Caught::Uaf));
 }
+
+// The MADV_COLLAPSE variant (`scenario.collapser=madvise`): a second thread
+// of each worker, on another CPU, calls MADV_COLLAPSE on the worker's range
+// while the worker's pins and probes run on it. Two pairs of controls.md's
+// collapse table, each caught row next to its safe partner (one switch):
+// `collapse.check_before_clear` and bug F, both caught by a DMA loss. The
+// other rows were run by hand (README); bug G's uaf came at 7-30 s there,
+// too late to be a reliable test row.
+
+#[test]
+fn collapse_madvise_defaults_are_safe() {
+    collapse_row_by("madvise", 2, &[], &[], None);
+}
+
+/// Caught partner of `collapse_madvise_defaults_are_safe`.
+#[test]
+fn collapse_madvise_checking_before_clearing_is_caught() {
+    collapse_row_by("madvise", 2, &["collapse.check_before_clear=on"], &[], Some(Caught::DmaLoss));
+}
+
+/// Safe partner of bug F under MADV_COLLAPSE: the pmd re-read backs off.
+#[test]
+fn collapse_madvise_nmi_flushes_and_rcu_table_free_are_safe() {
+    collapse_row_by("madvise", 2, &["tlb=nmi", "ptfree=rcu"], &[], None);
+}
+
+/// Bug F under MADV_COLLAPSE: no pmd re-read, nothing waits for the walk.
+#[test]
+fn collapse_madvise_without_pmd_recheck_with_nmi_flushes_is_caught() {
+    collapse_row_by("madvise", 2, &["gup.pmd_recheck=off", "tlb=nmi", "ptfree=rcu"], &[], Some(Caught::DmaLoss));
+}

@@ -9,7 +9,8 @@
 //!   CPU when the DMA agent runs on CPU 0: a collapse holds its CPU for
 //!   milliseconds, which the agent must not wait behind;
 //! * `scenario.collapser=madvise`: a thread of each worker process, on the
-//!   next CPU, calling `MADV_COLLAPSE` whenever the range is not huge.
+//!   CPU after the worker's, calling `MADV_COLLAPSE` again and again while
+//!   the worker's pins and probes run on the range and it is not huge.
 //!
 //! The device is slow ([`DEVICE_DELAY_US`]), see there.
 //!
