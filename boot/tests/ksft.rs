@@ -21,7 +21,7 @@ fn ksft_suite_bios_smp2() {
         "cow: 68 passed, 5 failed, 1 skipped",
         "cow: 51 passed, 22 failed, 1 skipped",
         "gup_longterm: 12 passed, 0 failed, 0 skipped",
-        "ksm: 4 passed, 0 failed, 0 skipped",
+        "ksm: 5 passed, 0 failed, 0 skipped",
         "mmctl: ok",
         "pinexit: exiting with every set held",
     ] {

@@ -432,8 +432,13 @@ pub mod gup_test {
     pub const FLAG_FAST: u64 = 2;
     /// START flag: FOLL_GET references, not long-term pins (vmsplice).
     pub const FLAG_GET: u64 = 4;
+    /// START flag: FOLL_FORCE with [`FLAG_WRITE`] (what a write to
+    /// /proc/PID/mem or ptrace's POKE uses): a private area without write
+    /// (or any) permission is written through a COW copy, as Linux's
+    /// check_vma_flags() allows for a COW mapping.
+    pub const FLAG_FORCE: u64 = 8;
     /// Every START flag.
-    pub const FLAGS: u64 = FLAG_WRITE | FLAG_FAST | FLAG_GET;
+    pub const FLAGS: u64 = FLAG_WRITE | FLAG_FAST | FLAG_GET | FLAG_FORCE;
 
     /// Most pages one set holds (64 MiB).
     pub const MAX_PAGES: u64 = 16384;

@@ -33,6 +33,8 @@ pub enum Hold {
         write: bool,
         /// pin_user_pages_fast() instead of pin_user_pages().
         fast: bool,
+        /// FOLL_FORCE (with `write`: a /proc/PID/mem-style write).
+        force: bool,
     },
     /// FOLL_GET without FOLL_WRITE (vmsplice: get_user_pages_fast()); no
     /// unshare of a COW-shared page, as Linux's FOLL_GET.
@@ -57,9 +59,10 @@ impl HeldSet {
     /// the fast path walks the current one). All or nothing.
     pub fn take(mm: &AddressSpace, start: u64, nr: usize, hold: Hold) -> Result<HeldSet, GupError> {
         let (flags, fast) = match hold {
-            Hold::LongtermPin { write, fast } => {
+            Hold::LongtermPin { write, fast, force } => {
                 let w = if write { Foll::WRITE } else { Foll::empty() };
-                (Foll::PIN | Foll::LONGTERM | w, fast)
+                let f = if force { Foll::FORCE } else { Foll::empty() };
+                (Foll::PIN | Foll::LONGTERM | w | f, fast)
             }
             Hold::ReadRef { fast } => (Foll::GET, fast),
         };

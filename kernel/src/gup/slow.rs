@@ -61,13 +61,13 @@ fn one(mm: &AddressSpace, vmas: &VmaSet, addr: u64, flags: Foll, out: &mut Vec<G
     // Linux check_vma_flags(): an access the area does not allow is EFAULT,
     // except a forced write to a private area (every area is private here:
     // Linux's is_cow_mapping()), which breaks COW without making the pte
-    // writable: an unshare fault gives the exclusive anonymous page.
+    // writable: an unshare fault gives the exclusive anonymous page. That
+    // holds for a PROT_NONE area too (Linux asks no VM_READ of a write): its
+    // ptes are followed (gup_can_follow_protnone() for an inaccessible
+    // area) and the copy stays PROT_NONE.
     let kind = if flags.contains(Foll::WRITE) { AccessKind::Write } else { AccessKind::Read };
     let forced_write = flags.contains(Foll::WRITE | Foll::FORCE) && !fault::vma_allows(vma, AccessKind::Write);
     if !forced_write && !fault::vma_allows(vma, kind) {
-        return Err(GupError::Fault);
-    }
-    if forced_write && !fault::vma_allows(vma, AccessKind::Read) {
         return Err(GupError::Fault);
     }
     // A fault resolves the entry; a concurrent change under the mmap read
@@ -133,7 +133,8 @@ fn follow(mm: &AddressSpace, addr: u64, flags: Foll, forced_write: bool) -> Resu
     let pt = pgtable::pte_table(pmd, false).ok().flatten().ok_or(want)?;
     let _ptl = pt.lock();
     let e = pt.entry(addr).load(Ordering::Acquire);
-    if !e.is_present() {
+    let forced_protnone = forced_write && e.flags().contains(PteFlags::PROTNONE) && pgtable::maps_page(e);
+    if !e.is_present() && !forced_protnone {
         return Err(want);
     }
     grab_checked(e, page::page_of(e.addr()), flags, forced_write)

@@ -146,7 +146,8 @@ pub(crate) fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Pa
     let mut ptl = Some(pt.lock());
     stamps::end(Step::KsmPtl, t);
     let v = ptep.load(Ordering::Acquire);
-    if !v.is_present() || v.addr() != page.phys() {
+    // A PROT_NONE pte too (write-protecting it keeps it PROT_NONE).
+    if !pgtable::maps_page(v) || v.addr() != page.phys() {
         return Err(Refusal::Changed);
     }
     let anon_exclusive = page.has(PageFlags::ANON_EXCLUSIVE);
@@ -232,6 +233,9 @@ pub(crate) fn replace_page(mm: &AddressSpace, addr: u64, page: &'static Page, kp
     let new = PageRef::new_ref(kpage);
     kpage.map_pte();
     let e = pgtable::leaf(kpage.phys(), false, !orig.flags().contains(PteFlags::NO_EXECUTE), PageSize::Size4K);
+    // A PROT_NONE page's KSM mapping is PROT_NONE too (Linux: mk_pte()
+    // with the area's vm_page_prot).
+    let e = if orig.is_present() { e } else { pgtable::protnone(e) };
     // ptep_clear_flush(), then set_pte_at(): no CPU may keep using the old
     // page's translation once its reference is gone.
     let (old, old_ref) = pgtable::ptep_get_and_clear(ptep);

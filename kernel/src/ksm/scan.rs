@@ -210,7 +210,10 @@ pub(super) fn follow_pte(mm: &AddressSpace, addr: u64) -> Followed {
     let Some(pt) = pgtable::pte_table(pmd, false).ok().flatten() else { return Followed::None };
     let _ptl = pt.lock();
     let e = pt.entry(addr).load(Ordering::Acquire);
-    if e.is_present() { Followed::Page(PageRef::new_ref(page::page_of(e.addr()))) } else { Followed::None }
+    // PROT_NONE ptes too: Linux's KSM looks pages up without minding the
+    // area's protection (folio_walk_start(), formerly follow_page() without
+    // FOLL_HONOR_NUMA_FAULT), so PROT_NONE pages merge and unmerge.
+    if pgtable::maps_page(e) { Followed::Page(PageRef::new_ref(page::page_of(e.addr()))) } else { Followed::None }
 }
 
 /// [`follow_pte`] for the scanner: a huge pmd counts as a refusal.

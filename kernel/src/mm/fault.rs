@@ -188,7 +188,12 @@ pub(crate) fn vma_allows(vma: &Vma, kind: AccessKind) -> bool {
 /// Resolves a fault with the mmap lock held (for GUP's slow path too).
 pub(crate) fn handle_locked(mm: &AddressSpace, vmas: &VmaSet, addr: u64, access: Access) -> Result<(), FaultError> {
     let vma = *vmas.find(addr).ok_or(FaultError::NotMapped)?;
-    if !vma_allows(&vma, access.kind) {
+    // The kernel's own unshare faults (KSM's break_ksm(), GUP's after its
+    // own area checks) are not the area's accesses: Linux's
+    // handle_mm_fault() checks no permission, so a PROT_NONE page unshares
+    // too (and stays PROT_NONE).
+    let kernel_unshare = access.kind == AccessKind::Unshare && !access.user;
+    if !kernel_unshare && !vma_allows(&vma, access.kind) {
         return Err(FaultError::Protection);
     }
     let pmd = pgtable::pmd(mm, addr, true)?.ok_or(FaultError::OutOfMemory)?;
@@ -286,8 +291,16 @@ fn pte_fault(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, access: Acce
         return wait_for_marker(pt, addr);
     }
     if !v.is_present() {
-        // PROT_NONE entry in an area that now allows the access cannot
-        // happen (mprotect rewrites the entries); treat it as a protection fault.
+        // A PROT_NONE entry: only the kernel's unshare gets through (a copy
+        // if the page is shared, KSM's or fork's), as Linux's do_wp_page()
+        // for FAULT_FLAG_UNSHARE. An area that now allows the access cannot
+        // have one (mprotect rewrites the entries): a protection fault.
+        if access.kind == AccessKind::Unshare && v.flags().contains(PteFlags::PROTNONE) {
+            if page::page_of(v.addr()).has(PageFlags::ANON_EXCLUSIVE) {
+                return Ok(());
+            }
+            return wp_page(mm, vma, pt, addr, true);
+        }
         return Err(FaultError::Protection);
     }
     match access.kind {
@@ -394,7 +407,7 @@ fn wp_page(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, unshare: bool)
     let ptl = pt.lock();
     let pte = pt.entry(addr);
     let v = pte.load(Ordering::Acquire);
-    if !v.is_present() || (!unshare && v.flags().contains(PteFlags::WRITABLE)) {
+    if !pgtable::maps_page(v) || (!unshare && v.flags().contains(PteFlags::WRITABLE)) {
         return Ok(()); // changed under us; retry
     }
     let old = page::page_of(v.addr());
@@ -417,6 +430,9 @@ fn wp_page(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, unshare: bool)
     p.set(PageFlags::ANON | PageFlags::ANON_EXCLUSIVE);
     p.map_pte();
     let e = pgtable::leaf(p.phys(), writable, vma.prot.contains(Prot::EXEC), PageSize::Size4K);
+    // The copy of a PROT_NONE page stays PROT_NONE (Linux: mk_pte() with
+    // the area's vm_page_prot).
+    let e = if v.is_present() { e } else { pgtable::protnone(e) };
     // Clear, flush, then install and release (ptep_clear_flush + set_pte_at).
     let mut batch = Gather::new(mm.tlb());
     let cleared = pte.swap(RawEntry::EMPTY, Ordering::AcqRel);

@@ -311,6 +311,14 @@ pub(crate) fn ptep_get_and_clear(pte: &Entry) -> (RawEntry, Option<PageRef>) {
     (old, r)
 }
 
+/// `e` made inaccessible (PROT_NONE: not present, not writable, the
+/// software PROTNONE bit keeps the mapping and its reference), as
+/// mprotect(PROT_NONE) leaves a pte and as Linux's mk_pte() with a
+/// PROT_NONE area's vm_page_prot makes one.
+pub(crate) fn protnone(e: RawEntry) -> RawEntry {
+    RawEntry::new(e.addr(), (e.flags() - PteFlags::PRESENT - PteFlags::WRITABLE) | PteFlags::PROTNONE)
+}
+
 /// Whether an entry maps a page (present, or made inaccessible by PROT_NONE).
 pub fn maps_page(e: RawEntry) -> bool {
     e.is_present() || e.flags().contains(PteFlags::PROTNONE)

@@ -38,7 +38,7 @@ fn start(addr: u64, size: u64, flags: u64) -> SysResult {
     }
     // FLAG_GET takes read references: FOLL_WRITE with them is a pin's
     // business (vmsplice never writes), so the combination is refused.
-    if flags & g::FLAG_GET != 0 && flags & g::FLAG_WRITE != 0 {
+    if flags & g::FLAG_GET != 0 && flags & (g::FLAG_WRITE | g::FLAG_FORCE) != 0 {
         return Err(Errno::EINVAL);
     }
     let nr = size / PAGE_SIZE;
@@ -53,7 +53,7 @@ fn start(addr: u64, size: u64, flags: u64) -> SysResult {
     let hold = if flags & g::FLAG_GET != 0 {
         Hold::ReadRef { fast }
     } else {
-        Hold::LongtermPin { write: flags & g::FLAG_WRITE != 0, fast }
+        Hold::LongtermPin { write: flags & g::FLAG_WRITE != 0, fast, force: flags & g::FLAG_FORCE != 0 }
     };
     let set = HeldSet::take(&process.mm, addr, nr as usize, hold).map_err(Errno::from)?;
     process.held.insert(set).map(|h| h as usize).map_err(|_| Errno::EINVAL)

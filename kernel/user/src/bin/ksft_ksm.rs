@@ -7,7 +7,11 @@
 //! of it discarded first, and zero-filled pages (use_zero_pages absent:
 //! they merge into an ordinary KSM page, unmerged half by
 //! MADV_UNMERGEABLE and half by writes); and unmerge everything with run=2
-//! (KSM_RUN_UNMERGE, what the test's ksm_unmerge() does before each case).
+//! (KSM_RUN_UNMERGE, what the test's ksm_unmerge() does before each case);
+//! and test_prot_none: a PROT_NONE range merges, half of it is written
+//! through FOLL_FORCE (gup_test with FLAG_WRITE | FLAG_FORCE, where the
+//! test writes /proc/self/mem) and the other half unmerged by
+//! MADV_UNMERGEABLE.
 //! `range_maps_duplicates()` reads frame numbers through `page_info`
 //! (pagemap); `ksm_merging_pages` is the count of KSM pages mapped in the
 //! range. Exits with the number of failed cases.
@@ -15,7 +19,8 @@
 #![no_main]
 
 use abi::ksm_ctl as k;
-use abi::mman::{MADV_DONTNEED, MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_UNMERGEABLE};
+use abi::gup_test as g;
+use abi::mman::{MADV_DONTNEED, MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_UNMERGEABLE, PROT_NONE, PROT_READ, PROT_WRITE};
 use userspace::ksft::{self, Ksft, Outcome, PAGE};
 use userspace::{println, sys};
 
@@ -50,14 +55,23 @@ fn ksm_unmerge() -> Result<(), &'static str> {
     sys::ksm_ctl(k::SET, k::RUN, k::RUN_UNMERGE).map(|_| ()).map_err(|_| "run=2 failed")
 }
 
-/// __mmap_and_merge_range(): unmerge everything, map 2 MiB without THP,
-/// fill it with `val`, MADV_MERGEABLE, merge; something must have merged.
+/// __mmap_and_merge_range() with read/write protection.
 fn mmap_and_merge_range(val: u8) -> Result<usize, &'static str> {
+    mmap_and_merge_range_prot(val, PROT_READ | PROT_WRITE)
+}
+
+/// __mmap_and_merge_range(): unmerge everything, map 2 MiB without THP,
+/// fill it with `val`, mprotect it to `prot` if that is not read/write,
+/// MADV_MERGEABLE, merge; something must have merged.
+fn mmap_and_merge_range_prot(val: u8, prot: usize) -> Result<usize, &'static str> {
     ksm_unmerge().map_err(|_| "Disabling (unmerging) KSM failed")?;
     let map = ksft::map(SIZE).map_err(|_| "mmap() failed")?;
     let r = (|| {
         sys::madvise(map, SIZE, MADV_NOHUGEPAGE).map_err(|_| "MADV_NOHUGEPAGE failed")?;
         ksft::fill(map, SIZE, val);
+        if prot != PROT_READ | PROT_WRITE {
+            sys::mprotect(map, SIZE, prot).map_err(|_| "mprotect() failed")?;
+        }
         sys::madvise(map, SIZE, MADV_MERGEABLE).map_err(|_| "MADV_MERGEABLE failed")?;
         ksm_merge()?;
         // Linux skips this check for the zero page, which it may account
@@ -156,13 +170,59 @@ fn test_run_unmerge() -> Outcome {
     r
 }
 
+/// What a write of `word` at `addr` through /proc/self/mem does
+/// (mem_rw(): access_remote_vm() with FOLL_FORCE | FOLL_WRITE, which
+/// breaks COW even where the area is not writable): a FOLL_FORCE |
+/// FOLL_WRITE pin of the page, the page written through it, unpinned.
+fn force_write_page(addr: usize, word: u64) -> Result<(), &'static str> {
+    let h = sys::gup_test(g::START, addr, PAGE, (g::FLAG_WRITE | g::FLAG_FORCE) as usize).map_err(|_| "ptrace write failed")?;
+    let mut buf = [0x11u8; PAGE];
+    buf[..8].copy_from_slice(&word.to_le_bytes());
+    let w = sys::gup_test(g::WRITE, h, buf.as_ptr() as usize, PAGE);
+    let s = sys::gup_test(g::STOP, h, 0, 0);
+    if w != Ok(PAGE) || s.is_err() {
+        return Err("ptrace write failed");
+    }
+    Ok(())
+}
+
+/// test_prot_none().
+fn test_prot_none() -> Outcome {
+    let map = mmap_and_merge_range_prot(0x11, PROT_NONE)?;
+    let r = (|| {
+        // Store a unique value in each page of one half (the test: through
+        // /proc/self/mem, i.e. FOLL_FORCE).
+        for i in (0..SIZE / 2).step_by(PAGE) {
+            force_write_page(map + i, i as u64)?;
+        }
+        // Trigger unsharing on the other half.
+        sys::madvise(map + SIZE / 2, SIZE / 2, MADV_UNMERGEABLE).map_err(|_| "MADV_UNMERGEABLE failed")?;
+        if ksft::maps_duplicates(map, SIZE) {
+            return Err("a frame is still mapped twice");
+        }
+        // Not in the test: the forced writes landed and the range stayed
+        // PROT_NONE throughout.
+        sys::mprotect(map, SIZE, PROT_READ).map_err(|_| "mprotect() failed")?;
+        for i in (0..SIZE / 2).step_by(PAGE) {
+            // SAFETY: inside the mapping, readable now.
+            if unsafe { ((map + i) as *const u64).read_volatile() } != i as u64 {
+                return Err("a forced write did not land in its page");
+            }
+        }
+        Ok("Pages were unmerged")
+    })();
+    ksft::unmap(map, SIZE);
+    r
+}
+
 fn main() -> i32 {
     let mut kt = Ksft::new("ksm");
-    let cases: [(&str, fn() -> Outcome); 4] = [
+    let cases: [(&str, fn() -> Outcome); 5] = [
         ("test_unmerge", test_unmerge),
         ("test_unmerge_zero_pages", test_unmerge_zero_pages),
         ("test_unmerge_discarded", test_unmerge_discarded),
         ("run=2 (KSM_RUN_UNMERGE)", test_run_unmerge),
+        ("test_prot_none", test_prot_none),
     ];
     for (name, f) in cases {
         kt.record(name, "2 MiB of base pages", f());

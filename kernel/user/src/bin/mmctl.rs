@@ -52,7 +52,7 @@ fn gup_test_checks() -> Result<(), i32> {
     }
     let size = 4 * PAGE;
     eq(2, "unknown op", sys::gup_test(99, a, size, 0), Err(Errno::EINVAL))?;
-    eq(3, "unknown flag", sys::pin_start(a, size, 8), Err(Errno::EINVAL))?;
+    eq(3, "unknown flag", sys::pin_start(a, size, 16), Err(Errno::EINVAL))?;
     eq(4, "unaligned address", sys::pin_start(a + 8, size, 0), Err(Errno::EINVAL))?;
     eq(5, "unaligned size", sys::pin_start(a, size - 8, 0), Err(Errno::EINVAL))?;
     eq(6, "size 0", sys::pin_start(a, 0, 0), Err(Errno::EINVAL))?;
