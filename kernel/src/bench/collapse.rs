@@ -59,9 +59,9 @@ pub fn run() -> Result<(), BenchError> {
             let m2 = mm.clone();
             sched::spawn_in(me, "collapse-setup", Some(mm.clone()), move || -> Result<u64, BenchError> {
                 let p = m::mmap(&m2, 0, PAGE_SIZE, 3, map::PRIVATE | map::ANONYMOUS).map_err(|e| err(format!("mmap: {e:?}")))?;
-                fault::handle(VirtAddr::new(p), Access { kind: AccessKind::Write, user: false })
+                fault::handle(VirtAddr::new(p.as_u64()), Access { kind: AccessKind::Write, user: false })
                     .map_err(|e| err(format!("fault: {}", e.as_str())))?;
-                Ok(p)
+                Ok(p.as_u64())
             })
             .map_err(|e| err(format!("spawn: {e:?}")))?
             .join()?
@@ -97,26 +97,26 @@ pub fn run() -> Result<(), BenchError> {
 /// One iteration: `Ok(Some(ticks))` for a collapse, `Ok(None)` for a refusal.
 fn one(mm: &Arc<AddressSpace>) -> Result<Option<u64>, BenchError> {
     let r = m::mmap(mm, 0, HUGE_PAGE_SIZE, 3, map::PRIVATE | map::ANONYMOUS).map_err(|e| err(format!("mmap: {e:?}")))?;
-    m::madvise(mm, r, HUGE_PAGE_SIZE, advice::NOHUGEPAGE).map_err(|e| err(format!("MADV_NOHUGEPAGE: {e:?}")))?;
+    m::madvise(mm, r.as_u64(), HUGE_PAGE_SIZE, advice::NOHUGEPAGE).map_err(|e| err(format!("MADV_NOHUGEPAGE: {e:?}")))?;
     for i in 0..512 {
         let va = r + i * PAGE_SIZE;
-        fault::handle(VirtAddr::new(va), Access { kind: AccessKind::Write, user: false })
+        fault::handle(VirtAddr::new(va.as_u64()), Access { kind: AccessKind::Write, user: false })
             .map_err(|e| err(format!("fault at {va:#x}: {}", e.as_str())))?;
-        uaccess::write_user(UserPtr(va), &word(i)).map_err(|_| err(format!("write at {va:#x} faulted")))?;
+        uaccess::write_user(UserPtr(va.as_u64()), &word(i)).map_err(|_| err(format!("write at {va:#x} faulted")))?;
     }
-    m::madvise(mm, r, HUGE_PAGE_SIZE, advice::HUGEPAGE).map_err(|e| err(format!("MADV_HUGEPAGE: {e:?}")))?;
-    let size = |mm: &AddressSpace| paging::translate(mm.root(), VirtAddr::new(r)).map(|t| t.size);
+    m::madvise(mm, r.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).map_err(|e| err(format!("MADV_HUGEPAGE: {e:?}")))?;
+    let size = |mm: &AddressSpace| paging::translate(mm.root(), VirtAddr::new(r.as_u64())).map(|t| t.size);
     if size(mm) != Some(PageSize::Size4K) {
         return Err(err("the range was huge before MADV_COLLAPSE".into()));
     }
     let t0 = tsc::rdtsc();
-    let rc = m::madvise(mm, r, HUGE_PAGE_SIZE, advice::COLLAPSE);
+    let rc = m::madvise(mm, r.as_u64(), HUGE_PAGE_SIZE, advice::COLLAPSE);
     let t1 = tsc::rdtsc();
     let huge = size(mm) == Some(PageSize::Size2M);
     let bad = (0..512)
-        .filter(|&i| uaccess::read_user::<u64>(UserPtr(r + i * PAGE_SIZE)) != Ok(word(i)))
+        .filter(|&i| uaccess::read_user::<u64>(UserPtr(r.as_u64() + i * PAGE_SIZE)) != Ok(word(i)))
         .count();
-    m::munmap(mm, r, HUGE_PAGE_SIZE).map_err(|e| err(format!("munmap: {e:?}")))?;
+    m::munmap(mm, r.as_u64(), HUGE_PAGE_SIZE).map_err(|e| err(format!("munmap: {e:?}")))?;
     if bad > 0 {
         return Err(err(format!("{bad} pages with wrong data after MADV_COLLAPSE")));
     }

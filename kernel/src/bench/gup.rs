@@ -51,6 +51,7 @@ use crate::mm::paging::{self, PageSize};
 use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use crate::time::now_ns;
 use crate::{sched, smp};
+use crate::mm::{UserAddr, UserRange};
 
 /// Buffer size (the peer's default `mib=64`).
 const MIB: u64 = 64;
@@ -109,7 +110,7 @@ enum Method {
     Slow,
 }
 
-fn grab(mm: &AddressSpace, method: Method, start: u64, nr: usize, flags: Foll) -> Result<Vec<Grabbed>, BenchError> {
+fn grab(mm: &AddressSpace, method: Method, start: UserAddr, nr: usize, flags: Foll) -> Result<Vec<Grabbed>, BenchError> {
     match method {
         Method::Fast => gup::get_user_pages_fast(start, nr, flags),
         Method::Slow => gup::get_user_pages(mm, start, nr, flags),
@@ -121,21 +122,21 @@ fn grab(mm: &AddressSpace, method: Method, start: u64, nr: usize, flags: Foll) -
 fn measure(mm: &alloc::sync::Arc<AddressSpace>, thp: bool) -> Result<Vec<String>, BenchError> {
     let len = MIB << 20;
     let buf = m::mmap(mm, 0, len, 3, map::PRIVATE | map::ANONYMOUS).map_err(|e| err(format!("mmap: {e:?}")))?;
-    if !buf.is_multiple_of(HUGE_PAGE_SIZE) {
+    if !buf.is_aligned(PageSize::Size2M) {
         return Err(err(format!("buffer at {buf:#x} is not 2 MiB aligned")));
     }
     let adv = if thp { advice::HUGEPAGE } else { advice::NOHUGEPAGE };
-    m::madvise(mm, buf, len, adv).map_err(|e| err(format!("madvise: {e:?}")))?;
-    for va in (buf..buf + len).step_by(PAGE_SIZE as usize) {
-        fault::handle(VirtAddr::new(va), Access { kind: AccessKind::Write, user: false })
+    m::madvise(mm, buf.as_u64(), len, adv).map_err(|e| err(format!("madvise: {e:?}")))?;
+    for va in UserRange::from_len(buf, len).expect("mmap returned a user range").step(PAGE_SIZE) {
+        fault::handle(VirtAddr::new(va.as_u64()), Access { kind: AccessKind::Write, user: false })
             .map_err(|e| err(format!("fault at {va:#x}: {}", e.as_str())))?;
         // Just mapped writable in the loaded address space; through uaccess (SMAP).
-        crate::mm::uaccess::write_user(crate::mm::uaccess::UserPtr(va), &((va >> 12) | 1))
+        crate::mm::uaccess::write_user(crate::mm::uaccess::UserPtr(va.as_u64()), &((va.as_u64() >> 12) | 1))
             .map_err(|_| err(format!("write_user at {va:#x}: EFAULT")))?;
     }
     let chunks = len / HUGE_PAGE_SIZE;
     let huge = (0..chunks)
-        .filter(|i| paging::translate(mm.root(), VirtAddr::new(buf + i * HUGE_PAGE_SIZE)).is_some_and(|t| t.size == PageSize::Size2M))
+        .filter(|i| paging::translate(mm.root(), VirtAddr::new(buf.as_u64() + i * HUGE_PAGE_SIZE)).is_some_and(|t| t.size == PageSize::Size2M))
         .count() as u64;
     let frac = huge * 100 / chunks;
     let backing = if thp { "thp" } else { "4k" };
@@ -152,7 +153,7 @@ fn measure(mm: &alloc::sync::Arc<AddressSpace>, thp: bool) -> Result<Vec<String>
         let (mut gb, mut pb, mut gs, mut g1, mut p1) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut ub, mut u1) = (Vec::new(), Vec::new());
         for rep in 0..=REPS {
-            for start in (buf..buf + len).step_by(BIG * PAGE_SIZE as usize) {
+            for start in UserRange::from_len(buf, len).expect("mmap returned a user range").step(BIG as u64 * PAGE_SIZE) {
                 let timed = rep > 0;
                 let get_put = |nr: usize, g: &mut Vec<u64>, p: Option<&mut Vec<u64>>| -> Result<(), BenchError> {
                     let t0 = now_ns();
@@ -204,6 +205,6 @@ fn measure(mm: &alloc::sync::Arc<AddressSpace>, thp: bool) -> Result<Vec<String>
             per_page(mub - mu1, BIG - 1),
         ));
     }
-    m::munmap(mm, buf, len).map_err(|e| err(format!("munmap: {e:?}")))?;
+    m::munmap(mm, buf.as_u64(), len).map_err(|e| err(format!("munmap: {e:?}")))?;
     Ok(lines)
 }

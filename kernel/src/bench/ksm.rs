@@ -32,6 +32,7 @@ use crate::mm::mmap::{self as m, advice, map};
 use crate::mm::PAGE_SIZE;
 use crate::time::now_ns;
 use crate::{sched, smp};
+use crate::mm::{UserAddr, UserRange};
 
 const MIB: u64 = 64;
 const TIMEOUT_NS: u64 = 120_000_000_000;
@@ -74,16 +75,16 @@ pub fn run() -> Result<(), BenchError> {
 
 /// Maps the buffer and fills every page with the same pattern (in the
 /// address space); returns its address.
-fn fill(mm: &Arc<AddressSpace>) -> Result<u64, BenchError> {
+fn fill(mm: &Arc<AddressSpace>) -> Result<UserAddr, BenchError> {
     let len = MIB << 20;
     let buf = m::mmap(mm, 0, len, 3, map::PRIVATE | map::ANONYMOUS).map_err(|e| err(format!("mmap: {e:?}")))?;
-    m::madvise(mm, buf, len, advice::NOHUGEPAGE).map_err(|e| err(format!("madvise: {e:?}")))?;
-    for va in (buf..buf + len).step_by(PAGE_SIZE as usize) {
-        fault::handle(VirtAddr::new(va), Access { kind: AccessKind::Write, user: false })
+    m::madvise(mm, buf.as_u64(), len, advice::NOHUGEPAGE).map_err(|e| err(format!("madvise: {e:?}")))?;
+    for va in UserRange::from_len(buf, len).expect("mmap returned a user range").step(PAGE_SIZE) {
+        fault::handle(VirtAddr::new(va.as_u64()), Access { kind: AccessKind::Write, user: false })
             .map_err(|e| err(format!("fault at {va:#x}: {}", e.as_str())))?;
         for off in (0..PAGE_SIZE).step_by(8) {
             // Just mapped writable in the loaded address space; through uaccess (SMAP).
-            crate::mm::uaccess::write_user(crate::mm::uaccess::UserPtr(va + off), &word(off))
+            crate::mm::uaccess::write_user(crate::mm::uaccess::UserPtr(va.as_u64() + off), &word(off))
                 .map_err(|_| err(format!("write_user at {:#x}: EFAULT", va + off)))?;
         }
     }
@@ -91,11 +92,11 @@ fn fill(mm: &Arc<AddressSpace>) -> Result<u64, BenchError> {
 }
 
 /// MADV_MERGEABLE, ksmd started, the counters polled every 1 ms; the line.
-fn measure(mm: &Arc<AddressSpace>, buf: u64, ksmd_cpu: usize) -> Result<String, BenchError> {
+fn measure(mm: &Arc<AddressSpace>, buf: UserAddr, ksmd_cpu: usize) -> Result<String, BenchError> {
     let len = MIB << 20;
     let pages = len / PAGE_SIZE;
     let s0 = ksm::stats();
-    m::madvise(mm, buf, len, advice::MERGEABLE).map_err(|e| err(format!("MADV_MERGEABLE: {e:?}")))?;
+    m::madvise(mm, buf.as_u64(), len, advice::MERGEABLE).map_err(|e| err(format!("MADV_MERGEABLE: {e:?}")))?;
     crate::stamps::reset();
     let t0 = now_ns();
     ksm::start_ksmd(ksmd_cpu, Tunables { pages_to_scan: 100_000, sleep_us: 0 }).map_err(|e| err(e.into()))?;
@@ -145,18 +146,18 @@ fn measure(mm: &Arc<AddressSpace>, buf: u64, ksmd_cpu: usize) -> Result<String, 
 }
 
 /// The contents must survive merging (in the address space); unmaps.
-fn check(mm: &Arc<AddressSpace>, buf: u64) -> Result<(), BenchError> {
+fn check(mm: &Arc<AddressSpace>, buf: UserAddr) -> Result<(), BenchError> {
     let len = MIB << 20;
     let mut bad = 0u64;
-    for va in (buf..buf + len).step_by(8) {
+    for va in UserRange::from_len(buf, len).expect("mmap returned a user range").step(8) {
         // Mapped (read-only now) in the loaded address space; through uaccess.
-        let v = crate::mm::uaccess::read_user::<u64>(crate::mm::uaccess::UserPtr(va))
+        let v = crate::mm::uaccess::read_user::<u64>(crate::mm::uaccess::UserPtr(va.as_u64()))
             .map_err(|_| err(format!("read_user at {va:#x}: EFAULT")))?;
         if v != word(va - buf) {
             bad += 1;
         }
     }
-    m::munmap(mm, buf, len).map_err(|e| err(format!("munmap: {e:?}")))?;
+    m::munmap(mm, buf.as_u64(), len).map_err(|e| err(format!("munmap: {e:?}")))?;
     if bad > 0 {
         return Err(err(format!("{bad} words differ after merging")));
     }

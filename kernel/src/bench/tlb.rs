@@ -47,7 +47,7 @@ pub fn run() -> Result<(), BenchError> {
     let mm = Arc::new(AddressSpace::new().map_err(|e| err(format!("no address space: {e:?}")))?);
     let flags = map::PRIVATE | map::ANONYMOUS | map::FIXED_NOREPLACE | map::POPULATE;
     let va = m::mmap(&mm, VA, PAGE_SIZE, 3, flags).map_err(|e| err(format!("mmap: {e:?}")))?;
-    let va = VirtAddr::new(va);
+    let va = VirtAddr::new(va.as_u64());
     let suffix = if tlb::config().mode == FlushMode::Nmi { " flush=nmi" } else { "" };
     let mut base_median = None;
     for k in 0..=others.len() {

@@ -52,13 +52,13 @@ fn user_access() -> ! {
     let me = crate::smp::cpu_index();
     let thread = crate::sched::spawn_in(me, "crash-useraccess", Some(mm), move || {
         let va = mmap::mmap(&m, 0, crate::mm::PAGE_SIZE, 3, map::PRIVATE | map::ANONYMOUS).expect("mmap");
-        crate::mm::fault::handle(x86_64::VirtAddr::new(va), Access { kind: AccessKind::Write, user: false })
+        crate::mm::fault::handle(x86_64::VirtAddr::new(va.as_u64()), Access { kind: AccessKind::Write, user: false })
             .expect("fault-in of the user page");
         log::warn!("reading user page {va:#x} without uaccess (SMAP {})", arch::uaccess::smap_on());
         // SAFETY: not safe: the page is mapped in the loaded address space,
         // but the kernel may touch user memory only through uaccess; the
         // fault SMAP raises is the point.
-        let v = unsafe { core::ptr::read_volatile(va as *const u64) };
+        let v = unsafe { core::ptr::read_volatile(va.as_u64() as *const u64) };
         panic!("kernel read of user page {va:#x} returned {v:#x} instead of faulting (SMAP off)");
     })
     .expect("spawn");

@@ -17,6 +17,7 @@ use crate::gup::{self, Foll, Grabbed};
 use crate::mm::PAGE_SIZE;
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::PinnedPage;
+use crate::mm::UserAddr;
 use abi::Errno;
 use abi::dio::{BLOCK, DEVICE_SIZE, MAX_LEN};
 
@@ -57,8 +58,8 @@ fn dma_errno(e: DmaError) -> Errno {
 /// Checks the arguments (Linux blkdev_dio_unaligned(): EINVAL): `buf`,
 /// `len` and the device offset block-aligned, `0 < len <= MAX_LEN`, the
 /// device range inside the device. Pointer problems are GUP's (EFAULT).
-fn check(buf: u64, len: u64, op: DioOp) -> Result<(), Errno> {
-    if len == 0 || len > MAX_LEN || !len.is_multiple_of(BLOCK) || !buf.is_multiple_of(BLOCK) {
+fn check(buf: UserAddr, len: u64, op: DioOp) -> Result<(), Errno> {
+    if len == 0 || len > MAX_LEN || !len.is_multiple_of(BLOCK) || !buf.as_u64().is_multiple_of(BLOCK) {
         return Err(Errno::EINVAL);
     }
     if let DioOp::Read { dev_off } | DioOp::Write { dev_off } = op
@@ -94,7 +95,7 @@ fn segments(pins: &[PinnedPage]) -> Vec<Segment> {
 /// never started the transfer (nothing was written).
 pub fn direct_io_with(
     mm: &AddressSpace,
-    buf: u64,
+    buf: UserAddr,
     len: u64,
     op: DioOp,
     after_pin: impl FnOnce(&[PinnedPage]),
@@ -130,7 +131,7 @@ pub fn direct_io_with(
 }
 
 /// [`direct_io_with`] with nothing run between pin and submit.
-pub fn direct_io(mm: &AddressSpace, buf: u64, len: u64, op: DioOp) -> Result<usize, Errno> {
+pub fn direct_io(mm: &AddressSpace, buf: UserAddr, len: u64, op: DioOp) -> Result<usize, Errno> {
     direct_io_with(mm, buf, len, op, |_| {})
 }
 
@@ -139,11 +140,11 @@ pub fn direct_io(mm: &AddressSpace, buf: u64, len: u64, op: DioOp) -> Result<usi
 /// The scenario entry point for controls.md's "DMA loss": afterwards, any
 /// word of the buffer (read through the process's mapping) that differs
 /// from the pattern is one lost DMA write.
-pub fn direct_read(mm: &AddressSpace, buf: u64, len: u64, seq: u64) -> Result<usize, Errno> {
+pub fn direct_read(mm: &AddressSpace, buf: UserAddr, len: u64, seq: u64) -> Result<usize, Errno> {
     direct_io(mm, buf, len, DioOp::ReadPattern { seq })
 }
 
 /// Writes `[buf, buf+len)` to the device store at `dev_off`.
-pub fn direct_write(mm: &AddressSpace, buf: u64, len: u64, dev_off: u64) -> Result<usize, Errno> {
+pub fn direct_write(mm: &AddressSpace, buf: UserAddr, len: u64, dev_off: u64) -> Result<usize, Errno> {
     direct_io(mm, buf, len, DioOp::Write { dev_off })
 }

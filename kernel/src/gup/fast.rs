@@ -32,7 +32,7 @@ use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::{self, Page, PageRef, PinnedPage};
 use crate::mm::paging::{Entry, Level, PageTable, PteFlags, RawEntry};
 use crate::mm::pgtable;
-use crate::mm::PAGE_SIZE;
+use crate::mm::{PAGE_SIZE, UserAddr};
 use crate::race::overlap;
 use crate::race::widen::{self, Point};
 
@@ -221,17 +221,17 @@ struct Walk<'o> {
 
 /// The end of the range covered by the entry of `level` holding `addr`,
 /// capped at `end` (Linux pgd_addr_end() and friends).
-fn addr_end(level: Level, addr: u64, end: u64) -> u64 {
+fn addr_end(level: Level, addr: UserAddr, end: UserAddr) -> UserAddr {
     let size = level.entry_size();
-    ((addr & !(size - 1)) + size).min(end)
+    UserAddr::new((addr.as_u64() & !(size - 1)) + size).map_or(end, |e| e.min(end))
 }
 
 /// The lockless walk over `[start, end)` of `mm`; grabs pages into `out` from
 /// `start` on and stops at the first page it cannot take. Returns the count.
 fn walk(
     mm: &AddressSpace,
-    start: u64,
-    end: u64,
+    start: UserAddr,
+    end: UserAddr,
     flags: Foll,
     out: &mut Vec<Grabbed>,
     seen: &mut Seen,
@@ -247,11 +247,11 @@ fn walk(
 /// so there is no gup_fast_p4d_range). Each level reads its entry once and
 /// hands the value down; a level returns false at the first page it cannot
 /// take, which ends the walk.
-fn gup_fast_pgd_range(root: x86_64::PhysAddr, mut addr: u64, end: u64, w: &mut Walk<'_>) -> bool {
+fn gup_fast_pgd_range(root: x86_64::PhysAddr, mut addr: UserAddr, end: UserAddr, w: &mut Walk<'_>) -> bool {
     let pgd_table = table(root);
     while addr < end {
         let next = addr_end(Level::Pml4, addr, end);
-        let Some(pgd) = read_once(pgd_table.entry(Level::Pml4.index(addr))) else { return false };
+        let Some(pgd) = read_once(pgd_table.entry(Level::Pml4.index(addr.as_u64()))) else { return false };
         if !pgd.is_present() || pgd.is_huge() || !pgtable::lockless_table_ok(pgd.addr()) {
             return false;
         }
@@ -265,11 +265,11 @@ fn gup_fast_pgd_range(root: x86_64::PhysAddr, mut addr: u64, end: u64, w: &mut W
 
 /// The pud level (Linux gup_fast_pud_range()): the table `pgd` points to.
 /// 1 GiB leaves are not used for user memory here: one ends the walk.
-fn gup_fast_pud_range(pgd: RawEntry, mut addr: u64, end: u64, w: &mut Walk<'_>) -> bool {
+fn gup_fast_pud_range(pgd: RawEntry, mut addr: UserAddr, end: UserAddr, w: &mut Walk<'_>) -> bool {
     let pud_table = table(pgd.addr());
     while addr < end {
         let next = addr_end(Level::Pdpt, addr, end);
-        let Some(pud) = read_once(pud_table.entry(Level::Pdpt.index(addr))) else { return false };
+        let Some(pud) = read_once(pud_table.entry(Level::Pdpt.index(addr.as_u64()))) else { return false };
         if !pud.is_present() || pud.is_huge() || !pgtable::lockless_table_ok(pud.addr()) {
             return false;
         }
@@ -284,11 +284,11 @@ fn gup_fast_pud_range(pgd: RawEntry, mut addr: u64, end: u64, w: &mut Walk<'_>) 
 /// The pmd level (Linux gup_fast_pmd_range()): a huge leaf goes to
 /// [`gup_fast_pmd_leaf`], a table to [`gup_fast_pte_range`]; both get the
 /// entry's pointer too, for their re-read.
-fn gup_fast_pmd_range(pud: RawEntry, mut addr: u64, end: u64, w: &mut Walk<'_>) -> bool {
+fn gup_fast_pmd_range(pud: RawEntry, mut addr: UserAddr, end: UserAddr, w: &mut Walk<'_>) -> bool {
     let pmd_table = table(pud.addr());
     while addr < end {
         let next = addr_end(Level::Pd, addr, end);
-        let pmdp = pmd_table.entry(Level::Pd.index(addr));
+        let pmdp = pmd_table.entry(Level::Pd.index(addr.as_u64()));
         let Some(pmd) = read_once(pmdp) else { return false };
         if !pmd.is_present() {
             return false;
@@ -309,13 +309,13 @@ fn gup_fast_pmd_range(pud: RawEntry, mut addr: u64, end: u64, w: &mut Walk<'_>) 
 /// A 2 MiB leaf (Linux gup_fast_pmd_leaf()): one grab for every page of
 /// `[addr, end)`, then the pmd re-read.
 #[inline(always)]
-fn gup_fast_pmd_leaf(pmd: RawEntry, pmdp: &Entry, addr: u64, end: u64, w: &mut Walk<'_>) -> bool {
+fn gup_fast_pmd_leaf(pmd: RawEntry, pmdp: &Entry, addr: UserAddr, end: UserAddr, w: &mut Walk<'_>) -> bool {
     if !permitted(pmd, w.flags) {
         return false;
     }
     let pfn = pmd.addr().as_u64() / PAGE_SIZE;
     // The whole run must exist (garbage from a reused table need not).
-    let Some(sub) = pgtable::lockless_leaf_page(pfn + Level::Pt.index(addr) as u64) else { return false };
+    let Some(sub) = pgtable::lockless_leaf_page(pfn + Level::Pt.index(addr.as_u64()) as u64) else { return false };
     if pgtable::lockless_leaf_page(pfn + 511).is_none() {
         return false;
     }
@@ -333,7 +333,7 @@ fn gup_fast_pmd_leaf(pmd: RawEntry, pmdp: &Entry, addr: u64, end: u64, w: &mut W
 /// The ptes of one table (Linux gup_fast_pte_range()): per page, the
 /// permission check, then the grab and the re-read of pmd and pte.
 #[inline(always)]
-fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: u64, end: u64, w: &mut Walk<'_>) -> bool {
+fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: UserAddr, end: UserAddr, w: &mut Walk<'_>) -> bool {
     if !pgtable::lockless_table_ok(pmd.addr()) {
         return false;
     }
@@ -348,7 +348,7 @@ fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: u64, end: u64, w: &
     widen::at_keys(Point::GupPrePte, table_pfn, table_pfn);
     let (recheck, pmd_recheck) = (w.c.recheck, w.c.pmd_recheck);
     while addr < end {
-        let ptep = pt.entry(Level::Pt.index(addr));
+        let ptep = pt.entry(Level::Pt.index(addr.as_u64()));
         let Some(pte) = read_once(ptep) else { return false };
         if !permitted(pte, w.flags) {
             return false;
@@ -411,15 +411,15 @@ fn grab_then_recheck(
 
 /// GUP-fast only: grabs what the lockless walk can from `start` on (Linux
 /// get_user_pages_fast_only()); the count may be short, even zero.
-pub fn get_user_pages_fast_only(start: u64, nr: usize, flags: Foll) -> Result<Vec<Grabbed>, GupError> {
-    let end = check_range(start, nr, flags)?;
+pub fn get_user_pages_fast_only(start: UserAddr, nr: usize, flags: Foll) -> Result<Vec<Grabbed>, GupError> {
+    let end = check_range(start, nr, flags)?.end();
     let mm = crate::mm::fault::current_mm().ok_or(GupError::Fault)?;
     let mut out = Vec::with_capacity(nr);
     fast_into(&mm, start, end, flags, &mut out);
     Ok(out)
 }
 
-fn fast_into(mm: &AddressSpace, start: u64, end: u64, flags: Foll, out: &mut Vec<Grabbed>) -> usize {
+fn fast_into(mm: &AddressSpace, start: UserAddr, end: UserAddr, flags: Foll, out: &mut Vec<Grabbed>) -> usize {
     // Fork write-protects ptes under this sequence; a pin that overlaps it
     // goes to the slow path, which waits for fork on the mmap lock. **The
     // one decision point of `fork.seqcount=off`** (bug E: no sequence, and a
@@ -459,8 +459,8 @@ fn fast_into(mm: &AddressSpace, start: u64, end: u64, flags: Foll, out: &mut Vec
 /// first, the slow path for the rest (Linux get_user_pages_fast() /
 /// pin_user_pages_fast()). All or nothing: on an error every page already
 /// taken is released.
-pub fn get_user_pages_fast(start: u64, nr: usize, flags: Foll) -> Result<Vec<Grabbed>, GupError> {
-    let end = check_range(start, nr, flags)?;
+pub fn get_user_pages_fast(start: UserAddr, nr: usize, flags: Foll) -> Result<Vec<Grabbed>, GupError> {
+    let end = check_range(start, nr, flags)?.end();
     let mm = crate::mm::fault::current_mm().ok_or(GupError::Fault)?;
     let mut out = Vec::with_capacity(nr);
     let done = fast_into(&mm, start, end, flags, &mut out);

@@ -20,7 +20,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::{Foll, GupError, Grabbed};
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::frame_io::{self, DevicePage};
-use crate::mm::PAGE_SIZE;
+use crate::mm::{PAGE_SIZE, UserAddr};
 use crate::sync::SpinLock;
 
 /// How a set takes its pages.
@@ -46,7 +46,7 @@ pub enum Hold {
 
 /// The pages of one range, held.
 pub struct HeldSet {
-    start: u64,
+    start: UserAddr,
     hold: Hold,
     pages: Vec<Grabbed>,
     /// Written through ([`HeldSet::write_page`]): the pages are marked
@@ -57,7 +57,7 @@ pub struct HeldSet {
 impl HeldSet {
     /// Takes `nr` pages from `start` of `mm` (the caller's address space:
     /// the fast path walks the current one). All or nothing.
-    pub fn take(mm: &AddressSpace, start: u64, nr: usize, hold: Hold) -> Result<HeldSet, GupError> {
+    pub fn take(mm: &AddressSpace, start: UserAddr, nr: usize, hold: Hold) -> Result<HeldSet, GupError> {
         let (flags, fast) = match hold {
             Hold::LongtermPin { write, fast, force } => {
                 let w = if write { Foll::WRITE } else { Foll::empty() };
@@ -71,7 +71,7 @@ impl HeldSet {
     }
 
     /// The range's first address.
-    pub fn start(&self) -> u64 {
+    pub fn start(&self) -> UserAddr {
         self.start
     }
 

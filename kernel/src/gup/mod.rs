@@ -33,7 +33,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::mm::page::{PageRef, PinnedPage};
-use crate::mm::{PAGE_SIZE, layout};
+use crate::mm::{PAGE_SIZE, PageSize, UserAddr, UserRange};
 
 pub use fast::{IrqsOff, get_user_pages_fast, get_user_pages_fast_only};
 pub use slow::get_user_pages;
@@ -236,18 +236,14 @@ pub(crate) fn gup_must_unshare(flags: Foll, writable: bool, page: &crate::mm::pa
 
 /// Checks a range and the flags the way every entry point does: exactly one
 /// of GET and PIN, `nr > 0`, page-aligned start, no wrap, user half only.
-/// Returns the end address.
-pub(crate) fn check_range(start: u64, nr: usize, flags: Foll) -> Result<u64, GupError> {
+/// Returns the range.
+pub(crate) fn check_range(start: UserAddr, nr: usize, flags: Foll) -> Result<UserRange, GupError> {
     if flags.contains(Foll::GET) == flags.contains(Foll::PIN) || nr == 0 {
         return Err(GupError::Invalid);
     }
-    if !start.is_multiple_of(PAGE_SIZE) {
+    if !start.is_aligned(PageSize::Size4K) {
         return Err(GupError::Invalid);
     }
     let len = (nr as u64).checked_mul(PAGE_SIZE).ok_or(GupError::Fault)?;
-    let end = start.checked_add(len).ok_or(GupError::Fault)?;
-    if end > layout::USER_END {
-        return Err(GupError::Fault);
-    }
-    Ok(end)
+    UserRange::from_len(start, len).ok_or(GupError::Fault)
 }

@@ -14,12 +14,12 @@ use crate::mm::page::{self, PageFlags, PageRef, PinnedPage};
 use crate::mm::paging::{Level, PteFlags, RawEntry};
 use crate::mm::pgtable;
 use crate::mm::vma::VmaSet;
-use crate::mm::PAGE_SIZE;
+use crate::mm::{PAGE_SIZE, UserAddr};
 use crate::time::Deadline;
 
 /// Grabs `nr` pages from `start` in `mm` on the slow path only (Linux
 /// get_user_pages()/pin_user_pages() with the mmap lock taken inside).
-pub fn get_user_pages(mm: &AddressSpace, start: u64, nr: usize, flags: Foll) -> Result<Vec<Grabbed>, GupError> {
+pub fn get_user_pages(mm: &AddressSpace, start: UserAddr, nr: usize, flags: Foll) -> Result<Vec<Grabbed>, GupError> {
     check_range(start, nr, flags)?;
     let mut out = Vec::with_capacity(nr);
     slow_into(mm, start, nr, flags, &mut out)?;
@@ -29,7 +29,7 @@ pub fn get_user_pages(mm: &AddressSpace, start: u64, nr: usize, flags: Foll) -> 
 /// One page at `addr` of `mm`, whose mmap lock the caller holds (`vmas`),
 /// on the slow path (Linux get_user_pages_remote() for one page: another
 /// process's memory, as uprobes and ptrace reach it).
-pub(crate) fn get_user_pages_remote(mm: &AddressSpace, vmas: &VmaSet, addr: u64, flags: Foll) -> Result<Grabbed, GupError> {
+pub(crate) fn get_user_pages_remote(mm: &AddressSpace, vmas: &VmaSet, addr: UserAddr, flags: Foll) -> Result<Grabbed, GupError> {
     check_range(addr, 1, flags)?;
     let mut out = Vec::with_capacity(1);
     one(mm, vmas, addr, flags, &mut out)?;
@@ -40,7 +40,7 @@ pub(crate) fn get_user_pages_remote(mm: &AddressSpace, vmas: &VmaSet, addr: u64,
 /// error `out` is released entirely (all or nothing).
 pub(super) fn slow_into(
     mm: &AddressSpace,
-    start: u64,
+    start: UserAddr,
     nr: usize,
     flags: Foll,
     out: &mut Vec<Grabbed>,
@@ -56,7 +56,7 @@ pub(super) fn slow_into(
 }
 
 /// One page: look up, fault in if needed, grab.
-fn one(mm: &AddressSpace, vmas: &VmaSet, addr: u64, flags: Foll, out: &mut Vec<Grabbed>) -> Result<(), GupError> {
+fn one(mm: &AddressSpace, vmas: &VmaSet, addr: UserAddr, flags: Foll, out: &mut Vec<Grabbed>) -> Result<(), GupError> {
     let vma = vmas.find(addr).ok_or(GupError::Fault)?;
     // Linux check_vma_flags(): an access the area does not allow is EFAULT,
     // except a forced write to a private area (every area is private here:
@@ -111,7 +111,7 @@ const RETRY_NS: u64 = 1_000_000_000;
 /// follow_page_pte() / follow_huge_pmd()). `Err(kind)`: the fault to take
 /// first. `forced_write`: FOLL_FORCE|FOLL_WRITE on an area without write
 /// permission (the fault to take is an unshare).
-fn follow(mm: &AddressSpace, addr: u64, flags: Foll, forced_write: bool) -> Result<Grabbed, AccessKind> {
+fn follow(mm: &AddressSpace, addr: UserAddr, flags: Foll, forced_write: bool) -> Result<Grabbed, AccessKind> {
     let want = if forced_write {
         AccessKind::Unshare
     } else if flags.contains(Foll::WRITE) {
@@ -127,7 +127,7 @@ fn follow(mm: &AddressSpace, addr: u64, flags: Foll, forced_write: bool) -> Resu
         if !(v.is_huge() && v.is_present()) {
             return Err(want);
         }
-        let sub = page::page(v.addr().as_u64() / PAGE_SIZE + Level::Pt.index(addr) as u64);
+        let sub = page::page(v.addr().as_u64() / PAGE_SIZE + Level::Pt.index(addr.as_u64()) as u64);
         return grab_checked(v, sub, flags, forced_write);
     }
     let pt = pgtable::pte_table(pmd, false).ok().flatten().ok_or(want)?;

@@ -44,7 +44,8 @@ use crate::mm::page::{self, Page, PageFlags, PageLock, PageRef};
 use crate::mm::paging::{PteFlags, RawEntry};
 use crate::mm::pgtable::{self, DetachedPteTable, PteFree, PteTable};
 use crate::mm::vma::{Prot, VmFlags, Vma, VmaSet};
-use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE, PageSize, frame_io};
+use crate::mm::{PAGE_SIZE, PageSize, frame_io};
+use crate::mm::UserAddr;
 use crate::race::overlap::WriterWindow;
 use crate::race::widen::{self, Point};
 use crate::race::{self, SyncMode};
@@ -72,7 +73,7 @@ pub enum Collapsed {
 
 /// Whether `vma` may hold a huge page at `haddr` for `cc` (Linux
 /// hugepage_vma_revalidate() / thp_vma_allowable_order()).
-pub fn vma_suitable(vma: &Vma, haddr: u64, cc: Control) -> bool {
+pub fn vma_suitable(vma: &Vma, haddr: UserAddr, cc: Control) -> bool {
     // Anonymous areas only (file text is page cache: no large folios there).
     if vma.file.is_some() || !vma.huge_fits(haddr) || vma.flags.contains(VmFlags::NOHUGEPAGE) || !vma.prot.contains(Prot::READ) {
         return false;
@@ -191,7 +192,7 @@ fn table_free_plan() -> PteFree {
 }
 
 /// Step 3 and 4: clear and flush, then the table sync of `plan`.
-fn clear_and_flush(mm: &AddressSpace, pmd: pgtable::Pmd, haddr: u64, plan: PteFree, key: u64) -> Result<DetachedPteTable, Refusal> {
+fn clear_and_flush(mm: &AddressSpace, pmd: pgtable::Pmd, haddr: UserAddr, plan: PteFree, key: u64) -> Result<DetachedPteTable, Refusal> {
     let ptl = pmd.lock();
     let (detached, flush) = pgtable::pmdp_collapse_flush(mm, pmd, haddr).ok_or(Refusal::Changed)?;
     drop(ptl);
@@ -214,7 +215,7 @@ fn put_back(pmd: pgtable::Pmd, detached: DetachedPteTable) {
 
 /// Collapses the 2 MiB at `haddr` of `mm` (Linux collapse_huge_page()). The
 /// caller holds no mmap lock. Refusals are counted in the statistics.
-pub fn collapse_huge_page(mm: &Arc<AddressSpace>, haddr: u64, cc: Control) -> Result<Collapsed, Refusal> {
+pub fn collapse_huge_page(mm: &Arc<AddressSpace>, haddr: UserAddr, cc: Control) -> Result<Collapsed, Refusal> {
     let r = collapse(mm, haddr, cc);
     match r {
         Ok(Collapsed::Collapsed) => stats::note_collapsed(cc == Control::Madvise),
@@ -224,8 +225,8 @@ pub fn collapse_huge_page(mm: &Arc<AddressSpace>, haddr: u64, cc: Control) -> Re
     r
 }
 
-fn collapse(mm: &Arc<AddressSpace>, haddr: u64, cc: Control) -> Result<Collapsed, Refusal> {
-    assert_eq!(haddr % HUGE_PAGE_SIZE, 0, "collapse of unaligned {haddr:#x}");
+fn collapse(mm: &Arc<AddressSpace>, haddr: UserAddr, cc: Control) -> Result<Collapsed, Refusal> {
+    assert!(haddr.is_aligned(PageSize::Size2M), "collapse of unaligned {haddr:#x}");
     // Step 1, no lock held (Linux alloc_charge_folio()).
     let folio = page::alloc_folio(PageSize::Size2M.order(), false).ok_or(Refusal::NoMemory)?;
     // Step 2 (Linux mmap_write_lock(), hugepage_vma_revalidate(),
@@ -328,7 +329,7 @@ fn collapse(mm: &Arc<AddressSpace>, haddr: u64, cc: Control) -> Result<Collapsed
 }
 
 /// The area of `haddr`, if it still may be collapsed.
-fn revalidate(vmas: &VmaSet, haddr: u64, cc: Control) -> Result<Vma, Refusal> {
+fn revalidate(vmas: &VmaSet, haddr: UserAddr, cc: Control) -> Result<Vma, Refusal> {
     let vma = *vmas.find(haddr).ok_or(Refusal::Changed)?;
     if !vma_suitable(&vma, haddr, cc) {
         return Err(Refusal::Changed);

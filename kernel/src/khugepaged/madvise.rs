@@ -12,9 +12,9 @@ use alloc::sync::Arc;
 
 use super::Refusal;
 use super::collapse::{Control, collapse_huge_page, vma_suitable};
-use crate::mm::HUGE_PAGE_SIZE;
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::mmap::MmError;
+use crate::mm::{PageSize, UserAddr, UserRange};
 
 /// The errno MADV_COLLAPSE answers for `r` (Linux madvise_collapse_errno()).
 pub fn errno(r: Refusal) -> MmError {
@@ -25,35 +25,33 @@ pub fn errno(r: Refusal) -> MmError {
     }
 }
 
-/// `madvise(MADV_COLLAPSE)` on `[start, end)`, a page-aligned user range
-/// the caller validated; the caller holds no mmap lock.
-pub fn madvise_collapse(mm: &Arc<AddressSpace>, start: u64, end: u64) -> Result<(), MmError> {
-    let hstart = start.next_multiple_of(HUGE_PAGE_SIZE);
-    let hend = end & !(HUGE_PAGE_SIZE - 1);
+/// `madvise(MADV_COLLAPSE)` on `range`, a page-aligned user range the
+/// caller validated; the caller holds no mmap lock.
+pub fn madvise_collapse(mm: &Arc<AddressSpace>, range: UserRange) -> Result<(), MmError> {
+    // The 2 MiB blocks inside the range (none if it holds no whole block).
+    let hstart = range.start().align_up(PageSize::Size2M).unwrap_or(UserAddr::END);
+    let hend = range.end().align_down(PageSize::Size2M);
+    let blocks = UserRange::new(hstart, hend.max(hstart)).expect("hend.max(hstart) >= hstart");
     {
         let vmas = mm.vmas.read();
-        if !vmas.covers(start, end) {
+        if !vmas.covers(range.start(), range.end()) {
             return Err(MmError::NoMemory);
         }
         // Linux: thp_vma_allowable_order() on the area, EINVAL if not.
-        let mut addr = hstart;
-        while addr < hend {
+        for addr in blocks.pages(PageSize::Size2M) {
             let ok = vmas.find(addr).is_some_and(|v| vma_suitable(v, addr, Control::Madvise));
             if !ok {
                 return Err(MmError::Invalid);
             }
-            addr += HUGE_PAGE_SIZE;
         }
     }
     let mut last_fail = None;
-    let mut addr = hstart;
-    while addr < hend {
+    for addr in blocks.pages(PageSize::Size2M) {
         match collapse_huge_page(mm, addr, Control::Madvise) {
             Ok(_) => {}
             Err(Refusal::NoMemory) => return Err(MmError::NoMemory),
             Err(r) => last_fail = Some(r),
         }
-        addr += HUGE_PAGE_SIZE;
         crate::sched::cond_resched();
     }
     match last_fail {

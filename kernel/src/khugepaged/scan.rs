@@ -20,6 +20,7 @@ use super::{Refusal, Tunables, stats};
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::paging::RawEntry;
 use crate::mm::{HUGE_PAGE_SIZE, pgtable};
+use crate::mm::{PageSize, UserAddr};
 use crate::sched::{self, JoinHandle};
 use crate::sync::SpinLock;
 
@@ -34,12 +35,12 @@ static THREAD: SpinLock<Option<JoinHandle<()>>> = SpinLock::new("khugepaged hand
 struct Scanner {
     mms: Vec<Weak<AddressSpace>>,
     slot: usize,
-    addr: u64,
+    addr: UserAddr,
 }
 
 /// A sleeping-safe lock (not a spinlock: the cursor's holder takes mmap
 /// locks, which may sleep), taken by [`lock_scanner`].
-static SCANNER: spin::Mutex<Scanner> = spin::Mutex::new(Scanner { mms: Vec::new(), slot: 0, addr: 0 });
+static SCANNER: spin::Mutex<Scanner> = spin::Mutex::new(Scanner { mms: Vec::new(), slot: 0, addr: UserAddr::ZERO });
 
 fn lock_scanner() -> spin::MutexGuard<'static, Scanner> {
     loop {
@@ -147,7 +148,7 @@ enum Block {
 }
 
 /// Linux hpage_collapse_scan_pmd(): a cheap look under the read lock.
-fn scan_pmd(mm: &AddressSpace, haddr: u64) -> Result<Block, Refusal> {
+fn scan_pmd(mm: &AddressSpace, haddr: UserAddr) -> Result<Block, Refusal> {
     let Some(pmd) = pgtable::pmd(mm, haddr, false).ok().flatten() else { return Ok(Block::Skip) };
     let v = pmd.get();
     if !v.is_present() || v.is_huge() {
@@ -206,11 +207,11 @@ pub fn scan_ptes(n: u64) -> u64 {
 /// Moves the cursor to the next 2 MiB block of an area that may hold huge
 /// pages; counts a full scan when it wraps. `None` when there is nothing
 /// to scan (no address space, or a whole pass found no block).
-fn next_block(s: &mut Scanner, passes: &mut u32) -> Option<(Arc<AddressSpace>, u64)> {
+fn next_block(s: &mut Scanner, passes: &mut u32) -> Option<(Arc<AddressSpace>, UserAddr)> {
     loop {
         if s.slot >= s.mms.len() {
             s.slot = 0;
-            s.addr = 0;
+            s.addr = UserAddr::ZERO;
             s.mms.retain(|w| w.strong_count() > 0);
             if !s.mms.is_empty() {
                 stats::note_full_scan();
@@ -222,7 +223,7 @@ fn next_block(s: &mut Scanner, passes: &mut u32) -> Option<(Arc<AddressSpace>, u
         }
         let Some(mm) = s.mms[s.slot].upgrade() else {
             s.slot += 1;
-            s.addr = 0;
+            s.addr = UserAddr::ZERO;
             continue;
         };
         let found = {
@@ -230,8 +231,8 @@ fn next_block(s: &mut Scanner, passes: &mut u32) -> Option<(Arc<AddressSpace>, u
             vmas.iter()
                 .filter(|v| v.end > s.addr && vma_suitable_any(v))
                 .find_map(|v| {
-                    let mut a = s.addr.max(v.start).next_multiple_of(HUGE_PAGE_SIZE);
-                    while a + HUGE_PAGE_SIZE <= v.end {
+                    let mut a = s.addr.max(v.start).align_up(PageSize::Size2M)?;
+                    while a.checked_add(HUGE_PAGE_SIZE).is_some_and(|e| e <= v.end) {
                         if vma_suitable(v, a, Control::Khugepaged) {
                             return Some(a);
                         }
@@ -248,7 +249,7 @@ fn next_block(s: &mut Scanner, passes: &mut u32) -> Option<(Arc<AddressSpace>, u
             }
             None => {
                 s.slot += 1;
-                s.addr = 0;
+                s.addr = UserAddr::ZERO;
             }
         }
     }

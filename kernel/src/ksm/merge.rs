@@ -26,7 +26,6 @@
 
 use crate::stamps::{self, Step};
 use core::sync::atomic::{Ordering, fence};
-use x86_64::VirtAddr;
 
 use super::{Refusal, stats};
 use crate::mm::addr_space::AddressSpace;
@@ -34,13 +33,14 @@ use crate::mm::page::{Page, PageFlags, PageRef};
 use crate::mm::paging::{Entry, PageSize, PteFlags, RawEntry};
 use crate::mm::pgtable::{self, PteTable};
 use crate::mm::frame_io;
+use crate::mm::UserAddr;
 use crate::race::overlap::WriterWindow;
 use crate::race::widen::{self, Point};
 use crate::race::{self, SyncMode};
 use crate::tlb::TlbFlush;
 
 /// The pte table of `addr` in `mm`, if `addr` is mapped by 4 KiB ptes.
-fn pte_table(mm: &AddressSpace, addr: u64) -> Result<PteTable, Refusal> {
+fn pte_table(mm: &AddressSpace, addr: UserAddr) -> Result<PteTable, Refusal> {
     let pmd = pgtable::pmd(mm, addr, false).ok().flatten().ok_or(Refusal::Changed)?;
     let v = pmd.get();
     if v.is_huge() {
@@ -84,8 +84,8 @@ fn check(page: &Page, anon_exclusive: bool) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn flush(mm: &AddressSpace, addr: u64, no_flush: bool) {
-    let f = TlbFlush::page(mm.tlb(), VirtAddr::new(addr));
+fn flush(mm: &AddressSpace, addr: UserAddr, no_flush: bool) {
+    let f = TlbFlush::page(mm.tlb(), addr.into());
     if no_flush {
         f.skip_for_negative_control();
     } else {
@@ -119,7 +119,7 @@ fn wait_grace_period(
     ptl: &mut Option<crate::sync::ThreadLockGuard<'static, ()>>,
     ptep: &Entry,
     marker: RawEntry,
-    addr: u64,
+    addr: UserAddr,
 ) {
     drop(ptl.take());
     crate::rcu::synchronize_rcu();
@@ -139,7 +139,7 @@ fn check_refs(page: &Page, anon_exclusive: bool) -> Result<(), Refusal> {
 /// Makes `page`, mapped at `addr` in `mm`, read-only (Linux
 /// write_protect_page()). Returns the read-only pte now installed. The
 /// caller holds the mmap lock for reading, the page lock, and one reference.
-pub(crate) fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Page) -> Result<RawEntry, Refusal> {
+pub(crate) fn write_protect_page(mm: &AddressSpace, addr: UserAddr, page: &'static Page) -> Result<RawEntry, Refusal> {
     let pt = pte_table(mm, addr)?;
     let ptep = pt.entry(addr);
     let t = stamps::start();
@@ -220,7 +220,7 @@ pub(crate) fn write_protect_page(mm: &AddressSpace, addr: u64, page: &'static Pa
 /// Replaces `page`'s read-only mapping at `addr` by one of `kpage` (Linux
 /// replace_page()), if the pte is still `orig`. Puts the mapping's
 /// reference on `page` after the flush.
-pub(crate) fn replace_page(mm: &AddressSpace, addr: u64, page: &'static Page, kpage: &'static Page, orig: RawEntry) -> Result<(), Refusal> {
+pub(crate) fn replace_page(mm: &AddressSpace, addr: UserAddr, page: &'static Page, kpage: &'static Page, orig: RawEntry) -> Result<(), Refusal> {
     let pt = pte_table(mm, addr)?;
     let ptep = pt.entry(addr);
     let t = stamps::start();
@@ -256,14 +256,14 @@ pub(crate) fn replace_page(mm: &AddressSpace, addr: u64, page: &'static Page, kp
 /// Merges `page` (mapped at `addr` in `mm`, held by the caller's reference)
 /// into `kpage`, or, with `kpage` `None`, makes it a KSM page itself (Linux
 /// try_to_merge_one_page()). The caller holds the mmap lock for reading.
-pub fn try_to_merge_one_page(mm: &AddressSpace, addr: u64, page: &PageRef, kpage: Option<&'static Page>) -> Result<(), Refusal> {
+pub fn try_to_merge_one_page(mm: &AddressSpace, addr: UserAddr, page: &PageRef, kpage: Option<&'static Page>) -> Result<(), Refusal> {
     let t = stamps::start();
     let r = merge_one(mm, addr, page, kpage);
     stamps::end(Step::KsmMergeOne, t);
     r
 }
 
-fn merge_one(mm: &AddressSpace, addr: u64, page: &PageRef, kpage: Option<&'static Page>) -> Result<(), Refusal> {
+fn merge_one(mm: &AddressSpace, addr: UserAddr, page: &PageRef, kpage: Option<&'static Page>) -> Result<(), Refusal> {
     let p = page.page();
     if kpage.is_some_and(|k| core::ptr::eq(k, p)) {
         return Ok(());

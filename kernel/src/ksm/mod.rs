@@ -41,7 +41,7 @@ use crate::mm::fault::{self, Access, AccessKind};
 use crate::mm::mmap::MmError;
 use crate::mm::page::PageFlags;
 use crate::mm::vma::{VmFlags, VmaSet};
-use crate::mm::PAGE_SIZE;
+use crate::mm::{PageSize, UserAddr, UserRange};
 
 pub use keys::{KEYS, apply_key};
 pub use scan::{
@@ -68,10 +68,10 @@ pub enum Refusal {
     Content,
 }
 
-/// `madvise(MADV_MERGEABLE)` / `madvise(MADV_UNMERGEABLE)` on `[start,
-/// end)`, a range the caller checked is fully mapped; the caller holds no
-/// mmap lock.
-pub(crate) fn madvise(mm: &Arc<AddressSpace>, start: u64, end: u64, mergeable: bool) -> Result<(), MmError> {
+/// `madvise(MADV_MERGEABLE)` / `madvise(MADV_UNMERGEABLE)` on `range`, a
+/// checked user range; the caller holds no mmap lock.
+pub(crate) fn madvise(mm: &Arc<AddressSpace>, range: UserRange, mergeable: bool) -> Result<(), MmError> {
+    let (start, end) = (range.start(), range.end());
     let mut vmas = mm.vmas.write();
     if !vmas.covers(start, end) {
         return Err(MmError::NoMemory);
@@ -83,24 +83,22 @@ pub(crate) fn madvise(mm: &Arc<AddressSpace>, start: u64, end: u64, mergeable: b
         return Ok(());
     }
     // Unmerge first (Linux unmerge_ksm_pages()), then clear the mark.
-    unmerge_range(mm, &vmas, start, end)?;
+    unmerge_range(mm, &vmas, range)?;
     vmas.modify_range(start, end, |v| v.flags.remove(VmFlags::MERGEABLE));
     Ok(())
 }
 
-/// Gives every KSM page mapped in `[start, end)` of `mm` a private copy
-/// (Linux unmerge_ksm_pages() / break_ksm(): an unshare fault each); the
-/// caller holds the mmap lock (`vmas`).
-fn unmerge_range(mm: &AddressSpace, vmas: &VmaSet, start: u64, end: u64) -> Result<(), MmError> {
-    let mut addr = start;
-    while addr < end {
+/// Gives every KSM page mapped in `range` of `mm` a private copy (Linux
+/// unmerge_ksm_pages() / break_ksm(): an unshare fault each); the caller
+/// holds the mmap lock (`vmas`).
+fn unmerge_range(mm: &AddressSpace, vmas: &VmaSet, range: UserRange) -> Result<(), MmError> {
+    for addr in range.pages(PageSize::Size4K) {
         if maps_ksm_page(mm, addr) {
             fault::handle_locked(mm, vmas, addr, Access { kind: AccessKind::Unshare, user: false }).map_err(|e| match e {
                 fault::FaultError::OutOfMemory => MmError::NoMemory,
                 _ => MmError::Invalid,
             })?;
         }
-        addr += PAGE_SIZE;
     }
     Ok(())
 }
@@ -114,10 +112,10 @@ pub fn unmerge_all() -> Result<(), alloc::string::String> {
     stop_ksmd()?;
     for mm in scan::registered() {
         let vmas = mm.vmas.write();
-        let areas: alloc::vec::Vec<(u64, u64)> =
-            vmas.iter().filter(|v| v.flags.contains(VmFlags::MERGEABLE)).map(|v| (v.start, v.end)).collect();
-        for (start, end) in areas {
-            unmerge_range(&mm, &vmas, start, end).map_err(|e| alloc::format!("unmerge of {start:#x}..{end:#x}: {e:?}"))?;
+        let areas: alloc::vec::Vec<UserRange> =
+            vmas.iter().filter(|v| v.flags.contains(VmFlags::MERGEABLE)).map(|v| v.range()).collect();
+        for r in areas {
+            unmerge_range(&mm, &vmas, r).map_err(|e| alloc::format!("unmerge of {r}: {e:?}"))?;
         }
     }
     scan::reset_scan();
@@ -134,6 +132,6 @@ pub(crate) fn fork(child: &Arc<AddressSpace>) {
 }
 
 /// Whether `addr` in `mm` is mapped by a pte to a KSM page.
-fn maps_ksm_page(mm: &AddressSpace, addr: u64) -> bool {
+fn maps_ksm_page(mm: &AddressSpace, addr: UserAddr) -> bool {
     matches!(scan::follow_pte(mm, addr), scan::Followed::Page(p) if p.page().has(PageFlags::KSM))
 }

@@ -30,6 +30,7 @@ use crate::mm::fault::{self, Access, AccessKind};
 use crate::mm::page::{self, Page, PageFlags, PageRef};
 use crate::mm::vma::{VmFlags, VmaSet};
 use crate::mm::{PAGE_SIZE, frame_io, pgtable};
+use crate::mm::UserAddr;
 use crate::sched::{self, JoinHandle};
 use crate::sync::SpinLock;
 
@@ -51,26 +52,26 @@ impl Tunables {
 struct MmSlot {
     mm: Weak<AddressSpace>,
     /// Last checksum seen per page address (Linux rmap_item->oldchecksum).
-    checksums: BTreeMap<u64, u64>,
+    checksums: BTreeMap<UserAddr, u64>,
 }
 
 struct UnstableEntry {
     mm: Weak<AddressSpace>,
     mm_id: u64,
-    addr: u64,
+    addr: UserAddr,
 }
 
 struct Scanner {
     slots: Vec<MmSlot>,
     slot: usize,
-    addr: u64,
+    addr: UserAddr,
     unstable: BTreeMap<u64, UnstableEntry>,
 }
 
 /// Address spaces that asked for KSM since the scanner last looked.
 static NEW: SpinLock<Vec<Weak<AddressSpace>>> = SpinLock::new("ksm new mms", Vec::new());
 static SCANNER: spin::Mutex<Scanner> =
-    spin::Mutex::new(Scanner { slots: Vec::new(), slot: 0, addr: 0, unstable: BTreeMap::new() });
+    spin::Mutex::new(Scanner { slots: Vec::new(), slot: 0, addr: UserAddr::ZERO, unstable: BTreeMap::new() });
 /// KSM pages by content hash; each entry holds one reference.
 static STABLE: SpinLock<BTreeMap<u64, Vec<PageRef>>> = SpinLock::new("ksm stable index", BTreeMap::new());
 
@@ -126,7 +127,7 @@ pub fn ksmd_running() -> bool {
 pub(super) fn reset_scan() {
     let mut s = lock_scanner();
     s.slot = 0;
-    s.addr = 0;
+    s.addr = UserAddr::ZERO;
     s.unstable.clear();
     for slot in s.slots.iter_mut() {
         slot.checksums.clear();
@@ -202,7 +203,7 @@ pub(super) enum Followed {
 
 /// The page mapped by a pte at `addr`, with a reference (Linux
 /// follow_page()).
-pub(super) fn follow_pte(mm: &AddressSpace, addr: u64) -> Followed {
+pub(super) fn follow_pte(mm: &AddressSpace, addr: UserAddr) -> Followed {
     let Some(pmd) = pgtable::pmd(mm, addr, false).ok().flatten() else { return Followed::None };
     if pmd.get().is_huge() {
         return Followed::Huge;
@@ -217,7 +218,7 @@ pub(super) fn follow_pte(mm: &AddressSpace, addr: u64) -> Followed {
 }
 
 /// [`follow_pte`] for the scanner: a huge pmd counts as a refusal.
-fn follow(mm: &AddressSpace, addr: u64) -> Option<PageRef> {
+fn follow(mm: &AddressSpace, addr: UserAddr) -> Option<PageRef> {
     match follow_pte(mm, addr) {
         Followed::Page(p) => Some(p),
         Followed::Huge => {
@@ -311,7 +312,7 @@ pub fn scan_pages(n: u64) -> u64 {
             // A full scan ended (Linux: ksm_scan.seqnr++, the unstable tree
             // is rebuilt from scratch).
             s.slot = 0;
-            s.addr = 0;
+            s.addr = UserAddr::ZERO;
             s.unstable.clear();
             s.slots.retain(|x| x.mm.strong_count() > 0);
             stats::note_full_scan();
@@ -325,7 +326,7 @@ pub fn scan_pages(n: u64) -> u64 {
         }
         let Some(mm) = s.slots[s.slot].mm.upgrade() else {
             s.slot += 1;
-            s.addr = 0;
+            s.addr = UserAddr::ZERO;
             continue;
         };
         let vmas = mm.vmas.read();
@@ -334,7 +335,7 @@ pub fn scan_pages(n: u64) -> u64 {
         done += scanned;
         if scanned < budget {
             s.slot += 1;
-            s.addr = 0;
+            s.addr = UserAddr::ZERO;
         }
     }
     done
@@ -344,7 +345,7 @@ pub fn scan_pages(n: u64) -> u64 {
 /// how many. Fewer than `budget` means the address space is done.
 fn scan_mm(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, budget: u64) -> u64 {
     let mut done = 0;
-    let areas: Vec<(u64, u64)> =
+    let areas: Vec<(UserAddr, UserAddr)> =
         vmas.iter().filter(|v| v.flags.contains(VmFlags::MERGEABLE) && v.end > s.addr).map(|v| (v.start, v.end)).collect();
     for (start, end) in areas {
         let mut addr = s.addr.max(start);
@@ -359,18 +360,18 @@ fn scan_mm(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, budget: u64) 
             crate::sched::cond_resched();
         }
     }
-    s.addr = u64::MAX;
+    s.addr = UserAddr::END;
     done
 }
 
 /// One page (Linux cmp_and_merge_page()).
-fn scan_page(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: u64) {
+fn scan_page(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: UserAddr) {
     let t = stamps::start();
     scan_page_inner(s, mm, vmas, addr);
     stamps::end(Step::KsmScanPage, t);
 }
 
-fn scan_page_inner(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: u64) {
+fn scan_page_inner(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: UserAddr) {
     stats::note_scanned();
     let slot = s.slot;
     let Some(page) = follow(mm, addr) else {
@@ -407,7 +408,7 @@ fn scan_page_inner(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr:
 
 /// Makes `page` and the unstable-index page `e` one KSM page (Linux
 /// try_to_merge_two_pages()).
-fn merge_pair(mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: u64, page: &PageRef, sum: u64, e: UnstableEntry) {
+fn merge_pair(mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: UserAddr, page: &PageRef, sum: u64, e: UnstableEntry) {
     let Some(tmm) = e.mm.upgrade() else { return };
     // The partner's mmap lock: ours already if the same address space; a
     // try for another one (never wait for a second mmap lock while holding

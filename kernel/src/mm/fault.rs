@@ -22,6 +22,7 @@ use super::frame_io;
 use super::page::{self, PageFlags, PageRef};
 use super::paging::{PageSize, PteFlags, RawEntry};
 use super::pgtable::{self, Pmd, PteTable};
+use super::user_addr::UserAddr;
 use super::vma::{Prot, VmFlags, Vma, VmaSet};
 
 /// What the faulting access wanted.
@@ -147,7 +148,7 @@ pub(crate) fn cow_reuse() -> CowReuse {
     }
 }
 
-fn thp_allowed(vma: &Vma, addr: u64) -> bool {
+fn thp_allowed(vma: &Vma, addr: UserAddr) -> bool {
     // Huge pages back anonymous memory only (no large page-cache folios).
     if vma.file.is_some() {
         return false;
@@ -173,7 +174,9 @@ pub(crate) fn current_mm() -> Option<Arc<AddressSpace>> {
 pub fn handle(addr: VirtAddr, access: Access) -> Result<(), FaultError> {
     let mm = current_mm().ok_or(FaultError::NotMapped)?;
     let vmas = mm.vmas.read();
-    handle_locked(&mm, &vmas, addr.as_u64(), access)
+    // A kernel-half address is in no area.
+    let addr = UserAddr::new(addr.as_u64()).ok_or(FaultError::NotMapped)?;
+    handle_locked(&mm, &vmas, addr, access)
 }
 
 /// Whether `vma` allows `kind`.
@@ -186,7 +189,7 @@ pub(crate) fn vma_allows(vma: &Vma, kind: AccessKind) -> bool {
 }
 
 /// Resolves a fault with the mmap lock held (for GUP's slow path too).
-pub(crate) fn handle_locked(mm: &AddressSpace, vmas: &VmaSet, addr: u64, access: Access) -> Result<(), FaultError> {
+pub(crate) fn handle_locked(mm: &AddressSpace, vmas: &VmaSet, addr: UserAddr, access: Access) -> Result<(), FaultError> {
     let vma = *vmas.find(addr).ok_or(FaultError::NotMapped)?;
     // The kernel's own unshare faults (KSM's break_ksm(), GUP's after its
     // own area checks) are not the area's accesses: Linux's
@@ -246,7 +249,7 @@ enum Huge {
 
 /// A fault on a huge pmd: reuse it for a write when exclusive, else split it
 /// and let the pte path copy one 4 KiB page (Linux do_huge_pmd_wp_page()).
-fn huge_fault(mm: &AddressSpace, vma: &Vma, pmd: Pmd, addr: u64, access: Access) -> Result<Huge, FaultError> {
+fn huge_fault(mm: &AddressSpace, vma: &Vma, pmd: Pmd, addr: UserAddr, access: Access) -> Result<Huge, FaultError> {
     let v = pmd.get();
     let needs = match access.kind {
         AccessKind::Write => !v.flags().contains(PteFlags::WRITABLE),
@@ -278,7 +281,7 @@ fn huge_fault(mm: &AddressSpace, vma: &Vma, pmd: Pmd, addr: u64, access: Access)
 }
 
 /// A fault at pte level (Linux handle_pte_fault()).
-fn pte_fault(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, access: Access) -> Result<(), FaultError> {
+fn pte_fault(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: UserAddr, access: Access) -> Result<(), FaultError> {
     let pte = pt.entry(addr);
     let v = pte.load(Ordering::Acquire);
     if v == RawEntry::EMPTY {
@@ -315,7 +318,7 @@ fn pte_fault(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, access: Acce
 /// Waits until a writer's marker leaves the pte, then lets the access retry
 /// (Linux migration_entry_wait()). The writer holds it for a grace period;
 /// far longer means a writer died holding it, which is reported.
-fn wait_for_marker(pt: PteTable, addr: u64) -> Result<(), FaultError> {
+fn wait_for_marker(pt: PteTable, addr: UserAddr) -> Result<(), FaultError> {
     let deadline = crate::time::now_ns() + 10_000_000_000;
     while pgtable::is_marker(pt.entry(addr).load(Ordering::Acquire)) {
         if crate::time::now_ns() > deadline {
@@ -327,7 +330,7 @@ fn wait_for_marker(pt: PteTable, addr: u64) -> Result<(), FaultError> {
 }
 
 /// Maps a fresh zeroed 4 KiB page (Linux do_anonymous_page()).
-fn anonymous(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64) -> Result<(), FaultError> {
+fn anonymous(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: UserAddr) -> Result<(), FaultError> {
     let folio = page::alloc_folio(0, true).ok_or(FaultError::OutOfMemory)?;
     let _ptl = pt.lock();
     let pte = pt.entry(addr);
@@ -353,7 +356,7 @@ fn file_fault(
     mm: &AddressSpace,
     vma: &Vma,
     pt: PteTable,
-    addr: u64,
+    addr: UserAddr,
     access: Access,
     id: super::filemap::FileId,
     index: u64,
@@ -402,7 +405,7 @@ fn file_fault(
 
 /// A write (or unshare) fault on a read-only present pte (Linux do_wp_page()).
 /// Reuses the page when it is exclusive to us, copies it otherwise.
-fn wp_page(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, unshare: bool) -> Result<(), FaultError> {
+fn wp_page(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: UserAddr, unshare: bool) -> Result<(), FaultError> {
     let writable = !unshare && vma.prot.contains(Prot::WRITE);
     let ptl = pt.lock();
     let pte = pt.entry(addr);
@@ -436,7 +439,7 @@ fn wp_page(mm: &AddressSpace, vma: &Vma, pt: PteTable, addr: u64, unshare: bool)
     // Clear, flush, then install and release (ptep_clear_flush + set_pte_at).
     let mut batch = Gather::new(mm.tlb());
     let cleared = pte.swap(RawEntry::EMPTY, Ordering::AcqRel);
-    batch.page(VirtAddr::new(addr));
+    batch.page(addr.into());
     old.unmap_pte();
     // SAFETY: the cleared entry held this reference (it mapped `old`).
     batch.release(unsafe { PageRef::from_mapping(old) });

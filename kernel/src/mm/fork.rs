@@ -13,7 +13,6 @@
 
 use alloc::sync::Arc;
 use core::sync::atomic::{Ordering, fence};
-use x86_64::VirtAddr;
 
 use super::addr_space::{AddressSpace, AddressSpaceError};
 use crate::tlb::Gather;
@@ -21,8 +20,9 @@ use super::frame_io;
 use super::page::{self, PageFlags, PageRef};
 use super::paging::{PteFlags, RawEntry};
 use super::pgtable::{self, NoMemory};
+use super::user_addr::UserAddr;
 use super::vma::Vma;
-use super::{HUGE_PAGE_SIZE, PAGE_SIZE};
+use super::{HUGE_PAGE_SIZE, PAGE_SIZE, PageSize};
 
 static EARLY_COW: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
 
@@ -114,7 +114,7 @@ pub fn fork_mm(parent: &AddressSpace) -> Result<Arc<AddressSpace>, NoMemory> {
 fn copy_vma(parent: &AddressSpace, child: &AddressSpace, vma: &Vma, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
     let mut addr = vma.start;
     while addr < vma.end {
-        let block = addr & !(HUGE_PAGE_SIZE - 1);
+        let block = addr.align_down(PageSize::Size2M);
         let next = (block + HUGE_PAGE_SIZE).min(vma.end);
         if let Some(pmd) = pgtable::pmd(parent, addr, false)? {
             // A huge pmd is shared whole only with an area that covers all
@@ -149,7 +149,7 @@ fn copy_huge(
     parent: &AddressSpace,
     child: &AddressSpace,
     pmd: pgtable::Pmd,
-    base: u64,
+    base: UserAddr,
     batch: &mut Gather<'_>,
 ) -> Result<bool, NoMemory> {
     let cpmd = pgtable::pmd(child, base, true)?.ok_or(NoMemory)?;
@@ -169,7 +169,7 @@ fn copy_huge(
     head.map_pmd();
     if v.flags().contains(PteFlags::WRITABLE) {
         pmd.entry.fetch_clear(PteFlags::WRITABLE, Ordering::AcqRel);
-        batch.huge(VirtAddr::new(base));
+        batch.huge(base.into());
     }
     let ro = v.without_flags(PteFlags::WRITABLE);
     // Release: the child's table is not loaded anywhere yet; ordering only
@@ -184,7 +184,7 @@ fn copy_huge(
 fn copy_pte(
     src: &super::paging::Entry,
     dst: &super::paging::Entry,
-    va: u64,
+    va: UserAddr,
     child: &AddressSpace,
     batch: &mut Gather<'_>,
 ) -> Result<(), NoMemory> {
@@ -218,7 +218,7 @@ fn copy_pte(
         // Linux ptep_set_wrprotect(): an atomic clear, so a concurrent
         // hardware dirty-bit update is not lost.
         src.fetch_clear(PteFlags::WRITABLE, Ordering::AcqRel);
-        batch.page(VirtAddr::new(va));
+        batch.page(va.into());
     }
     dst.store(v.without_flags(PteFlags::WRITABLE), Ordering::Release);
     let _ = r.into_mapping();

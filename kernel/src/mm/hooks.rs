@@ -13,13 +13,14 @@ use alloc::sync::Arc;
 
 use super::addr_space::AddressSpace;
 use super::mmap::MmError;
+use super::user_addr::UserRange;
 
 /// KSM's hooks (Linux ksm_madvise() and ksm_fork()).
 #[derive(Clone, Copy)]
 pub(crate) struct KsmHooks {
-    /// `MADV_MERGEABLE` (`true`) / `MADV_UNMERGEABLE` (`false`) on `[start,
-    /// end)`, a checked user range; called with no mmap lock held.
-    pub madvise: fn(mm: &Arc<AddressSpace>, start: u64, end: u64, mergeable: bool) -> Result<(), MmError>,
+    /// `MADV_MERGEABLE` (`true`) / `MADV_UNMERGEABLE` (`false`) on a checked
+    /// user range; called with no mmap lock held.
+    pub madvise: fn(mm: &Arc<AddressSpace>, range: UserRange, mergeable: bool) -> Result<(), MmError>,
     /// A fork's child, once its areas are in place.
     pub fork: fn(child: &Arc<AddressSpace>),
 }
@@ -28,9 +29,9 @@ pub(crate) struct KsmHooks {
 /// khugepaged_fork()).
 #[derive(Clone, Copy)]
 pub(crate) struct KhugepagedHooks {
-    /// `MADV_COLLAPSE` on `[start, end)`, a checked user range; called with
-    /// no mmap lock held.
-    pub madvise_collapse: fn(mm: &Arc<AddressSpace>, start: u64, end: u64) -> Result<(), MmError>,
+    /// `MADV_COLLAPSE` on a checked user range; called with no mmap lock
+    /// held.
+    pub madvise_collapse: fn(mm: &Arc<AddressSpace>, range: UserRange) -> Result<(), MmError>,
     /// `mm` got a `MADV_HUGEPAGE` area (called under its mmap write lock).
     pub enter: fn(mm: &Arc<AddressSpace>),
     /// A fork's child, once its areas are in place.

@@ -41,13 +41,13 @@
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use x86_64::VirtAddr;
 
 use super::addr_space::AddressSpace;
 use super::page::{self, Page, PageFlags, PageRef};
 use super::paging::RawEntry;
 use super::pgtable::{self, NoMemory, PteTable};
-use super::{HUGE_PAGE_SIZE, PAGE_SIZE};
+use super::user_addr::UserAddr;
+use super::{HUGE_PAGE_SIZE, PAGE_SIZE, PageSize};
 use crate::tlb::Gather;
 
 /// Why a folio was not split.
@@ -95,7 +95,7 @@ pub fn split_failures() -> u64 {
 /// order 0). The caller holds `mm`'s mmap lock (read or write); its
 /// reference ends up on `page`'s own small folio. A small folio is left
 /// alone (Ok).
-pub fn split_huge_page(mm: &AddressSpace, haddr: u64, page: &PageRef) -> Result<(), SplitError> {
+pub fn split_huge_page(mm: &AddressSpace, haddr: UserAddr, page: &PageRef) -> Result<(), SplitError> {
     let r = split_huge_page_to_list(mm, haddr, page);
     match r {
         Ok(true) => {
@@ -111,8 +111,8 @@ pub fn split_huge_page(mm: &AddressSpace, haddr: u64, page: &PageRef) -> Result<
 }
 
 /// The split; `Ok(true)` if a folio was split.
-fn split_huge_page_to_list(mm: &AddressSpace, haddr: u64, page: &PageRef) -> Result<bool, SplitError> {
-    assert_eq!(haddr % HUGE_PAGE_SIZE, 0, "split of a THP at unaligned {haddr:#x}");
+fn split_huge_page_to_list(mm: &AddressSpace, haddr: UserAddr, page: &PageRef) -> Result<bool, SplitError> {
+    assert!(haddr.is_aligned(PageSize::Size2M), "split of a THP at unaligned {haddr:#x}");
     let folio = page.page().folio();
     if !folio.is_large() {
         return Ok(false);
@@ -173,7 +173,7 @@ fn folio_mapcount(folio: &'static Page) -> i32 {
 /// `folio` by a marker (Linux unmap_folio() with migration entries), lowers
 /// the page's mapcount and queues the flush; returns the old entries by page
 /// index. The mappings' references now belong to the caller.
-fn unmap_folio(pt: PteTable, haddr: u64, folio: &'static Page, batch: &mut Gather<'_>) -> Vec<Option<RawEntry>> {
+fn unmap_folio(pt: PteTable, haddr: UserAddr, folio: &'static Page, batch: &mut Gather<'_>) -> Vec<Option<RawEntry>> {
     let n = 1usize << folio.order();
     let mut saved = alloc::vec![None; n];
     let _ptl = pt.lock();
@@ -189,7 +189,7 @@ fn unmap_folio(pt: PteTable, haddr: u64, folio: &'static Page, batch: &mut Gathe
         // (the Dekker pair with our freeze below).
         let old = e.swap(pgtable::marker(v.addr()), Ordering::AcqRel);
         page::page_of(old.addr()).unmap_pte();
-        batch.page(VirtAddr::new(va));
+        batch.page(va.into());
         *slot = Some(old);
     }
     saved
@@ -198,7 +198,7 @@ fn unmap_folio(pt: PteTable, haddr: u64, folio: &'static Page, batch: &mut Gathe
 /// Puts the entries [`unmap_folio`] took back (Linux remap_page(): remove
 /// the migration entries), each page's mapcount raised again. The
 /// references come with them (the caller's).
-fn remap_page(pt: PteTable, haddr: u64, saved: &[Option<RawEntry>]) {
+fn remap_page(pt: PteTable, haddr: UserAddr, saved: &[Option<RawEntry>]) {
     let _ptl = pt.lock();
     for (i, old) in saved.iter().enumerate() {
         let Some(old) = *old else { continue };
@@ -223,12 +223,12 @@ pub struct SplitCount {
 /// `split_huge_pages` with "pid,vaddr_start,vaddr_end": split_huge_pages_pid()).
 /// Takes the mmap lock for reading. A refusal (pinned, busy, shared with a
 /// fork child) is counted, not an error, as Linux's.
-pub fn split_huge_pages_pid(mm: &AddressSpace, start: u64, end: u64) -> SplitCount {
+pub fn split_huge_pages_pid(mm: &AddressSpace, start: UserAddr, end: UserAddr) -> SplitCount {
     let _vmas = mm.vmas.read();
     let mut count = SplitCount::default();
-    let mut addr = start & !(PAGE_SIZE - 1);
+    let mut addr = start.align_down(PageSize::Size4K);
     while addr < end {
-        let haddr = addr & !(HUGE_PAGE_SIZE - 1);
+        let haddr = addr.align_down(PageSize::Size2M);
         let next = haddr + HUGE_PAGE_SIZE;
         match large_folio_at(mm, addr) {
             Some(r) => match split_huge_page(mm, haddr, &r) {
@@ -248,7 +248,7 @@ pub fn split_huge_pages_pid(mm: &AddressSpace, start: u64, end: u64) -> SplitCou
 
 /// A reference on the large folio mapped at `addr`, if one is (looked up
 /// under the page-table lock, as Linux's folio_walk).
-fn large_folio_at(mm: &AddressSpace, addr: u64) -> Option<PageRef> {
+fn large_folio_at(mm: &AddressSpace, addr: UserAddr) -> Option<PageRef> {
     let pmd = pgtable::pmd(mm, addr, false).ok()??;
     let v = pmd.get();
     if v.is_huge() {

@@ -3,6 +3,12 @@
 //! do_mprotect_pkey(), do_madvise()), and the ELF loader's private file
 //! mapping of program text ([`mmap_file`]). Every argument is validated here and
 //! refused with an [`MmError`] the syscall layer turns into an errno.
+//!
+//! These calls are where a user range comes in: they take the system call's
+//! raw numbers (an out-of-range `mmap` hint is ignored, a zero-length
+//! `mprotect` succeeds before its address is looked at: the order of Linux's
+//! checks decides the errno), check them in Linux's order and make the
+//! [`UserRange`] once; everything below them takes the typed range.
 
 use crate::stamps::{self, Step};
 use alloc::sync::Arc;
@@ -10,8 +16,9 @@ use alloc::sync::Arc;
 use super::addr_space::AddressSpace;
 use crate::tlb::Gather;
 use super::range;
+use super::user_addr::{UserAddr, UserRange};
 use super::vma::{MMAP_MIN, Prot, USER_TOP, VmFlags, Vma};
-use super::{HUGE_PAGE_SIZE, PAGE_SIZE};
+use super::{HUGE_PAGE_SIZE, PAGE_SIZE, PageSize};
 
 /// Why a memory call was refused (errno names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,9 +87,10 @@ pub mod advice {
     pub const COLLAPSE: u32 = 25;
 }
 
-/// Checks a range: page-aligned start, non-zero length rounded up to pages
-/// without overflow, inside the user half. Returns the end.
-fn user_range(addr: u64, len: u64) -> Result<u64, MmError> {
+/// Checks a range given as raw `addr` and `len`: page-aligned start,
+/// non-zero length rounded up to pages without overflow, at or above
+/// `MMAP_MIN` and ending at or below `USER_TOP`. EINVAL otherwise.
+fn user_range(addr: u64, len: u64) -> Result<UserRange, MmError> {
     if !addr.is_multiple_of(PAGE_SIZE) || len == 0 {
         return Err(MmError::Invalid);
     }
@@ -91,7 +99,8 @@ fn user_range(addr: u64, len: u64) -> Result<u64, MmError> {
     if addr < MMAP_MIN || end > USER_TOP {
         return Err(MmError::Invalid);
     }
-    Ok(end)
+    let start = UserAddr::new(addr).ok_or(MmError::Invalid)?;
+    UserRange::from_len(start, len).ok_or(MmError::Invalid)
 }
 
 fn prot_from(bits: u32) -> Result<Prot, MmError> {
@@ -101,7 +110,7 @@ fn prot_from(bits: u32) -> Result<Prot, MmError> {
 /// Maps private anonymous memory (Linux do_mmap()). `addr` is a hint unless
 /// FIXED or FIXED_NOREPLACE is given. Ranges of 2 MiB or more get a 2 MiB
 /// aligned address so that huge pages can back them.
-pub fn mmap(mm: &AddressSpace, addr: u64, len: u64, prot: u32, flags: u32) -> Result<u64, MmError> {
+pub fn mmap(mm: &AddressSpace, addr: u64, len: u64, prot: u32, flags: u32) -> Result<UserAddr, MmError> {
     let prot = prot_from(prot)?;
     if flags & !map::ALL != 0 || flags & (map::PRIVATE | map::ANONYMOUS) != map::PRIVATE | map::ANONYMOUS {
         return Err(MmError::Invalid);
@@ -113,34 +122,37 @@ pub fn mmap(mm: &AddressSpace, addr: u64, len: u64, prot: u32, flags: u32) -> Re
     let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(MmError::NoMemory)?;
     let mut vmas = mm.vmas.write();
     let start = if fixed {
-        let end = user_range(addr, len)?;
-        if vmas.intersects(addr, end) {
+        let r = user_range(addr, len)?;
+        if vmas.intersects(r.start(), r.end()) {
             if flags & map::FIXED_NOREPLACE != 0 {
                 return Err(MmError::Exists);
             }
             let mut batch = Gather::new(mm.tlb());
-            range::zap(mm, addr, end, &mut batch)?;
+            range::zap(mm, r, &mut batch)?;
             batch.finish();
-            vmas.remove_range(addr, end);
+            vmas.remove_range(r.start(), r.end());
         }
-        addr
+        r.start()
     } else {
-        let align = if len >= HUGE_PAGE_SIZE { HUGE_PAGE_SIZE } else { PAGE_SIZE };
-        let hint_ok = addr != 0
-            && addr.is_multiple_of(PAGE_SIZE)
-            && user_range(addr, len).is_ok()
-            && !vmas.intersects(addr, addr + len);
-        if hint_ok { addr } else { vmas.find_free(len, align).ok_or(MmError::NoMemory)? }
+        let align = if len >= HUGE_PAGE_SIZE { PageSize::Size2M } else { PageSize::Size4K };
+        let hint = match user_range(addr, len) {
+            Ok(r) if addr != 0 && !vmas.intersects(r.start(), r.end()) => Some(r.start()),
+            _ => None,
+        };
+        match hint {
+            Some(start) => start,
+            None => vmas.find_free(len, align).ok_or(MmError::NoMemory)?,
+        }
     };
-    vmas.insert(Vma { start, end: start + len, prot, flags: VmFlags::empty(), file: None });
+    let new = UserRange::from_len(start, len).ok_or(MmError::NoMemory)?;
+    vmas.insert(Vma { start, end: new.end(), prot, flags: VmFlags::empty(), file: None });
     if flags & map::POPULATE != 0 && !prot.is_empty() {
         let kind = if prot.contains(Prot::WRITE) {
             super::fault::AccessKind::Write
         } else {
             super::fault::AccessKind::Read
         };
-        let mut va = start;
-        while va < start + len {
+        for va in new.pages(PageSize::Size4K) {
             if super::fault::handle_locked(mm, &vmas, va, super::fault::Access { kind, user: false }).is_err() {
                 // Out of memory half way: undo the new area (its pages and
                 // the area itself) so that a failed call holds no memory.
@@ -150,13 +162,12 @@ pub fn mmap(mm: &AddressSpace, addr: u64, len: u64, prot: u32, flags: u32) -> Re
                 // MAP_FIXED call had already unmapped what was there, as in
                 // Linux).
                 let mut batch = Gather::new(mm.tlb());
-                let r = range::zap(mm, start, start + len, &mut batch);
+                let r = range::zap(mm, new, &mut batch);
                 batch.finish();
-                vmas.remove_range(start, start + len);
+                vmas.remove_range(new.start(), new.end());
                 r?;
                 return Err(MmError::NoMemory);
             }
-            va += PAGE_SIZE;
         }
     }
     Ok(start)
@@ -166,7 +177,7 @@ pub fn mmap(mm: &AddressSpace, addr: u64, len: u64, prot: u32, flags: u32) -> Re
 /// (Linux do_mmap() of a file with MAP_PRIVATE | MAP_FIXED_NOREPLACE, as
 /// the ELF loader maps text): pages come in on faults, read-only until a
 /// write copies them (mm::filemap).
-pub fn mmap_file(mm: &AddressSpace, addr: u64, len: u64, prot: u32, file: super::vma::FileMap) -> Result<u64, MmError> {
+pub fn mmap_file(mm: &AddressSpace, addr: u64, len: u64, prot: u32, file: super::vma::FileMap) -> Result<UserAddr, MmError> {
     let prot = prot_from(prot)?;
     if len == 0 || !addr.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
         return Err(MmError::Invalid);
@@ -174,32 +185,32 @@ pub fn mmap_file(mm: &AddressSpace, addr: u64, len: u64, prot: u32, file: super:
     if file.pgoff + len / PAGE_SIZE > super::filemap::pages(file.id) {
         return Err(MmError::Invalid);
     }
-    let end = user_range(addr, len)?;
+    let r = user_range(addr, len)?;
     let mut vmas = mm.vmas.write();
-    if vmas.intersects(addr, end) {
+    if vmas.intersects(r.start(), r.end()) {
         return Err(MmError::Exists);
     }
-    vmas.insert(Vma { start: addr, end, prot, flags: VmFlags::empty(), file: Some(file) });
-    Ok(addr)
+    vmas.insert(Vma { start: r.start(), end: r.end(), prot, flags: VmFlags::empty(), file: Some(file) });
+    Ok(r.start())
 }
 
 /// Unmaps `[addr, addr+len)` (Linux do_munmap()). Unmapping a range with no
 /// mapping is not an error.
 pub fn munmap(mm: &AddressSpace, addr: u64, len: u64) -> Result<(), MmError> {
-    let end = user_range(addr, len)?;
+    let r = user_range(addr, len)?;
     let mut vmas = mm.vmas.write();
-    if !vmas.intersects(addr, end) {
+    if !vmas.intersects(r.start(), r.end()) {
         return Ok(());
     }
     let mut batch = Gather::new(mm.tlb());
-    range::zap(mm, addr, end, &mut batch)?;
-    vmas.remove_range(addr, end);
+    range::zap(mm, r, &mut batch)?;
+    vmas.remove_range(r.start(), r.end());
     // Linux unmap_region(): the tables only this range used go too, through
     // the same gather (freed after its flush and the `ptfree` sync). The gap
     // the range leaves runs from the previous area's end to the next one's
     // start.
-    let (floor, ceiling) = vmas.gap_around(addr, end);
-    super::pgtable::free_pgtables(mm, addr, end, floor, ceiling, &mut batch);
+    let (floor, ceiling) = vmas.gap_around(r.start(), r.end());
+    super::pgtable::free_pgtables(mm, r.start(), r.end(), floor, ceiling, &mut batch);
     batch.finish();
     Ok(())
 }
@@ -218,18 +229,18 @@ pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(),
         return Ok(());
     }
     let prot = prot_from(prot)?;
-    let end = user_range(addr, len)?;
+    let r = user_range(addr, len)?;
     let t_lock = stamps::start();
     let mut vmas = mm.vmas.write();
     stamps::end(Step::MprotectLock, t_lock);
-    if !vmas.covers(addr, end) {
+    if !vmas.covers(r.start(), r.end()) {
         return Err(MmError::NoMemory);
     }
-    vmas.modify_range(addr, end, |v| v.prot = prot);
+    vmas.modify_range(r.start(), r.end(), |v| v.prot = prot);
     stamps::end(Step::MprotectVma, t);
     let t = stamps::start();
     let mut batch = Gather::new(mm.tlb());
-    let r = range::protect(mm, addr, end, prot, &mut batch);
+    let r = range::protect(mm, r, prot, &mut batch);
     stamps::end(Step::MprotectWalk, t);
     let t = stamps::start();
     batch.finish();
@@ -239,8 +250,8 @@ pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(),
 
 /// Splits the huge pmd that maps `addr` if `addr` lies inside it (not on
 /// its 2 MiB boundary).
-fn split_huge_at(mm: &AddressSpace, addr: u64, batch: &mut Gather<'_>) -> Result<(), MmError> {
-    if addr.is_multiple_of(HUGE_PAGE_SIZE) {
+fn split_huge_at(mm: &AddressSpace, addr: UserAddr, batch: &mut Gather<'_>) -> Result<(), MmError> {
+    if addr.is_aligned(PageSize::Size2M) {
         return Ok(());
     }
     if let Some(pmd) = super::pgtable::pmd(mm, addr, false)?
@@ -281,27 +292,28 @@ pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Resu
     if len == 0 {
         return Ok(());
     }
-    let end = user_range(addr, len)?;
+    let r = user_range(addr, len)?;
+    let (start, end) = (r.start(), r.end());
     match advice {
         advice::DONTNEED | advice::DONTFORK | advice::DOFORK | advice::HUGEPAGE | advice::NOHUGEPAGE => {}
         advice::MERGEABLE | advice::UNMERGEABLE => {
             let ksm = super::hooks::ksm().ok_or(MmError::Invalid)?;
-            return (ksm.madvise)(mm, addr, end, advice == advice::MERGEABLE);
+            return (ksm.madvise)(mm, r, advice == advice::MERGEABLE);
         }
         advice::COLLAPSE => {
             let khugepaged = super::hooks::khugepaged().ok_or(MmError::Invalid)?;
-            return (khugepaged.madvise_collapse)(mm, addr, end);
+            return (khugepaged.madvise_collapse)(mm, r);
         }
         _ => return Err(MmError::Invalid),
     }
     let mut vmas = mm.vmas.write();
-    if !vmas.covers(addr, end) {
+    if !vmas.covers(start, end) {
         return Err(MmError::NoMemory);
     }
     match advice {
         advice::DONTNEED => {
             let mut batch = Gather::new(mm.tlb());
-            let r = range::zap(mm, addr, end, &mut batch);
+            let r = range::zap(mm, r, &mut batch);
             batch.finish();
             r?;
         }
@@ -310,13 +322,13 @@ pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Resu
             // (vma_adjust_trans_huge()); fork copies by area, and must not
             // copy a pmd half of which belongs to an area it skips.
             let mut batch = Gather::new(mm.tlb());
-            let r = split_huge_at(mm, addr, &mut batch).and_then(|()| split_huge_at(mm, end, &mut batch));
+            let r = split_huge_at(mm, start, &mut batch).and_then(|()| split_huge_at(mm, end, &mut batch));
             batch.finish();
             r?;
-            vmas.modify_range(addr, end, |v| v.flags.set(VmFlags::DONTCOPY, advice == advice::DONTFORK));
+            vmas.modify_range(start, end, |v| v.flags.set(VmFlags::DONTCOPY, advice == advice::DONTFORK));
         }
         advice::HUGEPAGE => {
-            vmas.modify_range(addr, end, |v| {
+            vmas.modify_range(start, end, |v| {
                 v.flags.insert(VmFlags::HUGEPAGE);
                 v.flags.remove(VmFlags::NOHUGEPAGE);
             });
@@ -325,7 +337,7 @@ pub fn madvise(mm: &Arc<AddressSpace>, addr: u64, len: u64, advice: u32) -> Resu
                 (khugepaged.enter)(mm);
             }
         }
-        _ => vmas.modify_range(addr, end, |v| {
+        _ => vmas.modify_range(start, end, |v| {
             v.flags.insert(VmFlags::NOHUGEPAGE);
             v.flags.remove(VmFlags::HUGEPAGE);
         }),

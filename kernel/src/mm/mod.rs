@@ -4,6 +4,8 @@
 //!   ([`page`]: refcount, mapcount, pins, flags, page lock);
 //! * the kernel's own mappings: page tables ([`paging`], [`kernel_map`]),
 //!   kernel stacks with guard pages ([`stack`]), the heap ([`heap`]), MMIO;
+//! * user addresses as a type ([`UserAddr`], [`UserRange`]: made once from a
+//!   raw number where it comes in, then passed as is);
 //! * user address spaces ([`addr_space`]): areas ([`vma`]), page tables
 //!   ([`pgtable`]), faults ([`fault`]), the page cache of program text
 //!   ([`filemap`]), range operations ([`range`]), the
@@ -34,6 +36,7 @@ pub mod pgtable;
 pub(crate) mod quarantine;
 pub(crate) mod range;
 pub mod stack;
+pub mod user_addr;
 pub mod vma;
 pub mod uaccess;
 
@@ -59,6 +62,7 @@ pub fn phys_to_virt(phys: PhysAddr) -> VirtAddr {
 }
 
 pub use paging::PageSize;
+pub use user_addr::{UserAddr, UserRange};
 
 /// Size of a small page, in bytes ([`PageSize::Size4K`]).
 pub const PAGE_SIZE: u64 = PageSize::Size4K.bytes();

@@ -22,6 +22,7 @@ use crate::tlb::Gather;
 use super::page::{self, Page, PageRef};
 use super::paging::{self, Cursor, Entry, Level, PageSize, PageTable, PteFlags, RawEntry, Tables};
 use super::frame;
+use super::user_addr::UserAddr;
 use crate::sync::ThreadLockGuard;
 
 /// Flags of a user table entry above the leaves (Linux _PAGE_TABLE):
@@ -231,9 +232,12 @@ impl Pmd {
 }
 
 /// Walks to the pmd of `va`, allocating the upper tables if `alloc`.
-pub fn pmd(mm: &AddressSpace, va: u64, alloc: bool) -> Result<Option<Pmd>, NoMemory> {
-    // A non-canonical address has no entry anywhere.
-    let Ok(va) = VirtAddr::try_new(va) else { return Ok(None) };
+pub fn pmd(mm: &AddressSpace, va: UserAddr, alloc: bool) -> Result<Option<Pmd>, NoMemory> {
+    // The user half's end has no entry (it is the kernel half's start).
+    if va == UserAddr::END {
+        return Ok(None);
+    }
+    let va = VirtAddr::from(va);
     let tables = UserTables { alloc };
     let mut c = Cursor::new(&tables, mm.root(), va);
     if c.descend(Level::Pd, &tables)?.is_some() {
@@ -253,8 +257,8 @@ pub struct PteTable {
 
 impl PteTable {
     /// The entry of `va`.
-    pub fn entry(&self, va: u64) -> &'static Entry {
-        self.table.entry(Level::Pt.index(va))
+    pub fn entry(&self, va: UserAddr) -> &'static Entry {
+        self.table.entry(Level::Pt.index(va.as_u64()))
     }
 
     /// Takes the table's lock (Linux pte_offset_map_lock()).
@@ -328,7 +332,7 @@ pub fn maps_page(e: RawEntry) -> bool {
 /// folio with the same permissions (Linux __split_huge_pmd()). The folio
 /// stays one large folio, now mapped by ptes. No-op if the pmd is no longer
 /// huge. The flush of the old 2 MiB entry goes into `batch`.
-pub(crate) fn split_huge_pmd(pmd: Pmd, va: u64, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
+pub(crate) fn split_huge_pmd(pmd: Pmd, va: UserAddr, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
     if !pmd.get().is_huge() {
         return Ok(());
     }
@@ -356,7 +360,7 @@ pub(crate) fn split_huge_pmd(pmd: Pmd, va: u64, batch: &mut Gather<'_>) -> Resul
     // pmd see the change.
     pmd.entry.swap(RawEntry::new(new, TABLE_FLAGS), Ordering::AcqRel);
     head.unmap_pmd();
-    batch.huge(VirtAddr::new(va));
+    batch.huge(va.into());
     Ok(())
 }
 
@@ -414,9 +418,9 @@ impl DetachedPteTable {
 /// pmdp_collapse_flush(): pmdp_huge_get_and_clear() + flush_tlb_range()).
 /// The caller holds the mmap lock for writing and `pmd`'s lock. `None` if
 /// the pmd does not point to a pte table.
-pub fn pmdp_collapse_flush<'a>(mm: &'a AddressSpace, pmd: Pmd, haddr: u64) -> Option<(DetachedPteTable, crate::tlb::TlbFlush<'a>)> {
+pub fn pmdp_collapse_flush<'a>(mm: &'a AddressSpace, pmd: Pmd, haddr: UserAddr) -> Option<(DetachedPteTable, crate::tlb::TlbFlush<'a>)> {
     use crate::tlb::TlbFlush;
-    assert_eq!(haddr % super::HUGE_PAGE_SIZE, 0, "pmd collapse at unaligned {haddr:#x}");
+    assert!(haddr.is_aligned(PageSize::Size2M), "pmd collapse at unaligned {haddr:#x}");
     let cur = pmd.get();
     if !cur.is_present() || cur.is_huge() {
         return None;
@@ -427,7 +431,7 @@ pub fn pmdp_collapse_flush<'a>(mm: &'a AddressSpace, pmd: Pmd, haddr: u64) -> Op
     // the reference checks); x86's locked exchange is itself a full barrier.
     let old = pmd.entry.swap(RawEntry::EMPTY, Ordering::AcqRel);
     debug_assert_eq!(old, cur, "a pmd changed under its lock");
-    let flush = TlbFlush::pmd_collapse(mm.tlb(), VirtAddr::new(haddr));
+    let flush = TlbFlush::pmd_collapse(mm.tlb(), haddr.into());
     Some((DetachedPteTable { old }, flush))
 }
 
@@ -527,8 +531,10 @@ fn teardown_table(pa: PhysAddr, level: Level) {
 /// it. The caller holds the mmap lock for writing: no fault fills a table
 /// meanwhile, and every walker that takes no mmap lock is lockless (GUP-fast,
 /// the hardware), which the gather's flush and `ptfree` keep safe.
-pub(crate) fn free_pgtables(mm: &AddressSpace, start: u64, end: u64, floor: u64, ceiling: u64, batch: &mut Gather<'_>) {
+pub(crate) fn free_pgtables(mm: &AddressSpace, start: UserAddr, end: UserAddr, floor: UserAddr, ceiling: UserAddr, batch: &mut Gather<'_>) {
     debug_assert!(floor <= start && end <= ceiling, "the unmapped range is not inside its gap");
+    // The walk below computes table boundaries (up to the user half's end).
+    let (start, end, floor, ceiling) = (start.as_u64(), end.as_u64(), floor.as_u64(), ceiling.as_u64());
     free_range(mm.root(), Level::Pml4, 0, start, end, floor, ceiling, batch);
 }
 
@@ -581,12 +587,12 @@ pub(crate) fn free_user_tables(mm: &AddressSpace, batch: &mut Gather<'_>) {
     for i in 0..256u64 {
         let e = pml4.entry(i as usize).swap(RawEntry::EMPTY, Ordering::AcqRel);
         if e.is_present() {
-            detach_below(e.addr(), Level::Pdpt, i << 39, batch);
+            detach_below(e.addr(), Level::Pdpt, UserAddr::from_const(i << 39), batch);
         }
     }
 }
 
-fn detach_below(pa: PhysAddr, level: Level, base: u64, batch: &mut Gather<'_>) {
+fn detach_below(pa: PhysAddr, level: Level, base: UserAddr, batch: &mut Gather<'_>) {
     if let Some(next) = level.next() {
         let t = table(pa);
         for i in 0..512u64 {
@@ -600,6 +606,6 @@ fn detach_below(pa: PhysAddr, level: Level, base: u64, batch: &mut Gather<'_>) {
     }
     // SAFETY: the table hangs only below the detached top-level entry (a
     // detached subtree), visited once by this walk.
-    batch.free_table(unsafe { DetachedTable::new(pa) }, VirtAddr::new(base));
+    batch.free_table(unsafe { DetachedTable::new(pa) }, base.into());
 }
 

@@ -9,30 +9,30 @@
 //! drops the references of the zapped pages.
 
 use core::sync::atomic::Ordering;
-use x86_64::VirtAddr;
 
 use super::addr_space::AddressSpace;
 use crate::tlb::Gather;
 use super::page::{self, PageFlags, PageRef};
 use super::paging::{PteFlags, RawEntry};
 use super::pgtable::{self, NoMemory, Pmd, PteTable};
+use super::user_addr::{UserAddr, UserRange};
 use super::vma::Prot;
-use super::{HUGE_PAGE_SIZE, PAGE_SIZE};
+use super::{HUGE_PAGE_SIZE, PAGE_SIZE, PageSize};
 
-/// Visits `[start, end)` (page-aligned) by pmd: `huge(pmd, base)` for a huge
+/// Visits `range` (page-aligned) by pmd: `huge(pmd, base)` for a huge
 /// pmd the range covers entirely (partial ones are split first), `ptes(table,
 /// from, to)` for a pte table's part of the range.
 fn walk(
     mm: &AddressSpace,
-    start: u64,
-    end: u64,
+    range: UserRange,
     batch: &mut Gather<'_>,
-    mut huge: impl FnMut(Pmd, u64, &mut Gather<'_>),
-    mut ptes: impl FnMut(PteTable, u64, u64, &mut Gather<'_>),
+    mut huge: impl FnMut(Pmd, UserAddr, &mut Gather<'_>),
+    mut ptes: impl FnMut(PteTable, UserAddr, UserAddr, &mut Gather<'_>),
 ) -> Result<(), NoMemory> {
-    let mut addr = start;
+    let end = range.end();
+    let mut addr = range.start();
     while addr < end {
-        let block = addr & !(HUGE_PAGE_SIZE - 1);
+        let block = addr.align_down(PageSize::Size2M);
         let next = (block + HUGE_PAGE_SIZE).min(end);
         if let Some(pmd) = pgtable::pmd(mm, addr, false)? {
             let v = pmd.get();
@@ -53,13 +53,12 @@ fn walk(
     Ok(())
 }
 
-/// Unmaps every page in `[start, end)`: entries cleared now, references put
+/// Unmaps every page in `range`: entries cleared now, references put
 /// after the batch's flush (Linux zap_pte_range + tlb_remove_page).
-pub(crate) fn zap(mm: &AddressSpace, start: u64, end: u64, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
+pub(crate) fn zap(mm: &AddressSpace, range: UserRange, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
     walk(
         mm,
-        start,
-        end,
+        range,
         batch,
         |pmd, base, batch| {
             let _ptl = pmd.lock();
@@ -69,7 +68,7 @@ pub(crate) fn zap(mm: &AddressSpace, start: u64, end: u64, batch: &mut Gather<'_
                 head.unmap_pmd();
                 // SAFETY: the cleared entry held this reference.
                 batch.release(unsafe { PageRef::from_mapping(head) });
-                batch.huge(VirtAddr::new(base));
+                batch.huge(base.into());
                 mm.add_rss(-512);
             }
         },
@@ -83,7 +82,7 @@ pub(crate) fn zap(mm: &AddressSpace, start: u64, end: u64, batch: &mut Gather<'_
                     p.unmap_pte();
                     // SAFETY: the cleared entry held this reference.
                     batch.release(unsafe { PageRef::from_mapping(p) });
-                    batch.page(VirtAddr::new(va));
+                    batch.page(va.into());
                     mm.add_rss(-1);
                 }
                 va += PAGE_SIZE;
@@ -115,26 +114,23 @@ fn reprotect(old: RawEntry, prot: Prot) -> Option<RawEntry> {
     (new != old).then_some(new)
 }
 
-/// Applies `prot` to every mapped page of `[start, end)` (Linux
+/// Applies `prot` to every mapped page of `range` (Linux
 /// change_protection()). A PROT_NONE change splits huge pmds (kept simple:
 /// a PROT_NONE pmd is never built).
-pub(crate) fn protect(mm: &AddressSpace, start: u64, end: u64, prot: Prot, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
+pub(crate) fn protect(mm: &AddressSpace, range: UserRange, prot: Prot, batch: &mut Gather<'_>) -> Result<(), NoMemory> {
     // PROT_NONE on a huge pmd: split first, so that only ptes carry PROTNONE.
     if prot.is_empty() {
-        let mut addr = start & !(HUGE_PAGE_SIZE - 1);
-        while addr < end {
+        for addr in range.pages(PageSize::Size2M) {
             if let Some(pmd) = pgtable::pmd(mm, addr, false)?
                 && pmd.get().is_huge()
             {
-                pgtable::split_huge_pmd(pmd, addr.max(start), batch)?;
+                pgtable::split_huge_pmd(pmd, addr.max(range.start()), batch)?;
             }
-            addr += HUGE_PAGE_SIZE;
         }
     }
     walk(
         mm,
-        start,
-        end,
+        range,
         batch,
         |pmd, base, batch| {
             let _ptl = pmd.lock();
@@ -142,7 +138,7 @@ pub(crate) fn protect(mm: &AddressSpace, start: u64, end: u64, prot: Prot, batch
             if let Some(new) = reprotect(old, prot)
                 && pmd.entry.compare_exchange(old, new.with_flags(PteFlags::HUGE), Ordering::AcqRel).is_ok()
             {
-                batch.huge(VirtAddr::new(base));
+                batch.huge(base.into());
             }
         },
         |pt, from, to, batch| {
@@ -156,7 +152,7 @@ pub(crate) fn protect(mm: &AddressSpace, start: u64, end: u64, prot: Prot, batch
                     let old = e.load(Ordering::Acquire);
                     let Some(new) = reprotect(old, prot) else { break };
                     if e.compare_exchange(old, new, Ordering::AcqRel).is_ok() {
-                        batch.page(VirtAddr::new(va));
+                        batch.page(va.into());
                         break;
                     }
                 }

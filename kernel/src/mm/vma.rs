@@ -11,8 +11,9 @@
 use alloc::collections::BTreeMap;
 use bitflags::bitflags;
 
-use super::PAGE_SIZE;
 use super::layout;
+use super::user_addr::{UserAddr, UserRange};
+use super::{PAGE_SIZE, PageSize};
 
 bitflags! {
     /// Access an area allows (PROT_*; Linux's values).
@@ -58,9 +59,9 @@ pub struct FileMap {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Vma {
     /// First byte (page-aligned).
-    pub start: u64,
+    pub start: UserAddr,
     /// One past the last byte (page-aligned).
-    pub end: u64,
+    pub end: UserAddr,
     /// What the pages may be used for.
     pub prot: Prot,
     /// Flags.
@@ -71,35 +72,40 @@ pub struct Vma {
 
 impl Vma {
     /// Whether `addr` is inside.
-    pub(crate) fn contains(&self, addr: u64) -> bool {
+    pub(crate) fn contains(&self, addr: UserAddr) -> bool {
         self.start <= addr && addr < self.end
+    }
+
+    /// The area's range.
+    pub fn range(&self) -> UserRange {
+        UserRange::new(self.start, self.end).expect("an area ends after its start")
     }
 
     /// The file page mapping `addr` (inside the area) would show, for a file
     /// mapping.
-    pub(crate) fn file_page(&self, addr: u64) -> Option<(super::filemap::FileId, u64)> {
+    pub(crate) fn file_page(&self, addr: UserAddr) -> Option<(super::filemap::FileId, u64)> {
         self.file.map(|f| (f.id, f.pgoff + (addr - self.start) / PAGE_SIZE))
     }
 
     /// Whether the 2 MiB-aligned block around `addr` lies inside, so that a
     /// huge pmd may map it.
-    pub(crate) fn huge_fits(&self, addr: u64) -> bool {
-        let base = addr & !(super::HUGE_PAGE_SIZE - 1);
-        base >= self.start && base + super::HUGE_PAGE_SIZE <= self.end
+    pub(crate) fn huge_fits(&self, addr: UserAddr) -> bool {
+        let base = addr.align_down(PageSize::Size2M);
+        base >= self.start && base.checked_add(super::HUGE_PAGE_SIZE).is_some_and(|end| end <= self.end)
     }
 }
 
 /// The areas of one address space, ordered by start.
 #[derive(Default)]
 pub struct VmaSet {
-    areas: BTreeMap<u64, Vma>,
+    areas: BTreeMap<UserAddr, Vma>,
 }
 
 /// Lowest address mmap hands out without a hint (the first 4 MiB stay free,
 /// as Linux's mmap_min_addr keeps address 0 unmappable).
 pub const MMAP_MIN: u64 = 0x40_0000;
 /// Where mmap starts looking for free space without a hint.
-pub(crate) const MMAP_BASE: u64 = 0x10_0000_0000;
+pub(crate) const MMAP_BASE: UserAddr = UserAddr::from_const(0x10_0000_0000);
 /// The user half's last usable address + 1 (one page below the canonical
 /// hole, as Linux's TASK_SIZE keeps the last page unmapped).
 pub const USER_TOP: u64 = layout::USER_END - PAGE_SIZE;
@@ -111,23 +117,23 @@ impl VmaSet {
     }
 
     /// The area containing `addr`.
-    pub(crate) fn find(&self, addr: u64) -> Option<&Vma> {
+    pub(crate) fn find(&self, addr: UserAddr) -> Option<&Vma> {
         self.areas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| v.contains(addr))
     }
 
     /// Areas intersecting `[start, end)`, in order.
-    pub(crate) fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Vma> {
+    pub(crate) fn overlapping(&self, start: UserAddr, end: UserAddr) -> impl Iterator<Item = &Vma> {
         let first = self.areas.range(..=start).next_back().map(|(&k, _)| k).unwrap_or(start);
         self.areas.range(first..end).map(|(_, v)| v).filter(move |v| v.end > start && v.start < end)
     }
 
     /// Whether any area intersects `[start, end)`.
-    pub(crate) fn intersects(&self, start: u64, end: u64) -> bool {
+    pub(crate) fn intersects(&self, start: UserAddr, end: UserAddr) -> bool {
         self.overlapping(start, end).next().is_some()
     }
 
     /// Whether `[start, end)` is entirely covered by areas (no holes).
-    pub(crate) fn covers(&self, start: u64, end: u64) -> bool {
+    pub(crate) fn covers(&self, start: UserAddr, end: UserAddr) -> bool {
         let mut at = start;
         for v in self.overlapping(start, end) {
             if v.start > at {
@@ -142,9 +148,9 @@ impl VmaSet {
     /// `start` (0 if none) to the start of the first area at or above `end`
     /// ([`layout::USER_END`] if none); Linux's floor and ceiling of
     /// free_pgtables(). The caller removed the areas inside first.
-    pub(crate) fn gap_around(&self, start: u64, end: u64) -> (u64, u64) {
-        let floor = self.areas.range(..start).next_back().map_or(0, |(_, v)| v.end.min(start));
-        let ceiling = self.areas.range(end..).next().map_or(layout::USER_END, |(&k, _)| k);
+    pub(crate) fn gap_around(&self, start: UserAddr, end: UserAddr) -> (UserAddr, UserAddr) {
+        let floor = self.areas.range(..start).next_back().map_or(UserAddr::ZERO, |(_, v)| v.end.min(start));
+        let ceiling = self.areas.range(end..).next().map_or(UserAddr::END, |(&k, _)| k);
         (floor, ceiling)
     }
 
@@ -156,7 +162,7 @@ impl VmaSet {
 
     /// Splits the area containing `addr` so that an area starts at `addr`
     /// (Linux split_vma()).
-    pub(crate) fn split_at(&mut self, addr: u64) {
+    pub(crate) fn split_at(&mut self, addr: UserAddr) {
         if let Some(v) = self.find(addr).copied()
             && v.start != addr
         {
@@ -167,10 +173,10 @@ impl VmaSet {
     }
 
     /// Removes `[start, end)` from every area (splitting the ones it cuts).
-    pub(crate) fn remove_range(&mut self, start: u64, end: u64) {
+    pub(crate) fn remove_range(&mut self, start: UserAddr, end: UserAddr) {
         self.split_at(start);
         self.split_at(end);
-        let keys: alloc::vec::Vec<u64> = self.overlapping(start, end).map(|v| v.start).collect();
+        let keys: alloc::vec::Vec<UserAddr> = self.overlapping(start, end).map(|v| v.start).collect();
         for k in keys {
             self.areas.remove(&k);
         }
@@ -178,7 +184,7 @@ impl VmaSet {
 
     /// Applies `f` to every area inside `[start, end)` (splitting at the
     /// ends first), then merges neighbours that became equal (vma_merge()).
-    pub(crate) fn modify_range(&mut self, start: u64, end: u64, mut f: impl FnMut(&mut Vma)) {
+    pub(crate) fn modify_range(&mut self, start: UserAddr, end: UserAddr, mut f: impl FnMut(&mut Vma)) {
         self.split_at(start);
         self.split_at(end);
         // In place, no key vector (see merge_around).
@@ -190,7 +196,7 @@ impl VmaSet {
 
     /// Merges adjacent areas with equal protection and flags in and around
     /// `[start, end]`.
-    fn merge_around(&mut self, start: u64, end: u64) {
+    fn merge_around(&mut self, start: UserAddr, end: UserAddr) {
         let from = self.areas.range(..start).next_back().map(|(&k, _)| k).unwrap_or(start);
         let mut k = from;
         loop {
@@ -219,8 +225,8 @@ impl VmaSet {
 
     /// A free range of `len` bytes at or above `MMAP_BASE` (first fit),
     /// aligned to `align`.
-    pub(crate) fn find_free(&self, len: u64, align: u64) -> Option<u64> {
-        let mut at = self.find(MMAP_BASE).map_or(MMAP_BASE, |v| v.end).next_multiple_of(align);
+    pub(crate) fn find_free(&self, len: u64, align: PageSize) -> Option<UserAddr> {
+        let mut at = self.find(MMAP_BASE).map_or(MMAP_BASE, |v| v.end).align_up(align)?;
         for v in self.areas.range(MMAP_BASE..).map(|(_, v)| v) {
             if v.end <= at {
                 continue;
@@ -228,9 +234,9 @@ impl VmaSet {
             if v.start >= at && v.start - at >= len {
                 return Some(at);
             }
-            at = at.max(v.end).next_multiple_of(align);
+            at = at.max(v.end).align_up(align)?;
         }
-        (at.checked_add(len)? <= USER_TOP).then_some(at)
+        (at.checked_add(len)?.as_u64() <= USER_TOP).then_some(at)
     }
 
     /// All areas, in order.

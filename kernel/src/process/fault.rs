@@ -41,7 +41,11 @@ pub(crate) fn user_exception(frame: &mut TrapFrame) {
         // The trap left rip after the one-byte int3.
         let bp_vaddr = frame.rip.wrapping_sub(1);
         x86_64::instructions::interrupts::enable();
-        let action = fault::current_mm().map_or(Swbp::Signal, |mm| crate::uprobes::handle_swbp(&mm, bp_vaddr));
+        // rip is a user address (ring 3); 0 - 1 is none.
+        let action = match (fault::current_mm(), crate::mm::UserAddr::new(bp_vaddr)) {
+            (Some(mm), Some(at)) => crate::uprobes::handle_swbp(&mm, at),
+            _ => Swbp::Signal,
+        };
         x86_64::instructions::interrupts::disable();
         match action {
             Swbp::Continue => return,

@@ -23,6 +23,7 @@ use crate::mm::mmap::{self, map};
 use crate::mm::vma::{Prot, VmFlags};
 use crate::mm::page::PageRef;
 use crate::mm::{PAGE_SIZE, frame_io, paging, pgtable, range};
+use crate::mm::{PageSize, UserAddr, UserRange};
 use abi::Errno;
 
 use super::elf::Program;
@@ -39,13 +40,14 @@ pub struct UserImage {
 /// at `init_at` (the rest zero).
 fn map_region(mm: &AddressSpace, start: u64, end: u64, prot: Prot, init: &[u8], init_at: u64) -> Result<u64, Errno> {
     let flags = map::PRIVATE | map::ANONYMOUS | map::FIXED_NOREPLACE;
-    mmap::mmap(mm, start, end - start, (Prot::READ | Prot::WRITE).bits(), flags).map_err(Errno::from)?;
+    let at = mmap::mmap(mm, start, end - start, (Prot::READ | Prot::WRITE).bits(), flags).map_err(Errno::from)?;
+    let region = UserRange::from_len(at, end - start).ok_or(Errno::ENOMEM)?;
     let init_end = init_at + init.len() as u64;
     let mut filled = 0;
     if !init.is_empty() {
         let vmas = mm.vmas.read();
-        for page in (start..end).step_by(PAGE_SIZE as usize) {
-            let (lo, hi) = (page.max(init_at), (page + PAGE_SIZE).min(init_end));
+        for page in region.pages(PageSize::Size4K) {
+            let (lo, hi) = (page.as_u64().max(init_at), (page.as_u64() + PAGE_SIZE).min(init_end));
             if lo >= hi {
                 continue;
             }
@@ -132,6 +134,7 @@ pub(crate) fn load(mm: &AddressSpace, program: &Program<'_>) -> Result<UserImage
     if result.is_ok() {
         let (start, end) = (USER_STACK_TOP - USER_STACK_SIZE, USER_STACK_TOP);
         result = map_region(mm, start, end, Prot::READ | Prot::WRITE, &[], 0).map(|_| ());
+        let (start, end) = (UserAddr::from_const(start), UserAddr::from_const(end));
         mm.vmas.write().modify_range(start, end, |v| v.flags.insert(VmFlags::STACK));
     }
     match result {
@@ -151,18 +154,18 @@ pub fn unload(mm: &AddressSpace, image: Option<UserImage>) {
     let _ = image;
     let mut vmas = mm.vmas.write();
     let mut batch = Gather::new(mm.tlb());
-    let spans: alloc::vec::Vec<(u64, u64)> = vmas.iter().map(|v| (v.start, v.end)).collect();
-    for (start, end) in spans {
-        if range::zap(mm, start, end, &mut batch).is_err() {
-            log::error!("loader: zapping {start:#x}..{end:#x} of address space {} failed", mm.id);
+    let spans: alloc::vec::Vec<UserRange> = vmas.iter().map(|v| v.range()).collect();
+    for r in spans {
+        if range::zap(mm, r, &mut batch).is_err() {
+            log::error!("loader: zapping {r} of address space {} failed", mm.id);
         }
-        vmas.remove_range(start, end);
+        vmas.remove_range(r.start(), r.end());
     }
     pgtable::free_user_tables(mm, &mut batch);
     batch.finish();
 }
 
 /// The frame mapped at user address `va` in `mm`, if any (for tests).
-pub fn translate(mm: &AddressSpace, va: u64) -> Option<x86_64::PhysAddr> {
-    paging::translate(mm.root(), x86_64::VirtAddr::try_new(va).ok()?).map(|t| t.phys)
+pub fn translate(mm: &AddressSpace, va: UserAddr) -> Option<x86_64::PhysAddr> {
+    paging::translate(mm.root(), va.into()).map(|t| t.phys)
 }

@@ -8,7 +8,8 @@ use abi::race as r;
 
 use super::SHARED;
 use crate::mm::uaccess::{self, UserPtr};
-use crate::mm::{HUGE_PAGE_SIZE, PAGE_SIZE, frame_io, page, pgtable};
+use crate::mm::{PAGE_SIZE, frame_io, page, pgtable};
+use crate::mm::UserAddr;
 
 /// Pages each worker pins by direct read per iteration.
 pub const DIO_PAGES: u64 = 2;
@@ -84,6 +85,7 @@ fn should_stop() -> bool {
 /// Whether a huge pmd maps `addr` now.
 fn huge(addr: u64) -> Result<bool, Errno> {
     uaccess::check_range(UserPtr(addr & !(PAGE_SIZE - 1)), PAGE_SIZE as usize)?;
+    let addr = UserAddr::new(addr).ok_or(Errno::EFAULT)?;
     let mm = crate::mm::fault::current_mm().ok_or(Errno::EINVAL)?;
     let _vmas = mm.vmas.read();
     Ok(pgtable::pmd(&mm, addr, false).ok().flatten().is_some_and(|pmd| pmd.get().is_huge()))
@@ -97,6 +99,7 @@ pub fn probe(addr: u64) -> Result<u64, Errno> {
         return Err(Errno::EINVAL);
     }
     uaccess::check_range(UserPtr(addr), 8)?;
+    let addr = UserAddr::new(addr).ok_or(Errno::EFAULT)?;
     let mm = crate::mm::fault::current_mm().ok_or(Errno::EINVAL)?;
     // A writer's marker (KSM under `sync=rcu`) stands for a pte that comes
     // back within a grace period: wait for it, as a fault would.
@@ -109,7 +112,7 @@ pub fn probe(addr: u64) -> Result<u64, Errno> {
     }
 }
 
-fn probe_once(mm: &crate::mm::addr_space::AddressSpace, addr: u64) -> Result<u64, Errno> {
+fn probe_once(mm: &crate::mm::addr_space::AddressSpace, addr: UserAddr) -> Result<u64, Errno> {
     let _vmas = mm.vmas.read();
     let pmd = pgtable::pmd(mm, addr, false).ok().flatten().ok_or(Errno::EFAULT)?;
     let value = {
@@ -121,7 +124,7 @@ fn probe_once(mm: &crate::mm::addr_space::AddressSpace, addr: u64) -> Result<u64
                 return Err(Errno::EFAULT);
             }
             // The huge folio the pmd maps, held in place by its lock.
-            let pa = v.addr() + (addr & (HUGE_PAGE_SIZE - 1));
+            let pa = v.addr() + addr.page_offset(crate::mm::PageSize::Size2M);
             frame_io::read_word(page::page_of(pa), (pa.as_u64() & (PAGE_SIZE - 1)) as usize)
         } else {
             let pt = pgtable::pte_table(pmd, false).ok().flatten().ok_or(Errno::EFAULT)?;
@@ -135,10 +138,10 @@ fn probe_once(mm: &crate::mm::addr_space::AddressSpace, addr: u64) -> Result<u64
             }
             // The frame a present leaf maps, held in place by the page-table
             // lock we hold (its mapping's reference keeps it allocated).
-            frame_io::read_word(page::page_of(e.addr()), (addr & (PAGE_SIZE - 1)) as usize)
+            frame_io::read_word(page::page_of(e.addr()), addr.page_offset(crate::mm::PageSize::Size4K) as usize)
         }
     };
-    crate::arch::cpu::flush_tlb_page(x86_64::VirtAddr::new(addr));
+    crate::arch::cpu::flush_tlb_page(addr.into());
     Ok(value)
 }
 

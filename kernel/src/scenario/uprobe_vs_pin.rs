@@ -28,13 +28,14 @@ use crate::race::RaceConfig;
 use crate::sched::{self, JoinHandle};
 use crate::sync::SpinLock;
 use crate::uprobes::{self, UprobeError};
+use crate::mm::{UserAddr, UserRange};
 use abi::Errno;
 
 /// Pages a worker may offer (its direct-read and write pages).
 const MAX_TARGET_PAGES: u64 = 64;
 
 /// The workers' offered buffers: (pid, first address, pages).
-static TARGETS: SpinLock<Vec<(u64, u64, u64)>> = SpinLock::new("uprobe-vs-pin targets", Vec::new());
+static TARGETS: SpinLock<Vec<(u64, UserRange)>> = SpinLock::new("uprobe-vs-pin targets", Vec::new());
 static STOP: AtomicBool = AtomicBool::new(false);
 /// Register/unregister pairs that failed (EAGAIN after a second of changes).
 static BUSY: AtomicU64 = AtomicU64::new(0);
@@ -45,23 +46,23 @@ pub fn target(addr: u64, pages: u64) -> Result<(), Errno> {
     if pages == 0 || pages > MAX_TARGET_PAGES || !addr.is_multiple_of(crate::mm::PAGE_SIZE) {
         return Err(Errno::EINVAL);
     }
+    let range = UserAddr::new(addr).and_then(|a| UserRange::from_len(a, pages * crate::mm::PAGE_SIZE)).ok_or(Errno::EINVAL)?;
     let pid = crate::process::current_thread().ok_or(Errno::EINVAL)?.process.pid;
-    TARGETS.lock().push((pid, addr, pages));
+    TARGETS.lock().push((pid, range));
     Ok(())
 }
 
 /// One round of the tracer: a breakpoint in and out of byte 0 of every
 /// offered page (Linux uprobe_register() then uprobe_unregister()).
 fn trace_round() {
-    let targets: Vec<(u64, u64, u64)> = TARGETS.lock().clone();
-    for (pid, addr, pages) in targets {
-        for i in 0..pages {
+    let targets: Vec<(u64, UserRange)> = TARGETS.lock().clone();
+    for (pid, range) in targets {
+        for vaddr in range.pages(crate::mm::PageSize::Size4K) {
             if STOP.load(Ordering::Relaxed) {
                 return;
             }
             // Resolved each time: a worker that ended has no memory to probe.
             let Some(p) = crate::process::get(pid).filter(|p| !p.is_exiting()) else { break };
-            let vaddr = addr + i * crate::mm::PAGE_SIZE;
             match uprobes::uprobe_register(&p.mm, vaddr) {
                 Ok(()) => {
                     if let Err(e) = uprobes::uprobe_unregister(&p.mm, vaddr) {
@@ -79,7 +80,7 @@ fn trace_round() {
     }
 }
 
-fn note_failure(pid: u64, vaddr: u64, e: UprobeError) {
+fn note_failure(pid: u64, vaddr: UserAddr, e: UprobeError) {
     match e {
         // The worker is exiting under the tracer: its areas are gone.
         UprobeError::NotMapped | UprobeError::NoProbe => {}

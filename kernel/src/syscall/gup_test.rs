@@ -55,6 +55,8 @@ fn start(addr: u64, size: u64, flags: u64) -> SysResult {
     } else {
         Hold::LongtermPin { write: flags & g::FLAG_WRITE != 0, fast, force: flags & g::FLAG_FORCE != 0 }
     };
+    // Beyond the user half: EFAULT, as the range check below it answers.
+    let addr = crate::mm::UserAddr::new(addr).ok_or(Errno::EFAULT)?;
     let set = HeldSet::take(&process.mm, addr, nr as usize, hold).map_err(Errno::from)?;
     process.held.insert(set).map(|h| h as usize).map_err(|_| Errno::EINVAL)
 }

@@ -17,7 +17,7 @@ fn u32_arg(v: u64) -> Result<u32, Errno> {
 /// `mmap(addr, len, prot, flags)`: returns the address.
 pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64) -> SysResult {
     let mm = super::current_mm()?;
-    mmap::mmap(&mm, addr, len, u32_arg(prot)?, u32_arg(flags)?).map(|a| a as usize).map_err(Errno::from)
+    mmap::mmap(&mm, addr, len, u32_arg(prot)?, u32_arg(flags)?).map(|a| a.as_u64() as usize).map_err(Errno::from)
 }
 
 /// `munmap(addr, len)`.

@@ -10,7 +10,7 @@ use core::sync::atomic::Ordering;
 
 use super::SysResult;
 use crate::mm::addr_space::AddressSpace;
-use crate::mm::layout::USER_END;
+use crate::mm::UserAddr;
 use crate::mm::page::{self, Page, PageFlags};
 use crate::mm::paging::{Level, PteFlags, RawEntry};
 use crate::mm::uaccess::{self, UserPtr};
@@ -23,9 +23,8 @@ pub fn page_info(pid: u64, addr: u64, buf: u64, flags: u64) -> SysResult {
     if flags != 0 {
         return Err(Errno::EINVAL);
     }
-    if addr >= USER_END {
-        return Err(Errno::EFAULT);
-    }
+    // The user half only (its end is the kernel half's start).
+    let addr = UserAddr::new(addr).filter(|a| *a < UserAddr::END).ok_or(Errno::EFAULT)?;
     let words = if pid == 0 {
         info(&*super::current_mm()?, addr)
     } else {
@@ -37,7 +36,7 @@ pub fn page_info(pid: u64, addr: u64, buf: u64, flags: u64) -> SysResult {
 }
 
 /// The words for `addr` in `mm`.
-fn info(mm: &AddressSpace, addr: u64) -> [u64; pi::WORDS] {
+fn info(mm: &AddressSpace, addr: UserAddr) -> [u64; pi::WORDS] {
     let _vmas = mm.vmas.read();
     let mut w = [0u64; pi::WORDS];
     let Some(pmd) = pgtable::pmd(mm, addr, false).ok().flatten() else { return w };
@@ -46,7 +45,7 @@ fn info(mm: &AddressSpace, addr: u64) -> [u64; pi::WORDS] {
         let _ptl = pmd.lock();
         let v = pmd.get();
         if v.is_huge() && v.is_present() {
-            let sub = page::page(v.addr().as_u64() / PAGE_SIZE + Level::Pt.index(addr) as u64);
+            let sub = page::page(v.addr().as_u64() / PAGE_SIZE + Level::Pt.index(addr.as_u64()) as u64);
             describe(&mut w, v, sub);
             w[pi::W_FLAGS] |= pi::F_HUGE_PMD;
         }

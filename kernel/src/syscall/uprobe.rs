@@ -15,6 +15,11 @@ pub fn uprobe(op: u64, pid: u64, addr: u64) -> SysResult {
     // A process that is ending (or a zombie) has no memory to probe.
     let process = crate::process::get(pid).filter(|p| !p.is_exiting()).ok_or(Errno::ESRCH)?;
     let mm = &process.mm;
+    // Beyond the user half there is no area to probe and no probe.
+    let Some(addr) = crate::mm::UserAddr::new(addr) else {
+        let e = if op == u::REGISTER { crate::uprobes::UprobeError::NotMapped } else { crate::uprobes::UprobeError::NoProbe };
+        return Err(Errno::from(e));
+    };
     let r = match op {
         u::REGISTER => crate::uprobes::uprobe_register(mm, addr).map(|()| 0),
         u::UNREGISTER => crate::uprobes::uprobe_unregister(mm, addr).map(|()| 0),

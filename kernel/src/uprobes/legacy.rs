@@ -25,7 +25,6 @@
 //! into the pinned page is lost the same way.
 
 use core::sync::atomic::Ordering;
-use x86_64::VirtAddr;
 
 use super::{UprobeError, byte_at, split_pmd, verify_opcode};
 use crate::gup::{self, Foll, Grabbed};
@@ -33,7 +32,8 @@ use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::{self, Page, PageFlags, PageRef};
 use crate::mm::paging::PteFlags;
 use crate::mm::vma::VmaSet;
-use crate::mm::{PAGE_SIZE, PageSize, frame_io, pgtable};
+use crate::mm::{PageSize, frame_io, pgtable};
+use crate::mm::UserAddr;
 use crate::race::overlap::WriterWindow;
 use crate::race::widen::{self, Point};
 use crate::time::Deadline;
@@ -46,8 +46,8 @@ const RETRY_NS: u64 = 1_000_000_000;
 /// uprobe_write_opcode(), 2012-2025). The caller holds the mmap lock for
 /// reading (`vmas`) and the registration lock. `Some(previous byte)` when
 /// written, `None` when verify_opcode() found nothing to do.
-pub(crate) fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, opcode: u8, is_register: bool) -> Result<Option<u8>, UprobeError> {
-    let base = vaddr & !(PAGE_SIZE - 1);
+pub(crate) fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: UserAddr, opcode: u8, is_register: bool) -> Result<Option<u8>, UprobeError> {
+    let base = vaddr.align_down(PageSize::Size4K);
     let deadline = Deadline::after_ns(RETRY_NS);
     loop {
         split_pmd(mm, vaddr)?;
@@ -70,7 +70,7 @@ pub(crate) fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, 
         };
         // copy_highpage(new_page, old_page); copy_to_page(new_page, vaddr, opcode).
         frame_io::copy_page_from(&new_page, old);
-        frame_io::write_bytes(&new_page, (vaddr & (PAGE_SIZE - 1)) as usize, &[opcode]);
+        frame_io::write_bytes(&new_page, vaddr.page_offset(PageSize::Size4K) as usize, &[opcode]);
         // Unregistering in a file mapping: if the copy is the page-cache
         // page again, let go of it and only zap (no reference check).
         let orig = if is_register {
@@ -101,7 +101,7 @@ pub(crate) fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, 
 /// unmaps it when `new_page` is `None` (Linux __replace_page()); `false`
 /// (Linux -EAGAIN) when the pte no longer maps `old_page`, with `new_page`
 /// freed. The caller holds a reference on `old_page`.
-fn __replace_page(mm: &AddressSpace, addr: u64, old_page: &'static Page, new_page: Option<PageRef>) -> bool {
+fn __replace_page(mm: &AddressSpace, addr: UserAddr, old_page: &'static Page, new_page: Option<PageRef>) -> bool {
     let _lock = old_page.lock();
     let Some(pmd) = pgtable::pmd(mm, addr, false).ok().flatten() else { return false };
     if pmd.get().is_huge() {
@@ -130,7 +130,7 @@ fn __replace_page(mm: &AddressSpace, addr: u64, old_page: &'static Page, new_pag
     let (old, old_ref) = pgtable::ptep_get_and_clear(ptep);
     debug_assert_eq!(old.addr(), old_page.phys());
     widen::at(Point::WriterPostClear, old_page.pfn());
-    TlbFlush::page(mm.tlb(), VirtAddr::new(addr)).flush();
+    TlbFlush::page(mm.tlb(), addr.into()).flush();
     // set_pte_at_notify(). Release: the copied contents and the new page's
     // metadata before the entry. Without a new page the pte stays clear.
     match (e, new_page) {

@@ -59,7 +59,7 @@ use crate::gup::GupError;
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::uaccess::{self, UserPtr};
 use crate::mm::vma::Prot;
-use crate::mm::{PAGE_SIZE, layout};
+use crate::mm::UserAddr;
 use crate::sync::SpinLock;
 use crate::sync::rwsem::RwSemaphore;
 
@@ -123,7 +123,7 @@ struct Probe {
 
 /// Probes by (address-space id, address). Address-space ids are never
 /// reused, so a probe left by an exited process never matches another.
-static REGISTRY: SpinLock<BTreeMap<(u64, u64), Probe>> = SpinLock::new("uprobes registry", BTreeMap::new());
+static REGISTRY: SpinLock<BTreeMap<(u64, UserAddr), Probe>> = SpinLock::new("uprobes registry", BTreeMap::new());
 /// Serialises registrations (Linux uprobe->register_rwsem, one for all).
 static REGISTER_LOCK: RwSemaphore<()> = RwSemaphore::new("uprobes register", ());
 
@@ -166,11 +166,11 @@ pub fn stats() -> Stats {
 
 /// Linux valid_vma(): `vaddr` must be a user address in an area that allows
 /// execution (every area is private here). The caller holds the mmap lock.
-fn valid_vma(vmas: &crate::mm::vma::VmaSet, vaddr: u64) -> Result<(), UprobeError> {
-    if !vaddr.is_multiple_of(UPROBE_SWBP_INSN_SIZE) {
+fn valid_vma(vmas: &crate::mm::vma::VmaSet, vaddr: UserAddr) -> Result<(), UprobeError> {
+    if !vaddr.as_u64().is_multiple_of(UPROBE_SWBP_INSN_SIZE) {
         return Err(UprobeError::Misaligned);
     }
-    if vaddr >= layout::USER_END {
+    if vaddr == UserAddr::END {
         return Err(UprobeError::NotMapped);
     }
     let vma = vmas.find(vaddr).ok_or(UprobeError::NotMapped)?;
@@ -182,7 +182,7 @@ fn valid_vma(vmas: &crate::mm::vma::VmaSet, vaddr: u64) -> Result<(), UprobeErro
 
 /// Writes `opcode` at `vaddr` the configured way; `Some(previous byte)` if
 /// written, `None` if verify_opcode() found nothing to do.
-fn write(mm: &AddressSpace, vmas: &crate::mm::vma::VmaSet, vaddr: u64, opcode: u8, is_register: bool) -> Result<Option<u8>, UprobeError> {
+fn write(mm: &AddressSpace, vmas: &crate::mm::vma::VmaSet, vaddr: UserAddr, opcode: u8, is_register: bool) -> Result<Option<u8>, UprobeError> {
     if crate::race::uprobes_legacy() {
         legacy::uprobe_write_opcode(mm, vmas, vaddr, opcode, is_register)
     } else {
@@ -192,7 +192,7 @@ fn write(mm: &AddressSpace, vmas: &crate::mm::vma::VmaSet, vaddr: u64, opcode: u
 
 /// Installs a breakpoint at `vaddr` of `mm` (Linux uprobe_register() for
 /// one mm: install_breakpoint() -> set_swbp() -> uprobe_write_opcode()).
-pub fn uprobe_register(mm: &AddressSpace, vaddr: u64) -> Result<(), UprobeError> {
+pub fn uprobe_register(mm: &AddressSpace, vaddr: UserAddr) -> Result<(), UprobeError> {
     let _reg = REGISTER_LOCK.write();
     let vmas = mm.vmas.read();
     valid_vma(&vmas, vaddr)?;
@@ -216,7 +216,7 @@ pub fn uprobe_register(mm: &AddressSpace, vaddr: u64) -> Result<(), UprobeError>
 /// one mm: remove_breakpoint() -> set_orig_insn()). A byte that is no longer
 /// the breakpoint (the process or a device overwrote it) is left alone, as
 /// Linux's verify_opcode() does.
-pub fn uprobe_unregister(mm: &AddressSpace, vaddr: u64) -> Result<(), UprobeError> {
+pub fn uprobe_unregister(mm: &AddressSpace, vaddr: UserAddr) -> Result<(), UprobeError> {
     let _reg = REGISTER_LOCK.write();
     let vmas = mm.vmas.read();
     let orig = REGISTRY.lock().get(&(mm.id, vaddr)).map(|p| p.orig).ok_or(UprobeError::NoProbe)?;
@@ -237,7 +237,7 @@ pub fn uprobe_unregister(mm: &AddressSpace, vaddr: u64) -> Result<(), UprobeErro
 }
 
 /// Hits of the probe at `vaddr` of `mm`.
-pub fn hits(mm: &AddressSpace, vaddr: u64) -> Result<u64, UprobeError> {
+pub fn hits(mm: &AddressSpace, vaddr: UserAddr) -> Result<u64, UprobeError> {
     REGISTRY.lock().get(&(mm.id, vaddr)).map(|p| p.hits).ok_or(UprobeError::NoProbe)
 }
 
@@ -268,7 +268,7 @@ pub(crate) enum Swbp {
 /// A breakpoint trap at `bp_vaddr` (the `int3`'s address: the trap's rip
 /// minus 1) in the current process, whose address space is `mm` (Linux
 /// handle_swbp()). Runs in the trapping thread with interrupts enabled.
-pub(crate) fn handle_swbp(mm: &AddressSpace, bp_vaddr: u64) -> Swbp {
+pub(crate) fn handle_swbp(mm: &AddressSpace, bp_vaddr: UserAddr) -> Swbp {
     let orig = {
         let mut reg = REGISTRY.lock();
         reg.get_mut(&(mm.id, bp_vaddr)).map(|p| {
@@ -282,7 +282,7 @@ pub(crate) fn handle_swbp(mm: &AddressSpace, bp_vaddr: u64) -> Swbp {
             if b == NOP { Swbp::Continue } else { Swbp::Signal }
         }
         // Linux is_trap_at_addr(): the probe went between the trap and here.
-        None => match uaccess::read_user::<u8>(UserPtr(bp_vaddr)) {
+        None => match uaccess::read_user::<u8>(UserPtr(bp_vaddr.as_u64())) {
             Ok(b) if b != UPROBE_SWBP_INSN => Swbp::Restart,
             _ => Swbp::Signal,
         },
@@ -290,9 +290,9 @@ pub(crate) fn handle_swbp(mm: &AddressSpace, bp_vaddr: u64) -> Swbp {
 }
 
 /// The byte at `vaddr` of the page `p` (which maps `vaddr & !0xfff`).
-fn byte_at(p: &crate::mm::page::Page, vaddr: u64) -> u8 {
+fn byte_at(p: &crate::mm::page::Page, vaddr: UserAddr) -> u8 {
     let mut b = [0u8; 1];
-    crate::mm::frame_io::read_bytes(p, (vaddr & (PAGE_SIZE - 1)) as usize, &mut b);
+    crate::mm::frame_io::read_bytes(p, vaddr.page_offset(crate::mm::PageSize::Size4K) as usize, &mut b);
     b[0]
 }
 
@@ -306,7 +306,7 @@ fn verify_opcode(cur: u8, new: u8) -> bool {
 
 /// FOLL_SPLIT_PMD: a huge pmd mapping `vaddr` is split first, so the byte
 /// is written through a pte.
-fn split_pmd(mm: &AddressSpace, vaddr: u64) -> Result<(), UprobeError> {
+fn split_pmd(mm: &AddressSpace, vaddr: UserAddr) -> Result<(), UprobeError> {
     let Some(pmd) = crate::mm::pgtable::pmd(mm, vaddr, false).ok().flatten() else { return Ok(()) };
     if !pmd.get().is_huge() {
         return Ok(());

@@ -22,7 +22,6 @@
 //! slow path, which waits the same way.
 
 use core::sync::atomic::Ordering;
-use x86_64::VirtAddr;
 
 use super::{UprobeError, byte_at, split_pmd, verify_opcode};
 use crate::gup::{self, Foll, Grabbed};
@@ -30,7 +29,8 @@ use crate::mm::addr_space::AddressSpace;
 use crate::mm::page::{Page, PageFlags, PageRef};
 use crate::mm::paging::PteFlags;
 use crate::mm::vma::VmaSet;
-use crate::mm::{PAGE_SIZE, frame_io, pgtable};
+use crate::mm::{frame_io, pgtable};
+use crate::mm::{PageSize, UserAddr};
 use crate::race::overlap::WriterWindow;
 use crate::race::widen::{self, Point};
 use crate::time::Deadline;
@@ -53,8 +53,8 @@ enum Again {
 /// The caller holds the mmap lock for reading (`vmas`) and the registration
 /// lock. `Some(previous byte)` when written, `None` when verify_opcode()
 /// found nothing to do.
-pub(crate) fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, opcode: u8, is_register: bool) -> Result<Option<u8>, UprobeError> {
-    let base = vaddr & !(PAGE_SIZE - 1);
+pub(crate) fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: UserAddr, opcode: u8, is_register: bool) -> Result<Option<u8>, UprobeError> {
+    let base = vaddr.align_down(PageSize::Size4K);
     let deadline = Deadline::after_ns(RETRY_NS);
     let mut break_cow = is_register;
     loop {
@@ -96,7 +96,7 @@ pub(crate) fn uprobe_write_opcode(mm: &AddressSpace, vmas: &VmaSet, vaddr: u64, 
 /// unregistering (`orig`: the page-cache original), zap the page when that
 /// is safe (Linux __uprobe_write_opcode()). `page` is held by the caller's
 /// reference.
-fn __uprobe_write_opcode(mm: &AddressSpace, vaddr: u64, page: &PageRef, opcode: u8, orig: Option<&'static Page>) -> Result<(), Again> {
+fn __uprobe_write_opcode(mm: &AddressSpace, vaddr: UserAddr, page: &PageRef, opcode: u8, orig: Option<&'static Page>) -> Result<(), Again> {
     let p = page.page();
     let pmd = pgtable::pmd(mm, vaddr, false).ok().flatten().ok_or(Again::Changed)?;
     if pmd.get().is_huge() {
@@ -122,9 +122,9 @@ fn __uprobe_write_opcode(mm: &AddressSpace, vaddr: u64, page: &PageRef, opcode: 
     let (old, mapping) = pgtable::ptep_get_and_clear(ptep);
     let mapping = mapping.expect("a present pte maps a page");
     widen::at(Point::WriterPostClear, p.pfn());
-    TlbFlush::page(mm.tlb(), VirtAddr::new(vaddr)).flush();
+    TlbFlush::page(mm.tlb(), vaddr.into()).flush();
     // copy_to_page(): in place.
-    frame_io::write_bytes(page, (vaddr & (PAGE_SIZE - 1)) as usize, &[opcode]);
+    frame_io::write_bytes(page, vaddr.page_offset(PageSize::Size4K) as usize, &[opcode]);
     super::IN_PLACE.fetch_add(1, Ordering::Relaxed);
     if let Some(orig) = orig
         && p.has(PageFlags::ANON)

@@ -9,6 +9,7 @@ use kernel::mm::page::{self, PIN_BIAS, PageFlags};
 use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 
 use crate::mm::{RW, assert_no_leaks, in_mm, mmap, new_mm, read, read_phys, translate, write};
+use kernel::mm::UserAddr;
 
 fn phys(g: &[Grabbed]) -> Vec<u64> {
     g.iter().map(|g| g.phys().as_u64()).collect()
@@ -40,7 +41,7 @@ kernel::ktests! {
             let mm = new_mm();
             let a = mmap(&mm, PAGE_SIZE, RW);
             let h = mmap(&mm, HUGE_PAGE_SIZE, RW);
-            m::madvise(&mm, h, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, h.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             let m2 = mm.clone();
             in_mm(&mm, move || {
                 write(a, 1);
@@ -69,7 +70,7 @@ kernel::ktests! {
             let mm = new_mm();
             let a = mmap(&mm, PAGE_SIZE, RW);
             let h = mmap(&mm, HUGE_PAGE_SIZE, RW);
-            m::madvise(&mm, h, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, h.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             let m2 = mm.clone();
             in_mm(&mm, move || {
                 write(a, 1);
@@ -113,7 +114,7 @@ kernel::ktests! {
                 write(a, 0x5555);
                 gup::get_user_pages_fast(a, 1, Foll::PIN | Foll::WRITE).unwrap().pop().unwrap()
             });
-            m::munmap(&mm, a, PAGE_SIZE).unwrap();
+            m::munmap(&mm, a.as_u64(), PAGE_SIZE).unwrap();
             assert_eq!(pin.page().mapcount(), 0);
             assert_eq!(read_phys(pin.phys()), 0x5555, "the pinned frame was freed (poisoned) by munmap");
             assert_eq!(pin.page().refcount(), PIN_BIAS);
@@ -168,22 +169,26 @@ kernel::ktests! {
             let ro = mmap(&mm, PAGE_SIZE, 1);
             let none = mmap(&mm, PAGE_SIZE, 0);
             in_mm(&mm, move || {
-                let f = |a: u64, n: usize, fl: Foll| gup::get_user_pages_fast(a, n, fl).map(|v| v.len());
+                // A raw address as a system call gives it: converted first,
+                // as the syscall layer does (beyond the user half: EFAULT).
+                let f = |a: u64, n: usize, fl: Foll| {
+                    UserAddr::new(a).ok_or(GupError::Fault).and_then(|a| gup::get_user_pages_fast(a, n, fl)).map(|v| v.len())
+                };
                 assert_eq!(f(0, 1, Foll::GET), Err(GupError::Fault), "null");
                 assert_eq!(f(0x1000_0000, 1, Foll::GET), Err(GupError::Fault), "unmapped");
                 assert_eq!(f(0xffff_8000_0000_0000, 1, Foll::GET), Err(GupError::Fault), "kernel address");
                 assert_eq!(f(0x0000_8000_0000_0000, 1, Foll::GET), Err(GupError::Fault), "non-canonical");
                 assert_eq!(f(0x7fff_ffff_f000, 2, Foll::GET), Err(GupError::Fault), "runs past the user half");
                 assert_eq!(f(!0xfff, 2, Foll::GET), Err(GupError::Fault), "wraps");
-                assert_eq!(f(ro, 1, Foll::GET | Foll::WRITE), Err(GupError::Fault), "write to read-only");
-                assert_eq!(f(none, 1, Foll::GET), Err(GupError::Fault), "PROT_NONE");
-                assert_eq!(f(ro, 1, Foll::GET | Foll::PIN), Err(GupError::Invalid), "GET and PIN");
-                assert_eq!(f(ro, 1, Foll::WRITE), Err(GupError::Invalid), "neither GET nor PIN");
-                assert_eq!(f(ro + 1, 1, Foll::GET), Err(GupError::Invalid), "unaligned");
-                assert_eq!(f(ro, 0, Foll::GET), Err(GupError::Invalid), "no pages");
-                assert_eq!(f(ro, 1, Foll::PIN), Ok(1), "read pin of read-only memory");
+                assert_eq!(f(ro.as_u64(), 1, Foll::GET | Foll::WRITE), Err(GupError::Fault), "write to read-only");
+                assert_eq!(f(none.as_u64(), 1, Foll::GET), Err(GupError::Fault), "PROT_NONE");
+                assert_eq!(f(ro.as_u64(), 1, Foll::GET | Foll::PIN), Err(GupError::Invalid), "GET and PIN");
+                assert_eq!(f(ro.as_u64(), 1, Foll::WRITE), Err(GupError::Invalid), "neither GET nor PIN");
+                assert_eq!(f(ro.as_u64() + 1, 1, Foll::GET), Err(GupError::Invalid), "unaligned");
+                assert_eq!(f(ro.as_u64(), 0, Foll::GET), Err(GupError::Invalid), "no pages");
+                assert_eq!(f(ro.as_u64(), 1, Foll::PIN), Ok(1), "read pin of read-only memory");
                 // A failure half way releases what was taken.
-                assert_eq!(f(ro, 2, Foll::GET), Err(GupError::Fault));
+                assert_eq!(f(ro.as_u64(), 2, Foll::GET), Err(GupError::Fault));
             });
         });
     }

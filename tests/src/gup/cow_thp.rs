@@ -14,15 +14,16 @@ use kernel::mm::PageSize;
 use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 
 use crate::mm::{RW, assert_no_leaks, in_mm, mmap, new_mm, read, read_phys, translate, write};
+use kernel::mm::UserAddr;
 
 /// The subpage the tests pin: a tail page (the head had the flag already).
 const SUB: u64 = 5 * PAGE_SIZE;
 
 /// A THP-backed 2 MiB area of `mm`, filled (faulted in as one huge pmd) with
 /// `v` at the pinned subpage.
-fn thp(mm: &alloc::sync::Arc<AddressSpace>, v: u64) -> u64 {
+fn thp(mm: &alloc::sync::Arc<AddressSpace>, v: u64) -> UserAddr {
     let h = mmap(mm, HUGE_PAGE_SIZE, RW);
-    m::madvise(mm, h, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+    m::madvise(mm, h.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
     in_mm(mm, move || write(h + SUB, v));
     assert_eq!(translate(mm, h).unwrap().size, PageSize::Size2M, "not a huge mapping");
     h
@@ -30,7 +31,7 @@ fn thp(mm: &alloc::sync::Arc<AddressSpace>, v: u64) -> u64 {
 
 /// A read-only pin of `h + SUB`, from GUP-fast (falling back to the slow
 /// path) or from the slow path only.
-fn ro_pin(mm: &alloc::sync::Arc<AddressSpace>, h: u64, fast: bool) -> Grabbed {
+fn ro_pin(mm: &alloc::sync::Arc<AddressSpace>, h: UserAddr, fast: bool) -> Grabbed {
     let m2 = mm.clone();
     in_mm(mm, move || {
         let g = if fast {
@@ -44,7 +45,7 @@ fn ro_pin(mm: &alloc::sync::Arc<AddressSpace>, h: u64, fast: bool) -> Grabbed {
 
 /// The pin sees a later write through the mapping, and the page it holds is
 /// the one mapped now, exclusive.
-fn pin_sees_write(mm: &alloc::sync::Arc<AddressSpace>, h: u64, pin: &Grabbed) {
+fn pin_sees_write(mm: &alloc::sync::Arc<AddressSpace>, h: UserAddr, pin: &Grabbed) {
     in_mm(mm, move || write(h + SUB, 0xbeef));
     assert_eq!(read_phys(pin.phys()), 0xbeef, "the read-only pin lost a later write through the mapping");
     assert_eq!(translate(mm, h + SUB).unwrap().phys, pin.phys());

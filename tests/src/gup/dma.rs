@@ -22,6 +22,7 @@ use abi::Errno;
 use abi::dio::{DEVICE_SIZE, pattern_word};
 
 use crate::mm::{RW, assert_no_leaks, in_mm, mmap, new_mm, read, read_phys, translate, write};
+use kernel::mm::UserAddr;
 
 const POISON_WORD: u64 = u64::from_ne_bytes([POISON_BYTE; 8]);
 /// Where to look for the free poison in a freed frame: past the buddy
@@ -46,7 +47,7 @@ kernel::ktests! {
                     Grabbed::Ref(_) => panic!("FOLL_PIN gave a reference"),
                 }
             });
-            m::munmap(&mm, a, PAGE_SIZE).unwrap();
+            m::munmap(&mm, a.as_u64(), PAGE_SIZE).unwrap();
             assert_eq!(pin.page().mapcount(), 0);
             assert_eq!(pin.page().refcount(), PIN_BIAS, "only the pin holds the frame");
             let pa = pin.phys();
@@ -78,7 +79,7 @@ kernel::ktests! {
                 let mut frames = Vec::new();
                 let r = dma::direct_io_with(&m2, a, 4 * PAGE_SIZE, DioOp::ReadPattern { seq: 5 }, |pins| {
                     // Between pin and submit: the process unmaps the buffer.
-                    m::munmap(&m2, a, 4 * PAGE_SIZE).unwrap();
+                    m::munmap(&m2, a.as_u64(), 4 * PAGE_SIZE).unwrap();
                     assert_eq!(page::live_folios(), live + 4, "the pins do not keep the frames");
                     for p in pins {
                         assert_eq!(p.page().mapcount(), 0);
@@ -104,7 +105,7 @@ kernel::ktests! {
             let mm = new_mm();
             let a = mmap(&mm, 8 * PAGE_SIZE, RW);
             let h = mmap(&mm, HUGE_PAGE_SIZE, RW);
-            m::madvise(&mm, h, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, h.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             let m2 = mm.clone();
             in_mm(&mm, move || {
                 write(h, 1);
@@ -219,17 +220,19 @@ kernel::ktests! {
             let m2 = mm.clone();
             let before = dma::stats();
             in_mm(&mm, move || {
-                let rd = |buf: u64, len: u64| dma::direct_read(&m2, buf, len, 3);
+                // A raw buffer address as the system call gives it: converted
+                // first, as the syscall layer does (beyond the user half: EFAULT).
+                let rd = |buf: u64, len: u64| UserAddr::new(buf).ok_or(Errno::EFAULT).and_then(|b| dma::direct_read(&m2, b, len, 3));
                 assert_eq!(rd(0, PAGE_SIZE), Err(Errno::EFAULT), "null");
                 assert_eq!(rd(0x1000_0000, PAGE_SIZE), Err(Errno::EFAULT), "unmapped");
                 assert_eq!(rd(0xffff_8000_0000_0000, PAGE_SIZE), Err(Errno::EFAULT), "kernel address");
-                assert_eq!(rd(a, 8 * PAGE_SIZE), Err(Errno::EFAULT), "runs into unmapped memory");
-                assert_eq!(rd(ro, PAGE_SIZE), Err(Errno::EFAULT), "device write into read-only memory");
-                assert_eq!(rd(a + 8, PAGE_SIZE), Err(Errno::EINVAL), "unaligned");
-                assert_eq!(rd(a, 100), Err(Errno::EINVAL), "unaligned length");
-                assert_eq!(rd(a, 0), Err(Errno::EINVAL), "empty");
-                assert_eq!(rd(a, abi::dio::MAX_LEN + PAGE_SIZE), Err(Errno::EINVAL), "too long");
-                let wr = |buf: u64, off: u64| dma::direct_write(&m2, buf, PAGE_SIZE, off);
+                assert_eq!(rd(a.as_u64(), 8 * PAGE_SIZE), Err(Errno::EFAULT), "runs into unmapped memory");
+                assert_eq!(rd(ro.as_u64(), PAGE_SIZE), Err(Errno::EFAULT), "device write into read-only memory");
+                assert_eq!(rd(a.as_u64() + 8, PAGE_SIZE), Err(Errno::EINVAL), "unaligned");
+                assert_eq!(rd(a.as_u64(), 100), Err(Errno::EINVAL), "unaligned length");
+                assert_eq!(rd(a.as_u64(), 0), Err(Errno::EINVAL), "empty");
+                assert_eq!(rd(a.as_u64(), abi::dio::MAX_LEN + PAGE_SIZE), Err(Errno::EINVAL), "too long");
+                let wr = |buf: UserAddr, off: u64| dma::direct_write(&m2, buf, PAGE_SIZE, off);
                 assert_eq!(wr(a, DEVICE_SIZE), Err(Errno::EINVAL), "past the device");
                 assert_eq!(wr(a, 512), Err(Errno::EINVAL), "unaligned device offset");
                 assert_eq!(wr(ro, 0), Ok(PAGE_SIZE as usize), "device read of read-only memory");

@@ -91,7 +91,7 @@ fn ksm_merge_under_a_deferred_flush(gate: kernel::race::KsmGate) -> Option<(bool
         let st = stage.clone();
         let writer = kernel::sched::spawn_in(cpu, "stale writer", Some(mm.clone()), move || {
             // A write caches a writable translation of `a` on this CPU.
-            write_user(UserPtr(a), &X).expect("first write");
+            write_user(UserPtr(a.as_u64()), &X).expect("first write");
             st.store(1, Ordering::Release);
             let d = kernel::time::Deadline::after_ns(5_000_000_000);
             while st.load(Ordering::Acquire) != 2 {
@@ -99,7 +99,7 @@ fn ksm_merge_under_a_deferred_flush(gate: kernel::race::KsmGate) -> Option<(bool
                 core::hint::spin_loop();
             }
             // Through the stale entry if nobody flushed it, else a fault.
-            write_user(UserPtr(a), &Y).expect("second write");
+            write_user(UserPtr(a.as_u64()), &Y).expect("second write");
         })
         .expect("spawn");
         let d = kernel::time::Deadline::after_ns(5_000_000_000);
@@ -118,7 +118,7 @@ fn ksm_merge_under_a_deferred_flush(gate: kernel::race::KsmGate) -> Option<(bool
             let _ptl = pt.lock();
             pt.entry(a).fetch_clear(PteFlags::WRITABLE | PteFlags::DIRTY, Ordering::AcqRel);
         }
-        batch.page(x86_64::VirtAddr::new(a));
+        batch.page(x86_64::VirtAddr::new(a.as_u64()));
         let merged = {
             let _vmas = mm.vmas.read();
             kernel::ksm::merge::try_to_merge_one_page(&mm, a, &held, None).is_ok() && p.has(PageFlags::KSM)
@@ -252,14 +252,14 @@ fn gup_fast_pin_across_a_split(head_recheck: bool) -> Option<SplitRace> {
     let r = assert_no_leaks(|| {
         let mm = new_mm();
         let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
-        m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).expect("MADV_HUGEPAGE");
+        m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).expect("MADV_HUGEPAGE");
         let t = a + 5 * PAGE_SIZE;
         in_mm(&mm, move || write(t, 0x4848));
         assert_eq!(translate(&mm, t).unwrap().size, PageSize::Size2M, "no THP to split");
         // Mapped by ptes (a partial mprotect splits the pmd, not the folio):
         // GUP-fast reads a pte, which the split puts back unchanged.
-        m::mprotect(&mm, a, PAGE_SIZE, 1).expect("mprotect");
-        m::mprotect(&mm, a, PAGE_SIZE, RW).expect("mprotect");
+        m::mprotect(&mm, a.as_u64(), PAGE_SIZE, 1).expect("mprotect");
+        m::mprotect(&mm, a.as_u64(), PAGE_SIZE, RW).expect("mprotect");
         let p = page::page_of(translate(&mm, t).unwrap().phys);
         let head = p.folio();
         assert!(p.is_large() && !core::ptr::eq(p, head), "the page is no tail of a THP");
@@ -332,7 +332,7 @@ fn vmsplice_unmap_then_parent_writes(rule: CowReuse) -> (u64, bool) {
             // FOLL_WRITE, no pin), then the child unmaps the page.
             let refs = gup::get_user_pages(&child, a, 1, Foll::GET).expect("R/O GUP in the child");
             assert_eq!(refs[0].phys(), shared, "the child's reference is not on the shared page");
-            m::munmap(&child, a, PAGE_SIZE).expect("munmap in the child");
+            m::munmap(&child, a.as_u64(), PAGE_SIZE).expect("munmap in the child");
             in_mm(&parent, move || {
                 write(a, 0xbbbb);
                 assert_eq!(read(a), 0xbbbb);

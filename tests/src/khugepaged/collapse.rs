@@ -11,9 +11,10 @@ use kernel::race::{self, CollapseSwitches};
 
 use super::{check_contents, collapse_no_leaks, mapped_size, populated, word};
 use crate::mm::{RW, in_mm, mmap, new_mm, read, translate, write};
+use kernel::mm::UserAddr;
 
-fn collapse(mm: &alloc::sync::Arc<kernel::mm::addr_space::AddressSpace>, a: u64) -> Result<(), MmError> {
-    m::madvise(mm, a, HUGE_PAGE_SIZE, advice::COLLAPSE)
+fn collapse(mm: &alloc::sync::Arc<kernel::mm::addr_space::AddressSpace>, a: UserAddr) -> Result<(), MmError> {
+    m::madvise(mm, a.as_u64(), HUGE_PAGE_SIZE, advice::COLLAPSE)
 }
 
 kernel::ktests! {
@@ -105,7 +106,7 @@ kernel::ktests! {
             // partial MADV_DONTNEED stays one large folio mapped 511 times.
             let mm = new_mm();
             let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
-            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             in_mm(&mm, move || {
                 for i in 0..512 {
                     write(a + i * PAGE_SIZE, word(i));
@@ -113,7 +114,7 @@ kernel::ktests! {
             });
             let old = translate(&mm, a).unwrap();
             assert_eq!(old.size, PageSize::Size2M, "no huge page to start from");
-            m::madvise(&mm, a + 7 * PAGE_SIZE, PAGE_SIZE, advice::DONTNEED).unwrap();
+            m::madvise(&mm, a.as_u64() + 7 * PAGE_SIZE, PAGE_SIZE, advice::DONTNEED).unwrap();
             assert_eq!(mapped_size(&mm, a), Some(PageSize::Size4K), "the partial MADV_DONTNEED did not split the huge pmd");
             let folio = page::page_of(old.phys);
             assert!(folio.is_large() && folio.refcount() == 511, "{folio:?}");
@@ -157,9 +158,9 @@ kernel::ktests! {
     fn a_partial_munmap_makes_the_range_unsuitable() {
         collapse_no_leaks(|| {
             let (mm, a) = populated(0..512);
-            m::munmap(&mm, a + 10 * PAGE_SIZE, PAGE_SIZE).unwrap();
+            m::munmap(&mm, a.as_u64() + 10 * PAGE_SIZE, PAGE_SIZE).unwrap();
             assert_eq!(collapse(&mm, a), Err(MmError::NoMemory), "a range with a hole is not fully mapped");
-            assert_eq!(m::madvise(&mm, a, 10 * PAGE_SIZE, advice::COLLAPSE), Ok(()), "no whole 2 MiB block: nothing to do");
+            assert_eq!(m::madvise(&mm, a.as_u64(), 10 * PAGE_SIZE, advice::COLLAPSE), Ok(()), "no whole 2 MiB block: nothing to do");
             assert_eq!(khugepaged::collapse_huge_page(&mm, a, Control::Madvise), Err(khugepaged::Refusal::Changed));
             assert_eq!(mapped_size(&mm, a), Some(PageSize::Size4K));
             in_mm(&mm, move || {
@@ -173,15 +174,15 @@ kernel::ktests! {
     fn argument_errors() {
         collapse_no_leaks(|| {
             let (mm, a) = populated(0..512);
-            assert_eq!(m::madvise(&mm, a + 1, HUGE_PAGE_SIZE, advice::COLLAPSE), Err(MmError::Invalid), "unaligned start");
+            assert_eq!(m::madvise(&mm, a.as_u64() + 1, HUGE_PAGE_SIZE, advice::COLLAPSE), Err(MmError::Invalid), "unaligned start");
             // A zero length does nothing and succeeds, as Linux's madvise.
-            assert_eq!(m::madvise(&mm, a, 0, advice::COLLAPSE), Ok(()), "empty length");
-            assert_eq!(m::madvise(&mm, a + 1, 0, advice::COLLAPSE), Err(MmError::Invalid), "empty length, unaligned start");
-            assert_eq!(m::madvise(&mm, a + HUGE_PAGE_SIZE * 8, HUGE_PAGE_SIZE, advice::COLLAPSE), Err(MmError::NoMemory), "unmapped");
-            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::NOHUGEPAGE).unwrap();
+            assert_eq!(m::madvise(&mm, a.as_u64(), 0, advice::COLLAPSE), Ok(()), "empty length");
+            assert_eq!(m::madvise(&mm, a.as_u64() + 1, 0, advice::COLLAPSE), Err(MmError::Invalid), "empty length, unaligned start");
+            assert_eq!(m::madvise(&mm, a.as_u64() + HUGE_PAGE_SIZE * 8, HUGE_PAGE_SIZE, advice::COLLAPSE), Err(MmError::NoMemory), "unmapped");
+            m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::NOHUGEPAGE).unwrap();
             assert_eq!(collapse(&mm, a), Err(MmError::Invalid), "MADV_NOHUGEPAGE area");
             assert_eq!(mapped_size(&mm, a), Some(PageSize::Size4K));
-            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             collapse(&mm, a).unwrap();
         });
     }

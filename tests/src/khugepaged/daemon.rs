@@ -30,7 +30,7 @@ kernel::ktests! {
             khugepaged::set_tunables(Tunables { max_ptes_none: 10, ..Tunables::DEFAULT });
             // 12 none ptes: refused; 7: collapsed.
             let (mm, a) = populated(0..500);
-            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             let s0 = khugepaged::stats();
             scan_all();
             let s = khugepaged::stats();
@@ -54,7 +54,7 @@ kernel::ktests! {
             let child = fork_mm(&mm).expect("fork");
             // One private (written) page; the other 511 shared with the child.
             in_mm(&mm, move || write(a, super::word(0)));
-            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             let s0 = khugepaged::stats();
             scan_all();
             assert!(khugepaged::stats().refused_shared > s0.refused_shared);
@@ -74,7 +74,7 @@ kernel::ktests! {
             let other = kernel::smp::online_cpus().iter().find(|&c| c != me).expect("2 CPUs");
             let (mm, a) = populated(0..512);
             let (plain, b) = populated(0..512);
-            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             let s0 = khugepaged::stats();
             khugepaged::start_khugepaged(other, Tunables { scan_sleep_us: 1000, ..Tunables::DEFAULT }).unwrap();
             assert!(khugepaged::start_khugepaged(other, Tunables::DEFAULT).is_err(), "started twice");

@@ -21,6 +21,7 @@ use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use kernel::race::{self, CollapseSwitches};
 
 use crate::mm::{RW, assert_no_leaks, in_mm, mmap, new_mm, read, translate, write};
+use kernel::mm::UserAddr;
 
 /// The value [`populate`] writes in page `i`.
 pub fn word(i: u64) -> u64 {
@@ -29,10 +30,10 @@ pub fn word(i: u64) -> u64 {
 
 /// A fresh address space with a 2 MiB-aligned area whose pages `pages`
 /// are written with [`word`] (small pages: no MADV_HUGEPAGE yet).
-pub fn populated(pages: impl Iterator<Item = u64> + Send + 'static) -> (Arc<AddressSpace>, u64) {
+pub fn populated(pages: impl Iterator<Item = u64> + Send + 'static) -> (Arc<AddressSpace>, UserAddr) {
     let mm = new_mm();
     let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
-    assert_eq!(a % HUGE_PAGE_SIZE, 0, "a 2 MiB mmap is not 2 MiB-aligned");
+    assert!(a.is_aligned(PageSize::Size2M), "a 2 MiB mmap is not 2 MiB-aligned");
     in_mm(&mm, move || {
         for i in pages {
             write(a + i * PAGE_SIZE, word(i));
@@ -42,13 +43,13 @@ pub fn populated(pages: impl Iterator<Item = u64> + Send + 'static) -> (Arc<Addr
 }
 
 /// The size of the page mapping `addr` (`None`: not mapped).
-pub fn mapped_size(mm: &AddressSpace, addr: u64) -> Option<PageSize> {
+pub fn mapped_size(mm: &AddressSpace, addr: UserAddr) -> Option<PageSize> {
     translate(mm, addr).map(|t| t.size)
 }
 
 /// Asserts page `i` of the area at `a` reads [`word`]`(i)` for `i` in
 /// `written`, zero elsewhere, through the mapping.
-pub fn check_contents(mm: &Arc<AddressSpace>, a: u64, written: impl Fn(u64) -> bool + Send + 'static) {
+pub fn check_contents(mm: &Arc<AddressSpace>, a: UserAddr, written: impl Fn(u64) -> bool + Send + 'static) {
     in_mm(mm, move || {
         for i in 0..512 {
             let want = if written(i) { word(i) } else { 0 };

@@ -43,7 +43,7 @@ fn pin_right_after_the_check(check_before_clear: bool) -> Outcome {
         gup::get_user_pages_fast_only(a, 1, Foll::PIN | Foll::WRITE).expect("GUP-fast arguments")
     })
     .expect("spawn");
-    let r = m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::COLLAPSE);
+    let r = m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::COLLAPSE);
     let pins = pinner.join();
     widen::set(Point::WriterPostCheck, Widening::None);
     race::set_collapse_switches(CollapseSwitches::default());

@@ -62,7 +62,7 @@ fn walk_across_a_collapse(no_table_sync: bool) -> Outcome {
         assert!(kernel::time::now_ns() < deadline, "the walker on cpu{other} never reached gup.pre_pte");
         core::hint::spin_loop();
     }
-    let r = m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::COLLAPSE);
+    let r = m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::COLLAPSE);
     let pinned = walker.join();
     widen::set(Point::GupPrePte, Widening::None);
     race::set_collapse_switches(CollapseSwitches::default());

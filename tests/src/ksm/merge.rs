@@ -29,8 +29,8 @@ kernel::ktests! {
                     fill(d + i * PAGE_SIZE, 0x7000 + i);
                 }
             });
-            m::madvise(&mm, a, N * PAGE_SIZE, advice::MERGEABLE).unwrap();
-            m::madvise(&mm, d, M * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&mm, a.as_u64(), N * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&mm, d.as_u64(), M * PAGE_SIZE, advice::MERGEABLE).unwrap();
             let s0 = ksm::stats();
             merge_all();
             let s = ksm::stats();
@@ -76,7 +76,7 @@ kernel::ktests! {
                     fill(a + i * PAGE_SIZE, 0x5a5a_0002);
                 }
             });
-            m::madvise(&mm, a, N * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&mm, a.as_u64(), N * PAGE_SIZE, advice::MERGEABLE).unwrap();
             merge_all();
             let s = ksm::stats();
             assert_eq!(sharing(), (3, N - 3), "{N} equal pages, cap 4: 3 KSM pages: {s:?}");
@@ -110,8 +110,8 @@ kernel::ktests! {
                 fill(b, 0xbeef);
                 fill(b + PAGE_SIZE, 0xc0ffee);
             });
-            m::madvise(&one, a, 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
-            m::madvise(&two, b, 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&one, a.as_u64(), 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&two, b.as_u64(), 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
             merge_all();
             assert_eq!(sharing(), (2, 2), "two pairs across two address spaces: {:?}", ksm::stats());
             let (k1, _) = mapped(&one, a);
@@ -143,8 +143,8 @@ kernel::ktests! {
                 fill(a + PAGE_SIZE, 0x1111);
             });
             in_mm(&two, move || fill(b, 0x1111));
-            m::madvise(&one, a, 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
-            m::madvise(&two, b, PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&one, a.as_u64(), 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&two, b.as_u64(), PAGE_SIZE, advice::MERGEABLE).unwrap();
             merge_all();
             assert_eq!(sharing(), (1, 2));
             let (k, _) = mapped(&one, a);
@@ -187,10 +187,10 @@ kernel::ktests! {
                     fill(a + i * PAGE_SIZE, 0xabcd);
                 }
             });
-            m::madvise(&mm, a, N * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&mm, a.as_u64(), N * PAGE_SIZE, advice::MERGEABLE).unwrap();
             merge_all();
             assert_eq!(sharing(), (1, N - 1));
-            m::madvise(&mm, a, N * PAGE_SIZE, advice::UNMERGEABLE).unwrap();
+            m::madvise(&mm, a.as_u64(), N * PAGE_SIZE, advice::UNMERGEABLE).unwrap();
             let mut frames = Vec::new();
             for i in 0..N {
                 let p = assert_private(&mm, a + i * PAGE_SIZE);
@@ -217,7 +217,7 @@ kernel::ktests! {
         ksm_no_leaks(|| {
             let mm = new_mm();
             let h = mmap(&mm, HUGE_PAGE_SIZE, RW);
-            m::madvise(&mm, h, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, h.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             let a = mmap(&mm, 2 * PAGE_SIZE, RW);
             // 512 equal (zero) subpages, and two small zero pages as a
             // witness that zero pages do merge.
@@ -228,8 +228,8 @@ kernel::ktests! {
             });
             let t = translate(&mm, h).unwrap();
             assert_eq!(t.size, PageSize::Size2M, "no huge page to test with");
-            m::madvise(&mm, h, HUGE_PAGE_SIZE, advice::MERGEABLE).unwrap();
-            m::madvise(&mm, a, 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&mm, h.as_u64(), HUGE_PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&mm, a.as_u64(), 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
             let s0 = ksm::stats();
             merge_all();
             let s = ksm::stats();
@@ -257,7 +257,7 @@ kernel::ktests! {
                 fill(a, 0x600d);
                 fill(a + PAGE_SIZE, 0x600d);
             });
-            m::madvise(&parent, a, 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&parent, a.as_u64(), 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
             merge_all();
             let (k, _) = mapped(&parent, a);
             let child = fork_mm(&parent).expect("fork");
@@ -304,7 +304,7 @@ kernel::ktests! {
                 fill(a, 0xf001);
                 fill(a + PAGE_SIZE, 0xf002);
             });
-            m::madvise(&parent, a, 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&parent, a.as_u64(), 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
             let child = fork_mm(&parent).expect("fork");
             in_mm(&child, move || {
                 fill(a, 0xf003);

@@ -26,13 +26,14 @@ use kernel::mm::{PAGE_SIZE, pgtable};
 use kernel::race::{self, KsmSwitches, SyncMode};
 
 use crate::mm::{accounts, read, release_lazy_mms, translate, write};
+use kernel::mm::UserAddr;
 
 /// The offsets [`fill`] writes and [`check`] reads.
 const OFFSETS: [u64; 3] = [0, 0x800, PAGE_SIZE - 8];
 
 /// Writes a pattern derived from `v` into the page at `addr` (faulting it in
 /// writable). Pages filled with the same `v` are identical.
-pub fn fill(addr: u64, v: u64) {
+pub fn fill(addr: UserAddr, v: u64) {
     for off in OFFSETS {
         write(addr + off, v ^ off);
     }
@@ -40,7 +41,7 @@ pub fn fill(addr: u64, v: u64) {
 
 /// Asserts the page at `addr` holds [`fill`]'s pattern for `v` (read through
 /// the loaded address space, faulting it in for reading).
-pub fn check(addr: u64, v: u64) {
+pub fn check(addr: UserAddr, v: u64) {
     for off in OFFSETS {
         assert_eq!(read(addr + off), v ^ off, "page at {addr:#x}, offset {off:#x}: contents changed");
     }
@@ -55,7 +56,7 @@ pub fn check_phys(phys: x86_64::PhysAddr, v: u64) {
 
 /// The pte of `addr` in `mm`, if `addr` is mapped by 4 KiB ptes (a marker or
 /// an empty entry included).
-pub fn raw_pte(mm: &AddressSpace, addr: u64) -> Option<RawEntry> {
+pub fn raw_pte(mm: &AddressSpace, addr: UserAddr) -> Option<RawEntry> {
     let pmd = pgtable::pmd(mm, addr, false).ok().flatten()?;
     if pmd.get().is_huge() {
         return None;
@@ -65,13 +66,13 @@ pub fn raw_pte(mm: &AddressSpace, addr: u64) -> Option<RawEntry> {
 }
 
 /// The page `addr` maps in `mm`, with its pte, asserting it is mapped.
-pub fn mapped(mm: &AddressSpace, addr: u64) -> (&'static Page, RawEntry) {
+pub fn mapped(mm: &AddressSpace, addr: UserAddr) -> (&'static Page, RawEntry) {
     let t = translate(mm, addr).unwrap_or_else(|| panic!("{addr:#x} is not mapped"));
     (page::page_of(t.phys), t.leaf)
 }
 
 /// Asserts `addr` in `mm` maps the KSM page `k` read-only.
-pub fn assert_maps_ksm(mm: &AddressSpace, addr: u64, k: &Page) {
+pub fn assert_maps_ksm(mm: &AddressSpace, addr: UserAddr, k: &Page) {
     let (p, e) = mapped(mm, addr);
     assert_eq!(p.phys(), k.phys(), "{addr:#x} does not map the KSM page");
     assert!(p.has(PageFlags::KSM), "{addr:#x}: the merged page is not flagged KSM");
@@ -79,7 +80,7 @@ pub fn assert_maps_ksm(mm: &AddressSpace, addr: u64, k: &Page) {
 }
 
 /// Asserts `addr` in `mm` maps a private (non-KSM) page and returns it.
-pub fn assert_private(mm: &AddressSpace, addr: u64) -> &'static Page {
+pub fn assert_private(mm: &AddressSpace, addr: UserAddr) -> &'static Page {
     let (p, _) = mapped(mm, addr);
     assert!(!p.has(PageFlags::KSM), "{addr:#x} maps a KSM page");
     p

@@ -21,6 +21,7 @@ use super::{
     assert_maps_ksm, assert_private, check, check_phys, fill, ksm_no_leaks, mapped, merge_all, raw_pte, sharing,
 };
 use crate::mm::{RW, in_mm, mmap, new_mm, touch};
+use kernel::mm::UserAddr;
 
 /// An online CPU other than this one.
 fn other_cpu() -> usize {
@@ -30,14 +31,14 @@ fn other_cpu() -> usize {
 
 /// Two equal pages `a` (to be held) and `a + PAGE_SIZE` in a fresh mergeable
 /// area; returns the address space and `a`.
-fn equal_pair(v: u64) -> (Arc<kernel::mm::addr_space::AddressSpace>, u64) {
+fn equal_pair(v: u64) -> (Arc<kernel::mm::addr_space::AddressSpace>, UserAddr) {
     let mm = new_mm();
     let a = mmap(&mm, 2 * PAGE_SIZE, RW);
     in_mm(&mm, move || {
         fill(a, v);
         fill(a + PAGE_SIZE, v);
     });
-    m::madvise(&mm, a, 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
+    m::madvise(&mm, a.as_u64(), 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
     (mm, a)
 }
 
@@ -45,7 +46,7 @@ fn equal_pair(v: u64) -> (Arc<kernel::mm::addr_space::AddressSpace>, u64) {
 /// a reference), scans refuse it for `refused_pinned`, its pte comes back
 /// exactly as it was, and only its partner becomes a (lone) KSM page. After
 /// `hold` is dropped, the page merges.
-fn held_page_is_refused_then_merges<H>(mm: &kernel::mm::addr_space::AddressSpace, a: u64, v: u64, hold: H) {
+fn held_page_is_refused_then_merges<H>(mm: &kernel::mm::addr_space::AddressSpace, a: UserAddr, v: u64, hold: H) {
     let (p, before) = mapped(mm, a);
     assert!(before.flags().contains(PteFlags::WRITABLE));
     let s0 = ksm::stats();
@@ -73,9 +74,9 @@ fn held_page_is_refused_then_merges<H>(mm: &kernel::mm::addr_space::AddressSpace
 /// within 3 s.
 fn fault_on_marker(
     mm: &Arc<kernel::mm::addr_space::AddressSpace>,
-    a: u64,
-    b: u64,
-) -> kernel::sched::JoinHandle<Option<(u64, u64)>> {
+    a: UserAddr,
+    b: UserAddr,
+) -> kernel::sched::JoinHandle<Option<(UserAddr, u64)>> {
     let ready = Arc::new(AtomicBool::new(false));
     let r = ready.clone();
     let m2 = mm.clone();
@@ -146,7 +147,7 @@ kernel::ktests! {
                 fill(b, 0xcbd);
                 fill(b + PAGE_SIZE, 0xcbd);
             });
-            m::madvise(&mm, b, 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&mm, b.as_u64(), 2 * PAGE_SIZE, advice::MERGEABLE).unwrap();
             merge_all();
             assert_eq!(sharing(), (2, 2));
             let (k, _) = mapped(&mm, b);
@@ -194,7 +195,7 @@ kernel::ktests! {
                     fill(a + i * PAGE_SIZE, 0xd00d);
                 }
             });
-            m::madvise(&mm, a, N * PAGE_SIZE, advice::MERGEABLE).unwrap();
+            m::madvise(&mm, a.as_u64(), N * PAGE_SIZE, advice::MERGEABLE).unwrap();
             let cpu = other_cpu();
             ksm::start_ksmd(cpu, Tunables { pages_to_scan: 16, sleep_us: 500 }).expect("start ksmd");
             assert!(ksm::start_ksmd(cpu, Tunables::DEFAULT).is_err(), "a second ksmd started");

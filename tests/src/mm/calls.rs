@@ -33,8 +33,8 @@ kernel::ktests! {
         assert_no_leaks(|| {
             let mm = new_mm();
             let a = mmap(&mm, 4 * PAGE_SIZE, RW);
-            assert_eq!(m::mmap(&mm, a + PAGE_SIZE, PAGE_SIZE, 1, PA | map::FIXED_NOREPLACE), Err(MmError::Exists));
-            assert_eq!(m::mmap(&mm, a + PAGE_SIZE, PAGE_SIZE, 1, PA | map::FIXED), Ok(a + PAGE_SIZE));
+            assert_eq!(m::mmap(&mm, a.as_u64() + PAGE_SIZE, PAGE_SIZE, 1, PA | map::FIXED_NOREPLACE), Err(MmError::Exists));
+            assert_eq!(m::mmap(&mm, a.as_u64() + PAGE_SIZE, PAGE_SIZE, 1, PA | map::FIXED), Ok(a + PAGE_SIZE));
             assert_eq!(mm.vmas.read().len(), 3, "the fixed mapping did not split the old area");
         });
     }
@@ -43,18 +43,18 @@ kernel::ktests! {
         assert_no_leaks(|| {
             let mm = new_mm();
             let a = mmap(&mm, 4 * PAGE_SIZE, RW);
-            assert_eq!(m::munmap(&mm, a + 1, PAGE_SIZE), Err(MmError::Invalid));
-            assert_eq!(m::munmap(&mm, a, 0), Err(MmError::Invalid));
+            assert_eq!(m::munmap(&mm, a.as_u64() + 1, PAGE_SIZE), Err(MmError::Invalid));
+            assert_eq!(m::munmap(&mm, a.as_u64(), 0), Err(MmError::Invalid));
             assert_eq!(m::munmap(&mm, !(PAGE_SIZE - 1), PAGE_SIZE), Err(MmError::Invalid));
-            assert_eq!(m::munmap(&mm, a + HUGE_PAGE_SIZE * 8, PAGE_SIZE), Ok(()), "unmapping nothing is fine");
-            assert_eq!(m::mprotect(&mm, a, 8 * PAGE_SIZE, 1), Err(MmError::NoMemory), "hole in range");
-            assert_eq!(m::mprotect(&mm, a, PAGE_SIZE, 0x10), Err(MmError::Invalid));
-            assert_eq!(m::madvise(&mm, a, PAGE_SIZE, 9999), Err(MmError::Invalid));
+            assert_eq!(m::munmap(&mm, a.as_u64() + HUGE_PAGE_SIZE * 8, PAGE_SIZE), Ok(()), "unmapping nothing is fine");
+            assert_eq!(m::mprotect(&mm, a.as_u64(), 8 * PAGE_SIZE, 1), Err(MmError::NoMemory), "hole in range");
+            assert_eq!(m::mprotect(&mm, a.as_u64(), PAGE_SIZE, 0x10), Err(MmError::Invalid));
+            assert_eq!(m::madvise(&mm, a.as_u64(), PAGE_SIZE, 9999), Err(MmError::Invalid));
             // MADV_COLLAPSE exists now (khugepaged); a range holding no whole
             // 2 MiB block has nothing to collapse, which Linux answers with 0.
-            assert_eq!(m::madvise(&mm, a, PAGE_SIZE, advice::COLLAPSE), Ok(()), "collapse of less than a huge page");
-            assert_eq!(m::madvise(&mm, a, 8 * PAGE_SIZE, advice::MERGEABLE), Err(MmError::NoMemory), "hole in range");
-            assert_eq!(m::madvise(&mm, a, 8 * PAGE_SIZE, advice::DONTNEED), Err(MmError::NoMemory));
+            assert_eq!(m::madvise(&mm, a.as_u64(), PAGE_SIZE, advice::COLLAPSE), Ok(()), "collapse of less than a huge page");
+            assert_eq!(m::madvise(&mm, a.as_u64(), 8 * PAGE_SIZE, advice::MERGEABLE), Err(MmError::NoMemory), "hole in range");
+            assert_eq!(m::madvise(&mm, a.as_u64(), 8 * PAGE_SIZE, advice::DONTNEED), Err(MmError::NoMemory));
             assert_eq!(mm.vmas.read().len(), 1, "a refused call changed the areas");
         });
     }
@@ -74,8 +74,8 @@ kernel::ktests! {
             // The memory is usable again: a smaller populate succeeds.
             let a = m::mmap(&mm, 0, 16 * PAGE_SIZE, RW, PA | map::POPULATE).expect("populate after the failure");
             assert_eq!(mm.rss(), 16);
-            m::munmap(&mm, a, 16 * PAGE_SIZE).unwrap();
-            m::munmap(&mm, keep, PAGE_SIZE).unwrap();
+            m::munmap(&mm, a.as_u64(), 16 * PAGE_SIZE).unwrap();
+            m::munmap(&mm, keep.as_u64(), PAGE_SIZE).unwrap();
         });
     }
 
@@ -83,11 +83,11 @@ kernel::ktests! {
         assert_no_leaks(|| {
             let mm = new_mm();
             let a = mmap(&mm, 8 * PAGE_SIZE, RW);
-            m::mprotect(&mm, a + 2 * PAGE_SIZE, 2 * PAGE_SIZE, 1).unwrap();
+            m::mprotect(&mm, a.as_u64() + 2 * PAGE_SIZE, 2 * PAGE_SIZE, 1).unwrap();
             assert_eq!(mm.vmas.read().len(), 3);
-            m::mprotect(&mm, a + 2 * PAGE_SIZE, 2 * PAGE_SIZE, RW).unwrap();
+            m::mprotect(&mm, a.as_u64() + 2 * PAGE_SIZE, 2 * PAGE_SIZE, RW).unwrap();
             assert_eq!(mm.vmas.read().len(), 1, "equal neighbours were not merged");
-            m::munmap(&mm, a + 3 * PAGE_SIZE, PAGE_SIZE).unwrap();
+            m::munmap(&mm, a.as_u64() + 3 * PAGE_SIZE, PAGE_SIZE).unwrap();
             assert_eq!(mm.vmas.read().len(), 2);
         });
     }

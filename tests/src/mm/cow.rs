@@ -81,8 +81,8 @@ kernel::ktests! {
             // What GUP does for a read-only pin of a shared anonymous page:
             // an unshare fault, then the pin of the now exclusive page.
             let pin = in_mm(&parent, move || {
-                fault::handle(VirtAddr::new(a), Access { kind: AccessKind::Unshare, user: false }).expect("unshare");
-                let t = kernel::mm::paging::translate(kernel::mm::paging::active_root(), VirtAddr::new(a)).unwrap();
+                fault::handle(VirtAddr::new(a.as_u64()), Access { kind: AccessKind::Unshare, user: false }).expect("unshare");
+                let t = kernel::mm::paging::translate(kernel::mm::paging::active_root(), VirtAddr::new(a.as_u64())).unwrap();
                 let p = page::page_of(t.phys);
                 assert!(p.has(PageFlags::ANON_EXCLUSIVE), "unshare left the page shared");
                 PinnedPage::pin(p)
@@ -101,7 +101,7 @@ kernel::ktests! {
         assert_no_leaks(|| {
             let parent = new_mm();
             let a = mmap(&parent, HUGE_PAGE_SIZE, RW);
-            m::madvise(&parent, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&parent, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             in_mm(&parent, move || {
                 for i in 0..512 {
                     write(a + i * PAGE_SIZE, i + 1);
@@ -125,10 +125,10 @@ kernel::ktests! {
             let parent = new_mm();
             let a = mmap(&parent, 2 * PAGE_SIZE, RW);
             in_mm(&parent, move || write(a, 9));
-            m::mprotect(&parent, a, PAGE_SIZE, 0).unwrap();
+            m::mprotect(&parent, a.as_u64(), PAGE_SIZE, 0).unwrap();
             let child = fork_mm(&parent).expect("fork");
             assert_eq!(child.vmas.read().len(), parent.vmas.read().len());
-            m::mprotect(&child, a, PAGE_SIZE, RW).unwrap();
+            m::mprotect(&child, a.as_u64(), PAGE_SIZE, RW).unwrap();
             in_mm(&child, move || assert_eq!(read(a), 9));
             assert_eq!(child.rss(), 1);
         });

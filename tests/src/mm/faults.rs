@@ -11,6 +11,7 @@ use kernel::mm::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use x86_64::VirtAddr;
 
 use super::{RW, assert_no_leaks, in_mm, mmap, new_mm, read, translate, write};
+use kernel::mm::UserAddr;
 
 kernel::ktests! {
     fn a_4k_fault_maps_a_zeroed_exclusive_page() {
@@ -45,12 +46,12 @@ kernel::ktests! {
             let (before, after) = in_mm(&mm, move || {
                 // The fault handler installs the tables and the pte without
                 // the CPU walking them for `a`.
-                fault::handle(VirtAddr::new(a), Access { kind: AccessKind::Write, user: false }).expect("fault");
+                fault::handle(VirtAddr::new(a.as_u64()), Access { kind: AccessKind::Write, user: false }).expect("fault");
                 let pmd = kernel::mm::pgtable::pmd(&m2, a, false).unwrap().expect("no pmd after the fault");
                 let before = pmd.get();
                 // The CPU walks the tables now; it sets ACCESSED in every
                 // entry it passes that lacks it.
-                kernel::mm::uaccess::write_user(kernel::mm::uaccess::UserPtr(a), &7u64).expect("write_user");
+                kernel::mm::uaccess::write_user(kernel::mm::uaccess::UserPtr(a.as_u64()), &7u64).expect("write_user");
                 (before, pmd.get())
             });
             assert!(before.flags().contains(PteFlags::ACCESSED), "a table entry without ACCESSED: {before:?}");
@@ -62,8 +63,8 @@ kernel::ktests! {
         assert_no_leaks(|| {
             let mm = new_mm();
             let a = mmap(&mm, 2 * HUGE_PAGE_SIZE, RW);
-            assert_eq!(a % HUGE_PAGE_SIZE, 0, "2 MiB mappings are 2 MiB aligned");
-            m::madvise(&mm, a, 2 * HUGE_PAGE_SIZE, advice::HUGEPAGE).expect("madvise");
+            assert!(a.is_aligned(kernel::mm::PageSize::Size2M), "2 MiB mappings are 2 MiB aligned");
+            m::madvise(&mm, a.as_u64(), 2 * HUGE_PAGE_SIZE, advice::HUGEPAGE).expect("madvise");
             in_mm(&mm, move || write(a + 5 * PAGE_SIZE, 7));
             let t = translate(&mm, a).expect("mapped");
             assert_eq!(t.size, PageSize::Size2M, "not a huge mapping");
@@ -81,14 +82,14 @@ kernel::ktests! {
         assert_no_leaks(|| {
             let mm = new_mm();
             let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
-            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             in_mm(&mm, move || {
                 for i in 0..512 {
                     write(a + i * PAGE_SIZE, i);
                 }
             });
             let head = translate(&mm, a).unwrap().phys;
-            m::munmap(&mm, a + 10 * PAGE_SIZE, 3 * PAGE_SIZE).expect("munmap");
+            m::munmap(&mm, a.as_u64() + 10 * PAGE_SIZE, 3 * PAGE_SIZE).expect("munmap");
             for i in 0..512u64 {
                 let t = translate(&mm, a + i * PAGE_SIZE);
                 if (10..13).contains(&i) {
@@ -104,7 +105,7 @@ kernel::ktests! {
             assert_eq!((h.entire_mapcount(), h.refcount()), (0, 509));
             assert_eq!(mm.rss(), 509);
             // The folio is freed when the last page goes.
-            m::munmap(&mm, a, HUGE_PAGE_SIZE).unwrap();
+            m::munmap(&mm, a.as_u64(), HUGE_PAGE_SIZE).unwrap();
             assert_eq!(mm.rss(), 0);
         });
     }
@@ -113,14 +114,14 @@ kernel::ktests! {
         assert_no_leaks(|| {
             let mm = new_mm();
             let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
-            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             in_mm(&mm, move || write(a, 1));
-            m::mprotect(&mm, a + PAGE_SIZE, PAGE_SIZE, 1).expect("mprotect");
+            m::mprotect(&mm, a.as_u64() + PAGE_SIZE, PAGE_SIZE, 1).expect("mprotect");
             let t = translate(&mm, a + PAGE_SIZE).unwrap();
             assert_eq!(t.size, PageSize::Size4K);
             assert!(!t.leaf.flags().contains(PteFlags::WRITABLE));
             assert!(translate(&mm, a).unwrap().leaf.flags().contains(PteFlags::WRITABLE));
-            m::madvise(&mm, a + 2 * PAGE_SIZE, PAGE_SIZE, advice::DONTNEED).expect("dontneed");
+            m::madvise(&mm, a.as_u64() + 2 * PAGE_SIZE, PAGE_SIZE, advice::DONTNEED).expect("dontneed");
             assert!(translate(&mm, a + 2 * PAGE_SIZE).is_none());
             // DONTNEED'd memory reads back as zeroes.
             in_mm(&mm, move || assert_eq!(read(a + 2 * PAGE_SIZE), 0));
@@ -131,17 +132,17 @@ kernel::ktests! {
         assert_no_leaks(|| {
             let mm = new_mm();
             let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
-            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             in_mm(&mm, move || write(a, 1));
-            m::mprotect(&mm, a, HUGE_PAGE_SIZE, 1).unwrap();
+            m::mprotect(&mm, a.as_u64(), HUGE_PAGE_SIZE, 1).unwrap();
             let t = translate(&mm, a).unwrap();
             assert_eq!(t.size, PageSize::Size2M);
             assert!(!t.leaf.flags().contains(PteFlags::WRITABLE));
             // Writable again, and exclusive: the write reuses the huge page.
-            m::mprotect(&mm, a, HUGE_PAGE_SIZE, RW).unwrap();
+            m::mprotect(&mm, a.as_u64(), HUGE_PAGE_SIZE, RW).unwrap();
             in_mm(&mm, move || write(a + 8, 2));
             assert_eq!(translate(&mm, a).unwrap().phys, t.phys);
-            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::DONTNEED).unwrap();
+            m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::DONTNEED).unwrap();
             assert_eq!(mm.rss(), 0);
         });
     }
@@ -153,24 +154,24 @@ kernel::ktests! {
             let none = mmap(&mm, PAGE_SIZE, 0);
             let rw = mmap(&mm, PAGE_SIZE, RW);
             in_mm(&mm, move || {
-                let f = |a: u64, kind| fault::handle(VirtAddr::new(a), Access { kind, user: true });
+                let f = |a: UserAddr, kind| fault::handle(VirtAddr::new(a.as_u64()), Access { kind, user: true });
                 assert_eq!(f(ro, AccessKind::Write), Err(FaultError::Protection));
                 assert_eq!(f(ro, AccessKind::Read), Ok(()));
                 assert_eq!(f(none, AccessKind::Read), Err(FaultError::Protection));
                 assert_eq!(f(rw, AccessKind::Exec), Err(FaultError::Protection));
                 assert_eq!(f(rw + PAGE_SIZE * 100, AccessKind::Read), Err(FaultError::NotMapped));
-                assert_eq!(f(0, AccessKind::Read), Err(FaultError::NotMapped));
+                assert_eq!(f(UserAddr::ZERO, AccessKind::Read), Err(FaultError::NotMapped));
             });
             // PROT_NONE on a mapped page keeps the page but refuses access.
             in_mm(&mm, move || write(rw, 5));
-            m::mprotect(&mm, rw, PAGE_SIZE, 0).unwrap();
-            let t = kernel::mm::paging::translate(mm.root(), VirtAddr::new(rw));
+            m::mprotect(&mm, rw.as_u64(), PAGE_SIZE, 0).unwrap();
+            let t = kernel::mm::paging::translate(mm.root(), VirtAddr::new(rw.as_u64()));
             assert!(t.is_none(), "a PROT_NONE page is still present");
             assert_eq!(mm.rss(), 2);
             in_mm(&mm, move || {
-                assert_eq!(fault::handle(VirtAddr::new(rw), Access { kind: AccessKind::Read, user: true }), Err(FaultError::Protection));
+                assert_eq!(fault::handle(VirtAddr::new(rw.as_u64()), Access { kind: AccessKind::Read, user: true }), Err(FaultError::Protection));
             });
-            m::mprotect(&mm, rw, PAGE_SIZE, RW).unwrap();
+            m::mprotect(&mm, rw.as_u64(), PAGE_SIZE, RW).unwrap();
             in_mm(&mm, move || assert_eq!(read(rw), 5, "PROT_NONE lost the contents"));
         });
     }
@@ -180,7 +181,7 @@ kernel::ktests! {
         {
             let mm = new_mm();
             let a = mmap(&mm, 4 * HUGE_PAGE_SIZE, RW);
-            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             in_mm(&mm, move || {
                 for i in 0..64 {
                     write(a + i * 32 * PAGE_SIZE, i);
@@ -198,7 +199,7 @@ kernel::ktests! {
         assert_no_leaks(|| {
             let mm = new_mm();
             let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
-            m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+            m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
             in_mm(&mm, move || {
                 for i in [0u64, 7, 300, 511] {
                     write(a + i * PAGE_SIZE, 0x5000 + i);
@@ -217,7 +218,7 @@ kernel::ktests! {
             assert_eq!(translate(&mm, a + 7 * PAGE_SIZE).unwrap().size, PageSize::Size4K, "the pmd is split first");
             drop(pins);
             // Half of it unmapped: those pages are freed by the split.
-            m::munmap(&mm, a + 256 * PAGE_SIZE, 128 * PAGE_SIZE).expect("munmap");
+            m::munmap(&mm, a.as_u64() + 256 * PAGE_SIZE, 128 * PAGE_SIZE).expect("munmap");
             let (folios0, splits0) = (page::live_folios(), huge_memory::splits());
             let n = huge_memory::split_huge_pages_pid(&mm, a, a + HUGE_PAGE_SIZE);
             assert_eq!(n, SplitCount { split: 1, failed: 0 });
@@ -255,30 +256,30 @@ kernel::ktests! {
             // address (a pmd table and two pte tables of its own), then
             // unmaps it: the tables go with it.
             for round in 0..40u64 {
-                let a = 0x40_0000_0000 + round * (1 << 30);
-                let got = m::mmap(&mm, a, 2 * HUGE_PAGE_SIZE, RW, map::PRIVATE | map::ANONYMOUS | map::FIXED).unwrap();
+                let a = UserAddr::from_const(0x40_0000_0000 + round * (1 << 30));
+                let got = m::mmap(&mm, a.as_u64(), 2 * HUGE_PAGE_SIZE, RW, map::PRIVATE | map::ANONYMOUS | map::FIXED).unwrap();
                 assert_eq!(got, a);
                 in_mm(&mm, move || {
                     write(a, round);
                     write(a + HUGE_PAGE_SIZE + 8 * PAGE_SIZE, round);
                 });
                 assert!(pgtable::live_tables() >= base + 3, "round {round}: no tables were built");
-                m::munmap(&mm, a, 2 * HUGE_PAGE_SIZE).unwrap();
+                m::munmap(&mm, a.as_u64(), 2 * HUGE_PAGE_SIZE).unwrap();
                 assert_eq!(pgtable::live_tables(), base, "round {round}: munmap left page tables behind");
             }
             // A partial munmap keeps the tables the rest of the area needs.
-            let a = 0x50_0000_0000;
-            m::mmap(&mm, a, 2 * HUGE_PAGE_SIZE, RW, map::PRIVATE | map::ANONYMOUS | map::FIXED).unwrap();
+            let a = UserAddr::from_const(0x50_0000_0000);
+            m::mmap(&mm, a.as_u64(), 2 * HUGE_PAGE_SIZE, RW, map::PRIVATE | map::ANONYMOUS | map::FIXED).unwrap();
             in_mm(&mm, move || {
                 write(a, 5);
                 write(a + HUGE_PAGE_SIZE, 6);
             });
             let built = pgtable::live_tables();
-            m::munmap(&mm, a + PAGE_SIZE, PAGE_SIZE).unwrap();
+            m::munmap(&mm, a.as_u64() + PAGE_SIZE, PAGE_SIZE).unwrap();
             assert_eq!(pgtable::live_tables(), built, "a table still in use was freed");
             // The second half's pte table is used by nothing else once the
             // second half goes; the first half keeps its own and the pmd table.
-            m::munmap(&mm, a + HUGE_PAGE_SIZE, HUGE_PAGE_SIZE).unwrap();
+            m::munmap(&mm, a.as_u64() + HUGE_PAGE_SIZE, HUGE_PAGE_SIZE).unwrap();
             assert_eq!(pgtable::live_tables(), built - 1, "the emptied pte table was kept");
             in_mm(&mm, move || assert_eq!(read(a), 5));
             in_mm(&mm, move || assert_eq!(read(keep), 1));
@@ -292,14 +293,14 @@ kernel::ktests! {
             let mm = new_mm();
             let a = mmap(&mm, HUGE_PAGE_SIZE, RW);
             for round in 0..3u64 {
-                m::madvise(&mm, a, HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
+                m::madvise(&mm, a.as_u64(), HUGE_PAGE_SIZE, advice::HUGEPAGE).unwrap();
                 in_mm(&mm, move || write(a, round));
                 assert_eq!(translate(&mm, a).unwrap().size, PageSize::Size2M, "round {round}: no THP");
                 // Mapped by ptes now: a pte table hangs under the pmd.
-                m::mprotect(&mm, a, PAGE_SIZE, 1).unwrap();
+                m::mprotect(&mm, a.as_u64(), PAGE_SIZE, 1).unwrap();
                 assert_eq!(translate(&mm, a).unwrap().size, PageSize::Size4K);
-                m::munmap(&mm, a, HUGE_PAGE_SIZE).unwrap();
-                let got = m::mmap(&mm, a, HUGE_PAGE_SIZE, RW, map::PRIVATE | map::ANONYMOUS | map::FIXED_NOREPLACE).unwrap();
+                m::munmap(&mm, a.as_u64(), HUGE_PAGE_SIZE).unwrap();
+                let got = m::mmap(&mm, a.as_u64(), HUGE_PAGE_SIZE, RW, map::PRIVATE | map::ANONYMOUS | map::FIXED_NOREPLACE).unwrap();
                 assert_eq!(got, a);
             }
         });

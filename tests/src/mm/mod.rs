@@ -13,13 +13,13 @@ pub mod cow;
 pub mod faults;
 pub mod frame_io;
 pub mod pages;
+pub mod user_addr;
 
 use alloc::sync::Arc;
 use kernel::mm::addr_space::AddressSpace;
 use kernel::mm::fault::{self, Access, AccessKind};
 use kernel::mm::paging::{self, Translation};
-use kernel::mm::{page, pgtable};
-use x86_64::VirtAddr;
+use kernel::mm::{UserAddr, page, pgtable};
 
 /// What must come back to its value when a test's memory is gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,29 +76,29 @@ pub fn in_mm_on<R: Send + 'static>(cpu: usize, mm: &Arc<AddressSpace>, f: impl F
 }
 
 /// Faults `addr` in for `kind` as the page-fault handler would.
-pub fn touch(addr: u64, kind: AccessKind) {
-    fault::handle(VirtAddr::new(addr), Access { kind, user: false })
+pub fn touch(addr: UserAddr, kind: AccessKind) {
+    fault::handle(addr.into(), Access { kind, user: false })
         .unwrap_or_else(|e| panic!("fault at {addr:#x} ({kind:?}): {}", e.as_str()));
 }
 
 /// Writes `v` at `addr` (faulting it in for writing first).
-pub fn write(addr: u64, v: u64) {
+pub fn write(addr: UserAddr, v: u64) {
     touch(addr, AccessKind::Write);
     // Through uaccess, as every kernel access to user memory (SMAP).
-    kernel::mm::uaccess::write_user(kernel::mm::uaccess::UserPtr(addr), &v)
+    kernel::mm::uaccess::write_user(kernel::mm::uaccess::UserPtr(addr.as_u64()), &v)
         .unwrap_or_else(|_| panic!("write_user at {addr:#x}: EFAULT"));
 }
 
 /// Reads the u64 at `addr` (faulting it in for reading first).
-pub fn read(addr: u64) -> u64 {
+pub fn read(addr: UserAddr) -> u64 {
     touch(addr, AccessKind::Read);
-    kernel::mm::uaccess::read_user::<u64>(kernel::mm::uaccess::UserPtr(addr))
+    kernel::mm::uaccess::read_user::<u64>(kernel::mm::uaccess::UserPtr(addr.as_u64()))
         .unwrap_or_else(|_| panic!("read_user at {addr:#x}: EFAULT"))
 }
 
 /// Where `addr` leads in `mm`'s tables.
-pub fn translate(mm: &AddressSpace, addr: u64) -> Option<Translation> {
-    paging::translate(mm.root(), VirtAddr::new(addr))
+pub fn translate(mm: &AddressSpace, addr: UserAddr) -> Option<Translation> {
+    paging::translate(mm.root(), addr.into())
 }
 
 /// The u64 at physical address `pa`, read through the direct map.
@@ -115,7 +115,7 @@ pub fn write_phys(pa: x86_64::PhysAddr, v: u64) {
 }
 
 /// mmap of private anonymous memory, panicking on error.
-pub fn mmap(mm: &AddressSpace, len: u64, prot: u32) -> u64 {
+pub fn mmap(mm: &AddressSpace, len: u64, prot: u32) -> UserAddr {
     use kernel::mm::mmap::{self as m, map};
     m::mmap(mm, 0, len, prot, map::PRIVATE | map::ANONYMOUS).expect("mmap")
 }

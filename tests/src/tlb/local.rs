@@ -137,7 +137,7 @@ kernel::ktests! {
             // No pmd lock: these tables are not marked as user page tables
             // (no ptl), and nothing else changes this test's address space.
             let (detached, flush) =
-                pgtable::pmdp_collapse_flush(&mm, pmd, page(0).as_u64()).expect("the pmd points to a pte table");
+                pgtable::pmdp_collapse_flush(&mm, pmd, kernel::mm::UserAddr::new(page(0).as_u64()).expect("a user address")).expect("the pmd points to a pte table");
             let old = detached.pmd_value();
             let bounds = flush.bounds();
             assert_eq!(pmd.get(), RawEntry::EMPTY, "the pmd was not cleared");

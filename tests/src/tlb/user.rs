@@ -32,9 +32,10 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::{TestMm, read_phys};
 use crate::util;
+use kernel::mm::UserAddr;
 
 /// The writer's page (`PAGE` in `tlbwriter.rs`).
-const WRITER_PAGE: u64 = 0x5000_0000;
+const WRITER_PAGE: UserAddr = UserAddr::from_const(0x5000_0000);
 /// Most iterations (each moves the page once)... With a one-store writer
 /// loop the `tlb.nowait` stale write was caught at iterations 2 to 7595 in
 /// ten runs, and once (CI, `tlb=nmi`) not in 40000; with the writer's
@@ -48,7 +49,7 @@ const WRITES_AFTER_FLUSH: u64 = 2000;
 
 /// Exchanges the pte of `va` for one mapping `new` with the same flags,
 /// under the pte table's lock; returns the frame it mapped before.
-fn move_page(mm: &AddressSpace, va: u64, new: PhysAddr) -> PhysAddr {
+fn move_page(mm: &AddressSpace, va: UserAddr, new: PhysAddr) -> PhysAddr {
     let pmd = pgtable::pmd(mm, va, false).expect("no memory").expect("no pmd for the writer's page");
     let pt = pgtable::pte_table(pmd, false).expect("no memory").expect("no pte table for the writer's page");
     let _ptl = pt.lock();
@@ -88,7 +89,7 @@ kernel::ktests! {
         let mm = proc_.mm.clone();
         let own = writer_frame(&mm, other);
         assert!(mm.cpus().contains(other), "the writer's cpu{other} is not in its address space");
-        let va = VirtAddr::new(WRITER_PAGE);
+        let va = VirtAddr::new(WRITER_PAGE.as_u64());
         let frames = [own, spare];
         let before = tlb::mm_counts(mm.tlb());
         let budget = Deadline::after_ns(BUDGET_NS);

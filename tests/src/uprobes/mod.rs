@@ -17,13 +17,14 @@ use kernel::race;
 use kernel::uprobes::{self, UprobeError};
 
 use crate::mm::{RW, assert_no_leaks, in_mm, mmap, new_mm, read, read_phys, translate, write, write_phys};
+use kernel::mm::UserAddr;
 
 
 /// A one-page page-cache file (created once, outside the leak checks: files
 /// live for ever) whose byte 0 is a nop, and an address space mapping it
 /// privately with `prot` (text: R-X; bug C's "MAP_PRIVATE RWX": RWX) at `a`,
 /// faulted in for reading (the page-cache page mapped).
-fn file_page(prot: u32) -> (Arc<AddressSpace>, u64, x86_64::PhysAddr) {
+fn file_page(prot: u32) -> (Arc<AddressSpace>, UserAddr, x86_64::PhysAddr) {
     use kernel::mm::filemap;
     use kernel::mm::mmap::mmap_file;
     use kernel::mm::vma::FileMap;
@@ -33,8 +34,7 @@ fn file_page(prot: u32) -> (Arc<AddressSpace>, u64, x86_64::PhysAddr) {
     let id = filemap::create(0x7570_726f_6265_7331, &text).expect("page-cache file");
     let cached = filemap::find_get_page(id, 0).expect("page 0").phys();
     let mm = new_mm();
-    let a = 0x7000_0000;
-    mmap_file(&mm, a, PAGE_SIZE, prot, FileMap { id, pgoff: 0 }).expect("mmap_file");
+    let a = mmap_file(&mm, 0x7000_0000, PAGE_SIZE, prot, FileMap { id, pgoff: 0 }).expect("mmap_file");
     in_mm(&mm, move || read(a));
     assert_eq!(frame(&mm, a), cached, "a read fault must map the page-cache page");
     (mm, a, cached)
@@ -59,27 +59,27 @@ fn with_mode<R>(legacy: bool, f: impl FnOnce() -> R) -> R {
 
 /// An address space with one RWX page at `a`, written (so it is an
 /// exclusive anonymous page, as a COWed text page is).
-fn rwx_page() -> (Arc<AddressSpace>, u64) {
+fn rwx_page() -> (Arc<AddressSpace>, UserAddr) {
     let mm = new_mm();
     let a = mmap(&mm, PAGE_SIZE, RWX);
     in_mm(&mm, move || write(a, WORD0));
     (mm, a)
 }
 
-fn frame(mm: &AddressSpace, a: u64) -> x86_64::PhysAddr {
+fn frame(mm: &AddressSpace, a: UserAddr) -> x86_64::PhysAddr {
     translate(mm, a).expect("mapped").phys
 }
 
 /// The byte at `a` as the page table maps it now.
-fn byte(mm: &AddressSpace, a: u64) -> u8 {
-    (read_phys(frame(mm, a & !7)) >> ((a & 7) * 8)) as u8
+fn byte(mm: &AddressSpace, a: UserAddr) -> u8 {
+    (read_phys(frame(mm, a - a.as_u64() % 8)) >> ((a.as_u64() % 8) * 8)) as u8
 }
 
 /// Pins the page at `a` for a device write (FOLL_PIN | FOLL_WRITE, as
 /// direct I/O does), registers a probe at `a`, lets the "device" write word
 /// 1 of the pinned frame, and returns (frame mapped before, frame after,
 /// what the mapping shows in word 1).
-fn probe_over_a_pin(mm: &Arc<AddressSpace>, a: u64) -> (x86_64::PhysAddr, x86_64::PhysAddr, u64) {
+fn probe_over_a_pin(mm: &Arc<AddressSpace>, a: UserAddr) -> (x86_64::PhysAddr, x86_64::PhysAddr, u64) {
     let pins = gup::get_user_pages(mm, a, 1, Foll::PIN | Foll::WRITE).expect("pin");
     let before = frame(mm, a);
     assert_eq!(pins[0].phys(), before);
@@ -203,8 +203,12 @@ kernel::ktests! {
             let mm = new_mm();
             let x = mmap(&mm, PAGE_SIZE, RWX);
             let data = mmap(&mm, PAGE_SIZE, RW);
-            assert_eq!(uprobes::uprobe_register(&mm, 0x1000), Err(UprobeError::NotMapped));
-            assert_eq!(uprobes::uprobe_register(&mm, 0xffff_8000_0000_1000), Err(UprobeError::NotMapped));
+            assert_eq!(uprobes::uprobe_register(&mm, UserAddr::from_const(0x1000)), Err(UprobeError::NotMapped));
+            // A kernel address is no user address (the syscall answers
+            // NotMapped's EFAULT for it); the user half's end is mapped by
+            // nothing.
+            assert_eq!(UserAddr::new(0xffff_8000_0000_1000), None);
+            assert_eq!(uprobes::uprobe_register(&mm, UserAddr::END), Err(UprobeError::NotMapped));
             assert_eq!(uprobes::uprobe_register(&mm, data), Err(UprobeError::NotExecutable));
             assert_eq!(uprobes::uprobe_unregister(&mm, x), Err(UprobeError::NoProbe));
             assert_eq!(uprobes::hits(&mm, x), Err(UprobeError::NoProbe));

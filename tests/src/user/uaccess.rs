@@ -34,7 +34,7 @@ kernel::ktests! {
         // One page of user memory at PAGE, nothing around it. The copies fault
         // it in (demand-zero) through the uaccess path.
         let flags = mmap::map::PRIVATE | mmap::map::ANONYMOUS | mmap::map::FIXED;
-        assert_eq!(mmap::mmap(&mm, PAGE, 4096, 3, flags), Ok(PAGE));
+        assert_eq!(mmap::mmap(&mm, PAGE, 4096, 3, flags).map(|a| a.as_u64()), Ok(PAGE));
         let h = sched::spawn_in(0, "uaccess", Some(mm.clone()), || {
             let ok = uaccess::copy_to_user(UserPtr(PAGE + 8), b"written by the kernel");
             let value: Result<u64, Efault> = uaccess::read_user(UserPtr(PAGE + 8));
@@ -53,7 +53,7 @@ kernel::ktests! {
         assert_eq!(straddle, Err(Efault));
         assert_eq!(read_unmapped, Err(Efault));
         assert_eq!(put, Ok(()));
-        let page = kernel::process::loader::translate(&mm, PAGE).expect("the copy did not fault the page in");
+        let page = kernel::process::loader::translate(&mm, kernel::mm::UserAddr::from_const(PAGE)).expect("the copy did not fault the page in");
         // SAFETY: the page stays mapped in `mm` (which we hold) until the
         // unload below; we read it through the direct map.
         let bytes = unsafe { core::slice::from_raw_parts(phys_to_virt(page).as_ptr::<u8>(), 4096) };
