@@ -73,11 +73,27 @@ pub enum Step {
     KsmMergeOne,
     /// KSM: one scan_page (everything for one page visit).
     KsmScanPage,
+    /// Collapse: allocating the 2 MiB folio (step 1).
+    CollapseAlloc,
+    /// Collapse: taking the mmap lock for writing (step 2).
+    CollapseLock,
+    /// Collapse: pmdp_collapse_flush, the pmd clear and its flush (step 3).
+    CollapseFlush,
+    /// Collapse: the table sync IPI (step 4, `ptfree=ipi`).
+    CollapseSync,
+    /// Collapse: the isolate step over 512 ptes (step 5).
+    CollapseIsolate,
+    /// Collapse: the 2 MiB copy (step 6).
+    CollapseCopy,
+    /// Collapse: the huge pmd, the old mappings' puts and the table free.
+    CollapseFinish,
+    /// Collapse: one whole collapse_huge_page.
+    Collapse,
 }
 
 impl Step {
     /// Every step, in [`Step`] order.
-    pub const ALL: [Step; 23] = [
+    pub const ALL: [Step; 31] = [
         Step::CallAlloc,
         Step::CallQueue,
         Step::CallIcr,
@@ -101,6 +117,14 @@ impl Step {
         Step::KsmFlushReplace,
         Step::KsmMergeOne,
         Step::KsmScanPage,
+        Step::CollapseAlloc,
+        Step::CollapseLock,
+        Step::CollapseFlush,
+        Step::CollapseSync,
+        Step::CollapseIsolate,
+        Step::CollapseCopy,
+        Step::CollapseFinish,
+        Step::Collapse,
     ];
 
     /// The key in RESULT lines (`<name>_ns=`, `<name>_n=`).
@@ -129,6 +153,14 @@ impl Step {
             Step::KsmFlushReplace => "ksm_flush_replace",
             Step::KsmMergeOne => "ksm_merge_one",
             Step::KsmScanPage => "ksm_scan_page",
+            Step::CollapseAlloc => "collapse_alloc",
+            Step::CollapseLock => "collapse_lock",
+            Step::CollapseFlush => "collapse_flush",
+            Step::CollapseSync => "collapse_sync",
+            Step::CollapseIsolate => "collapse_isolate",
+            Step::CollapseCopy => "collapse_copy",
+            Step::CollapseFinish => "collapse_finish",
+            Step::Collapse => "collapse",
         }
     }
 }

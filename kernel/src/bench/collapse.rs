@@ -142,6 +142,7 @@ fn measure(mm: &Arc<AddressSpace>, k: usize) -> Result<String, BenchError> {
     for _ in 0..WARMUP {
         one(mm)?;
     }
+    crate::stamps::reset();
     let mut ns = Vec::with_capacity(ITERS);
     let mut fails = 0;
     let budget = Deadline::after_ns(BUDGET_NS);
@@ -155,8 +156,15 @@ fn measure(mm: &Arc<AddressSpace>, k: usize) -> Result<String, BenchError> {
     let mean = if n > 0 { ns.iter().sum::<u64>() / n as u64 } else { 0 };
     let s = Stats::from_samples(ns);
     let us = |v: u64| format!("{}.{}", v / 1000, v / 100 % 10);
+    // `bench.breakdown=on`: the steps of the timed collapses (the untimed
+    // part of an iteration collapses nothing).
+    let steps = if crate::stamps::enabled() {
+        format!("\nRESULT collapse_steps remote_cpus={k}{}", crate::stamps::summary())
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "RESULT collapse remote_cpus={k} n={n} mean_us={} median_us={} p10_us={} p90_us={} min_us={} fails={fails}",
+        "RESULT collapse remote_cpus={k} n={n} mean_us={} median_us={} p10_us={} p90_us={} min_us={} fails={fails}{steps}",
         us(mean),
         us(s.median),
         us(s.p10),
