@@ -11,44 +11,32 @@
 //! the lock and calls [`collapse_huge_page`], which decides under the
 //! write lock. Blocks mapped huge or not at all are skipped.
 
-use alloc::sync::{Arc, Weak};
-use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::collapse::{Control, collapse_huge_page, vma_suitable};
 use super::{Refusal, Tunables, stats};
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::paging::RawEntry;
+use crate::mm::scan::{MmCursor, Position};
 use crate::mm::{HUGE_PAGE_SIZE, pgtable};
 use crate::mm::{PageSize, UserAddr};
-use crate::sched::{self, JoinHandle};
-use crate::sync::SpinLock;
+use crate::sched;
+use crate::sched::daemon::{Daemon, lock_yielding};
 
 static PAGES_TO_SCAN: AtomicU64 = AtomicU64::new(Tunables::DEFAULT.pages_to_scan);
 static SLEEP_US: AtomicU64 = AtomicU64::new(Tunables::DEFAULT.scan_sleep_us);
 static MAX_PTES_NONE: AtomicU32 = AtomicU32::new(Tunables::DEFAULT.max_ptes_none);
 static MAX_PTES_SHARED: AtomicU32 = AtomicU32::new(Tunables::DEFAULT.max_ptes_shared);
-static STOP: AtomicBool = AtomicBool::new(false);
-static THREAD: SpinLock<Option<JoinHandle<()>>> = SpinLock::new("khugepaged handle", None);
+static KHUGEPAGED: Daemon = Daemon::new("khugepaged", "khugepaged is already running", "khugepaged: no such CPU");
 
-/// The registered address spaces and the scan cursor.
-struct Scanner {
-    mms: Vec<Weak<AddressSpace>>,
-    slot: usize,
-    addr: UserAddr,
-}
-
-/// A sleeping-safe lock (not a spinlock: the cursor's holder takes mmap
+/// The registered address spaces and the scan cursor, under a
+/// sleeping-safe lock (not a spinlock: the cursor's holder takes mmap
 /// locks, which may sleep), taken by [`lock_scanner`].
-static SCANNER: spin::Mutex<Scanner> = spin::Mutex::new(Scanner { mms: Vec::new(), slot: 0, addr: UserAddr::ZERO });
+static SCANNER: spin::Mutex<MmCursor<()>> = spin::Mutex::new(MmCursor::new());
 
-fn lock_scanner() -> spin::MutexGuard<'static, Scanner> {
-    loop {
-        if let Some(g) = SCANNER.try_lock() {
-            return g;
-        }
-        sched::yield_now();
-    }
+fn lock_scanner() -> spin::MutexGuard<'static, MmCursor<()>> {
+    lock_yielding(&SCANNER)
 }
 
 // Tunables: Relaxed, each read on its own; a batch may see an old and a new
@@ -74,10 +62,8 @@ pub fn tunables() -> Tunables {
 /// Registers `mm` for scanning (Linux __khugepaged_enter()); once.
 pub fn register(mm: &Arc<AddressSpace>) {
     let mut s = lock_scanner();
-    s.mms.retain(|w| w.strong_count() > 0);
-    if !s.mms.iter().any(|w| core::ptr::eq(w.as_ptr(), Arc::as_ptr(mm))) {
-        s.mms.push(Arc::downgrade(mm));
-    }
+    s.retain_live();
+    s.register(Arc::downgrade(mm), || ());
 }
 
 /// fork's hook (Linux khugepaged_fork()): a child that inherited
@@ -90,53 +76,20 @@ pub fn fork(child: &Arc<AddressSpace>) {
 
 /// Whether khugepaged runs.
 pub fn khugepaged_running() -> bool {
-    THREAD.lock().is_some()
+    KHUGEPAGED.running()
 }
 
 /// Starts khugepaged on `cpu` with `t`. An error if it runs.
 pub fn start_khugepaged(cpu: usize, t: Tunables) -> Result<(), &'static str> {
-    let mut h = THREAD.lock();
-    if h.is_some() {
-        return Err("khugepaged is already running");
-    }
-    set_tunables(t);
-    STOP.store(false, Ordering::Relaxed);
-    let handle = sched::spawn_on(cpu, "khugepaged", || {
-        // Relaxed: a stop request needs no ordering with the scan state.
-        while !STOP.load(Ordering::Relaxed) {
-            scan_ptes(PAGES_TO_SCAN.load(Ordering::Relaxed));
-            match SLEEP_US.load(Ordering::Relaxed) {
-                0 => sched::yield_now(),
-                us => sleep_unless_stopped(us),
-            }
-        }
-    })
-    .map_err(|_| "khugepaged: no such CPU")?;
-    *h = Some(handle);
-    Ok(())
-}
-
-/// Sleeps `us` in slices of at most 10 ms, so a stop request is seen soon.
-fn sleep_unless_stopped(us: u64) {
-    let end = crate::time::now_ns() + us * 1000;
-    while !STOP.load(Ordering::Relaxed) {
-        let now = crate::time::now_ns();
-        if now >= end {
-            break;
-        }
-        sched::sleep_ns((end - now).min(10_000_000));
-    }
+    let batch = || {
+        scan_ptes(PAGES_TO_SCAN.load(Ordering::Relaxed));
+    };
+    KHUGEPAGED.start(cpu, || set_tunables(t), batch, || SLEEP_US.load(Ordering::Relaxed))
 }
 
 /// Stops khugepaged and waits for it (at most 10 s; an error names the CPU).
 pub fn stop_khugepaged() -> Result<(), alloc::string::String> {
-    let Some(h) = THREAD.lock().take() else { return Ok(()) };
-    STOP.store(true, Ordering::Relaxed);
-    let cpu = h.task().cpu;
-    h.join_timeout(10_000_000_000).map(|_| ()).map_err(|_| {
-        let _ = crate::smp::nmi::dump_cpus(crate::smp::CpuSet::single(cpu));
-        alloc::format!("khugepaged on cpu{cpu} did not stop within 10 s")
-    })
+    KHUGEPAGED.stop()
 }
 
 /// What the read-locked look at a block found.
@@ -207,24 +160,20 @@ pub fn scan_ptes(n: u64) -> u64 {
 /// Moves the cursor to the next 2 MiB block of an area that may hold huge
 /// pages; counts a full scan when it wraps. `None` when there is nothing
 /// to scan (no address space, or a whole pass found no block).
-fn next_block(s: &mut Scanner, passes: &mut u32) -> Option<(Arc<AddressSpace>, UserAddr)> {
+fn next_block(s: &mut MmCursor<()>, passes: &mut u32) -> Option<(Arc<AddressSpace>, UserAddr)> {
     loop {
-        if s.slot >= s.mms.len() {
-            s.slot = 0;
-            s.addr = UserAddr::ZERO;
-            s.mms.retain(|w| w.strong_count() > 0);
-            if !s.mms.is_empty() {
-                stats::note_full_scan();
+        let mm = match s.position() {
+            Position::At(mm) => mm,
+            Position::PassEnd => {
+                if !s.is_empty() {
+                    stats::note_full_scan();
+                }
+                *passes += 1;
+                if s.is_empty() || *passes > 1 {
+                    return None;
+                }
+                continue;
             }
-            *passes += 1;
-            if s.mms.is_empty() || *passes > 1 {
-                return None;
-            }
-        }
-        let Some(mm) = s.mms[s.slot].upgrade() else {
-            s.slot += 1;
-            s.addr = UserAddr::ZERO;
-            continue;
         };
         let found = {
             let vmas = mm.vmas.read();
@@ -247,10 +196,7 @@ fn next_block(s: &mut Scanner, passes: &mut u32) -> Option<(Arc<AddressSpace>, U
                 *passes = 0;
                 return Some((mm, a));
             }
-            None => {
-                s.slot += 1;
-                s.addr = UserAddr::ZERO;
-            }
+            None => s.next_mm(),
         }
     }
 }

@@ -21,17 +21,18 @@ use crate::stamps::{self, Step};
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::merge::{identical, try_to_merge_one_page};
 use super::stats;
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::fault::{self, Access, AccessKind};
 use crate::mm::page::{self, Page, PageFlags, PageRef};
+use crate::mm::scan::{MmCursor, Position};
 use crate::mm::vma::{VmFlags, VmaSet};
 use crate::mm::{PAGE_SIZE, frame_io, pgtable};
 use crate::mm::UserAddr;
-use crate::sched::{self, JoinHandle};
+use crate::sched::daemon::{Daemon, lock_yielding};
 use crate::sync::SpinLock;
 
 /// ksmd's tunables (Linux /sys/kernel/mm/ksm/pages_to_scan and
@@ -49,11 +50,9 @@ impl Tunables {
     pub const DEFAULT: Tunables = Tunables { pages_to_scan: 100, sleep_us: 20_000 };
 }
 
-struct MmSlot {
-    mm: Weak<AddressSpace>,
-    /// Last checksum seen per page address (Linux rmap_item->oldchecksum).
-    checksums: BTreeMap<UserAddr, u64>,
-}
+/// What the scanner keeps per address space: the last checksum seen per
+/// page address (Linux rmap_item->oldchecksum).
+type Checksums = BTreeMap<UserAddr, u64>;
 
 struct UnstableEntry {
     mm: Weak<AddressSpace>,
@@ -62,23 +61,20 @@ struct UnstableEntry {
 }
 
 struct Scanner {
-    slots: Vec<MmSlot>,
-    slot: usize,
-    addr: UserAddr,
+    cursor: MmCursor<Checksums>,
     unstable: BTreeMap<u64, UnstableEntry>,
 }
 
 /// Address spaces that asked for KSM since the scanner last looked.
 static NEW: SpinLock<Vec<Weak<AddressSpace>>> = SpinLock::new("ksm new mms", Vec::new());
 static SCANNER: spin::Mutex<Scanner> =
-    spin::Mutex::new(Scanner { slots: Vec::new(), slot: 0, addr: UserAddr::ZERO, unstable: BTreeMap::new() });
+    spin::Mutex::new(Scanner { cursor: MmCursor::new(), unstable: BTreeMap::new() });
 /// KSM pages by content hash; each entry holds one reference.
 static STABLE: SpinLock<BTreeMap<u64, Vec<PageRef>>> = SpinLock::new("ksm stable index", BTreeMap::new());
 
 static PAGES_TO_SCAN: AtomicU64 = AtomicU64::new(Tunables::DEFAULT.pages_to_scan);
 static SLEEP_US: AtomicU64 = AtomicU64::new(Tunables::DEFAULT.sleep_us);
-static STOP: AtomicBool = AtomicBool::new(false);
-static KSMD: SpinLock<Option<JoinHandle<()>>> = SpinLock::new("ksmd handle", None);
+static KSMD: Daemon = Daemon::new("ksmd", "ksmd is already running", "ksmd: no such CPU");
 
 /// Registers `mm` for scanning (Linux __ksm_enter()).
 pub(super) fn register(mm: &Arc<AddressSpace>) {
@@ -118,7 +114,7 @@ pub fn tunables() -> Tunables {
 
 /// Whether ksmd runs (Linux `run` reads 1).
 pub fn ksmd_running() -> bool {
-    KSMD.lock().is_some()
+    KSMD.running()
 }
 
 /// Starts the scan over from the first address space with nothing
@@ -126,18 +122,17 @@ pub fn ksmd_running() -> bool {
 /// KSM_RUN_UNMERGE every rmap_item is gone and ksm_scan restarts).
 pub(super) fn reset_scan() {
     let mut s = lock_scanner();
-    s.slot = 0;
-    s.addr = UserAddr::ZERO;
+    s.cursor.rewind();
     s.unstable.clear();
-    for slot in s.slots.iter_mut() {
-        slot.checksums.clear();
+    for checksums in s.cursor.data_mut() {
+        checksums.clear();
     }
 }
 
 /// Every live address space registered with KSM (scanned, or waiting for
 /// the scanner to pick it up).
 pub(super) fn registered() -> Vec<Arc<AddressSpace>> {
-    let mut out: Vec<Arc<AddressSpace>> = lock_scanner().slots.iter().filter_map(|s| s.mm.upgrade()).collect();
+    let mut out: Vec<Arc<AddressSpace>> = lock_scanner().cursor.live().collect();
     for mm in NEW.lock().iter().filter_map(Weak::upgrade) {
         if !out.iter().any(|x| Arc::ptr_eq(x, &mm)) {
             out.push(mm);
@@ -148,37 +143,15 @@ pub(super) fn registered() -> Vec<Arc<AddressSpace>> {
 
 /// Starts ksmd on `cpu` with `t` (Linux: echo 1 > run). An error if it runs.
 pub fn start_ksmd(cpu: usize, t: Tunables) -> Result<(), &'static str> {
-    let mut h = KSMD.lock();
-    if h.is_some() {
-        return Err("ksmd is already running");
-    }
-    set_tunables(t);
-    STOP.store(false, Ordering::Relaxed);
-    let handle = sched::spawn_on(cpu, "ksmd", || {
-        // Relaxed: a stop request needs no ordering with the scan state.
-        while !STOP.load(Ordering::Relaxed) {
-            scan_pages(PAGES_TO_SCAN.load(Ordering::Relaxed));
-            match SLEEP_US.load(Ordering::Relaxed) {
-                0 => sched::yield_now(),
-                us => sched::sleep_ns(us * 1000),
-            }
-        }
-    })
-    .map_err(|_| "ksmd: no such CPU")?;
-    *h = Some(handle);
-    Ok(())
+    let batch = || {
+        scan_pages(PAGES_TO_SCAN.load(Ordering::Relaxed));
+    };
+    KSMD.start(cpu, || set_tunables(t), batch, || SLEEP_US.load(Ordering::Relaxed))
 }
 
 /// Stops ksmd and waits for it (at most 10 s; an error names the CPU).
 pub fn stop_ksmd() -> Result<(), alloc::string::String> {
-    let Some(h) = KSMD.lock().take() else { return Ok(()) };
-    STOP.store(true, Ordering::Relaxed);
-    let cpu = h.task().cpu;
-    h.join_timeout(10_000_000_000).map(|_| ()).map_err(|_| {
-        // Show where it is stuck.
-        let _ = crate::smp::nmi::dump_cpus(crate::smp::CpuSet::single(cpu));
-        alloc::format!("ksmd on cpu{cpu} did not stop within 10 s")
-    })
+    KSMD.stop()
 }
 
 /// A 64-bit hash of a page's contents (Linux calc_checksum(), xxhash there).
@@ -286,21 +259,14 @@ pub fn prune() -> usize {
 }
 
 fn lock_scanner() -> spin::MutexGuard<'static, Scanner> {
-    loop {
-        if let Some(g) = SCANNER.try_lock() {
-            return g;
-        }
-        sched::yield_now();
-    }
+    lock_yielding(&SCANNER)
 }
 
 /// Scans up to `n` pages (one ksmd batch). Returns the pages examined.
 pub fn scan_pages(n: u64) -> u64 {
     let mut s = lock_scanner();
     for mm in NEW.lock().drain(..) {
-        if !s.slots.iter().any(|x| x.mm.ptr_eq(&mm)) {
-            s.slots.push(MmSlot { mm, checksums: BTreeMap::new() });
-        }
+        s.cursor.register(mm, BTreeMap::new);
     }
     let mut done = 0;
     // Pages done when the current pass began: a pass that adds none ends
@@ -308,34 +274,28 @@ pub fn scan_pages(n: u64) -> u64 {
     let mut at_pass_start = 0;
     let mut passes = 0;
     while done < n {
-        if s.slot >= s.slots.len() {
-            // A full scan ended (Linux: ksm_scan.seqnr++, the unstable tree
-            // is rebuilt from scratch).
-            s.slot = 0;
-            s.addr = UserAddr::ZERO;
-            s.unstable.clear();
-            s.slots.retain(|x| x.mm.strong_count() > 0);
-            stats::note_full_scan();
-            prune();
-            passes += 1;
-            if s.slots.is_empty() || (passes > 1 && done == at_pass_start) {
-                break;
+        let mm = match s.cursor.position() {
+            Position::At(mm) => mm,
+            Position::PassEnd => {
+                // A full scan ended (Linux: ksm_scan.seqnr++, the unstable
+                // tree is rebuilt from scratch).
+                s.unstable.clear();
+                stats::note_full_scan();
+                prune();
+                passes += 1;
+                if s.cursor.is_empty() || (passes > 1 && done == at_pass_start) {
+                    break;
+                }
+                at_pass_start = done;
+                continue;
             }
-            at_pass_start = done;
-            continue;
-        }
-        let Some(mm) = s.slots[s.slot].mm.upgrade() else {
-            s.slot += 1;
-            s.addr = UserAddr::ZERO;
-            continue;
         };
         let vmas = mm.vmas.read();
         let budget = n - done;
         let scanned = scan_mm(&mut s, &mm, &vmas, budget);
         done += scanned;
         if scanned < budget {
-            s.slot += 1;
-            s.addr = UserAddr::ZERO;
+            s.cursor.next_mm();
         }
     }
     done
@@ -346,12 +306,12 @@ pub fn scan_pages(n: u64) -> u64 {
 fn scan_mm(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, budget: u64) -> u64 {
     let mut done = 0;
     let areas: Vec<(UserAddr, UserAddr)> =
-        vmas.iter().filter(|v| v.flags.contains(VmFlags::MERGEABLE) && v.end > s.addr).map(|v| (v.start, v.end)).collect();
+        vmas.iter().filter(|v| v.flags.contains(VmFlags::MERGEABLE) && v.end > s.cursor.addr).map(|v| (v.start, v.end)).collect();
     for (start, end) in areas {
-        let mut addr = s.addr.max(start);
+        let mut addr = s.cursor.addr.max(start);
         while addr < end {
             if done == budget {
-                s.addr = addr;
+                s.cursor.addr = addr;
                 return done;
             }
             scan_page(s, mm, vmas, addr);
@@ -360,7 +320,7 @@ fn scan_mm(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, budget: u64) 
             crate::sched::cond_resched();
         }
     }
-    s.addr = UserAddr::END;
+    s.cursor.addr = UserAddr::END;
     done
 }
 
@@ -373,9 +333,8 @@ fn scan_page(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: UserA
 
 fn scan_page_inner(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: UserAddr) {
     stats::note_scanned();
-    let slot = s.slot;
     let Some(page) = follow(mm, addr) else {
-        s.slots[slot].checksums.remove(&addr);
+        s.cursor.data().remove(&addr);
         return;
     };
     let p = page.page();
@@ -390,7 +349,7 @@ fn scan_page_inner(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr:
         }
         return;
     }
-    if s.slots[slot].checksums.insert(addr, sum) != Some(sum) {
+    if s.cursor.data().insert(addr, sum) != Some(sum) {
         return; // volatile (or first visit): not into the unstable index yet
     }
     let partner = match s.unstable.get(&sum) {

@@ -35,6 +35,7 @@ pub mod paging;
 pub mod pgtable;
 pub(crate) mod quarantine;
 pub(crate) mod range;
+pub(crate) mod scan;
 pub mod stack;
 pub mod user_addr;
 pub mod vma;

@@ -22,6 +22,7 @@
 //! scheduler holds a reference to the loaded address space, so it cannot be
 //! freed while any CPU has it loaded; [`leave_lazy_mm`] drops a lazy one.
 
+pub mod daemon;
 pub(crate) mod task;
 pub(crate) mod wait;
 
