@@ -13,7 +13,7 @@ use crate::mm::fault::{self, Access, AccessKind, FaultError};
 use crate::mm::page::{self, PageFlags, PageRef, PinnedPage};
 use crate::mm::paging::{Level, PteFlags, RawEntry};
 use crate::mm::pgtable;
-use crate::mm::vma::VmaSet;
+use crate::mm::vma::{Vma, VmaSet};
 use crate::mm::{PAGE_SIZE, UserAddr};
 use crate::time::Deadline;
 
@@ -46,8 +46,21 @@ pub(super) fn slow_into(
     out: &mut Vec<Grabbed>,
 ) -> Result<(), GupError> {
     let vmas = mm.vmas.read();
+    // The area of the previous page serves the next one while it covers it
+    // (Linux __get_user_pages() looks the VMA up only when `start` leaves
+    // the one it has): the set cannot change under the mmap read lock, and
+    // a fault in between does not change areas either.
+    let mut vma: Option<&Vma> = None;
     for i in 0..nr as u64 {
-        if let Err(e) = one(mm, &vmas, start + i * PAGE_SIZE, flags, out) {
+        let addr = start + i * PAGE_SIZE;
+        if !vma.is_some_and(|v| v.contains(addr)) {
+            vma = vmas.find(addr);
+        }
+        let res = match vma {
+            Some(v) => one_in(mm, &vmas, v, addr, flags, out),
+            None => Err(GupError::Fault),
+        };
+        if let Err(e) = res {
             out.clear();
             return Err(e);
         }
@@ -58,6 +71,12 @@ pub(super) fn slow_into(
 /// One page: look up, fault in if needed, grab.
 fn one(mm: &AddressSpace, vmas: &VmaSet, addr: UserAddr, flags: Foll, out: &mut Vec<Grabbed>) -> Result<(), GupError> {
     let vma = vmas.find(addr).ok_or(GupError::Fault)?;
+    one_in(mm, vmas, vma, addr, flags, out)
+}
+
+/// One page of `vma` (the area holding `addr`): check the access, look up,
+/// fault in if needed, grab.
+fn one_in(mm: &AddressSpace, vmas: &VmaSet, vma: &Vma, addr: UserAddr, flags: Foll, out: &mut Vec<Grabbed>) -> Result<(), GupError> {
     // Linux check_vma_flags(): an access the area does not allow is EFAULT,
     // except a forced write to a private area (every area is private here:
     // Linux's is_cow_mapping()), which breaks COW without making the pte
