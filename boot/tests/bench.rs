@@ -222,7 +222,7 @@ fn bench_console_prints_lines_with_and_without_the_shadow_buffer() {
 
 #[test]
 fn bench_breakdown_prints_the_steps_of_each_configuration() {
-    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["bench=shootdown,ksm", "bench.breakdown=on"], 300);
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["bench=shootdown,ksm,gup", "bench.breakdown=on"], 420);
     common::expect_exit(&r, 0);
     let results = &r.output.console.results;
     let steps = |prefix: &str| {
@@ -252,6 +252,24 @@ fn bench_breakdown_prints_the_steps_of_each_configuration() {
         assert!(value(&l, &format!("{k}_n")).is_some_and(|n| n > 0), "no {k}_n in: {l}");
     }
     assert!(value(&l, "ksm_flush_replace_n").is_some_and(|n| n >= 16320), "{l}");
+    // GUP-fast: a pass of 512-page calls over the 64 MiB buffer per op and
+    // backing; the walk, grab and re-check once per pte (16384) or per huge
+    // pmd (32), pins also their accounting and one unpin batch per folio.
+    for (backing, per) in [("4k", 16384), ("thp", 32)] {
+        for op in ["get_user_pages_fast", "pin_user_pages_fast+unpin"] {
+            let l = steps(&format!("RESULT gup_fast_steps op={op} backing={backing} pages_per_call=512 "));
+            let mut keys = vec!["gup_walk", "gup_grab", "gup_recheck"];
+            if op.starts_with("pin") {
+                keys.extend(["gup_pin_acct", "gup_unpin"]);
+            }
+            for k in keys {
+                assert_eq!(value(&l, &format!("{k}_n")), Some(per), "{k}_n in: {l}");
+                assert!(value(&l, &format!("{k}_ns")).is_some(), "no {k}_ns in: {l}");
+            }
+            assert!(!op.starts_with("get") || !l.contains(" gup_unpin_n="), "an unpin in a get pass: {l}");
+            assert!(value(&l, "stamp_pair_n").is_some_and(|n| n > 0), "no stamp_pair_n in: {l}");
+        }
+    }
     // Off by default: bench_ksm_merges_64_mib_of_equal_pages and
     // check_shootdown assert there are no steps lines without the option.
 }

@@ -89,11 +89,28 @@ pub enum Step {
     CollapseFinish,
     /// Collapse: one whole collapse_huge_page.
     Collapse,
+    /// GUP-fast: the walk of one pte (read, permission, page lookup) or of
+    /// one huge pmd's run, without the grab and the re-check.
+    GupWalk,
+    /// GUP: the add-unless-zero of the references (one per pte, one per
+    /// huge pmd's run).
+    GupGrab,
+    /// GUP: a pin's accounting beyond the references (the large folio's
+    /// pincount, the testbed's exact pin count).
+    GupPinAcct,
+    /// GUP-fast: the full fence, the re-read of pmd/pte and the unshare rule.
+    GupRecheck,
+    /// unpin_user_pages_dirty_lock: one folio's batch (dirty mark, counts,
+    /// references).
+    GupUnpin,
+    /// Two stamps back to back: what each step above includes of the
+    /// stamping itself.
+    StampPair,
 }
 
 impl Step {
     /// Every step, in [`Step`] order.
-    pub const ALL: [Step; 31] = [
+    pub const ALL: [Step; 37] = [
         Step::CallAlloc,
         Step::CallQueue,
         Step::CallIcr,
@@ -125,6 +142,12 @@ impl Step {
         Step::CollapseCopy,
         Step::CollapseFinish,
         Step::Collapse,
+        Step::GupWalk,
+        Step::GupGrab,
+        Step::GupPinAcct,
+        Step::GupRecheck,
+        Step::GupUnpin,
+        Step::StampPair,
     ];
 
     /// The key in RESULT lines (`<name>_ns=`, `<name>_n=`).
@@ -161,6 +184,12 @@ impl Step {
             Step::CollapseCopy => "collapse_copy",
             Step::CollapseFinish => "collapse_finish",
             Step::Collapse => "collapse",
+            Step::GupWalk => "gup_walk",
+            Step::GupGrab => "gup_grab",
+            Step::GupPinAcct => "gup_pin_acct",
+            Step::GupRecheck => "gup_recheck",
+            Step::GupUnpin => "gup_unpin",
+            Step::StampPair => "stamp_pair",
         }
     }
 }

@@ -205,6 +205,37 @@ fn measure(mm: &alloc::sync::Arc<AddressSpace>, thp: bool) -> Result<Vec<String>
             per_page(mub - mu1, BIG - 1),
         ));
     }
+    if crate::stamps::enabled() {
+        lines.extend(breakdown(mm, buf, len, backing)?);
+    }
     m::munmap(mm, buf.as_u64(), len).map_err(|e| err(format!("munmap: {e:?}")))?;
+    Ok(lines)
+}
+
+/// `bench.breakdown=on`: one more pass of GUP-fast's 512-page calls, get
+/// then pin+unpin, each followed by a `gup_fast_steps` line with the steps'
+/// medians per pte (per huge pmd's run on THP; per folio for the unpin) and
+/// `stamp_pair_ns`, what two stamps back to back cost (each step's median
+/// includes one pair).
+fn breakdown(mm: &AddressSpace, buf: UserAddr, len: u64, backing: &str) -> Result<Vec<String>, BenchError> {
+    use crate::stamps::{self, Step};
+    let mut lines = Vec::new();
+    for pin in [false, true] {
+        stamps::reset();
+        for start in UserRange::from_len(buf, len).expect("mmap returned a user range").step(BIG as u64 * PAGE_SIZE) {
+            if pin {
+                let v = grab(mm, Method::Fast, start, BIG, Foll::PIN | Foll::WRITE)?;
+                gup::unpin_user_pages_dirty_lock(v, true);
+            } else {
+                drop(grab(mm, Method::Fast, start, BIG, Foll::GET)?);
+            }
+        }
+        for _ in 0..stamps::SLOTS {
+            let t = stamps::start();
+            stamps::end(Step::StampPair, t);
+        }
+        let op = if pin { "pin_user_pages_fast+unpin" } else { "get_user_pages_fast" };
+        lines.push(format!("RESULT gup_fast_steps op={op} backing={backing} pages_per_call={BIG}{}", stamps::summary()));
+    }
     Ok(lines)
 }

@@ -35,6 +35,7 @@ use crate::mm::pgtable;
 use crate::mm::{PAGE_SIZE, UserAddr};
 use crate::race::overlap;
 use crate::race::widen::{self, Point};
+use crate::stamps::{self, Step};
 
 /// The pages a walk read, for overlap counting (the first few suffice: the
 /// race scenarios pin a page or two per call).
@@ -185,9 +186,13 @@ fn try_get_folio(page: &'static Page, mut folio: &'static Page, n: usize, head_r
 /// accounting), and hands out one value per page from `page` on.
 #[inline(always)]
 fn try_grab_folio_fast(page: &'static Page, folio: &'static Page, n: usize, w: &mut Walk<'_>) -> bool {
+    let t = stamps::start();
     let Some(folio) = try_get_folio(page, folio, n, w.c.head_recheck) else { return false };
+    stamps::end(Step::GupGrab, t);
+    let t = stamps::start();
     if w.flags.contains(Foll::PIN) {
         page::folio_add_pins(folio, n as i32);
+        stamps::end(Step::GupPinAcct, t);
         PinnedPage::adopt_run(page, n, |p| w.out.push(Grabbed::Pin(p)));
     } else {
         PageRef::adopt_run(page, n, |r| w.out.push(Grabbed::Ref(r)));
@@ -310,6 +315,7 @@ fn gup_fast_pmd_range(pud: RawEntry, mut addr: UserAddr, end: UserAddr, w: &mut 
 /// `[addr, end)`, then the pmd re-read.
 #[inline(always)]
 fn gup_fast_pmd_leaf(pmd: RawEntry, pmdp: &Entry, addr: UserAddr, end: UserAddr, w: &mut Walk<'_>) -> bool {
+    let t = stamps::start();
     if !permitted(pmd, w.flags) {
         return false;
     }
@@ -324,6 +330,7 @@ fn gup_fast_pmd_leaf(pmd: RawEntry, pmdp: &Entry, addr: UserAddr, end: UserAddr,
     let folio = sub.folio();
     w.seen.push(folio.pfn());
     widen::at(Point::GupPreRef, folio.pfn());
+    stamps::end(Step::GupWalk, t);
     let recheck = w.c.recheck;
     // `gup.recheck=off` skips the re-read (`gup.pmd_recheck` concerns the
     // pmd above a pte table, not a leaf).
@@ -348,6 +355,7 @@ fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: UserAddr, end: User
     widen::at_keys(Point::GupPrePte, table_pfn, table_pfn);
     let (recheck, pmd_recheck) = (w.c.recheck, w.c.pmd_recheck);
     while addr < end {
+        let t = stamps::start();
         let ptep = pt.entry(Level::Pt.index(addr.as_u64()));
         let Some(pte) = read_once(ptep) else { return false };
         if !permitted(pte, w.flags) {
@@ -359,6 +367,7 @@ fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: UserAddr, end: User
         // taken (bug H's window is between the two).
         let folio = p.folio();
         widen::at_keys(Point::GupPreRef, p.pfn(), table_pfn);
+        stamps::end(Step::GupWalk, t);
         // The re-read (Linux: pmd and pte unchanged); `gup.recheck=off`
         // skips both, `gup.pmd_recheck=off` the pmd only.
         let unchanged = || {
@@ -392,6 +401,7 @@ fn grab_then_recheck(
     if !try_grab_folio_fast(page, folio, n, w) {
         return false;
     }
+    let t = stamps::start();
     // Full fence: our reference is visible before we re-read the entries
     // (Linux smp_mb__after_atomic(); pairs with the writer's exchange, then
     // its fence, then its load of the reference count: a Dekker pair, so
@@ -406,6 +416,7 @@ fn grab_then_recheck(
         w.out.truncate(at);
         return false;
     }
+    stamps::end(Step::GupRecheck, t);
     true
 }
 

@@ -32,6 +32,7 @@ use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 use x86_64::PhysAddr;
 
 use super::{PAGE_SIZE, frame};
+use crate::stamps::{self, Step};
 use crate::sync::{ThreadLock, ThreadLockGuard};
 
 /// What a FOLL_PIN adds to a small folio's refcount (Linux GUP_PIN_COUNTING_BIAS).
@@ -253,8 +254,20 @@ impl Page {
         if self.flags.load(Ordering::Acquire) & PageFlags::TAIL.bits() != 0 {
             page(self.head.load(Ordering::Acquire))
         } else {
-            page(self.pfn())
+            self.as_static()
         }
+    }
+
+    /// This page as the element of the metadata array it is (no round trip
+    /// through its frame number: `page(self.pfn())` is `self`).
+    #[inline(always)]
+    fn as_static(&self) -> &'static Page {
+        // SAFETY: a `Page` is only ever made by `init`, in place inside the
+        // metadata array, which lives for the kernel's life (`PAGES` holds it
+        // and nothing frees it); `Page::new` is private and a `Page` can be
+        // neither cloned nor moved out of a shared reference, so every
+        // `&Page` points into that array.
+        unsafe { &*(self as *const Page) }
     }
 
     /// Whether this page's folio is larger than one page.
@@ -618,7 +631,12 @@ impl Drop for PinnedPage {
 /// pincount and the references, one atomic each for the whole run, in the
 /// order a single unpin uses. Marks the folio dirty first if asked.
 fn unpin_folio_refs(f: &'static Page, n: i32, make_dirty: bool) {
-    if make_dirty {
+    let t = stamps::start();
+    // Linux unpin_user_pages_dirty_lock() marks only a folio that is not
+    // dirty yet: a read first, no atomic write on a folio that is already
+    // dirty (a writeback clearing the flag meanwhile is a race Linux
+    // accepts there too; the pin's holder marks it again at its next unpin).
+    if make_dirty && f.flags.load(Ordering::Relaxed) & PageFlags::DIRTY.bits() == 0 {
         f.set(PageFlags::DIRTY);
     }
     // AcqRel, as for one pin: the counts are read by the free path's oracle
@@ -634,6 +652,7 @@ fn unpin_folio_refs(f: &'static Page, n: i32, make_dirty: bool) {
     } else {
         f.put_many(n * PIN_BIAS);
     }
+    stamps::end(Step::GupUnpin, t);
 }
 
 /// Drops one pin of folio `folio` (Linux unpin_folio()): the counts a
