@@ -1,4 +1,6 @@
 //! Command-line parsing for `testbed` (hand-written: a few options, no dependency).
+//! One reading of option words ([`OptionWord`]: `--name value`, `--name=value`)
+//! serves `run`/`image` and the subcommands ([`subcommand_options`]).
 //!
 //! `testbed [run] [options] [key=value ...]`, `testbed image --out DIR [...]`,
 //! `testbed help`. Every word containing `=` that is not a host option (`--x=v`) is a
@@ -113,7 +115,8 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-fn usage<T>(msg: impl Into<String>) -> Result<T, UsageError> {
+/// A usage error with `msg`.
+pub(crate) fn usage<T>(msg: impl Into<String>) -> Result<T, UsageError> {
     Err(UsageError(msg.into()))
 }
 
@@ -292,6 +295,68 @@ fn parse_timeout(s: &str) -> Result<Option<Duration>, UsageError> {
     }
 }
 
+/// One host option word: `--name`, or `--name=value` with its value inline
+/// (otherwise an option's value is the next word). A word that does not start
+/// with `--` is all name, so a table of names never matches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionWord {
+    pub name: String,
+    inline: Option<String>,
+}
+
+impl OptionWord {
+    /// Splits `word` at its first `=` when it starts with `--`.
+    pub fn parse(word: &str) -> OptionWord {
+        match word.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => OptionWord { name: n.to_string(), inline: Some(v.to_string()) },
+            _ => OptionWord { name: word.to_string(), inline: None },
+        }
+    }
+
+    /// Whether the word carried a value (`--name=value`).
+    pub fn has_value(&self) -> bool {
+        self.inline.is_some()
+    }
+
+    /// The option's value: the inline one, else the next of `rest` (`None`:
+    /// the words ran out).
+    pub fn value(self, rest: &mut impl Iterator<Item = String>) -> Option<String> {
+        self.inline.or_else(|| rest.next())
+    }
+}
+
+/// Reads the options of a subcommand (`matrix`, `compare`): `--name value` or
+/// `--name=value` with a non-empty value for `name` one of `values`, a bare
+/// `--name` for one of `flags`. Returns each option's name and value in order
+/// (a flag's value is empty); errors start with `cmd`.
+pub fn subcommand_options(
+    cmd: &str,
+    values: &[&'static str],
+    flags: &[&'static str],
+    args: &[String],
+) -> Result<Vec<(&'static str, String)>, UsageError> {
+    let mut words = args.iter().cloned();
+    let mut options = Vec::new();
+    while let Some(word) = words.next() {
+        let opt = OptionWord::parse(&word);
+        if let Some(&name) = flags.iter().find(|n| **n == opt.name) {
+            if opt.has_value() {
+                return usage(format!("{cmd}: option {name} takes no value"));
+            }
+            options.push((name, String::new()));
+            continue;
+        }
+        let Some(&name) = values.iter().find(|n| **n == opt.name) else {
+            return usage(format!("{cmd}: unknown option '{}' (see `testbed help`)", opt.name));
+        };
+        match opt.value(&mut words) {
+            Some(v) if !v.is_empty() => options.push((name, v)),
+            _ => return usage(format!("{cmd}: option {name} needs a value")),
+        }
+    }
+    Ok(options)
+}
+
 /// The options that take a value.
 const VALUE_OPTIONS: &[&str] = &[
     "--smp", "--machine", "--mem", "--resolution", "--accel", "--cpu", "--firmware", "--timeout", "--suite", "--kernel",
@@ -363,35 +428,28 @@ where
         if !arg.starts_with("--") {
             return usage(format!("unknown option '{arg}'"));
         }
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (arg.clone(), None),
-        };
-        let name: &'static str = if let Some(n) = VALUE_OPTIONS.iter().find(|o| **o == name) {
+        let opt = OptionWord::parse(&arg);
+        let name: &'static str = if let Some(n) = VALUE_OPTIONS.iter().find(|o| **o == opt.name) {
             n
-        } else if let Some(n) = FLAG_OPTIONS.iter().find(|o| **o == name) {
-            if inline.is_some() {
+        } else if let Some(n) = FLAG_OPTIONS.iter().find(|o| **o == opt.name) {
+            if opt.has_value() {
                 return usage(format!("option {n} takes no value"));
             }
             n
         } else {
-            return usage(format!("unknown option '{name}'"));
+            return usage(format!("unknown option '{}'", opt.name));
         };
         if sub == "image" && !IMAGE_OPTIONS.contains(&name) {
             return usage(format!("option {name} does not apply to 'testbed image'"));
         }
         let value = if VALUE_OPTIONS.contains(&name) {
-            match inline {
-                Some(v) => Some(v),
-                None => match it.next() {
-                    Some(v) => Some(v),
-                    None => return usage(format!("option {name} needs a value")),
-                },
+            match opt.value(&mut it) {
+                Some(v) => v,
+                None => return usage(format!("option {name} needs a value")),
             }
         } else {
-            None
+            String::new()
         };
-        let value = value.unwrap_or_default();
         let nonempty = |v: &str| -> Result<(), UsageError> {
             if v.is_empty() { usage(format!("option {name} needs a non-empty value")) } else { Ok(()) }
         };
@@ -620,6 +678,27 @@ mod tests {
         assert!(err(&["-x"]).contains("unknown option"));
         assert!(err(&["--out", "d"]).contains("image"));
         assert!(err(&["--"]).contains("--"));
+    }
+
+    #[test]
+    fn subcommand_option_words() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (names, flags) = (&["--a", "--bb"], &["--f"]);
+        let parse = |w: &[&str]| subcommand_options("cmd", names, flags, &words(w));
+        assert_eq!(
+            parse(&["--a", "1", "--bb=x=y", "--f", "--a=2"]),
+            Ok(vec![("--a", "1".to_string()), ("--bb", "x=y".to_string()), ("--f", String::new()), ("--a", "2".to_string())])
+        );
+        assert_eq!(parse(&[]), Ok(vec![]));
+        let err = |w: &[&str]| parse(w).unwrap_err().0;
+        assert_eq!(err(&["--a"]), "cmd: option --a needs a value");
+        assert_eq!(err(&["--a="]), "cmd: option --a needs a value");
+        assert_eq!(err(&["--a", ""]), "cmd: option --a needs a value");
+        assert_eq!(err(&["--f=1"]), "cmd: option --f takes no value");
+        assert_eq!(err(&["--c", "1"]), "cmd: unknown option '--c' (see `testbed help`)");
+        assert_eq!(err(&["--c"]), "cmd: unknown option '--c' (see `testbed help`)", "unknown before missing value");
+        assert_eq!(err(&["k=v"]), "cmd: unknown option 'k=v' (see `testbed help`)");
+        assert_eq!(OptionWord::parse("x=--y").name, "x=--y");
     }
 
     #[test]

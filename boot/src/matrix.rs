@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::{KernelChoice, RunOptions, UsageError};
+use crate::cli::{KernelChoice, RunOptions, UsageError, usage};
 use crate::qemu::Verdict;
 
 /// `testbed matrix` options.
@@ -81,32 +81,18 @@ impl Default for MatrixOptions {
     }
 }
 
-fn usage<T>(m: String) -> Result<T, UsageError> {
-    Err(UsageError(m))
-}
+/// The options of `matrix` that take a value.
+const OPTIONS: &[&str] = &["--smp", "--seeds", "--first-seed", "--secs", "--mem", "--scenario", "--config", "--rows", "--explore", "--out", "--kernel"];
+/// The options of `matrix` without a value.
+const FLAGS: &[&str] = &["--boot-per-row"];
 
 /// Parses the words after `matrix`.
 pub fn parse(args: &[String]) -> Result<MatrixOptions, UsageError> {
     let mut o = MatrixOptions::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--boot-per-row" {
-            o.boot_per_row = true;
-            continue;
-        }
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (a.clone(), None),
-        };
-        let mut value = || -> Result<String, UsageError> {
-            match inline.clone().or_else(|| it.next().cloned()) {
-                Some(v) if !v.is_empty() => Ok(v),
-                _ => usage(format!("matrix: option {name} needs a value")),
-            }
-        };
-        match name.as_str() {
+    for (name, v) in crate::cli::subcommand_options("matrix", OPTIONS, FLAGS, args)? {
+        match name {
+            "--boot-per-row" => o.boot_per_row = true,
             "--smp" => {
-                let v = value()?;
                 o.smp = v
                     .split(',')
                     .map(|s| match s.parse::<u32>() {
@@ -116,28 +102,24 @@ pub fn parse(args: &[String]) -> Result<MatrixOptions, UsageError> {
                     .collect::<Result<_, _>>()?;
             }
             "--seeds" => {
-                let v = value()?;
                 o.seeds = match v.parse() {
                     Ok(n) if (1..=1000).contains(&n) => n,
                     _ => return usage(format!("matrix: --seeds: '{v}' is not a count in 1..=1000")),
                 }
             }
             "--first-seed" => {
-                let v = value()?;
                 o.first_seed = v.parse().map_err(|_| UsageError(format!("matrix: --first-seed: '{v}' is not a number")))?;
             }
             "--secs" => {
-                let v = value()?;
                 o.secs = match v.parse() {
                     Ok(n) if (1..=3600).contains(&n) => n,
                     _ => return usage(format!("matrix: --secs: '{v}' is not in 1..=3600")),
                 }
             }
-            "--mem" => o.mem_mib = crate::cli::parse_mem(&value()?)?,
-            "--scenario" => o.scenario = Some(value()?),
-            "--config" => o.configs.extend(value()?.split(';').filter(|c| !c.is_empty()).map(str::to_string)),
+            "--mem" => o.mem_mib = crate::cli::parse_mem(&v)?,
+            "--scenario" => o.scenario = Some(v),
+            "--config" => o.configs.extend(v.split(';').filter(|c| !c.is_empty()).map(str::to_string)),
             "--rows" => {
-                let v = value()?;
                 o.rows = match v.as_str() {
                     "all" => RowFilter::All,
                     "caught" => RowFilter::Caught,
@@ -146,7 +128,6 @@ pub fn parse(args: &[String]) -> Result<MatrixOptions, UsageError> {
                 }
             }
             "--explore" => {
-                let v = value()?;
                 o.explore = v
                     .split(',')
                     .map(|s| match s {
@@ -156,15 +137,15 @@ pub fn parse(args: &[String]) -> Result<MatrixOptions, UsageError> {
                     })
                     .collect::<Result<_, _>>()?;
             }
-            "--out" => o.out = Some(PathBuf::from(value()?)),
+            "--out" => o.out = Some(PathBuf::from(v)),
             "--kernel" => {
-                let p = PathBuf::from(value()?);
+                let p = PathBuf::from(v);
                 if !p.is_file() {
                     return usage(format!("matrix: --kernel: {} is not a file", p.display()));
                 }
                 o.kernel = Some(p);
             }
-            _ => return usage(format!("matrix: unknown option '{name}' (see `testbed help`)")),
+            _ => unreachable!("option table and match disagree on {name}"),
         }
     }
     Ok(o)

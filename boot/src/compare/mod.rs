@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cli::{KernelChoice, RunOptions, UsageError};
+use crate::cli::{KernelChoice, RunOptions, UsageError, usage};
 use crate::qemu::AccelChoice;
 use table::{ResultLine, Row};
 
@@ -70,54 +70,39 @@ impl Default for CompareOptions {
     }
 }
 
-fn usage<T>(m: String) -> Result<T, UsageError> {
-    Err(UsageError(m))
-}
+/// The options of `compare`, each with a value.
+const OPTIONS: &[&str] = &["--smp", "--accel", "--mem", "--timeout", "--out", "--peer", "--ours", "--linux"];
 
 /// Parses the words after `compare`.
 pub fn parse(args: &[String]) -> Result<CompareOptions, UsageError> {
     let mut o = CompareOptions::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (a.clone(), None),
-        };
-        let mut value = || -> Result<String, UsageError> {
-            match inline.clone().or_else(|| it.next().cloned()) {
-                Some(v) if !v.is_empty() => Ok(v),
-                _ => usage(format!("compare: option {name} needs a value")),
-            }
-        };
-        match name.as_str() {
+    for (name, v) in crate::cli::subcommand_options("compare", OPTIONS, &[], args)? {
+        match name {
             "--smp" => {
-                let v = value()?;
                 o.smp = match v.parse() {
                     Ok(n) if (1..=64).contains(&n) => n,
                     _ => return usage(format!("compare: --smp: '{v}' is not a CPU count in 1..=64")),
                 }
             }
             "--accel" => {
-                let v = value()?;
                 o.accel = match v.as_str() {
                     "tcg" => AccelChoice::Tcg,
                     "kvm" => AccelChoice::Kvm,
                     _ => return usage(format!("compare: --accel: '{v}' is not tcg or kvm (both kernels need the same one)")),
                 }
             }
-            "--mem" => o.mem_mib = crate::cli::parse_mem(&value()?)?,
+            "--mem" => o.mem_mib = crate::cli::parse_mem(&v)?,
             "--timeout" => {
-                let v = value()?;
                 o.timeout_s = match v.parse() {
                     Ok(n) if (10..=7200).contains(&n) => n,
                     _ => return usage(format!("compare: --timeout: '{v}' is not in 10..=7200 seconds")),
                 }
             }
-            "--out" => o.out = Some(PathBuf::from(value()?)),
-            "--peer" => o.peer = Some(PathBuf::from(value()?)),
-            "--ours" => o.ours_file = Some(PathBuf::from(value()?)),
-            "--linux" => o.linux_file = Some(PathBuf::from(value()?)),
-            _ => return usage(format!("compare: unknown option '{name}' (see `testbed help`)")),
+            "--out" => o.out = Some(PathBuf::from(v)),
+            "--peer" => o.peer = Some(PathBuf::from(v)),
+            "--ours" => o.ours_file = Some(PathBuf::from(v)),
+            "--linux" => o.linux_file = Some(PathBuf::from(v)),
+            _ => unreachable!("option table and match disagree on {name}"),
         }
     }
     Ok(o)
