@@ -4,10 +4,12 @@
 //! A program is a binary in `src/bin/` that declares its `main` with
 //! [`entry!`]: `_start` (this crate) aligns the stack, calls it and passes its
 //! return value to `exit`. A panic prints its message and exits with
-//! [`abi::status::PANIC`] (101).
+//! [`abi::status::PANIC`] (101). Test programs number their checks
+//! ([`check`]).
 
 #![no_std]
 
+pub mod check;
 pub mod race;
 pub mod ksft;
 pub mod sys;
@@ -15,7 +17,8 @@ pub mod thread;
 
 pub use abi::{Errno, mman};
 
-/// Declares the program's `fn main() -> i32`.
+/// Declares the program's `fn main() -> i32` (and its name, the binary's,
+/// for [`program_name`]).
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
@@ -23,11 +26,27 @@ macro_rules! entry {
         extern "C" fn __user_main() -> i32 {
             $main()
         }
+
+        #[unsafe(no_mangle)]
+        fn __user_program_name() -> &'static str {
+            env!("CARGO_BIN_NAME")
+        }
     };
 }
 
 unsafe extern "C" {
     fn __user_main() -> i32;
+}
+
+unsafe extern "Rust" {
+    fn __user_program_name() -> &'static str;
+}
+
+/// The program's name (its binary's: `mmctl`), for its messages.
+pub fn program_name() -> &'static str {
+    // SAFETY: `entry!` defines `__user_program_name` in every program, with
+    // this signature.
+    unsafe { __user_program_name() }
 }
 
 /// The process entry point: the kernel starts the first thread here with
@@ -53,7 +72,7 @@ extern "C" fn start_rust() -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    println!("user panic (pid {}): {}", sys::getpid(), info);
+    println!("user panic ({}, pid {}): {}", program_name(), sys::getpid(), info);
     sys::exit(abi::status::PANIC)
 }
 

@@ -10,6 +10,7 @@
 use abi::dio::{BLOCK, DEVICE_SIZE, MAX_LEN, PATTERN, pattern_word};
 use abi::mman::*;
 use userspace::{Errno, println, sys, thread};
+use userspace::check::check;
 
 userspace::entry!(main);
 
@@ -21,14 +22,6 @@ const ROUNDS: u64 = 25;
 /// Something no transfer writes (the kernel's free poison).
 const POISON: u64 = 0x6b6b_6b6b_6b6b_6b6b;
 
-fn check(case: i32, what: &str, ok: bool) -> Result<(), i32> {
-    if ok {
-        Ok(())
-    } else {
-        println!("dio: check {case} failed: {what}");
-        Err(case)
-    }
-}
 
 fn words(buf: usize, len: usize) -> impl Iterator<Item = (u64, *mut u64)> {
     (0..len / 8).map(move |i| ((i * 8) as u64, (buf + i * 8) as *mut u64))

@@ -6,17 +6,9 @@
 
 use abi::mman::*;
 use userspace::{Errno, println, sys};
+use userspace::check::check;
 
 userspace::entry!(main);
-
-fn check(case: i32, what: &str, ok: bool) -> Result<(), i32> {
-    if ok {
-        Ok(())
-    } else {
-        println!("memcalls: {what} failed");
-        Err(case)
-    }
-}
 
 fn run() -> Result<(), i32> {
     let pa = MAP_PRIVATE | MAP_ANONYMOUS;

@@ -15,25 +15,9 @@ use abi::mman::*;
 use abi::page_info as pi;
 use userspace::ksft::{self, HPAGE, PAGE};
 use userspace::{println, sys};
+use userspace::check::{check, eq};
 
 userspace::entry!(main);
-
-fn check(case: i32, what: &str, ok: bool) -> Result<(), i32> {
-    if ok {
-        Ok(())
-    } else {
-        println!("mmctl: check {case} failed: {what}");
-        Err(case)
-    }
-}
-
-fn eq<T: PartialEq + core::fmt::Debug>(case: i32, what: &str, got: T, want: T) -> Result<(), i32> {
-    if got == want {
-        return Ok(());
-    }
-    println!("mmctl: check {case} failed: {what}: got {got:?}, expected {want:?}");
-    Err(case)
-}
 
 fn word(addr: usize) -> u64 {
     // SAFETY: the caller's mapping, readable.
