@@ -155,19 +155,7 @@ pub fn framebuffer_geometry() -> Option<(usize, usize, usize)> {
 /// Writes formatted output to the framebuffer only, whatever `console=`
 /// chose (for `bench=console`, which times the screen alone).
 pub fn print_framebuffer(args: fmt::Arguments) {
-    if EMERGENCY.load(Ordering::Relaxed) {
-        emergency_print(args);
-        return;
-    }
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut c = CONSOLE.lock();
-        let (s, f) = (c.to_serial, c.to_framebuffer);
-        c.to_serial = false;
-        c.to_framebuffer = true;
-        let _ = c.write_fmt(args);
-        c.to_serial = s;
-        c.to_framebuffer = f;
-    });
+    print_to(args, |_| (false, true));
 }
 
 /// Selects the sinks. Returns a description of the result for the boot log.
@@ -208,18 +196,22 @@ pub fn print(args: fmt::Arguments) {
 /// framebuffer, whatever `console=` chose (for the main job's table: a
 /// person at the screen and the host tool on the serial line both see it).
 pub fn print_everywhere(args: fmt::Arguments) {
+    print_to(args, |c| (c.serial.present(), c.framebuffer.is_some()));
+}
+
+/// Writes formatted output to the sinks `sinks` picks (serial, framebuffer)
+/// for this one print, whatever `console=` chose, then restores the choice.
+fn print_to(args: fmt::Arguments, sinks: impl FnOnce(&Console) -> (bool, bool)) {
     if EMERGENCY.load(Ordering::Relaxed) {
         emergency_print(args);
         return;
     }
     x86_64::instructions::interrupts::without_interrupts(|| {
         let mut c = CONSOLE.lock();
-        let (s, f) = (c.to_serial, c.to_framebuffer);
-        c.to_serial = c.serial.present();
-        c.to_framebuffer = c.framebuffer.is_some();
+        let chosen = (c.to_serial, c.to_framebuffer);
+        (c.to_serial, c.to_framebuffer) = sinks(&c);
         let _ = c.write_fmt(args);
-        c.to_serial = s;
-        c.to_framebuffer = f;
+        (c.to_serial, c.to_framebuffer) = chosen;
     });
 }
 
@@ -233,20 +225,7 @@ pub fn enter_emergency() {
 /// held (perhaps by the crashing code itself), it waits briefly and then takes
 /// the console anyway: a garbled line is better than no report.
 pub fn emergency_print(args: fmt::Arguments) {
-    let mut spins = 0u32;
-    let mut guard = loop {
-        if let Some(g) = CONSOLE.try_lock() {
-            break g;
-        }
-        spins += 1;
-        if spins > 10_000_000 {
-            // SAFETY: the holder is this CPU (crashed while printing) or a CPU
-            // that is not making progress; output is the only shared state, and
-            // garbled output is acceptable on the way down.
-            unsafe { CONSOLE.force_unlock() };
-        }
-        core::hint::spin_loop();
-    };
+    let mut guard = lock_forcibly();
     let fb_present = guard.framebuffer.is_some();
     let to_fb = guard.to_framebuffer;
     guard.to_framebuffer = fb_present;
@@ -265,8 +244,9 @@ fn lock_forcibly() -> spin::MutexGuard<'static, Console> {
         }
         spins += 1;
         if spins > 10_000_000 {
-            // SAFETY: as in emergency_print: the holder crashed or is stuck,
-            // and the console's state is only output.
+            // SAFETY: the holder is this CPU (crashed while printing) or a CPU
+            // that is not making progress; output is the only shared state, and
+            // garbled output is acceptable on the way down.
             unsafe { CONSOLE.force_unlock() };
         }
         core::hint::spin_loop();
