@@ -333,7 +333,8 @@ pub(crate) fn follow<T: Tables>(entry: &Entry, tables: &T) -> Result<Result<Phys
 /// that holds the entry of one virtual address. The one way software
 /// walkers step down a tree ([`translate`], [`map`], `pgtable`'s walk to a
 /// pmd, which the faults, fork, the range code, KSM's lookup and
-/// khugepaged use, the benchmarks through `translate`); what they read with
+/// khugepaged use, the benchmarks through `translate`, the tlb suite through
+/// [`entry_at`]); what they read with
 /// which ordering, whether they fill empty entries and how a table frame is
 /// reached is the [`Tables`] they pass. GUP-fast does not walk with a
 /// cursor: it reads each level's entry exactly once, locklessly, and hands
@@ -394,15 +395,16 @@ impl Cursor {
 }
 
 /// Tables that exist already, reached through the direct map, never
-/// filled: [`translate`]'s walk (reports, set-up, tests).
+/// filled: [`translate`]'s and [`entry_at`]'s walks (reports, set-up, tests).
 struct Existing;
 
 impl Tables for Existing {
     type Error = core::convert::Infallible;
 
     fn table(&self, pa: PhysAddr) -> &'static PageTable {
-        // SAFETY: `translate`'s callers pass the root of a tree of page
-        // tables, and a walk only follows present non-leaf entries of it.
+        // SAFETY: `translate`'s and `entry_at`'s callers pass the root of a
+        // tree of page tables, and a walk only follows present non-leaf
+        // entries of it.
         unsafe { PageTable::at(pa) }
     }
 
@@ -472,6 +474,22 @@ pub fn translate(root: PhysAddr, va: VirtAddr) -> Option<Translation> {
     let offset = va.as_u64() & (size.bytes() - 1);
     let base = size.align_down(leaf.addr().as_u64());
     Some(Translation { phys: PhysAddr::new(base + offset), leaf, size })
+}
+
+/// The entry at `level` on `va`'s path in the existing tables rooted at
+/// `root` (no locks, nothing filled), or where the walk stopped above it: the
+/// level and the entry (empty, or a huge leaf) with no table below.
+///
+/// # Safety
+/// `root` must be the root of a tree of page tables that outlives the
+/// returned entry, and the caller must own whatever it changes through the
+/// entry (a test's own address space, its flushes done by the test).
+pub unsafe fn entry_at(root: PhysAddr, va: VirtAddr, level: Level) -> Result<&'static Entry, (Level, RawEntry)> {
+    let mut c = Cursor::new(&Existing, root, va);
+    match c.descend(level, &Existing) {
+        Ok(None) => Ok(c.entry()),
+        Ok(Some(stopped)) => Err((c.level(), stopped)),
+    }
 }
 
 /// The root of the active tables (CR3 without its flag bits).

@@ -197,20 +197,11 @@ pub fn pte(mm: &AddressSpace, va: VirtAddr) -> &'static Entry {
 
 /// The entry at `level` on `va`'s path (tables must exist down to it).
 pub fn leaf_entry(mm: &AddressSpace, va: VirtAddr, leaf: Level) -> &'static Entry {
-    let v = va.as_u64();
-    let mut table_phys = mm.root();
-    let mut level = Level::Pml4;
-    loop {
-        // SAFETY: the root, then tables reached through present entries.
-        let table = unsafe { PageTable::at(table_phys) };
-        let entry = table.entry(level.index(v));
-        if level == leaf {
-            return entry;
-        }
-        let e = entry.load(Ordering::Relaxed);
-        assert!(e.is_present() && !e.is_huge(), "no table below {level:?} for {va:?}");
-        table_phys = e.addr();
-        level = level.next().unwrap();
+    // SAFETY: the test's own address space, alive while the test uses the
+    // entry; the test makes and flushes its changes itself.
+    match unsafe { paging::entry_at(mm.root(), va, leaf) } {
+        Ok(entry) => entry,
+        Err((level, e)) => panic!("no table below {level:?} for {va:?} (entry {:#x})", e.bits()),
     }
 }
 
