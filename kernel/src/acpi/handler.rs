@@ -16,7 +16,7 @@ use crate::mm::{self, PAGE_SIZE, layout, paging};
 use crate::time::Deadline;
 
 /// Whether `len` bytes at physical `phys` are mapped in the direct map.
-pub fn readable(phys: u64, len: u64) -> bool {
+pub(crate) fn readable(phys: u64, len: u64) -> bool {
     let Some(end) = phys.checked_add(len.max(1)) else { return false };
     if end > layout::DIRECT_MAP_MAX || mm::phys_offset() == 0 {
         return false;
@@ -34,7 +34,7 @@ pub fn readable(phys: u64, len: u64) -> bool {
 
 /// The direct map, as an `acpi::Handler`.
 #[derive(Clone, Copy, Debug)]
-pub struct DirectMap;
+pub(crate) struct DirectMap;
 
 impl DirectMap {
     fn virt(address: usize, size: u64) -> Option<VirtAddr> {

@@ -27,7 +27,7 @@ pub struct MadtInfo {
     /// The IOAPICs.
     pub io_apics: Vec<IoApic>,
     /// ISA IRQ to GSI overrides.
-    pub overrides: Vec<InterruptOverride>,
+    pub(crate) overrides: Vec<InterruptOverride>,
     /// Which LINT pin of which local APICs carries NMI.
     pub lapic_nmis: Vec<LapicNmi>,
     /// Whether the machine also has dual 8259 PICs (PCAT_COMPAT).
@@ -84,7 +84,7 @@ fn inti_flags(flags: u16) -> Option<(Polarity, Trigger)> {
 }
 
 /// Reads the MADT.
-pub fn parse(madt: &PhysicalMapping<DirectMap, Madt>) -> Result<MadtInfo, String> {
+pub(crate) fn parse(madt: &PhysicalMapping<DirectMap, Madt>) -> Result<MadtInfo, String> {
     let len = madt.get().header.length as usize;
     if len < size_of::<Madt>() {
         return Err(format!("MADT is {len} bytes, shorter than its header"));

@@ -25,7 +25,7 @@ use acpi::sdt::hpet::HpetTable;
 use acpi::sdt::madt::Madt;
 
 /// The local APIC's architectural default physical address.
-pub const DEFAULT_LOCAL_APIC_ADDRESS: u64 = 0xfee0_0000;
+pub(crate) const DEFAULT_LOCAL_APIC_ADDRESS: u64 = 0xfee0_0000;
 
 /// One CPU (local APIC) the firmware lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,16 +44,16 @@ pub struct Cpu {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IoApic {
     /// Its APIC id.
-    pub id: u8,
+    pub(crate) id: u8,
     /// Physical address of its registers.
-    pub address: u64,
+    pub(crate) address: u64,
     /// The first global system interrupt it handles.
     pub gsi_base: u32,
 }
 
 /// Interrupt line polarity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Polarity {
+pub(crate) enum Polarity {
     /// As the bus defines it (ISA: active high).
     Bus,
     /// Active high.
@@ -64,7 +64,7 @@ pub enum Polarity {
 
 /// Interrupt trigger mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// As the bus defines it (ISA: edge).
     Bus,
     /// Edge triggered.
@@ -75,15 +75,15 @@ pub enum Trigger {
 
 /// An ISA IRQ wired to a different global system interrupt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InterruptOverride {
+pub(crate) struct InterruptOverride {
     /// The ISA IRQ.
-    pub isa_irq: u8,
+    pub(crate) isa_irq: u8,
     /// The GSI it arrives on.
-    pub gsi: u32,
+    pub(crate) gsi: u32,
     /// Its polarity.
-    pub polarity: Polarity,
+    pub(crate) polarity: Polarity,
     /// Its trigger mode.
-    pub trigger: Trigger,
+    pub(crate) trigger: Trigger,
 }
 
 /// Which CPUs a local APIC NMI entry applies to.
@@ -103,9 +103,9 @@ pub struct LapicNmi {
     /// LINT0 or LINT1.
     pub lint: u8,
     /// Its polarity.
-    pub polarity: Polarity,
+    pub(crate) polarity: Polarity,
     /// Its trigger mode.
-    pub trigger: Trigger,
+    pub(crate) trigger: Trigger,
 }
 
 /// The HPET, from the HPET table.
@@ -114,7 +114,7 @@ pub struct HpetInfo {
     /// Physical address of its registers.
     pub base: u64,
     /// Its sequence number.
-    pub number: u8,
+    pub(crate) number: u8,
 }
 
 /// The ACPI PM timer (3.579545 MHz), from the FADT.
@@ -123,7 +123,7 @@ pub struct PmTimerInfo {
     /// Its I/O port.
     pub port: u16,
     /// 32 bits wide (else 24).
-    pub bits32: bool,
+    pub(crate) bits32: bool,
 }
 
 /// The machine as the firmware describes it (see the module docs).
@@ -134,7 +134,7 @@ pub struct Platform {
     pub cpus: Vec<Cpu>,
     /// MADT CPU entries that are neither enabled nor online-capable: counted
     /// and reported, never started or waited for.
-    pub disabled_cpus: usize,
+    pub(crate) disabled_cpus: usize,
     /// The boot CPU's APIC id (from CPUID).
     pub boot_apic_id: u32,
     /// Physical address of the local APICs.
@@ -142,9 +142,9 @@ pub struct Platform {
     /// IOAPICs.
     pub io_apics: Vec<IoApic>,
     /// ISA interrupt overrides.
-    pub overrides: Vec<InterruptOverride>,
+    pub(crate) overrides: Vec<InterruptOverride>,
     /// Local APIC NMI wiring.
-    pub lapic_nmis: Vec<LapicNmi>,
+    pub(crate) lapic_nmis: Vec<LapicNmi>,
     /// Dual 8259 PICs present (the MADT's PCAT_COMPAT flag; they must be
     /// masked when the IOAPIC is used).
     pub legacy_pics: bool,
@@ -156,10 +156,10 @@ pub struct Platform {
     /// The ACPI PM timer, if the firmware describes one.
     pub pm_timer: Option<PmTimerInfo>,
     /// The FADT's reset register, or why there is none.
-    pub reset: Result<reset::ResetRegister, &'static str>,
+    pub(crate) reset: Result<reset::ResetRegister, &'static str>,
     /// An 8042 keyboard controller (its reset line is `end=reboot`'s
     /// fallback): IAPC_BOOT_ARCH's 8042 flag, or a PC with an ACPI 1.0 FADT.
-    pub has_8042: bool,
+    pub(crate) has_8042: bool,
     /// Whether CPUs and interrupt controllers come from the MADT (else the
     /// single-CPU fallback).
     pub from_madt: bool,
@@ -203,13 +203,8 @@ impl Platform {
         !self.hardware_reduced
     }
 
-    /// The boot CPU's entry.
-    pub fn boot_cpu(&self) -> &Cpu {
-        self.cpus.iter().find(|c| c.apic_id == self.boot_apic_id).expect("the boot CPU is always listed")
-    }
-
     /// The one-line summary for the boot log.
-    pub fn summary(&self) -> Summary<'_> {
+    pub(crate) fn summary(&self) -> Summary<'_> {
         Summary(self)
     }
 }
@@ -218,7 +213,7 @@ static PLATFORM: spin::Once<Platform> = spin::Once::new();
 
 /// Reads the tables behind `rsdp` (physical address) once; later calls do
 /// nothing. Needs the heap and the kernel's page tables.
-pub fn init(rsdp: Option<u64>) {
+pub(crate) fn init(rsdp: Option<u64>) {
     PLATFORM.call_once(|| discover(rsdp));
 }
 
@@ -229,7 +224,7 @@ pub fn platform() -> &'static Platform {
 
 /// The boot CPU's APIC id: the x2APIC id from CPUID leaf 0xb when the CPU has
 /// it, else the 8-bit id from leaf 1.
-pub fn boot_apic_id() -> u32 {
+pub(crate) fn boot_apic_id() -> u32 {
     use core::arch::x86_64::__cpuid;
     if __cpuid(0).eax >= 0xb {
         let topology = __cpuid(0xb);
@@ -356,7 +351,7 @@ fn pm_timer_block(fadt: &acpi::PhysicalMapping<handler::DirectMap, Fadt>) -> Opt
 }
 
 /// Displays the platform on one line (see [`Platform::summary`]).
-pub struct Summary<'a>(&'a Platform);
+pub(crate) struct Summary<'a>(&'a Platform);
 
 impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -408,7 +403,7 @@ impl fmt::Display for Summary<'_> {
 }
 
 /// Logs the platform: the summary line, then one line per interrupt-routing item.
-pub fn log_platform(p: &Platform) {
+pub(crate) fn log_platform(p: &Platform) {
     log::info!("ACPI: {}", p.summary());
     for io in &p.io_apics {
         log::info!("ACPI: IOAPIC id {} at {:#x}, GSI base {}", io.id, io.address, io.gsi_base);

@@ -32,13 +32,13 @@ use super::tables;
 
 /// What S5 needs: the PM1 control ports and the sleep types for S5.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct S5 {
+pub(crate) struct S5 {
     /// PM1a_CNT's I/O port.
-    pub pm1a: u16,
+    pub(crate) pm1a: u16,
     /// PM1b_CNT's I/O port, if any.
-    pub pm1b: Option<u16>,
+    pub(crate) pm1b: Option<u16>,
     /// SLP_TYPa and SLP_TYPb from `\_S5`.
-    pub slp_typ: (u8, u8),
+    pub(crate) slp_typ: (u8, u8),
 }
 
 fn io_port(gas: acpi::address::GenericAddress, what: &str) -> Result<u16, String> {
@@ -49,7 +49,7 @@ fn io_port(gas: acpi::address::GenericAddress, what: &str) -> Result<u16, String
 }
 
 /// Reads PM1a/b_CNT from the FADT and evaluates the DSDT's `\_S5`.
-pub fn find_s5(rsdp: Option<u64>) -> Result<S5, String> {
+pub(crate) fn find_s5(rsdp: Option<u64>) -> Result<S5, String> {
     let tables = tables::open(rsdp.ok_or("the firmware gave no RSDP")?)?;
     let fadt = tables::find::<Fadt>(&tables, 116)?.ok_or("no FADT")?;
     if { fadt.flags }.system_is_hw_reduced_acpi() {
@@ -88,7 +88,7 @@ pub fn find_s5(rsdp: Option<u64>) -> Result<S5, String> {
 
 /// Writes SLP_TYPx | SLP_EN to PM1a_CNT (and PM1b_CNT), keeping the other
 /// bits. Returns if the machine did not power off.
-pub fn enter_s5(s5: S5) {
+pub(crate) fn enter_s5(s5: S5) {
     const SLP_EN: u16 = 1 << 13;
     let write = |port: u16, typ: u8| {
         let v = (DirectMap.read_io_u16(port) & !(0x7 << 10)) | (u16::from(typ) << 10) | SLP_EN;

@@ -13,13 +13,13 @@ use super::tables;
 
 /// The reset register, as the FADT gives it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResetRegister {
+pub(crate) struct ResetRegister {
     /// I/O port (`true`) or memory (`false`).
-    pub io: bool,
+    pub(crate) io: bool,
     /// The port or physical address.
-    pub address: u64,
+    pub(crate) address: u64,
     /// The byte to write.
-    pub value: u8,
+    pub(crate) value: u8,
 }
 
 /// Reads the reset register from the FADT; `Err` says why there is none.
@@ -62,7 +62,7 @@ pub(super) fn has_8042(tables: &tables::Tables) -> bool {
 }
 
 /// Writes the reset value. Returns if the machine did not reset.
-pub fn reset(reg: ResetRegister) {
+pub(crate) fn reset(reg: ResetRegister) {
     if reg.io {
         DirectMap.write_io_u8(reg.address as u16, reg.value);
     } else {

@@ -19,10 +19,10 @@ use super::handler::{DirectMap, readable};
 const MAX_TABLE_LEN: u32 = 1 << 20;
 
 /// The validated root table, ready for [`find`].
-pub type Tables = AcpiTables<DirectMap>;
+pub(crate) type Tables = AcpiTables<DirectMap>;
 
 /// Checks the RSDP at `rsdp` and the RSDT or XSDT it points to.
-pub fn open(rsdp: u64) -> Result<Tables, String> {
+pub(crate) fn open(rsdp: u64) -> Result<Tables, String> {
     if !readable(rsdp, size_of::<Rsdp>() as u64) {
         return Err(format!("RSDP address {rsdp:#x} is outside physical memory"));
     }
@@ -66,7 +66,7 @@ pub(super) fn checked_header(phys: u64, signature: Signature) -> Result<u32, Str
 /// Finds the first table of type `T` that is at least `min_len` bytes long.
 /// `Ok(None)` when the firmware has none; `Err` when the one it has is bad
 /// (unreadable, too short, bad checksum).
-pub fn find<T: AcpiTable>(tables: &Tables, min_len: u32) -> Result<Option<PhysicalMapping<DirectMap, T>>, String> {
+pub(crate) fn find<T: AcpiTable>(tables: &Tables, min_len: u32) -> Result<Option<PhysicalMapping<DirectMap, T>>, String> {
     for phys in tables.table_entries() {
         let phys = phys as u64;
         if !readable(phys, size_of::<SdtHeader>() as u64) {

@@ -25,20 +25,20 @@ const APIC_BASE_X2APIC: u64 = 1 << 10;
 
 /// Register offsets in xAPIC MMIO space; the x2APIC MSR is 0x800 + offset/16.
 mod reg {
-    pub const ID: u32 = 0x20;
-    pub const TPR: u32 = 0x80;
-    pub const EOI: u32 = 0xb0;
-    pub const SVR: u32 = 0xf0;
-    pub const ESR: u32 = 0x280;
-    pub const ICR_LOW: u32 = 0x300;
-    pub const ICR_HIGH: u32 = 0x310;
-    pub const LVT_TIMER: u32 = 0x320;
-    pub const TIMER_INITIAL: u32 = 0x380;
-    pub const TIMER_CURRENT: u32 = 0x390;
-    pub const TIMER_DIVIDE: u32 = 0x3e0;
-    pub const LVT_LINT0: u32 = 0x350;
-    pub const LVT_LINT1: u32 = 0x360;
-    pub const LVT_ERROR: u32 = 0x370;
+    pub(crate) const ID: u32 = 0x20;
+    pub(crate) const TPR: u32 = 0x80;
+    pub(crate) const EOI: u32 = 0xb0;
+    pub(crate) const SVR: u32 = 0xf0;
+    pub(crate) const ESR: u32 = 0x280;
+    pub(crate) const ICR_LOW: u32 = 0x300;
+    pub(crate) const ICR_HIGH: u32 = 0x310;
+    pub(crate) const LVT_TIMER: u32 = 0x320;
+    pub(crate) const TIMER_INITIAL: u32 = 0x380;
+    pub(crate) const TIMER_CURRENT: u32 = 0x390;
+    pub(crate) const TIMER_DIVIDE: u32 = 0x3e0;
+    pub(crate) const LVT_LINT0: u32 = 0x350;
+    pub(crate) const LVT_LINT1: u32 = 0x360;
+    pub(crate) const LVT_ERROR: u32 = 0x370;
 }
 
 const LVT_MASKED: u32 = 1 << 16;
@@ -69,7 +69,7 @@ pub fn mode() -> Option<Mode> {
 }
 
 /// Whether the CPU offers x2APIC mode (CPUID.1:ECX[21]).
-pub fn x2apic_supported() -> bool {
+pub(crate) fn x2apic_supported() -> bool {
     core::arch::x86_64::__cpuid(1).ecx & (1 << 21) != 0
 }
 
@@ -78,7 +78,7 @@ pub fn x2apic_supported() -> bool {
 /// PICs when the machine has them (`legacy_pics`: the MADT's PCAT_COMPAT on a
 /// platform that is not hardware-reduced; elsewhere their ports may be
 /// something else, so they are not touched). Boot CPU, once.
-pub fn init_global(lapic_phys: u64, force_xapic: bool, legacy_pics: bool) -> Mode {
+pub(crate) fn init_global(lapic_phys: u64, force_xapic: bool, legacy_pics: bool) -> Mode {
     if legacy_pics {
         mask_legacy_pics();
     }
@@ -143,7 +143,7 @@ fn mask_legacy_pics() {
 
 /// Enables this CPU's local APIC in the chosen mode: spurious vector, error
 /// vector, LINT0 masked, LINT1 as NMI, timer masked, task priority 0.
-pub fn init_this_cpu() {
+pub(crate) fn init_this_cpu() {
     let mut base_msr = Msr::new(IA32_APIC_BASE);
     // SAFETY: IA32_APIC_BASE is architectural; setting the enable bits (and the
     // x2APIC bit in x2APIC mode, after the global enable, as the SDM requires)
@@ -177,12 +177,12 @@ pub fn id() -> u32 {
 }
 
 /// Signals the end of an interrupt (not for spurious interrupts or NMIs).
-pub fn eoi() {
+pub(crate) fn eoi() {
     write(reg::EOI, 0);
 }
 
 /// Reads and clears the error status register.
-pub fn read_error_status() -> u32 {
+pub(crate) fn read_error_status() -> u32 {
     write(reg::ESR, 0);
     read(reg::ESR)
 }
@@ -270,7 +270,7 @@ pub fn send_ipi(dest: Destination, delivery: Delivery) -> Result<(), IpiError> {
 
 /// How the local APIC timer counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimerMode {
+pub(crate) enum TimerMode {
     /// Counts down once.
     OneShot,
     /// Reloads the initial count at zero.
@@ -281,7 +281,7 @@ pub enum TimerMode {
 
 /// Programs the timer's LVT entry and divide register (`divide`: the SDM's
 /// encoding, 0b0011 = divide by 16).
-pub fn timer_configure(mode: TimerMode, vector: u8, masked: bool, divide: u32) {
+pub(crate) fn timer_configure(mode: TimerMode, vector: u8, masked: bool, divide: u32) {
     let mode_bits = match mode {
         TimerMode::OneShot => 0b00,
         TimerMode::Periodic => 0b01,
@@ -292,11 +292,11 @@ pub fn timer_configure(mode: TimerMode, vector: u8, masked: bool, divide: u32) {
 }
 
 /// Sets the timer's initial count (starts one-shot and periodic modes).
-pub fn timer_set_initial_count(count: u32) {
+pub(crate) fn timer_set_initial_count(count: u32) {
     write(reg::TIMER_INITIAL, count);
 }
 
 /// The timer's current count.
-pub fn timer_current_count() -> u32 {
+pub(crate) fn timer_current_count() -> u32 {
     read(reg::TIMER_CURRENT)
 }

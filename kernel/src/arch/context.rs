@@ -40,7 +40,7 @@ unsafe extern "C" {
 /// Interrupts must be off; `next_rsp` must be a stack pointer saved by this
 /// function (or prepared by [`initial_stack`]) of a task that is not running
 /// anywhere, and `save_rsp` must stay valid until this context is resumed.
-pub unsafe fn switch_to(save_rsp: *mut u64, next_rsp: u64) {
+pub(crate) unsafe fn switch_to(save_rsp: *mut u64, next_rsp: u64) {
     // SAFETY: as the caller guarantees; the callee-saved registers are preserved
     // across the call by the assembly, the others are clobbered per the C ABI.
     unsafe { arch_switch_to(save_rsp, next_rsp) }
@@ -54,7 +54,7 @@ pub unsafe fn switch_to(save_rsp: *mut u64, next_rsp: u64) {
 ///
 /// # Safety
 /// `top` must be the top of a mapped, unused stack of at least 64 bytes.
-pub unsafe fn initial_stack(top: u64, entry: extern "C" fn() -> !) -> u64 {
+pub(crate) unsafe fn initial_stack(top: u64, entry: extern "C" fn() -> !) -> u64 {
     let rsp = top - 7 * 8;
     // Pop order of RESTORE_CALLEE_REGS: r15, r14, r13, r12, rbx, rbp.
     let words: [u64; 7] = [0, 0, 0, entry as usize as u64, 0, 0, arch_task_trampoline as *const () as u64];

@@ -12,7 +12,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 /// Enables no-execute pages (EFER.NXE), write protection in ring 0 (CR0.WP, so the
 /// kernel faults on read-only pages too, as Linux) and global pages (CR4.PGE).
-pub fn enable_protection_features() {
+pub(crate) fn enable_protection_features() {
     // SAFETY: setting NXE only makes bit 63 of page-table entries meaningful;
     // the bootloader's and our tables never set it on pages we execute.
     unsafe { Efer::update(|f| f.insert(EferFlags::NO_EXECUTE_ENABLE)) };
@@ -26,17 +26,17 @@ pub fn enable_protection_features() {
 
 /// The supervisor protections this CPU runs with (see [`enable_smep_smap`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SupervisorProtection {
+pub(crate) struct SupervisorProtection {
     /// CR4.SMEP: ring 0 never executes a user page.
-    pub smep: bool,
+    pub(crate) smep: bool,
     /// CR4.SMAP: ring 0 touches a user page only inside `arch::uaccess`.
-    pub smap: bool,
+    pub(crate) smap: bool,
 }
 
 /// Turns on SMEP and SMAP where the CPU offers them (CPUID leaf 7, EBX bits 7
 /// and 20), as Linux does, and returns which are on. Called on every CPU once it
 /// runs on the kernel's tables (the bootloader's may mark kernel pages user).
-pub fn enable_smep_smap() -> SupervisorProtection {
+pub(crate) fn enable_smep_smap() -> SupervisorProtection {
     // Leaf 0 gives the highest leaf, so leaf 7 is read only where it exists.
     let ebx =
         if core::arch::x86_64::__cpuid(0).eax >= 7 { core::arch::x86_64::__cpuid_count(7, 0).ebx } else { 0 };
@@ -60,7 +60,7 @@ pub fn enable_smep_smap() -> SupervisorProtection {
 }
 
 /// Current value of CR2 (the address of the last page fault).
-pub fn cr2() -> u64 {
+pub(crate) fn cr2() -> u64 {
     let value: u64;
     // SAFETY: reading CR2 has no side effects.
     unsafe { asm!("mov {}, cr2", out(reg) value, options(nomem, nostack, preserves_flags)) };
@@ -82,7 +82,7 @@ pub fn cr3() -> u64 {
 /// `root` must be a page-table root whose kernel half maps the code, stack and
 /// data this CPU uses now (every address space shares the kernel's), and it
 /// must stay a page table for as long as it is loaded.
-pub unsafe fn load_page_table_root(root: PhysAddr) {
+pub(crate) unsafe fn load_page_table_root(root: PhysAddr) {
     // SAFETY: as the caller guarantees.
     unsafe { Cr3::write(PhysFrame::containing_address(root), Cr3Flags::empty()) };
 }
@@ -94,7 +94,7 @@ pub unsafe fn load_page_table_root(root: PhysAddr) {
 /// # Safety
 /// `root` must map this code at its current address, `stack_top` (writable,
 /// 16-byte aligned, unused) and everything `next` uses.
-pub unsafe fn switch_root_and_stack(root: PhysAddr, stack_top: VirtAddr, next: extern "C" fn() -> !) -> ! {
+pub(crate) unsafe fn switch_root_and_stack(root: PhysAddr, stack_top: VirtAddr, next: extern "C" fn() -> !) -> ! {
     // SAFETY: as the caller guarantees.
     unsafe {
         asm!(
@@ -114,12 +114,12 @@ pub unsafe fn switch_root_and_stack(root: PhysAddr, stack_top: VirtAddr, next: e
 /// Invalidates this CPU's TLB entry for the page containing `va` (`invlpg`;
 /// for a huge page, any address inside it drops the whole translation).
 #[inline]
-pub fn flush_tlb_page(va: VirtAddr) {
+pub(crate) fn flush_tlb_page(va: VirtAddr) {
     x86_64::instructions::tlb::flush(va);
 }
 
 /// Drops every non-global translation of this CPU (a CR3 reload).
-pub fn flush_tlb_nonglobal() {
+pub(crate) fn flush_tlb_nonglobal() {
     x86_64::instructions::tlb::flush_all();
 }
 
@@ -127,7 +127,7 @@ pub fn flush_tlb_nonglobal() {
 /// native_flush_tlb_global() without INVPCID: toggle CR4.PGE). NMI-safe: an
 /// NMI that toggles in between restores the value it read, which keeps PGE as
 /// the interrupted toggle will set it.
-pub fn flush_tlb_global() {
+pub(crate) fn flush_tlb_global() {
     x86_64::instructions::interrupts::without_interrupts(|| {
         let cr4 = Cr4::read();
         if cr4.contains(Cr4Flags::PAGE_GLOBAL) {
@@ -159,17 +159,17 @@ pub fn interrupts_enabled() -> bool {
 }
 
 /// Disables maskable interrupts on this CPU.
-pub fn disable_interrupts() {
+pub(crate) fn disable_interrupts() {
     x86_64::instructions::interrupts::disable();
 }
 
 /// Enables maskable interrupts on this CPU.
-pub fn enable_interrupts() {
+pub(crate) fn enable_interrupts() {
     x86_64::instructions::interrupts::enable();
 }
 
 /// Halts this CPU forever with interrupts disabled (NMIs still wake it, so loop).
-pub fn halt_forever() -> ! {
+pub(crate) fn halt_forever() -> ! {
     disable_interrupts();
     loop {
         x86_64::instructions::hlt();
@@ -178,7 +178,7 @@ pub fn halt_forever() -> ! {
 
 /// Reads the frame pointer of the caller's frame.
 #[inline(always)]
-pub fn frame_pointer() -> u64 {
+pub(crate) fn frame_pointer() -> u64 {
     let rbp: u64;
     // SAFETY: reading rbp has no side effects.
     unsafe { asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
@@ -192,10 +192,4 @@ pub fn stack_pointer() -> u64 {
     // SAFETY: reading rsp has no side effects.
     unsafe { asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
     rsp
-}
-
-/// Spin-loop hint for busy waits.
-#[inline(always)]
-pub fn relax() {
-    core::hint::spin_loop();
 }

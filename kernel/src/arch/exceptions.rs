@@ -52,42 +52,42 @@ const NAMES: [&str; 32] = [
 
 /// Page-fault error code bits (Intel SDM vol. 3, 4.7).
 mod pf {
-    pub const PRESENT: u64 = 1 << 0;
-    pub const WRITE: u64 = 1 << 1;
-    pub const USER: u64 = 1 << 2;
-    pub const RESERVED: u64 = 1 << 3;
-    pub const FETCH: u64 = 1 << 4;
-    pub const PROTECTION_KEY: u64 = 1 << 5;
-    pub const SHADOW_STACK: u64 = 1 << 6;
+    pub(crate) const PRESENT: u64 = 1 << 0;
+    pub(crate) const WRITE: u64 = 1 << 1;
+    pub(crate) const USER: u64 = 1 << 2;
+    pub(crate) const RESERVED: u64 = 1 << 3;
+    pub(crate) const FETCH: u64 = 1 << 4;
+    pub(crate) const PROTECTION_KEY: u64 = 1 << 5;
+    pub(crate) const SHADOW_STACK: u64 = 1 << 6;
 }
 
 /// The exception's name (vector 0-31).
-pub fn name(vector: u8) -> &'static str {
+pub(crate) fn name(vector: u8) -> &'static str {
     NAMES.get(usize::from(vector)).copied().unwrap_or("UNKNOWN")
 }
 
 /// The handlers of the layers above (see the module docs).
 #[derive(Clone, Copy)]
-pub struct Handlers {
+pub(crate) struct Handlers {
     /// An exception taken in ring 3 (not NMI, #DF, #MC), interrupts off.
-    pub user: fn(&mut TrapFrame),
+    pub(crate) user: fn(&mut TrapFrame),
     /// A kernel-mode page fault at `addr` (CR2): true if handled (the frame
     /// may have been redirected), false for a crash.
-    pub kernel_page_fault: fn(frame: &mut TrapFrame, addr: u64) -> bool,
+    pub(crate) kernel_page_fault: fn(frame: &mut TrapFrame, addr: u64) -> bool,
     /// An NMI (on its IST stack; the NMI depth is raised around it).
-    pub nmi: fn(&mut TrapFrame),
+    pub(crate) nmi: fn(&mut TrapFrame),
     /// A breakpoint (int3) in kernel mode: reported, then execution goes on.
-    pub breakpoint: fn(&TrapFrame),
+    pub(crate) breakpoint: fn(&TrapFrame),
     /// A kernel exception nothing handles, or a vector (32-255) with no
     /// handler: report and stop.
-    pub fatal: fn(&TrapFrame) -> !,
+    pub(crate) fatal: fn(&TrapFrame) -> !,
 }
 
 static HANDLERS: spin::Once<Handlers> = spin::Once::new();
 
 /// Registers the exception handlers; the first registration wins (the boot
 /// does it once, before it loads the IDT).
-pub fn register(handlers: Handlers) {
+pub(crate) fn register(handlers: Handlers) {
     HANDLERS.call_once(|| handlers);
 }
 
@@ -100,7 +100,7 @@ fn handlers() -> &'static Handlers {
 }
 
 /// Entry for vectors 0-31.
-pub fn handle(frame: &mut TrapFrame) {
+pub(crate) fn handle(frame: &mut TrapFrame) {
     let h = handlers();
     // NMI, double fault and machine check are never the user's doing.
     if frame.from_user() && !matches!(frame.vector, 2 | 8 | 18) {
@@ -129,13 +129,13 @@ pub fn handle(frame: &mut TrapFrame) {
 }
 
 /// A vector with no registered handler.
-pub fn unexpected_vector(frame: &mut TrapFrame) {
+pub(crate) fn unexpected_vector(frame: &mut TrapFrame) {
     (handlers().fatal)(frame)
 }
 
 /// Decodes a page-fault error code (and, for a kernel access to a present
 /// user-half page, the supervisor protection that refused it) into words.
-pub fn page_fault_cause(code: u64, addr: u64) -> &'static str {
+pub(crate) fn page_fault_cause(code: u64, addr: u64) -> &'static str {
     let user_half = addr < 0x0000_8000_0000_0000;
     if user_half && code & (pf::PRESENT | pf::USER | pf::RESERVED) == pf::PRESENT {
         if code & pf::FETCH != 0 {

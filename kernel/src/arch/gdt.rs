@@ -17,50 +17,50 @@ use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector
 use x86_64::structures::tss::TaskStateSegment;
 
 /// IST slot (0-based, as the `x86_64` crate counts) of the double-fault stack.
-pub const IST_DOUBLE_FAULT: u16 = 0;
+pub(crate) const IST_DOUBLE_FAULT: u16 = 0;
 /// IST slot of the NMI stack.
-pub const IST_NMI: u16 = 1;
+pub(crate) const IST_NMI: u16 = 1;
 /// IST slot of the machine-check stack.
-pub const IST_MACHINE_CHECK: u16 = 2;
+pub(crate) const IST_MACHINE_CHECK: u16 = 2;
 
 /// Selectors every CPU's GDT has at the same positions.
-pub mod selectors {
+pub(crate) mod selectors {
     use x86_64::PrivilegeLevel::{Ring0, Ring3};
     use x86_64::structures::gdt::SegmentSelector;
 
     /// Kernel 64-bit code segment.
-    pub const KERNEL_CODE: SegmentSelector = SegmentSelector::new(1, Ring0);
+    pub(crate) const KERNEL_CODE: SegmentSelector = SegmentSelector::new(1, Ring0);
     /// Kernel data segment.
-    pub const KERNEL_DATA: SegmentSelector = SegmentSelector::new(2, Ring0);
+    pub(crate) const KERNEL_DATA: SegmentSelector = SegmentSelector::new(2, Ring0);
     /// User data segment (sysret loads SS from STAR.base + 8).
-    pub const USER_DATA: SegmentSelector = SegmentSelector::new(3, Ring3);
+    pub(crate) const USER_DATA: SegmentSelector = SegmentSelector::new(3, Ring3);
     /// User 64-bit code segment (sysret loads CS from STAR.base + 16).
-    pub const USER_CODE: SegmentSelector = SegmentSelector::new(4, Ring3);
+    pub(crate) const USER_CODE: SegmentSelector = SegmentSelector::new(4, Ring3);
     /// The task state segment (a 16-byte system descriptor).
-    pub const TSS: SegmentSelector = SegmentSelector::new(5, Ring0);
+    pub(crate) const TSS: SegmentSelector = SegmentSelector::new(5, Ring0);
 }
 
 /// Size of each IST stack (double fault, NMI, machine check) and of the
 /// ring-0 entry stack.
-pub const IST_STACK_SIZE: usize = 32 * 1024;
+pub(crate) const IST_STACK_SIZE: usize = 32 * 1024;
 
 /// The stacks a CPU's TSS points to (tops, i.e. the highest address + 1).
 #[derive(Clone, Copy, Debug)]
-pub struct TssStacks {
+pub(crate) struct TssStacks {
     /// Stack for double faults.
-    pub double_fault: VirtAddr,
+    pub(crate) double_fault: VirtAddr,
     /// Stack for NMIs.
-    pub nmi: VirtAddr,
+    pub(crate) nmi: VirtAddr,
     /// Stack for machine checks.
-    pub machine_check: VirtAddr,
+    pub(crate) machine_check: VirtAddr,
     /// Stack loaded on a ring 3 -> ring 0 transition (interrupts from user mode).
-    pub privilege0: VirtAddr,
+    pub(crate) privilege0: VirtAddr,
 }
 
 /// Builds a GDT and a TSS with the given stacks, loads them on this CPU and
 /// reloads every segment register. The tables are leaked: a CPU's GDT lives as
 /// long as the CPU.
-pub fn install(stacks: TssStacks) {
+pub(crate) fn install(stacks: TssStacks) {
     let mut tss = TaskStateSegment::new();
     tss.interrupt_stack_table[IST_DOUBLE_FAULT as usize] = stacks.double_fault;
     tss.interrupt_stack_table[IST_NMI as usize] = stacks.nmi;
@@ -105,11 +105,11 @@ fn install_tables(gdt: &'static mut GlobalDescriptorTable, tss: *const TaskState
 /// stacks with guard pages (see `mm::stack`).
 mod early {
     /// Size of each early IST stack.
-    pub const SIZE: usize = 16 * 1024;
+    pub(crate) const SIZE: usize = 16 * 1024;
 
     /// A 16-byte aligned stack in .bss.
     #[repr(C, align(16))]
-    pub struct Stack(pub [u8; SIZE]);
+    pub(crate) struct Stack(pub [u8; SIZE]);
 }
 
 static mut EARLY_IST: [early::Stack; 3] = [const { early::Stack([0; early::SIZE]) }; 3];
@@ -118,7 +118,7 @@ static EARLY_TSS: spin::Once<TaskStateSegment> = spin::Once::new();
 
 /// Installs the boot CPU's first GDT and TSS, with static IST stacks, so that
 /// exceptions during early boot are reported. Called once, before the heap.
-pub fn install_early() {
+pub(crate) fn install_early() {
     let tops = core::array::from_fn::<_, 3, _>(|i| {
         // SAFETY: only the address is taken; the stacks are used by the CPU
         // alone, through the TSS, and nothing else references them.

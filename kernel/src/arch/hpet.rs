@@ -22,7 +22,7 @@ pub const MAIN_COUNTER: u64 = 0x0f0;
 /// Size of the register block.
 pub const REGISTER_BLOCK: u64 = 0x400;
 /// Largest period the specification allows: 100 ns in femtoseconds.
-pub const MAX_PERIOD_FS: u64 = 100_000_000;
+pub(crate) const MAX_PERIOD_FS: u64 = 100_000_000;
 
 const CONFIG_ENABLE: u64 = 1;
 /// Capabilities bit 13: the main counter is 64 bits wide.
@@ -40,7 +40,7 @@ static HPET: spin::Once<Option<Hpet>> = spin::Once::new();
 
 /// Probes the HPET at physical `base` once (later calls return the first
 /// result). `None`, with a warning, if it is absent or broken.
-pub fn init(base: u64) -> Option<&'static Hpet> {
+pub(crate) fn init(base: u64) -> Option<&'static Hpet> {
     HPET.call_once(|| match probe(base) {
         Ok(hpet) => Some(hpet),
         Err(why) => {
@@ -95,13 +95,8 @@ fn probe(base: u64) -> Result<Hpet, alloc::string::String> {
 
 impl Hpet {
     /// The main counter.
-    pub fn counter(&self) -> u64 {
+    pub(crate) fn counter(&self) -> u64 {
         self.regs.read64(MAIN_COUNTER) & self.mask
-    }
-
-    /// The counter period in femtoseconds.
-    pub fn period_fs(&self) -> u64 {
-        self.period_fs
     }
 
     /// The register block.

@@ -32,37 +32,37 @@ use super::gdt;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 #[allow(missing_docs)]
-pub struct TrapFrame {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub rbp: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub rcx: u64,
-    pub rbx: u64,
-    pub rax: u64,
+pub(crate) struct TrapFrame {
+    pub(crate) r15: u64,
+    pub(crate) r14: u64,
+    pub(crate) r13: u64,
+    pub(crate) r12: u64,
+    pub(crate) r11: u64,
+    pub(crate) r10: u64,
+    pub(crate) r9: u64,
+    pub(crate) r8: u64,
+    pub(crate) rbp: u64,
+    pub(crate) rdi: u64,
+    pub(crate) rsi: u64,
+    pub(crate) rdx: u64,
+    pub(crate) rcx: u64,
+    pub(crate) rbx: u64,
+    pub(crate) rax: u64,
     /// The vector number pushed by the stub.
-    pub vector: u64,
+    pub(crate) vector: u64,
     /// The CPU's error code, or 0 for vectors without one.
-    pub error_code: u64,
+    pub(crate) error_code: u64,
     // The frame the CPU pushed.
-    pub rip: u64,
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
+    pub(crate) rip: u64,
+    pub(crate) cs: u64,
+    pub(crate) rflags: u64,
+    pub(crate) rsp: u64,
+    pub(crate) ss: u64,
 }
 
 impl TrapFrame {
     /// Whether the interrupted code ran in ring 3.
-    pub fn from_user(&self) -> bool {
+    pub(crate) fn from_user(&self) -> bool {
         self.cs & 3 == 3
     }
 }
@@ -188,14 +188,14 @@ unsafe extern "C" {
 }
 
 /// An interrupt handler for a non-exception vector.
-pub type Handler = fn(&mut TrapFrame);
+pub(crate) type Handler = fn(&mut TrapFrame);
 
 /// Registered handlers for vectors 32-255 (0 = none), as `fn` addresses.
 static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
 
 /// Registers `handler` for `vector` (32-255). Release pairs with the Acquire in
 /// dispatch, so the handler's code and data are visible when it first runs.
-pub fn register_handler(vector: u8, handler: Handler) {
+pub(crate) fn register_handler(vector: u8, handler: Handler) {
     assert!(vector >= 32, "vectors below 32 are exceptions");
     HANDLERS[vector as usize].store(handler as usize, Ordering::Release);
 }
@@ -274,7 +274,7 @@ struct Idt([Gate; 256]);
 static IDT: spin::Once<Idt> = spin::Once::new();
 
 /// Builds the IDT once and loads it on this CPU.
-pub fn install() {
+pub(crate) fn install() {
     let idt = IDT.call_once(|| {
         let base = core::ptr::addr_of!(interrupt_stubs) as u64;
         let mut gates = [Gate::MISSING; 256];

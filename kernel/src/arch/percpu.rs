@@ -13,7 +13,7 @@ use x86_64::registers::model_specific::GsBase;
 /// # Safety
 /// `block` must be a per-CPU block that lives forever and whose first word is
 /// its own address, and nothing else may use GS in ring 0.
-pub unsafe fn set_gs_base(block: VirtAddr) {
+pub(crate) unsafe fn set_gs_base(block: VirtAddr) {
     GsBase::write(block);
 }
 
@@ -22,7 +22,7 @@ pub unsafe fn set_gs_base(block: VirtAddr) {
 /// # Safety
 /// [`set_gs_base`] must have run on this CPU.
 #[inline(always)]
-pub unsafe fn gs_self_pointer() -> *const u8 {
+pub(crate) unsafe fn gs_self_pointer() -> *const u8 {
     let ptr: *const u8;
     // SAFETY: as the caller guarantees, GS points at a block whose first word
     // is readable; the read has no side effects.

@@ -11,7 +11,7 @@ use super::tsc::ReferenceClock;
 use crate::time::Deadline;
 
 /// The PM timer's frequency in Hz.
-pub const HZ: u64 = 3_579_545;
+pub(crate) const HZ: u64 = 3_579_545;
 
 /// A working PM timer.
 #[derive(Clone, Copy, Debug)]
@@ -24,7 +24,7 @@ static PM_TIMER: spin::Once<Option<PmTimer>> = spin::Once::new();
 
 /// Probes the PM timer at `port` once (later calls return the first result).
 /// `None`, with a warning, if it does not count.
-pub fn init(port: u16, bits32: bool) -> Option<&'static PmTimer> {
+pub(crate) fn init(port: u16, bits32: bool) -> Option<&'static PmTimer> {
     PM_TIMER
         .call_once(|| {
             let timer = PmTimer { port, mask: if bits32 { u64::from(u32::MAX) } else { 0xff_ffff } };

@@ -11,7 +11,7 @@ const EXIT_PORT: u16 = 0xf4;
 
 /// Asks QEMU to exit with status `(code << 1) | 1`. Returns if no such device
 /// exists (real hardware), so the caller must halt afterwards.
-pub fn request_exit(code: u8) {
+pub(crate) fn request_exit(code: u8) {
     let mut port = Port::<u32>::new(EXIT_PORT);
     // SAFETY: port 0xf4 is unassigned on PC-compatible hardware and is the
     // isa-debug-exit device under QEMU; a 32-bit write has no other effect.

@@ -16,7 +16,7 @@ const PULSE_RESET: u8 = 0xfe;
 /// to empty before each command. Returns if the machine did not reset. Only
 /// for machines that have an 8042 (the FADT's IAPC_BOOT_ARCH says so, or an
 /// ACPI 1.0 PC).
-pub fn reset_via_8042() {
+pub(crate) fn reset_via_8042() {
     let mut port = Port::<u8>::new(KBD_STATUS_COMMAND);
     for _ in 0..10 {
         let deadline = crate::time::Deadline::after_ns(1_000_000);

@@ -15,7 +15,7 @@ use super::{apic, tsc, vectors};
 use crate::time::Deadline;
 
 /// Ticks per second.
-pub const HZ: u64 = 250;
+pub(crate) const HZ: u64 = 250;
 const IA32_TSC_DEADLINE: u32 = 0x6e0;
 
 static DEADLINE_MODE: AtomicBool = AtomicBool::new(false);
@@ -25,13 +25,13 @@ static PERIOD_COUNT: AtomicU32 = AtomicU32::new(0);
 static PERIOD_TSC: AtomicU64 = AtomicU64::new(0);
 
 /// Whether the CPU offers TSC-deadline mode.
-pub fn tsc_deadline_supported() -> bool {
+pub(crate) fn tsc_deadline_supported() -> bool {
     core::arch::x86_64::__cpuid(1).ecx & (1 << 24) != 0
 }
 
 /// Chooses the mode and calibrates (boot CPU, once, after the TSC is
 /// calibrated and the local APIC is enabled).
-pub fn init_global() -> &'static str {
+pub(crate) fn init_global() -> &'static str {
     let period_tsc = tsc::khz() * 1000 / HZ;
     PERIOD_TSC.store(period_tsc, Ordering::Relaxed);
     if tsc_deadline_supported() {
@@ -53,7 +53,7 @@ pub fn init_global() -> &'static str {
 }
 
 /// Starts this CPU's tick.
-pub fn start_this_cpu() {
+pub(crate) fn start_this_cpu() {
     if DEADLINE_MODE.load(Ordering::Relaxed) {
         apic::timer_configure(apic::TimerMode::TscDeadline, vectors::TIMER, false, 0b0011);
         arm_deadline(tsc::rdtsc() + PERIOD_TSC.load(Ordering::Relaxed));
@@ -74,7 +74,7 @@ fn arm_deadline(at: u64) {
 }
 
 /// Called by the timer interrupt handler: re-arms a deadline timer.
-pub fn rearm() {
+pub(crate) fn rearm() {
     if DEADLINE_MODE.load(Ordering::Relaxed) {
         let period = PERIOD_TSC.load(Ordering::Relaxed);
         // One period from now, not from the old deadline: a vCPU that was

@@ -14,9 +14,9 @@
 use core::arch::global_asm;
 
 /// Where the trampoline is copied (start-up IPI vector 0x08).
-pub const TRAMPOLINE_PHYS: u64 = 0x8000;
+pub(crate) const TRAMPOLINE_PHYS: u64 = 0x8000;
 /// Start-up IPI vector for the trampoline page.
-pub const STARTUP_VECTOR: u8 = (TRAMPOLINE_PHYS >> 12) as u8;
+pub(crate) const STARTUP_VECTOR: u8 = (TRAMPOLINE_PHYS >> 12) as u8;
 
 global_asm!(
     r#"
@@ -115,19 +115,19 @@ unsafe extern "C" {
 /// The parameters block at the end of the trampoline (layout fixed by the asm).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct Params {
+pub(crate) struct Params {
     /// Page-table root below 4 GiB (loaded from 32-bit code).
-    pub cr3: u64,
+    pub(crate) cr3: u64,
     /// Initial stack pointer.
-    pub stack: u64,
+    pub(crate) stack: u64,
     /// 64-bit entry point, `extern "C" fn(arg) -> !`.
-    pub entry: u64,
+    pub(crate) entry: u64,
     /// First argument of the entry point.
-    pub arg: u64,
+    pub(crate) arg: u64,
 }
 
 /// The trampoline's code and where its parameters sit in it.
-pub fn image() -> (&'static [u8], usize) {
+pub(crate) fn image() -> (&'static [u8], usize) {
     let start = core::ptr::addr_of!(ap_trampoline_start);
     let end = core::ptr::addr_of!(ap_trampoline_end) as usize;
     let params = core::ptr::addr_of!(ap_trampoline_params) as usize;

@@ -64,7 +64,7 @@ pub trait ReferenceClock {
 
 /// Reads the time-stamp counter (not serialising; fine for timeouts and logs).
 #[inline(always)]
-pub fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     // SAFETY: RDTSC is available on every x86_64 CPU and only reads a counter.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
@@ -73,7 +73,7 @@ pub fn rdtsc() -> u64 {
 /// platform has one), else it stays uncalibrated (0) until the HPET or the
 /// PM timer measures it. Must run with interrupts disabled on the boot CPU
 /// before anything converts TSC values.
-pub fn calibrate(pit: bool) {
+pub(crate) fn calibrate(pit: bool) {
     match cpuid_khz() {
         Some(khz) => set_khz(khz, Source::Cpuid),
         None if pit => set_khz(pit_calibrate_khz(20), Source::Pit),
@@ -83,10 +83,10 @@ pub fn calibrate(pit: bool) {
 
 /// The frequency bounded waits assume before the TSC is calibrated: higher
 /// than any CPU's, so a wait lasts at least as long as asked.
-pub const UNCALIBRATED_ASSUMED_KHZ: u64 = 10_000_000;
+pub(crate) const UNCALIBRATED_ASSUMED_KHZ: u64 = 10_000_000;
 
 /// Records a new frequency. Only `time` calls this after boot (it re-bases).
-pub fn set_khz(khz: u64, source: Source) {
+pub(crate) fn set_khz(khz: u64, source: Source) {
     KHZ.store(khz, Ordering::Relaxed);
     SOURCE.store(source as u8, Ordering::Relaxed);
 }
@@ -108,7 +108,7 @@ pub fn source() -> Source {
 }
 
 /// Converts TSC ticks to nanoseconds at `khz` (0 if `khz` is 0).
-pub fn ticks_to_ns_at(ticks: u64, khz: u64) -> u64 {
+pub(crate) fn ticks_to_ns_at(ticks: u64, khz: u64) -> u64 {
     if khz == 0 {
         return 0;
     }
@@ -116,12 +116,12 @@ pub fn ticks_to_ns_at(ticks: u64, khz: u64) -> u64 {
 }
 
 /// Converts TSC ticks to nanoseconds (0 before calibration).
-pub fn ticks_to_ns(ticks: u64) -> u64 {
+pub(crate) fn ticks_to_ns(ticks: u64) -> u64 {
     ticks_to_ns_at(ticks, khz())
 }
 
 /// Converts nanoseconds to TSC ticks (saturating; 0 before calibration).
-pub fn ns_to_ticks(ns: u64) -> u64 {
+pub(crate) fn ns_to_ticks(ns: u64) -> u64 {
     (ns as u128 * khz() as u128 / 1_000_000).min(u64::MAX as u128) as u64
 }
 
@@ -129,7 +129,7 @@ pub fn ns_to_ticks(ns: u64) -> u64 {
 /// P-, C- and T-state (CPUID 0x8000_0007 EDX bit 8; Linux's
 /// X86_FEATURE_NONSTOP_TSC / constant_tsc). A TSC that is not may slow down or
 /// stop while a CPU idles, so its timings cannot be trusted across CPUs.
-pub fn invariant() -> bool {
+pub(crate) fn invariant() -> bool {
     let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;
     max >= 0x8000_0007 && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0
 }
@@ -152,14 +152,9 @@ fn cpuid_khz() -> Option<u64> {
     None
 }
 
-/// Whether the CPU reports its TSC frequency (then it is never re-measured).
-pub fn cpuid_reports_frequency() -> bool {
-    cpuid_khz().is_some()
-}
-
 /// Counts TSC ticks over `ms` milliseconds of PIT channel 2 (1.193182 MHz),
 /// gated through port 0x61 so no interrupt is involved.
-pub fn pit_calibrate_khz(ms: u64) -> u64 {
+pub(crate) fn pit_calibrate_khz(ms: u64) -> u64 {
     const PIT_HZ: u64 = 1_193_182;
     let count = (PIT_HZ * ms / 1000).min(0xffff) as u16;
     let mut gate = Port::<u8>::new(0x61);
@@ -236,7 +231,7 @@ fn measure_window(reference: &dyn ReferenceClock, window_ns: u64) -> Option<(u64
 /// Measures the TSC frequency (kHz) against `reference`: the median of
 /// `windows` windows of `window_ns` each. `None` when fewer than three windows
 /// could be measured. Runs with interrupts disabled.
-pub fn calibrate_against(reference: &dyn ReferenceClock, windows: usize, window_ns: u64) -> Option<u64> {
+pub(crate) fn calibrate_against(reference: &dyn ReferenceClock, windows: usize, window_ns: u64) -> Option<u64> {
     const MAX_WINDOWS: usize = 15;
     let mut khz = [0u64; MAX_WINDOWS];
     let mut n = 0;
@@ -267,7 +262,7 @@ pub fn calibrate_against(reference: &dyn ReferenceClock, windows: usize, window_
 
 /// Compares TSC-derived time with `reference` over one window of `window_ns`:
 /// (TSC-derived ns, reference ns), or `None` if the reference stalled.
-pub fn compare_with(reference: &dyn ReferenceClock, window_ns: u64) -> Option<(u64, u64)> {
+pub(crate) fn compare_with(reference: &dyn ReferenceClock, window_ns: u64) -> Option<(u64, u64)> {
     let mut result = None;
     for _ in 0..3 {
         result = x86_64::instructions::interrupts::without_interrupts(|| measure_window(reference, window_ns));

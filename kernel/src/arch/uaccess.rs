@@ -29,7 +29,7 @@ pub(super) fn set_smap_on() {
 }
 
 /// Whether the kernel runs with SMAP on.
-pub fn smap_on() -> bool {
+pub(crate) fn smap_on() -> bool {
     UACCESS_SMAP_ON.load(Ordering::Relaxed)
 }
 
@@ -90,7 +90,7 @@ fn extable() -> &'static [ExEntry] {
 
 /// Where to resume after an unresolvable fault at `rip`, if `rip` is a
 /// uaccess instruction.
-pub fn fixup_for(rip: u64) -> Option<u64> {
+pub(crate) fn fixup_for(rip: u64) -> Option<u64> {
     extable().iter().find(|e| e.insn == rip).map(|e| e.fixup)
 }
 
@@ -101,7 +101,7 @@ pub fn fixup_for(rip: u64) -> Option<u64> {
 /// # Safety
 /// One side must be a checked user range (below the kernel half), the other a
 /// live kernel buffer of `len` bytes that nothing else accesses meanwhile.
-pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) -> usize {
+pub(crate) unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) -> usize {
     // SAFETY: as the caller guarantees; faults on the user side are fixed up.
     unsafe { uaccess_copy(dst, src, len) }
 }
@@ -117,7 +117,7 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) -> usize {
 /// RFLAGS, so AC would stay set in the next task), and a fault in it is not
 /// fixed up: only what is mapped may be touched.
 #[inline(always)]
-pub fn with_user_access<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_user_access<R>(f: impl FnOnce() -> R) -> R {
     let smap = smap_on();
     if smap {
         // SAFETY: stac only sets RFLAGS.AC (SMAP is on, so it is no #UD).

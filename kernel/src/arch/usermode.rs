@@ -45,7 +45,7 @@ use super::idt::TrapFrame;
 use crate::smp::percpu::{self, PerCpu};
 
 /// The `vector` a syscall's frame carries (outside the IDT's 0-255).
-pub const SYSCALL_VECTOR: u64 = 0x100;
+pub(crate) const SYSCALL_VECTOR: u64 = 0x100;
 
 /// RFLAGS bits user mode may keep (arithmetic flags, TF for debuggers, DF, AC).
 const USER_FLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | (1 << 18);
@@ -163,7 +163,7 @@ unsafe extern "C" {
 
 /// What the return-to-user work asks for (see [`UserHandlers::return_work`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReturnWork {
+pub(crate) enum ReturnWork {
     /// End the thread with this status ([`exit_to_kernel`]).
     Exit(i32),
     /// Something ran (a switch): ask again, with interrupts off.
@@ -174,21 +174,21 @@ pub enum ReturnWork {
 
 /// The handlers of the layers above (registered by the boot).
 #[derive(Clone, Copy)]
-pub struct UserHandlers {
+pub(crate) struct UserHandlers {
     /// A syscall, with interrupts on: dispatch it and put the result in the
     /// frame (the `syscall` module).
-    pub syscall: fn(&mut TrapFrame),
+    pub(crate) syscall: fn(&mut TrapFrame),
     /// The work before every return to ring 3 (Linux:
     /// exit_to_user_mode_loop; `process`): called with interrupts off, in a
     /// loop until it answers [`ReturnWork::Done`].
-    pub return_work: fn() -> ReturnWork,
+    pub(crate) return_work: fn() -> ReturnWork,
 }
 
 static HANDLERS: spin::Once<UserHandlers> = spin::Once::new();
 
 /// Registers the syscall and return-to-user handlers; the first registration
 /// wins (the boot does it once, before any user thread runs).
-pub fn register(handlers: UserHandlers) {
+pub(crate) fn register(handlers: UserHandlers) {
     HANDLERS.call_once(|| handlers);
 }
 
@@ -199,7 +199,7 @@ fn handlers() -> &'static UserHandlers {
 /// Enables `syscall` on this CPU: EFER.SCE, the selectors (STAR), the entry
 /// (LSTAR), the flags cleared on entry (FMASK) and user mode's GS base (0).
 /// Called on every CPU after its GDT and TSS are installed.
-pub fn init_this_cpu() {
+pub(crate) fn init_this_cpu() {
     // SAFETY: SCE only makes `syscall` legal; LSTAR is set right below, before
     // any user code can run on this CPU.
     unsafe { Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS)) };
@@ -221,7 +221,7 @@ pub fn init_this_cpu() {
 /// Makes `rsp` the kernel stack for entries from ring 3 on this CPU (per-CPU
 /// block for `syscall`, TSS.rsp0 for interrupts). Called by the scheduler,
 /// interrupts off, when it switches to a user task.
-pub fn set_entry_stack(rsp: u64) {
+pub(crate) fn set_entry_stack(rsp: u64) {
     let cpu = percpu::current();
     // Relaxed: only this CPU reads these, and only in ring-3 entries, which
     // cannot happen before this CPU returns to ring 3.
@@ -235,13 +235,13 @@ pub fn set_entry_stack(rsp: u64) {
 }
 
 /// Forces the RFLAGS user mode gets: interrupts on, IOPL 0, no NT/VM/RF.
-pub fn sanitize_flags(rflags: u64) -> u64 {
+pub(crate) fn sanitize_flags(rflags: u64) -> u64 {
     (rflags & USER_FLAGS) | FORCED_FLAGS
 }
 
 /// A frame for a thread's first entry into ring 3 at `rip` with `rsp` and
 /// `rdi = arg`, every other register zero.
-pub fn initial_frame(rip: u64, rsp: u64, arg: u64) -> TrapFrame {
+pub(crate) fn initial_frame(rip: u64, rsp: u64, arg: u64) -> TrapFrame {
     TrapFrame {
         rip,
         rsp,
@@ -259,7 +259,7 @@ pub fn initial_frame(rip: u64, rsp: u64, arg: u64) -> TrapFrame {
 ///
 /// The frame's selectors are forced to the user ones and its flags sanitised,
 /// so no frame can enter ring 0 or run without interrupts.
-pub fn run_user(frame: &TrapFrame, entry_slot: &AtomicU64) -> i32 {
+pub(crate) fn run_user(frame: &TrapFrame, entry_slot: &AtomicU64) -> i32 {
     let mut frame = *frame;
     frame.cs = u64::from(selectors::USER_CODE.0);
     frame.ss = u64::from(selectors::USER_DATA.0);
@@ -284,7 +284,7 @@ pub fn run_user(frame: &TrapFrame, entry_slot: &AtomicU64) -> i32 {
 /// The current task must be in a `run_user` call (a user thread in a ring-3
 /// entry), and no frame between here and there may own anything that needs a
 /// drop (see the module docs). Interrupts must be off.
-pub unsafe fn exit_to_kernel(status: i32) -> ! {
+pub(crate) unsafe fn exit_to_kernel(status: i32) -> ! {
     // SAFETY: as the caller guarantees, the per-CPU entry stack is this task's
     // and holds usermode_run's saved registers.
     unsafe { usermode_exit_to_kernel(status) }
@@ -303,7 +303,7 @@ extern "C" fn syscall_from_user(frame: &mut TrapFrame) {
 /// through the registered `return_work` (end the thread if it or its process
 /// is exiting, report an RCU quiescent state, switch if the tick asked for
 /// it). Returns with interrupts off and the frame's flags sanitised.
-pub fn prepare_return(frame: &mut TrapFrame) {
+pub(crate) fn prepare_return(frame: &mut TrapFrame) {
     let return_work = handlers().return_work;
     loop {
         x86_64::instructions::interrupts::disable();

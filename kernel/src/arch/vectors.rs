@@ -6,14 +6,14 @@
 
 /// First vector of the remapped (and masked) legacy PICs: a spurious IRQ 7 or
 /// 15 arrives here instead of aliasing an exception.
-pub const LEGACY_PIC_BASE: u8 = 0x20;
+pub(crate) const LEGACY_PIC_BASE: u8 = 0x20;
 /// Local APIC timer.
-pub const TIMER: u8 = 0xf0;
+pub(crate) const TIMER: u8 = 0xf0;
 /// Cross-CPU function call.
-pub const CALL_FUNCTION: u8 = 0xf1;
+pub(crate) const CALL_FUNCTION: u8 = 0xf1;
 /// Reschedule request.
-pub const RESCHEDULE: u8 = 0xf3;
+pub(crate) const RESCHEDULE: u8 = 0xf3;
 /// Local APIC error.
-pub const APIC_ERROR: u8 = 0xfe;
+pub(crate) const APIC_ERROR: u8 = 0xfe;
 /// Local APIC spurious interrupt (must end in 0xf on old xAPICs).
-pub const SPURIOUS: u8 = 0xff;
+pub(crate) const SPURIOUS: u8 = 0xff;

@@ -50,7 +50,7 @@ fn word(i: u64) -> u64 {
 }
 
 /// Runs the configurations (0 .. every other CPU remote) and prints a line each.
-pub fn run() -> Result<(), BenchError> {
+pub(crate) fn run() -> Result<(), BenchError> {
     let me = smp::cpu_index();
     let others: Vec<usize> = smp::online_cpus().iter().filter(|&c| c != me).collect();
     for k in 0..=others.len().min(1) {

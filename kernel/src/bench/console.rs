@@ -28,7 +28,7 @@ use crate::time::now_ns;
 const LINES: usize = 400;
 
 /// Runs both modes and prints their RESULT lines.
-pub fn run() -> Result<(), BenchError> {
+pub(crate) fn run() -> Result<(), BenchError> {
     let Some((width, height, bpp)) = console::framebuffer_geometry() else {
         log::warn!("bench console: no framebuffer; nothing measured");
         return Ok(());

@@ -67,7 +67,7 @@ fn err(message: String) -> BenchError {
 }
 
 /// Runs both backings and prints their RESULT lines.
-pub fn run() -> Result<(), BenchError> {
+pub(crate) fn run() -> Result<(), BenchError> {
     let me = smp::cpu_index();
     for thp in [false, true] {
         let mm = Arc::new(AddressSpace::new().map_err(|e| err(format!("no address space: {e:?}")))?);

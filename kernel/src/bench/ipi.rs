@@ -25,7 +25,7 @@ use crate::smp::{self, CpuSet};
 use crate::time::now_ns;
 
 /// Runs every configuration and prints its RESULT line.
-pub fn run() -> Result<(), BenchError> {
+pub(crate) fn run() -> Result<(), BenchError> {
     let me = smp::cpu_index();
     let others: alloc::vec::Vec<usize> = smp::online_cpus().iter().filter(|&c| c != me).collect();
     let cpus = smp::online_count();

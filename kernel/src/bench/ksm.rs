@@ -46,7 +46,7 @@ fn word(offset: u64) -> u64 {
 }
 
 /// Runs the benchmark (2 CPUs at least: ksmd runs on another CPU).
-pub fn run() -> Result<(), BenchError> {
+pub(crate) fn run() -> Result<(), BenchError> {
     let me = smp::cpu_index();
     let Some(other) = smp::online_cpus().iter().find(|&c| c != me) else {
         return Err(err("needs a second CPU for ksmd".into()));

@@ -16,15 +16,15 @@
 
 #![deny(unsafe_code)]
 
-pub mod collapse;
-pub mod console;
-pub mod gup;
-pub mod ksm;
-pub mod ipi;
-pub mod rcu;
-pub mod shootdown;
-pub mod tlb;
-pub mod user;
+pub(crate) mod collapse;
+pub(crate) mod console;
+pub(crate) mod gup;
+pub(crate) mod ksm;
+pub(crate) mod ipi;
+pub(crate) mod rcu;
+pub(crate) mod shootdown;
+pub(crate) mod tlb;
+pub(crate) mod user;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -34,7 +34,7 @@ use crate::time::{Deadline, now_ns};
 
 /// A benchmark the `bench=` boot option can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bench {
+pub(crate) enum Bench {
     /// Round-trip latency of waiting cross-CPU calls, by IPI and by NMI.
     Ipi,
     /// RCU grace-period latency.
@@ -55,11 +55,11 @@ pub enum Bench {
 
 impl Bench {
     /// Every benchmark, in the order [`run`] runs them.
-    pub const ALL: [Bench; 8] =
+    pub(crate) const ALL: [Bench; 8] =
         [Bench::Ipi, Bench::Rcu, Bench::Tlb, Bench::Shootdown, Bench::Gup, Bench::Ksm, Bench::Collapse, Bench::Console];
 
     /// The name used in `bench=` and in RESULT lines.
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             Bench::Ipi => "ipi",
             Bench::Rcu => "rcu",
@@ -73,7 +73,7 @@ impl Bench {
     }
 
     /// The benchmark called `name`, if any.
-    pub fn from_name(name: &str) -> Option<Bench> {
+    pub(crate) fn from_name(name: &str) -> Option<Bench> {
         Self::ALL.into_iter().find(|b| b.name() == name)
     }
 
@@ -88,15 +88,15 @@ pub struct BenchSet(u32);
 
 impl BenchSet {
     /// No benchmark.
-    pub const EMPTY: BenchSet = BenchSet(0);
+    pub(crate) const EMPTY: BenchSet = BenchSet(0);
 
     /// Adds `b`.
-    pub fn insert(&mut self, b: Bench) {
+    pub(crate) fn insert(&mut self, b: Bench) {
         self.0 |= b.bit();
     }
 
     /// Whether `b` is in the set.
-    pub fn contains(&self, b: Bench) -> bool {
+    pub(crate) fn contains(&self, b: Bench) -> bool {
         self.0 & b.bit() != 0
     }
 
@@ -110,9 +110,9 @@ impl BenchSet {
 #[derive(Debug)]
 pub struct BenchError {
     /// The benchmark.
-    pub bench: Bench,
+    pub(crate) bench: Bench,
     /// What went wrong.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for BenchError {
@@ -144,24 +144,24 @@ pub fn run(set: BenchSet) -> Result<(), BenchError> {
 
 /// Sampling bounds for one configuration.
 #[derive(Clone, Copy, Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Untimed runs first (caches, TLBs, the emulator's translated code).
-    pub warmup: usize,
+    pub(crate) warmup: usize,
     /// Most timed samples.
-    pub samples: usize,
+    pub(crate) samples: usize,
     /// Stop sampling after this long, even with fewer samples (at least one
     /// sample is always taken).
-    pub budget_ns: u64,
+    pub(crate) budget_ns: u64,
 }
 
 impl Plan {
     /// 2000 samples after 100 warm-up runs, at most 2 s of sampling.
-    pub const DEFAULT: Plan = Plan { warmup: 100, samples: 2000, budget_ns: 2_000_000_000 };
+    pub(crate) const DEFAULT: Plan = Plan { warmup: 100, samples: 2000, budget_ns: 2_000_000_000 };
 }
 
 /// Collects samples by `plan`: `op` returns one sample in ns, or an error that
 /// ends the benchmark.
-pub fn sample<E>(plan: Plan, mut op: impl FnMut() -> Result<u64, E>) -> Result<Stats, E> {
+pub(crate) fn sample<E>(plan: Plan, mut op: impl FnMut() -> Result<u64, E>) -> Result<Stats, E> {
     let warm = Deadline::after_ns(plan.budget_ns / 4);
     for _ in 0..plan.warmup {
         op()?;
@@ -179,26 +179,26 @@ pub fn sample<E>(plan: Plan, mut op: impl FnMut() -> Result<u64, E>) -> Result<S
 
 /// Order statistics of a sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Number of samples.
-    pub n: usize,
+    pub(crate) n: usize,
     /// The median (the lower one for an even count).
-    pub median: u64,
+    pub(crate) median: u64,
     /// The 99th percentile (nearest rank).
-    pub p99: u64,
+    pub(crate) p99: u64,
     /// The 10th percentile (nearest rank).
-    pub p10: u64,
+    pub(crate) p10: u64,
     /// The 90th percentile (nearest rank).
-    pub p90: u64,
+    pub(crate) p90: u64,
     /// The smallest sample.
-    pub min: u64,
+    pub(crate) min: u64,
     /// The largest sample.
-    pub max: u64,
+    pub(crate) max: u64,
 }
 
 impl Stats {
     /// Statistics of `samples` (which it sorts); all zero when empty.
-    pub fn from_samples(mut samples: Vec<u64>) -> Stats {
+    pub(crate) fn from_samples(mut samples: Vec<u64>) -> Stats {
         samples.sort_unstable();
         let n = samples.len();
         if n == 0 {

@@ -35,7 +35,7 @@ fn measure(load: &str) -> Result<(), BenchError> {
 }
 
 /// Runs both configurations.
-pub fn run() -> Result<(), BenchError> {
+pub(crate) fn run() -> Result<(), BenchError> {
     measure("idle")?;
     let me = smp::cpu_index();
     let stop = Arc::new(AtomicBool::new(false));

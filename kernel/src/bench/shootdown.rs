@@ -25,7 +25,7 @@ fn err(message: alloc::string::String) -> BenchError {
 }
 
 /// Runs the program and checks that it reported every configuration.
-pub fn run() -> Result<(), BenchError> {
+pub(crate) fn run() -> Result<(), BenchError> {
     let before = super::user::reported();
     crate::stamps::reset();
     let cpu = smp::cpu_index();

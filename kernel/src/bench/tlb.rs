@@ -41,7 +41,7 @@ fn err(message: alloc::string::String) -> BenchError {
 }
 
 /// Runs every configuration and prints its RESULT line.
-pub fn run() -> Result<(), BenchError> {
+pub(crate) fn run() -> Result<(), BenchError> {
     let me = smp::cpu_index();
     let others: Vec<usize> = smp::online_cpus().iter().filter(|&c| c != me).collect();
     let mm = Arc::new(AddressSpace::new().map_err(|e| err(format!("no address space: {e:?}")))?);

@@ -19,13 +19,13 @@ use crate::tlb::{self, FlushMode};
 
 /// Why a line was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BadLine;
+pub(crate) struct BadLine;
 
 static REPORTED: AtomicU64 = AtomicU64::new(0);
 
 /// Lines printed so far (Relaxed: a statistic; the driver reads it after
 /// waiting for the program, which orders it).
-pub fn reported() -> u64 {
+pub(crate) fn reported() -> u64 {
     REPORTED.load(Ordering::Relaxed)
 }
 
@@ -39,7 +39,7 @@ fn value(w: &str) -> bool {
 
 /// Whether `line` is `<bench> key=value ...` (at least one pair; no key the
 /// kernel appends itself).
-pub fn well_formed(line: &str) -> bool {
+pub(crate) fn well_formed(line: &str) -> bool {
     let mut words = line.split(' ');
     let Some(bench) = words.next() else { return false };
     if !ident(bench) {
@@ -58,7 +58,7 @@ pub fn well_formed(line: &str) -> bool {
 
 /// Prints `RESULT <line>` plus the kernel's configuration keys, if `line`
 /// (a trailing newline allowed) is well formed.
-pub fn report(line: &str) -> Result<(), BadLine> {
+pub(crate) fn report(line: &str) -> Result<(), BadLine> {
     let line = line.strip_suffix('\n').unwrap_or(line);
     if !well_formed(line) {
         log::warn!("bench_result: refused a malformed line ({} bytes)", line.len());

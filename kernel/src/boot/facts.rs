@@ -13,13 +13,13 @@ use crate::boot_options::BootOptions;
 use crate::mm::{self, frame, paging};
 
 /// Most memory-map entries kept (UEFI maps on large machines have hundreds).
-pub const MAX_RANGES: usize = 1024;
+pub(crate) const MAX_RANGES: usize = 1024;
 /// Largest boot-options file accepted.
 const MAX_OPTIONS_BYTES: usize = 16 * 1024;
 
 /// The kind of a memory-map entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MemoryKind {
+pub(crate) enum MemoryKind {
     /// Free RAM.
     Usable,
     /// Used by the bootloader (kernel image, page tables, boot info, ramdisk).
@@ -30,13 +30,13 @@ pub enum MemoryKind {
 
 /// One memory-map entry.
 #[derive(Clone, Copy, Debug)]
-pub struct MemoryRange {
+pub(crate) struct MemoryRange {
     /// First byte.
-    pub start: u64,
+    pub(crate) start: u64,
     /// One past the last byte.
-    pub end: u64,
+    pub(crate) end: u64,
     /// What it is.
-    pub kind: MemoryKind,
+    pub(crate) kind: MemoryKind,
 }
 
 /// The boot facts (see the module docs).
@@ -44,16 +44,16 @@ pub struct BootFacts {
     ranges: [MemoryRange; MAX_RANGES],
     n_ranges: usize,
     /// Virtual address of physical 0 in the direct map.
-    pub phys_offset: u64,
+    pub(crate) phys_offset: u64,
     /// Physical address of the ACPI RSDP, if the firmware gave one.
-    pub rsdp: Option<u64>,
+    pub(crate) rsdp: Option<u64>,
     /// Whether the firmware was UEFI (the memory map says so).
     pub uefi: bool,
     fb: Option<(PhysAddr, FrameBufferInfo)>,
     kernel_elf_phys: u64,
     kernel_elf_len: u64,
     /// The raw boot-options file.
-    pub boot_options_raw: &'static [u8],
+    pub(crate) boot_options_raw: &'static [u8],
     /// The parsed options (valid after [`publish`]).
     pub options: BootOptions,
 }
@@ -74,7 +74,7 @@ static mut OPTIONS_BUFFER: [u8; MAX_OPTIONS_BYTES] = [0; MAX_OPTIONS_BYTES];
 static PUBLISHED: spin::Once<&'static BootFacts> = spin::Once::new();
 
 /// Copies the facts out of `info`. Called once, in stage 1, on the boot CPU.
-pub fn collect(info: &BootInfo) -> &'static mut BootFacts {
+pub(crate) fn collect(info: &BootInfo) -> &'static mut BootFacts {
     // SAFETY: called once on the boot CPU before anything reads FACTS (readers
     // go through `publish`/`get`), so this is the only reference.
     let facts = unsafe { &mut *core::ptr::addr_of_mut!(FACTS) };
@@ -130,7 +130,7 @@ pub fn collect(info: &BootInfo) -> &'static mut BootFacts {
 }
 
 /// The framebuffer through the bootloader's mapping (stage 1 only).
-pub fn early_framebuffer(info: &'static mut BootInfo) -> Option<(&'static mut [u8], FrameBufferInfo)> {
+pub(crate) fn early_framebuffer(info: &'static mut BootInfo) -> Option<(&'static mut [u8], FrameBufferInfo)> {
     let fb = info.framebuffer.as_mut()?;
     let fb_info = fb.info();
     // SAFETY: the bootloader's mapping of the framebuffer, used only until the
@@ -140,38 +140,38 @@ pub fn early_framebuffer(info: &'static mut BootInfo) -> Option<(&'static mut [u
 }
 
 /// Freezes the facts with the parsed options; from now on they are shared.
-pub fn publish(facts: &'static mut BootFacts, options: BootOptions) -> &'static BootFacts {
+pub(crate) fn publish(facts: &'static mut BootFacts, options: BootOptions) -> &'static BootFacts {
     facts.options = options;
     let facts: &'static BootFacts = facts;
     PUBLISHED.call_once(|| facts)
 }
 
 /// The published facts.
-pub fn get() -> &'static BootFacts {
+pub(crate) fn get() -> &'static BootFacts {
     try_get().expect("boot facts read before they were published")
 }
 
 /// The published facts, if published.
-pub fn try_get() -> Option<&'static BootFacts> {
+pub(crate) fn try_get() -> Option<&'static BootFacts> {
     PUBLISHED.get().copied()
 }
 
 impl BootFacts {
     /// The memory map.
-    pub fn ranges(&self) -> &[MemoryRange] {
+    pub(crate) fn ranges(&self) -> &[MemoryRange] {
         &self.ranges[..self.n_ranges]
     }
 
     /// Whether every page of `[start, end)` (page-aligned) lies in one
     /// usable range of the memory map.
-    pub fn is_usable(&self, start: u64, end: u64) -> bool {
+    pub(crate) fn is_usable(&self, start: u64, end: u64) -> bool {
         (start..end).step_by(0x1000).all(|page| {
             self.ranges().iter().any(|r| r.kind == MemoryKind::Usable && r.start <= page && page + 0x1000 <= r.end)
         })
     }
 
     /// Writes the usable ranges into `out`; returns how many.
-    pub fn usable_ranges(&self, out: &mut [frame::UsableRange]) -> usize {
+    pub(crate) fn usable_ranges(&self, out: &mut [frame::UsableRange]) -> usize {
         let mut n = 0;
         for r in self.ranges().iter().filter(|r| r.kind == MemoryKind::Usable) {
             if n < out.len() {
@@ -183,14 +183,14 @@ impl BootFacts {
     }
 
     /// One past the highest physical address the direct map must cover.
-    pub fn phys_end(&self) -> u64 {
+    pub(crate) fn phys_end(&self) -> u64 {
         let mem = self.ranges().iter().map(|r| r.end).max().unwrap_or(0);
         let fb = self.fb.map_or(0, |(pa, info)| pa.as_u64() + info.byte_len as u64);
         mem.max(fb)
     }
 
     /// The kernel's ELF file, through the direct map.
-    pub fn kernel_elf(&self) -> &'static [u8] {
+    pub(crate) fn kernel_elf(&self) -> &'static [u8] {
         // SAFETY: the bootloader keeps the kernel file in memory it marks as its
         // own (never given to the frame allocator); the direct map covers it.
         unsafe {
@@ -202,7 +202,7 @@ impl BootFacts {
     }
 
     /// The framebuffer through the direct map (valid on the kernel's tables).
-    pub fn framebuffer(&self) -> Option<(&'static mut [u8], FrameBufferInfo)> {
+    pub(crate) fn framebuffer(&self) -> Option<(&'static mut [u8], FrameBufferInfo)> {
         let (pa, info) = self.fb?;
         // SAFETY: the framebuffer is device memory handed to the kernel by the
         // firmware; only the console draws to it, and it is attached once.
@@ -212,13 +212,13 @@ impl BootFacts {
     }
 
     /// The boot options as one line, for the log.
-    pub fn boot_options_summary(&self) -> BootOptionsSummary {
+    pub(crate) fn boot_options_summary(&self) -> BootOptionsSummary {
         BootOptionsSummary(self.boot_options_raw)
     }
 }
 
 /// Displays the boot-options words on one line ("(none)" when empty).
-pub struct BootOptionsSummary(&'static [u8]);
+pub(crate) struct BootOptionsSummary(&'static [u8]);
 
 impl core::fmt::Display for BootOptionsSummary {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

@@ -11,22 +11,22 @@
 
 mod facts;
 
-pub use facts::{BootFacts, MemoryKind, MemoryRange};
+pub use facts::BootFacts;
 
 use bootloader_api::BootInfo;
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use log::LevelFilter;
 
 use crate::arch::{cpu, gdt, idt};
-use crate::boot_options::{self, BootOptions};
+use crate::boot_options;
 use crate::console::{self, logger};
 use crate::debug::symbols;
 use crate::mm::{self, frame, heap, kernel_map, layout, stack};
 use crate::power::{self, ExitStatus};
 
 /// Size of the boot CPU's kernel stack.
-pub const BOOT_STACK_SIZE: usize = 256 * 1024;
-pub use crate::arch::gdt::IST_STACK_SIZE;
+pub(crate) const BOOT_STACK_SIZE: usize = 256 * 1024;
+pub(crate) use crate::arch::gdt::IST_STACK_SIZE;
 
 /// What the kernel asks of the bootloader: a direct map of physical memory at a
 /// dynamic offset, and every dynamic mapping (direct map, boot info, its stack,
@@ -54,7 +54,7 @@ macro_rules! kernel_entry {
 }
 
 /// The binary's main function, called at the end of stage 2.
-pub type KernelMain = fn(&'static BootFacts) -> !;
+pub(crate) type KernelMain = fn(&'static BootFacts) -> !;
 
 static MAIN: spin::Once<KernelMain> = spin::Once::new();
 
@@ -305,9 +305,4 @@ fn wait_100ms() {
     while !deadline.expired() {
         core::hint::spin_loop();
     }
-}
-
-/// The options in force (defaults before they are parsed).
-pub fn options() -> BootOptions {
-    facts::try_get().map_or(BootOptions::DEFAULT, |f| f.options)
 }

@@ -36,7 +36,7 @@ const BAND_PAD: usize = 4;
 
 /// The status band's state (its background colour).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     /// Running: dark blue.
     Running,
     /// Passed: green.
@@ -48,7 +48,7 @@ pub enum Status {
 impl Status {
     /// Background (r, g, b). The host's screen check classifies these:
     /// green has g >= 128 with r, b < 64; red has r >= 128 with g, b < 64.
-    pub const fn background(self) -> (u8, u8, u8) {
+    pub(crate) const fn background(self) -> (u8, u8, u8) {
         match self {
             Status::Running => (0, 0, 120),
             Status::Pass => (0, 160, 0),
@@ -59,7 +59,7 @@ impl Status {
 
 /// Extra bytes of a shadow buffer, so that its copy of the screen can start
 /// [`SHADOW_DELTA`] bytes (modulo this) after the framebuffer's address.
-pub const SHADOW_SLACK: usize = 1 << 20;
+pub(crate) const SHADOW_SLACK: usize = 1 << 20;
 /// Where the shadow's copy of the screen sits relative to the screen, modulo
 /// [`SHADOW_SLACK`]: half of it plus 2 KiB. Copying a row from the shadow to
 /// the screen then loads and stores addresses that differ in bits 11:0 (no
@@ -75,19 +75,19 @@ const BLACK: (u8, u8, u8) = (0, 0, 0);
 
 /// Scrolling figures (see the module docs).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ScrollStats {
+pub(crate) struct ScrollStats {
     /// Region copies done.
-    pub scrolls: u64,
+    pub(crate) scrolls: u64,
     /// Lines moved up in total.
-    pub lines: u64,
+    pub(crate) lines: u64,
     /// TSC ticks spent copying and clearing (with a shadow: in RAM).
-    pub ticks: u64,
+    pub(crate) ticks: u64,
     /// With a shadow: rectangles copied to the framebuffer.
-    pub flushes: u64,
+    pub(crate) flushes: u64,
     /// With a shadow: bytes copied to the framebuffer.
-    pub flushed_bytes: u64,
+    pub(crate) flushed_bytes: u64,
     /// With a shadow: TSC ticks spent copying to the framebuffer.
-    pub flush_ticks: u64,
+    pub(crate) flush_ticks: u64,
 }
 
 /// A rectangle of pixels, `x0..x1` by `y0..y1` (empty when `y0 >= y1`).
@@ -115,7 +115,7 @@ impl Rect {
 }
 
 /// A text console drawing into a linear framebuffer.
-pub struct FrameBufferConsole {
+pub(crate) struct FrameBufferConsole {
     /// The screen.
     buffer: &'static mut [u8],
     /// The copy in RAM everything is drawn into, once there is a heap.
@@ -134,7 +134,7 @@ pub struct FrameBufferConsole {
 
 impl FrameBufferConsole {
     /// Wraps a framebuffer mapped at `buffer` and clears it.
-    pub fn new(buffer: &'static mut [u8], info: FrameBufferInfo) -> Self {
+    pub(crate) fn new(buffer: &'static mut [u8], info: FrameBufferInfo) -> Self {
         let console = FrameBufferConsole {
             buffer,
             shadow: None,
@@ -152,7 +152,7 @@ impl FrameBufferConsole {
 
     /// The size of a shadow buffer for this screen, in bytes (the screen's
     /// size plus [`SHADOW_SLACK`]).
-    pub fn shadow_len(&self) -> usize {
+    pub(crate) fn shadow_len(&self) -> usize {
         self.buffer.len() + SHADOW_SLACK
     }
 
@@ -160,7 +160,7 @@ impl FrameBufferConsole {
     /// bytes; it receives what is on screen now, read once) and copying the
     /// changes to the screen; `None` goes back to drawing on the screen
     /// directly. Returns the shadow that was in use.
-    pub fn set_shadow(&mut self, shadow: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    pub(crate) fn set_shadow(&mut self, shadow: Option<Vec<u8>>) -> Option<Vec<u8>> {
         self.flush();
         let old = self.shadow.take();
         if let Some(mut shadow) = shadow
@@ -178,19 +178,19 @@ impl FrameBufferConsole {
     /// With a shadow: the first byte offset where the screen differs from it
     /// after a flush (`None`: they agree, or there is no shadow). A check of
     /// the dirty-rectangle bookkeeping; it reads the whole framebuffer.
-    pub fn shadow_mismatch(&mut self) -> Option<usize> {
+    pub(crate) fn shadow_mismatch(&mut self) -> Option<usize> {
         self.flush();
         let shadow = &self.shadow.as_ref()?[self.shadow_at..self.shadow_at + self.buffer.len()];
         self.buffer.iter().zip(shadow).position(|(a, b)| a != b)
     }
 
     /// (width, height, bytes per pixel).
-    pub fn geometry(&self) -> (usize, usize, usize) {
+    pub(crate) fn geometry(&self) -> (usize, usize, usize) {
         (self.info.width, self.info.height, self.info.bytes_per_pixel)
     }
 
     /// Whether the console draws into a shadow buffer.
-    pub fn has_shadow(&self) -> bool {
+    pub(crate) fn has_shadow(&self) -> bool {
         self.shadow.is_some()
     }
 
@@ -211,7 +211,7 @@ impl FrameBufferConsole {
 
     /// Copies the dirty rectangle from the shadow to the screen, row by row
     /// (only the changed bytes of each row: a log line is one short band).
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         let dirty = core::mem::replace(&mut self.dirty, Rect::EMPTY);
         let Some(shadow) = self.shadow.as_ref() else { return };
         if dirty.is_empty() {
@@ -236,7 +236,7 @@ impl FrameBufferConsole {
 
     /// The same framebuffer under a new mapping (the kernel's, replacing the
     /// bootloader's): the text on screen and the position are kept.
-    pub fn remap(self, buffer: &'static mut [u8], info: FrameBufferInfo) -> Self {
+    pub(crate) fn remap(self, buffer: &'static mut [u8], info: FrameBufferInfo) -> Self {
         if info.width != self.info.width || info.height != self.info.height || info.stride != self.info.stride {
             return FrameBufferConsole::new(buffer, info);
         }
@@ -263,13 +263,13 @@ impl FrameBufferConsole {
     }
 
     /// The scrolling figures so far.
-    pub fn stats(&self) -> ScrollStats {
+    pub(crate) fn stats(&self) -> ScrollStats {
         self.stats
     }
 
     /// Writes `text` into the log region, wrapping at the right edge and
     /// scrolling (by jumps) at the band.
-    pub fn write(&mut self, text: &str) {
+    pub(crate) fn write(&mut self, text: &str) {
         for c in text.chars() {
             match c {
                 '\n' => self.newline(),
@@ -288,7 +288,7 @@ impl FrameBufferConsole {
 
     /// Draws the status band: `text` (cut at the screen's width) on the
     /// colour of `status`.
-    pub fn set_status(&mut self, status: Status, text: &str) {
+    pub(crate) fn set_status(&mut self, status: Status, text: &str) {
         let top = self.band_top();
         let bg = status.background();
         self.fill_rows(top, self.info.height, bg);

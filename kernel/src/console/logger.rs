@@ -14,7 +14,7 @@ static LOGGER: Logger = Logger;
 static LEVEL: AtomicUsize = AtomicUsize::new(LevelFilter::Info as usize);
 
 /// Installs the logger with `level`.
-pub fn init(level: LevelFilter) {
+pub(crate) fn init(level: LevelFilter) {
     LEVEL.store(level as usize, Ordering::Relaxed);
     // A second call (a test kernel re-running init) finds it installed: fine.
     let _ = log::set_logger(&LOGGER);
@@ -22,7 +22,7 @@ pub fn init(level: LevelFilter) {
 }
 
 /// Changes the level (boot option `log=`).
-pub fn set_level(level: LevelFilter) {
+pub(crate) fn set_level(level: LevelFilter) {
     LEVEL.store(level as usize, Ordering::Relaxed);
     log::set_max_level(level);
 }

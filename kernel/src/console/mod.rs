@@ -10,15 +10,15 @@
 //! `TESTBED-END ...`) go through [`println!`](crate::println) without a log
 //! prefix; everything else goes through the `log` macros ([`logger`]).
 
-pub mod framebuffer;
-pub mod logger;
-pub mod serial;
+pub(crate) mod framebuffer;
+pub(crate) mod logger;
+pub(crate) mod serial;
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use bootloader_api::info::FrameBufferInfo;
-pub use framebuffer::{ScrollStats, Status};
+pub(crate) use framebuffer::{ScrollStats, Status};
 use framebuffer::FrameBufferConsole;
 use serial::Serial;
 
@@ -72,21 +72,16 @@ static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console {
 static EMERGENCY: AtomicBool = AtomicBool::new(false);
 
 /// Probes COM1. Returns `Err(reason)` when no port is usable.
-pub fn init_serial() -> Result<(), &'static str> {
+pub(crate) fn init_serial() -> Result<(), &'static str> {
     let (serial, problem) = Serial::probe();
     CONSOLE.lock().serial = serial;
     problem.map_or(Ok(()), Err)
 }
 
-/// Whether a serial port answered.
-pub fn serial_present() -> bool {
-    CONSOLE.lock().serial.present()
-}
-
 /// Hands the framebuffer to the console (not yet drawn to; see [`choose`]).
 /// A second call (the kernel's mapping of the same framebuffer) keeps what
 /// is on screen.
-pub fn attach_framebuffer(buffer: &'static mut [u8], info: FrameBufferInfo) {
+pub(crate) fn attach_framebuffer(buffer: &'static mut [u8], info: FrameBufferInfo) {
     let mut c = CONSOLE.lock();
     c.framebuffer = Some(match c.framebuffer.take() {
         Some(old) => old.remap(buffer, info),
@@ -97,7 +92,7 @@ pub fn attach_framebuffer(buffer: &'static mut [u8], info: FrameBufferInfo) {
 /// Gives the framebuffer console a shadow buffer in RAM (needs the heap; see
 /// [`framebuffer`]'s docs): from now on a scroll never reads the screen.
 /// Returns the shadow's size in bytes, or why there is none.
-pub fn enable_shadow() -> Result<usize, &'static str> {
+pub(crate) fn enable_shadow() -> Result<usize, &'static str> {
     let len = x86_64::instructions::interrupts::without_interrupts(|| CONSOLE.lock().framebuffer.as_ref().map(|f| f.shadow_len()))
         .ok_or("no framebuffer")?;
     let shadow = alloc_shadow(len).ok_or("no memory for a shadow buffer")?;
@@ -120,7 +115,7 @@ fn set_shadow(shadow: Option<alloc::vec::Vec<u8>>) -> Option<alloc::vec::Vec<u8>
 }
 
 /// Whether the framebuffer console draws through a shadow buffer.
-pub fn has_shadow() -> bool {
+pub(crate) fn has_shadow() -> bool {
     x86_64::instructions::interrupts::without_interrupts(|| {
         CONSOLE.lock().framebuffer.as_ref().is_some_and(|f| f.has_shadow())
     })
@@ -128,7 +123,7 @@ pub fn has_shadow() -> bool {
 
 /// For `bench=console`: turns the shadow buffer on or off (allocating one
 /// when needed). `Err` when there is no framebuffer or no memory.
-pub fn use_shadow(on: bool) -> Result<(), &'static str> {
+pub(crate) fn use_shadow(on: bool) -> Result<(), &'static str> {
     match (on, has_shadow()) {
         (true, false) => enable_shadow().map(|_| ()),
         (false, true) => {
@@ -141,12 +136,12 @@ pub fn use_shadow(on: bool) -> Result<(), &'static str> {
 
 /// With a shadow buffer: the first byte where the screen differs from it
 /// (`None`: identical, or no shadow). Reads the whole framebuffer.
-pub fn shadow_mismatch() -> Option<usize> {
+pub(crate) fn shadow_mismatch() -> Option<usize> {
     x86_64::instructions::interrupts::without_interrupts(|| CONSOLE.lock().framebuffer.as_mut()?.shadow_mismatch())
 }
 
 /// The framebuffer's size: (width, height, bytes per pixel), if there is one.
-pub fn framebuffer_geometry() -> Option<(usize, usize, usize)> {
+pub(crate) fn framebuffer_geometry() -> Option<(usize, usize, usize)> {
     x86_64::instructions::interrupts::without_interrupts(|| {
         CONSOLE.lock().framebuffer.as_ref().map(|f| f.geometry())
     })
@@ -154,12 +149,12 @@ pub fn framebuffer_geometry() -> Option<(usize, usize, usize)> {
 
 /// Writes formatted output to the framebuffer only, whatever `console=`
 /// chose (for `bench=console`, which times the screen alone).
-pub fn print_framebuffer(args: fmt::Arguments) {
+pub(crate) fn print_framebuffer(args: fmt::Arguments) {
     print_to(args, |_| (false, true));
 }
 
 /// Selects the sinks. Returns a description of the result for the boot log.
-pub fn choose(choice: ConsoleChoice) -> &'static str {
+pub(crate) fn choose(choice: ConsoleChoice) -> &'static str {
     let mut c = CONSOLE.lock();
     let serial = c.serial.present();
     let fb = c.framebuffer.is_some();
@@ -180,7 +175,7 @@ pub fn choose(choice: ConsoleChoice) -> &'static str {
 }
 
 /// Writes formatted output to the console (used by [`print!`](crate::print)).
-pub fn print(args: fmt::Arguments) {
+pub(crate) fn print(args: fmt::Arguments) {
     if EMERGENCY.load(Ordering::Relaxed) {
         emergency_print(args);
         return;
@@ -195,7 +190,7 @@ pub fn print(args: fmt::Arguments) {
 /// Writes formatted output to every sink there is, serial *and* the
 /// framebuffer, whatever `console=` chose (for the main job's table: a
 /// person at the screen and the host tool on the serial line both see it).
-pub fn print_everywhere(args: fmt::Arguments) {
+pub(crate) fn print_everywhere(args: fmt::Arguments) {
     print_to(args, |c| (c.serial.present(), c.framebuffer.is_some()));
 }
 
@@ -216,7 +211,7 @@ fn print_to(args: fmt::Arguments, sinks: impl FnOnce(&Console) -> (bool, bool)) 
 }
 
 /// Switches every writer to the emergency path (see [`emergency_print`]).
-pub fn enter_emergency() {
+pub(crate) fn enter_emergency() {
     EMERGENCY.store(true, Ordering::SeqCst);
 }
 
@@ -224,7 +219,7 @@ pub fn enter_emergency() {
 /// (so a machine halted by a crash shows why on screen). If the console lock is
 /// held (perhaps by the crashing code itself), it waits briefly and then takes
 /// the console anyway: a garbled line is better than no report.
-pub fn emergency_print(args: fmt::Arguments) {
+pub(crate) fn emergency_print(args: fmt::Arguments) {
     let mut guard = lock_forcibly();
     let fb_present = guard.framebuffer.is_some();
     let to_fb = guard.to_framebuffer;
@@ -256,7 +251,7 @@ fn lock_forcibly() -> spin::MutexGuard<'static, Console> {
 /// Draws the framebuffer's status band (if there is a framebuffer, whatever
 /// the console sinks are): `text` on the colour of `status`. Usable on the
 /// way down (it takes the console as the emergency path does).
-pub fn set_status(status: Status, text: fmt::Arguments) {
+pub(crate) fn set_status(status: Status, text: fmt::Arguments) {
     let mut line = Line::new();
     let _ = line.write_fmt(text);
     x86_64::instructions::interrupts::without_interrupts(|| {
@@ -268,7 +263,7 @@ pub fn set_status(status: Status, text: fmt::Arguments) {
 
 /// The framebuffer console's scrolling figures (`None`: no framebuffer, or
 /// the console is busy: never waits, it is read on the way down).
-pub fn scroll_stats() -> Option<ScrollStats> {
+pub(crate) fn scroll_stats() -> Option<ScrollStats> {
     x86_64::instructions::interrupts::without_interrupts(|| CONSOLE.try_lock()?.framebuffer.as_ref().map(|f| f.stats()))
 }
 
@@ -279,7 +274,7 @@ static REASON: spin::Mutex<Line> = spin::Mutex::new(Line::new());
 /// Records `why` as the run's failure reason unless one is recorded already
 /// (the first failure is usually the cause). Never blocks: a reason that
 /// cannot take the lock at once is dropped.
-pub fn note_failure(why: fmt::Arguments) {
+pub(crate) fn note_failure(why: fmt::Arguments) {
     if let Some(mut r) = REASON.try_lock()
         && r.len == 0
     {
@@ -288,14 +283,14 @@ pub fn note_failure(why: fmt::Arguments) {
 }
 
 /// The recorded failure reason (empty if none).
-pub fn failure_reason() -> Line {
+pub(crate) fn failure_reason() -> Line {
     REASON.try_lock().map_or(Line::new(), |r| r.clone())
 }
 
 /// One line of text in a fixed buffer (line breaks become " | ", the rest of
 /// a long text is dropped).
 #[derive(Clone)]
-pub struct Line {
+pub(crate) struct Line {
     bytes: [u8; 200],
     len: usize,
 }
@@ -306,7 +301,7 @@ impl Line {
     }
 
     /// The text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
     }
 }

@@ -15,18 +15,18 @@ const COM1: u16 = 0x3f8;
 const MAX_STALLED_POLLS: u32 = 1_000_000;
 
 /// A working serial port, or nothing.
-pub struct Serial {
+pub(crate) struct Serial {
     uart: Option<Uart16550<PioBackend>>,
 }
 
 impl Serial {
     /// A serial sink that has not been probed yet (writes go nowhere).
-    pub const fn absent() -> Self {
+    pub(crate) const fn absent() -> Self {
         Serial { uart: None }
     }
 
     /// Probes and initialises COM1. Returns the sink and, on failure, why.
-    pub fn probe() -> (Self, Option<&'static str>) {
+    pub(crate) fn probe() -> (Self, Option<&'static str>) {
         // SAFETY: 0x3f8..0x3ff is the architectural COM1 range; nothing else in
         // the kernel uses these ports.
         let uart = unsafe { Uart16550::new_port(COM1) };
@@ -43,12 +43,12 @@ impl Serial {
     }
 
     /// Whether a port is present and alive.
-    pub fn present(&self) -> bool {
+    pub(crate) fn present(&self) -> bool {
         self.uart.is_some()
     }
 
     /// Sends `bytes`, translating "\n" to "\r\n" for terminals.
-    pub fn write(&mut self, bytes: &[u8]) {
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             if b == b'\n' {
                 self.send(b'\r');

@@ -11,11 +11,11 @@ use crate::debug::symbols::Symbolized;
 use crate::mm;
 
 /// The deepest backtrace printed.
-pub const MAX_FRAMES: usize = 48;
+pub(crate) const MAX_FRAMES: usize = 48;
 
 /// Prints the backtrace of an interrupted context (`rip`, `rbp` from its trap
 /// frame), one line per frame, through `out`.
-pub fn print(rip: u64, rbp: u64, out: &mut dyn FnMut(core::fmt::Arguments)) {
+pub(crate) fn print(rip: u64, rbp: u64, out: &mut dyn FnMut(core::fmt::Arguments)) {
     out(format_args!("  backtrace:\n"));
     out(format_args!("    #0  {}\n", Symbolized(rip)));
     walk(1, rbp, out);
@@ -23,7 +23,7 @@ pub fn print(rip: u64, rbp: u64, out: &mut dyn FnMut(core::fmt::Arguments)) {
 
 /// Prints the backtrace of the caller of this function.
 #[inline(never)]
-pub fn print_current(out: &mut dyn FnMut(core::fmt::Arguments)) {
+pub(crate) fn print_current(out: &mut dyn FnMut(core::fmt::Arguments)) {
     out(format_args!("  backtrace:\n"));
     walk(0, crate::arch::cpu::frame_pointer(), out);
 }

@@ -15,7 +15,7 @@ use crate::debug::{backtrace, fatal, symbols::Symbolized};
 /// The handlers the boot registers with `arch::exceptions`: user exceptions
 /// to `process::fault`, kernel page faults to `mm::uaccess`, NMIs to
 /// `smp::nmi`, the rest reported here.
-pub fn handlers() -> exceptions::Handlers {
+pub(crate) fn handlers() -> exceptions::Handlers {
     exceptions::Handlers {
         user: crate::process::fault::user_exception,
         kernel_page_fault: crate::mm::uaccess::handle_kernel_fault,
@@ -91,7 +91,7 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
 
 
 /// Prints registers, control registers and the backtrace.
-pub fn report_registers(f: &TrapFrame) {
+pub(crate) fn report_registers(f: &TrapFrame) {
     let o = fatal::out;
     o(format_args!("  RIP {}\n", Symbolized(f.rip)));
     o(format_args!("  CS  {:#06x} RFLAGS {:#018x} RSP {:#018x} SS {:#06x}\n", f.cs, f.rflags, f.rsp, f.ss));

@@ -21,14 +21,14 @@ static IN_PROGRESS: AtomicBool = AtomicBool::new(false);
 static NESTED: AtomicBool = AtomicBool::new(false);
 
 /// Output helper for reports.
-pub fn out(args: fmt::Arguments) {
+pub(crate) fn out(args: fmt::Arguments) {
     crate::console::emergency_print(args);
 }
 
 /// Starts a fatal report: `summary` is one line (it becomes the failed test's
 /// reason). Returns `false` if a report is already under way (nested failure):
 /// the caller must then call [`end`] at once.
-pub fn begin(summary: fmt::Arguments) -> bool {
+pub(crate) fn begin(summary: fmt::Arguments) -> bool {
     start(summary, None)
 }
 
@@ -116,7 +116,7 @@ impl fmt::Display for OneLine<'_> {
 }
 
 /// Ends the run after a fatal report.
-pub fn end() -> ! {
+pub(crate) fn end() -> ! {
     power::exit(ExitStatus::Fatal)
 }
 

@@ -5,9 +5,9 @@
 //! its own ELF symbol table, which the bootloader leaves in memory), so that a
 //! physical machine shows the same report on screen as QEMU does on serial.
 
-pub mod backtrace;
+pub(crate) mod backtrace;
 pub mod crash;
-pub mod exceptions;
-pub mod fatal;
+pub(crate) mod exceptions;
+pub(crate) mod fatal;
 pub mod symbols;
 pub mod wedge;

@@ -12,7 +12,7 @@ use core::fmt;
 static IMAGE: spin::Once<&'static [u8]> = spin::Once::new();
 
 /// Registers the kernel's ELF file image (mapped read-only for the kernel's life).
-pub fn init(image: &'static [u8]) {
+pub(crate) fn init(image: &'static [u8]) {
     IMAGE.call_once(|| image);
 }
 

@@ -25,7 +25,7 @@ static WEDGED: AtomicBool = AtomicBool::new(false);
 
 /// Why a wedge cannot be done (a usage error: the option names a CPU that is
 /// not there).
-pub fn check(cpu: usize) -> Result<(), alloc::string::String> {
+pub(crate) fn check(cpu: usize) -> Result<(), alloc::string::String> {
     let online = smp::online_cpus();
     if cpu == smp::cpu_index() || !online.contains(cpu) {
         return Err(alloc::format!(
@@ -39,7 +39,7 @@ pub fn check(cpu: usize) -> Result<(), alloc::string::String> {
 
 /// Wedges `cpu` (checked by [`check`]): it halts with interrupts off for good;
 /// then makes a shootdown, which does not return (see the module docs).
-pub fn wedge_and_shoot_down(cpu: usize) -> ! {
+pub(crate) fn wedge_and_shoot_down(cpu: usize) -> ! {
     log::warn!("debug.wedge_cpu={cpu}: wedging cpu{cpu} with interrupts off");
     let mut target = CpuSet::EMPTY;
     target.insert(cpu);

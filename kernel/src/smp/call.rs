@@ -45,8 +45,8 @@
 //! sender stops waiting first (a timeout, or a [`PendingCall`] dropped early),
 //! it *parks* its reference in a fixed table ([`PARK_SLOTS`] slots); parked
 //! requests are freed by a later [`call_with`] once their stragglers answered.
-//! When the table is full the reference is leaked on purpose (counted in
-//! [`leaked_requests`], each one logged): a late runner must never find freed
+//! When the table is full the reference is leaked on purpose (each one logged
+//! with the count so far): a late runner must never find freed
 //! memory, and only a run that already reported more than [`PARK_SLOTS`]
 //! unanswered calls can leak.
 //!
@@ -295,7 +295,7 @@ static NMI_KICKS: [NmiKicks; MAX_CPUS] =
     [const { NmiKicks { sent: AtomicU64::new(0), seen: AtomicU64::new(0) } }; MAX_CPUS];
 
 /// How many abandoned requests can wait to be freed.
-pub const PARK_SLOTS: usize = 64;
+pub(crate) const PARK_SLOTS: usize = 64;
 static PARKED: [AtomicPtr<Request>; PARK_SLOTS] = [const { AtomicPtr::new(ptr::null_mut()) }; PARK_SLOTS];
 /// One CPU at a time frees parked requests (others skip, never wait).
 static RECLAIMING: AtomicBool = AtomicBool::new(false);
@@ -307,7 +307,7 @@ static LEAKED: AtomicU64 = AtomicU64::new(0);
 static TIMEOUT_NS: AtomicU64 = AtomicU64::new(2_000_000_000);
 
 /// Sets the default wait bound.
-pub fn set_call_timeout_ms(ms: u64) {
+pub(crate) fn set_call_timeout_ms(ms: u64) {
     TIMEOUT_NS.store(ms * 1_000_000, Ordering::Relaxed);
 }
 
@@ -316,16 +316,11 @@ pub fn call_timeout_ns() -> u64 {
     TIMEOUT_NS.load(Ordering::Relaxed)
 }
 
-/// Requests leaked on purpose because the park table was full (module docs).
-pub fn leaked_requests() -> u64 {
-    LEAKED.load(Ordering::Relaxed)
-}
-
 /// Whether an IPI-delivered call waits in `cpu`'s queue (queued, not yet
 /// taken by its handler): that CPU holds a caller back, for instance by
 /// running with interrupts disabled. A hint (Relaxed): the race module's
 /// forced waits end when they hold a flush back.
-pub fn ipi_queued_for(cpu: usize) -> bool {
+pub(crate) fn ipi_queued_for(cpu: usize) -> bool {
     QUEUES.get(cpu).is_some_and(|q| !q[Delivery::Ipi.queue()].head.load(Ordering::Relaxed).is_null())
 }
 
@@ -334,7 +329,6 @@ pub fn ipi_queued_for(cpu: usize) -> bool {
 #[must_use = "a call must be waited for (or its completion checked)"]
 pub struct PendingCall {
     request: Held,
-    targets: CpuSet,
     delivery: Delivery,
 }
 
@@ -344,7 +338,7 @@ pub struct CallTimeout {
     /// The targets that had not answered.
     pub missing: CpuSet,
     /// How long the caller waited, in ms.
-    pub waited_ms: u64,
+    pub(crate) waited_ms: u64,
 }
 
 impl fmt::Display for CallTimeout {
@@ -422,7 +416,7 @@ pub fn call_with(targets: CpuSet, delivery: Delivery, func: impl Fn() + Send + S
     if targets.contains(me) {
         x86_64::instructions::interrupts::without_interrupts(|| run(request, me));
     }
-    PendingCall { request: held, targets, delivery }
+    PendingCall { request: held, delivery }
 }
 
 /// Whether one all-but-self IPI replaces the per-CPU ones when every other
@@ -430,7 +424,7 @@ pub fn call_with(targets: CpuSet, delivery: Delivery, func: impl Fn() + Send + S
 static SHORTHAND: AtomicBool = AtomicBool::new(true);
 
 /// Sets whether calls may use the all-but-self shorthand.
-pub fn set_ipi_shorthand(on: bool) {
+pub(crate) fn set_ipi_shorthand(on: bool) {
     SHORTHAND.store(on, Ordering::Relaxed);
 }
 
@@ -478,11 +472,6 @@ fn kick(cpu: usize, delivery: Delivery) {
 }
 
 impl PendingCall {
-    /// The CPUs the call was sent to.
-    pub fn targets(&self) -> CpuSet {
-        self.targets
-    }
-
     /// The targets that have not run the function yet.
     pub fn pending(&self) -> CpuSet {
         // Acquire: once a target is seen done, its function's effects are too,
@@ -613,7 +602,7 @@ fn run_queue(queue: &Queue, me: usize) -> bool {
 /// The CALL_FUNCTION IPI handler (interrupts are off: interrupt gate). The
 /// EOI comes first, so a request pushed onto an empty list after the swap
 /// gets a fresh IPI, delivered after this handler returns.
-pub fn handle_ipi(_: &mut TrapFrame) {
+pub(crate) fn handle_ipi(_: &mut TrapFrame) {
     apic::eoi();
     let me = percpu::cpu_index();
     run_queue(&QUEUES[me][Delivery::Ipi.queue()], me);

@@ -17,7 +17,7 @@ pub struct CpuSet([u64; WORDS]);
 
 impl CpuSet {
     /// The empty set.
-    pub const EMPTY: CpuSet = CpuSet([0; WORDS]);
+    pub(crate) const EMPTY: CpuSet = CpuSet([0; WORDS]);
 
     /// A set holding only `cpu`.
     pub fn single(cpu: usize) -> Self {
@@ -32,7 +32,7 @@ impl CpuSet {
     }
 
     /// Removes `cpu`.
-    pub fn remove(&mut self, cpu: usize) {
+    pub(crate) fn remove(&mut self, cpu: usize) {
         self.0[cpu / 64] &= !(1 << (cpu % 64));
     }
 
@@ -47,7 +47,7 @@ impl CpuSet {
     }
 
     /// Number of CPUs in the set.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
 
@@ -57,7 +57,7 @@ impl CpuSet {
     }
 
     /// The intersection.
-    pub fn and(&self, other: &CpuSet) -> CpuSet {
+    pub(crate) fn and(&self, other: &CpuSet) -> CpuSet {
         CpuSet(core::array::from_fn(|i| self.0[i] & other.0[i]))
     }
 }
@@ -83,36 +83,36 @@ impl fmt::Display for CpuSet {
 }
 
 /// A CPU set shared between CPUs.
-pub struct AtomicCpuSet([AtomicU64; WORDS]);
+pub(crate) struct AtomicCpuSet([AtomicU64; WORDS]);
 
 impl AtomicCpuSet {
     /// An empty set.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         AtomicCpuSet([const { AtomicU64::new(0) }; WORDS])
     }
 
     /// Adds `cpu` with `order`.
-    pub fn insert(&self, cpu: usize, order: Ordering) {
+    pub(crate) fn insert(&self, cpu: usize, order: Ordering) {
         self.0[cpu / 64].fetch_or(1 << (cpu % 64), order);
     }
 
     /// Removes `cpu` with `order`.
-    pub fn remove(&self, cpu: usize, order: Ordering) {
+    pub(crate) fn remove(&self, cpu: usize, order: Ordering) {
         self.0[cpu / 64].fetch_and(!(1 << (cpu % 64)), order);
     }
 
     /// Whether `cpu` is in the set.
-    pub fn contains(&self, cpu: usize, order: Ordering) -> bool {
+    pub(crate) fn contains(&self, cpu: usize, order: Ordering) -> bool {
         self.0[cpu / 64].load(order) & (1 << (cpu % 64)) != 0
     }
 
     /// A snapshot (each word read with `order`; not atomic as a whole).
-    pub fn load(&self, order: Ordering) -> CpuSet {
+    pub(crate) fn load(&self, order: Ordering) -> CpuSet {
         CpuSet(core::array::from_fn(|i| self.0[i].load(order)))
     }
 
     /// Replaces the contents (each word stored with `order`).
-    pub fn store(&self, set: CpuSet, order: Ordering) {
+    pub(crate) fn store(&self, set: CpuSet, order: Ordering) {
         for (w, v) in self.0.iter().zip(set.0) {
             w.store(v, order);
         }

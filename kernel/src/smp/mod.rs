@@ -24,7 +24,8 @@ use core::sync::atomic::Ordering;
 
 use crate::arch::idt::{self, TrapFrame};
 use crate::arch::{apic, vectors};
-pub use cpuset::{AtomicCpuSet, CpuSet, MAX_CPUS};
+pub(crate) use cpuset::AtomicCpuSet;
+pub use cpuset::{CpuSet, MAX_CPUS};
 pub use percpu::{cpu_index, current};
 
 /// CPUs that finished start-up.
@@ -42,7 +43,7 @@ pub fn online_count() -> usize {
 
 /// Sets up the local APIC on the boot CPU and registers the IPI handlers.
 /// `legacy_pics`: whether the machine has 8259 PICs to mask. Returns the APIC mode.
-pub fn init_boot_cpu(lapic_phys: u64, force_xapic: bool, legacy_pics: bool) -> apic::Mode {
+pub(crate) fn init_boot_cpu(lapic_phys: u64, force_xapic: bool, legacy_pics: bool) -> apic::Mode {
     let mode = apic::init_global(lapic_phys, force_xapic, legacy_pics);
     apic::init_this_cpu();
     let me = percpu::current();
@@ -69,7 +70,7 @@ pub fn init_boot_cpu(lapic_phys: u64, force_xapic: bool, legacy_pics: bool) -> a
 /// `start_ap`, passed in because `sched` sits above `smp`).
 /// `low_pages_usable`: whether the boot's memory map has
 /// [`startup::LOW_PAGES`] as usable RAM (else only the boot CPU runs).
-pub fn start_aps(low_pages_usable: bool, apic_ids: &[u32], ap_timeout_ms: u64, ap_main: fn() -> !) {
+pub(crate) fn start_aps(low_pages_usable: bool, apic_ids: &[u32], ap_timeout_ms: u64, ap_main: fn() -> !) {
     AP_MAIN.call_once(|| ap_main);
     let mode = apic::mode().expect("start_aps before init_boot_cpu");
     let bsp_apic = apic::id();
@@ -87,14 +88,14 @@ pub fn start_aps(low_pages_usable: bool, apic_ids: &[u32], ap_timeout_ms: u64, a
     let silent: Vec<u32> = outcomes
         .iter()
         .filter_map(|o| match o {
-            startup::ApOutcome::Silent { apic_id, .. } => Some(*apic_id),
+            startup::ApOutcome::Silent { apic_id } => Some(*apic_id),
             startup::ApOutcome::Online { .. } => None,
         })
         .collect();
     let slowest = outcomes
         .iter()
         .filter_map(|o| match o {
-            startup::ApOutcome::Online { micros, .. } => Some(*micros),
+            startup::ApOutcome::Online { micros } => Some(*micros),
             startup::ApOutcome::Silent { .. } => None,
         })
         .max()
@@ -119,7 +120,7 @@ static AP_MAIN: spin::Once<fn() -> !> = spin::Once::new();
 
 /// The end of an AP's start-up: online, then its boot context becomes its
 /// idle task (through the `ap_main` given to [`start_aps`]).
-pub fn ap_online() -> ! {
+pub(crate) fn ap_online() -> ! {
     let me = percpu::current();
     ONLINE.insert(me.index as usize, Ordering::Release);
     // Release: the boot CPU, seeing `online`, sees this CPU fully set up.

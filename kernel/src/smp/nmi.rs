@@ -55,7 +55,7 @@ impl Write for Buffer<'_> {
 }
 
 /// The NMI handler. Returns whether the NMI was expected (see the module docs).
-pub fn handle(frame: &TrapFrame) -> bool {
+pub(crate) fn handle(frame: &TrapFrame) -> bool {
     let me = percpu::cpu_index();
     percpu::current().nmis.fetch_add(1, Ordering::Relaxed);
     // Calls first: they are what a waiting CPU spins on (a TLB flush).

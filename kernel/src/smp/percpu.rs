@@ -23,11 +23,11 @@ pub struct PerCpu {
     /// Local APIC id.
     pub apic_id: u32,
     /// Nesting depth of interrupt handlers on this CPU (0 = thread context).
-    pub irq_depth: AtomicU32,
+    pub(crate) irq_depth: AtomicU32,
     /// Nesting depth of NMI handlers on this CPU (0 = not in an NMI).
     pub in_nmi: AtomicU32,
     /// Interrupts taken (all vectors >= 32).
-    pub interrupts: AtomicU64,
+    pub(crate) interrupts: AtomicU64,
     /// Cross-CPU calls run on this CPU.
     pub calls_run: AtomicU64,
     /// NMIs taken.
@@ -37,12 +37,12 @@ pub struct PerCpu {
     /// Ring-3 entry: the kernel stack pointer `syscall` switches to (the
     /// running user task's, see `arch::usermode`; the assembly reads it at
     /// its `offset_of!`).
-    pub user_entry_rsp: AtomicU64,
+    pub(crate) user_entry_rsp: AtomicU64,
     /// Ring-3 entry: the user stack pointer, parked by the `syscall` entry
     /// until it is on the kernel stack.
-    pub user_rsp_scratch: AtomicU64,
+    pub(crate) user_rsp_scratch: AtomicU64,
     /// This CPU's TSS (its `rsp0` follows `user_entry_rsp`); 0 until installed.
-    pub tss: AtomicU64,
+    pub(crate) tss: AtomicU64,
 }
 
 // SAFETY: `self_ptr` is only ever the block's own address; every field other
@@ -51,7 +51,7 @@ unsafe impl Sync for PerCpu {}
 
 impl PerCpu {
     /// A block for CPU `index` with APIC id `apic_id` (not yet installed).
-    pub const fn new(index: u32, apic_id: u32) -> Self {
+    pub(crate) const fn new(index: u32, apic_id: u32) -> Self {
         PerCpu {
             self_ptr: core::ptr::null(),
             index,
@@ -81,7 +81,7 @@ static mut BSP: PerCpu = PerCpu::new(0, 0);
 /// # Safety
 /// `block` must live forever, be installed on exactly one CPU, and this CPU
 /// must not have a block yet.
-pub unsafe fn install(block: &'static mut PerCpu) {
+pub(crate) unsafe fn install(block: &'static mut PerCpu) {
     block.self_ptr = block as *const PerCpu;
     let addr = block as *const PerCpu as u64;
     // SAFETY: the block is immortal (the caller's promise) and starts with its
@@ -93,7 +93,7 @@ pub unsafe fn install(block: &'static mut PerCpu) {
 }
 
 /// Sets up the boot CPU's block. Called first thing in boot.
-pub fn init_boot_cpu(apic_id: u32) {
+pub(crate) fn init_boot_cpu(apic_id: u32) {
     // SAFETY: called once, on the boot CPU, before any other CPU runs; BSP is
     // never referenced mutably again.
     unsafe {
@@ -115,7 +115,7 @@ pub fn current() -> &'static PerCpu {
 }
 
 /// This CPU's block, or `None` before the boot CPU installed its block.
-pub fn try_current() -> Option<&'static PerCpu> {
+pub(crate) fn try_current() -> Option<&'static PerCpu> {
     READY.load(Ordering::Relaxed).then(current)
 }
 

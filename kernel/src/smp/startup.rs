@@ -37,28 +37,23 @@ static STARTED: AtomicU32 = AtomicU32::new(0);
 
 /// One AP that was expected and what became of it.
 #[derive(Clone, Copy, Debug)]
-pub enum ApOutcome {
-    /// Online as CPU `index`.
+pub(crate) enum ApOutcome {
+    /// Online.
     Online {
-        /// Its APIC id.
-        apic_id: u32,
-        /// Its dense index.
-        index: u32,
         /// Microseconds from INIT to online.
         micros: u64,
     },
-    /// Did not come up in time.
+    /// Did not come up in time (whether it reached the trampoline's Rust
+    /// entry is logged).
     Silent {
         /// Its APIC id.
         apic_id: u32,
-        /// Whether it reached the trampoline's Rust entry at all.
-        started: bool,
     },
 }
 
 /// The low pages AP start-up takes (the trampoline and its page tables):
 /// the boot checks the memory map has them as usable RAM.
-pub const LOW_PAGES: core::ops::Range<u64> = TRAMPOLINE_PHYS..LOW_PD + 0x1000;
+pub(crate) const LOW_PAGES: core::ops::Range<u64> = TRAMPOLINE_PHYS..LOW_PD + 0x1000;
 
 /// Copies the trampoline and builds the low page tables.
 fn prepare_low_memory() {
@@ -107,7 +102,7 @@ fn spin_for(ns: u64) {
 /// Starts every AP in `apic_ids` (the boot CPU excluded by the caller);
 /// `low_pages_usable`: whether the memory map has [`LOW_PAGES`] as usable
 /// RAM. Returns one outcome per AP.
-pub fn start_aps(low_pages_usable: bool, apic_ids: &[u32], timeout_ms: u64) -> alloc::vec::Vec<ApOutcome> {
+pub(crate) fn start_aps(low_pages_usable: bool, apic_ids: &[u32], timeout_ms: u64) -> alloc::vec::Vec<ApOutcome> {
     let mut outcomes = alloc::vec::Vec::new();
     if apic_ids.is_empty() {
         return outcomes;
@@ -165,7 +160,7 @@ pub fn start_aps(low_pages_usable: bool, apic_ids: &[u32], timeout_ms: u64) -> a
         }
         if block.online.load(Ordering::Acquire) {
             let micros = (crate::time::now_ns() - t0) / 1000;
-            outcomes.push(ApOutcome::Online { apic_id, index, micros });
+            outcomes.push(ApOutcome::Online { micros });
             next_index += 1;
         } else {
             let started = STARTED.load(Ordering::Acquire) == apic_id + 1;
@@ -173,7 +168,7 @@ pub fn start_aps(low_pages_usable: bool, apic_ids: &[u32], timeout_ms: u64) -> a
                 "SMP: APIC id {apic_id} did not come online within {timeout_ms} ms ({}); skipping it",
                 if started { "it reached its Rust entry" } else { "it never reached the kernel" }
             );
-            outcomes.push(ApOutcome::Silent { apic_id, started });
+            outcomes.push(ApOutcome::Silent { apic_id });
             // Its stacks and block stay allocated: the AP might still wake up
             // and use them, so freeing them would be unsafe.
         }

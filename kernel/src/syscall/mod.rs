@@ -42,7 +42,7 @@ impl Args {
 }
 
 /// Runs the syscall in `frame` and stores the result in its `rax`.
-pub fn dispatch(frame: &mut TrapFrame) {
+pub(crate) fn dispatch(frame: &mut TrapFrame) {
     let args = Args::from_frame(frame);
     let result = match usize::try_from(frame.rax).ok().and_then(Sys::from_number) {
         None => Err(Errno::ENOSYS),

@@ -72,7 +72,7 @@ pub fn gettid() -> SysResult {
 }
 
 /// `fork()`: the child runs on the caller's CPU.
-pub fn fork(frame: &TrapFrame) -> SysResult {
+pub(crate) fn fork(frame: &TrapFrame) -> SysResult {
     let cpu = me()?.cpu;
     proc::fork(frame, cpu).map(|p| p as usize)
 }

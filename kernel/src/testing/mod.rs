@@ -108,16 +108,11 @@ macro_rules! ktest_main {
 static CURRENT: AtomicPtr<Test> = AtomicPtr::new(core::ptr::null_mut());
 
 /// The test running on this machine, if any (for failure reports).
-pub fn current() -> Option<&'static Test> {
+pub(crate) fn current() -> Option<&'static Test> {
     // Acquire pairs with the Release in `set_current` (any CPU may ask).
     let ptr = CURRENT.load(Ordering::Acquire);
     // SAFETY: only `set_current` stores non-null values, from `&'static Test`.
     (!ptr.is_null()).then(|| unsafe { &*ptr })
-}
-
-/// The name of the test running on this machine, if any.
-pub fn current_test() -> Option<&'static str> {
-    current().map(|t| t.name)
 }
 
 fn set_current(test: Option<&'static Test>) {
