@@ -16,7 +16,7 @@ use crate::time::Deadline;
 /// General capabilities and id register.
 pub const CAPABILITIES: u64 = 0x000;
 /// General configuration register (bit 0: counter enabled).
-pub const CONFIG: u64 = 0x010;
+pub(crate) const CONFIG: u64 = 0x010;
 /// Main counter value.
 pub const MAIN_COUNTER: u64 = 0x0f0;
 /// Size of the register block.

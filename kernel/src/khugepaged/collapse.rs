@@ -74,7 +74,7 @@ pub enum Collapsed {
 
 /// Whether `vma` may hold a huge page at `haddr` for `cc` (Linux
 /// hugepage_vma_revalidate() / thp_vma_allowable_order()).
-pub fn vma_suitable(vma: &Vma, haddr: UserAddr, cc: Control) -> bool {
+pub(crate) fn vma_suitable(vma: &Vma, haddr: UserAddr, cc: Control) -> bool {
     // Anonymous areas only (file text is page cache: no large folios there).
     if vma.file.is_some() || !vma.huge_fits(haddr) || vma.flags.contains(VmFlags::NOHUGEPAGE) || !vma.prot.contains(Prot::READ) {
         return false;

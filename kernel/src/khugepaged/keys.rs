@@ -5,7 +5,7 @@ use super::Tunables;
 use crate::boot_options::value::{BadValue, KeyInfo, number_in as number};
 
 /// The keys, for `boot_options`' table.
-pub const KEYS: &[KeyInfo] = &[
+pub(crate) const KEYS: &[KeyInfo] = &[
     KeyInfo { key: "khugepaged.pages_to_scan", values: "<1..=1000000>", help: "ptes khugepaged scans per batch (default 4096, Linux's)" },
     KeyInfo { key: "khugepaged.scan_sleep_us", values: "<0..=100000000>", help: "khugepaged's sleep between batches in microseconds (default 10 s, Linux's; 0 only yields)" },
     KeyInfo { key: "khugepaged.max_ptes_none", values: "<0..=511>", help: "empty ptes khugepaged accepts in a range it collapses (default 511)" },
@@ -13,7 +13,7 @@ pub const KEYS: &[KeyInfo] = &[
 ];
 
 /// Applies `key=value` if it is one of khugepaged's keys; `None` if it is not.
-pub fn apply_key(t: &mut Tunables, key: &'static str, value: &'static str) -> Option<Result<(), BadValue>> {
+pub(crate) fn apply_key(t: &mut Tunables, key: &'static str, value: &'static str) -> Option<Result<(), BadValue>> {
     Some(match key {
         "khugepaged.pages_to_scan" => number(key, value, 1, 1_000_000).map(|v| t.pages_to_scan = v),
         "khugepaged.scan_sleep_us" => number(key, value, 0, 100_000_000).map(|v| t.scan_sleep_us = v),

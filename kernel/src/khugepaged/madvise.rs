@@ -17,7 +17,7 @@ use crate::mm::mmap::MmError;
 use crate::mm::{PageSize, UserAddr, UserRange};
 
 /// The errno MADV_COLLAPSE answers for `r` (Linux madvise_collapse_errno()).
-pub fn errno(r: Refusal) -> MmError {
+pub(crate) fn errno(r: Refusal) -> MmError {
     match r {
         Refusal::NoMemory => MmError::NoMemory,
         Refusal::Pinned | Refusal::Locked | Refusal::Changed => MmError::Again,
@@ -27,7 +27,7 @@ pub fn errno(r: Refusal) -> MmError {
 
 /// `madvise(MADV_COLLAPSE)` on `range`, a page-aligned user range the
 /// caller validated; the caller holds no mmap lock.
-pub fn madvise_collapse(mm: &Arc<AddressSpace>, range: UserRange) -> Result<(), MmError> {
+pub(crate) fn madvise_collapse(mm: &Arc<AddressSpace>, range: UserRange) -> Result<(), MmError> {
     // The 2 MiB blocks inside the range (none if it holds no whole block).
     let hstart = range.start().align_up(PageSize::Size2M).unwrap_or(UserAddr::END);
     let hend = range.end().align_down(PageSize::Size2M);

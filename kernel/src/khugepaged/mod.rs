@@ -27,16 +27,17 @@
 
 #![deny(unsafe_code)]
 
-pub mod collapse;
+pub(crate) mod collapse;
 mod keys;
-pub mod madvise;
+pub(crate) mod madvise;
 pub mod scan;
-pub mod stats;
+pub(crate) mod stats;
 
 pub use collapse::{Collapsed, Control, collapse_huge_page};
-pub use keys::{KEYS, apply_key};
-pub use madvise::madvise_collapse;
-pub use scan::{fork, khugepaged_running, register, set_tunables, start_khugepaged, stop_khugepaged, tunables};
+pub(crate) use keys::{KEYS, apply_key};
+pub(crate) use madvise::madvise_collapse;
+pub(crate) use scan::{fork, khugepaged_running, register, tunables};
+pub use scan::{set_tunables, start_khugepaged, stop_khugepaged};
 pub use stats::{Stats, stats};
 
 /// Why a range was not collapsed (Linux's `enum scan_result`, the reasons

@@ -50,7 +50,7 @@ pub fn set_tunables(t: Tunables) {
 }
 
 /// The tunables in force.
-pub fn tunables() -> Tunables {
+pub(crate) fn tunables() -> Tunables {
     Tunables {
         pages_to_scan: PAGES_TO_SCAN.load(Ordering::Relaxed),
         scan_sleep_us: SLEEP_US.load(Ordering::Relaxed),
@@ -60,7 +60,7 @@ pub fn tunables() -> Tunables {
 }
 
 /// Registers `mm` for scanning (Linux __khugepaged_enter()); once.
-pub fn register(mm: &Arc<AddressSpace>) {
+pub(crate) fn register(mm: &Arc<AddressSpace>) {
     let mut s = lock_scanner();
     s.retain_live();
     s.register(Arc::downgrade(mm), || ());
@@ -68,14 +68,14 @@ pub fn register(mm: &Arc<AddressSpace>) {
 
 /// fork's hook (Linux khugepaged_fork()): a child that inherited
 /// `MADV_HUGEPAGE` areas is scanned too.
-pub fn fork(child: &Arc<AddressSpace>) {
+pub(crate) fn fork(child: &Arc<AddressSpace>) {
     if child.vmas.read().iter().any(|v| v.flags.contains(crate::mm::vma::VmFlags::HUGEPAGE)) {
         register(child);
     }
 }
 
 /// Whether khugepaged runs.
-pub fn khugepaged_running() -> bool {
+pub(crate) fn khugepaged_running() -> bool {
     KHUGEPAGED.running()
 }
 

@@ -36,15 +36,15 @@ pub struct Stats {
     /// Refused: too many pages mapped elsewhere too.
     pub refused_shared: u64,
     /// Refused: not anonymous (or KSM, or PROT_NONE).
-    pub refused_not_anon: u64,
+    pub(crate) refused_not_anon: u64,
     /// Refused: a page lock was busy.
     pub refused_locked: u64,
     /// Refused: the area or pmd changed under the collapse.
-    pub refused_changed: u64,
+    pub(crate) refused_changed: u64,
     /// Refused: no writable pte.
-    pub refused_read_only: u64,
+    pub(crate) refused_read_only: u64,
     /// Failed: no huge folio.
-    pub alloc_failed: u64,
+    pub(crate) alloc_failed: u64,
 }
 
 fn slot(r: Refusal) -> usize {

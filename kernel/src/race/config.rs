@@ -26,7 +26,7 @@ pub enum ScenarioName {
 
 /// Who collapses in collapse-vs-gupfast (`scenario.collapser=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Collapser {
+pub(crate) enum Collapser {
     /// The khugepaged thread scans the workers' `MADV_HUGEPAGE` ranges
     /// (the default).
     Khugepaged,
@@ -34,84 +34,73 @@ pub enum Collapser {
     Madvise,
 }
 
-impl ScenarioName {
-    /// The name on the command line and in the RESULT line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScenarioName::KsmVsGupfast => "ksm-vs-gupfast",
-            ScenarioName::UprobeVsPin => "uprobe-vs-pin",
-            ScenarioName::CollapseVsGupfast => "collapse-vs-gupfast",
-        }
-    }
-}
-
 /// The race tests' configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct RaceConfig {
     /// `sync=`.
-    pub sync: SyncMode,
+    pub(crate) sync: SyncMode,
     /// `gup.recheck=` (on by default).
-    pub gup_recheck: bool,
+    pub(crate) gup_recheck: bool,
     /// `gup.pmd_recheck=` (on by default).
-    pub gup_pmd_recheck: bool,
+    pub(crate) gup_pmd_recheck: bool,
     /// `gup.irqs=on`: the lockless walk with interrupts enabled.
-    pub gup_irqs_on: bool,
+    pub(crate) gup_irqs_on: bool,
     /// `gup.head_recheck=` (on by default; bug H when off).
-    pub gup_head_recheck: bool,
+    pub(crate) gup_head_recheck: bool,
     /// `ksm.check_before_clear=`.
-    pub ksm_check_before_clear: bool,
+    pub(crate) ksm_check_before_clear: bool,
     /// `ksm.no_flush=`.
-    pub ksm_no_flush: bool,
+    pub(crate) ksm_no_flush: bool,
     /// `collapse.check_before_clear=`.
-    pub collapse_check_before_clear: bool,
+    pub(crate) collapse_check_before_clear: bool,
     /// `collapse.no_table_sync=`.
-    pub collapse_no_table_sync: bool,
+    pub(crate) collapse_no_table_sync: bool,
     /// `uprobes=legacy`: the 2016-2025 page replacement (bug C).
-    pub uprobes_legacy: bool,
+    pub(crate) uprobes_legacy: bool,
     /// `cow.reuse=`: the write fault's reuse rule (bug D).
-    pub cow_reuse: crate::mm::fault::CowReuse,
+    pub(crate) cow_reuse: crate::mm::fault::CowReuse,
     /// `unshare=` (on by default): read-only pins of shared anonymous pages
     /// unshare them first (bug J when off).
-    pub unshare: bool,
+    pub(crate) unshare: bool,
     /// `fork.early_cow=` (on by default): fork copies a possibly pinned
     /// exclusive page for the child at once (bug E when off).
-    pub fork_early_cow: bool,
+    pub(crate) fork_early_cow: bool,
     /// `ksm.gate=`: which ptes KSM clears and flushes (bug K).
-    pub ksm_gate: super::KsmGate,
+    pub(crate) ksm_gate: super::KsmGate,
     /// `fork.seqcount=` (on by default): GUP-fast pins check fork's
     /// `write_protect_seq` (bug E when off).
-    pub fork_seqcount: bool,
+    pub(crate) fork_seqcount: bool,
     /// `widen.<point>=`: one entry per [`Point`].
-    pub widen: [Widening; Point::COUNT],
+    pub(crate) widen: [Widening; Point::COUNT],
     /// `explore=`: `Some(true)` auto, `Some(false)` off, `None` not given
     /// (auto unless a `widen.*` key is given: see [`RaceConfig::exploring`]).
-    pub explore: Option<bool>,
+    pub(crate) explore: Option<bool>,
     /// `scenario=`.
     pub scenario: Option<ScenarioName>,
     /// `secs=`: run length bound (default 5 when neither bound is given).
-    pub secs: Option<u64>,
+    pub(crate) secs: Option<u64>,
     /// `iterations=`: run length in iterations of each worker.
-    pub iterations: Option<u64>,
+    pub(crate) iterations: Option<u64>,
     /// `seed=`.
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// `cpus=`: CPUs the scenario uses (default: every online CPU).
-    pub cpus: Option<usize>,
+    pub(crate) cpus: Option<usize>,
     /// `scenario.prep_us=`: the workers' random pause between refilling a
     /// page and pinning it.
-    pub prep_us: u64,
+    pub(crate) prep_us: u64,
     /// `scenario.collapser=`: who collapses in collapse-vs-gupfast.
-    pub collapser: Collapser,
+    pub(crate) collapser: Collapser,
     /// `ksm.pages_to_scan=`: the scenario's ksmd batch (Linux's
     /// pages_to_scan).
-    pub ksm_pages_to_scan: u64,
+    pub(crate) ksm_pages_to_scan: u64,
     /// `ksm.sleep_us=`: the scenario's ksmd sleep between batches (Linux's
     /// sleep_millisecs, in microseconds; 0 only yields).
-    pub ksm_sleep_us: u64,
+    pub(crate) ksm_sleep_us: u64,
 }
 
 impl RaceConfig {
     /// Every defence in place, nothing widened, no scenario.
-    pub const DEFAULT: RaceConfig = RaceConfig {
+    pub(crate) const DEFAULT: RaceConfig = RaceConfig {
         sync: SyncMode::None,
         gup_recheck: true,
         gup_pmd_recheck: true,
@@ -145,13 +134,13 @@ impl RaceConfig {
     /// asks for one particular interleaving (a reproduction), which then
     /// replaces the policy. With `explore=auto` *and* `widen.*` keys the
     /// keys override the policy at their points only.
-    pub fn exploring(&self) -> bool {
+    pub(crate) fn exploring(&self) -> bool {
         self.explore.unwrap_or_else(|| self.widen.iter().all(|w| *w == Widening::None))
     }
 
     /// The `config=` field: the protocol keys that differ from the defaults,
     /// TLB options included, or `default`.
-    pub fn describe(&self, tlb: &crate::tlb::TlbConfig) -> ConfigString {
+    pub(crate) fn describe(&self, tlb: &crate::tlb::TlbConfig) -> ConfigString {
         let mut s = ConfigString::default();
         if !self.gup_recheck {
             s.push("gup.recheck:off");
@@ -216,7 +205,7 @@ impl RaceConfig {
 }
 
 /// A short string built without allocation (the config is rendered early).
-pub struct ConfigString {
+pub(crate) struct ConfigString {
     buf: [u8; 192],
     len: usize,
 }
@@ -253,7 +242,7 @@ impl fmt::Display for ConfigString {
 }
 
 /// The keys, for `boot_options::KEYS`.
-pub const KEYS: &[KeyInfo] = &[
+pub(crate) const KEYS: &[KeyInfo] = &[
     KeyInfo {
         key: "sync",
         values: "none|rcu",
@@ -370,7 +359,7 @@ pub const KEYS: &[KeyInfo] = &[
 ];
 
 /// Applies `key=value` if it is one of the race keys; `None` if it is not.
-pub fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Option<Result<(), BadValue>> {
+pub(crate) fn apply(c: &mut RaceConfig, key: &'static str, value: &'static str) -> Option<Result<(), BadValue>> {
     let r = match key {
         "sync" => match value {
             "none" => Ok(SyncMode::None),

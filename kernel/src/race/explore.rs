@@ -57,36 +57,36 @@ use super::widen::{self, Point, Widening};
 
 /// How long a writer that released a paused walker waits at most for it to
 /// leave its pause, us.
-pub const RELEASE_US: u64 = 2_000;
+pub(crate) const RELEASE_US: u64 = 2_000;
 /// How long after letting GUP-fast go first on a key a writer takes no
 /// forced wait on that key, ns (the rest of that write: a collapse's flush
 /// and 2 MiB copy take milliseconds under TCG).
-pub const RESPITE_NS: u64 = 20_000_000;
+pub(crate) const RESPITE_NS: u64 = 20_000_000;
 /// Bound of GUP-fast's random delay, us.
-pub const GUP_DELAY_US: u32 = 20;
+pub(crate) const GUP_DELAY_US: u32 = 20;
 /// Bound of a writer's random delay, us.
-pub const WRITER_DELAY_US: u32 = 50;
+pub(crate) const WRITER_DELAY_US: u32 = 50;
 /// The bounds a forced wait draws from, us.
-pub const WAIT_BOUNDS_US: [u32; 4] = [100, 1000, 10_000, 100_000];
+pub(crate) const WAIT_BOUNDS_US: [u32; 4] = [100, 1000, 10_000, 100_000];
 /// How recent GUP-fast's visit of a key must be for a writer to wait on it, ns.
-pub const HOT_NS: u64 = 50_000_000;
+pub(crate) const HOT_NS: u64 = 50_000_000;
 /// A writer's forced wait ends when GUP-fast's side reached no point at all
 /// for this long, ns (it is blocked, perhaps by the writer itself: a worker
 /// waiting for the mmap lock the writer holds).
-pub const STALL_NS: u64 = 5_000_000;
+pub(crate) const STALL_NS: u64 = 5_000_000;
 /// Bound of the random time GUP-fast lets a writer run on, us (it may hold
 /// interrupts off meanwhile).
-pub const LINGER_US: u64 = 10;
+pub(crate) const LINGER_US: u64 = 10;
 /// Bound of the random time a writer lets GUP-fast run on, us: long enough
 /// for a walker released from its pause to take its reference and re-read
 /// its entries under TCG, where that takes microseconds to tens of them
 /// (with only [`LINGER_US`], a collapse that released a walker at its
 /// isolate check usually cleared the pmd before the walker's re-read).
-pub const WRITER_LINGER_US: u64 = 200;
+pub(crate) const WRITER_LINGER_US: u64 = 200;
 
 /// What the arrival at `p` (keys `pfn`, `alt`) does, with no explicit
 /// widening there.
-pub fn choose(p: Point, pfn: u64, alt: u64) -> Widening {
+pub(crate) fn choose(p: Point, pfn: u64, alt: u64) -> Widening {
     // `gup.pre_pte` (a walker holding a pointer into a pte table) matters
     // only where a writer frees page tables under walkers: elsewhere (KSM)
     // a wait there could only run out.
@@ -146,6 +146,6 @@ fn reached_writer_point(r: u64, except: Option<Point>) -> Option<Point> {
 }
 
 /// How long a side lets the other run on, us.
-pub fn linger_us(p: Point) -> u64 {
+pub(crate) fn linger_us(p: Point) -> u64 {
     widen::random() % (if p.is_writer() { WRITER_LINGER_US } else { LINGER_US } + 1)
 }

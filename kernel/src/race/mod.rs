@@ -23,14 +23,14 @@
 
 #![deny(unsafe_code)]
 
-pub mod config;
-pub mod explore;
-pub mod overlap;
+pub(crate) mod config;
+pub(crate) mod explore;
+pub(crate) mod overlap;
 pub mod widen;
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-pub use config::RaceConfig;
+pub(crate) use config::RaceConfig;
 
 /// How a writer orders "flush" before "check" against lockless walkers
 /// (controls.md `sync=`).
@@ -56,7 +56,7 @@ static KSM_GATE: AtomicU8 = AtomicU8::new(KsmGate::AnonExclusive as u8);
 /// GUP-fast's switches and khugepaged's tunables are applied by the boot
 /// (`gup::set_controls`, `khugepaged::set_tunables`): both sit above `race`
 /// in the layer order.
-pub fn init(c: &RaceConfig) {
+pub(crate) fn init(c: &RaceConfig) {
     // Relaxed: set on the boot CPU before the APs and every thread start;
     // starting them orders these stores before their first loads.
     SYNC.store(c.sync as u8, Ordering::Relaxed);
@@ -73,7 +73,7 @@ pub fn init(c: &RaceConfig) {
 }
 
 /// The writers' `sync=` mode.
-pub fn sync_mode() -> SyncMode {
+pub(crate) fn sync_mode() -> SyncMode {
     if SYNC.load(Ordering::Relaxed) == SyncMode::Rcu as u8 { SyncMode::Rcu } else { SyncMode::None }
 }
 
@@ -93,7 +93,7 @@ pub struct KsmSwitches {
 }
 
 /// KSM's switches (read once per merge attempt).
-pub fn ksm_switches() -> KsmSwitches {
+pub(crate) fn ksm_switches() -> KsmSwitches {
     KsmSwitches {
         check_before_clear: KSM_CHECK_BEFORE_CLEAR.load(Ordering::Relaxed),
         no_flush: KSM_NO_FLUSH.load(Ordering::Relaxed),
@@ -119,7 +119,7 @@ pub struct CollapseSwitches {
 }
 
 /// The collapse switches (read once per collapse).
-pub fn collapse_switches() -> CollapseSwitches {
+pub(crate) fn collapse_switches() -> CollapseSwitches {
     CollapseSwitches {
         check_before_clear: COLLAPSE_CHECK_BEFORE_CLEAR.load(Ordering::Relaxed),
         no_table_sync: COLLAPSE_NO_TABLE_SYNC.load(Ordering::Relaxed),
@@ -134,7 +134,7 @@ pub fn set_collapse_switches(s: CollapseSwitches) {
 
 /// `uprobes=legacy`: uprobes writes breakpoints the 2016-2025 way (read
 /// once per breakpoint write).
-pub fn uprobes_legacy() -> bool {
+pub(crate) fn uprobes_legacy() -> bool {
     UPROBES_LEGACY.load(Ordering::Relaxed)
 }
 
@@ -162,7 +162,7 @@ pub enum KsmGate {
 }
 
 /// KSM's gate (read once per merge attempt).
-pub fn ksm_gate() -> KsmGate {
+pub(crate) fn ksm_gate() -> KsmGate {
     match KSM_GATE.load(Ordering::Relaxed) {
         0 => KsmGate::AnonExclusive,
         1 => KsmGate::FlushPending,

@@ -76,19 +76,19 @@ static NEXT_WALK: AtomicU64 = AtomicU64::new(0);
 static OVERLAPS: AtomicU64 = AtomicU64::new(0);
 
 /// Turns counting on or off and resets the count.
-pub fn enable(on: bool) {
+pub(crate) fn enable(on: bool) {
     OVERLAPS.store(0, Ordering::Relaxed);
     ENABLED.store(on, Ordering::Relaxed);
 }
 
 /// Whether counting is on.
 #[inline]
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
 /// Overlaps counted since [`enable`].
-pub fn count() -> u64 {
+pub(crate) fn count() -> u64 {
     OVERLAPS.load(Ordering::Relaxed)
 }
 
@@ -104,7 +104,7 @@ fn note(slot: &Slot) {
 
 /// A writer's window on one page, from its first step (clear, or check under
 /// `ksm.check_before_clear`) to its last; closed by [`WriterWindow::close`].
-pub struct WriterWindow {
+pub(crate) struct WriterWindow {
     slot: Option<usize>,
     pfn: u64,
     start: u64,
@@ -112,7 +112,7 @@ pub struct WriterWindow {
 
 impl WriterWindow {
     /// Opens a window on `pfn` now.
-    pub fn open(pfn: u64) -> WriterWindow {
+    pub(crate) fn open(pfn: u64) -> WriterWindow {
         if !enabled() {
             return WriterWindow { slot: None, pfn, start: 0 };
         }
@@ -123,7 +123,7 @@ impl WriterWindow {
     }
 
     /// Closes the window now and looks for walks of the same page inside it.
-    pub fn close(self) {
+    pub(crate) fn close(self) {
         let Some(i) = self.slot else { return };
         let end = tsc::rdtsc();
         let slot = &WRITERS[i];
@@ -148,7 +148,7 @@ impl WriterWindow {
 /// Records a finished GUP-fast walk that read the ptes of `pfns` with
 /// interrupts off from `start` to `end` (TSC), and counts the writer windows
 /// on those pages that it intersects.
-pub fn walk_done(start: u64, end: u64, pfns: &[u64]) {
+pub(crate) fn walk_done(start: u64, end: u64, pfns: &[u64]) {
     // `start == 0`: the walk began before counting was turned on (unstamped).
     if !enabled() || start == 0 {
         return;

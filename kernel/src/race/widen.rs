@@ -43,7 +43,7 @@ use crate::smp::cpuset::MAX_CPUS;
 use crate::smp::percpu;
 
 /// The largest pause bound, in microseconds.
-pub const MAX_US: u32 = 100_000;
+pub(crate) const MAX_US: u32 = 100_000;
 
 /// A widening point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,9 +72,9 @@ pub enum Point {
 
 impl Point {
     /// Number of points.
-    pub const COUNT: usize = 8;
+    pub(crate) const COUNT: usize = 8;
     /// Every point.
-    pub const ALL: [Point; Point::COUNT] = [
+    pub(crate) const ALL: [Point; Point::COUNT] = [
         Point::GupPreRef,
         Point::WriterPostClear,
         Point::WriterPreCheck,
@@ -86,7 +86,7 @@ impl Point {
     ];
 
     /// The point's name in boot keys (after `widen.`).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Point::GupPreRef => "gup.pre_ref",
             Point::WriterPostClear => "writer.post_clear",
@@ -100,13 +100,13 @@ impl Point {
     }
 
     /// The point named `name`.
-    pub fn from_name(name: &str) -> Option<Point> {
+    pub(crate) fn from_name(name: &str) -> Option<Point> {
         Point::ALL.into_iter().find(|p| p.name() == name)
     }
 
     /// Whether the point is on the writer's side (all but `gup.pre_ref`
     /// and `gup.pre_pte`).
-    pub fn is_writer(self) -> bool {
+    pub(crate) fn is_writer(self) -> bool {
         !matches!(self, Point::GupPreRef | Point::GupPrePte)
     }
 }
@@ -128,7 +128,7 @@ pub enum Widening {
 
 impl Widening {
     /// Parses `US`, `rand:US` or `wait:US` (1..=[`MAX_US`]).
-    pub fn parse(v: &str) -> Option<Widening> {
+    pub(crate) fn parse(v: &str) -> Option<Widening> {
         let us = |s: &str| s.parse::<u32>().ok().filter(|n| (1..=MAX_US).contains(n));
         if let Some(rest) = v.strip_prefix("rand:") {
             us(rest).map(Widening::Random)
@@ -208,7 +208,7 @@ static RNG: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static SEED: AtomicU64 = AtomicU64::new(1);
 
 /// Applies the configuration's widenings.
-pub fn init(c: &RaceConfig) {
+pub(crate) fn init(c: &RaceConfig) {
     SEED.store(c.seed, Ordering::Relaxed);
     for p in Point::ALL {
         set(p, c.widen[p as usize]);
@@ -230,7 +230,7 @@ fn update_any() {
 
 /// The widening configured at `p` (explicitly, by a `widen.*` key or
 /// [`set`]).
-pub fn configured(p: Point) -> Widening {
+pub(crate) fn configured(p: Point) -> Widening {
     let us = US[p as usize].load(Ordering::Relaxed);
     match KIND[p as usize].load(Ordering::Relaxed) {
         0 => Widening::None,
@@ -246,7 +246,7 @@ pub fn configured(p: Point) -> Widening {
 /// run's choices depend on its seed only, not on earlier runs in the same
 /// boot) and the arrival counts (the policy picks its wait targets among
 /// the points the scenario reaches).
-pub fn set_explore(on: bool, seed: u64) {
+pub(crate) fn set_explore(on: bool, seed: u64) {
     SEED.store(seed, Ordering::Relaxed);
     for r in &RNG {
         r.store(0, Ordering::Relaxed);
@@ -291,15 +291,10 @@ pub(super) fn let_go_recently(pfn: u64, alt: u64, ns: u64) -> bool {
     (k == pfn || k == alt) && LET_GO_TSC[c].load(Ordering::Relaxed) >= tsc::rdtsc().saturating_sub(tsc::ns_to_ticks(ns))
 }
 
-/// Whether the exploration policy is on.
-pub fn exploring() -> bool {
-    EXPLORE.load(Ordering::Relaxed)
-}
-
 /// The exploration's forced waits since the last [`set_explore`], GUP-fast's
 /// and the writers': `[(started, met); 2]` (a wait that did not meet the
 /// other side ran out its bound).
-pub fn explore_waits() -> [(u64, u64); 2] {
+pub(crate) fn explore_waits() -> [(u64, u64); 2] {
     [0, 1].map(|i| (EXPLORE_WAITS[i].load(Ordering::Relaxed), EXPLORE_MET[i].load(Ordering::Relaxed)))
 }
 
@@ -366,7 +361,7 @@ pub fn at(p: Point, pfn: u64) {
 /// reads it from, so that a forced interleaving matches a KSM writer (keyed
 /// by the page) and a collapse (keyed by the table of its 2 MiB range).
 #[inline]
-pub fn at_keys(p: Point, pfn: u64, alt: u64) {
+pub(crate) fn at_keys(p: Point, pfn: u64, alt: u64) {
     if !ANY.load(Ordering::Relaxed) {
         return;
     }

@@ -46,7 +46,7 @@ use crate::race::RaceConfig;
 use crate::race::config::Collapser;
 
 /// The scenario's collapser.
-pub struct Collapse {
+pub(crate) struct Collapse {
     collapser: Collapser,
     /// The DMA delay to restore after the run, if the scenario changed it.
     dma_delay: Option<(crate::dma::DelayMode, u64)>,
@@ -57,7 +57,7 @@ pub struct Collapse {
 
 impl Collapse {
     /// The scenario with `collapser` collapsing.
-    pub fn new(collapser: Collapser) -> Collapse {
+    pub(crate) fn new(collapser: Collapser) -> Collapse {
         Collapse { collapser, dma_delay: None, tunables: None }
     }
 }
@@ -184,6 +184,6 @@ impl Writer for Collapse {
 }
 
 /// Runs the scenario; `Ok(true)` when the verdict is ok.
-pub fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
+pub(crate) fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
     super::harness::run(cfg, &mut Collapse::new(cfg.collapser))
 }

@@ -8,7 +8,7 @@
 
 /// What controls.md expects of a configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Expected {
+pub(crate) enum Expected {
     /// Zero corruptions, uaf and invariant errors, overlaps > 0, and the
     /// writer did its work (merges or collapses > 0).
     Safe,
@@ -20,7 +20,7 @@ pub enum Expected {
 
 impl Expected {
     /// `safe`, `caught` or `none` (the RESULT line's `expected=`).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Expected::Safe => "safe",
             Expected::Caught => "caught",
@@ -31,13 +31,13 @@ impl Expected {
 
 /// One row of a scenario's table.
 #[derive(Clone, Copy, Debug)]
-pub struct Row {
+pub(crate) struct Row {
     /// The `config=` string.
-    pub config: &'static str,
+    pub(crate) config: &'static str,
     /// The outcome controls.md expects.
-    pub expected: Expected,
+    pub(crate) expected: Expected,
     /// Why (controls.md's column).
-    pub why: &'static str,
+    pub(crate) why: &'static str,
 }
 
 const fn row(config: &'static str, expected: Expected, why: &'static str) -> Row {
@@ -46,7 +46,7 @@ const fn row(config: &'static str, expected: Expected, why: &'static str) -> Row
 
 /// ksm-vs-gupfast (controls.md): a process pins pages with GUP-fast for
 /// direct I/O while KSM merges them.
-pub const KSM: &[Row] = &[
+pub(crate) const KSM: &[Row] = &[
     row("default", Expected::Safe, "all defences"),
     row("gup.recheck:off", Expected::Safe, "claim (1): the IPI waits for the interrupts-off walk"),
     row("gup.recheck:off,tlb:nmi", Expected::Caught, "nothing serialises: ref taken after the check"),
@@ -60,13 +60,13 @@ pub const KSM: &[Row] = &[
 
 /// uprobe-vs-pin (controls.md): direct-I/O pins on pages of an executable
 /// private mapping while a tracer installs and removes breakpoints there.
-pub const UPROBE: &[Row] = &[
+pub(crate) const UPROBE: &[Row] = &[
     row("default", Expected::Safe, "uprobes=fixed: COW broken, the byte written in place; the pinned page stays mapped"),
     row("uprobes:legacy", Expected::Caught, "bug C: the page is replaced with no reference check; the DMA goes to the old page"),
 ];
 
 /// The row of `table` for `config`, if listed.
-pub fn lookup(table: &'static [Row], config: &str) -> Option<&'static Row> {
+pub(crate) fn lookup(table: &'static [Row], config: &str) -> Option<&'static Row> {
     table.iter().find(|r| r.config == config)
 }
 
@@ -76,7 +76,7 @@ pub fn lookup(table: &'static [Row], config: &str) -> Option<&'static Row> {
 /// controls.md: they are the safe partner of `collapse.no_table_sync tlb=nmi`
 /// and the caught partner of claim (2), so that each caught row has a safe
 /// row that differs from it by exactly one switch.
-pub const COLLAPSE: &[Row] = &[
+pub(crate) const COLLAPSE: &[Row] = &[
     row("default", Expected::Safe, "all defences"),
     row("collapse.check_before_clear:on", Expected::Caught, "a pin taken between the isolate check and the pmd clear"),
     row("gup.pmd_recheck:off", Expected::Safe, "the IPI serialises"),

@@ -26,17 +26,17 @@ use crate::race::{RaceConfig, overlap};
 /// A writer's cumulative counters (the harness reports the difference over
 /// the run).
 #[derive(Clone, Debug, Default)]
-pub struct Tally {
+pub(crate) struct Tally {
     /// Writes done: merges, collapses.
-    pub done: u64,
+    pub(crate) done: u64,
     /// Attempts refused for extra references or pins.
-    pub refused_pinned: u64,
+    pub(crate) refused_pinned: u64,
     /// Other refusals, by reason (`refused_<reason>=` in the RESULT line).
-    pub refused: Vec<(&'static str, u64)>,
+    pub(crate) refused: Vec<(&'static str, u64)>,
 }
 
 /// The writer side of a scenario.
-pub trait Writer {
+pub(crate) trait Writer {
     /// The scenario's name (`scenario=`, `name=`).
     fn name(&self) -> &'static str;
     /// The scenario's table of expected outcomes.
@@ -73,23 +73,21 @@ pub trait Writer {
 
 /// What one run found (the figures of its RESULT line).
 #[derive(Clone, Debug)]
-pub struct Report {
+pub(crate) struct Report {
     /// The `config=` string.
-    pub config: String,
-    /// CPUs used.
-    pub cpus: usize,
+    pub(crate) config: String,
     /// What the scenario's table expects of the configuration.
-    pub expected: Expected,
+    pub(crate) expected: Expected,
     /// The figures.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
     /// The verdict: `Ok` when the outcome meets the expectation (always
     /// for an unlisted configuration, whose verdict is `none`).
-    pub verdict: Result<(), &'static str>,
+    pub(crate) verdict: Result<(), &'static str>,
 }
 
 impl Report {
     /// `ok`, `FAIL`, or `none` for a configuration the table does not list.
-    pub fn verdict_word(&self) -> &'static str {
+    pub(crate) fn verdict_word(&self) -> &'static str {
         match (self.expected, self.verdict) {
             (Expected::Unlisted, _) => "none",
             (_, Ok(())) => "ok",
@@ -99,7 +97,7 @@ impl Report {
 }
 
 /// Runs the scenario `w`; `Ok(true)` when the verdict is ok (or none).
-pub fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, ScenarioError> {
+pub(crate) fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, ScenarioError> {
     run_report(cfg, w, None).map(|r| r.verdict.is_ok())
 }
 
@@ -108,7 +106,7 @@ pub fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, ScenarioError> 
 /// after free; a safe row runs its whole bound, or, with `enough_overlaps`,
 /// until that many overlaps were counted (the evidence its verdict rests
 /// on; the verdict is the same either way).
-pub fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: Option<u64>) -> Result<Report, ScenarioError> {
+pub(crate) fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: Option<u64>) -> Result<Report, ScenarioError> {
     let name = w.name();
     let online = crate::smp::online_count();
     let cpus = cfg.cpus.unwrap_or(online);
@@ -240,7 +238,7 @@ pub fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: Option<
     for (k, n) in &refused {
         refusals.push_str(&format!(" refused_{k}={n}"));
     }
-    let report = Report { config, cpus, expected, outcome: o, verdict: v };
+    let report = Report { config, expected, outcome: o, verdict: v };
     let config = &report.config;
     let catch = o.catch_ms.map_or(String::new(), |ms| format!(" catch_ms={ms}"));
     crate::println!(

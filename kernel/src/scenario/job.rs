@@ -41,7 +41,7 @@ pub enum Job {
 /// Prints `RESULT row index=I scenario=NAME config=CONFIG expected=...` for
 /// every row of every scenario in `writers` (`index`: what `job.rows=`
 /// takes).
-pub fn list(writers: &[&mut dyn Writer]) {
+pub(crate) fn list(writers: &[&mut dyn Writer]) {
     let mut index = 0;
     for w in writers {
         for row in w.table() {
@@ -57,13 +57,13 @@ pub fn list(writers: &[&mut dyn Writer]) {
 }
 
 /// Default bound of a safe row, seconds.
-pub const SAFE_SECS: u64 = 6;
+pub(crate) const SAFE_SECS: u64 = 6;
 /// A safe row of the main job ends once this many overlaps were counted
 /// (2-4 s as a rule on 4 vCPUs here; a row that shows fewer runs its bound).
-pub const ENOUGH_OVERLAPS: u64 = 3;
+pub(crate) const ENOUGH_OVERLAPS: u64 = 3;
 /// Default bound of a caught row, seconds (it ends at its first corruption,
 /// within a few seconds as a rule: the bound only caps a row that fails).
-pub const CAUGHT_SECS: u64 = 20;
+pub(crate) const CAUGHT_SECS: u64 = 20;
 
 /// The boot's switches, to restore after the job.
 struct Saved {
@@ -83,7 +83,7 @@ fn install(race_cfg: &RaceConfig, tlb: TlbConfig) {
 /// exploration, widenings, tunables) with every protocol switch at its
 /// default, then the row's `key:value` parts applied (the TLB's by hand, the
 /// others by `race::config::apply`, the boot options' own parser).
-pub fn row_config(row: &Row, boot: &RaceConfig, boot_tlb: TlbConfig) -> Result<(RaceConfig, TlbConfig), String> {
+pub(crate) fn row_config(row: &Row, boot: &RaceConfig, boot_tlb: TlbConfig) -> Result<(RaceConfig, TlbConfig), String> {
     // Every protocol switch at its default (new switches too); the run's
     // parameters from the boot.
     let mut c = RaceConfig {
@@ -128,7 +128,7 @@ struct Line {
 /// `job.rows=`, when given: bit `i` is row `i` in [`list`]'s order); prints
 /// the table and the verdict; `Ok(true)` when every row met its
 /// expectation, `Err` when `only` names a row the tables do not have.
-pub fn run(boot: &RaceConfig, writers: &mut [&mut dyn Writer], only: Option<u128>) -> Result<bool, ScenarioError> {
+pub(crate) fn run(boot: &RaceConfig, writers: &mut [&mut dyn Writer], only: Option<u128>) -> Result<bool, ScenarioError> {
     let boot_tlb = crate::tlb::config();
     let saved = Saved { race: *boot, tlb: boot_tlb };
     let online = crate::smp::online_count();

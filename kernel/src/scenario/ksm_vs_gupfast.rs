@@ -30,7 +30,7 @@ use crate::ksm::{self, Tunables};
 use crate::race::RaceConfig;
 
 /// ksmd as the scenario's writer.
-pub struct Ksm;
+pub(crate) struct Ksm;
 
 /// ksmd's `(pages_scanned, full_scans)` when the run started.
 static SCANNED0: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
@@ -102,6 +102,6 @@ impl Writer for Ksm {
 }
 
 /// Runs the scenario; `Ok(true)` when the verdict is ok.
-pub fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
+pub(crate) fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
     super::harness::run(cfg, &mut Ksm)
 }

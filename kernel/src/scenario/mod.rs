@@ -24,49 +24,49 @@
 
 #![deny(unsafe_code)]
 
-pub mod expected;
-pub mod collapse_vs_gupfast;
-pub mod harness;
+pub(crate) mod expected;
+pub(crate) mod collapse_vs_gupfast;
+pub(crate) mod harness;
 pub mod job;
 pub mod ksm_vs_gupfast;
-pub mod syscall;
-pub mod uprobe_vs_pin;
+pub(crate) mod syscall;
+pub(crate) mod uprobe_vs_pin;
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64};
 
-pub use expected::Expected;
+pub(crate) use expected::Expected;
 
 use crate::race::RaceConfig;
 
 /// The counters workers report into, and the run's parameters.
 pub(crate) struct Shared {
-    pub running: AtomicBool,
-    pub stop: AtomicBool,
-    pub stop_on_catch: AtomicBool,
-    pub deadline_ns: AtomicU64,
+    pub(crate) running: AtomicBool,
+    pub(crate) stop: AtomicBool,
+    pub(crate) stop_on_catch: AtomicBool,
+    pub(crate) deadline_ns: AtomicU64,
     /// A safe run ends once this many overlaps were counted (0: it runs its
     /// whole bound): the main job's evidence rule.
-    pub enough_overlaps: AtomicU64,
-    pub iterations: AtomicU64,
-    pub seed: AtomicU64,
-    pub prep_us: AtomicU64,
+    pub(crate) enough_overlaps: AtomicU64,
+    pub(crate) iterations: AtomicU64,
+    pub(crate) seed: AtomicU64,
+    pub(crate) prep_us: AtomicU64,
     /// Pages each worker writes and probes per iteration (the writer's
     /// [`harness::Writer::write_pages`]).
-    pub write_pages: AtomicU64,
-    pub collapser: AtomicU64,
-    pub next_worker: AtomicU64,
-    pub workers: AtomicU64,
-    pub done_iterations: AtomicU64,
-    pub dma_checks: AtomicU64,
-    pub write_checks: AtomicU64,
-    pub corrupt_dma: AtomicU64,
-    pub corrupt_write: AtomicU64,
+    pub(crate) write_pages: AtomicU64,
+    pub(crate) collapser: AtomicU64,
+    pub(crate) next_worker: AtomicU64,
+    pub(crate) workers: AtomicU64,
+    pub(crate) done_iterations: AtomicU64,
+    pub(crate) dma_checks: AtomicU64,
+    pub(crate) write_checks: AtomicU64,
+    pub(crate) corrupt_dma: AtomicU64,
+    pub(crate) corrupt_write: AtomicU64,
     /// When the first corruption was reported (`time::now_ns`), 0 before.
-    pub first_catch_ns: AtomicU64,
+    pub(crate) first_catch_ns: AtomicU64,
     /// `mm::page::uaf_events()` when the run started (a use after free
     /// ends a caught run early too).
-    pub uaf0: AtomicU64,
+    pub(crate) uaf0: AtomicU64,
 }
 
 pub(crate) static SHARED: Shared = Shared {
@@ -122,46 +122,46 @@ impl fmt::Display for ScenarioError {
 
 /// One run's figures.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Worker iterations, summed.
-    pub iterations: u64,
+    pub(crate) iterations: u64,
     /// Overlapping GUP-fast / writer windows.
-    pub overlaps: u64,
+    pub(crate) overlaps: u64,
     /// Merges refused for extra references or pins.
-    pub refused_pinned: u64,
+    pub(crate) refused_pinned: u64,
     /// GUP-fast bail-outs after a changed entry.
-    pub gup_bailouts: u64,
+    pub(crate) gup_bailouts: u64,
     /// Pages GUP-fast left to the slow path.
-    pub slow_falls: u64,
+    pub(crate) slow_falls: u64,
     /// DMA losses + user-write losses.
-    pub corruptions: u64,
+    pub(crate) corruptions: u64,
     /// DMA losses.
-    pub corrupt_dma: u64,
+    pub(crate) corrupt_dma: u64,
     /// User-write losses.
-    pub corrupt_write: u64,
+    pub(crate) corrupt_write: u64,
     /// Use-after-free events.
-    pub uaf: u64,
+    pub(crate) uaf: u64,
     /// Invariant errors, leaks included.
-    pub invariant_errors: u64,
+    pub(crate) invariant_errors: u64,
     /// DMA buffers checked.
-    pub dma_checks: u64,
+    pub(crate) dma_checks: u64,
     /// User writes checked.
-    pub write_checks: u64,
+    pub(crate) write_checks: u64,
     /// The writer's work done: KSM merges, collapses.
-    pub writes: u64,
+    pub(crate) writes: u64,
     /// Run time.
-    pub elapsed_ms: u64,
+    pub(crate) elapsed_ms: u64,
     /// Time from the start to the first corruption reported, if any.
-    pub catch_ms: Option<u64>,
+    pub(crate) catch_ms: Option<u64>,
     /// Whether the exploration policy ran (`explore=auto`).
-    pub explore: bool,
+    pub(crate) explore: bool,
     /// The exploration's forced waits, GUP-fast's and the writer's:
     /// (started, met the other side).
-    pub explore_waits: [(u64, u64); 2],
+    pub(crate) explore_waits: [(u64, u64); 2],
 }
 
 /// Whether an outcome meets an expectation (and why not).
-pub fn verdict(expected: Expected, o: &Outcome) -> Result<(), &'static str> {
+pub(crate) fn verdict(expected: Expected, o: &Outcome) -> Result<(), &'static str> {
     match expected {
         Expected::Safe if o.corruptions > 0 => Err("corruptions in a safe configuration"),
         Expected::Safe if o.uaf > 0 => Err("use after free in a safe configuration"),

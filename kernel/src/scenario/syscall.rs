@@ -12,13 +12,13 @@ use crate::mm::{PAGE_SIZE, frame_io, page, pgtable};
 use crate::mm::UserAddr;
 
 /// Pages each worker pins by direct read per iteration.
-pub const DIO_PAGES: u64 = 2;
+pub(crate) const DIO_PAGES: u64 = 2;
 /// Pages each worker writes and probes per iteration (unless the scenario's
 /// writer sizes it: `harness::Writer::write_pages`).
-pub const WRITE_PAGES: u64 = 2;
+pub(crate) const WRITE_PAGES: u64 = 2;
 
 /// `race(op, a, b)`.
-pub fn race(op: u64, a: u64, b: u64) -> Result<usize, Errno> {
+pub(crate) fn race(op: u64, a: u64, b: u64) -> Result<usize, Errno> {
     if !SHARED.running.load(Ordering::Acquire) {
         return Err(Errno::EINVAL);
     }
@@ -94,7 +94,7 @@ fn huge(addr: u64) -> Result<bool, Errno> {
 /// The word at user address `addr` in the frame the current page table maps
 /// there (controls.md: "never through the writing CPU's own, possibly stale,
 /// TLB entry"), then a local INVLPG of `addr`.
-pub fn probe(addr: u64) -> Result<u64, Errno> {
+pub(crate) fn probe(addr: u64) -> Result<u64, Errno> {
     if !addr.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }

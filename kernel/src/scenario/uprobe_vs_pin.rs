@@ -42,7 +42,7 @@ static BUSY: AtomicU64 = AtomicU64::new(0);
 static TRACER: SpinLock<Option<JoinHandle<()>>> = SpinLock::new("uprobe tracer", None);
 
 /// `race(TARGET, addr, pages)`: the calling worker offers its buffer.
-pub fn target(addr: u64, pages: u64) -> Result<(), Errno> {
+pub(crate) fn target(addr: u64, pages: u64) -> Result<(), Errno> {
     if pages == 0 || pages > MAX_TARGET_PAGES || !addr.is_multiple_of(crate::mm::PAGE_SIZE) {
         return Err(Errno::EINVAL);
     }
@@ -92,7 +92,7 @@ fn note_failure(pid: u64, vaddr: UserAddr, e: UprobeError) {
 }
 
 /// The tracer as the scenario's writer.
-pub struct Tracer;
+pub(crate) struct Tracer;
 
 impl Writer for Tracer {
     fn name(&self) -> &'static str {
@@ -154,6 +154,6 @@ impl Writer for Tracer {
 }
 
 /// Runs the scenario; `Ok(true)` when the verdict is ok.
-pub fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
+pub(crate) fn run(cfg: &RaceConfig) -> Result<bool, ScenarioError> {
     super::harness::run(cfg, &mut Tracer)
 }

@@ -60,7 +60,7 @@ fn read_only(set: Option<u64>, value: u64) -> SysResult {
 }
 
 /// `ksm_ctl(op, key, value)`.
-pub fn ksm_ctl(op: u64, key: u64, value: u64) -> SysResult {
+pub(crate) fn ksm_ctl(op: u64, key: u64, value: u64) -> SysResult {
     let set = op_of(op, value, k::GET, k::SET)?;
     let key = usize::try_from(key).map_err(|_| Errno::ENOENT)?;
     let stats = crate::ksm::stats();
@@ -131,7 +131,7 @@ pub fn ksm_ctl(op: u64, key: u64, value: u64) -> SysResult {
 }
 
 /// `khugepaged_ctl(op, key, value)`.
-pub fn khugepaged_ctl(op: u64, key: u64, value: u64) -> SysResult {
+pub(crate) fn khugepaged_ctl(op: u64, key: u64, value: u64) -> SysResult {
     use crate::khugepaged as khp;
     let set = op_of(op, value, kh::GET, kh::SET)?;
     let key = usize::try_from(key).map_err(|_| Errno::ENOENT)?;

@@ -10,7 +10,7 @@ use abi::dio::{PATTERN, READ_FLAGS};
 
 /// `dio_read(buf, len, arg, flags)`: `arg` is the device offset, or the
 /// sequence number with `PATTERN`. Returns `len`.
-pub fn dio_read(buf: u64, len: u64, arg: u64, flags: u64) -> SysResult {
+pub(crate) fn dio_read(buf: u64, len: u64, arg: u64, flags: u64) -> SysResult {
     if flags & !READ_FLAGS != 0 {
         return Err(Errno::EINVAL);
     }
@@ -19,7 +19,7 @@ pub fn dio_read(buf: u64, len: u64, arg: u64, flags: u64) -> SysResult {
 }
 
 /// `dio_write(buf, len, dev_off, flags)`: `flags` must be 0. Returns `len`.
-pub fn dio_write(buf: u64, len: u64, dev_off: u64, flags: u64) -> SysResult {
+pub(crate) fn dio_write(buf: u64, len: u64, dev_off: u64, flags: u64) -> SysResult {
     if flags != 0 {
         return Err(Errno::EINVAL);
     }

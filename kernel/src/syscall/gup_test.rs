@@ -20,7 +20,7 @@ fn me() -> Result<Arc<Process>, Errno> {
 }
 
 /// `gup_test(op, a, b, c)`.
-pub fn gup_test(op: u64, a: u64, b: u64, c: u64) -> SysResult {
+pub(crate) fn gup_test(op: u64, a: u64, b: u64, c: u64) -> SysResult {
     match usize::try_from(op).unwrap_or(usize::MAX) {
         g::START => start(a, b, c),
         g::READ => read(a, b, c),

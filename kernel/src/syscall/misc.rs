@@ -14,7 +14,7 @@ const MAX_WRITE: usize = 64 * 1024;
 /// program cannot forge the host protocol's lines). The whole buffer is
 /// copied before anything is printed, so a bad one prints nothing and
 /// returns EFAULT.
-pub fn write(ptr: u64, len: u64) -> SysResult {
+pub(crate) fn write(ptr: u64, len: u64) -> SysResult {
     let len = usize::try_from(len).map_err(|_| Errno::EINVAL)?;
     if len > MAX_WRITE {
         return Err(Errno::EINVAL);
@@ -28,13 +28,13 @@ pub fn write(ptr: u64, len: u64) -> SysResult {
 }
 
 /// `yield()`.
-pub fn yield_now() -> SysResult {
+pub(crate) fn yield_now() -> SysResult {
     crate::sched::yield_now();
     Ok(0)
 }
 
 /// `sleep_ns(ns)`: EINTR if the process is told to exit meanwhile.
-pub fn sleep_ns(ns: u64) -> SysResult {
+pub(crate) fn sleep_ns(ns: u64) -> SysResult {
     let me = current_thread().ok_or(Errno::EPERM)?;
     let deadline = Deadline::after_ns(ns);
     wait_interruptible(&me.process, || deadline.expired())?;
@@ -47,7 +47,7 @@ const MAX_RESULT: usize = 512;
 /// `bench_result(buf, len)`: a benchmark program's result line, printed as
 /// `RESULT <buf>` after `bench::user::report` checked its form (EINVAL for a
 /// line that is not `<bench> key=value ...`).
-pub fn bench_result(ptr: u64, len: u64) -> SysResult {
+pub(crate) fn bench_result(ptr: u64, len: u64) -> SysResult {
     let len = usize::try_from(len).map_err(|_| Errno::EINVAL)?;
     if len == 0 || len > MAX_RESULT {
         return Err(Errno::EINVAL);

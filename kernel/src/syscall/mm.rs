@@ -15,18 +15,18 @@ fn u32_arg(v: u64) -> Result<u32, Errno> {
 
 
 /// `mmap(addr, len, prot, flags)`: returns the address.
-pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64) -> SysResult {
+pub(crate) fn mmap(addr: u64, len: u64, prot: u64, flags: u64) -> SysResult {
     let mm = super::current_mm()?;
     mmap::mmap(&mm, addr, len, u32_arg(prot)?, u32_arg(flags)?).map(|a| a.as_u64() as usize).map_err(Errno::from)
 }
 
 /// `munmap(addr, len)`.
-pub fn munmap(addr: u64, len: u64) -> SysResult {
+pub(crate) fn munmap(addr: u64, len: u64) -> SysResult {
     mmap::munmap(&*super::current_mm()?, addr, len).map(|_| 0).map_err(Errno::from)
 }
 
 /// `mprotect(addr, len, prot)`.
-pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
+pub(crate) fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
     let t = stamps::start();
     let r = mmap::mprotect(&*super::current_mm()?, addr, len, u32_arg(prot)?).map(|_| 0).map_err(Errno::from);
     stamps::end(Step::SysMprotect, t);
@@ -34,7 +34,7 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
 }
 
 /// `madvise(addr, len, advice)`.
-pub fn madvise(addr: u64, len: u64, advice: u64) -> SysResult {
+pub(crate) fn madvise(addr: u64, len: u64, advice: u64) -> SysResult {
     let t = stamps::start();
     let r = mmap::madvise(&super::current_mm()?, addr, len, u32_arg(advice)?).map(|_| 0).map_err(Errno::from);
     stamps::end(Step::SysMadvise, t);

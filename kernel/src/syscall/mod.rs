@@ -11,14 +11,14 @@
 
 #![deny(unsafe_code)]
 
-pub mod daemons;
-pub mod dio;
-pub mod gup_test;
-pub mod misc;
-pub mod mm;
-pub mod page_info;
-pub mod process;
-pub mod uprobe;
+pub(crate) mod daemons;
+pub(crate) mod dio;
+pub(crate) mod gup_test;
+pub(crate) mod misc;
+pub(crate) mod mm;
+pub(crate) mod page_info;
+pub(crate) mod process;
+pub(crate) mod uprobe;
 
 use crate::arch::idt::TrapFrame;
 use abi::{Errno, Sys};
@@ -29,11 +29,11 @@ fn current_mm() -> Result<alloc::sync::Arc<crate::mm::addr_space::AddressSpace>,
 }
 
 /// A handler's result.
-pub type SysResult = Result<usize, Errno>;
+pub(crate) type SysResult = Result<usize, Errno>;
 
 /// The six argument registers.
 #[derive(Clone, Copy, Debug)]
-pub struct Args(pub [u64; 6]);
+pub(crate) struct Args(pub(crate) [u64; 6]);
 
 impl Args {
     fn from_frame(f: &TrapFrame) -> Args {

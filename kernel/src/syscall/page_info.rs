@@ -19,7 +19,7 @@ use abi::Errno;
 use abi::page_info as pi;
 
 /// `page_info(pid, addr, buf)`: `flags` (the fourth argument) must be 0.
-pub fn page_info(pid: u64, addr: u64, buf: u64, flags: u64) -> SysResult {
+pub(crate) fn page_info(pid: u64, addr: u64, buf: u64, flags: u64) -> SysResult {
     if flags != 0 {
         return Err(Errno::EINVAL);
     }

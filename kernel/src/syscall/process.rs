@@ -16,20 +16,20 @@ fn me() -> Result<alloc::sync::Arc<proc::Thread>, Errno> {
 }
 
 /// `exit(status)`: the whole process ends (the status is the low 32 bits).
-pub fn exit(status: u64) -> SysResult {
+pub(crate) fn exit(status: u64) -> SysResult {
     me()?.process.request_exit(status as i32);
     Ok(0)
 }
 
 /// `thread_exit(status)`.
-pub fn thread_exit(status: u64) -> SysResult {
+pub(crate) fn thread_exit(status: u64) -> SysResult {
     me()?.request_exit(status as i32);
     Ok(0)
 }
 
 /// `thread_spawn(entry, stack_top, arg, cpu)`: entry and stack must be user
 /// addresses (EFAULT), the CPU online (EINVAL).
-pub fn thread_spawn(entry: u64, stack_top: u64, arg: u64, cpu: u64) -> SysResult {
+pub(crate) fn thread_spawn(entry: u64, stack_top: u64, arg: u64, cpu: u64) -> SysResult {
     uaccess::check_range(UserPtr(entry), 1)?;
     if stack_top > USER_MAX || uaccess::check_range(UserPtr(stack_top.wrapping_sub(8)), 8).is_err() {
         return Err(Errno::EFAULT);
@@ -39,12 +39,12 @@ pub fn thread_spawn(entry: u64, stack_top: u64, arg: u64, cpu: u64) -> SysResult
 }
 
 /// `thread_join(tid)`.
-pub fn thread_join(tid: u64) -> SysResult {
+pub(crate) fn thread_join(tid: u64) -> SysResult {
     proc::join_thread(tid).map(|s| s as u32 as usize)
 }
 
 /// `spawn(name_ptr, name_len, cpu)`.
-pub fn spawn(name_ptr: u64, name_len: u64, cpu: u64) -> SysResult {
+pub(crate) fn spawn(name_ptr: u64, name_len: u64, cpu: u64) -> SysResult {
     let len = usize::try_from(name_len).map_err(|_| Errno::EINVAL)?;
     if len > MAX_NAME {
         return Err(Errno::EINVAL);
@@ -57,17 +57,17 @@ pub fn spawn(name_ptr: u64, name_len: u64, cpu: u64) -> SysResult {
 }
 
 /// `wait(pid)`: the status, as an unsigned 32-bit value.
-pub fn wait(pid: u64) -> SysResult {
+pub(crate) fn wait(pid: u64) -> SysResult {
     proc::wait(pid).map(|s| s as u32 as usize)
 }
 
 /// `getpid()`.
-pub fn getpid() -> SysResult {
+pub(crate) fn getpid() -> SysResult {
     Ok(me()?.process.pid as usize)
 }
 
 /// `gettid()`.
-pub fn gettid() -> SysResult {
+pub(crate) fn gettid() -> SysResult {
     Ok(me()?.tid as usize)
 }
 

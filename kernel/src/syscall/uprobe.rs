@@ -7,7 +7,7 @@ use abi::uprobe as u;
 use super::SysResult;
 
 /// `uprobe(op, pid, addr)`.
-pub fn uprobe(op: u64, pid: u64, addr: u64) -> SysResult {
+pub(crate) fn uprobe(op: u64, pid: u64, addr: u64) -> SysResult {
     let op = op as usize;
     if !matches!(op, u::REGISTER | u::UNREGISTER | u::HITS) {
         return Err(Errno::EINVAL);
