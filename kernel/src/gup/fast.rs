@@ -227,8 +227,7 @@ struct Walk<'o> {
 /// The end of the range covered by the entry of `level` holding `addr`,
 /// capped at `end` (Linux pgd_addr_end() and friends).
 fn addr_end(level: Level, addr: UserAddr, end: UserAddr) -> UserAddr {
-    let size = level.entry_size();
-    UserAddr::new((addr.as_u64() & !(size - 1)) + size).map_or(end, |e| e.min(end))
+    addr.block_end(level.entry_size(), end)
 }
 
 /// The lockless walk over `[start, end)` of `mm`; grabs pages into `out` from

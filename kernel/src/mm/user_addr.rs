@@ -80,6 +80,17 @@ impl UserAddr {
         }
     }
 
+    /// The end of the `entry_size` block (a power of two) that holds this
+    /// address, or `end` if that comes first (Linux pgd_addr_end() and
+    /// friends, `end` exclusive; never past `end`).
+    #[inline]
+    pub const fn block_end(self, entry_size: u64, end: UserAddr) -> UserAddr {
+        // No wrap: `self.0 <= USER_END` (2^47) and page-table blocks are at
+        // most 512 GiB.
+        let boundary = (self.0 & !(entry_size - 1)).wrapping_add(entry_size);
+        if boundary < end.0 { UserAddr(boundary) } else { end }
+    }
+
     /// The address `bytes` back, if that is not below 0.
     pub const fn checked_sub(self, bytes: u64) -> Option<UserAddr> {
         match self.0.checked_sub(bytes) {
@@ -90,11 +101,16 @@ impl UserAddr {
 }
 
 /// `addr + bytes`; leaving the user half is a bug (it panics, as integer
-/// overflow does).
+/// overflow does). One compare, as an overflow-checked add: walkers step
+/// page by page with it (GUP-fast's pte loop under TCG felt a second one).
 impl Add<u64> for UserAddr {
     type Output = UserAddr;
+    #[inline]
     fn add(self, bytes: u64) -> UserAddr {
-        self.checked_add(bytes).expect("user address arithmetic left the user half")
+        // `self.0 <= USER_END`, so the difference does not wrap, and a sum
+        // that passes the check neither wraps nor leaves the user half.
+        assert!(bytes <= USER_END.wrapping_sub(self.0), "user address arithmetic left the user half");
+        UserAddr(self.0.wrapping_add(bytes))
     }
 }
 

@@ -41,7 +41,18 @@ kernel::ktests! {
         assert_eq!(a.checked_add(u64::MAX), None, "wraps");
         assert_eq!(a.checked_sub(0x4001), None, "below 0");
         assert!(a < a + 1);
+        assert_eq!((UserAddr::END - 0x1000) + 0x1000, UserAddr::END);
+        // A block's end, capped at the range's end (Linux pmd_addr_end()).
+        let b = UserAddr::from_const(0x20_1000);
+        assert_eq!(b.block_end(1 << 21, UserAddr::END).as_u64(), 0x40_0000);
+        assert_eq!(b.block_end(1 << 21, b + 0x3000), b + 0x3000);
+        assert_eq!((UserAddr::END - 1).block_end(1 << 39, UserAddr::END), UserAddr::END);
         assert_eq!(format!("{a:?} {a} {a:x}"), "UserAddr(0x4000) 0x4000 4000");
+    }
+
+    #[should_panic = "user address arithmetic left the user half"]
+    fn stepping_past_the_user_half_panics_instead_of_wrapping() {
+        let _ = core::hint::black_box(UserAddr::END - 0x1000) + 0x1001;
     }
 
     fn ranges_check_their_ends_and_walk_their_pages() {
