@@ -222,7 +222,7 @@ fn bench_console_prints_lines_with_and_without_the_shadow_buffer() {
 
 #[test]
 fn bench_breakdown_prints_the_steps_of_each_configuration() {
-    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["bench=shootdown,ksm,gup", "bench.breakdown=on"], 420);
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["bench=shootdown,ksm,gup,collapse", "bench.breakdown=on"], 420);
     common::expect_exit(&r, 0);
     let results = &r.output.console.results;
     let steps = |prefix: &str| {
@@ -269,6 +269,18 @@ fn bench_breakdown_prints_the_steps_of_each_configuration() {
             assert!(!op.starts_with("get") || !l.contains(" gup_unpin_n="), "an unpin in a get pass: {l}");
             assert!(value(&l, "stamp_pair_n").is_some_and(|n| n > 0), "no stamp_pair_n in: {l}");
         }
+    }
+    // Collapse: every step of collapse_huge_page, once per timed collapse,
+    // with and without a remote CPU.
+    for k in [0, 1] {
+        let timed = steps(&format!("RESULT collapse remote_cpus={k} "));
+        let n = value(&timed, "n").unwrap_or_else(|| panic!("no n= in: {timed}"));
+        let l = steps(&format!("RESULT collapse_steps remote_cpus={k} "));
+        for step in ["alloc", "lock", "flush", "sync", "isolate", "copy", "finish"] {
+            assert!(value(&l, &format!("collapse_{step}_n")).is_some_and(|c| c >= n), "collapse_{step}_n below n={n} in: {l}");
+            assert!(value(&l, &format!("collapse_{step}_ns")).is_some(), "no collapse_{step}_ns in: {l}");
+        }
+        assert!(value(&l, "collapse_n").is_some_and(|c| c >= n), "collapse_n below n={n} in: {l}");
     }
     // Off by default: bench_ksm_merges_64_mib_of_equal_pages and
     // check_shootdown assert there are no steps lines without the option.
