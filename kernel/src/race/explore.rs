@@ -11,7 +11,10 @@
 //! (up to [`GUP_DELAY_US`]); 3/8 a forced interleaving: GUP-fast pauses
 //! until a writer reaches a point *on the same page or range* (the keys
 //! `widen` matches: a page, or the pte table of a 2 MiB range), the target
-//! drawn uniformly among the writer points the scenario has reached, the
+//! half the time the writer's reference check (`writer.post_check`, where
+//! the scenario has one: the reference taken after it is the ordering every
+//! defence must make harmless), otherwise drawn uniformly among the writer
+//! points the scenario has reached, the
 //! bound drawn from [`WAIT_BOUNDS_US`] (long bounds let a slow writer come
 //! round to the page: a collapse comes round to a range every few tens of
 //! ms; short ones keep the run going). At `gup.pre_pte` (a walker holding a
@@ -45,7 +48,8 @@
 //!
 //! So a bug of depth one or two (one ordering to force: "the reference is
 //! taken after the check", "the pin lands between check and clear") is hit
-//! with a probability per attempt bounded below by roughly 3/8 x 1/points x
+//! with a probability per attempt bounded below by roughly 3/8 x 1/2 (the
+//! check; 3/8 x 1/points for another point) x
 //! P(the writer comes round within the bound), whatever the CPU count or
 //! the seed. Every bound is far below the cross-CPU call timeout, so a
 //! GUP-fast pausing with interrupts off under `tlb=ipi` only delays the
@@ -118,7 +122,13 @@ pub(crate) fn choose(p: Point, pfn: u64, alt: u64) -> Widening {
         // that table's free: it waits for the free, not for a point drawn
         // among all the writer's (1 in 5 of a collapse's).
         _ if p == Point::GupPrePte => Widening::Wait(Some(Point::CollapsePostFree), bound),
-        _ => Widening::Wait(writer_target(r >> 8), bound),
+        // Half the time after the writer's reference check where the
+        // scenario has one: a reference taken after it is what every
+        // defence must make harmless; otherwise any point it reaches.
+        _ if (r >> 8) & 1 == 0 && widen::arrivals(Point::WriterPostCheck) > 0 => {
+            Widening::Wait(Some(Point::WriterPostCheck), bound)
+        }
+        _ => Widening::Wait(writer_target(r >> 9), bound),
     }
 }
 
