@@ -73,7 +73,7 @@ fn tlb_suite_smp1_skips_what_needs_two_cpus() {
 #[test]
 fn bad_tlb_options_are_usage_errors() {
     for bad in ["tlb=broadcast", "tlb.ceiling=0", "tlb.ceiling=262145", "tlb.nowait=yes", "ptfree=now"] {
-        let r = testkit::boot(testbed::cli::KernelChoice::Main, Firmware::Bios, 1, &[bad], 60);
+        let r = testkit::boot(testbed::cli::KernelChoice::Main, Firmware::Bios, 1, &[bad], 120);
         testkit::expect_exit(&r, 2);
         let text = testkit::everything(&r);
         let key = bad.split('=').next().unwrap();
