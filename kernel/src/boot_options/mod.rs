@@ -257,7 +257,13 @@ impl fmt::Display for OptionError {
                 Ok(())
             }
             OptionError::BadValue { key, value, expected } => {
-                write!(f, "bad value '{value}' for '{key}' (expected {expected})")
+                write!(f, "bad value '{value}' for '{key}' (expected {expected})")?;
+                // What the key is for, from its table: the one place a user
+                // at a serial console (or a USB stick's screen) learns it.
+                match all_keys().find(|k| k.key == *key) {
+                    Some(k) => write!(f, "; {key}: {}", k.help),
+                    None => Ok(()),
+                }
             }
             OptionError::Duplicate(k) => write!(f, "key '{k}' given twice"),
             OptionError::NotUtf8 => write!(f, "the boot-options file is not UTF-8 text"),

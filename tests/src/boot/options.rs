@@ -44,6 +44,9 @@ kernel::ktests! {
         let OptionError::BadValue { key, value, expected } = e else { panic!("got {e:?}") };
         assert_eq!((key, value), ("console", "vga"));
         assert!(expected.contains("serial"), "{expected}");
+        // The message also says what the key is for (its table's help).
+        let text = alloc::format!("{e}");
+        assert!(text.contains("for 'console'") && text.contains("; console: console sinks"), "{text}");
         assert!(matches!(parse("ktest.skip=-1"), Err(OptionError::BadValue { .. })));
         assert!(matches!(parse("ktest.filter="), Err(OptionError::BadValue { .. })));
     }
