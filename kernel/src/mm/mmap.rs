@@ -233,10 +233,9 @@ pub fn mprotect(mm: &AddressSpace, addr: u64, len: u64, prot: u32) -> Result<(),
     let t_lock = stamps::start();
     let mut vmas = mm.vmas.write();
     stamps::end(Step::MprotectLock, t_lock);
-    if !vmas.covers(r.start(), r.end()) {
+    if !vmas.modify_covered(r.start(), r.end(), |v| v.prot = prot) {
         return Err(MmError::NoMemory);
     }
-    vmas.modify_range(r.start(), r.end(), |v| v.prot = prot);
     stamps::end(Step::MprotectVma, t);
     let t = stamps::start();
     let mut batch = Gather::new(mm.tlb());

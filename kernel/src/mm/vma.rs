@@ -87,11 +87,87 @@ impl Vma {
         self.file.map(|f| (f.id, f.pgoff + (addr - self.start) / PAGE_SIZE))
     }
 
+    /// The area cut at `addr` (strictly inside) into the part below and the
+    /// part from `addr` (Linux split_vma()).
+    fn split(&self, addr: UserAddr) -> (Vma, Vma) {
+        let file = self.file.map(|f| FileMap { pgoff: f.pgoff + (addr - self.start) / PAGE_SIZE, ..f });
+        (Vma { end: addr, ..*self }, Vma { start: addr, file, ..*self })
+    }
+
     /// Whether the 2 MiB-aligned block around `addr` lies inside, so that a
     /// huge pmd may map it.
     pub(crate) fn huge_fits(&self, addr: UserAddr) -> bool {
         let base = addr.align_down(PageSize::Size2M);
         base >= self.start && base.checked_add(super::HUGE_PAGE_SIZE).is_some_and(|end| end <= self.end)
+    }
+}
+
+/// Whether `next` continues `cur`: it starts where `cur` ends, with the same
+/// protection and flags and the same file at the following page (the test
+/// of Linux vma_merge()).
+fn continues(cur: &Vma, next: &Vma) -> bool {
+    next.start == cur.end
+        && next.prot == cur.prot
+        && next.flags == cur.flags
+        && next.file == cur.file.map(|f| FileMap { pgoff: f.pgoff + (cur.end - cur.start) / PAGE_SIZE, ..f })
+}
+
+/// Most areas [`VmaSet::modify_walk`] keeps on the stack; a call that meets
+/// more is done area by area.
+const WALK_AREAS: usize = 16;
+
+/// How [`VmaSet::modify_walk`] ended.
+enum Walk {
+    /// Changed and merged.
+    Done,
+    /// A hole lies in the range; nothing changed.
+    NotCovered,
+    /// More than [`WALK_AREAS`] areas; nothing changed.
+    TooMany,
+}
+
+/// A short list of areas on the stack.
+struct Areas {
+    v: [Vma; WALK_AREAS],
+    n: usize,
+}
+
+impl Areas {
+    fn new() -> Areas {
+        // Entries from `n` on are never read.
+        const UNUSED: Vma =
+            Vma { start: UserAddr::ZERO, end: UserAddr::ZERO, prot: Prot::empty(), flags: VmFlags::empty(), file: None };
+        Areas { v: [UNUSED; WALK_AREAS], n: 0 }
+    }
+
+    /// Appends `v`; `Err` when full.
+    fn push(&mut self, v: Vma) -> Result<(), ()> {
+        *self.v.get_mut(self.n).ok_or(())? = v;
+        self.n += 1;
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    fn last(&self) -> Option<&Vma> {
+        self.as_slice().last()
+    }
+
+    fn as_slice(&self) -> &[Vma] {
+        &self.v[..self.n]
+    }
+
+    /// Appends `v`, or extends the last area over it if `v` continues it.
+    fn push_merged(&mut self, v: Vma) -> Result<(), ()> {
+        match self.n.checked_sub(1).map(|i| &mut self.v[i]) {
+            Some(c) if continues(c, &v) => {
+                c.end = v.end;
+                Ok(())
+            }
+            _ => self.push(v),
+        }
     }
 }
 
@@ -166,9 +242,9 @@ impl VmaSet {
         if let Some(v) = self.find(addr).copied()
             && v.start != addr
         {
-            self.areas.insert(v.start, Vma { end: addr, ..v });
-            let file = v.file.map(|f| FileMap { pgoff: f.pgoff + (addr - v.start) / PAGE_SIZE, ..f });
-            self.areas.insert(addr, Vma { start: addr, file, ..v });
+            let (low, high) = v.split(addr);
+            self.areas.insert(low.start, low);
+            self.areas.insert(high.start, high);
         }
     }
 
@@ -183,11 +259,139 @@ impl VmaSet {
     }
 
     /// Applies `f` to every area inside `[start, end)` (splitting at the
-    /// ends first), then merges neighbours that became equal (vma_merge()).
+    /// ends first), then merges neighbours that became equal (vma_merge()):
+    /// the area before the range, the areas in it, the one starting at
+    /// `end`, and what follows each of them while it continues it. `f` must
+    /// change only the area it is given (it may first be called on copies).
     pub(crate) fn modify_range(&mut self, start: UserAddr, end: UserAddr, mut f: impl FnMut(&mut Vma)) {
+        if !matches!(self.modify_walk(start, end, &mut f), Walk::Done) {
+            self.modify_range_by_area(start, end, f);
+        }
+    }
+
+    /// [`Self::modify_range`] if `[start, end)` is entirely covered by
+    /// areas; `false` (and nothing changed) if not. Linux mprotect_fixup()'s
+    /// shape: one walk finds the areas and checks that no hole lies between.
+    pub(crate) fn modify_covered(&mut self, start: UserAddr, end: UserAddr, mut f: impl FnMut(&mut Vma)) -> bool {
+        match self.modify_walk(start, end, &mut f) {
+            Walk::Done => true,
+            Walk::NotCovered => false,
+            Walk::TooMany => {
+                let covered = self.covers(start, end);
+                if covered {
+                    self.modify_range_by_area(start, end, f);
+                }
+                covered
+            }
+        }
+    }
+
+    /// [`Self::modify_range`] in one walk of the tree, as Linux's
+    /// mprotect_fixup() walks the maple tree once: a walk down from the last
+    /// area starting below `end` to the one before `start`, a walk up from
+    /// the range's end over the areas that may merge, then only the changed
+    /// entries are written (in place where the start stays). Computed on
+    /// copies on the stack (no allocation: an allocation per call was a
+    /// large part of mprotect's VMA work under TCG); nothing changes before
+    /// the outcome is known. `NotCovered` and `TooMany` (more areas than
+    /// [`WALK_AREAS`]) leave the set as it was.
+    fn modify_walk(&mut self, start: UserAddr, end: UserAddr, f: &mut impl FnMut(&mut Vma)) -> Walk {
+        // Down: the areas meeting the range (top first) and the one before.
+        let mut old = Areas::new();
+        let mut before = None;
+        let mut at = end;
+        for v in self.areas.range(..end).rev().map(|(_, v)| v) {
+            if v.end <= start {
+                before = Some(*v);
+                break;
+            }
+            if v.end < at {
+                return Walk::NotCovered;
+            }
+            if old.push(*v).is_err() {
+                return Walk::TooMany;
+            }
+            at = v.start;
+            if v.start < start {
+                break;
+            }
+        }
+        if old.is_empty() || at > start {
+            return Walk::NotCovered;
+        }
+        // Split at most at the two ends, apply `f` between, merge in order.
+        let mut out = Areas::new();
+        if let Some(p) = before
+            && out.push(p).is_err()
+        {
+            return Walk::TooMany;
+        }
+        for v in old.as_slice().iter().rev() {
+            let mut v = *v;
+            if v.start < start {
+                let (low, high) = v.split(start);
+                if out.push_merged(low).is_err() {
+                    return Walk::TooMany;
+                }
+                v = high;
+            }
+            let tail = (v.end > end).then(|| {
+                let (low, high) = v.split(end);
+                v = low;
+                high
+            });
+            f(&mut v);
+            if out.push_merged(v).is_err() || tail.is_some_and(|t| out.push_merged(t).is_err()) {
+                return Walk::TooMany;
+            }
+        }
+        // Up: what follows continues the last area, or (right at `end`)
+        // starts an area whose own followers may continue it.
+        let top = old.as_slice()[0].end;
+        let mut after = Areas::new();
+        for s in self.areas.range(top..).map(|(_, v)| v) {
+            let absorbed = out.last().is_some_and(|c| continues(c, s));
+            if !absorbed && s.start != end {
+                break;
+            }
+            if after.push(*s).is_err() || out.push_merged(*s).is_err() {
+                return Walk::TooMany;
+            }
+        }
+        // Write: remove the starts that went, insert the new ones, update
+        // the rest in place.
+        let olds = before.iter().chain(old.as_slice()).chain(after.as_slice());
+        let new = out.as_slice();
+        for o in olds.clone() {
+            if !new.iter().any(|n| n.start == o.start) {
+                self.areas.remove(&o.start);
+            }
+        }
+        let mut changed = None;
+        for n in new {
+            match olds.clone().find(|o| o.start == n.start) {
+                None => {
+                    self.areas.insert(n.start, *n);
+                }
+                Some(o) if o != n => changed = Some(changed.map_or((n.start, n.start), |(lo, _)| (lo, n.start))),
+                Some(_) => {}
+            }
+        }
+        if let Some((lo, hi)) = changed {
+            for (k, v) in self.areas.range_mut(lo..=hi) {
+                if let Some(n) = new.iter().find(|n| n.start == *k) {
+                    *v = *n;
+                }
+            }
+        }
+        Walk::Done
+    }
+
+    /// [`Self::modify_range`] area by area (split, apply, merge, each with
+    /// its own lookups): for ranges [`Self::modify_walk`] does not take.
+    fn modify_range_by_area(&mut self, start: UserAddr, end: UserAddr, mut f: impl FnMut(&mut Vma)) {
         self.split_at(start);
         self.split_at(end);
-        // In place, no key vector (see merge_around).
         for v in self.areas.range_mut(start..end).map(|(_, v)| v) {
             f(v);
         }
@@ -203,15 +407,12 @@ impl VmaSet {
             // Absorb following neighbours while they match.
             while let Some(cur) = self.areas.get(&k).copied()
                 && let Some(next) = self.areas.get(&cur.end).copied()
-                && next.prot == cur.prot
-                && next.flags == cur.flags
-                && next.file == cur.file.map(|f| FileMap { pgoff: f.pgoff + (cur.end - cur.start) / PAGE_SIZE, ..f })
+                && continues(&cur, &next)
             {
                 self.areas.remove(&next.start);
                 self.areas.insert(cur.start, Vma { end: next.end, ..cur });
             }
-            // The next area at or below `end` (no key vector: an allocation
-            // per call was a large part of mprotect's VMA work under TCG).
+            // The next area at or below `end`.
             let after = self.areas.get(&k).map_or(k + 1, |c| c.end.max(k + 1));
             if after > end {
                 break;
@@ -240,7 +441,7 @@ impl VmaSet {
     }
 
     /// All areas, in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Vma> {
+    pub fn iter(&self) -> impl Iterator<Item = &Vma> {
         self.areas.values()
     }
 

@@ -4,5 +4,5 @@
 
 kernel::ktest_main!(
     "mm",
-    [ktests::mm::pages::TESTS, ktests::mm::frame_io::TESTS, ktests::mm::faults::TESTS, ktests::mm::cow::TESTS, ktests::mm::calls::TESTS, ktests::mm::user_addr::TESTS]
+    [ktests::mm::pages::TESTS, ktests::mm::frame_io::TESTS, ktests::mm::faults::TESTS, ktests::mm::cow::TESTS, ktests::mm::calls::TESTS, ktests::mm::areas::TESTS, ktests::mm::user_addr::TESTS]
 );

@@ -8,6 +8,7 @@
 //! ends with [`assert_no_leaks`]: folios, page tables and the oracles'
 //! counters are back where they were.
 
+pub mod areas;
 pub mod calls;
 pub mod cow;
 pub mod faults;
