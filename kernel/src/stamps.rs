@@ -98,7 +98,8 @@ pub enum Step {
     /// GUP: a pin's accounting beyond the references (the large folio's
     /// pincount, the testbed's exact pin count).
     GupPinAcct,
-    /// GUP-fast: the full fence, the re-read of pmd/pte and the unshare rule.
+    /// GUP-fast: the re-read of pmd/pte (SeqCst loads, no fence) and the
+    /// unshare rule.
     GupRecheck,
     /// unpin_user_pages_dirty_lock: one folio's batch (dirty mark, counts,
     /// references).

@@ -2,7 +2,7 @@
 //! gup_fast_pgd_range() -> gup_fast_pud_range() -> gup_fast_pmd_range() ->
 //! gup_fast_pmd_leaf() or gup_fast_pte_range(); x86 folds the p4d level).
 //! Each level reads its entry once and passes the value down; the grab, the
-//! full fence, the re-read and the back-off are one function,
+//! re-read and the back-off are one function,
 //! [`grab_then_recheck`], used by both leaf kinds.
 //!
 //! Why it is safe, with every defence in place:
@@ -14,8 +14,9 @@
 //!   with add-unless-zero, which fails on a free folio;
 //! * a writer that cleared the entry and then checks the page's references
 //!   sees this reference, or this walk sees the cleared entry on its re-read
-//!   (a Dekker pair: the writer's exchange then load of the refcount against
-//!   our refcount RMW, full fence, then load of the entry);
+//!   (a Dekker pair: the writer's exchange, fence(SeqCst), then load of the
+//!   refcount against our SeqCst refcount RMW, then SeqCst load of the
+//!   entry; no fence on our side, see [`grab_then_recheck`]);
 //! * with `tlb=ipi`, the writer's flush cannot complete while this walk has
 //!   interrupts off, so "clear, flush, check" also orders it (the 2016
 //!   argument, which is all that protects a walk without the re-read).
@@ -24,7 +25,7 @@
 
 use alloc::vec::Vec;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::slow;
 use super::{Foll, GupError, Grabbed, check_range, controls};
@@ -333,7 +334,8 @@ fn gup_fast_pmd_leaf(pmd: RawEntry, pmdp: &Entry, addr: UserAddr, end: UserAddr,
     let recheck = w.c.recheck;
     // `gup.recheck=off` skips the re-read (`gup.pmd_recheck` concerns the
     // pmd above a pte table, not a leaf).
-    grab_then_recheck(sub, folio, n, pmd, w, || !recheck || pmdp.load(Ordering::Acquire) == pmd)
+    // SeqCst: our half of the Dekker pair (see grab_then_recheck).
+    grab_then_recheck(sub, folio, n, pmd, w, || !recheck || pmdp.load(Ordering::SeqCst) == pmd)
 }
 
 /// The ptes of one table (Linux gup_fast_pte_range()): per page, the
@@ -371,7 +373,8 @@ fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: UserAddr, end: User
         // skips both, `gup.pmd_recheck=off` the pmd only.
         let unchanged = || {
             !recheck
-                || (!(pmd_recheck && pmdp.load(Ordering::Acquire) != pmd) && ptep.load(Ordering::Acquire) == pte)
+                // SeqCst: our half of the Dekker pair (see grab_then_recheck).
+                || (!(pmd_recheck && pmdp.load(Ordering::SeqCst) != pmd) && ptep.load(Ordering::SeqCst) == pte)
         };
         if !grab_then_recheck(p, folio, 1, pte, w, unchanged) {
             return false;
@@ -401,11 +404,21 @@ fn grab_then_recheck(
         return false;
     }
     let t = stamps::start();
-    // Full fence: our reference is visible before we re-read the entries
-    // (Linux smp_mb__after_atomic(); pairs with the writer's exchange, then
-    // its fence, then its load of the reference count: a Dekker pair, so
-    // either we see the cleared entry or the writer sees our reference).
-    fence(Ordering::SeqCst);
+    // No fence here (Linux: smp_mb__after_atomic(), a compiler barrier on
+    // x86). The Dekker pair with a writer that clears the entry, issues a
+    // fence(SeqCst), then loads the reference count (KSM's
+    // write_protect_page, khugepaged's collapse; fork's pin check has the
+    // same shape on `write_protect_seq`, see `fast_into`) holds because our
+    // side's two accesses are SeqCst: the add-unless-zero's successful
+    // compare-exchange ([`page::folio_ref_try_add`]) and the re-reads in
+    // `unchanged` (C++20 [atomics.order] p4, which Rust adopts: if both
+    // missed each other, the writer's count load is coherence-ordered
+    // before our RMW, so its fence precedes our RMW in S (4.3); our re-read
+    // is coherence-ordered before its exchange, so the re-read precedes its
+    // fence in S (4.2); our RMW precedes our re-read in S (both SeqCst,
+    // sequenced): a cycle in S). On x86 the SeqCst compare-exchange is the
+    // LOCK CMPXCHG it was and a SeqCst load is a plain MOV: no MFENCE (44
+    // ns per page under TCG).
     if !unchanged() {
         BAILOUTS.fetch_add(1, Ordering::Relaxed);
         w.out.truncate(at);
@@ -454,9 +467,20 @@ fn fast_into(mm: &AddressSpace, start: UserAddr, end: UserAddr, flags: Foll, out
     };
     overlap::walk_done(t0, t1, &seen.pfns[..seen.n]);
     if let Some(seq) = seq {
-        // Full fence: the pins are visible before the sequence is re-read
-        // (pairs with fork's SeqCst bump before it reads pin counts).
-        fence(Ordering::SeqCst);
+        // No fence (Linux has none here either: try_grab_folio_fast()'s
+        // smp_mb__after_atomic() is a compiler barrier on x86). A Dekker
+        // pair with fork, which bumps the sequence (SeqCst RMW), issues
+        // fence(SeqCst), then loads each page's pin state
+        // (maybe_dma_pinned). Our pins are SeqCst RMWs (the reference in
+        // page::folio_ref_try_add, the bias or pincount in
+        // page::folio_add_pins) and write_protect_seq_changed is a SeqCst
+        // load (C++20 [atomics.order] p4): if fork's load missed our last
+        // pin RMW, fork's fence precedes that RMW in S (4.3); if our load
+        // missed fork's bump, it precedes the bump in S (4.1), which
+        // precedes fork's fence; the RMW precedes our load in S (both
+        // SeqCst, sequenced): a cycle. So fork sees the pin (and copies
+        // the page for the child) or we see the odd sequence (and leave
+        // the pages to the slow path).
         if mm.write_protect_seq_changed(seq) {
             out.truncate(first);
             return 0;

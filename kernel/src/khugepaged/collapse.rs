@@ -290,8 +290,11 @@ fn collapse(mm: &Arc<AddressSpace>, haddr: UserAddr, cc: Control) -> Result<Coll
             crate::rcu::synchronize_rcu();
         }
         // Full fence: the pmd exchange is ordered before the reference loads
-        // of the isolate step (pairs with GUP-fast's reference, fence, pmd
-        // re-read).
+        // of the isolate step (pairs with GUP-fast's SeqCst reference RMW,
+        // then SeqCst pmd re-read, no fence between: this fence against
+        // those SeqCst accesses, C++20 [atomics.order] p4.2/4.3, see
+        // gup/fast.rs grab_then_recheck). Needed: the exchange and the
+        // loads here are not SeqCst.
         fence(Ordering::SeqCst);
         widen::at(Point::WriterPreCheck, key);
         // Step 5.

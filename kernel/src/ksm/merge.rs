@@ -103,7 +103,9 @@ fn clear_pte(ptep: &Entry, v: RawEntry, page: &Page, sleeps: bool) -> (RawEntry,
     let cleared = if sleeps { pgtable::marker(page.phys()) } else { RawEntry::EMPTY };
     // AcqRel exchange: the clear is ordered before the reference loads of
     // step 4 by the fence there (x86: the locked exchange is a full barrier);
-    // pairs with GUP-fast's reference-then-fence-then-re-read.
+    // pairs with GUP-fast's SeqCst reference RMW then SeqCst re-read, which
+    // have no fence between: this side's fence(SeqCst) is what the C++20
+    // fence-to-SeqCst-access rules need (gup/fast.rs grab_then_recheck).
     let old = ptep.swap(cleared, Ordering::AcqRel);
     debug_assert_eq!(old.addr(), v.addr());
     widen::at(Point::WriterPostClear, page.pfn());
@@ -192,8 +194,11 @@ pub(crate) fn write_protect_page(mm: &AddressSpace, addr: UserAddr, page: &'stat
             wait_grace_period(&pt, &mut ptl, ptep, cleared, addr);
         }
         // Full fence: the clear (step 1) before the reference loads of step
-        // 4, the writer's half of the Dekker pair with GUP-fast's
-        // reference-then-fence-then-re-read.
+        // 4, the writer's half of the Dekker pair with GUP-fast's SeqCst
+        // reference RMW then SeqCst re-read (no fence on GUP-fast's side:
+        // this fence against those SeqCst accesses, C++20 [atomics.order]
+        // p4.2/4.3, see gup/fast.rs grab_then_recheck). Needed: the
+        // exchange and the loads here are not SeqCst.
         fence(Ordering::SeqCst);
         widen::at(Point::WriterPreCheck, page.pfn());
         // Step 4.

@@ -105,17 +105,20 @@ impl AddressSpace {
     }
 
     /// Whether a fork started since `seq` (Linux read_seqcount_retry()); the
-    /// caller issued a full fence after taking its pins.
+    /// caller took its pins with SeqCst RMWs before (GUP-fast).
     pub(crate) fn write_protect_seq_changed(&self, seq: u64) -> bool {
-        self.write_protect_seq.load(Ordering::Acquire) != seq
+        // SeqCst: GUP-fast's half of the Dekker pair with fork (its SeqCst
+        // pin RMWs, then this load; no fence: gup/fast.rs fast_into).
+        self.write_protect_seq.load(Ordering::SeqCst) != seq
     }
 
     /// Marks the start (odd) or end (even) of fork's write-protection.
     pub(crate) fn write_protect_seq_bump(&self) {
         // SeqCst: the begin must be globally visible before fork reads any
-        // pte to decide whether a page is pinned, and the pinner's fence
-        // orders its pin before its re-read of the sequence: Dekker, as
-        // Linux's raw_write_seqcount_begin + smp_mb pairs with gup_fast.
+        // pte to decide whether a page is pinned (with fork's fence after
+        // it); the pinner's pins and its re-read of the sequence are SeqCst
+        // accesses: Dekker, as Linux's raw_write_seqcount_begin + smp_mb
+        // pairs with gup_fast.
         self.write_protect_seq.fetch_add(1, Ordering::SeqCst);
     }
 

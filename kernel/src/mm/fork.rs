@@ -71,17 +71,17 @@ pub fn fork_mm(parent: &AddressSpace) -> Result<Arc<AddressSpace>, NoMemory> {
     parent.write_protect_seq_bump();
     // Full fence: a Dekker pair with GUP-fast's pin. Fork stores the odd
     // sequence, then loads each page's pin count (`maybe_dma_pinned` in
-    // copy_pte/copy_huge); a pinner adds its pin, issues its own
-    // fence(SeqCst), then loads the sequence (`fast_into`). With a SeqCst
-    // fence on both sides between the store and the load, at least one side
-    // sees the other's store: fork sees the pin (and copies the page for the
+    // copy_pte/copy_huge); a pinner adds its pin with SeqCst RMWs, then
+    // loads the sequence with a SeqCst load, no fence between (`fast_into`
+    // in gup/fast.rs, which spells out the C++20 rules: this fence against
+    // SeqCst accesses on the other side). At least one side sees the
+    // other's store: fork sees the pin (and copies the page for the
     // child), or the pinner sees the sequence change (and drops its pin for
-    // the slow path, which waits for fork on the mmap lock). The SeqCst RMW
-    // alone does not order the later Acquire loads of the pin counts under
-    // the Rust memory model (only SeqCst operations and fences join the
-    // single total order); on x86 the locked add is a full barrier anyway,
-    // which is why no test can tell the difference. KSM's pin check has the
-    // same fence (ksm/merge.rs).
+    // the slow path, which waits for fork on the mmap lock). This fence is
+    // needed: the SeqCst RMW alone does not order the later Acquire loads
+    // of the pin counts under the Rust memory model; on x86 the locked add
+    // is a full barrier anyway, which is why no test can tell the
+    // difference. KSM's pin check has the same fence (ksm/merge.rs).
     fence(Ordering::SeqCst);
     let mut result = Ok(());
     // Linux dup_mmap(): an area marked MADV_DONTFORK is not copied (its

@@ -669,16 +669,18 @@ pub fn unpin_folio(folio: &'static Page) {
 /// this fails.
 #[inline(always)]
 pub(crate) fn folio_ref_try_add(folio: &'static Page, n: i32) -> bool {
-    // Acquire on success: what the owner did to the folio before we see it
-    // referenced (its contents, its flags, a split's rewritten metadata) is
-    // visible to us. The re-checks after this need a full fence, which
-    // GUP-fast issues.
+    // SeqCst on success (it includes Acquire: what the owner did to the
+    // folio before we see it referenced, its contents, its flags, a split's
+    // rewritten metadata, is visible to us): GUP-fast's half of the Dekker
+    // pair with a writer's clear, fence(SeqCst), reference-count load is
+    // this RMW and its SeqCst re-read of the entry, with no fence between
+    // (gup/fast.rs grab_then_recheck). On x86 the same LOCK CMPXCHG.
     let mut cur = folio.refcount.load(Ordering::Relaxed);
     loop {
         if cur <= 0 {
             return false;
         }
-        match folio.refcount.compare_exchange_weak(cur, cur + n, Ordering::Acquire, Ordering::Relaxed) {
+        match folio.refcount.compare_exchange_weak(cur, cur + n, Ordering::SeqCst, Ordering::Relaxed) {
             Ok(_) => return true,
             Err(now) => cur = now,
         }
@@ -705,12 +707,15 @@ pub(crate) fn folio_put_refs(folio: &'static Page, n: i32) {
 /// bias to its refcount. The exact pin count goes along.
 #[inline(always)]
 pub(crate) fn folio_add_pins(folio: &'static Page, n: i32) {
+    // SeqCst, both: the pin state fork reads (maybe_dma_pinned) after its
+    // bump of `write_protect_seq` and its fence(SeqCst); GUP-fast re-reads
+    // the sequence with a SeqCst load and no fence between (gup/fast.rs
+    // fast_into has the argument). The folio is live: we hold `n`
+    // references. On x86 the same LOCK XADD as Relaxed.
     if folio.flags.load(Ordering::Acquire) & PageFlags::HEAD.bits() != 0 {
-        folio.pincount.fetch_add(n, Ordering::AcqRel);
+        folio.pincount.fetch_add(n, Ordering::SeqCst);
     } else {
-        // Relaxed: we hold `n` references, so the folio is live; the
-        // walker's full fence orders this before its re-reads.
-        folio.refcount.fetch_add(n * (PIN_BIAS - 1), Ordering::Relaxed);
+        folio.refcount.fetch_add(n * (PIN_BIAS - 1), Ordering::SeqCst);
     }
     folio.dma_pins.fetch_add(n, Ordering::AcqRel);
 }

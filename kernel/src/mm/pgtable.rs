@@ -426,9 +426,10 @@ pub fn pmdp_collapse_flush<'a>(mm: &'a AddressSpace, pmd: Pmd, haddr: UserAddr) 
         return None;
     }
     // An atomic exchange, not a store: a GUP-fast that read the old pmd
-    // and then took a reference re-reads the pmd after a full fence and sees
-    // the change (Dekker with the writer's exchange, then its fence before
-    // the reference checks); x86's locked exchange is itself a full barrier.
+    // and then took a reference (SeqCst RMW) re-reads the pmd (SeqCst load)
+    // and sees the change (Dekker with the writer's exchange, then its fence
+    // before the reference checks); x86's locked exchange is itself a full
+    // barrier.
     let old = pmd.entry.swap(RawEntry::EMPTY, Ordering::AcqRel);
     debug_assert_eq!(old, cur, "a pmd changed under its lock");
     let flush = TlbFlush::pmd_collapse(mm.tlb(), haddr.into());
