@@ -219,6 +219,12 @@ pub(crate) fn fork_seqcount() -> bool {
 #[inline(always)]
 pub(crate) fn gup_must_unshare(flags: Foll, writable: bool, page: &crate::mm::page::Page) -> bool {
     use crate::mm::page::PageFlags;
+    // The flags and the entry first, the page's flags only for a read-only
+    // pin (Linux's order: a GET or a pin with WRITE reads no page flag; this
+    // runs per page in GUP-fast).
+    if !flags.contains(Foll::PIN) || flags.contains(Foll::WRITE) || writable {
+        return false;
+    }
     let shared = if page.has(PageFlags::ANON) {
         !page.has(PageFlags::ANON_EXCLUSIVE)
     } else {
@@ -226,12 +232,8 @@ pub(crate) fn gup_must_unshare(flags: Foll, writable: bool, page: &crate::mm::pa
         // writes through the page tables; long-term ones in COW mappings do.
         flags.contains(Foll::LONGTERM)
     };
-    flags.contains(Foll::PIN)
-        && !flags.contains(Foll::WRITE)
-        && !writable
-        && shared
-        // Relaxed: a switch set once at boot (or by a test between runs).
-        && UNSHARE.load(Ordering::Relaxed)
+    // Relaxed: a switch set once at boot (or by a test between runs).
+    shared && UNSHARE.load(Ordering::Relaxed)
 }
 
 /// Checks a range and the flags the way every entry point does: exactly one
