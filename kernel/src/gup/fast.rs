@@ -417,8 +417,9 @@ fn grab_then_recheck(
     // is coherence-ordered before its exchange, so the re-read precedes its
     // fence in S (4.2); our RMW precedes our re-read in S (both SeqCst,
     // sequenced): a cycle in S). On x86 the SeqCst compare-exchange is the
-    // LOCK CMPXCHG it was and a SeqCst load is a plain MOV: no MFENCE (44
-    // ns per page under TCG).
+    // LOCK CMPXCHG it was and a SeqCst load is a plain MOV, so the walk
+    // pays no fence (the fence(SeqCst) that stood here compiled to a LOCK OR
+    // on the stack: about 8 ns per page under TCG).
     if !unchanged() {
         BAILOUTS.fetch_add(1, Ordering::Relaxed);
         w.out.truncate(at);
