@@ -331,21 +331,9 @@ impl Page {
     /// walker may take a reference, since the folio may be on its way to the
     /// allocator. Returns whether the references were taken.
     pub fn try_get_many(&self, n: i32) -> bool {
-        let f = self.folio();
-        // Acquire on success: what the owner did to the folio before we see it
-        // referenced (its contents, its flags) is visible to us. The walker's
-        // re-check of the pte after this needs a full fence, which the caller
-        // issues (GUP-fast), since a RMW on x86 is one anyway.
-        let mut cur = f.refcount.load(Ordering::Relaxed);
-        loop {
-            if cur <= 0 {
-                return false;
-            }
-            match f.refcount.compare_exchange_weak(cur, cur + n, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(now) => cur = now,
-            }
-        }
+        // The one add-unless-zero ([`folio_ref_try_add`]; its orderings are
+        // argued there), on this page's folio as it is now.
+        folio_ref_try_add(self.folio(), n)
     }
 
     /// Takes one reference on a folio the caller knows is live (it holds a
@@ -573,7 +561,7 @@ impl PinnedPage {
     /// Pins `n` pages of one large folio at once, lockless (GUP-fast on a
     /// huge pmd: one add-unless-zero for the whole run). On success the
     /// `n` pins are handed out as values by the caller
-    /// ([`PinnedPage::try_pin`], [`PinnedPage::try_pin_run`]).
+    /// ([`PinnedPage::try_pin`]).
     fn try_pin_many(page: &'static Page, n: i32) -> bool {
         let f = page.folio();
         let large = f.has(PageFlags::HEAD);
@@ -771,7 +759,8 @@ pub fn alloc_folio(order: usize, zeroed: bool) -> Option<PageRef> {
     head.order.store(order as u32, Ordering::Relaxed);
     head.flags.store(if order > 0 { PageFlags::HEAD.bits() } else { 0 }, Ordering::Relaxed);
     // Release: the metadata above is initialised before any CPU can see the
-    // folio referenced (try_get_many reads refcount with Acquire).
+    // folio referenced (folio_ref_try_add's success ordering includes
+    // Acquire).
     head.refcount.store(1, Ordering::Release);
     LIVE_FOLIOS.fetch_add(1, Ordering::Relaxed);
     Some(PageRef { page: head })
