@@ -28,7 +28,7 @@
 //! | 6 | `sched`, `sync::rwsem`, `smp::work` | Tasks, run queues, wait queues and the locks that sleep on them. |
 //! | 7 | `mm::addr_space`, `mm::vma`, `mm::pgtable`, `mm::scan`, `tlb` | Address spaces: the mm object with its mmap lock (a sleeping lock, so above `sched`), its page tables, the scanners' cursor over them, and TLB flushes (they reach the CPUs in the address space's set). |
 //! | 8 | `mm::range`, `mm::mmap`, `mm::fault`, `mm::fork`, `mm::uaccess`, `mm::hooks`, `mm::huge_memory` | What changes user page tables: faults, mmap and madvise, fork, user copies. The writers above hook into fork and madvise at boot (`mm::hooks`). |
-//! | 9 | `race`, `race::config`, `race::widen`, `race::explore`, `race::overlap` | Race instrumentation: the protocol switches, widening points, the default exploration policy and overlap stamps the protocol code reads. |
+//! | 9 | `race`, `race::config`, `race::widen`, `race::explore`, `race::steer`, `race::overlap` | Race instrumentation: the protocol switches, widening points, the default exploration policy (and its steering of the scanning daemons) and overlap stamps the protocol code reads. |
 //! | 10 | `gup`, `dma` | Pinning user pages (GUP-fast and the slow path) and the DMA engine that writes through pins. |
 //! | 11 | `ksm`, `khugepaged`, `uprobes` | The page-table writers. |
 //! | 12 | `process` | User processes and threads. |

@@ -223,6 +223,8 @@ struct Walk<'o> {
     c: super::Controls,
     out: &'o mut Vec<Grabbed>,
     seen: &'o mut Seen,
+    /// The address space's id, for the widening points (`race::steer`).
+    mm_id: u64,
 }
 
 /// The end of the range covered by the entry of `level` holding `addr`,
@@ -243,7 +245,7 @@ fn walk(
     _irqs: &IrqsOff,
 ) -> usize {
     let first = out.len();
-    let mut w = Walk { flags, c: controls(), out, seen };
+    let mut w = Walk { flags, c: controls(), out, seen, mm_id: mm.id };
     gup_fast_pgd_range(mm.root(), start, end, &mut w);
     w.out.len() - first
 }
@@ -329,7 +331,7 @@ fn gup_fast_pmd_leaf(pmd: RawEntry, pmdp: &Entry, addr: UserAddr, end: UserAddr,
     // page_folio(): the folio is looked up before the reference is taken.
     let folio = sub.folio();
     w.seen.push(folio.pfn());
-    widen::at(Point::GupPreRef, folio.pfn());
+    widen::at_walk(Point::GupPreRef, folio.pfn(), folio.pfn(), w.mm_id, addr.as_u64());
     stamps::end(Step::GupWalk, t);
     let recheck = w.c.recheck;
     // `gup.recheck=off` skips the re-read (`gup.pmd_recheck` concerns the
@@ -353,7 +355,7 @@ fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: UserAddr, end: User
     // The walker holds a pointer into the table from here on: only the
     // table sync (an IPI this interrupts-off walk holds back) or a grace
     // period keeps the table from being freed under it (bug G).
-    widen::at_keys(Point::GupPrePte, table_pfn, table_pfn);
+    widen::at_walk(Point::GupPrePte, table_pfn, table_pfn, w.mm_id, addr.as_u64());
     let (recheck, pmd_recheck) = (w.c.recheck, w.c.pmd_recheck);
     while addr < end {
         let t = stamps::start();
@@ -367,7 +369,7 @@ fn gup_fast_pte_range(pmd: RawEntry, pmdp: &Entry, mut addr: UserAddr, end: User
         // page_folio(): the folio is looked up before the reference is
         // taken (bug H's window is between the two).
         let folio = p.folio();
-        widen::at_keys(Point::GupPreRef, p.pfn(), table_pfn);
+        widen::at_walk(Point::GupPreRef, p.pfn(), table_pfn, w.mm_id, addr.as_u64());
         stamps::end(Step::GupWalk, t);
         // The re-read (Linux: pmd and pte unchanged); `gup.recheck=off`
         // skips both, `gup.pmd_recheck=off` the pmd only.

@@ -21,6 +21,7 @@ use crate::mm::paging::RawEntry;
 use crate::mm::scan::{MmCursor, Position};
 use crate::mm::{HUGE_PAGE_SIZE, pgtable};
 use crate::mm::{PageSize, UserAddr};
+use crate::race;
 use crate::sched;
 use crate::sched::daemon::{Daemon, lock_yielding};
 
@@ -131,7 +132,7 @@ pub fn scan_ptes(n: u64) -> u64 {
         // across a collapse).
         let next = {
             let mut s = lock_scanner();
-            next_block(&mut s, &mut passes)
+            steered_block(&s).or_else(|| next_block(&mut s, &mut passes))
         };
         let Some((mm, haddr)) = next else { break };
         budget -= 512;
@@ -155,6 +156,22 @@ pub fn scan_ptes(n: u64) -> u64 {
         sched::cond_resched();
     }
     blocks
+}
+
+/// The 2 MiB block a walker paused by the exploration policy walks in, if
+/// one does and it is in a registered address space's area that may be
+/// collapsed (`race::steer`: a scheduling choice of the exploration, off
+/// outside scenario runs with `explore=auto`). The cursor stays where it is.
+fn steered_block(s: &MmCursor<()>) -> Option<(Arc<AddressSpace>, UserAddr)> {
+    if !race::steer::pending() {
+        return None;
+    }
+    race::steer::take(|mm_id, addr| {
+        let mm = s.live().find(|m| m.id == mm_id)?;
+        let haddr = UserAddr::new(addr)?.align_down(PageSize::Size2M);
+        let ok = mm.vmas.read().find(haddr).is_some_and(|v| vma_suitable(v, haddr, Control::Khugepaged));
+        ok.then_some((mm, haddr))
+    })
 }
 
 /// Moves the cursor to the next 2 MiB block of an area that may hold huge

@@ -31,7 +31,8 @@ use crate::mm::page::{self, Page, PageFlags, PageRef};
 use crate::mm::scan::{MmCursor, Position};
 use crate::mm::vma::{VmFlags, VmaSet};
 use crate::mm::{PAGE_SIZE, frame_io, pgtable};
-use crate::mm::UserAddr;
+use crate::mm::{PageSize, UserAddr};
+use crate::race;
 use crate::sched::daemon::{Daemon, lock_yielding};
 use crate::sync::SpinLock;
 
@@ -274,6 +275,10 @@ pub fn scan_pages(n: u64) -> u64 {
     let mut at_pass_start = 0;
     let mut passes = 0;
     while done < n {
+        if race::steer::pending() && scan_steered(&mut s) {
+            done += 1;
+            continue;
+        }
         let mm = match s.cursor.position() {
             Position::At(mm) => mm,
             Position::PassEnd => {
@@ -292,27 +297,51 @@ pub fn scan_pages(n: u64) -> u64 {
         };
         let vmas = mm.vmas.read();
         let budget = n - done;
-        let scanned = scan_mm(&mut s, &mm, &vmas, budget);
+        let (scanned, mm_done) = scan_mm(&mut s, &mm, &vmas, budget);
         done += scanned;
-        if scanned < budget {
+        if mm_done {
             s.cursor.next_mm();
         }
     }
     done
 }
 
+/// The page a walker paused by the exploration policy walks, if one does in
+/// a registered address space's mergeable area: scanned now, out of the
+/// cursor's order, which then goes on where it stood (`race::steer`: a
+/// scheduling choice of the exploration, off outside scenario runs with
+/// `explore=auto`). Whether a page was scanned.
+fn scan_steered(s: &mut Scanner) -> bool {
+    let Some((slot, mm, addr)) = race::steer::take(|mm_id, addr| {
+        let (slot, mm) = s.cursor.find(mm_id)?;
+        Some((slot, mm, UserAddr::new(addr)?.align_down(PageSize::Size4K)))
+    }) else {
+        return false;
+    };
+    let vmas = mm.vmas.read();
+    if !vmas.find(addr).is_some_and(|v| v.flags.contains(VmFlags::MERGEABLE)) {
+        return false;
+    }
+    let saved = s.cursor.visit(slot, addr);
+    scan_page(s, &mm, &vmas, addr);
+    s.cursor.restore(saved);
+    true
+}
+
 /// Scans up to `budget` mergeable pages of `mm` from the cursor on; returns
-/// how many. Fewer than `budget` means the address space is done.
-fn scan_mm(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, budget: u64) -> u64 {
+/// how many, and whether the address space is done. It stops early, after
+/// one page at least, when a walker paused by the exploration asks for a
+/// visit ([`scan_steered`]).
+fn scan_mm(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, budget: u64) -> (u64, bool) {
     let mut done = 0;
     let areas: Vec<(UserAddr, UserAddr)> =
         vmas.iter().filter(|v| v.flags.contains(VmFlags::MERGEABLE) && v.end > s.cursor.addr).map(|v| (v.start, v.end)).collect();
     for (start, end) in areas {
         let mut addr = s.cursor.addr.max(start);
         while addr < end {
-            if done == budget {
+            if done == budget || (done > 0 && race::steer::pending()) {
                 s.cursor.addr = addr;
-                return done;
+                return (done, false);
             }
             scan_page(s, mm, vmas, addr);
             done += 1;
@@ -321,7 +350,7 @@ fn scan_mm(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, budget: u64) 
         }
     }
     s.cursor.addr = UserAddr::END;
-    done
+    (done, true)
 }
 
 /// One page (Linux cmp_and_merge_page()).

@@ -94,6 +94,27 @@ impl<T> MmCursor<T> {
         &mut self.slots[self.slot].1
     }
 
+    /// The listed address space whose id is `id`, if it is alive, and its
+    /// slot (for [`visit`](MmCursor::visit)).
+    pub fn find(&self, id: u64) -> Option<(usize, Arc<AddressSpace>)> {
+        self.slots.iter().enumerate().find_map(|(i, (w, _))| w.upgrade().filter(|m| m.id == id).map(|m| (i, m)))
+    }
+
+    /// Puts the cursor on `slot` (from [`find`](MmCursor::find)) at `addr`
+    /// for a visit out of the scan's order; [`restore`](MmCursor::restore)
+    /// with the answer puts it back where the scan stands.
+    pub fn visit(&mut self, slot: usize, addr: UserAddr) -> (usize, UserAddr) {
+        let saved = (self.slot, self.addr);
+        self.slot = slot.min(self.slots.len().saturating_sub(1));
+        self.addr = addr;
+        saved
+    }
+
+    /// Back to where [`visit`](MmCursor::visit) found the cursor.
+    pub fn restore(&mut self, saved: (usize, UserAddr)) {
+        (self.slot, self.addr) = saved;
+    }
+
     /// Every listed address space that is alive.
     pub fn live(&self) -> impl Iterator<Item = Arc<AddressSpace>> + '_ {
         self.slots.iter().filter_map(|(w, _)| w.upgrade())

@@ -46,12 +46,24 @@
 //! merge or collapse): waiting for GUP-fast again later in the same write
 //! would let the device finish first and undo the interleaving.
 //!
+//! A paused walker also steers the writer to it ([`super::steer`]): while
+//! GUP-fast waits in a forced interleaving it publishes the address space
+//! and the address it walks, and the scanning daemons (ksmd, khugepaged)
+//! visit that page or 2 MiB range at their next step, before going on from
+//! their cursor. Without it a scanner came round to a walker's range only
+//! when its cursor did (a collapse of each worker's range about once a
+//! second on 4 vCPUs), so most pauses ran out their bound before the writer
+//! arrived. It is a scheduling choice like the others (which page a scanner
+//! visits next, not how it handles it), taken in the safe and the caught
+//! rows alike.
+//!
 //! So a bug of depth one or two (one ordering to force: "the reference is
 //! taken after the check", "the pin lands between check and clear") is hit
 //! with a probability per attempt bounded below by roughly 3/8 x 1/2 (the
 //! check; 3/8 x 1/points for another point) x
 //! P(the writer comes round within the bound), whatever the CPU count or
-//! the seed. Every bound is far below the cross-CPU call timeout, so a
+//! the seed; steering makes that last factor close to one for the
+//! scanning writers whenever the bound exceeds their current step. Every bound is far below the cross-CPU call timeout, so a
 //! GUP-fast pausing with interrupts off under `tlb=ipi` only delays the
 //! writer's flush (the protocol working). The policy is generic: the points
 //! are those the scenario reaches, the keys its own. The same policy runs

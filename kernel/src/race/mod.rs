@@ -13,6 +13,8 @@
 //!   delays and bounded forced interleavings at every point without an
 //!   explicit widening, drawn per arrival from the seed, while a scenario
 //!   runs.
+//! * [`steer`]: part of that policy: a walker it pauses steers the scanning
+//!   daemons' (ksmd's, khugepaged's) next step to the page or range it walks.
 //! * [`overlap`]: TSC-stamped intervals of GUP-fast's interrupts-off walks and
 //!   of writers' clear-to-check windows, and the count of the pairs that
 //!   intersect on the same page (controls.md "overlaps": a safe result with no
@@ -26,6 +28,7 @@
 pub(crate) mod config;
 pub(crate) mod explore;
 pub(crate) mod overlap;
+pub(crate) mod steer;
 pub mod widen;
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};

@@ -14,7 +14,9 @@
 //! copy), `gup.pre_pte` (GUP-fast between reading a pmd that points to a
 //! pte table and reading its first pte) and `collapse.post_free` (a
 //! collapse right after freeing the old table). KSM's points are keyed by the page, a collapse's by the pte
-//! table of its 2 MiB range; GUP-fast arrives with both keys ([`at_keys`]).
+//! table of its 2 MiB range; GUP-fast arrives with both keys, and with the address space and
+//! address it walks ([`at_walk`]: while the exploration pauses it there,
+//! that steers the scanning daemons, [`super::steer`]).
 //!
 //! A forced interleaving names the point to wait for: `wait:POINT:US`
 //! pauses until some CPU reaches `POINT` *on the same page* (after this
@@ -260,6 +262,7 @@ pub(crate) fn set_explore(on: bool, seed: u64) {
     for t in &RECENT_TSC {
         t.store(0, Ordering::Relaxed);
     }
+    super::steer::reset();
     EXPLORE.store(on, Ordering::Relaxed);
     update_any();
 }
@@ -365,6 +368,23 @@ pub(crate) fn at_keys(p: Point, pfn: u64, alt: u64) {
     if !ANY.load(Ordering::Relaxed) {
         return;
     }
+    arrive(p, pfn, alt, None);
+}
+
+/// [`at_keys`] for GUP-fast's points, which also name what the walker
+/// walks: the address space's id and the user address. While the
+/// exploration pauses the walker, that pair is a hint that steers the
+/// scanning daemons' next step there ([`super::steer`]).
+#[inline]
+pub(crate) fn at_walk(p: Point, pfn: u64, alt: u64, mm_id: u64, addr: u64) {
+    if !ANY.load(Ordering::Relaxed) {
+        return;
+    }
+    arrive(p, pfn, alt, Some((mm_id, addr)));
+}
+
+/// An arrival at `p` with some widening or the exploration on.
+fn arrive(p: Point, pfn: u64, alt: u64, walk: Option<(u64, u64)>) {
     let (mine, mine_pfn, mine_alt, mine_cpu, other, other_pfn, other_alt, other_cpu) = if p.is_writer() {
         (&WRITER_ARRIVALS, &WRITER_PFN, &WRITER_ALT, &WRITER_CPU, &GUP_ARRIVALS, &GUP_PFN, &GUP_ALT, &GUP_CPU)
     } else {
@@ -441,6 +461,16 @@ pub(crate) fn at_keys(p: Point, pfn: u64, alt: u64) {
             PAUSED_POINT[c].store(p as u8, Ordering::Relaxed);
             PAUSED_ALT[c].store(alt, Ordering::Relaxed);
             PAUSED_PFN[c].store(pfn, Ordering::Release);
+            // The policy's pause of a walker steers the scanning daemons
+            // to what it walks (`steer`): otherwise a scanner comes round
+            // to this page or range only when its cursor does.
+            let steering = match walk {
+                Some((mm, addr)) if explored => {
+                    super::steer::publish(c, mm, addr);
+                    true
+                }
+                _ => false,
+            };
             // The policy's waits also end when waiting on could only run
             // out the bound, because this pause blocks the other side:
             // * GUP-fast knows exactly when it does: an IPI (a flush, a
@@ -484,6 +514,9 @@ pub(crate) fn at_keys(p: Point, pfn: u64, alt: u64) {
                 met || stalled
             });
             PAUSED_PFN[c].store(u64::MAX, Ordering::Relaxed);
+            if steering {
+                super::steer::withdraw(c);
+            }
             if explored {
                 // Relaxed: statistics.
                 let side = usize::from(p.is_writer());

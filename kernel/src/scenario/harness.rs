@@ -173,6 +173,7 @@ pub(crate) fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: 
     let overlaps = overlap::count();
     overlap::enable(false);
     let explore_waits = crate::race::widen::explore_waits();
+    let explore_steer = crate::race::steer::counts();
     crate::race::widen::set_explore(false, cfg.seed);
     w.stop()?;
     let workers = result?;
@@ -223,6 +224,7 @@ pub(crate) fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: 
         },
         explore,
         explore_waits,
+        explore_steer: (explore_steer.1, explore_steer.0),
     };
     // Refusals by reason over the run (the writer lists the same reasons in
     // the same order every time).
@@ -242,7 +244,7 @@ pub(crate) fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: 
     let config = &report.config;
     let catch = o.catch_ms.map_or(String::new(), |ms| format!(" catch_ms={ms}"));
     crate::println!(
-        "RESULT scenario name={name} config={config} cpus={cpus} seed={} iterations={} overlaps={} refused_pinned={} gup_bailouts={} corruptions={} uaf={} invariant_errors={} expected={} verdict={} elapsed_ms={} explore={}{catch} explore_gup={}/{} explore_writer={}/{} dma_lost={} write_lost={} dma_checks={} write_checks={} {done_key}={} slow_falls={}{refusals}{}",
+        "RESULT scenario name={name} config={config} cpus={cpus} seed={} iterations={} overlaps={} refused_pinned={} gup_bailouts={} corruptions={} uaf={} invariant_errors={} expected={} verdict={} elapsed_ms={} explore={}{catch} explore_gup={}/{} explore_writer={}/{} explore_steer={}/{} dma_lost={} write_lost={} dma_checks={} write_checks={} {done_key}={} slow_falls={}{refusals}{}",
         cfg.seed,
         o.iterations,
         o.overlaps,
@@ -259,6 +261,8 @@ pub(crate) fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: 
         o.explore_waits[0].0,
         o.explore_waits[1].1,
         o.explore_waits[1].0,
+        o.explore_steer.0,
+        o.explore_steer.1,
         o.corrupt_dma,
         o.corrupt_write,
         o.dma_checks,

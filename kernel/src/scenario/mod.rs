@@ -158,6 +158,9 @@ pub(crate) struct Outcome {
     /// The exploration's forced waits, GUP-fast's and the writer's:
     /// (started, met the other side).
     pub(crate) explore_waits: [(u64, u64); 2],
+    /// The exploration's steering hints (`race::steer`): (taken by a
+    /// daemon, published by paused walkers).
+    pub(crate) explore_steer: (u64, u64),
 }
 
 /// Whether an outcome meets an expectation (and why not).
