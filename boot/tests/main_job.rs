@@ -102,3 +102,76 @@ fn job_rows_beyond_the_tables_are_a_usage_error() {
     let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &["job.rows=0,x"], 120);
     common::expect_exit(&r, 2);
 }
+
+/// `job=keys` lists every boot key with its values, default and help, from
+/// the tables the kernel's parser checks keys against: keys of several
+/// subsystems are there, the list is the one an unknown key's error names,
+/// and the README documents every key it lists. (That every listed key is
+/// parsed and every literal default is the default: the boot suite,
+/// `tests/src/boot/options.rs`.)
+#[test]
+fn job_keys_lists_every_boot_key_with_its_default_and_help() {
+    let r = common::boot(KernelChoice::Main, Firmware::Bios, 1, &["job=keys"], 120);
+    common::expect_exit(&r, 0);
+    let all = common::everything(&r);
+    let lines = &r.output.console.lines;
+    let start = lines.iter().position(|l| l.starts_with("BOOT KEYS: ")).unwrap_or_else(|| panic!("no listing:\n{all}"));
+    // key=values (default D), then the help, indented.
+    let mut listed: Vec<String> = Vec::new();
+    for pair in lines[start + 1..].windows(2) {
+        let (entry, help) = (&pair[0], &pair[1]);
+        if entry.starts_with("RESULT keys ") {
+            break;
+        }
+        if entry.starts_with("    ") {
+            continue;
+        }
+        let (key, rest) = entry.split_once('=').unwrap_or_else(|| panic!("not key=values: '{entry}'\n{all}"));
+        assert!(rest.contains(" (default ") && rest.ends_with(')'), "no default: '{entry}'");
+        assert!(help.starts_with("    ") && help.trim().len() > 10, "no help after '{entry}': '{help}'");
+        listed.push(key.to_string());
+    }
+    let count = r.output.console.results.iter().find_map(|l| l.strip_prefix("RESULT keys count=")).unwrap_or_else(|| panic!("no count:\n{all}"));
+    assert_eq!(count.parse::<usize>().ok(), Some(listed.len()), "{all}");
+    // Keys of the boot options' own table, the TLB, SMP, the race switches and
+    // widenings, the scenario runs, khugepaged and KSM.
+    for key in [
+        "console",
+        "job",
+        "bench",
+        "smp.call_timeout_ms",
+        "tlb",
+        "ptfree",
+        "dma.delay_us",
+        "gup.recheck",
+        "widen.gup.pre_ref",
+        "explore",
+        "scenario",
+        "cpus",
+        "khugepaged.pages_to_scan",
+        "ksm.max_page_sharing",
+    ] {
+        assert!(listed.iter().any(|k| k == key), "{key} is not listed:\n{all}");
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("gup.recheck=on|off (default on)")),
+        "gup.recheck's line does not say its default:\n{all}"
+    );
+    // The same keys as an unknown key's error names (both come from the tables).
+    let bad = common::boot(KernelChoice::Main, Firmware::Bios, 1, &["no.such.key=1"], 120);
+    common::expect_exit(&bad, 2);
+    let text = common::everything(&bad);
+    // The longest of the lines that name them (a status line may shorten it).
+    let known: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("known keys:"))
+        .map(|(_, keys)| keys.split_whitespace().collect::<Vec<&str>>())
+        .max_by_key(Vec::len)
+        .unwrap_or_else(|| panic!("the error does not list the keys:\n{text}"));
+    assert_eq!(known, listed, "job=keys and the unknown-key error disagree");
+    // Every listed key is documented in the README.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    for key in &listed {
+        assert!(readme.contains(&format!("`{key}`")), "README does not document `{key}`");
+    }
+}

@@ -1,8 +1,8 @@
 //! The main testbed kernel: boots, reports what it found, runs the race
 //! scenario `scenario=` names, the program `init=` names or the benchmarks
 //! `bench=` lists, or else the main job (every scenario's table held and
-//! broken; `job=none` only boots), and ends the run. `crash=` makes it crash deliberately to
-//! check the crash reports.
+//! broken; `job=none` only boots, `job=keys` lists the boot keys), and ends
+//! the run. `crash=` makes it crash deliberately to check the crash reports.
 
 #![no_std]
 #![no_main]
@@ -54,9 +54,11 @@ fn main(facts: &'static BootFacts) -> ! {
     }
     let nothing_asked = facts.options.race.scenario.is_none() && facts.options.bench.is_empty() && facts.options.init.is_none();
     let job = facts.options.job;
-    if nothing_asked && job != kernel::scenario::job::Job::None {
+    if nothing_asked && job == kernel::scenario::job::Job::Keys {
+        kernel::boot_options::print_keys();
+    } else if nothing_asked && job != kernel::scenario::job::Job::None {
         // The main job: every scenario's rows, held and broken (`job=none`:
-        // boot only; `job=list`: the rows only).
+        // boot only; `job=list`: the rows only; `job=keys`: the boot keys).
         if job == kernel::scenario::job::Job::Races && kernel::smp::online_count() < 2 {
             log::warn!("main job: the races need at least 2 CPUs and 1 is online: booted only (--smp 2 or more runs them)");
         } else {

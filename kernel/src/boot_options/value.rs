@@ -6,12 +6,18 @@
 //! [`BadValue`] naming the key and the value, and `boot_options` (at the top)
 //! adds what the key accepts from the tables when it reports it.
 
-/// One documented key (for error messages and the README's table).
+/// One documented key (for error messages, `job=keys` and the README's
+/// table). The tables of these are also the parser's list of keys: a key
+/// no table has is unknown.
 pub struct KeyInfo {
     /// The key.
     pub key: &'static str,
     /// Accepted values.
     pub values: &'static str,
+    /// What holds when the key is not given: a value the key accepts that
+    /// changes nothing when given, or, in angle brackets, a description
+    /// (`<none>`, `<all online>`) where no such value exists.
+    pub default: &'static str,
     /// What it does.
     pub help: &'static str,
 }

@@ -6,14 +6,14 @@
 use crate::boot_options::value::{BadValue, KeyInfo, number_in as number};
 
 /// The keys, for `boot_options`' table.
-pub const KEYS: &[KeyInfo] = &[KeyInfo {
+pub(crate) const KEYS: &[KeyInfo] = &[KeyInfo {
     key: "ksm.max_page_sharing",
-    values: "<2..=1000000>",
+    values: "<2..=1000000>", default: "256",
     help: "most ptes one KSM page takes before an equal page starts a new one (Linux max_page_sharing, default 256)",
 }];
 
 /// Applies `key=value` if it is KSM's boot-wide key; `None` if it is not.
-pub fn apply_key(max_page_sharing: &mut u64, key: &'static str, value: &'static str) -> Option<Result<(), BadValue>> {
+pub(crate) fn apply_key(max_page_sharing: &mut u64, key: &'static str, value: &'static str) -> Option<Result<(), BadValue>> {
     Some(match key {
         "ksm.max_page_sharing" => number(key, value, 2, 1_000_000).map(|v| *max_page_sharing = v),
         _ => return None,

@@ -43,7 +43,7 @@ use crate::mm::page::PageFlags;
 use crate::mm::vma::{VmFlags, VmaSet};
 use crate::mm::{PageSize, UserAddr, UserRange};
 
-pub use keys::{KEYS, apply_key};
+pub(crate) use keys::{KEYS, apply_key};
 pub use scan::{
     MAX_PAGE_SHARING_DEFAULT, Tunables, ksmd_running, max_page_sharing, prune, set_max_page_sharing, set_tunables, start_ksmd,
     stop_ksmd, tunables,

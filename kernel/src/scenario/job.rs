@@ -36,6 +36,10 @@ pub enum Job {
     /// Print every scenario's rows, one `RESULT row` line each (the host's
     /// race matrix reads them: the kernel's tables are the one source).
     List,
+    /// Print every boot key with its values, default and help
+    /// (`boot_options::print_keys`: the tables the parser checks keys
+    /// against).
+    Keys,
 }
 
 /// Prints `RESULT row index=I scenario=NAME config=CONFIG expected=...` for

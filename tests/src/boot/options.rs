@@ -1,6 +1,6 @@
 //! Boot-option parsing: tolerant of file formats, strict about content.
 
-use kernel::boot_options::{Crash, OptionError, parse};
+use kernel::boot_options::{BootOptions, Crash, KeyInfo, OptionError, all_keys, parse};
 use kernel::console::ConsoleChoice;
 use log::LevelFilter;
 
@@ -80,6 +80,33 @@ kernel::ktests! {
             let e = parse(bad).unwrap_err();
             assert!(matches!(e, OptionError::BadValue { key: "debug.wedge_cpu", .. }), "{bad}: {e:?}");
         }
+    }
+
+    /// The key tables are the parser's list of keys (what `job=keys`
+    /// prints): every listed key has a parser (a bad value is a bad value,
+    /// not an unknown key), and a literal default changes nothing when
+    /// given (a default in angle brackets describes what holds instead).
+    fn every_listed_key_is_parsed_and_its_default_is_the_default() {
+        let keys: alloc::vec::Vec<&KeyInfo> = all_keys().collect();
+        assert!(keys.len() >= 60, "only {} keys listed", keys.len());
+        let defaults = alloc::format!("{:?}", BootOptions::DEFAULT);
+        let mut literal = 0;
+        for k in &keys {
+            assert!(!k.help.is_empty() && !k.values.is_empty() && !k.default.is_empty(), "{}", k.key);
+            assert_eq!(keys.iter().filter(|o| o.key == k.key).count(), 1, "{} listed twice", k.key);
+            let word: &'static str = alloc::format!("{}=\u{7f}bogus", k.key).leak();
+            assert!(!matches!(parse(word), Err(OptionError::UnknownKey(_))), "{} is listed but not parsed", k.key);
+            if k.default.starts_with('<') {
+                assert!(k.default.ends_with('>'), "{}: default {}", k.key, k.default);
+                continue;
+            }
+            let word: &'static str = alloc::format!("{}={}", k.key, k.default).leak();
+            let o = parse(word).unwrap_or_else(|e| panic!("{word}: the listed default is refused: {e}"));
+            assert_eq!(alloc::format!("{o:?}"), defaults, "{word} is not the default");
+            literal += 1;
+        }
+        assert!(literal >= 40, "only {literal} literal defaults");
+        assert_eq!(parse("job=keys").unwrap().job, kernel::scenario::job::Job::Keys);
     }
 
     fn end_action_parses() {
