@@ -26,7 +26,7 @@ use crate::smp::cpuset::MAX_CPUS;
 /// A timed step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
-pub enum Step {
+pub(crate) enum Step {
     /// Cross-CPU call: building the request (allocation or per-CPU slot).
     CallAlloc,
     /// Pushing the request on the targets' lists.
@@ -111,7 +111,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in [`Step`] order.
-    pub const ALL: [Step; 37] = [
+    const ALL: [Step; 37] = [
         Step::CallAlloc,
         Step::CallQueue,
         Step::CallIcr,
@@ -152,7 +152,7 @@ impl Step {
     ];
 
     /// The key in RESULT lines (`<name>_ns=`, `<name>_n=`).
-    pub const fn name(self) -> &'static str {
+    const fn name(self) -> &'static str {
         match self {
             Step::CallAlloc => "call_alloc",
             Step::CallQueue => "call_queue",
@@ -196,7 +196,7 @@ impl Step {
 }
 
 /// Durations kept per step.
-pub const SLOTS: usize = 4096;
+pub(crate) const SLOTS: usize = 4096;
 
 struct Ring {
     /// Durations recorded so far (the ring index is `next % SLOTS`).
@@ -213,33 +213,33 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static KICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Turns the breakdown on or off (boot option `bench.breakdown`).
-pub fn set_enabled(on: bool) {
+pub(crate) fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
 /// Whether the breakdown is on.
 #[inline]
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     // Relaxed: a switch set once at boot.
     ENABLED.load(Ordering::Relaxed)
 }
 
 /// The start of a step: the TSC, or 0 when the breakdown is off.
 #[inline]
-pub fn start() -> u64 {
+pub(crate) fn start() -> u64 {
     if enabled() { tsc::rdtsc() } else { 0 }
 }
 
 /// Records the step that began at `t` (from [`start`]); nothing when `t` is 0.
 #[inline]
-pub fn end(step: Step, t: u64) {
+pub(crate) fn end(step: Step, t: u64) {
     if t != 0 {
         record(step, tsc::rdtsc().saturating_sub(t));
     }
 }
 
 /// Records a duration of `ticks`.
-pub fn record(step: Step, ticks: u64) {
+pub(crate) fn record(step: Step, ticks: u64) {
     let r = &RINGS[step as usize];
     // Relaxed: statistics, read after the measured work is over.
     let i = r.next.fetch_add(1, Ordering::Relaxed) as usize % SLOTS;
@@ -249,7 +249,7 @@ pub fn record(step: Step, ticks: u64) {
 
 /// The sender's stamp for `cpu`, just before the ICR write.
 #[inline]
-pub fn kick_stamp(cpu: usize) {
+pub(crate) fn kick_stamp(cpu: usize) {
     if enabled() {
         KICKS[cpu].store(tsc::rdtsc(), Ordering::Relaxed);
     }
@@ -257,7 +257,7 @@ pub fn kick_stamp(cpu: usize) {
 
 /// On the target's handler entry: records the delivery of an outstanding kick.
 #[inline]
-pub fn take_kick(cpu: usize) {
+pub(crate) fn take_kick(cpu: usize) {
     if enabled() {
         let now = tsc::rdtsc();
         let t = KICKS[cpu].swap(0, Ordering::Relaxed);
@@ -268,7 +268,7 @@ pub fn take_kick(cpu: usize) {
 }
 
 /// Forgets every recorded duration.
-pub fn reset() {
+pub(crate) fn reset() {
     for r in &RINGS {
         r.next.store(0, Ordering::Relaxed);
         r.total.store(0, Ordering::Relaxed);
@@ -277,7 +277,7 @@ pub fn reset() {
 
 /// (count, median in ns) of `step` since the last [`reset`] (the last
 /// [`SLOTS`] durations).
-pub fn median_ns(step: Step) -> Option<(u64, u64)> {
+fn median_ns(step: Step) -> Option<(u64, u64)> {
     let r = &RINGS[step as usize];
     let n = r.next.load(Ordering::Relaxed);
     if n == 0 {
@@ -290,13 +290,13 @@ pub fn median_ns(step: Step) -> Option<(u64, u64)> {
 }
 
 /// The sum of every duration of `step` since the last [`reset`], in µs.
-pub fn total_us(step: Step) -> u64 {
+fn total_us(step: Step) -> u64 {
     tsc::ticks_to_ns(RINGS[step as usize].total.load(Ordering::Relaxed)) / 1000
 }
 
 /// ` <step>_ns=<median> <step>_n=<count> <step>_total_us=<sum>` for every
 /// step with durations.
-pub fn summary() -> String {
+pub(crate) fn summary() -> String {
     let mut s = String::new();
     for step in Step::ALL {
         if let Some((n, ns)) = median_ns(step) {

@@ -33,11 +33,7 @@ pub struct MmCursor<T> {
 impl<T> MmCursor<T> {
     /// No address space, at the start.
     pub const fn new() -> MmCursor<T> {
-        MmCursor {
-            slots: Vec::new(),
-            slot: 0,
-            addr: UserAddr::ZERO,
-        }
+        MmCursor { slots: Vec::new(), slot: 0, addr: UserAddr::ZERO }
     }
 
     /// Lists `mm` with `data()` unless it is listed. Whether it was new.

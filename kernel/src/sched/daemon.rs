@@ -32,18 +32,8 @@ impl Daemon {
     /// answers when it runs already and when the CPU does not exist.
     ///
     /// [`start`]: Daemon::start
-    pub const fn new(
-        name: &'static str,
-        already_running: &'static str,
-        no_such_cpu: &'static str,
-    ) -> Daemon {
-        Daemon {
-            name,
-            already_running,
-            no_such_cpu,
-            stop: AtomicBool::new(false),
-            thread: SpinLock::new("daemon handle", None),
-        }
+    pub const fn new(name: &'static str, already_running: &'static str, no_such_cpu: &'static str) -> Daemon {
+        Daemon { name, already_running, no_such_cpu, stop: AtomicBool::new(false), thread: SpinLock::new("daemon handle", None) }
     }
 
     /// Whether the daemon runs.
