@@ -248,7 +248,13 @@ fn a_bad_widening_or_exploration_is_a_usage_error() {
 /// uprobe-vs-pin (controls.md; bug C), with the default exploration
 /// (`explore=auto`) and no widening key, as every row.
 fn uprobe_row(config: &[&str], expected: &str) {
+    uprobe_row_widened(config, &[], expected);
+}
+
+/// [`uprobe_row`] with explicit widening keys (which replace the policy).
+fn uprobe_row_widened(config: &[&str], widen: &[&str], expected: &str) {
     let mut options = vec!["scenario=uprobe-vs-pin", "secs=4", "seed=7"];
+    options.extend_from_slice(widen);
     options.extend_from_slice(config);
     let r = common::boot(KernelChoice::Main, Firmware::Bios, 2, &options, 240);
     let all = common::everything(&r);
@@ -262,7 +268,7 @@ fn uprobe_row(config: &[&str], expected: &str) {
         .clone();
     let get = |k: &str| value(&line, k).unwrap_or_else(|| panic!("no numeric {k}= in: {line}"));
     assert_eq!(field(&line, "expected"), Some(expected), "the kernel expects another outcome: {line}");
-    assert_eq!(field(&line, "explore"), Some("auto"), "{line}");
+    assert_eq!(field(&line, "explore"), Some(if widen.is_empty() { "auto" } else { "off" }), "{line}");
     assert!(get("iterations") > 0 && get("breakpoint_writes") > 0, "the workers or the tracer did nothing: {line}\n{all}");
     assert_eq!(get("uaf"), 0, "{line}\n{all}");
     assert_eq!(get("invariant_errors"), 0, "{line}\n{all}");
@@ -271,6 +277,7 @@ fn uprobe_row(config: &[&str], expected: &str) {
         "safe" => {
             assert_eq!(get("corruptions"), 0, "corruption with uprobes=fixed: {line}\n{all}");
             assert!(get("overlaps") > 0, "no overlap: the race was not exercised: {line}\n{all}");
+            assert!(get("gup_bailouts") > 0, "the recheck never backed off: {line}\n{all}");
             assert!(get("in_place") > 0 && get("replaced") == 0, "the fixed writer must write in place: {line}");
         }
         _ => {
@@ -290,6 +297,13 @@ fn uprobes_fixed_is_safe_against_pins() {
 #[test]
 fn uprobes_legacy_replacing_a_pinned_page_is_caught() {
     uprobe_row(&["uprobes=legacy"], "caught");
+}
+
+/// The defaults under the widening the README measures them with (GUP-fast,
+/// having read a pte, waits until the tracer cleared it): still safe.
+#[test]
+fn uprobes_fixed_is_safe_under_the_readme_widening() {
+    uprobe_row_widened(&[], &["widen.gup.pre_ref=wait:writer.post_clear:1000"], "safe");
 }
 
 // ---------------------------------------------------------------------------
@@ -367,6 +381,11 @@ fn collapse_row_by(collapser: &str, smp: u32, config: &[&str], widen: &[&str], e
             assert_eq!(get("corruptions"), 0, "corruption in a safe configuration: {line}\n{all}");
             assert_eq!(get("uaf"), 0, "use after free in a safe configuration: {line}\n{all}");
             assert!(get("overlaps") > 0, "no overlap: the race was not exercised: {line}\n{all}");
+            // With both re-reads on, a walk that overlapped a collapse's pmd
+            // clear backs off at the pmd re-read.
+            if !config.iter().any(|c| *c == "gup.recheck=off" || *c == "gup.pmd_recheck=off") {
+                assert!(get("gup_bailouts") > 0, "the recheck never backed off: {line}\n{all}");
+            }
         }
         Some(kind) => {
             assert_eq!(field(&line, "expected"), Some("caught"), "the kernel expects another outcome: {line}");
@@ -459,6 +478,7 @@ fn collapse_recipe_gup_wait_on_bug_f() {
 /// The table recipe on bug G's pair.
 #[test]
 fn collapse_recipe_table_wait_on_bug_g() {
+    collapse_row(2, &[], COLLAPSE_TABLE, None);
     collapse_row(2, &["tlb=nmi"], COLLAPSE_TABLE, None);
     collapse_row(2, &["collapse.no_table_sync=on", "tlb=nmi"], COLLAPSE_TABLE, Some(Caught::Uaf));
 }
