@@ -47,94 +47,145 @@ pub fn print_keys() {
 
 /// Every key the kernel accepts.
 pub const KEYS: &[KeyInfo] = &[
-    KeyInfo { key: "console", values: "auto|serial|fb|both", default: "auto", help: "console sinks (auto: serial if present, else framebuffer)" },
-    KeyInfo { key: "log", values: "off|error|warn|info|debug|trace", default: "info", help: "log level" },
+    KeyInfo {
+        key: "console",
+        values: "auto|serial|fb|both",
+        default: "auto",
+        help: "console sinks (auto: serial if present, else framebuffer)",
+    },
+    KeyInfo {
+        key: "log",
+        values: "off|error|warn|info|debug|trace",
+        default: "info",
+        help: "the least severe log level printed (off: none; trace: every message)",
+    },
     KeyInfo {
         key: "crash",
-        values: "none|panic|pagefault|gpf|ud|doublefault|stackoverflow|triplefault|useraccess", default: "none",
+        values: "none|panic|pagefault|gpf|ud|doublefault|stackoverflow|triplefault|useraccess",
+        default: "none",
         help: "main kernel: crash deliberately after boot, to check the crash reports",
     },
     KeyInfo { key: "apic", values: "auto|xapic", default: "auto", help: "local APIC mode (auto: x2APIC when the CPU offers it)" },
     KeyInfo {
         key: "smp.ap_timeout_ms",
-        values: "<1..=60000>", default: "1000",
+        values: "<1..=60000>",
+        default: "1000",
         help: "how long an AP may take to come online before it is reported and skipped",
     },
     KeyInfo {
         key: "smp.call_timeout_ms",
-        values: "<1..=600000>", default: "2000",
+        values: "<1..=600000>",
+        default: "2000",
         help: "bound on every wait for a cross-CPU call (must exceed any interrupts-off pause)",
     },
     KeyInfo {
         key: "bench",
-        values: "ipi,rcu,tlb,shootdown,gup,ksm,collapse (comma-separated)", default: "<none>",
+        values: "ipi,rcu,tlb,shootdown,gup,ksm,collapse (comma-separated)",
+        default: "<none>",
         help: "main kernel: run these benchmarks after boot and print RESULT lines (ipi: cross-CPU call round trip by IPI and NMI; rcu: grace-period latency; tlb: flush_page shootdown cost; shootdown: user mprotect/madvise cost by remote CPUs; gup: GUP-fast and slow-path cost per page; ksm: ksmd merge rate on 64 MiB of equal pages; collapse: MADV_COLLAPSE of 512 small pages with 0 and 1 remote CPUs)",
     },
     KeyInfo {
         key: "job",
-        values: "races|none|list|keys", default: "races",
+        values: "races|none|list|keys",
+        default: "races",
         help: "main kernel, when no scenario=, bench= or init= is given: races (default) runs every row of every race scenario's table with a short bound and prints the table and one verdict (the main job); none only boots; list prints every scenario's rows (RESULT row lines, for the host's matrix); keys prints every boot key with its values, default and what it does (this list)",
     },
     KeyInfo {
         key: "job.rows",
-        values: "<index>[,<index>...] (as job=list numbers them)", default: "<every row>",
+        values: "<index>[,<index>...] (as job=list numbers them)",
+        default: "<every row>",
         help: "main job: run only these rows (indices into every scenario's rows in job=list order; the host's race matrix runs a (CPUs, seed) this way in one boot); secs= bounds each row",
     },
     KeyInfo {
         key: "rcu.stall_ms",
-        values: "<1..=600000>", default: "5000",
+        values: "<1..=600000>",
+        default: "5000",
         help: "an RCU grace period older than this is reported with the CPUs that hold it up (NMI dump); ten times this is fatal",
     },
     KeyInfo {
         key: "smp.ipi_shorthand",
-        values: "on|off", default: "on",
+        values: "on|off",
+        default: "on",
         help: "a cross-CPU call to every other CPU is one all-but-self IPI (on, default) or one IPI per CPU (off)",
     },
     KeyInfo {
         key: "bench.breakdown",
-        values: "on|off", default: "off",
+        values: "on|off",
+        default: "off",
         help: "TSC stamps on the remote flush, mprotect and KSM merge paths; bench=shootdown and bench=ksm then print a <bench>_steps RESULT line per configuration with each step's median (default off)",
     },
-    KeyInfo { key: "tlb", values: "ipi|nmi", default: "ipi", help: "remote TLB flush delivery: fixed-vector IPI (held back by interrupts-off sections) or NMI (not)" },
+    KeyInfo {
+        key: "tlb",
+        values: "ipi|nmi",
+        default: "ipi",
+        help: "remote TLB flush delivery: fixed-vector IPI (held back by interrupts-off sections) or NMI (not)",
+    },
     KeyInfo {
         key: "tlb.nowait",
-        values: "on|off", default: "off",
+        values: "on|off",
+        default: "off",
         help: "negative control: address-space shootdowns return without waiting for the acknowledgements",
     },
     KeyInfo {
         key: "tlb.ceiling",
-        values: "<1..=262144>", default: "33",
+        values: "<1..=262144>",
+        default: "33",
         help: "most pages flushed one by one (INVLPG); longer ranges are flushed whole (default 33)",
     },
     KeyInfo {
         key: "ptfree",
-        values: "ipi|rcu", default: "ipi",
+        values: "ipi|rcu",
+        default: "ipi",
         help: "detached page tables are freed after an IPI to every CPU (default) or after an RCU grace period",
     },
-    KeyInfo { key: "dma.delay", values: "fixed|random", default: "fixed", help: "DMA agent: start each transfer exactly dma.delay_us after submission, or uniformly within it" },
-    KeyInfo { key: "dma.delay_us", values: "<0..=100000>", default: "20", help: "DMA agent: the fixed delay, or the random delay's bound, in us (default 20)" },
-    KeyInfo { key: "dma.cpu", values: "<online CPU>", default: "<the last online CPU>", help: "DMA agent: the CPU its thread runs on (default: the last online CPU)" },
+    KeyInfo {
+        key: "dma.delay",
+        values: "fixed|random",
+        default: "fixed",
+        help: "DMA agent: start each transfer exactly dma.delay_us after submission, or uniformly within it",
+    },
+    KeyInfo {
+        key: "dma.delay_us",
+        values: "<0..=100000>",
+        default: "20",
+        help: "DMA agent: the fixed delay, or the random delay's bound, in us (default 20)",
+    },
+    KeyInfo {
+        key: "dma.cpu",
+        values: "<online CPU>",
+        default: "<the last online CPU>",
+        help: "DMA agent: the CPU its thread runs on (default: the last online CPU)",
+    },
     KeyInfo {
         key: "init",
-        values: "<program> (hello, threads, ...: kernel/src/process/programs.rs)", default: "<none>",
+        values: "<program> (hello, threads, ...: kernel/src/process/programs.rs)",
+        default: "<none>",
         help: "main kernel: run this built-in user program on the boot CPU after boot and report its exit status (non-zero: failure)",
     },
     KeyInfo {
         key: "end",
-        values: "halt|reboot|poweroff", default: "halt",
+        values: "halt|reboot|poweroff",
+        default: "halt",
         help: "what the machine does after the run: halt with the results on screen, reset through the FADT reset register, or power off (ACPI S5: PM1 control registers from the FADT, sleep types from the DSDT's \\_S5)",
     },
     KeyInfo {
         key: "debug.wedge_cpu",
-        values: "<online CPU other than 0>", default: "<none>",
+        values: "<online CPU other than 0>",
+        default: "<none>",
         help: "after boot, wedge this CPU with interrupts off (it stops answering IPIs) and make a kernel TLB shootdown: it must time out naming the CPU, with its NMI backtrace, and end the run (fatal)",
     },
     KeyInfo {
         key: "ktest.filter",
-        values: "<substring>[|<substring>...]", default: "<every test>",
+        values: "<substring>[|<substring>...]",
+        default: "<every test>",
         help: "test kernels: run only tests whose name contains one of them",
     },
-    KeyInfo { key: "ktest.skip", values: "<number>", default: "0", help: "test kernels: skip the first N tests (crash recovery)" },
+    KeyInfo {
+        key: "ktest.skip",
+        values: "<number>",
+        default: "0",
+        help: "test kernels: skip the first N tests (crash recovery)",
+    },
 ];
 
 /// A deliberate crash (`crash=`).
@@ -477,4 +528,3 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
     }
     Ok(())
 }
-

@@ -6,10 +6,30 @@ use crate::boot_options::value::{BadValue, KeyInfo, number_in as number};
 
 /// The keys, for `boot_options`' table.
 pub(crate) const KEYS: &[KeyInfo] = &[
-    KeyInfo { key: "khugepaged.pages_to_scan", values: "<1..=1000000>", default: "4096", help: "ptes khugepaged scans per batch (default 4096, Linux's)" },
-    KeyInfo { key: "khugepaged.scan_sleep_us", values: "<0..=100000000>", default: "10000000", help: "khugepaged's sleep between batches in microseconds (default 10 s, Linux's; 0 only yields)" },
-    KeyInfo { key: "khugepaged.max_ptes_none", values: "<0..=511>", default: "511", help: "empty ptes khugepaged accepts in a range it collapses (default 511)" },
-    KeyInfo { key: "khugepaged.max_ptes_shared", values: "<0..=511>", default: "256", help: "ptes of pages mapped more than once khugepaged accepts in a range (default 256)" },
+    KeyInfo {
+        key: "khugepaged.pages_to_scan",
+        values: "<1..=1000000>",
+        default: "4096",
+        help: "ptes khugepaged scans per batch (default 4096, Linux's)",
+    },
+    KeyInfo {
+        key: "khugepaged.scan_sleep_us",
+        values: "<0..=100000000>",
+        default: "10000000",
+        help: "khugepaged's sleep between batches in microseconds (default 10 s, Linux's; 0 only yields)",
+    },
+    KeyInfo {
+        key: "khugepaged.max_ptes_none",
+        values: "<0..=511>",
+        default: "511",
+        help: "empty ptes khugepaged accepts in a range it collapses (default 511)",
+    },
+    KeyInfo {
+        key: "khugepaged.max_ptes_shared",
+        values: "<0..=511>",
+        default: "256",
+        help: "ptes of pages mapped more than once khugepaged accepts in a range (default 256)",
+    },
 ];
 
 /// Applies `key=value` if it is one of khugepaged's keys; `None` if it is not.

@@ -8,7 +8,8 @@ use crate::boot_options::value::{BadValue, KeyInfo, number_in as number};
 /// The keys, for `boot_options`' table.
 pub(crate) const KEYS: &[KeyInfo] = &[KeyInfo {
     key: "ksm.max_page_sharing",
-    values: "<2..=1000000>", default: "256",
+    values: "<2..=1000000>",
+    default: "256",
     help: "most ptes one KSM page takes before an equal page starts a new one (Linux max_page_sharing, default 256)",
 }];
 

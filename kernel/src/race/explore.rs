@@ -63,7 +63,8 @@
 //! check; 3/8 x 1/points for another point) x
 //! P(the writer comes round within the bound), whatever the CPU count or
 //! the seed; steering makes that last factor close to one for the
-//! scanning writers whenever the bound exceeds their current step. Every bound is far below the cross-CPU call timeout, so a
+//! scanning writers whenever the bound exceeds their current step. Every
+//! bound is far below the cross-CPU call timeout, so a
 //! GUP-fast pausing with interrupts off under `tlb=ipi` only delays the
 //! writer's flush (the protocol working). The policy is generic: the points
 //! are those the scenario reaches, the keys its own. The same policy runs
