@@ -151,6 +151,10 @@ impl Writer for Collapse {
         log::error!("scenario: RCU callbacks still pending after 100 grace periods");
     }
 
+    fn done_counter(&self) -> fn() -> u64 {
+        || khugepaged::stats().pages_collapsed
+    }
+
     fn tally(&self) -> Tally {
         let s = khugepaged::stats();
         Tally {

@@ -55,6 +55,11 @@ pub(crate) trait Writer {
     fn settle(&mut self) {}
     /// The writer's counters now.
     fn tally(&self) -> Tally;
+    /// The writer's cumulative count of writes done ([`Tally::done`]), as a
+    /// plain function the workers can read: a safe row of the main job ends
+    /// early only once the writer has worked *and* the overlaps were shown
+    /// (`syscall::should_stop`).
+    fn done_counter(&self) -> fn() -> u64;
     /// The main job's bounds of a safe and of a caught row of this
     /// scenario, seconds (`secs=` overrides both).
     fn job_secs(&self) -> (u64, u64) {
@@ -104,8 +109,9 @@ pub(crate) fn run(cfg: &RaceConfig, w: &mut dyn Writer) -> Result<bool, Scenario
 /// Runs the scenario `w` and returns its figures (also printed: the summary
 /// and the RESULT line). A caught row ends at its first corruption or use
 /// after free; a safe row runs its whole bound, or, with `enough_overlaps`,
-/// until that many overlaps were counted (the evidence its verdict rests
-/// on; the verdict is the same either way).
+/// until that many overlaps were counted and the writer did at least one
+/// write (the evidence its verdict rests on; the verdict is the same either
+/// way).
 pub(crate) fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: Option<u64>) -> Result<Report, ScenarioError> {
     let name = w.name();
     let online = crate::smp::online_count();
@@ -156,6 +162,9 @@ pub(crate) fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: 
     SHARED.stop_on_catch.store(expected == Expected::Caught, Ordering::Relaxed);
     let enough = if expected == Expected::Safe { enough_overlaps.unwrap_or(0) } else { 0 };
     SHARED.enough_overlaps.store(enough, Ordering::Relaxed);
+    let done_counter = w.done_counter();
+    SHARED.done0.store(done_counter(), Ordering::Relaxed);
+    *SHARED.done_counter.lock() = Some(done_counter);
     let start = crate::time::now_ns();
     SHARED.deadline_ns.store(start + secs * 1_000_000_000, Ordering::Relaxed);
     page::set_quarantine(true);

@@ -87,6 +87,10 @@ impl Writer for Ksm {
         1
     }
 
+    fn done_counter(&self) -> fn() -> u64 {
+        || ksm::stats().merges
+    }
+
     fn tally(&self) -> Tally {
         let s = ksm::stats();
         Tally {

@@ -38,6 +38,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64};
 pub(crate) use expected::Expected;
 
 use crate::race::RaceConfig;
+use crate::sync::SpinLock;
 
 /// The counters workers report into, and the run's parameters.
 pub(crate) struct Shared {
@@ -48,6 +49,12 @@ pub(crate) struct Shared {
     /// A safe run ends once this many overlaps were counted (0: it runs its
     /// whole bound): the main job's evidence rule.
     pub(crate) enough_overlaps: AtomicU64,
+    /// The writer's count of writes done ([`harness::Writer::done_counter`])
+    /// and its value when the run started: an early end also wants the
+    /// writer's work (a safe verdict needs it; the exploration's steering
+    /// can show the overlaps before the first write, on pages still pinned).
+    pub(crate) done_counter: SpinLock<Option<fn() -> u64>>,
+    pub(crate) done0: AtomicU64,
     pub(crate) iterations: AtomicU64,
     pub(crate) seed: AtomicU64,
     pub(crate) prep_us: AtomicU64,
@@ -75,6 +82,8 @@ pub(crate) static SHARED: Shared = Shared {
     stop_on_catch: AtomicBool::new(false),
     deadline_ns: AtomicU64::new(0),
     enough_overlaps: AtomicU64::new(0),
+    done_counter: SpinLock::new("scenario done counter", None),
+    done0: AtomicU64::new(0),
     iterations: AtomicU64::new(0),
     seed: AtomicU64::new(0),
     prep_us: AtomicU64::new(0),

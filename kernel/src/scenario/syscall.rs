@@ -74,7 +74,11 @@ fn should_stop() -> bool {
     let caught = uaf || SHARED.corrupt_dma.load(Ordering::Relaxed) + SHARED.corrupt_write.load(Ordering::Relaxed) > 0;
     let late = crate::time::now_ns() >= SHARED.deadline_ns.load(Ordering::Relaxed);
     let enough = SHARED.enough_overlaps.load(Ordering::Relaxed);
-    let evidence = enough > 0 && crate::race::overlap::count() >= enough;
+    // The evidence of a safe row: the overlaps, and the writer's work.
+    let evidence = enough > 0 && crate::race::overlap::count() >= enough && {
+        let done = *SHARED.done_counter.lock();
+        done.is_some_and(|now| now() > SHARED.done0.load(Ordering::Relaxed))
+    };
     if late || evidence || (caught && SHARED.stop_on_catch.load(Ordering::Relaxed)) {
         SHARED.stop.store(true, Ordering::Relaxed);
         return true;

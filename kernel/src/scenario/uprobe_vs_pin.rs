@@ -138,6 +138,13 @@ impl Writer for Tracer {
         TARGETS.lock().clear();
     }
 
+    fn done_counter(&self) -> fn() -> u64 {
+        || {
+            let s = uprobes::stats();
+            s.installed + s.removed
+        }
+    }
+
     fn tally(&self) -> Tally {
         let s = uprobes::stats();
         Tally {
