@@ -344,4 +344,71 @@ kernel::ktests! {
         assert_eq!(timeouts.load(Ordering::Relaxed), 0, "some calls timed out");
         assert_eq!((lost, duplicated), (0, 0), "requests lost or run twice");
     }
+
+    /// Every subset of the other CPUs (at most 63 of them), by IPI and by
+    /// NMI: each target runs the call once, and no other CPU runs it; with
+    /// logical destinations (`smp.ipi_logical`, default on) a subset of two
+    /// or more CPUs costs one ICR write per APIC cluster among them, not one
+    /// per CPU. Each CPU's logical id reads back from its LDR as recorded.
+    fn a_call_to_any_subset_reaches_exactly_its_cpus() {
+        use kernel::smp::ipi;
+        let Some(_) = other_cpu() else { return };
+        let me = smp::cpu_index();
+        let others: Vec<usize> = smp::online_cpus().iter().filter(|&c| c != me).collect();
+        let model = ipi::model();
+        let pack = |id: Option<kernel::arch::apic::LogicalId>| id.map_or(0, |i| u64::from(i.cluster) << 32 | u64::from(i.mask));
+        log::info!("logical model {model:?}, logical sends {}", ipi::logical_on());
+        for cpu in smp::online_cpus().iter() {
+            let read = Arc::new(AtomicU64::new(u64::MAX));
+            let r = read.clone();
+            call::call_and_wait(CpuSet::single(cpu), move || {
+                r.store(pack(kernel::arch::apic::logical_id()), Ordering::Relaxed);
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(read.load(Ordering::Relaxed), pack(ipi::logical_of(cpu)), "cpu{cpu}'s LDR");
+            if cpu < 8 && model == Some(kernel::arch::apic::LogicalModel::XApicFlat) {
+                assert_eq!(ipi::logical_of(cpu).map(|i| i.mask), Some(1 << cpu), "cpu{cpu}'s flat logical id");
+            }
+        }
+        let subsets = (1u64 << others.len().min(6)) - 1;
+        for bits in 1..=subsets {
+            let mut targets = CpuSet::default();
+            for (i, &c) in others.iter().enumerate() {
+                if bits & 1 << i != 0 {
+                    targets.insert(c);
+                }
+            }
+            let n = targets.iter().count();
+            for delivery in [Delivery::Ipi, Delivery::Nmi] {
+                let ran = Arc::new(AtomicU64::new(0));
+                let count = Arc::new(AtomicU64::new(0));
+                let (r, c) = (ran.clone(), count.clone());
+                let writes = ipi::icr_writes(me);
+                call::call_with(targets, delivery, move || {
+                    r.fetch_or(1 << smp::cpu_index(), Ordering::Relaxed);
+                    c.fetch_add(1, Ordering::Relaxed);
+                })
+                .wait(call::call_timeout_ns())
+                .unwrap_or_else(|e| panic!("{e} (targets {targets}, {delivery:?})"));
+                let writes = ipi::icr_writes(me) - writes;
+                let want = targets.iter().fold(0u64, |m, c| m | 1 << c);
+                assert_eq!(ran.load(Ordering::Relaxed), want, "targets {targets} by {delivery:?}");
+                assert_eq!(count.load(Ordering::Relaxed), n as u64, "targets {targets} by {delivery:?}");
+                let most = if n == others.len() && n >= 2 && delivery == Delivery::Ipi {
+                    1 // the all-but-self shorthand
+                } else if n >= 2 && model.is_some() && ipi::logical_on() {
+                    let mut clusters: Vec<u64> =
+                        targets.iter().map(|t| ipi::logical_of(t).map_or(u64::MAX - t as u64, |i| u64::from(i.cluster))).collect();
+                    clusters.sort_unstable();
+                    clusters.dedup();
+                    clusters.len() as u64
+                } else {
+                    n as u64
+                };
+                // A kick is skipped when the target's list was not empty (a
+                // kick is already on its way), so fewer writes are possible.
+                assert!((1..=most).contains(&writes), "targets {targets} by {delivery:?}: {writes} ICR writes, expected 1..={most}");
+            }
+        }
+    }
 }

@@ -187,7 +187,9 @@ extern "C" fn stage2() -> ! {
     let apic_ids: alloc::vec::Vec<u32> = platform.enabled_cpus().map(|c| c.apic_id).collect();
     crate::smp::call::set_call_timeout_ms(facts.options.call_timeout_ms);
     crate::stamps::set_enabled(facts.options.bench_breakdown);
-    crate::smp::call::set_ipi_shorthand(facts.options.ipi_shorthand);
+    crate::smp::ipi::set_shorthand(facts.options.ipi_shorthand);
+    crate::smp::ipi::set_logical(facts.options.ipi_logical);
+
     crate::rcu::set_stall_ms(facts.options.rcu_stall_ms);
     crate::tlb::init(facts.options.tlb);
     crate::race::init(&facts.options.race);
@@ -203,6 +205,10 @@ extern "C" fn stage2() -> ! {
     crate::gup::set_controls(crate::gup::Controls::of(&facts.options.race));
     log::info!("tlb: {}", crate::tlb::config());
     crate::smp::init_boot_cpu(platform.local_apic_address, facts.options.force_xapic, platform.has_8259_pics());
+    if let Some(on) = facts.options.icr_poll {
+        // After the APIC's set-up chose the default (bare metal or not).
+        crate::arch::apic::set_icr_poll(on);
+    }
     let timer_mode = crate::sched::init_global();
     let low_pages = crate::smp::startup::LOW_PAGES;
     let low_pages_usable = facts.is_usable(low_pages.start, low_pages.end);

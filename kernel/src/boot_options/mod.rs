@@ -109,6 +109,18 @@ pub const KEYS: &[KeyInfo] = &[
         help: "a cross-CPU call to every other CPU is one all-but-self IPI (on, default) or one IPI per CPU (off)",
     },
     KeyInfo {
+        key: "smp.ipi_logical",
+        values: "on|off",
+        default: "on",
+        help: "a cross-CPU call to several (not all other) CPUs is one logical-destination IPI per APIC cluster (on, default) or one IPI per CPU (off)",
+    },
+    KeyInfo {
+        key: "smp.icr_poll",
+        values: "on|off|auto",
+        default: "auto",
+        help: "xAPIC: poll the ICR's delivery-status bit before each IPI (on), or not (off); auto (default): only on bare metal, not under a hypervisor (whose emulated ICR is never busy)",
+    },
+    KeyInfo {
         key: "bench.breakdown",
         values: "on|off",
         default: "off",
@@ -232,6 +244,10 @@ pub struct BootOptions {
     pub bench_breakdown: bool,
     /// `smp.ipi_shorthand=`: all-but-self IPIs for calls to every other CPU.
     pub ipi_shorthand: bool,
+    /// `smp.ipi_logical=`: logical-destination IPIs for calls to several CPUs.
+    pub ipi_logical: bool,
+    /// `smp.icr_poll=`: poll the xAPIC ICR before sending (`None`: auto).
+    pub icr_poll: Option<bool>,
     /// `tlb=`, `tlb.nowait=`, `tlb.ceiling=`, `ptfree=`.
     pub tlb: crate::tlb::TlbConfig,
     /// `dma.delay=`, `dma.delay_us=`, `dma.cpu=`.
@@ -275,6 +291,8 @@ impl BootOptions {
         bench: BenchSet::EMPTY,
         bench_breakdown: false,
         ipi_shorthand: true,
+        ipi_logical: true,
+        icr_poll: None,
         tlb: crate::tlb::TlbConfig::DEFAULT,
         dma: crate::dma::DmaConfig::DEFAULT,
         init: None,
@@ -473,6 +491,8 @@ fn apply(o: &mut BootOptions, key: &'static str, value: &'static str) -> Result<
         "tlb.nowait" => o.tlb.nowait = on_off(key, value)?,
         "bench.breakdown" => o.bench_breakdown = on_off(key, value)?,
         "smp.ipi_shorthand" => o.ipi_shorthand = on_off(key, value)?,
+        "smp.ipi_logical" => o.ipi_logical = on_off(key, value)?,
+        "smp.icr_poll" => o.icr_poll = if value == "auto" { None } else { Some(on_off(key, value)?) },
         "tlb.ceiling" => o.tlb.ceiling = number_in(key, value, 1, crate::tlb::MAX_CEILING)?,
         "ptfree" => {
             o.tlb.ptfree = match value {

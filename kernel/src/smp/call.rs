@@ -61,7 +61,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use super::cpuset::{AtomicCpuSet, CpuSet, MAX_CPUS};
-use super::{nmi, percpu};
+use super::{ipi, nmi, percpu};
 use crate::arch::idt::TrapFrame;
 use crate::arch::{apic, vectors};
 use crate::stamps::{self, Step};
@@ -406,7 +406,7 @@ pub fn call_with(targets: CpuSet, delivery: Delivery, func: impl Fn() + Send + S
     }
     if !to_kick.is_empty() {
         let t = stamps::start();
-        kick_all(me, to_kick, delivery);
+        kick_all(to_kick, delivery);
         icr_ticks += stamps::start() - t;
     }
     if stamps::enabled() && remote > 0 {
@@ -419,56 +419,24 @@ pub fn call_with(targets: CpuSet, delivery: Delivery, func: impl Fn() + Send + S
     PendingCall { request: held, delivery }
 }
 
-/// Whether one all-but-self IPI replaces the per-CPU ones when every other
-/// online CPU is to be kicked (boot option `smp.ipi_shorthand`, default on).
-static SHORTHAND: AtomicBool = AtomicBool::new(true);
-
-/// Sets whether calls may use the all-but-self shorthand.
-pub(crate) fn set_ipi_shorthand(on: bool) {
-    SHORTHAND.store(on, Ordering::Relaxed);
-}
-
-/// Kicks every CPU of `cpus` (not `me`): one ICR write with the all-but-self
-/// shorthand when they are every other online CPU, at least two, and the
-/// delivery is the fixed vector (Linux: native_send_call_func_ipi() with
-/// apic_use_ipi_shorthand); one ICR write per CPU otherwise. NMIs always go
-/// one by one: a CPU still starting up must never get an NMI before its IDT.
-/// A CPU that is not online (never started, or in wait-for-SIPI) ignores a
-/// fixed IPI, and an online one with an empty list runs nothing.
-fn kick_all(me: usize, cpus: CpuSet, delivery: Delivery) {
-    let mut others = super::online_cpus();
-    others.remove(me);
-    if delivery == Delivery::Ipi && cpus.len() >= 2 && cpus == others && SHORTHAND.load(Ordering::Relaxed) {
-        for cpu in cpus.iter() {
-            stamps::kick_stamp(cpu);
-        }
-        if let Err(e) = apic::send_ipi(apic::Destination::AllButSelf, apic::Delivery::Fixed(vectors::CALL_FUNCTION)) {
-            // The requests stay queued: the wait times out and names the CPUs.
-            log::error!("call to all but cpu{me} failed: {e:?}");
-        }
-        return;
-    }
-    for cpu in cpus.iter() {
-        kick(cpu, delivery);
-    }
-}
-
-fn kick(cpu: usize, delivery: Delivery) {
-    let Some(block) = percpu::cpu(cpu) else { return };
+/// Kicks every CPU of `cpus` (not `me`) by `delivery`, with as few ICR
+/// writes as the APIC allows ([`ipi::send_many`]: the all-but-self shorthand,
+/// one logical write per APIC cluster, or one write per CPU). A CPU that is
+/// not online (never started, or in wait-for-SIPI) ignores a fixed IPI, and
+/// an online one with an empty list runs nothing.
+fn kick_all(cpus: CpuSet, delivery: Delivery) {
     let how = match delivery {
         Delivery::Ipi => apic::Delivery::Fixed(vectors::CALL_FUNCTION),
         Delivery::Nmi => {
-            // Release, before the ICR write (which apic::send_ipi orders after
-            // earlier stores): the handler's Acquire sees the count.
-            NMI_KICKS[cpu].sent.fetch_add(1, Ordering::Release);
+            for cpu in cpus.iter() {
+                // Release, before the ICR write (which apic::send_ipi orders
+                // after earlier stores): the handler's Acquire sees the count.
+                NMI_KICKS[cpu].sent.fetch_add(1, Ordering::Release);
+            }
             apic::Delivery::Nmi
         }
     };
-    stamps::kick_stamp(cpu);
-    if let Err(e) = apic::send_ipi(apic::Destination::Apic(block.apic_id), how) {
-        // The request stays queued: the wait times out and names the CPU.
-        log::error!("call {delivery:?} to cpu{cpu} failed: {e:?}");
-    }
+    ipi::send_many(cpus, how);
 }
 
 impl PendingCall {

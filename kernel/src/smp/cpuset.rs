@@ -51,14 +51,42 @@ impl CpuSet {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
 
-    /// The CPUs in the set, in increasing order.
+    /// The CPUs in the set, in increasing order (a bit scan per member, not
+    /// a test of every possible CPU: senders iterate their targets on the
+    /// IPI path).
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..MAX_CPUS).filter(move |&c| self.contains(c))
+        self.0.iter().enumerate().flat_map(|(i, &w)| Bits(w).map(move |b| i * 64 + b))
+    }
+
+    /// The lowest CPU in the set.
+    pub(crate) fn first(&self) -> Option<usize> {
+        self.0.iter().enumerate().find(|&(_, &w)| w != 0).map(|(i, &w)| i * 64 + w.trailing_zeros() as usize)
     }
 
     /// The intersection.
     pub(crate) fn and(&self, other: &CpuSet) -> CpuSet {
         CpuSet(core::array::from_fn(|i| self.0[i] & other.0[i]))
+    }
+
+    /// The CPUs of `self` that are not in `other`.
+    pub(crate) fn minus(&self, other: &CpuSet) -> CpuSet {
+        CpuSet(core::array::from_fn(|i| self.0[i] & !other.0[i]))
+    }
+}
+
+/// The set bits of a word, lowest first.
+struct Bits(u64);
+
+impl Iterator for Bits {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let b = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(b)
     }
 }
 

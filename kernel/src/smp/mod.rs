@@ -14,6 +14,7 @@
 
 pub mod call;
 pub mod cpuset;
+pub mod ipi;
 pub mod nmi;
 pub mod percpu;
 pub mod startup;
@@ -73,6 +74,8 @@ pub(crate) fn init_boot_cpu(lapic_phys: u64, force_xapic: bool, legacy_pics: boo
 pub(crate) fn start_aps(low_pages_usable: bool, apic_ids: &[u32], ap_timeout_ms: u64, ap_main: fn() -> !) {
     AP_MAIN.call_once(|| ap_main);
     let mode = apic::mode().expect("start_aps before init_boot_cpu");
+    // Before any AP starts: each takes its logical id in this model.
+    ipi::init_logical(apic_ids.len().max(1));
     let bsp_apic = apic::id();
     // APIC ids above 255 exist only in x2APIC mode: the xAPIC's destination
     // field has 8 bits, so such a CPU cannot even be sent INIT.

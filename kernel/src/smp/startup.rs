@@ -206,5 +206,6 @@ extern "C" fn ap_entry(start: &'static ApStart) -> ! {
         log::warn!("cpu{}: SMAP {:?} differs from the boot CPU's", crate::smp::cpu_index(), protection.smap);
     }
     apic::init_this_cpu();
+    super::ipi::init_this_cpu();
     super::ap_online()
 }
