@@ -43,6 +43,7 @@
 //! kernel or the main binary uses them, so the compiler reports dead code.
 
 #![no_std]
+#![feature(btree_cursors)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

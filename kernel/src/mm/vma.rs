@@ -9,6 +9,7 @@
 //! change it.
 
 use alloc::collections::BTreeMap;
+use core::ops::Bound;
 use arrayvec::ArrayVec;
 use bitflags::bitflags;
 
@@ -259,20 +260,23 @@ impl VmaSet {
     }
 
     /// [`Self::modify_range`] in one walk of the tree, as Linux's
-    /// mprotect_fixup() walks the maple tree once: a walk down from the last
-    /// area starting below `end` to the one before `start`, a walk up from
-    /// the range's end over the areas that may merge, then only the changed
-    /// entries are written (in place where the start stays). Computed on
-    /// copies on the stack (no allocation: an allocation per call was a
-    /// large part of mprotect's VMA work under TCG); nothing changes before
-    /// the outcome is known. `NotCovered` and `TooMany` (more areas than
-    /// [`WALK_AREAS`]) leave the set as it was.
+    /// mprotect_fixup() walks the maple tree once: one search puts a cursor
+    /// after the last area starting below `end`; it steps down to the area
+    /// before `start`, back up over the range and on over the areas after
+    /// it that may merge, then back down writing only what changed (in
+    /// place where an area keeps its start; removals and insertions at the
+    /// cursor). The new areas are computed on copies on the stack (no
+    /// allocation: an allocation per call was a large part of mprotect's VMA
+    /// work under TCG); nothing changes before the outcome is known.
+    /// `NotCovered` and `TooMany` (more areas than [`WALK_AREAS`]) leave the
+    /// set as it was.
     fn modify_walk(&mut self, start: UserAddr, end: UserAddr, f: &mut impl FnMut(&mut Vma)) -> Walk {
+        let mut cur = self.areas.upper_bound_mut(Bound::Excluded(&end));
         // Down: the areas meeting the range (top first) and the one before.
         let mut old = Areas::new();
         let mut before = None;
         let mut at = end;
-        for v in self.areas.range(..end).rev().map(|(_, v)| v) {
+        while let Some((_, v)) = cur.prev() {
             if v.end <= start {
                 before = Some(*v);
                 break;
@@ -317,43 +321,49 @@ impl VmaSet {
                 return Walk::TooMany;
             }
         }
-        // Up: what follows continues the last area, or (right at `end`)
+        // Back up over the areas read (the cursor is before the lowest), then
+        // on: what follows continues the last area, or (right at `end`)
         // starts an area whose own followers may continue it.
-        let top = old.as_slice()[0].end;
-        let mut after = Areas::new();
-        for s in self.areas.range(top..).map(|(_, v)| v) {
+        let mut olds = old.len() + usize::from(before.is_some());
+        for _ in 0..olds {
+            cur.next();
+        }
+        while let Some((_, s)) = cur.peek_next() {
             let absorbed = out.last().is_some_and(|c| continues(c, s));
             if !absorbed && s.start != end {
                 break;
             }
-            if after.try_push(*s).is_err() || push_merged(&mut out, *s).is_err() {
+            let s = *s;
+            if push_merged(&mut out, s).is_err() {
                 return Walk::TooMany;
             }
+            cur.next();
+            olds += 1;
         }
-        // Write: remove the starts that went, insert the new ones, update
-        // the rest in place.
-        let olds = before.iter().chain(old.as_slice()).chain(after.as_slice());
-        let new = out.as_slice();
-        for o in olds.clone() {
-            if !new.iter().any(|n| n.start == o.start) {
-                self.areas.remove(&o.start);
-            }
-        }
-        let mut changed = None;
-        for n in new {
-            match olds.clone().find(|o| o.start == n.start) {
-                None => {
-                    self.areas.insert(n.start, *n);
+        // Write, back down over the `olds` areas just read: both lists are
+        // ordered by start; an old start not in the new list goes, a new one
+        // not in the old list is inserted, a kept start is updated in place.
+        let mut news = out.len();
+        while olds > 0 || news > 0 {
+            let o = if olds > 0 { cur.peek_prev().map(|(k, _)| *k) } else { None };
+            let n = news.checked_sub(1).map(|i| out[i]);
+            match (o, n) {
+                (Some(o), Some(n)) if o == n.start => {
+                    if let Some((_, v)) = cur.prev() {
+                        *v = n;
+                    }
+                    olds -= 1;
+                    news -= 1;
                 }
-                Some(o) if o != n => changed = Some(changed.map_or((n.start, n.start), |(lo, _)| (lo, n.start))),
-                Some(_) => {}
-            }
-        }
-        if let Some((lo, hi)) = changed {
-            for (k, v) in self.areas.range_mut(lo..=hi) {
-                if let Some(n) = new.iter().find(|n| n.start == *k) {
-                    *v = *n;
+                (Some(o), n) if n.is_none_or(|n| o > n.start) => {
+                    cur.remove_prev();
+                    olds -= 1;
                 }
+                (_, Some(n)) => {
+                    cur.insert_after(n.start, n).expect("a new area out of order");
+                    news -= 1;
+                }
+                (o, n) => unreachable!("areas left to write: old {o:?}, new {n:?}"),
             }
         }
         Walk::Done

@@ -71,7 +71,22 @@ impl<T> RwSemaphore<T> {
     /// Takes the semaphore for writing, sleeping until it is free.
     pub fn write(&self) -> RwSemWriteGuard<'_, T> {
         self.check_context();
-        self.with_count(|c| c.waiting_writers += 1);
+        // Free: taken in the same critical section that would otherwise
+        // count this writer as waiting (Linux down_write()'s fast path, one
+        // compare-exchange). Not free: counted as waiting, so new readers
+        // queue behind it, then it sleeps until it is.
+        let taken = self.with_count(|c| {
+            let free = !c.writer && c.readers == 0;
+            if free {
+                c.writer = true;
+            } else {
+                c.waiting_writers += 1;
+            }
+            free
+        });
+        if taken {
+            return RwSemWriteGuard { sem: self };
+        }
         self.queue.wait_until(|| {
             self.with_count(|c| {
                 let free = !c.writer && c.readers == 0;
