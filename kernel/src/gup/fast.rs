@@ -194,11 +194,25 @@ fn try_grab_folio_fast(page: &'static Page, folio: &'static Page, n: usize, w: &
     if w.flags.contains(Foll::PIN) {
         page::folio_add_pins(folio, n as i32);
         stamps::end(Step::GupPinAcct, t);
-        PinnedPage::adopt_run(page, n, |p| w.out.push(Grabbed::Pin(p)));
+        adopt_into(w.out, PinnedPage::adopt_run(page, n).map(Grabbed::Pin));
     } else {
-        PageRef::adopt_run(page, n, |r| w.out.push(Grabbed::Ref(r)));
+        adopt_into(w.out, PageRef::adopt_run(page, n).map(Grabbed::Ref));
     }
     true
+}
+
+/// Appends a run of grabbed pages to `out`: a 4 KiB page by one push, a
+/// huge page's run by one `extend` (one reservation, then plain writes).
+/// `extend` for a single item cost about 30 ns more per 4 KiB page under
+/// TCG (its reservation path; bench=gup get slope 137-138 against 102-111
+/// ns/page with the push).
+#[inline(always)]
+fn adopt_into(out: &mut Vec<Grabbed>, run: impl ExactSizeIterator<Item = Grabbed>) {
+    if run.len() == 1 {
+        run.for_each(|g| out.push(g));
+    } else {
+        out.extend(run);
+    }
 }
 
 /// Whether a read-only pin must leave this page to the slow path, which

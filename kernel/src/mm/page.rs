@@ -19,9 +19,15 @@
 //!   to `refcount` and 1 to the head's `pincount`. So "may be pinned" is
 //!   `refcount >= 1024` (small) or `pincount > 0` (large), exactly
 //!   folio_maybe_dma_pinned(), false positives included.
-//! * `dma_pins` is the testbed's exact pin count on the head, outside the
+//! * The testbed's exact pin count ([`Page::dma_pins`]), outside the
 //!   protocol: the free path reads it to catch a pinned frame being freed
-//!   (the "uaf" oracle of controls.md). No protocol decision reads it.
+//!   (the "uaf" oracle of controls.md), the DMA device to refuse an unpinned
+//!   frame. No protocol decision reads it. A large folio's `pincount` is
+//!   exact already (Linux's too), so it is that; a small folio keeps it in
+//!   the upper half of the word whose lower half is the refcount
+//!   (`counts`), so that a pin or an unpin changes both with the one atomic
+//!   Linux spends on the bias (a separate counter cost two more atomics per
+//!   4 KiB pin+unpin, about 8 ns each under TCG).
 //!
 //! A folio whose refcount drops to zero is checked (no mappings, no pins, not
 //! locked; otherwise an invariant error or a uaf is recorded and logged),
@@ -39,6 +45,25 @@ use crate::sync::{ThreadLock, ThreadLockGuard};
 pub const PIN_BIAS: i32 = 1024;
 /// The byte freed folios are filled with (Linux's slab POISON_FREE).
 pub const POISON_BYTE: u8 = 0x6b;
+
+/// The reference count in a head's `counts` word (its lower 32 bits).
+#[inline(always)]
+fn refs_of(counts: u64) -> i32 {
+    counts as u32 as i32
+}
+
+/// A small folio's exact pin count in its `counts` word (the upper 32 bits).
+#[inline(always)]
+fn pins_of(counts: u64) -> i32 {
+    (counts >> 32) as u32 as i32
+}
+
+/// What adding `refs` references and `pins` exact pins (either may be
+/// negative) adds to a `counts` word, wrapping.
+#[inline(always)]
+const fn counts_delta(refs: i32, pins: i32) -> u64 {
+    ((pins as i64) << 32).wrapping_add(refs as i64) as u64
+}
 
 bitflags::bitflags! {
     /// Page flags (Linux PG_* and page types).
@@ -81,16 +106,16 @@ bitflags::bitflags! {
 /// Metadata of one physical frame.
 pub struct Page {
     flags: AtomicU32,
-    /// Head only: references (see module docs).
-    refcount: AtomicI32,
+    /// Head only: the references (see module docs) in the lower 32 bits, an
+    /// `i32`; a small folio's exact pin count in the upper 32 bits (see
+    /// [`refs_of`] and [`pins_of`]).
+    counts: AtomicU64,
     /// Ptes mapping this page.
     mapcount: AtomicI32,
     /// Head of a large folio only: pmd mappings of the whole folio.
     entire_mapcount: AtomicI32,
     /// Head of a large folio only: FOLL_PIN pins (Linux _pincount).
     pincount: AtomicI32,
-    /// Head only: exact pins, for the uaf oracle (not part of the protocol).
-    dma_pins: AtomicI32,
     /// Head: the folio's order; tail: unused.
     order: AtomicU32,
     /// Tail: frame number of the head.
@@ -103,11 +128,10 @@ impl Page {
     const fn new() -> Page {
         Page {
             flags: AtomicU32::new(0),
-            refcount: AtomicI32::new(0),
+            counts: AtomicU64::new(0),
             mapcount: AtomicI32::new(0),
             entire_mapcount: AtomicI32::new(0),
             pincount: AtomicI32::new(0),
-            dma_pins: AtomicI32::new(0),
             order: AtomicU32::new(0),
             head: AtomicU64::new(0),
             ptl: ThreadLock::new("page table", ()),
@@ -148,6 +172,13 @@ pub(super) unsafe fn init(virt: *mut Page, frames: usize) {
 pub fn page(pfn: u64) -> &'static Page {
     let pages = PAGES.get().expect("page metadata used before mm::frame::init");
     pages.get(pfn as usize).unwrap_or_else(|| panic!("frame {:#x} outside physical memory", pfn * PAGE_SIZE))
+}
+
+/// The metadata of `page` and the `n - 1` frames after it, one slice of
+/// the array (a folio's run of pages). Panics past the end of memory.
+fn run_of(page: &'static Page, n: usize) -> &'static [Page] {
+    let pfn = page.pfn() as usize;
+    &PAGES.get().expect("page metadata")[pfn..pfn + n]
 }
 
 /// The metadata of the frame holding `pa`.
@@ -283,7 +314,7 @@ impl Page {
 
     /// The folio's reference count (page_count()).
     pub fn refcount(&self) -> i32 {
-        self.folio().refcount.load(Ordering::Acquire)
+        refs_of(self.folio().counts.load(Ordering::Acquire))
     }
 
     /// Ptes mapping this page (page_mapcount() without the entire mappings).
@@ -309,9 +340,15 @@ impl Page {
         if f.has(PageFlags::HEAD) { f.pincount.load(Ordering::Acquire) } else { 0 }
     }
 
-    /// The exact pin count kept for the oracles.
+    /// The exact pin count kept for the oracles: a large folio's pincount,
+    /// a small folio's count beside its refcount (module docs).
     pub fn dma_pins(&self) -> i32 {
-        self.folio().dma_pins.load(Ordering::Acquire)
+        let f = self.folio();
+        if f.has(PageFlags::HEAD) {
+            f.pincount.load(Ordering::Acquire)
+        } else {
+            pins_of(f.counts.load(Ordering::Acquire))
+        }
     }
 
     /// Linux folio_maybe_dma_pinned(): may a DMA pin be holding this folio?
@@ -322,7 +359,7 @@ impl Page {
         if f.has(PageFlags::HEAD) {
             f.pincount.load(Ordering::Acquire) > 0
         } else {
-            f.refcount.load(Ordering::Acquire) >= PIN_BIAS
+            refs_of(f.counts.load(Ordering::Acquire)) >= PIN_BIAS
         }
     }
 
@@ -347,7 +384,7 @@ impl Page {
         // Relaxed: the caller's own reference keeps the folio alive; ordering
         // of the new reference against the final put is given by that put's
         // Release/Acquire pair.
-        let old = self.folio().refcount.fetch_add(n, Ordering::Relaxed);
+        let old = refs_of(self.folio().counts_add(n, 0, Ordering::Relaxed));
         if old <= 0 {
             report_uaf(format_args!("reference taken on free frame {:#x} (refcount was {old})", self.phys()));
         }
@@ -363,13 +400,30 @@ impl Page {
         let f = self.folio();
         // Release: our accesses to the folio happen before its free; the last
         // putter's Acquire fence below pairs with every other putter's Release.
-        let old = f.refcount.fetch_sub(n, Ordering::Release);
+        let old = refs_of(f.counts_add(-n, 0, Ordering::Release));
         if old == n {
             fence(Ordering::Acquire);
             free_folio(f);
         } else if old < n {
             report_uaf(format_args!("reference put on free frame {:#x} (refcount was {old}, put {n})", f.phys()));
         }
+    }
+
+    /// Adds `refs` references and `pins` exact pins (small folio only;
+    /// either may be negative) to this head's `counts` in one RMW with
+    /// `order`; returns the word before. A refcount that crosses zero (a put
+    /// on a free folio, an underflow the callers report as a use after free)
+    /// carries into the pin half; a second RMW gives the carry back, so the
+    /// pin count stays exact even then.
+    #[inline(always)]
+    fn counts_add(&self, refs: i32, pins: i32, order: Ordering) -> u64 {
+        let old = self.counts.fetch_add(counts_delta(refs, pins), order);
+        let carry = (i64::from(old as u32) + i64::from(refs)).div_euclid(1 << 32);
+        if carry != 0 {
+            // Relaxed: only after a reported use after free.
+            self.counts.fetch_sub((carry << 32) as u64, Ordering::Relaxed);
+        }
+        old
     }
 
     /// Adds one pte mapping of this page.
@@ -510,9 +564,12 @@ impl PageRef {
     /// references were taken on another folio (GUP-fast under
     /// `gup.head_recheck=off`, after a split moved `page` to a new folio:
     /// bug H) the counts go wrong, which is that bug.
-    pub(crate) fn adopt_run(page: &'static Page, n: usize, mut each: impl FnMut(PageRef)) {
-        let pfn = page.pfn();
-        (0..n as u64).for_each(|i| each(PageRef { page: self::page(pfn + i) }));
+    ///
+    /// The caller takes every item (each holds one reference); the run is
+    /// one slice of the metadata array, see [`PinnedPage::adopt_run`].
+    #[must_use = "each item holds a reference"]
+    pub(crate) fn adopt_run(page: &'static Page, n: usize) -> impl ExactSizeIterator<Item = PageRef> {
+        run_of(page, n).iter().map(|page| PageRef { page })
     }
 }
 
@@ -543,9 +600,12 @@ impl PinnedPage {
             f.get();
             f.pincount.fetch_add(1, Ordering::AcqRel);
         } else {
-            f.get_many(PIN_BIAS);
+            // The bias and the exact pin count, one RMW (get_many's check).
+            let old = refs_of(f.counts_add(PIN_BIAS, 1, Ordering::AcqRel));
+            if old <= 0 {
+                report_uaf(format_args!("pin taken on free frame {:#x} (refcount was {old})", f.phys()));
+            }
         }
-        f.dma_pins.fetch_add(1, Ordering::AcqRel);
         PinnedPage { page }
     }
 
@@ -564,24 +624,28 @@ impl PinnedPage {
     /// ([`PinnedPage::try_pin`]).
     fn try_pin_many(page: &'static Page, n: i32) -> bool {
         let f = page.folio();
-        let large = f.has(PageFlags::HEAD);
-        if !f.try_get_many(if large { n } else { n * PIN_BIAS }) {
-            return false;
-        }
-        if large {
+        if f.has(PageFlags::HEAD) {
+            if !f.try_get_many(n) {
+                return false;
+            }
             f.pincount.fetch_add(n, Ordering::AcqRel);
+            true
+        } else {
+            // The bias and the exact pin count in one add-unless-zero.
+            try_add_counts(f, n * PIN_BIAS, n)
         }
-        f.dma_pins.fetch_add(n, Ordering::AcqRel);
-        true
     }
 
     /// Wraps `n` pins a lockless walker took on the folio of `page`
     /// ([`folio_ref_try_add`], then [`folio_add_pins`]) as one value per
-    /// page handed to `each` (as [`PageRef::adopt_run`], bug H included).
-    pub(crate) fn adopt_run(page: &'static Page, n: usize, mut each: impl FnMut(PinnedPage)) {
-        // The frame number is computed once for the run.
-        let pfn = page.pfn();
-        (0..n as u64).for_each(|i| each(PinnedPage { page: self::page(pfn + i) }));
+    /// page, `page` and the `n - 1` after it (as [`PageRef::adopt_run`],
+    /// bug H included). The caller takes every item: each holds one pin
+    /// (an item not taken is a pin leaked). The run is one slice of the
+    /// metadata array, so a caller's `Vec::extend` reserves once and
+    /// writes the values without a per-page lookup or capacity check.
+    #[must_use = "each item holds a pin"]
+    pub(crate) fn adopt_run(page: &'static Page, n: usize) -> impl ExactSizeIterator<Item = PinnedPage> {
+        run_of(page, n).iter().map(|page| PinnedPage { page })
     }
 
     /// Gives up the value without unpinning: the pin stays counted on
@@ -630,15 +694,28 @@ fn unpin_folio_refs(f: &'static Page, n: i32, make_dirty: bool) {
     // AcqRel, as for one pin: the counts are read by the free path's oracle
     // and by KSM/collapse's refcount checks, which only ever see the whole
     // run gone or the whole run still there (never fewer pins than remain).
-    let old = f.dma_pins.fetch_sub(n, Ordering::AcqRel);
-    if old < n {
-        report_invariant(format_args!("unpin of {n} pins of {:#x} with {old} recorded", f.phys()));
-    }
-    if f.has(PageFlags::HEAD) {
-        f.pincount.fetch_sub(n, Ordering::AcqRel);
-        f.put_many(n);
+    // A large folio's pincount is its exact pin count; a small folio's
+    // exact count goes with the bias, in one RMW (Release/Acquire as in
+    // `put_many`).
+    let (pins, refs) = if f.has(PageFlags::HEAD) {
+        (f.pincount.fetch_sub(n, Ordering::AcqRel), None)
     } else {
-        f.put_many(n * PIN_BIAS);
+        let old = f.counts_add(-n * PIN_BIAS, -n, Ordering::AcqRel);
+        (pins_of(old), Some(refs_of(old)))
+    };
+    if pins < n {
+        report_invariant(format_args!("unpin of {n} pins of {:#x} with {pins} recorded", f.phys()));
+    }
+    match refs {
+        None => f.put_many(n),
+        Some(old) if old == n * PIN_BIAS => {
+            fence(Ordering::Acquire);
+            free_folio(f);
+        }
+        Some(old) if old < n * PIN_BIAS => {
+            report_uaf(format_args!("unpin on free frame {:#x} (refcount was {old}, put {})", f.phys(), n * PIN_BIAS));
+        }
+        Some(_) => {}
     }
     stamps::end(Step::GupUnpin, t);
 }
@@ -663,12 +740,20 @@ pub(crate) fn folio_ref_try_add(folio: &'static Page, n: i32) -> bool {
     // pair with a writer's clear, fence(SeqCst), reference-count load is
     // this RMW and its SeqCst re-read of the entry, with no fence between
     // (gup/fast.rs grab_then_recheck). On x86 the same LOCK CMPXCHG.
-    let mut cur = folio.refcount.load(Ordering::Relaxed);
+    try_add_counts(folio, n, 0)
+}
+
+/// The add-unless-zero of [`folio_ref_try_add`] (its orderings), adding
+/// `pins` exact pins too (a small folio's, for [`PinnedPage::try_pin`]).
+#[inline(always)]
+fn try_add_counts(folio: &'static Page, refs: i32, pins: i32) -> bool {
+    let mut cur = folio.counts.load(Ordering::Relaxed);
     loop {
-        if cur <= 0 {
+        if refs_of(cur) <= 0 {
             return false;
         }
-        match folio.refcount.compare_exchange_weak(cur, cur + n, Ordering::SeqCst, Ordering::Relaxed) {
+        let new = cur.wrapping_add(counts_delta(refs, pins));
+        match folio.counts.compare_exchange_weak(cur, new, Ordering::SeqCst, Ordering::Relaxed) {
             Ok(_) => return true,
             Err(now) => cur = now,
         }
@@ -680,7 +765,7 @@ pub(crate) fn folio_ref_try_add(folio: &'static Page, n: i32) -> bool {
 /// freed meanwhile).
 pub(crate) fn folio_put_refs(folio: &'static Page, n: i32) {
     // Release/Acquire as in `put_many`, on this very page's count.
-    let old = folio.refcount.fetch_sub(n, Ordering::Release);
+    let old = refs_of(folio.counts_add(-n, 0, Ordering::Release));
     if old == n {
         fence(Ordering::Acquire);
         free_folio(folio);
@@ -692,7 +777,7 @@ pub(crate) fn folio_put_refs(folio: &'static Page, n: i32) {
 /// Turns `n` references a walker holds on `folio` into `n` pins (Linux
 /// try_grab_folio_fast() with FOLL_PIN after try_get_folio()): a large
 /// folio counts them in its pincount, a small one adds the rest of the
-/// bias to its refcount. The exact pin count goes along.
+/// bias to its refcount, and its exact pin count in the same RMW.
 #[inline(always)]
 pub(crate) fn folio_add_pins(folio: &'static Page, n: i32) {
     // SeqCst, both: the pin state fork reads (maybe_dma_pinned) after its
@@ -703,33 +788,45 @@ pub(crate) fn folio_add_pins(folio: &'static Page, n: i32) {
     if folio.flags.load(Ordering::Acquire) & PageFlags::HEAD.bits() != 0 {
         folio.pincount.fetch_add(n, Ordering::SeqCst);
     } else {
-        folio.refcount.fetch_add(n * (PIN_BIAS - 1), Ordering::SeqCst);
+        folio.counts_add(n * (PIN_BIAS - 1), n, Ordering::SeqCst);
     }
-    folio.dma_pins.fetch_add(n, Ordering::AcqRel);
 }
 
 /// Unpins every pin of `pins`, one batch per run of consecutive pins of the
 /// same folio (Linux unpin_user_pages_dirty_lock(): gup_folio_next() groups
 /// the array by folio, then one gup_put_folio() per group), marking each
 /// folio dirty first if `make_dirty`. A 2 MiB THP pinned in one call is
-/// three atomics to unpin, not three per subpage. The counts each folio
-/// ends with are those of unpinning the pins one by one.
+/// two atomics to unpin, not two per subpage. The counts each folio ends
+/// with are those of unpinning the pins one by one.
+///
+/// A pin whose page lies in the frames of the batch's folio belongs to the
+/// batch without a folio lookup (Linux's gup_folio_next() looks each page's
+/// folio up): the batch holds a pin on that folio, and a pinned folio
+/// cannot be split (a split freezes the count at exactly the references
+/// its mappings hold), so every page in its frames is its page until the
+/// batch is unpinned. Under `gup.head_recheck=off` (bug H) a pin may be
+/// counted on another folio than its page's; the batch's folio is still
+/// the first page's folio as it is now, as unpinning one by one would use.
 pub(crate) fn unpin_user_pages_dirty_lock(pins: impl IntoIterator<Item = PinnedPage>, make_dirty: bool) {
-    let mut run: Option<(&'static Page, i32)> = None;
+    // The folio, its pins so far, and the addresses of its frames' metadata.
+    let mut run: Option<(&'static Page, i32, core::ops::Range<usize>)> = None;
     for pin in pins {
-        let f = pin.page.folio();
+        let at = pin.page as *const Page as usize;
         // Its pin is now counted in `run` and dropped with it.
-        core::mem::forget(pin);
+        let page = pin.into_page();
         match &mut run {
-            Some((cur, n)) if core::ptr::eq(*cur, f) => *n += 1,
+            Some((_, n, frames)) if frames.contains(&at) => *n += 1,
             _ => {
-                if let Some((cur, n)) = run.replace((f, 1)) {
+                let f = page.folio();
+                let lo = f as *const Page as usize;
+                let frames = lo..lo + (1usize << f.order()) * core::mem::size_of::<Page>();
+                if let Some((cur, n, _)) = run.replace((f, 1, frames)) {
                     unpin_folio_refs(cur, n, make_dirty);
                 }
             }
         }
     }
-    if let Some((cur, n)) = run {
+    if let Some((cur, n, _)) = run {
         unpin_folio_refs(cur, n, make_dirty);
     }
 }
@@ -755,13 +852,13 @@ pub fn alloc_folio(order: usize, zeroed: bool) -> Option<PageRef> {
     head.mapcount.store(0, Ordering::Relaxed);
     head.entire_mapcount.store(0, Ordering::Relaxed);
     head.pincount.store(0, Ordering::Relaxed);
-    head.dma_pins.store(0, Ordering::Relaxed);
     head.order.store(order as u32, Ordering::Relaxed);
     head.flags.store(if order > 0 { PageFlags::HEAD.bits() } else { 0 }, Ordering::Relaxed);
     // Release: the metadata above is initialised before any CPU can see the
     // folio referenced (folio_ref_try_add's success ordering includes
     // Acquire).
-    head.refcount.store(1, Ordering::Release);
+    // No pins in the upper half.
+    head.counts.store(1, Ordering::Release);
     LIVE_FOLIOS.fetch_add(1, Ordering::Relaxed);
     Some(PageRef { page: head })
 }
@@ -776,14 +873,28 @@ impl Page {
         // given up before the freeze happen before what the splitter does
         // next. A walker's add-unless-zero either came first (the count is
         // not `count`, the freeze fails) or fails on the zero.
-        self.refcount.compare_exchange(count, 0, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        // The pin half is kept (it is zero: a pin adds the bias, so the
+        // count would not be `count`); the compare-exchange retries only
+        // while the references still are `count`.
+        let mut cur = self.counts.load(Ordering::Relaxed);
+        loop {
+            if refs_of(cur) != count {
+                return false;
+            }
+            match self.counts.compare_exchange_weak(cur, cur & !u64::from(u32::MAX), Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
     }
 
     /// Sets a frozen refcount back to `count` (Linux folio_ref_unfreeze()).
     pub(crate) fn folio_ref_unfreeze(&self, count: i32) {
         // Release: the metadata written while frozen (a split's new small
         // folios) is visible to whoever takes a reference after this.
-        self.refcount.store(count, Ordering::Release);
+        // An add to the zero (no one else writes a frozen count), which
+        // keeps the pin half.
+        self.counts.fetch_add(counts_delta(count, 0), Ordering::Release);
     }
 }
 
@@ -798,7 +909,7 @@ impl Page {
 pub(crate) fn split_frozen_folio(folio: &'static Page, mut refs: impl FnMut(usize) -> i32) {
     let head_bits = folio.flags.load(Ordering::Acquire);
     assert!(head_bits & PageFlags::HEAD.bits() != 0, "split of frame {:#x}, which heads no large folio", folio.phys());
-    assert_eq!(folio.refcount.load(Ordering::Acquire), 0, "split of a folio that is not frozen");
+    assert_eq!(refs_of(folio.counts.load(Ordering::Acquire)), 0, "split of a folio that is not frozen");
     let order = folio.order.load(Ordering::Relaxed);
     let inherited = head_bits & (PageFlags::FOLIO.bits() & !PageFlags::LOCKED.bits());
     let pfn = folio.pfn();
@@ -807,7 +918,8 @@ pub(crate) fn split_frozen_folio(folio: &'static Page, mut refs: impl FnMut(usiz
         t.order.store(0, Ordering::Relaxed);
         t.entire_mapcount.store(0, Ordering::Relaxed);
         t.pincount.store(0, Ordering::Relaxed);
-        t.dma_pins.store(0, Ordering::Relaxed);
+        // References and exact pins both zero until the unfreeze below.
+        t.counts.store(0, Ordering::Relaxed);
         let own = t.flags.load(Ordering::Relaxed) & !(PageFlags::TAIL.bits() | PageFlags::FOLIO.bits());
         // Release: the fields above before the page stops being a tail.
         t.flags.store(own | inherited, Ordering::Release);
@@ -826,7 +938,7 @@ pub(crate) fn split_frozen_folio(folio: &'static Page, mut refs: impl FnMut(usiz
 /// The last reference is gone: check, poison and free the folio.
 fn free_folio(f: &'static Page) {
     let order = if f.has(PageFlags::HEAD) { f.order.load(Ordering::Relaxed) as usize } else { 0 };
-    let pins = f.dma_pins.load(Ordering::Acquire);
+    let pins = f.dma_pins();
     if pins != 0 {
         report_uaf(format_args!("pinned folio {:#x} ({pins} pins) reached the free path", f.phys()));
     }
