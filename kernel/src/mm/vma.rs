@@ -271,6 +271,9 @@ impl VmaSet {
     /// `NotCovered` and `TooMany` (more areas than [`WALK_AREAS`]) leave the
     /// set as it was.
     fn modify_walk(&mut self, start: UserAddr, end: UserAddr, f: &mut impl FnMut(&mut Vma)) -> Walk {
+        if self.modify_one(start, end, f) {
+            return Walk::Done;
+        }
         let mut cur = self.areas.upper_bound_mut(Bound::Excluded(&end));
         // Down: the areas meeting the range (top first) and the one before.
         let mut old = Areas::new();
@@ -367,6 +370,48 @@ impl VmaSet {
             }
         }
         Walk::Done
+    }
+
+    /// The common case of [`Self::modify_walk`] without its copies: `[start,
+    /// end)` is exactly one area and, changed, it still continues neither
+    /// its predecessor nor into its successor (a whole mapping between
+    /// areas of other protections; Linux's vma_modify() finding nothing to
+    /// split or merge). One search, a few cursor steps, the area changed in
+    /// place. `false`, and nothing changed, in every other case.
+    fn modify_one(&mut self, start: UserAddr, end: UserAddr, f: &mut impl FnMut(&mut Vma)) -> bool {
+        let mut cur = self.areas.upper_bound_mut(Bound::Excluded(&end));
+        // The area after and the one after that: an area starting right at
+        // `end` absorbs its equal followers in the general walk (as the
+        // model of tests/src/mm/areas.rs, after mmap(MAP_FIXED) left equal
+        // neighbours apart), so that case is the general walk's too.
+        let after = cur.next().map(|(_, a)| *a);
+        let after2 = cur.peek_next().map(|(_, b)| *b);
+        if after.is_some() {
+            cur.prev();
+        }
+        if let (Some(a), Some(b)) = (after, after2)
+            && a.start == end
+            && continues(&a, &b)
+        {
+            return false;
+        }
+        let new = match cur.prev() {
+            Some((_, v)) if v.start == start && v.end == end => {
+                let mut n = *v;
+                f(&mut n);
+                n
+            }
+            _ => return false,
+        };
+        let before = cur.peek_prev().map(|(_, b)| *b);
+        if before.is_some_and(|b| continues(&b, &new)) || after.is_some_and(|a| continues(&new, &a)) {
+            return false;
+        }
+        match cur.peek_next() {
+            Some((_, v)) => *v = new,
+            None => unreachable!("the area the cursor just stepped over"),
+        }
+        true
     }
 
     /// [`Self::modify_range`] area by area (split, apply, merge, each with
