@@ -31,9 +31,14 @@ use super::{TestMm, WRITE_RUN, page, pte, read_phys, user_flags, write_user_run}
 use crate::util;
 
 /// Most iterations of the stale-write test (each alternates the frames)...
-const ITERATIONS: u64 = 10_000;
+/// Under `tlb.nowait` a stale write shows within 3-1126 iterations in
+/// twelve boots on an idle host; one CI run with other suites' QEMUs on
+/// both host cores went 10000 without one (the target's vCPU took each
+/// IPI before the initiator looked), so the bounds are the user-writer
+/// test's (40000, 6 s): a working flush still passes, only slower.
+const ITERATIONS: u64 = 40_000;
 /// ... within this time budget, after at least [`MIN_ITERATIONS`].
-const BUDGET_NS: u64 = 3_000_000_000;
+const BUDGET_NS: u64 = 6_000_000_000;
 const MIN_ITERATIONS: u64 = 100;
 /// Writes the writer must have made to the new frame before an iteration ends.
 const WRITES_AFTER_FLUSH: u64 = 2000;
