@@ -2,7 +2,8 @@
 //! address spaces, copy-on-write and MADV_UNMERGEABLE give private copies,
 //! pinned and GUP-referenced pages are refused, `ksm.check_before_clear` and
 //! `sync=rcu` still merge, a fault under the marker waits, ksmd, huge pages
-//! left alone, fork) on BIOS with 2 and 4 CPUs.
+//! left alone, fork, ksmd's checksum list against a model of Linux's
+//! rmap_list) on BIOS with 2 and 4 CPUs.
 
 use testbed::qemu::Firmware;
 use testbed::testkit;

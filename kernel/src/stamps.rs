@@ -73,6 +73,10 @@ pub(crate) enum Step {
     KsmMergeOne,
     /// KSM: one scan_page (everything for one page visit).
     KsmScanPage,
+    /// KSM: the pte lookup of one page with its reference (follow_page()).
+    KsmFollow,
+    /// KSM: recording one page's checksum (Linux's rmap_item).
+    KsmRmapItem,
     /// Collapse: allocating the 2 MiB folio (step 1).
     CollapseAlloc,
     /// Collapse: taking the mmap lock for writing (step 2).
@@ -111,7 +115,7 @@ pub(crate) enum Step {
 
 impl Step {
     /// Every step, in [`Step`] order.
-    const ALL: [Step; 37] = [
+    const ALL: [Step; 39] = [
         Step::CallAlloc,
         Step::CallQueue,
         Step::CallIcr,
@@ -135,6 +139,8 @@ impl Step {
         Step::KsmFlushReplace,
         Step::KsmMergeOne,
         Step::KsmScanPage,
+        Step::KsmFollow,
+        Step::KsmRmapItem,
         Step::CollapseAlloc,
         Step::CollapseLock,
         Step::CollapseFlush,
@@ -177,6 +183,8 @@ impl Step {
             Step::KsmFlushReplace => "ksm_flush_replace",
             Step::KsmMergeOne => "ksm_merge_one",
             Step::KsmScanPage => "ksm_scan_page",
+            Step::KsmFollow => "ksm_follow",
+            Step::KsmRmapItem => "ksm_rmap_item",
             Step::CollapseAlloc => "collapse_alloc",
             Step::CollapseLock => "collapse_lock",
             Step::CollapseFlush => "collapse_flush",

@@ -14,6 +14,8 @@
 //!   its checksum since the previous scan before it enters the unstable index,
 //!   and two equal unstable pages become a new KSM page. The unstable index is
 //!   emptied after every full scan.
+//! * [`rmap_list`]: the checksum ksmd saw at each page on its last visit,
+//!   walked in step with the scan as Linux's rmap_list.
 //! * [`merge`]: try_to_merge_one_page, write_protect_page and replace_page:
 //!   the writer side of the race, with the switches of controls.md.
 //!
@@ -31,6 +33,7 @@
 
 mod keys;
 pub mod merge;
+pub mod rmap_list;
 pub mod scan;
 pub(crate) mod stats;
 

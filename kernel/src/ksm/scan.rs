@@ -24,6 +24,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::merge::{identical, try_to_merge_one_page};
+use super::rmap_list::{Order, RmapList};
 use super::stats;
 use crate::mm::addr_space::AddressSpace;
 use crate::mm::fault::{self, Access, AccessKind};
@@ -53,7 +54,7 @@ impl Tunables {
 
 /// What the scanner keeps per address space: the last checksum seen per
 /// page address (Linux rmap_item->oldchecksum).
-type Checksums = BTreeMap<UserAddr, u64>;
+type Checksums = RmapList;
 
 struct UnstableEntry {
     mm: Weak<AddressSpace>,
@@ -267,7 +268,7 @@ fn lock_scanner() -> spin::MutexGuard<'static, Scanner> {
 pub fn scan_pages(n: u64) -> u64 {
     let mut s = lock_scanner();
     for mm in NEW.lock().drain(..) {
-        s.cursor.register(mm, BTreeMap::new);
+        s.cursor.register(mm, RmapList::new);
     }
     let mut done = 0;
     // Pages done when the current pass began: a pass that adds none ends
@@ -323,7 +324,7 @@ fn scan_steered(s: &mut Scanner) -> bool {
         return false;
     }
     let saved = s.cursor.visit(slot, addr);
-    scan_page(s, &mm, &vmas, addr);
+    scan_page(s, &mm, &vmas, addr, Order::Steered);
     s.cursor.restore(saved);
     true
 }
@@ -343,31 +344,45 @@ fn scan_mm(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, budget: u64) 
                 s.cursor.addr = addr;
                 return (done, false);
             }
-            scan_page(s, mm, vmas, addr);
+            scan_page(s, mm, vmas, addr, Order::InOrder);
             done += 1;
             addr += PAGE_SIZE;
             crate::sched::cond_resched();
         }
     }
+    s.cursor.data().end_pass();
     s.cursor.addr = UserAddr::END;
     (done, true)
 }
 
 /// One page (Linux cmp_and_merge_page()).
-fn scan_page(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: UserAddr) {
+fn scan_page(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: UserAddr, order: Order) {
     let t = stamps::start();
-    scan_page_inner(s, mm, vmas, addr);
+    scan_page_inner(s, mm, vmas, addr, order);
     stamps::end(Step::KsmScanPage, t);
 }
 
-fn scan_page_inner(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: UserAddr) {
+fn scan_page_inner(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr: UserAddr, order: Order) {
     stats::note_scanned();
-    let Some(page) = follow(mm, addr) else {
-        s.cursor.data().remove(&addr);
-        return;
+    let t = stamps::start();
+    let followed = follow(mm, addr);
+    stamps::end(Step::KsmFollow, t);
+    let t = stamps::start();
+    // The page's item (Linux get_next_rmap_item()); a page with nothing
+    // mapped keeps none.
+    let old = s.cursor.data().take(addr, order);
+    stamps::end(Step::KsmRmapItem, t);
+    let Some(page) = followed else { return };
+    // A page merged or left alone keeps the checksum it had (Linux leaves
+    // oldchecksum as it was unless the stable search failed).
+    let keep = |s: &mut Scanner| {
+        if let Some(sum) = old {
+            s.cursor.data().put(addr, sum);
+        }
     };
     let p = page.page();
     if !p.has(PageFlags::ANON) || p.is_large() || p.has(PageFlags::KSM) {
+        keep(s);
         return;
     }
     let sum = checksum(p);
@@ -376,9 +391,11 @@ fn scan_page_inner(s: &mut Scanner, mm: &Arc<AddressSpace>, vmas: &VmaSet, addr:
             Ok(()) => stats::note_merge(),
             Err(r) => stats::note_refused(r),
         }
+        keep(s);
         return;
     }
-    if s.cursor.data().insert(addr, sum) != Some(sum) {
+    s.cursor.data().put(addr, sum);
+    if old != Some(sum) {
         return; // volatile (or first visit): not into the unstable index yet
     }
     let partner = match s.unstable.get(&sum) {

@@ -123,11 +123,28 @@ pub fn same_contents(a: &Page, b: &Page) -> bool {
 }
 
 /// A 64-bit hash of a 4 KiB page's contents (Linux calc_checksum(), xxhash
-/// there): FNV-style multiply and rotate over the words.
+/// there). Four lanes, as xxhash's, each taking every fourth word with an
+/// xor and a multiply by an odd constant (a bijection of the lane, so a
+/// change of any one word always changes the hash), then the lanes folded
+/// with rotations and a final avalanche: three instructions a word where
+/// the single-lane multiply-and-rotate took six and a half. Under TCG the
+/// loads dominate, so the gain is small (bench=ksm bench.breakdown=on,
+/// interleaved runs: median 1.17-1.20 -> 1.04-1.05 us a page).
 pub fn checksum(p: &Page) -> u64 {
-    words(p).iter().fold(0xcbf2_9ce4_8422_2325u64, |h, w| {
-        (h ^ w.load(Ordering::Relaxed)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(17)
-    })
+    const P: u64 = 0x9e37_79b1_85eb_ca87; // xxhash's PRIME64_1, odd
+    let mut h = [0xcbf2_9ce4_8422_2325u64, 0x8422_2325_cbf2_9ce4, 0x27d4_eb2f_1656_67c5, 0x1656_67c5_27d4_eb2f];
+    for c in words(p).chunks_exact(4) {
+        for (h, w) in h.iter_mut().zip(c) {
+            *h = (*h ^ w.load(Ordering::Relaxed)).wrapping_mul(P);
+        }
+    }
+    let mut x = h[0].rotate_left(1) ^ h[1].rotate_left(7) ^ h[2].rotate_left(12) ^ h[3].rotate_left(18);
+    // Avalanche (xxhash's final mix) so low bits depend on every lane's high bits.
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0x1656_67b1_9e37_79f9);
+    x ^ (x >> 32)
 }
 
 /// Writes the word at byte `offset` (8-aligned, inside the page) of the page

@@ -3,4 +3,4 @@
 #![no_std]
 #![no_main]
 
-kernel::ktest_main!("ksm", [ktests::ksm::merge::TESTS, ktests::ksm::protocol::TESTS]);
+kernel::ktest_main!("ksm", [ktests::ksm::merge::TESTS, ktests::ksm::protocol::TESTS, ktests::ksm::rmap_list::TESTS]);

@@ -17,6 +17,7 @@
 
 pub mod merge;
 pub mod protocol;
+pub mod rmap_list;
 
 use kernel::ksm::{self, Stats};
 use kernel::mm::addr_space::AddressSpace;
