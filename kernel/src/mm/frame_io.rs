@@ -182,7 +182,21 @@ pub fn write_bytes(dst: &PageRef, offset: usize, src: &[u8]) {
 
 /// Fills the page `dst` references with the word `v`.
 pub fn fill(dst: &PageRef, v: u64) {
-    words(dst.page()).iter().for_each(|w| w.store(v, Ordering::Relaxed));
+    fill_words(dst.page(), v);
+}
+
+/// Stores `v` into every word of the 4 KiB frame `p`, eight stores a loop
+/// iteration: under TCG a loop iteration is a translated block executed
+/// once more, and a string instruction (`rep stosq`) one per word.
+#[inline]
+fn fill_words(p: &Page, v: u64) {
+    let (chunks, rest) = words(p).as_chunks::<8>();
+    debug_assert!(rest.is_empty());
+    for c in chunks {
+        for w in c {
+            w.store(v, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Zeroes the page `dst` references.
@@ -204,7 +218,7 @@ pub fn copy_page_into(dst: &PageRef, index: usize, src: &Page) {
 
 /// Zeroes page `index` of `dst`'s folio (collapse's none ptes).
 pub fn zero_page_in(dst: &PageRef, index: usize) {
-    words(folio_page(dst, index)).iter().for_each(|w| w.store(0, Ordering::Relaxed));
+    fill_words(folio_page(dst, index), 0);
 }
 
 /// Copies `src`'s whole folio into `dst`'s folio, which must have the same
@@ -219,8 +233,12 @@ pub fn copy_folio_from(dst: &PageRef, src: &Page) {
 
 /// Word-by-word copy of one 4 KiB page (the destination checked by callers).
 fn copy_words(dst: &Page, src: &Page) {
-    for (d, s) in words(dst).iter().zip(words(src)) {
-        d.store(s.load(Ordering::Relaxed), Ordering::Relaxed);
+    // Eight words a loop iteration, as `fill_words`.
+    let (d, s) = (words(dst).as_chunks::<8>().0, words(src).as_chunks::<8>().0);
+    for (d, s) in d.iter().zip(s) {
+        for (d, s) in d.iter().zip(s) {
+            d.store(s.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 }
 
@@ -312,21 +330,23 @@ impl Drop for OwnedFrames {
 
 /// Fills `2^order` free frames at `pa` with the poison byte (the free path).
 ///
-/// A plain `write_bytes` (the string instruction): the free path runs for
-/// every freed folio, and 512 word stores cost ksmd a third of its merge
-/// rate under TCG (bench=ksm). The only writer that can race with it is a
-/// stale one (a TLB entry or a DMA the protocol failed to stop), whose
-/// write the quarantine's check then reports; no correct path reads or
-/// writes a free frame.
+/// Word stores eight a loop iteration ([`fill_words`]): the free path runs
+/// for every freed folio; one word store a loop iteration cost ksmd a third
+/// of its merge rate under TCG (bench=ksm), and the string instruction
+/// (`write_bytes`, `rep stosq`) is one translated-block execution per word
+/// there. The only writer that can race with it is a stale one (a TLB entry
+/// or a DMA the protocol failed to stop), whose write the quarantine's
+/// check then reports; no correct path reads or writes a free frame.
 ///
 /// # Safety
 /// The frames are free and the caller's: no owner reads or writes them any
 /// more.
 pub(super) unsafe fn poison(pa: PhysAddr, order: usize, byte: u8) {
-    assert!(page::exists((pa.as_u64() >> 12) + (1 << order) - 1), "poison of {pa:#x} past physical memory");
-    // SAFETY: inside RAM (checked), in the direct map; the frames are the
-    // caller's (above).
-    unsafe { core::ptr::write_bytes(phys_to_virt(pa).as_mut_ptr::<u8>(), byte, (PAGE_SIZE << order) as usize) };
+    let first = pa.as_u64() >> 12;
+    assert!(page::exists(first + (1 << order) - 1), "poison of {pa:#x} past physical memory");
+    for pfn in first..first + (1 << order) {
+        fill_words(page::page(pfn), u64::from_ne_bytes([byte; 8]));
+    }
 }
 
 /// The byte offset of the first 8-byte word of the 4 KiB frame `p` that is
