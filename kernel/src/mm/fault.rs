@@ -164,7 +164,7 @@ fn thp_allowed(vma: &Vma, addr: UserAddr) -> bool {
 /// The current task's address space.
 pub(crate) fn current_mm() -> Option<Arc<AddressSpace>> {
     // The only MmContext is AddressSpace; the downcast cannot fail.
-    let mm = crate::sched::current_task().mm.clone()?;
+    let mm = crate::sched::current_mm()?;
     Some(mm.into_any().downcast::<AddressSpace>().unwrap_or_else(|_| panic!("a task's address space is no AddressSpace")))
 }
 
