@@ -251,10 +251,25 @@ fn bench_breakdown_prints_the_steps_of_each_configuration() {
     // KSM: one write-protect flush and one replace flush per merged page
     // (16384 pages: 64 KSM pages; every other page replaced).
     let l = steps("RESULT ksm_steps mib=64 ");
-    for k in ["ksm_checksum", "ksm_compare", "ksm_ptl", "ksm_flush_wp", "ksm_flush_replace", "ksm_merge_one", "ksm_scan_page"] {
+    for k in [
+        "ksm_checksum",
+        "ksm_compare",
+        "ksm_ptl",
+        "ksm_flush_wp",
+        "ksm_flush_replace",
+        "ksm_merge_one",
+        "ksm_scan_page",
+        "ksm_follow",
+        "ksm_rmap_item",
+    ] {
         assert!(value(&l, &format!("{k}_n")).is_some_and(|n| n > 0), "no {k}_n in: {l}");
     }
     assert!(value(&l, "ksm_flush_replace_n").is_some_and(|n| n >= 16320), "{l}");
+    // The pte lookup and the checksum list's item: once per scanned page, so
+    // at least once per page of the two passes a merge needs.
+    for k in ["ksm_follow_n", "ksm_rmap_item_n"] {
+        assert!(value(&l, k).is_some_and(|n| n >= 2 * 16384), "{k} below two passes: {l}");
+    }
     // GUP-fast: a pass of 512-page calls over the 64 MiB buffer per op and
     // backing; the walk, grab and re-check once per pte (16384) or per huge
     // pmd (32), pins also their accounting and one unpin batch per folio.
