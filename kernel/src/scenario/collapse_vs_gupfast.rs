@@ -158,7 +158,6 @@ impl Writer for Collapse {
     fn tally(&self) -> Tally {
         let s = khugepaged::stats();
         Tally {
-            done: s.pages_collapsed,
             refused_pinned: s.refused_pinned,
             refused: alloc::vec![
                 ("none_ptes", s.refused_none_ptes),

@@ -27,8 +27,6 @@ use crate::race::{RaceConfig, overlap};
 /// the run).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Tally {
-    /// Writes done: merges, collapses.
-    pub(crate) done: u64,
     /// Attempts refused for extra references or pins.
     pub(crate) refused_pinned: u64,
     /// Other refusals, by reason (`refused_<reason>=` in the RESULT line).
@@ -41,7 +39,8 @@ pub(crate) trait Writer {
     fn name(&self) -> &'static str;
     /// The scenario's table of expected outcomes.
     fn table(&self) -> &'static [Row];
-    /// The RESULT key and the summary label of [`Tally::done`]
+    /// The RESULT key and the summary label of the writes done
+    /// ([`Writer::done_counter`])
     /// (`("merges", "KSM merges")`).
     fn done_label(&self) -> (&'static str, &'static str);
     /// The worker processes to spawn: `(program, cpu)`.
@@ -55,8 +54,9 @@ pub(crate) trait Writer {
     fn settle(&mut self) {}
     /// The writer's counters now.
     fn tally(&self) -> Tally;
-    /// The writer's cumulative count of writes done ([`Tally::done`]), as a
-    /// plain function the workers can read: a safe row of the main job ends
+    /// The writer's cumulative count of writes done (merges, collapses,
+    /// probe installs and removals: the RESULT line's `writes`), as a plain
+    /// function the workers can read too: a safe row of the main job ends
     /// early only once the writer has worked *and* the overlaps were shown
     /// (`syscall::should_stop`).
     fn done_counter(&self) -> fn() -> u64;
@@ -140,6 +140,8 @@ pub(crate) fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: 
     let bail0 = crate::gup::fast::bailouts();
     let slow0 = crate::gup::fast::slow_falls();
     let tally0 = w.tally();
+    let done_counter = w.done_counter();
+    let done0 = done_counter();
 
     for c in [
         &SHARED.done_iterations,
@@ -162,8 +164,7 @@ pub(crate) fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: 
     SHARED.stop_on_catch.store(expected == Expected::Caught, Ordering::Relaxed);
     let enough = if expected == Expected::Safe { enough_overlaps.unwrap_or(0) } else { 0 };
     SHARED.enough_overlaps.store(enough, Ordering::Relaxed);
-    let done_counter = w.done_counter();
-    SHARED.done0.store(done_counter(), Ordering::Relaxed);
+    SHARED.done0.store(done0, Ordering::Relaxed);
     *SHARED.done_counter.lock() = Some(done_counter);
     let start = crate::time::now_ns();
     SHARED.deadline_ns.store(start + secs * 1_000_000_000, Ordering::Relaxed);
@@ -195,6 +196,7 @@ pub(crate) fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: 
     page::set_quarantine(false);
 
     let tally1 = w.tally();
+    let done1 = done_counter();
     let mut invariant_errors = page::invariant_errors() - inv0;
     let (folios1, tables1) = (page::live_folios(), pgtable::live_tables());
     if folios1 != folios0 || tables1 != tables0 {
@@ -225,7 +227,7 @@ pub(crate) fn run_report(cfg: &RaceConfig, w: &mut dyn Writer, enough_overlaps: 
         invariant_errors,
         dma_checks: SHARED.dma_checks.load(Ordering::Relaxed),
         write_checks: SHARED.write_checks.load(Ordering::Relaxed),
-        writes: tally1.done - tally0.done,
+        writes: done1 - done0,
         elapsed_ms,
         catch_ms: match SHARED.first_catch_ns.load(Ordering::Relaxed) {
             0 => None,

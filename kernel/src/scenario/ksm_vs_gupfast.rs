@@ -94,7 +94,6 @@ impl Writer for Ksm {
     fn tally(&self) -> Tally {
         let s = ksm::stats();
         Tally {
-            done: s.merges,
             refused_pinned: s.refused_pinned,
             refused: alloc::vec![
                 ("changed", s.refused_changed),
