@@ -37,3 +37,17 @@ pub fn wait_for(flag: &AtomicBool) {
         core::hint::spin_loop();
     }
 }
+
+/// A small xorshift generator for the model tests (a fixed seed gives the
+/// same calls every run, so a failure names a reproducible step).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}

@@ -8,17 +8,7 @@ use alloc::collections::BTreeMap;
 use kernel::ksm::rmap_list::{Order, RmapList};
 use kernel::mm::{PAGE_SIZE, UserAddr};
 
-/// A small xorshift generator (fixed seed: the same calls every run).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
+use crate::util::Rng;
 
 /// Linux's list as a map: `frontier` is the highest address the pass took
 /// in order.

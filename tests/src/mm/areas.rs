@@ -14,6 +14,7 @@ use kernel::mm::mmap::{self as m, MmError, advice, map};
 use kernel::mm::vma::{Prot, VmFlags};
 
 use super::{assert_no_leaks, new_mm};
+use crate::util::Rng;
 
 /// Where the window of the test starts, and its size in pages (more pages
 /// than the walk keeps on the stack, so that its fallback runs too).
@@ -100,18 +101,6 @@ fn areas(mm: &AddressSpace) -> Vec<Area> {
             Area { start: page(v.start), end: page(v.end), prot: v.prot, flags: v.flags }
         })
         .collect()
-}
-
-/// A small xorshift generator (fixed seed: the same calls every run).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 kernel::ktests! {
