@@ -46,11 +46,7 @@ fn loads(path: &str) -> Vec<Load> {
     let b = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     assert_eq!(&b[..4], b"\x7fELF", "{path}: not an ELF");
     assert_eq!((b[4], b[5]), (2, 1), "{path}: not ELF64 little endian");
-    let (phoff, phentsize, phnum) = (
-        u64_at(&b, 0x20) as usize,
-        u16_at(&b, 0x36) as usize,
-        u16_at(&b, 0x38) as usize,
-    );
+    let (phoff, phentsize, phnum) = (u64_at(&b, 0x20) as usize, u16_at(&b, 0x36) as usize, u16_at(&b, 0x38) as usize);
     (0..phnum)
         .map(|i| phoff + i * phentsize)
         .filter(|&h| u32_at(&b, h) == PT_LOAD)
@@ -72,11 +68,7 @@ fn shared_pages(loads: &[Load]) -> Vec<String> {
                 continue;
             };
             if a0 <= b1 && b0 <= a1 {
-                out.push(format!(
-                    "{a:x?} and {b:x?} share file page(s) {:#x}..={:#x}",
-                    a0.max(b0),
-                    a1.min(b1)
-                ));
+                out.push(format!("{a:x?} and {b:x?} share file page(s) {:#x}..={:#x}", a0.max(b0), a1.min(b1)));
             }
         }
     }
@@ -89,60 +81,27 @@ fn no_two_loadable_segments_share_a_file_page_in_any_kernel() {
     kernels.extend(SUITES.iter().copied());
     for (name, path) in kernels {
         let loads = loads(path);
-        assert!(
-            loads.iter().any(|l| l.flags & PF_X != 0),
-            "{name}: no executable segment"
-        );
-        assert!(
-            loads.iter().any(|l| l.flags & PF_W != 0),
-            "{name}: no writable segment"
-        );
+        assert!(loads.iter().any(|l| l.flags & PF_X != 0), "{name}: no executable segment");
+        assert!(loads.iter().any(|l| l.flags & PF_W != 0), "{name}: no writable segment");
         let shared = shared_pages(&loads);
         assert!(shared.is_empty(), "{name} ({path}):\n{}", shared.join("\n"));
         for l in &loads {
-            assert_eq!(
-                l.offset % PAGE,
-                l.vaddr % PAGE,
-                "{name}: segment {l:x?} is not loadable by pages"
-            );
+            assert_eq!(l.offset % PAGE, l.vaddr % PAGE, "{name}: segment {l:x?} is not loadable by pages");
         }
     }
 }
 
 #[test]
 fn the_check_finds_segments_that_share_a_page() {
+    let load = |flags, offset, vaddr, filesz| Load { flags: flags | 4, offset, vaddr, filesz };
     // The main kernel's layout before the link flag: .text ending on the
     // file page where .data.rel.ro and .data begin.
-    let text = Load {
-        flags: PF_X | 4,
-        offset: 0x1efd10,
-        vaddr: 0xffff_ffff_801f_0d10,
-        filesz: 0xce527,
-    };
-    let relro = Load {
-        flags: PF_W | 4,
-        offset: 0x2be238,
-        vaddr: 0xffff_ffff_802c_0238,
-        filesz: 0x590,
-    };
-    let data = Load {
-        flags: PF_W | 4,
-        offset: 0x2be7d0,
-        vaddr: 0xffff_ffff_802c_17d0,
-        filesz: 0x12a9f8,
-    };
+    let text = load(PF_X, 0x1efd10, 0xffff_ffff_801f_0d10, 0xce527);
+    let relro = load(PF_W, 0x2be238, 0xffff_ffff_802c_0238, 0x590);
+    let data = load(PF_W, 0x2be7d0, 0xffff_ffff_802c_17d0, 0x12a9f8);
     assert_eq!(shared_pages(&[text, relro, data]).len(), 3);
-    let text = Load {
-        flags: PF_X | 4,
-        offset: 0x1f0000,
-        vaddr: 0xffff_ffff_801f_0000,
-        filesz: 0xce527,
-    };
-    let data = Load {
-        flags: PF_W | 4,
-        offset: 0x2bf000,
-        vaddr: 0xffff_ffff_802b_f000,
-        filesz: 0x590,
-    };
+    // After it: each segment from a page boundary of its own.
+    let text = load(PF_X, 0x1f0000, 0xffff_ffff_801f_0000, 0xce527);
+    let data = load(PF_W, 0x2bf000, 0xffff_ffff_802b_f000, 0x590);
     assert!(shared_pages(&[text, data]).is_empty());
 }
